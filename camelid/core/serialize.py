@@ -58,6 +58,10 @@ class ByteReader:
         self._pos += n
         return out
 
+    def since(self, start: int) -> bytes:
+        """The bytes consumed from offset `start` to the current position."""
+        return self._data[start : self._pos].tobytes()
+
     def u8(self, what: str = "uint8") -> int:
         return self.read(1, what)[0]
 

@@ -107,10 +107,14 @@ class Transaction:
 
     @classmethod
     def read(cls, r: ByteReader) -> Transaction:
+        start = r.position
         version = r.u32("version")
         inputs = tuple(TxIn.read(r) for _ in range(r.count("input", _MIN_TXIN_SIZE)))
         outputs = tuple(TxOut.read(r) for _ in range(r.count("output", _MIN_TXOUT_SIZE)))
-        return cls(version, inputs, outputs, r.u32("lock_time"), r.read(32, "job id"))
+        tx = cls(version, inputs, outputs, r.u32("lock_time"), r.read(32, "job id"))
+        # Keep the decoded bytes: hashing a block off the wire then needs no re-serialization.
+        tx.__dict__["_raw"] = r.since(start)
+        return tx
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Transaction:
