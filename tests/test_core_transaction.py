@@ -1,5 +1,7 @@
 """Transaction layout, txids, signature hashes and hostile-input decoding."""
 
+import contextlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -60,18 +62,14 @@ def test_mutations_only_raise_value_error(tx, data):
     raw[pos] = data.draw(st.integers(0, 255))
     cut = data.draw(st.integers(0, len(raw)))
     for candidate in (bytes(raw), bytes(raw[:cut]), bytes(raw) + b"\x00"):
-        try:
+        with contextlib.suppress(ValueError):
             Transaction.from_bytes(candidate)
-        except ValueError:
-            pass
 
 
 @given(st.binary(max_size=300))
 def test_random_bytes_only_raise_value_error(raw):
-    try:
+    with contextlib.suppress(ValueError):
         Transaction.from_bytes(raw)
-    except ValueError:
-        pass
 
 
 def test_rejects_trailing_truncated_and_absurd():

@@ -1,0 +1,114 @@
+"""Job parameters (whitepaper 2.4) and the Job ID that transactions carry.
+
+The parameters never go on chain; only their hash does, in the Job ID field of the
+payment transactions. The encoding is therefore fixed byte for byte: any two nodes
+must derive the same Job ID from the same parameters.
+
+    version u8 | model_id[32] | var_bytes prompt (UTF-8) | max_tokens u32 | seed u64 |
+    temperature_milli u16 | timestamp u64 | timelock u32 | client_pubkey[33] |
+    var_bytes client_host (ASCII) | client_port u16
+
+Temperature is carried in thousandths so that no float ever enters a hash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from camelid.core.serialize import ByteReader, var_bytes
+from camelid.crypto.hashes import sha256d
+
+JOB_VERSION = 1
+MAX_PROMPT_BYTES = 64 * 1024
+MAX_JOB_TOKENS = 4096
+MAX_TEMPERATURE_MILLI = 2000
+MAX_HOST_BYTES = 255
+_JOB_ID_TAG = b"camelid/job-id/v1"
+
+
+@dataclass(frozen=True)
+class JobParams:
+    model_id: bytes  # Merkle root of the model's chunk hashes (whitepaper 2.6.1)
+    prompt: str
+    max_tokens: int
+    seed: int
+    temperature_milli: int  # sampling temperature x 1000; 0 is greedy
+    timestamp: int  # creation time, UNIX seconds
+    timelock: int  # seconds after `timestamp` by which the output must be delivered
+    client_pubkey: bytes  # 33-byte compressed key the output is encrypted to (ECIES)
+    client_host: str
+    client_port: int
+
+    def __post_init__(self) -> None:
+        _check(len(self.model_id) == 32, f"model_id must be 32 bytes, got {len(self.model_id)}")
+        _check(len(self.prompt.encode()) <= MAX_PROMPT_BYTES, f"prompt exceeds {MAX_PROMPT_BYTES} bytes")
+        _check(1 <= self.max_tokens <= MAX_JOB_TOKENS, f"max_tokens must be 1..{MAX_JOB_TOKENS}, got {self.max_tokens}")
+        _check(0 <= self.seed < 2**64, f"seed must fit 64 bits, got {self.seed}")
+        _check(
+            0 <= self.temperature_milli <= MAX_TEMPERATURE_MILLI,
+            f"temperature_milli must be 0..{MAX_TEMPERATURE_MILLI}, got {self.temperature_milli}",
+        )
+        _check(0 <= self.timestamp < 2**64, f"timestamp out of range: {self.timestamp}")
+        _check(0 < self.timelock < 2**32, f"timelock must be 1..2^32-1 seconds, got {self.timelock}")
+        _check(
+            len(self.client_pubkey) == 33 and self.client_pubkey[0] in (2, 3),
+            "client_pubkey must be a 33-byte compressed public key",
+        )
+        _check(
+            self.client_host.isascii() and len(self.client_host) <= MAX_HOST_BYTES,
+            f"client_host must be ASCII of at most {MAX_HOST_BYTES} characters",
+        )
+        _check(0 < self.client_port < 65536, f"client_port must be 1..65535, got {self.client_port}")
+
+    @property
+    def temperature(self) -> float:
+        return self.temperature_milli / 1000
+
+    def to_bytes(self) -> bytes:
+        return b"".join(
+            [
+                bytes([JOB_VERSION]),
+                self.model_id,
+                var_bytes(self.prompt.encode()),
+                self.max_tokens.to_bytes(4, "little"),
+                self.seed.to_bytes(8, "little"),
+                self.temperature_milli.to_bytes(2, "little"),
+                self.timestamp.to_bytes(8, "little"),
+                self.timelock.to_bytes(4, "little"),
+                self.client_pubkey,
+                var_bytes(self.client_host.encode("ascii")),
+                self.client_port.to_bytes(2, "little"),
+            ]
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> JobParams:
+        """Decode job parameters; ValueError naming the field for any malformed input."""
+        r = ByteReader(data)
+        version = r.u8("job version")
+        _check(version == JOB_VERSION, f"unknown job version {version}")
+        model_id = r.read(32, "model id")
+        prompt_raw = r.var_bytes("prompt")
+        max_tokens, seed = r.u32("max_tokens"), r.u64("seed")
+        temperature_milli = int.from_bytes(r.read(2, "temperature"), "little")
+        timestamp, timelock = r.u64("timestamp"), r.u32("timelock")
+        client_pubkey = r.read(33, "client pubkey")
+        host_raw = r.var_bytes("client host")
+        port = int.from_bytes(r.read(2, "client port"), "little")
+        r.finish("job parameters")
+        try:
+            prompt, host = prompt_raw.decode(), host_raw.decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"job text is not valid UTF-8/ASCII: {exc}") from None
+        return cls(
+            model_id, prompt, max_tokens, seed, temperature_milli, timestamp, timelock, client_pubkey, host, port
+        )
+
+    def job_id(self) -> bytes:
+        """The 32-byte Job ID: a tagged sha256d of the canonical encoding."""
+        return sha256d(_JOB_ID_TAG + self.to_bytes())
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)

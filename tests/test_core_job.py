@@ -1,0 +1,95 @@
+"""Job parameters: canonical encoding, Job ID, and rejection of malformed parameters."""
+
+import contextlib
+import dataclasses
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from camelid.core.job import JobParams
+
+BASE = JobParams(
+    model_id=b"\x01" * 32,
+    prompt="Why do llamas hum?",
+    max_tokens=64,
+    seed=7,
+    temperature_milli=800,
+    timestamp=1_795_600_000,
+    timelock=600,
+    client_pubkey=b"\x02" + b"\x11" * 32,
+    client_host="127.0.0.1",
+    client_port=29733,
+)
+
+jobs = st.builds(
+    JobParams,
+    st.binary(min_size=32, max_size=32),
+    st.text(max_size=200),
+    st.integers(1, 4096),
+    st.integers(0, 2**64 - 1),
+    st.integers(0, 2000),
+    st.integers(0, 2**64 - 1),
+    st.integers(1, 2**32 - 1),
+    st.builds(lambda p, b: bytes([p]) + b, st.sampled_from([2, 3]), st.binary(min_size=32, max_size=32)),
+    st.text(alphabet=st.characters(max_codepoint=127), max_size=40),
+    st.integers(1, 65535),
+)
+
+
+@given(jobs)
+def test_round_trip_and_stable_id(job):
+    decoded = JobParams.from_bytes(job.to_bytes())
+    assert decoded == job
+    assert decoded.job_id() == job.job_id()
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("prompt", "Why do alpacas hum?"),
+        ("seed", 8),
+        ("temperature_milli", 0),
+        ("max_tokens", 65),
+        ("model_id", b"\x02" * 32),
+        ("client_port", 29734),
+        ("timelock", 601),
+    ],
+)
+def test_every_field_changes_the_job_id(field, value):
+    assert dataclasses.replace(BASE, **{field: value}).job_id() != BASE.job_id()
+
+
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("model_id", b"\x01" * 31, "model_id must be 32 bytes"),
+        ("max_tokens", 0, "max_tokens must be"),
+        ("max_tokens", 4097, "max_tokens must be"),
+        ("temperature_milli", 2001, "temperature_milli"),
+        ("client_pubkey", b"\x04" + b"\x11" * 32, "compressed public key"),
+        ("client_host", "hôte", "ASCII"),
+        ("client_port", 0, "client_port"),
+        ("timelock", 0, "timelock"),
+    ],
+)
+def test_invalid_parameters_are_named(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(BASE, **{field: value})
+
+
+def test_decoder_rejects_version_trailing_and_bad_text():
+    raw = BASE.to_bytes()
+    with pytest.raises(ValueError, match="unknown job version"):
+        JobParams.from_bytes(b"\x02" + raw[1:])
+    with pytest.raises(ValueError, match="trailing"):
+        JobParams.from_bytes(raw + b"\x00")
+    bad_utf8 = raw[:33] + b"\x02\xff\xfe" + raw[33 + 1 + len(BASE.prompt.encode()) :]
+    with pytest.raises(ValueError, match="UTF-8"):
+        JobParams.from_bytes(bad_utf8)
+
+
+@given(st.binary(max_size=200))
+def test_random_bytes_only_raise_value_error(raw):
+    with contextlib.suppress(ValueError):
+        JobParams.from_bytes(raw)
