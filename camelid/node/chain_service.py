@@ -1,0 +1,133 @@
+"""The chain service: sole owner of the ChainState and the Mempool.
+
+Everything that touches them -- block validation, mempool acceptance, template
+building, and the reads RPC handlers make -- runs on one dedicated worker thread,
+in submission order. That keeps CPU-heavy validation off the event loop, gives a
+single writer (LevelDB batches never interleave) and lets readers see a
+consistent tip without locks inside the chain code.
+
+After each accepted block the service updates the mempool and publishes, in
+order: BlockDisconnected for each block a reorganisation removed, BlockConnected
+for each block added, then one TipChanged. Other services (RPC, the miner) call:
+
+    await chain.call(fn, *args)                 # any read/write on the chain thread
+    await chain.submit_block(block)             # -> BlockResult; raises BlockRejected
+    await chain.submit_transaction(tx)          # -> mempool entry; raises TxRejected
+    await chain.block_template(coinbase_script, extra_nonce)  # -> Block to grind
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from camelid.chain.chainstate import BlockResult, ChainState
+from camelid.chain.mempool import Mempool
+from camelid.chain.template import build_block_template
+from camelid.core.block import Block
+from camelid.core.params import ChainParams
+from camelid.core.serialize import hash_to_hex
+from camelid.core.transaction import Transaction
+from camelid.node.bus import EventBus
+from camelid.node.events import BlockConnected, BlockDisconnected, TipChanged, TxAccepted
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class ChainService:
+    """Serialises all chain work on one thread and turns chain changes into bus events."""
+
+    def __init__(self, chainstate: ChainState, mempool: Mempool, bus: EventBus, executor: ThreadPoolExecutor) -> None:
+        self.chainstate = chainstate
+        self.mempool = mempool
+        self.bus = bus
+        self._executor = executor
+        self._submit_lock = asyncio.Lock()  # one block/tx at a time, so events leave in chain order
+
+    @classmethod
+    async def open(
+        cls, path: Path, params: ChainParams, bus: EventBus, *, mempool_bytes: int, reindex: bool = False
+    ) -> ChainService:
+        """Open (and with `reindex`, rebuild) the chain state at `path` on a fresh chain thread."""
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain")
+        loop = asyncio.get_running_loop()
+        try:
+            chainstate = await loop.run_in_executor(executor, ChainState.open, path, params)
+            if reindex:
+                log.info("reindexing the chain state from stored blocks")
+                await loop.run_in_executor(executor, chainstate.reindex)
+            mempool = Mempool(chainstate, mempool_bytes)
+        except BaseException:
+            executor.shutdown(wait=True)
+            raise
+        tip = chainstate.tip
+        log.info("chain state loaded: tip %s at height %d", hash_to_hex(tip.hash), tip.height)
+        return cls(chainstate, mempool, bus, executor)
+
+    @property
+    def params(self) -> ChainParams:
+        return self.chainstate.params
+
+    @property
+    def tip_hash(self) -> bytes:
+        """Hash of the active tip; safe on the event loop because the chain swaps its tip atomically."""
+        return self.chainstate.tip.hash
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` on the chain thread and return its result (exceptions propagate)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def submit_block(self, block: Block) -> BlockResult:
+        """Validate and store `block`; publish the resulting chain events. Raises BlockRejected."""
+        async with self._submit_lock:
+            result, disconnected, connected = await self.call(self._process_block, block)
+            for blk, height in disconnected:
+                await self.bus.publish(BlockDisconnected(blk, height))
+            for blk, height in connected:
+                await self.bus.publish(BlockConnected(blk, height))
+            if connected:
+                tip = connected[-1]
+                log.info("new tip %s at height %d (%d txs)", tip[0].hash(), tip[1], len(tip[0].transactions))
+                await self.bus.publish(TipChanged(tip[0].hash_bytes, tip[1]))
+            return result
+
+    def _process_block(
+        self, block: Block
+    ) -> tuple[BlockResult, list[tuple[Block, int]], list[tuple[Block, int]]]:
+        """Chain thread: connect the block and bring the mempool in line with the new tip."""
+        result = self.chainstate.process_block(block)
+        for blk in result.connected:
+            self.mempool.remove_for_block(blk)
+        if result.disconnected:
+            self.mempool.add_disconnected(result.disconnected)
+        return result, self._with_heights(result.disconnected), self._with_heights(result.connected)
+
+    def _with_heights(self, blocks: list[Block]) -> list[tuple[Block, int]]:
+        return [(blk, self.chainstate.get_entry(blk.hash_bytes).height) for blk in blocks]
+
+    async def submit_transaction(self, tx: Transaction) -> Any:
+        """Add `tx` to the mempool and publish TxAccepted. Raises TxRejected."""
+        async with self._submit_lock:
+            entry = await self.call(self.mempool.accept, tx)
+            await self.bus.publish(TxAccepted(tx))
+            return entry
+
+    async def block_template(self, coinbase_script: bytes, extra_nonce: int = 0) -> Block:
+        """An unsolved block on the current tip paying `coinbase_script`, with mempool transactions."""
+        return await self.call(
+            build_block_template, self.chainstate, self.mempool, coinbase_script, extra_nonce, int(time.time())
+        )
+
+    async def close(self) -> None:
+        """Flush and close the chain state, then stop the chain thread (waits for work in progress)."""
+        try:
+            await self.call(self.chainstate.close)
+        finally:
+            self._executor.shutdown(wait=True)
+        log.info("chain state closed")

@@ -1,0 +1,257 @@
+"""Node configuration: data directory layout, camelid.conf, and command-line precedence.
+
+Layout (as Bitcoin Core): the root data directory (default ~/.camelid) holds
+camelid.conf; mainnet data lives in the root itself, testnet in <root>/testnet and
+regtest in <root>/regtest. Each network directory holds the chain state, debug.log,
+camelidd.pid and the RPC .cookie.
+
+camelid.conf uses the command-line flag names as keys (`rpcport=18443`, `mine=1`);
+`#` starts a comment; a `[mainnet]`, `[testnet]` or `[regtest]` section holds keys
+that apply only on that network and override the top-level ones. A value given on
+the command line beats both. Unknown keys and bad values are errors naming the
+file and line, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from camelid.core.params import ChainParams, get_params
+from camelid.crypto.address import address_to_hash160
+
+DEFAULT_DATADIR = Path("~/.camelid")
+CONF_FILENAME = "camelid.conf"
+NETWORK_SUBDIRS = {"mainnet": "", "testnet": "testnet", "regtest": "regtest"}
+DEFAULT_MEMPOOL_BYTES = 300_000_000
+
+
+class ConfigError(ValueError):
+    """A setting is unknown, malformed or inconsistent; the message says where and why."""
+
+
+def parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected 1/0 (or true/false), got {text!r}")
+
+
+def parse_port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise ValueError(f"expected a port number, got {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} is outside 1-65535")
+    return port
+
+
+def parse_positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise ValueError(f"expected a positive integer, got {value}")
+    return value
+
+
+def parse_ip(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        raise ValueError(f"expected an IP address, got {text!r}") from None
+
+
+def parse_text(text: str) -> str:
+    if not text:
+        raise ValueError("value is empty")
+    return text
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One key of camelid.conf, which is also the command-line flag --<key>."""
+
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+    is_flag: bool = False
+
+
+SETTINGS: dict[str, Setting] = {
+    "regtest": Setting(parse_bool, False, "Use the local regression-test network.", is_flag=True),
+    "testnet": Setting(parse_bool, False, "Use the test network.", is_flag=True),
+    "port": Setting(parse_port, None, "P2P listen port (default: the network's)."),
+    "rpcport": Setting(parse_port, None, "JSON-RPC port (default: the network's)."),
+    "rpcbind": Setting(parse_ip, "127.0.0.1", "Address the JSON-RPC server listens on."),
+    "rpcuser": Setting(parse_text, None, "JSON-RPC user name (default: cookie authentication)."),
+    "rpcpassword": Setting(parse_text, None, "JSON-RPC password, with --rpcuser."),
+    "mine": Setting(parse_bool, False, "Mine blocks continuously on the current tip.", is_flag=True),
+    "mine-address": Setting(parse_text, None, "Address the mined coinbase pays (required with --mine)."),
+    "mine-processes": Setting(parse_positive_int, None, "Hashing processes for --mine (default: CPU count)."),
+    "reindex": Setting(parse_bool, False, "Rebuild the chain state and UTXO set from stored blocks.", is_flag=True),
+    "printtoconsole": Setting(parse_bool, True, "Log to the console as well as debug.log.", is_flag=True),
+}
+NETWORK_KEYS = ("regtest", "testnet")
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything camelidd needs to start, after merging defaults, camelid.conf and the command line."""
+
+    network: str
+    datadir: Path  # root data directory; the network's own directory is net_datadir
+    rpcbind: str = "127.0.0.1"
+    port: int | None = None
+    rpcport: int | None = None
+    rpcuser: str | None = None
+    rpcpassword: str | None = None
+    mine: bool = False
+    mine_address: str | None = None
+    mine_processes: int | None = None
+    reindex: bool = False
+    printtoconsole: bool = True
+    mempool_bytes: int = DEFAULT_MEMPOOL_BYTES
+    conf_file: Path | None = None  # the camelid.conf that was read, if any
+
+    @property
+    def params(self) -> ChainParams:
+        return get_params(self.network)
+
+    @property
+    def net_datadir(self) -> Path:
+        return network_datadir(self.datadir, self.network)
+
+    @property
+    def p2p_port(self) -> int:
+        return self.port or self.params.default_port
+
+    @property
+    def rpc_port(self) -> int:
+        return self.rpcport or self.params.rpc_port
+
+
+def network_datadir(root: Path, network: str) -> Path:
+    """Directory holding `network`'s data under the root data directory."""
+    try:
+        sub = NETWORK_SUBDIRS[network]
+    except KeyError:
+        raise ConfigError(f"unknown network {network!r}; choose one of {', '.join(NETWORK_SUBDIRS)}") from None
+    return root / sub if sub else root
+
+
+@dataclass
+class ConfFile:
+    """Parsed camelid.conf: key -> (parsed value, line number), top level and per network section."""
+
+    path: Path
+    top: dict[str, tuple[Any, int]] = field(default_factory=dict)
+    sections: dict[str, dict[str, tuple[Any, int]]] = field(default_factory=dict)
+
+
+def read_conf_file(path: Path) -> ConfFile:
+    """Parse camelid.conf; ConfigError naming the file and line for anything it does not understand."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    conf = ConfFile(path)
+    target = conf.top
+    section: str | None = None
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        where = f"{path} line {lineno}"
+        if line.startswith("["):
+            if not line.endswith("]") or line[1:-1].strip() not in NETWORK_SUBDIRS:
+                raise ConfigError(f"{where}: bad section {line!r}; expected one of [mainnet], [testnet], [regtest]")
+            section = line[1:-1].strip()
+            target = conf.sections.setdefault(section, {})
+            continue
+        key, sep, value = (part.strip() for part in line.partition("="))
+        if not sep:
+            raise ConfigError(f"{where}: expected key=value, got {line!r}")
+        if key in ("datadir", "conf"):
+            raise ConfigError(f"{where}: {key} can only be given on the command line")
+        if key not in SETTINGS:
+            raise ConfigError(f"{where}: unknown key {key!r}")
+        if section is not None and key in NETWORK_KEYS:
+            raise ConfigError(f"{where}: {key} selects the network and cannot appear in [{section}]")
+        if key in target:
+            raise ConfigError(f"{where}: {key} is already set on line {target[key][1]}")
+        try:
+            target[key] = (SETTINGS[key].parse(value), lineno)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: bad value for {key}: {exc}") from None
+    return conf
+
+
+def _select_network(regtest: bool, testnet: bool, source: str) -> str | None:
+    if regtest and testnet:
+        raise ConfigError(f"{source}: regtest and testnet cannot both be set")
+    if regtest:
+        return "regtest"
+    if testnet:
+        return "testnet"
+    return None
+
+
+def load_config(
+    command_line: Mapping[str, Any], datadir: Path | None = None, conf: Path | None = None
+) -> NodeConfig:
+    """Merge defaults < camelid.conf (top level < network section) < `command_line`.
+
+    `command_line` maps setting keys (as in SETTINGS) to already-parsed values and
+    holds only the flags the user actually gave. `datadir` and `conf` are the
+    command-line only paths; an explicit one that does not exist is an error,
+    while the default data directory may be missing (camelidd creates it).
+    """
+    unknown = set(command_line) - set(SETTINGS)
+    if unknown:
+        raise ConfigError(f"unknown settings {sorted(unknown)}")
+    if datadir is None:
+        root = DEFAULT_DATADIR.expanduser()
+    else:
+        root = datadir.expanduser()
+        if not root.is_dir():
+            raise ConfigError(f"data directory {root} does not exist")
+    conf_path = conf.expanduser() if conf is not None else root / CONF_FILENAME
+    if conf is not None and not conf_path.is_file():
+        raise ConfigError(f"configuration file {conf_path} does not exist")
+    conf_file = read_conf_file(conf_path) if conf_path.is_file() else ConfFile(conf_path)
+
+    network = _select_network(
+        bool(command_line.get("regtest")), bool(command_line.get("testnet")), "command line"
+    ) or _select_network(
+        bool(conf_file.top.get("regtest", (False,))[0]), bool(conf_file.top.get("testnet", (False,))[0]), str(conf_path)
+    ) or "mainnet"
+
+    values = {key: setting.default for key, setting in SETTINGS.items() if key not in NETWORK_KEYS}
+    for layer in (conf_file.top, conf_file.sections.get(network, {})):
+        values.update({key: value for key, (value, _) in layer.items() if key not in NETWORK_KEYS})
+    values.update({key: value for key, value in command_line.items() if key not in NETWORK_KEYS})
+
+    if (values["rpcuser"] is None) != (values["rpcpassword"] is None):
+        raise ConfigError("rpcuser and rpcpassword must be given together")
+    if values["mine"] and values["mine-address"] is None:
+        raise ConfigError("mine needs mine-address: the address the mined coins are paid to")
+    if values["mine-address"] is not None:
+        try:
+            address_to_hash160(values["mine-address"], network)
+        except ValueError as exc:
+            raise ConfigError(f"mine-address {values['mine-address']!r} is not a {network} address: {exc}") from None
+
+    return NodeConfig(
+        network=network,
+        datadir=root,
+        conf_file=conf_path if conf_path.is_file() else None,
+        **{key.replace("-", "_"): value for key, value in values.items()},
+    )

@@ -1,0 +1,151 @@
+"""The node process: one asyncio loop running every service, as ElectrumX's Controller does.
+
+Start-up order matters for a node that may be killed at any instant:
+
+1. take an exclusive lock on the network data directory (a second camelidd on
+   the same directory stops here, before touching the cookie or the database);
+2. write camelidd.pid and the RPC cookie, start the RPC server, which answers
+   -28 "warming up" while
+3. the chain state opens (and, with --reindex, rebuilds) on the chain thread;
+4. the services run in one TaskGroup -- the miner with --mine -- until a
+   ShutdownRequested event (the stop RPC, SIGTERM, SIGINT) or a service fails.
+
+Shutdown runs the same steps backwards: cancel the services, stop the RPC
+server, close the chain state (LevelDB flushed and closed on the chain thread),
+stop the bus, remove the cookie and pid file, release the lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from camelid.core.script import p2pkh_script
+from camelid.crypto.address import address_to_hash160
+from camelid.node.bus import EventBus
+from camelid.node.chain_service import ChainService
+from camelid.node.config import NodeConfig
+from camelid.node.events import ShutdownRequested
+from camelid.node.miner import Miner
+from camelid.rpc import methods  # noqa: F401 -- importing registers every RPC method
+from camelid.rpc.auth import Credentials, delete_cookie, write_cookie
+from camelid.rpc.context import RPCContext
+from camelid.rpc.registry import METHODS
+from camelid.rpc.server import RPCServer
+
+log = logging.getLogger(__name__)
+
+PID_FILENAME = "camelidd.pid"
+LOCK_FILENAME = ".lock"
+CHAINSTATE_DIRNAME = "chainstate"
+
+
+class DataDirLocked(RuntimeError):
+    """Another camelidd already uses this data directory."""
+
+
+@contextmanager
+def datadir_lock(net_datadir: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on the data directory for the life of the node."""
+    with open(net_datadir / LOCK_FILENAME, "a") as lock_file:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DataDirLocked(
+                f"cannot lock data directory {net_datadir}: camelidd is probably already running"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+@contextmanager
+def pid_file(net_datadir: Path) -> Iterator[None]:
+    path = net_datadir / PID_FILENAME
+    path.write_text(f"{os.getpid()}\n")
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+class Node:
+    """A full node configured by `config`; `await node.run()` returns after a clean shutdown."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self._shutdown = asyncio.Event()
+
+    def request_shutdown(self, reason: str) -> None:
+        if not self._shutdown.is_set():
+            log.info("shutdown requested: %s", reason)
+            self._shutdown.set()
+
+    async def run(self) -> None:
+        net_datadir = self.config.net_datadir
+        net_datadir.mkdir(parents=True, exist_ok=True)
+        with datadir_lock(net_datadir), pid_file(net_datadir):
+            credentials = self._credentials(net_datadir)
+            try:
+                await self._run_services(credentials)
+            finally:
+                delete_cookie(net_datadir)
+        log.info("shutdown complete")
+
+    def _credentials(self, net_datadir: Path) -> Credentials:
+        if self.config.rpcuser is not None and self.config.rpcpassword is not None:
+            return Credentials(self.config.rpcuser, self.config.rpcpassword)
+        creds = write_cookie(net_datadir)
+        log.info("RPC cookie written to %s", net_datadir / ".cookie")
+        return creds
+
+    async def _run_services(self, credentials: Credentials) -> None:
+        config = self.config
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.request_shutdown, signal.Signals(signum).name)
+        bus = EventBus()
+        bus.subscribe(ShutdownRequested, self._on_shutdown_requested)
+        context = RPCContext(config.params, bus, mining=config.mine)
+        rpc = RPCServer(METHODS, context, credentials, config.rpcbind, config.rpc_port)
+        chain: ChainService | None = None
+        try:
+            await rpc.start()
+            chain = await ChainService.open(
+                config.net_datadir / CHAINSTATE_DIRNAME,
+                config.params,
+                bus,
+                mempool_bytes=config.mempool_bytes,
+                reindex=config.reindex,
+            )
+            miner = Miner(bus, chain, self._coinbase_script(), config.mine_processes)
+            context.finish_warmup(chain, miner)
+            log.info("node ready on %s (RPC port %d)", config.network, config.rpc_port)
+            async with asyncio.TaskGroup() as services:
+                running = [services.create_task(miner.run(), name="miner")] if config.mine else []
+                await self._shutdown.wait()
+                for task in running:
+                    task.cancel()
+        finally:
+            await rpc.stop()
+            if chain is not None:
+                await chain.close()
+            await bus.close()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+
+    async def _on_shutdown_requested(self, event: ShutdownRequested) -> None:
+        self.request_shutdown(event.reason)
+
+    def _coinbase_script(self) -> bytes | None:
+        if self.config.mine_address is None:
+            return None
+        _, h160 = address_to_hash160(self.config.mine_address, self.config.network)
+        return p2pkh_script(h160)

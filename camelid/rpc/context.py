@@ -1,0 +1,48 @@
+"""What RPC handlers can reach: the chain service, the miner, the bus, and node facts."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from camelid.core.params import ChainParams
+from camelid.node.bus import EventBus
+from camelid.rpc.errors import RPCError, RPCErrorCode
+
+if TYPE_CHECKING:
+    from camelid.node.chain_service import ChainService
+    from camelid.node.miner import Miner
+
+
+@dataclass
+class RPCContext:
+    """Handed to every handler. `chain` and `miner` answer -28 (warming up) until the chain state has loaded."""
+
+    params: ChainParams
+    bus: EventBus
+    started: float = field(default_factory=time.monotonic)
+    warmup_status: str = "Loading block index..."
+    chain_service: ChainService | None = None
+    miner_service: Miner | None = None
+    mining: bool = False  # whether the node runs the continuous --mine loop
+
+    @property
+    def warming_up(self) -> bool:
+        return self.chain_service is None
+
+    @property
+    def chain(self) -> ChainService:
+        if self.chain_service is None:
+            raise RPCError(RPCErrorCode.IN_WARMUP, self.warmup_status)
+        return self.chain_service
+
+    @property
+    def miner(self) -> Miner:
+        if self.miner_service is None:
+            raise RPCError(RPCErrorCode.IN_WARMUP, self.warmup_status)
+        return self.miner_service
+
+    def finish_warmup(self, chain_service: ChainService, miner: Miner) -> None:
+        self.chain_service = chain_service
+        self.miner_service = miner

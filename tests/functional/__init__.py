@@ -1,0 +1,1 @@
+"""Functional tests: real camelidd processes driven over JSON-RPC (framework.py), plus an in-process harness."""
