@@ -116,6 +116,7 @@ class Node:
         context = RPCContext(config.params, bus, mining=config.mine)
         rpc = RPCServer(METHODS, context, credentials, config.rpcbind, config.rpc_port)
         chain: ChainService | None = None
+        miner: Miner | None = None
         try:
             await rpc.start()
             chain = await ChainService.open(
@@ -135,6 +136,8 @@ class Node:
                     task.cancel()
         finally:
             await rpc.stop()
+            if miner is not None:
+                await miner.close()  # joins the worker processes generate() keeps warm
             if chain is not None:
                 await chain.close()
             await bus.close()

@@ -80,12 +80,14 @@ async def rpc_harness(datadir: Path, *, warm: bool = True) -> AsyncIterator[RPCH
     server = RPCServer(METHODS, context, TEST_CREDENTIALS, "127.0.0.1", free_port())
     await server.start()
     chain = await ChainService.open(datadir / "chainstate", params, bus, mempool_bytes=10_000_000)
+    miner = Miner(bus, chain, None, processes=1)
     if warm:
-        context.finish_warmup(chain, Miner(bus, chain, None, processes=1))
+        context.finish_warmup(chain, miner)
     try:
         async with aiohttp.ClientSession() as session:
             yield RPCHarness(server, chain, context, session)
     finally:
         await server.stop()
+        await miner.close()
         await chain.close()
         await bus.close()
