@@ -306,7 +306,10 @@ class Miner:
         """
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                self.processes, mp_context=self._mp_context, initializer=init_worker, initargs=(self._epoch,)
+                self.processes,
+                mp_context=self._mp_context,
+                initializer=init_worker,
+                initargs=(self._epoch, os.getpid()),
             )
             self._subscription = self._bus.subscribe(TipChanged, self._on_tip_changed, maxsize=1, lossless=False)
         self._users += 1

@@ -12,8 +12,11 @@ Only the standard library is imported, so a freshly spawned worker starts fast.
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
 import struct
+import threading
+import time
 from collections.abc import Callable
 from multiprocessing.sharedctypes import Synchronized
 
@@ -52,11 +55,25 @@ def scan(
     return None, stop - start
 
 
-def init_worker(epoch: Synchronized) -> None:
-    """Pool initializer: remember the shared epoch; leave Ctrl-C to the daemon, which stops the pool itself."""
+def init_worker(epoch: Synchronized, owner_pid: int) -> None:
+    """Pool initializer: remember the shared epoch; leave Ctrl-C to the daemon, which stops the pool itself.
+
+    A worker's parent is the forkserver, not the node, so a node killed with SIGKILL would leave it
+    hashing forever; a watchdog thread ends the worker once the node's process is gone.
+    """
     global _epoch
     _epoch = epoch
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_when_gone, args=(owner_pid,), daemon=True, name="owner-watchdog").start()
+
+
+def _exit_when_gone(pid: int, interval: float = 1.0) -> None:
+    while True:
+        time.sleep(interval)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            os._exit(0)
 
 
 def search_range(prefix: bytes, target: int, start: int, stop: int, epoch: int) -> tuple[int | None, int]:

@@ -9,10 +9,13 @@ of a control node fed the same blocks through submitblock.
 from __future__ import annotations
 
 import random
+import signal
+import subprocess
 import time
 
 import pytest
 
+from .framework import wait_until
 from .util import MINER_ADDRESS, active_chain_hashes, copy_blocks
 
 pytestmark = pytest.mark.slow
@@ -45,3 +48,18 @@ def test_utxo_set_survives_repeated_sigkill_while_mining(camelid_nodes):
     crashed_utxos, control_utxos = crasher.gettxoutsetinfo(), control.gettxoutsetinfo()
     assert crashed_utxos["hash_serialized"] == control_utxos["hash_serialized"], f"seed {seed}"
     assert crashed_utxos == control_utxos
+
+
+def test_sigkill_of_the_node_alone_leaves_no_mining_processes(camelid_nodes):
+    """Workers are children of the forkserver, not the node; they must notice the node is gone."""
+    (node,) = camelid_nodes(1, [["--mine", f"--mine-address={MINER_ADDRESS}", "--mine-processes=2"]])
+    wait_until(lambda: node.getmininginfo()["blocks"] > 0, timeout=30, what="mining started")
+    session = node.process.pid  # start_new_session: the session id is the node's pid
+    node.process.send_signal(signal.SIGKILL)  # only the node, unlike kill(), which takes the whole group
+    node.wait_for_exit()
+
+    def session_empty() -> bool:
+        found = subprocess.run(["pgrep", "-s", str(session)], capture_output=True, text=True)
+        return found.stdout.strip() == ""
+
+    wait_until(session_empty, timeout=15, what="mining workers to exit after the node died")
