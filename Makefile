@@ -23,6 +23,9 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q -ra
 
+fuzz: $(STAMP)
+	CAMELID_FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -q tests/test_p2p_fuzz.py
+
 demo: $(STAMP)
 	$(BIN)/python -m camelid.demo
 

@@ -1,0 +1,506 @@
+"""PeerManager: the node's P2P service -- listening, dialling, gossip, directed routing, misbehaviour.
+
+`await manager.run()` listens (unless told not to), keeps up to `max_outbound`
+outbound connections (the --connect list only, when one is given; else the
+--addnode list plus addresses drawn from the address book), and serves every
+peer until cancelled, when it closes all connections and saves the address book.
+
+Built in: the handshake, ping/pong (latency per peer), getaddr/addr (answering
+inbound peers once per connection, relaying small fresh announcements to two
+random peers), and `directed` routing. Everything else -- inv, getdata,
+headers, blocks, transactions -- goes to handlers the relay/sync layer registers
+with `register_handler`.
+
+Misbehaviour rule (Bitcoin Core's discouragement, simplified): any
+ProtocolViolation, from the decoder or raised by a handler, drops the message,
+closes the connection and discourages the peer's IP for a day: we neither dial
+it nor accept it. The other peers are unaffected. A handler that fails in any
+other way is a bug of ours: it is logged and the peer stays connected.
+
+Directed messages addressed to this node's identity go to the handler registered
+for their inner command; others are forwarded with one hop fewer, to the
+recipient if it is a peer, else to every peer but the one it came from and its
+sender. Each message id is handled once (a bounded recency set) and each peer
+may feed us only so many directed messages per second (a token bucket); the
+excess is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from camelid import __version__
+from camelid.core.params import ChainParams
+from camelid.p2p.addrbook import AddressBook, AddressKey, KnownAddress
+from camelid.p2p.banlist import BanList
+from camelid.p2p.errors import HandshakeRefused, ProtocolViolation
+from camelid.p2p.limits import RecentSet
+from camelid.p2p.messages import (
+    DEFAULT_HOPS,
+    MESSAGE_ID_SIZE,
+    MESSAGE_TYPES,
+    MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
+    Addr,
+    Directed,
+    GetAddr,
+    Message,
+    NetAddress,
+    Ping,
+    Pong,
+    ServiceFlags,
+    Version,
+)
+from camelid.p2p.peer import Direction, Peer, PeerInfo
+from camelid.p2p.schema import NodeId, canonical_ip
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Peer, Any], Awaitable[None]]
+
+PEERS_FILENAME = "peers.json"
+BANLIST_FILENAME = "banlist.json"
+DEFAULT_USER_AGENT = f"/camelid:{__version__}/"
+CONNECT_TIMEOUT = 5.0
+REDIAL_DELAY = 60.0  # seconds before an address from the book is dialled again
+SAVE_INTERVAL = 15 * 60.0  # the address book is also saved at shutdown
+SEEN_DIRECTED = 100_000  # directed message ids remembered for duplicate suppression
+ADDR_ANNOUNCEMENT_MAX = 10  # an addr this small is an announcement worth relaying ...
+ADDR_FRESH = 600  # ... for its addresses heard of in the last ten minutes ...
+ADDR_RELAY_FANOUT = 2  # ... to this many random peers, as Bitcoin
+
+
+@dataclass(frozen=True)
+class P2PSettings:
+    """What the daemon's configuration tells the P2P service (--listen, --bind, --port, --connect, --addnode)."""
+
+    params: ChainParams
+    node_id: bytes  # our identity: a 33-byte compressed public key
+    datadir: Path | None = None  # holds peers.json and banlist.json; None keeps them in memory
+    listen: bool = True
+    bind: str = "0.0.0.0"
+    port: int | None = None  # None: the network's default port; 0: any free port
+    connect: tuple[tuple[str, int], ...] = ()  # when given, the only peers we dial
+    addnode: tuple[tuple[str, int], ...] = ()  # peers we always keep connected, besides the book's
+    max_outbound: int = 8
+    max_inbound: int = 117
+    services: int = ServiceFlags.FULL_NODE
+    models: tuple[bytes, ...] = ()  # model ids we serve, announced in version
+    user_agent: str = DEFAULT_USER_AGENT
+    handshake_timeout: float = 30.0
+    ping_interval: float = 120.0
+    ping_timeout: float = 1200.0  # a ping unanswered this long disconnects the peer
+    dial_interval: float = 5.0  # how often free outbound slots are filled
+    directed_rate: float = 20.0  # directed messages per second one peer may send us ...
+    directed_burst: float = 200.0  # ... beyond an initial burst
+
+    @property
+    def fixed_peers(self) -> tuple[AddressKey, ...]:
+        """The peers to keep connected whatever the address book says."""
+        return tuple((canonical_ip(host), port) for host, port in self.connect or self.addnode)
+
+
+class PeerManager:
+    """The P2P service: `await run()` in the node's event loop; `best_height` reports our chain's height."""
+
+    def __init__(self, settings: P2PSettings, best_height: Callable[[], int] = lambda: 0) -> None:
+        NodeId().encode(settings.node_id)  # ValueError now rather than at the first handshake
+        self.settings = settings
+        self.node_id = settings.node_id
+        datadir = settings.datadir
+        self.book = AddressBook.load(datadir / PEERS_FILENAME) if datadir else AddressBook()
+        self.bans = BanList(datadir / BANLIST_FILENAME if datadir else None)
+        self.listen_port: int | None = None  # the port actually bound, once run() has started
+        self._best_height = best_height
+        self._nonce = int.from_bytes(os.urandom(8), "little")
+        self._rng = random.Random()
+        self._peers: dict[int, Peer] = {}  # every open connection, handshake done or not
+        self._next_peer_id = 1
+        self._dialing: set[AddressKey] = set()
+        self._own_addresses: set[AddressKey] = set()  # addresses that turned out to be ourselves
+        self._seen_directed = RecentSet(SEEN_DIRECTED)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._started = asyncio.Event()
+        self._handlers: dict[str, Handler] = {
+            "version": self._on_repeated_handshake,
+            "verack": self._on_repeated_handshake,
+            "ping": self._on_ping,
+            "pong": self._on_pong,
+            "getaddr": self._on_getaddr,
+            "addr": self._on_addr,
+            "directed": self._on_directed,
+        }
+        self._builtin = frozenset(self._handlers)
+        self._directed_handlers: dict[str, Handler] = {}
+
+    # -- interface for the relay/sync layer and RPC --------------------------------------------------
+
+    def register_handler(self, command: str, handler: Handler) -> None:
+        """Have `await handler(peer, message)` called for every `command` message from a connected peer.
+
+        A handler may raise ProtocolViolation to punish the peer for a message that is
+        well-formed but invalid (a block that fails validation, say).
+        """
+        if command not in MESSAGE_TYPES:
+            raise ValueError(f"unknown command {command!r}")
+        if command in self._builtin:
+            raise ValueError(f"{command!r} is handled by the peer manager itself")
+        if command in self._handlers:
+            raise ValueError(f"a handler for {command!r} is already registered")
+        self._handlers[command] = handler
+
+    def register_directed_handler(self, inner_command: str, handler: Handler) -> None:
+        """Have `await handler(peer, directed)` called for directed messages to us with this inner command."""
+        if inner_command in self._directed_handlers:
+            raise ValueError(f"a directed handler for {inner_command!r} is already registered")
+        self._directed_handlers[inner_command] = handler
+
+    def send(self, peer: Peer, message: Message) -> None:
+        """Queue `message` to `peer`; never blocks."""
+        peer.send(message)
+
+    def broadcast(self, message: Message, exclude: Collection[int] = ()) -> int:
+        """Send `message` to every connected peer whose id is not in `exclude`; returns how many."""
+        targets = [p for p in self._ready_peers() if p.id not in exclude]
+        for peer in targets:
+            peer.send(message)
+        return len(targets)
+
+    def send_directed(self, recipient: bytes, inner_command: str, payload: bytes, hops: int = DEFAULT_HOPS) -> bytes:
+        """Start a directed message toward the node `recipient`; returns its message id."""
+        if recipient == self.node_id:
+            raise ValueError("a directed message cannot be addressed to ourselves")
+        message = Directed(self.node_id, recipient, hops, os.urandom(MESSAGE_ID_SIZE), inner_command, payload)
+        message.to_payload()  # ValueError now, before anything is sent, if a field is out of bounds
+        self._seen_directed.add(message.message_id)
+        targets = self._route(message, came_from=None)
+        if not targets:
+            log.info("directed %s to %s: no peer to send it to", inner_command, recipient.hex())
+        for peer in targets:
+            peer.send(message)
+        return message.message_id
+
+    def peers(self) -> list[PeerInfo]:
+        """Every peer that has completed its handshake, by id."""
+        return [p.info() for p in sorted(self._ready_peers(), key=lambda p: p.id)]
+
+    def peer(self, peer_id: int) -> Peer | None:
+        return self._peers.get(peer_id)
+
+    def disconnect(self, peer_id: int) -> bool:
+        """Close the connection to a peer; False if there is no such peer."""
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            return False
+        peer.close()
+        return True
+
+    def ban(self, ip: str, seconds: float) -> None:
+        """Refuse `ip` for `seconds` (persisted) and drop any connection to it now."""
+        self.bans.ban(ip, seconds)
+        ip = canonical_ip(ip)
+        for peer in list(self._peers.values()):
+            if peer.host == ip:
+                peer.close()
+
+    def unban(self, ip: str) -> bool:
+        return self.bans.unban(ip)
+
+    def banned(self) -> dict[str, float]:
+        """IP -> ban expiry (seconds since the epoch)."""
+        return self.bans.banned()
+
+    async def wait_started(self) -> None:
+        """Return once run() is listening (when it listens) and dialling."""
+        await self._started.wait()
+
+    def save(self) -> None:
+        if self.settings.datadir is not None:
+            self.book.save(self.settings.datadir / PEERS_FILENAME)
+
+    # -- the service ---------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        settings = self.settings
+        server = None
+        if settings.listen:
+            port = settings.params.default_port if settings.port is None else settings.port
+            server = await asyncio.start_server(self._accept, settings.bind, port)
+            self.listen_port = server.sockets[0].getsockname()[1]
+            log.info("P2P listening on %s port %d", settings.bind, self.listen_port)
+        self._started.set()
+        try:
+            await self._keep_outbound()
+        finally:
+            if server is not None:
+                server.close()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self.save()
+
+    async def _keep_outbound(self) -> None:
+        saved_at = time.monotonic()
+        while True:
+            self._dial_missing()
+            await asyncio.sleep(self.settings.dial_interval)
+            if time.monotonic() - saved_at > SAVE_INTERVAL:
+                self.save()
+                saved_at = time.monotonic()
+
+    def _dial_missing(self) -> None:
+        outbound = {(p.host, p.port) for p in self._peers.values() if p.direction is Direction.OUTBOUND}
+        busy = outbound | self._dialing
+        for key in self.settings.fixed_peers:
+            if key not in busy and not self.bans.refuses(key[0]):
+                self._dial(key)
+        if self.settings.connect:
+            return
+        listening_inbound = {
+            (p.host, p.version.listen_port)
+            for p in self._peers.values()
+            if p.version is not None and p.direction is Direction.INBOUND
+        }
+        now = time.time()
+
+        def unwanted(entry: KnownAddress) -> bool:
+            return (
+                entry.key in busy
+                or entry.key in listening_inbound
+                or entry.key in self._own_addresses
+                or now - entry.last_attempt < REDIAL_DELAY
+                or self.bans.refuses(entry.ip)
+            )
+
+        for _ in range(self.settings.max_outbound - len(outbound | self._dialing)):
+            entry = self.book.select(exclude=unwanted)
+            if entry is None:
+                return
+            busy.add(entry.key)
+            self._dial(entry.key)
+
+    def _dial(self, key: AddressKey) -> None:
+        self._dialing.add(key)
+        self._spawn(self._connect(key), f"p2p-dial-{key[0]}:{key[1]}")
+
+    async def _connect(self, key: AddressKey) -> None:
+        host, port = key
+        try:
+            self.book.attempt(host, port)
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    reader, writer = await asyncio.open_connection(host, port)
+            except OSError as exc:
+                log.debug("cannot connect to %s port %d: %s", host, port, exc)
+                return
+            peer = self._new_peer(reader, writer, key, Direction.OUTBOUND)
+        finally:
+            self._dialing.discard(key)
+        await self._serve(peer)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None  # asyncio runs this callback as a task
+        self._tasks.add(task)
+        try:
+            peername = writer.get_extra_info("peername")
+            host = canonical_ip(peername[0]) if peername else None
+            inbound = sum(p.direction is Direction.INBOUND for p in self._peers.values())
+            if host is None or self.bans.refuses(host) or inbound >= self.settings.max_inbound:
+                why = "gone" if host is None else "banned or discouraged" if self.bans.refuses(host) else "full"
+                log.info("refusing inbound connection from %s: %s", host, why)
+                writer.close()
+                return
+            await self._serve(self._new_peer(reader, writer, (host, peername[1]), Direction.INBOUND))
+        finally:
+            self._tasks.discard(task)
+
+    def _new_peer(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, address: AddressKey, direction: Direction
+    ) -> Peer:
+        peer = Peer(
+            self._next_peer_id,
+            reader,
+            writer,
+            address,
+            direction,
+            self.settings.params.magic,
+            directed_rate=self.settings.directed_rate,
+            directed_burst=self.settings.directed_burst,
+        )
+        self._next_peer_id += 1
+        return peer
+
+    def _spawn(self, coroutine: Awaitable[None], name: str) -> None:
+        task = asyncio.ensure_future(coroutine)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("P2P task %s failed", task.get_name(), exc_info=task.exception())
+
+    async def _serve(self, peer: Peer) -> None:
+        """Run one connection from handshake to close; every way it can end is handled here."""
+        self._peers[peer.id] = peer
+        pinger: asyncio.Task[None] | None = None
+        try:
+            version = await peer.handshake(self._our_version(), self._check_version, self.settings.handshake_timeout)
+            log.info("%r connected: %s height %d", peer, version.user_agent, version.best_height)
+            self._on_handshake(peer, version)
+            pinger = asyncio.create_task(self._ping_loop(peer), name=f"p2p-ping-{peer.id}")
+            while True:
+                await self._dispatch(peer, await peer.read())
+        except ProtocolViolation as violation:
+            log.warning("%r: protocol violation (%s); disconnecting, %s discouraged", peer, violation.reason, peer.host)
+            self.bans.discourage(peer.host)
+        except HandshakeRefused as refusal:
+            log.info("%r: handshake refused: %s", peer, refusal.reason)
+            if refusal.reason == "self-connection" and peer.direction is Direction.OUTBOUND:
+                self._own_addresses.add((peer.host, peer.port))
+        except TimeoutError:
+            log.info("%r: handshake timed out", peer)
+        except (EOFError, OSError) as exc:
+            log.info("%r: disconnected (%s)", peer, exc or type(exc).__name__)
+        finally:
+            if pinger is not None:
+                pinger.cancel()
+            del self._peers[peer.id]
+            peer.close()
+            await peer.wait_closed()
+
+    def _our_version(self) -> Version:
+        settings = self.settings
+        return Version(
+            network=settings.params.name,
+            protocol_version=PROTOCOL_VERSION,
+            services=int(settings.services),
+            best_height=self._best_height(),
+            node_id=self.node_id,
+            models=settings.models,
+            user_agent=settings.user_agent,
+            timestamp=int(time.time()),
+            listen_port=self.listen_port or 0,
+            nonce=self._nonce,
+        )
+
+    def _check_version(self, version: Version) -> None:
+        if version.network != self.settings.params.name:
+            raise HandshakeRefused("wrong-network")
+        if version.protocol_version < MIN_PROTOCOL_VERSION:
+            raise HandshakeRefused("obsolete-version")
+        if version.nonce == self._nonce or version.node_id == self.node_id:
+            raise HandshakeRefused("self-connection")
+
+    def _on_handshake(self, peer: Peer, version: Version) -> None:
+        if peer.direction is Direction.OUTBOUND:
+            self.book.good(peer.host, peer.port, version.services)
+            peer.send(GetAddr())
+        elif version.listen_port:
+            address = NetAddress(peer.host, version.listen_port, version.services, int(time.time()))
+            peer.known_addresses.add((address.ip, address.port))
+            if self.book.add([address], source=peer.host):
+                self._relay_addresses([address], origin=peer)
+
+    def _ready_peers(self) -> list[Peer]:
+        return [p for p in self._peers.values() if p.version is not None and not p.closed]
+
+    async def _ping_loop(self, peer: Peer) -> None:
+        while not peer.closed:
+            if peer.ping_overdue(self.settings.ping_timeout):
+                log.info("%r: no pong for %.0f s, disconnecting", peer, self.settings.ping_timeout)
+                peer.close()
+                return
+            if not peer.awaiting_pong:
+                peer.send(Ping(peer.start_ping()))
+            await asyncio.sleep(self.settings.ping_interval)
+
+    async def _dispatch(self, peer: Peer, message: Message) -> None:
+        handler = self._handlers.get(message.command)
+        if handler is None:
+            log.debug("%r: no handler for %s", peer, message.command)
+            return
+        try:
+            await handler(peer, message)
+        except ProtocolViolation:
+            raise
+        except Exception:
+            log.exception("%r: %s handler failed", peer, message.command)
+
+    # -- built-in handlers ---------------------------------------------------------------------------
+
+    async def _on_repeated_handshake(self, peer: Peer, message: Message) -> None:
+        raise ProtocolViolation(f"unexpected-message: {message.command} after the handshake")
+
+    async def _on_ping(self, peer: Peer, ping: Ping) -> None:
+        peer.send(Pong(ping.nonce))
+
+    async def _on_pong(self, peer: Peer, pong: Pong) -> None:
+        peer.pong_received(pong.nonce)
+
+    async def _on_getaddr(self, peer: Peer, _: GetAddr) -> None:
+        # As Bitcoin: only inbound peers are answered, once, so that a node cannot be fingerprinted by its book.
+        if peer.direction is Direction.OUTBOUND or peer.answered_getaddr:
+            return
+        peer.answered_getaddr = True
+        addresses = self.book.sample_for_gossip()
+        for address in addresses:
+            peer.known_addresses.add((address.ip, address.port))
+        peer.send(Addr(tuple(addresses)))
+
+    async def _on_addr(self, peer: Peer, addr: Addr) -> None:
+        accepted = []
+        for address in addr.addresses:
+            if not peer.addr_tokens.take():
+                break
+            peer.known_addresses.add((address.ip, address.port))
+            accepted.append(address)
+        self.book.add(accepted, source=peer.host)
+        if len(addr.addresses) <= ADDR_ANNOUNCEMENT_MAX:
+            now = time.time()
+            self._relay_addresses([a for a in accepted if now - a.last_seen < ADDR_FRESH], origin=peer)
+
+    def _relay_addresses(self, addresses: list[NetAddress], origin: Peer) -> None:
+        if not addresses:
+            return
+        others = [p for p in self._ready_peers() if p is not origin]
+        for target in self._rng.sample(others, min(ADDR_RELAY_FANOUT, len(others))):
+            unknown = [a for a in addresses if target.known_addresses.add((a.ip, a.port))]
+            if unknown:
+                target.send(Addr(tuple(unknown)))
+
+    async def _on_directed(self, peer: Peer, message: Directed) -> None:
+        if not peer.directed_tokens.take():
+            log.debug("%r: directed rate limit exceeded, dropping", peer)
+            return
+        if not self._seen_directed.add(message.message_id):
+            return
+        if message.recipient == self.node_id:
+            handler = self._directed_handlers.get(message.inner_command)
+            if handler is None:
+                log.debug("%r: no directed handler for %s", peer, message.inner_command)
+                return
+            await handler(peer, message)
+            return
+        if message.hops_left == 0:
+            return
+        forward = replace(message, hops_left=message.hops_left - 1)
+        for target in self._route(message, came_from=peer):
+            target.send(forward)
+
+    def _route(self, message: Directed, came_from: Peer | None) -> list[Peer]:
+        ready = self._ready_peers()
+        direct = [p for p in ready if p.node_id == message.recipient]
+        if direct:
+            return direct[:1]
+        return [p for p in ready if p is not came_from and p.node_id != message.sender]

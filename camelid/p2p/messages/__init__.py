@@ -1,0 +1,71 @@
+"""Every P2P message, one module per family (as btcd's wire package), and the command registry.
+
+Each message is a frozen dataclass whose payload is a strict msgpack map (see
+camelid.p2p.schema); `MESSAGE_TYPES` maps the 12-byte header command to its class.
+"""
+
+from __future__ import annotations
+
+from camelid.p2p.messages.addr import MAX_ADDR, Addr, GetAddr, NetAddress
+from camelid.p2p.messages.block import BlockMessage
+from camelid.p2p.messages.directed import DEFAULT_HOPS, MAX_HOPS, MESSAGE_ID_SIZE, Directed
+from camelid.p2p.messages.headers import MAX_HEADERS, MAX_LOCATOR, GetHeaders, Headers, SendHeaders
+from camelid.p2p.messages.inv import MAX_INV, GetData, Inv, InvItem, InvType, NotFound
+from camelid.p2p.messages.ping import Ping, Pong
+from camelid.p2p.messages.tx import TxMessage
+from camelid.p2p.messages.version import MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ServiceFlags, Verack, Version
+from camelid.p2p.schema import Message
+
+MESSAGE_TYPES: dict[str, type[Message]] = {
+    cls.command: cls
+    for cls in (
+        Version,
+        Verack,
+        Ping,
+        Pong,
+        GetAddr,
+        Addr,
+        Inv,
+        GetData,
+        NotFound,
+        GetHeaders,
+        Headers,
+        SendHeaders,
+        BlockMessage,
+        TxMessage,
+        Directed,
+    )
+}
+
+__all__ = [
+    "DEFAULT_HOPS",
+    "MAX_ADDR",
+    "MAX_HEADERS",
+    "MAX_HOPS",
+    "MAX_INV",
+    "MAX_LOCATOR",
+    "MESSAGE_ID_SIZE",
+    "MESSAGE_TYPES",
+    "MIN_PROTOCOL_VERSION",
+    "PROTOCOL_VERSION",
+    "Addr",
+    "BlockMessage",
+    "Directed",
+    "GetAddr",
+    "GetData",
+    "GetHeaders",
+    "Headers",
+    "Inv",
+    "InvItem",
+    "InvType",
+    "Message",
+    "NetAddress",
+    "NotFound",
+    "Ping",
+    "Pong",
+    "SendHeaders",
+    "ServiceFlags",
+    "TxMessage",
+    "Verack",
+    "Version",
+]

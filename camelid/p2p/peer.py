@@ -1,0 +1,188 @@
+"""One connection to another node: framing over TCP, the handshake, ping latency and traffic counters.
+
+A Peer knows nothing of other peers; the PeerManager (camelid.p2p.manager)
+decides what to do with the messages it reads. Sending never blocks: a frame is
+queued on the transport, and a peer that does not drain its queue past
+MAX_SEND_BUFFER is disconnected rather than allowed to grow our memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from camelid.p2p.errors import ProtocolViolation
+from camelid.p2p.limits import RecentSet, TokenBucket
+from camelid.p2p.messages import Message, Verack, Version
+from camelid.p2p.wire import FrameDecoder, encode_frame
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 64 * 1024
+MAX_SEND_BUFFER = 16 << 20  # a few blocks' worth of unsent frames
+KNOWN_ADDRESSES = 5000  # addresses remembered per peer, so gossip does not echo them back
+ADDR_RATE = 0.1  # addresses per second a peer may feed our address book (as Bitcoin) ...
+ADDR_BURST = 1000  # ... after an initial allowance of one full addr message
+
+
+class Direction(enum.Enum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    """A snapshot of one connected peer, for RPC `getpeerinfo` and the sync layer."""
+
+    id: int
+    host: str
+    port: int
+    direction: Direction
+    node_id: bytes
+    services: int
+    models: tuple[bytes, ...]
+    user_agent: str
+    protocol_version: int
+    best_height: int
+    latency: float | None  # seconds of the last ping round trip; None before the first pong
+    bytes_sent: int
+    bytes_received: int
+    connected_since: float  # seconds since the epoch
+
+
+class Peer:
+    """A TCP connection speaking the CamelidCoin protocol; `version` is set once the handshake is done."""
+
+    def __init__(
+        self,
+        peer_id: int,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        address: tuple[str, int],
+        direction: Direction,
+        magic: bytes,
+        *,
+        directed_rate: float,
+        directed_burst: float,
+    ) -> None:
+        self.id = peer_id
+        self.direction = direction
+        self.host, self.port = address
+        self.magic = magic
+        self.version: Version | None = None
+        self.best_height = 0  # from the version message; the sync layer keeps it current
+        self.latency: float | None = None
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.connected_since = time.time()
+        self.answered_getaddr = False
+        self.known_addresses = RecentSet(KNOWN_ADDRESSES)
+        self.addr_tokens = TokenBucket(ADDR_RATE, ADDR_BURST)
+        self.directed_tokens = TokenBucket(directed_rate, directed_burst)
+        self._reader = reader
+        self._writer = writer
+        self._decoder = FrameDecoder(magic)
+        self._pending: deque[Message] = deque()
+        self._ping: tuple[int, float] | None = None  # nonce and monotonic send time of the unanswered ping
+
+    def __repr__(self) -> str:
+        return f"<Peer {self.id} {self.direction.value} {self.host}:{self.port}>"
+
+    @property
+    def node_id(self) -> bytes | None:
+        return None if self.version is None else self.version.node_id
+
+    @property
+    def closed(self) -> bool:
+        return self._writer.is_closing()
+
+    def send(self, message: Message) -> None:
+        """Queue a message; never blocks. A peer with too much unsent data is disconnected."""
+        if self.closed:
+            return
+        frame = encode_frame(self.magic, message)
+        self._writer.write(frame)
+        self.bytes_sent += len(frame)
+        if self._writer.transport.get_write_buffer_size() > MAX_SEND_BUFFER:
+            log.warning("%r: send buffer over %d bytes, disconnecting", self, MAX_SEND_BUFFER)
+            self.close()
+
+    async def read(self) -> Message:
+        """The next message; ProtocolViolation on bad bytes, EOFError when the peer has closed."""
+        while not self._pending:
+            data = await self._reader.read(READ_CHUNK)
+            if not data:
+                raise EOFError("peer closed the connection")
+            self.bytes_received += len(data)
+            self._pending.extend(self._decoder.feed(data))
+        return self._pending.popleft()
+
+    async def handshake(self, ours: Version, check: Callable[[Version], None], timeout: float) -> Version:
+        """Exchange version/verack within `timeout` seconds; `check` raises HandshakeRefused to refuse theirs."""
+        async with asyncio.timeout(timeout):
+            self.send(ours)
+            theirs = await self.read()
+            if not isinstance(theirs, Version):
+                raise ProtocolViolation(f"unexpected-message: {theirs.command} before version")
+            check(theirs)
+            self.send(Verack())
+            ack = await self.read()
+            if not isinstance(ack, Verack):
+                raise ProtocolViolation(f"unexpected-message: {ack.command} before verack")
+        self.version = theirs
+        self.best_height = theirs.best_height
+        return theirs
+
+    def start_ping(self) -> int:
+        """Record a ping as sent now and return its nonce."""
+        nonce = int.from_bytes(os.urandom(8), "little")
+        self._ping = (nonce, time.monotonic())
+        return nonce
+
+    @property
+    def awaiting_pong(self) -> bool:
+        return self._ping is not None
+
+    def ping_overdue(self, timeout: float) -> bool:
+        return self._ping is not None and time.monotonic() - self._ping[1] > timeout
+
+    def pong_received(self, nonce: int) -> None:
+        """Take the latency from a pong that answers our outstanding ping; others are ignored."""
+        if self._ping is not None and self._ping[0] == nonce:
+            self.latency = time.monotonic() - self._ping[1]
+            self._ping = None
+
+    def info(self) -> PeerInfo:
+        version = self.version
+        if version is None:
+            raise ValueError(f"{self!r} has not completed its handshake")
+        return PeerInfo(
+            id=self.id,
+            host=self.host,
+            port=self.port,
+            direction=self.direction,
+            node_id=version.node_id,
+            services=version.services,
+            models=version.models,
+            user_agent=version.user_agent,
+            protocol_version=version.protocol_version,
+            best_height=self.best_height,
+            latency=self.latency,
+            bytes_sent=self.bytes_sent,
+            bytes_received=self.bytes_received,
+            connected_since=self.connected_since,
+        )
+
+    def close(self) -> None:
+        self._writer.close()
+
+    async def wait_closed(self) -> None:
+        with contextlib.suppress(OSError):  # the peer went away first; closed is closed
+            await self._writer.wait_closed()
