@@ -21,6 +21,7 @@ from click.core import ParameterSource
 
 from camelid.node.config import SETTINGS, ConfigError, NodeConfig, Setting, load_config
 from camelid.node.daemon import DataDirLocked, Node
+from camelid.wallet import WalletError
 
 LOG_FILENAME = "debug.log"
 LOG_FORMAT = "%(asctime)s [%(threadName)s] %(name)s %(levelname)s: %(message)s"
@@ -94,6 +95,9 @@ def run_node(config: NodeConfig) -> int:
         asyncio.run(Node(config).run())
     except DataDirLocked as exc:
         log.error("%s", exc)
+        return 1
+    except WalletError as exc:
+        log.error("cannot load wallet: %s", exc.message)
         return 1
     except OSError as exc:
         log.error("cannot start: %s", exc)

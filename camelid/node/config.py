@@ -98,6 +98,8 @@ SETTINGS: dict[str, Setting] = {
     "mine-processes": Setting(parse_positive_int, None, "Hashing processes for --mine (default: CPU count)."),
     "reindex": Setting(parse_bool, False, "Rebuild the chain state and UTXO set from stored blocks.", is_flag=True),
     "printtoconsole": Setting(parse_bool, True, "Log to the console as well as debug.log.", is_flag=True),
+    "wallet": Setting(parse_text, None, 'Wallet to load at start (default: "default" when it exists).'),
+    "disablewallet": Setting(parse_bool, False, "Run without wallets: none loads, no wallet RPC.", is_flag=True),
 }
 NETWORK_KEYS = ("regtest", "testnet")
 
@@ -118,6 +120,8 @@ class NodeConfig:
     mine_processes: int | None = None
     reindex: bool = False
     printtoconsole: bool = True
+    wallet: str | None = None  # wallet name under <net_datadir>/wallets/
+    disablewallet: bool = False
     mempool_bytes: int = DEFAULT_MEMPOOL_BYTES
     conf_file: Path | None = None  # the camelid.conf that was read, if any
 
@@ -243,6 +247,8 @@ def load_config(
         raise ConfigError("rpcuser and rpcpassword must be given together")
     if values["mine"] and values["mine-address"] is None:
         raise ConfigError("mine needs mine-address: the address the mined coins are paid to")
+    if values["wallet"] is not None and values["disablewallet"]:
+        raise ConfigError("wallet and disablewallet cannot both be set")
     if values["mine-address"] is not None:
         try:
             address_to_hash160(values["mine-address"], network)

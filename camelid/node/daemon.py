@@ -7,7 +7,8 @@ Start-up order matters for a node that may be killed at any instant:
 2. write camelidd.pid and the RPC cookie, start the RPC server, which answers
    -28 "warming up" while
 3. the chain state opens (and, with --reindex, rebuilds) on the chain thread;
-4. the services run in one TaskGroup -- the miner with --mine -- until a
+4. the wallets load and catch up with the chain (unless --disablewallet);
+5. the services run in one TaskGroup -- the miner with --mine -- until a
    ShutdownRequested event (the stop RPC, SIGTERM, SIGINT) or a service fails.
 
 Shutdown runs the same steps backwards: cancel the services, stop the RPC
@@ -33,6 +34,7 @@ from camelid.node.chain_service import ChainService
 from camelid.node.config import NodeConfig
 from camelid.node.events import ShutdownRequested
 from camelid.node.miner import Miner
+from camelid.node.wallet_service import WalletService
 from camelid.rpc import methods  # noqa: F401 -- importing registers every RPC method
 from camelid.rpc.auth import Credentials, delete_cookie, write_cookie
 from camelid.rpc.context import RPCContext
@@ -117,6 +119,7 @@ class Node:
         rpc = RPCServer(METHODS, context, credentials, config.rpcbind, config.rpc_port)
         chain: ChainService | None = None
         miner: Miner | None = None
+        wallets: WalletService | None = None
         try:
             await rpc.start()
             chain = await ChainService.open(
@@ -127,7 +130,11 @@ class Node:
                 reindex=config.reindex,
             )
             miner = Miner(bus, chain, self._coinbase_script(), config.mine_processes)
-            context.finish_warmup(chain, miner)
+            if not config.disablewallet:
+                context.warmup_status = "Loading wallet..."
+                wallets = WalletService(config.net_datadir, chain, bus)
+                await wallets.start(wallets.startup_wallets(config.wallet))
+            context.finish_warmup(chain, miner, wallets)
             log.info("node ready on %s (RPC port %d)", config.network, config.rpc_port)
             async with asyncio.TaskGroup() as services:
                 running = [services.create_task(miner.run(), name="miner")] if config.mine else []
@@ -136,6 +143,8 @@ class Node:
                     task.cancel()
         finally:
             await rpc.stop()
+            if wallets is not None:
+                await wallets.close()
             if miner is not None:
                 await miner.close()  # joins the worker processes generate() keeps warm
             if chain is not None:

@@ -13,6 +13,7 @@ from camelid.rpc.errors import RPCError, RPCErrorCode
 if TYPE_CHECKING:
     from camelid.node.chain_service import ChainService
     from camelid.node.miner import Miner
+    from camelid.node.wallet_service import WalletService
 
 
 @dataclass
@@ -25,6 +26,7 @@ class RPCContext:
     warmup_status: str = "Loading block index..."
     chain_service: ChainService | None = None
     miner_service: Miner | None = None
+    wallet_service: WalletService | None = None  # None also after warm-up when wallets are disabled
     mining: bool = False  # whether the node runs the continuous --mine loop
 
     @property
@@ -43,6 +45,16 @@ class RPCContext:
             raise RPCError(RPCErrorCode.IN_WARMUP, self.warmup_status)
         return self.miner_service
 
-    def finish_warmup(self, chain_service: ChainService, miner: Miner) -> None:
+    @property
+    def wallets(self) -> WalletService:
+        """The wallet service; -28 while warming up, and as if the method did not exist with wallets disabled."""
+        if self.warming_up:
+            raise RPCError(RPCErrorCode.IN_WARMUP, self.warmup_status)
+        if self.wallet_service is None:
+            raise RPCError(RPCErrorCode.METHOD_NOT_FOUND, "Method not found (wallet is disabled)")
+        return self.wallet_service
+
+    def finish_warmup(self, chain_service: ChainService, miner: Miner, wallets: WalletService | None = None) -> None:
         self.chain_service = chain_service
         self.miner_service = miner
+        self.wallet_service = wallets
