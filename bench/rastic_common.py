@@ -1,0 +1,98 @@
+"""Shared pieces of the RASTiC experiments: prompts, engines, the cheaper model, tables."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import llama_cpp
+
+from camelid.compute.engine import Engine, init_backend
+from camelid.compute.models import default_model_path, model_dir
+
+REPO = Path(__file__).resolve().parent.parent
+IMG_DIR = REPO / "docs" / "img"
+
+# Generation and verification deliberately differ in thread count and batch size, as two
+# machines would; the generator's decode runs one token per llama_decode either way.
+GENERATOR_CONFIG = {"n_threads": 2, "n_batch": 512}
+VERIFIER_CONFIG = {"n_threads": 1, "n_batch": 32}
+
+_TOPICS = [
+    "llamas", "the ocean", "a small bakery", "quantum computers", "the Roman empire", "volcanoes",
+    "a lost key", "jazz music", "the moon landing", "honey bees", "a mountain village", "chess",
+    "rainforests", "the printing press", "a lighthouse keeper", "bicycles", "black holes",
+    "a city at night", "ancient Egypt", "coffee", "a robot that learns to paint", "glaciers",
+    "the stock market", "origami", "a desert caravan", "vaccines", "trains", "a haunted house",
+    "photosynthesis", "the first computer",
+]
+_FORMS = [
+    "Write a short story about {}.",
+    "Explain to a child what makes {} interesting.",
+    "Here are five facts about {}:\n1.",
+    "Q: What is the most surprising thing about {}?\nA:",
+]
+
+
+def prompts(n: int) -> list[str]:
+    """n distinct prompts; any prefix cycles through every topic and mixes the forms."""
+    total = len(_TOPICS) * len(_FORMS)
+    if n > total:
+        raise ValueError(f"only {total} distinct prompts available")
+    # k -> (topic k mod 30, form (k + k div 30) mod 4) is a bijection onto topic x form pairs.
+    return [_FORMS[(k + k // len(_TOPICS)) % len(_FORMS)].format(_TOPICS[k % len(_TOPICS)]) for k in range(n)]
+
+
+def engine(path: Path | None = None, **config: int) -> Engine:
+    return Engine(path or default_model_path(), **config)
+
+
+def cheap_model_path() -> Path:
+    """The default model requantized to Q2_K: a cheaper model a lazy node might run instead."""
+    target = model_dir() / "gemma-3-270m-q2_k.gguf"
+    if target.exists():
+        return target
+    init_backend()  # routes llama.cpp's per-tensor log into Python logging
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q2_K
+    params.allow_requantize = True
+    params.nthread = os.cpu_count() or 1
+    partial = target.with_suffix(".partial")
+    status = llama_cpp.llama_model_quantize(
+        str(default_model_path()).encode(), str(partial).encode(), ctypes.byref(params)
+    )
+    if status != 0:
+        raise RuntimeError(f"llama_model_quantize failed with status {status}")
+    os.replace(partial, target)
+    return target
+
+
+def interleaved_medians(jobs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median wall time of each job, running them in turn `repeats` times.
+
+    Interleaving puts every job under the same background load, so their ratios stay meaningful
+    on a shared machine even when absolute times drift.
+    """
+    times: dict[str, list[float]] = {name: [] for name in jobs}
+    for _ in range(repeats):
+        for name, fn in jobs.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def progress(message: str) -> None:
+    sys.stderr.write(f"\r{message}\033[K")
+    sys.stderr.flush()

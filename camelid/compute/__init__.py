@@ -1,0 +1,12 @@
+"""Compute: the llama.cpp engine, RASTiC verification and model ids.
+
+Modules: engine (Engine: one loaded model), sampling (position-keyed token choice), rastic (verify),
+outsourced (signed per-position verdicts), model_id (Merkle-root ids and manifests), models (the
+default model on disk). Only the light model-id helpers are re-exported here, so importing the
+package does not load llama.cpp.
+"""
+
+from camelid.compute.model_id import CHUNK_SIZE, Manifest, manifest_of_file, model_id_of_file
+from camelid.compute.models import default_model_path
+
+__all__ = ["CHUNK_SIZE", "Manifest", "default_model_path", "manifest_of_file", "model_id_of_file"]

@@ -1,0 +1,253 @@
+"""One llama.cpp model kept loaded, driven through llama-cpp-python's low-level API.
+
+The low-level API is used (not the `Llama` class) because verification needs one batched
+prefill with logits requested only at chosen positions; `Llama` offers only the last position
+or all of them (`logits_all`), and all of them costs several times more on a 262k vocabulary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+import llama_cpp
+import numpy as np
+
+from camelid.compute.model_id import manifest_of_file
+from camelid.compute.sampling import check_sampling_params, choose_token
+
+T = TypeVar("T")
+
+OUTPUTS_PER_DECODE = 64
+
+_backend_lock = threading.Lock()
+_backend_ready = False
+_llama_log = logging.getLogger("camelid.compute.llama")
+# ggml's levels: 1 debug, 2 info, 3 warn, 4 error, 5 continuation (llama-cpp-python's own map is stale
+# and prints warnings for every model load).
+_GGML_TO_LOGGING = {1: logging.DEBUG, 2: logging.DEBUG, 3: logging.INFO, 4: logging.ERROR}
+
+
+@llama_cpp.llama_log_callback
+def _forward_llama_log(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
+    _llama_log.log(_GGML_TO_LOGGING.get(level, logging.DEBUG), "%s", text.decode("utf-8", "replace").rstrip())
+
+
+def init_backend() -> None:
+    """Initialise llama.cpp once per process and route its log into Python logging."""
+    global _backend_ready
+    with _backend_lock:
+        if _backend_ready:
+            return
+        llama_cpp.llama_log_set(_forward_llama_log, ctypes.c_void_p(0))
+        llama_cpp.llama_backend_init()
+        _backend_ready = True
+
+
+class Engine:
+    """A loaded model: tokenizer, greedy/seeded generation and logits at chosen positions.
+
+    llama.cpp contexts are not thread-safe, so every call into the context holds a lock, and
+    the async wrappers run on one dedicated worker thread so the event loop never blocks.
+    """
+
+    def __init__(
+        self, model_path: Path | str, n_threads: int | None = None, n_ctx: int = 2048, n_batch: int = 512
+    ) -> None:
+        path = Path(model_path)
+        if not path.is_file():
+            raise ValueError(f"model file {path} does not exist")
+        if n_threads is not None and n_threads < 1:
+            raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+        if n_ctx < 2 or n_batch < 1:
+            raise ValueError(f"n_ctx must be >= 2 and n_batch >= 1, got {n_ctx}, {n_batch}")
+        init_backend()
+        self.path = path
+        self.manifest = manifest_of_file(path)
+        self.n_threads = n_threads or os.cpu_count() or 1
+        self.n_ctx = n_ctx
+        self.n_batch = n_batch
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="camelid-engine")
+
+        model_params = llama_cpp.llama_model_default_params()
+        self._model = llama_cpp.llama_model_load_from_file(str(path).encode(), model_params)
+        if not self._model:
+            raise ValueError(f"llama.cpp could not load {path}")
+        ctx_params = llama_cpp.llama_context_default_params()
+        ctx_params.n_ctx = n_ctx
+        ctx_params.n_batch = n_batch
+        ctx_params.n_ubatch = n_batch
+        ctx_params.n_threads = self.n_threads
+        ctx_params.n_threads_batch = self.n_threads
+        ctx_params.no_perf = True
+        self._ctx = llama_cpp.llama_init_from_model(self._model, ctx_params)
+        if not self._ctx:
+            llama_cpp.llama_model_free(self._model)
+            raise ValueError(f"llama.cpp could not create a context for {path} (n_ctx={n_ctx})")
+        self._vocab = llama_cpp.llama_model_get_vocab(self._model)
+        self.n_vocab: int = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        self.eos: int = llama_cpp.llama_vocab_eos(self._vocab)
+        self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+
+    @property
+    def model_id(self) -> bytes:
+        """Merkle root of the model file's chunk hashes (whitepaper 2.6.1)."""
+        return self.manifest.id
+
+    def close(self) -> None:
+        """Free the llama.cpp objects; the engine is unusable afterwards."""
+        with self._lock:
+            if self._ctx is None:
+                return
+            self._executor.shutdown(wait=False)
+            llama_cpp.llama_batch_free(self._batch)
+            llama_cpp.llama_free(self._ctx)
+            llama_cpp.llama_model_free(self._model)
+            self._ctx = None
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def is_end(self, token: int) -> bool:
+        """True for every end-of-generation token (gemma has <eos> and <end_of_turn>)."""
+        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+
+    def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        while True:
+            buf = (llama_cpp.llama_token * capacity)()
+            n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buf, capacity, add_bos, False)
+            if n >= 0:
+                return list(buf[:n])
+            capacity = -n
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        """Text of `tokens`; special tokens render as nothing, invalid UTF-8 is replaced."""
+        self.check_tokens(tokens, "tokens")
+        arr = (llama_cpp.llama_token * len(tokens))(*tokens)
+        capacity = 8 * len(tokens) + 16
+        while True:
+            buf = ctypes.create_string_buffer(capacity)
+            n = llama_cpp.llama_detokenize(self._vocab, arr, len(tokens), buf, capacity, False, False)
+            if n >= 0:
+                return buf.raw[:n].decode("utf-8", errors="replace")
+            capacity = -n
+
+    def generate(
+        self, prompt_tokens: Sequence[int], max_tokens: int, seed: int = 0, temperature: float = 0.0
+    ) -> list[int]:
+        """Output token ids: one decode per token, stopping after an end token or max_tokens."""
+        self._check_job(prompt_tokens, max_tokens)
+        check_sampling_params(seed, temperature)
+        prompt = list(prompt_tokens)
+        output: list[int] = []
+        with self._lock:
+            self._clear()
+            logits = self._forward(prompt, 0, [len(prompt) - 1])[0]
+            while True:
+                token = choose_token(logits, seed, len(output), temperature)
+                output.append(token)
+                if self.is_end(token) or len(output) == max_tokens:
+                    return output
+                logits = self._forward([token], len(prompt) + len(output) - 1, [0])[0]
+
+    def logits_at(self, tokens: Sequence[int], positions: Sequence[int]) -> np.ndarray:
+        """Logits predicting the token after each of `positions`, from one batched prefill.
+
+        Returns an array of shape (len(positions), n_vocab) in the order of `positions`
+        (which must be increasing); logits are computed at those positions only.
+        """
+        self.check_tokens(tokens, "tokens")
+        if not tokens or len(tokens) > self.n_ctx:
+            raise ValueError(f"need 1 to {self.n_ctx} tokens, got {len(tokens)}")
+        if any(b <= a for a, b in zip(positions, positions[1:], strict=False)):
+            raise ValueError("positions must be strictly increasing")
+        if positions and not 0 <= positions[0] <= positions[-1] < len(tokens):
+            raise ValueError(f"positions must lie in [0, {len(tokens)})")
+        with self._lock:
+            self._clear()
+            return self._forward(list(tokens), 0, list(positions))
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        """Run `fn(*args)` on the engine's worker thread, off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def agenerate(
+        self, prompt_tokens: Sequence[int], max_tokens: int, seed: int = 0, temperature: float = 0.0
+    ) -> list[int]:
+        return await self.run(self.generate, prompt_tokens, max_tokens, seed, temperature)
+
+    def check_tokens(self, tokens: Sequence[int], what: str) -> None:
+        """ValueError naming `what` unless every entry is a token id of this model."""
+        for t in tokens:
+            if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < self.n_vocab:
+                raise ValueError(f"{what} holds {t!r}, not a token id in [0, {self.n_vocab})")
+
+    def _check_job(self, prompt_tokens: Sequence[int], max_tokens: int) -> None:
+        self.check_tokens(prompt_tokens, "prompt_tokens")
+        if not prompt_tokens:
+            raise ValueError("prompt_tokens is empty")
+        if not isinstance(max_tokens, int) or max_tokens < 1:
+            raise ValueError(f"max_tokens must be a positive int, got {max_tokens!r}")
+        if len(prompt_tokens) + max_tokens > self.n_ctx:
+            raise ValueError(
+                f"prompt ({len(prompt_tokens)}) + max_tokens ({max_tokens}) exceeds n_ctx ({self.n_ctx})"
+            )
+
+    def _clear(self) -> None:
+        if self._ctx is None:
+            raise ValueError("engine is closed")
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx), True)
+
+    def _forward(self, tokens: list[int], start: int, outputs: list[int]) -> np.ndarray:
+        """Decode `tokens` at positions start..; return the logits rows for indices in `outputs`.
+
+        Each llama_decode gets at most n_batch tokens and OUTPUTS_PER_DECODE logits rows: long
+        batches make the prefill fast, and the row cap bounds llama.cpp's logits buffer (1 MiB per
+        row with a 262k vocabulary). Rows are copied out after each decode, which overwrites them.
+        """
+        result = np.empty((len(outputs), self.n_vocab), dtype=np.float32)
+        wanted = set(outputs)
+        row = 0
+        chunk_start = 0
+        while chunk_start < len(tokens):
+            flagged: list[int] = []
+            size = 0
+            while chunk_start + size < len(tokens) and size < self.n_batch:
+                index = chunk_start + size
+                if index in wanted:
+                    if len(flagged) == OUTPUTS_PER_DECODE:
+                        break
+                    flagged.append(size)
+                self._put(size, tokens[index], start + index, index in wanted)
+                size += 1
+            self._batch.n_tokens = size
+            status = llama_cpp.llama_decode(self._ctx, self._batch)
+            if status != 0:
+                raise RuntimeError(f"llama_decode failed with status {status}")
+            for i in flagged:
+                ptr = llama_cpp.llama_get_logits_ith(self._ctx, i)
+                result[row] = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+                row += 1
+            chunk_start += size
+        return result
+
+    def _put(self, slot: int, token: int, pos: int, want_logits: bool) -> None:
+        batch = self._batch
+        batch.token[slot] = token
+        batch.pos[slot] = pos
+        batch.n_seq_id[slot] = 1
+        batch.seq_id[slot][0] = 0
+        batch.logits[slot] = want_logits

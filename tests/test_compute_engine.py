@@ -1,0 +1,154 @@
+"""The llama.cpp engine on the tiny test model: tokenizer, generation, logits, async wrapper."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny_model import EOS, VOCAB, write_tiny_model
+
+from camelid.compute.engine import Engine
+from camelid.compute.model_id import model_id_of_file
+from camelid.compute.sampling import choose_token, gumbel_noise, token_gap
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny.gguf")
+
+
+@pytest.fixture(scope="module")
+def engine(model_path: Path):
+    with Engine(model_path, n_threads=1, n_ctx=512) as eng:
+        yield eng
+
+
+def test_engine_reports_model_facts(engine: Engine, model_path: Path) -> None:
+    assert engine.n_vocab == len(VOCAB)
+    assert engine.eos == EOS
+    assert engine.is_end(EOS)
+    assert not engine.is_end(EOS + 1)
+    assert engine.model_id == model_id_of_file(model_path)
+
+
+def test_tiny_model_id_depends_on_seed(tmp_path: Path) -> None:
+    a = write_tiny_model(tmp_path / "a.gguf", seed=1)
+    b = write_tiny_model(tmp_path / "b.gguf", seed=1)
+    c = write_tiny_model(tmp_path / "c.gguf", seed=2)
+    assert model_id_of_file(a) == model_id_of_file(b) != model_id_of_file(c)
+
+
+def test_tokenize_round_trips_text(engine: Engine) -> None:
+    text = "llamas, alpacas & vicuñas"
+    tokens = engine.tokenize(text)
+    assert tokens[0] == 1  # BOS
+    assert engine.detokenize(tokens) == text
+    assert engine.tokenize(text, add_bos=False) == tokens[1:]
+
+
+def test_greedy_generation_is_deterministic_and_bounded(engine: Engine) -> None:
+    prompt = engine.tokenize("the herd moves north")
+    first = engine.generate(prompt, 20)
+    assert first == engine.generate(prompt, 20)
+    assert 1 <= len(first) <= 20
+    assert engine.generate(prompt, 20, seed=99) == first  # the seed only matters when T > 0
+
+
+def test_greedy_generation_picks_the_argmax(engine: Engine) -> None:
+    prompt = engine.tokenize("pick the best")
+    output = engine.generate(prompt, 1)
+    logits = engine.logits_at(prompt, [len(prompt) - 1])[0]
+    assert output == [int(np.argmax(logits))]
+
+
+def test_generation_stops_at_end_token_or_max_tokens(engine: Engine) -> None:
+    outputs = [engine.generate(engine.tokenize(f"prompt {i}"), 24) for i in range(30)]
+    ended = [o for o in outputs if len(o) < 24]
+    assert ended, "the tiny model should end some generations by itself"
+    for output in outputs:
+        assert all(not engine.is_end(t) for t in output[:-1])
+        assert engine.is_end(output[-1]) or len(output) == 24
+
+
+def test_sampling_is_keyed_by_seed(engine: Engine) -> None:
+    prompt = engine.tokenize("sample me")
+    runs = {seed: engine.generate(prompt, 16, seed=seed, temperature=1.0) for seed in range(6)}
+    assert runs[3] == engine.generate(prompt, 16, seed=3, temperature=1.0)
+    assert len({tuple(r) for r in runs.values()}) > 1
+
+
+def test_gumbel_noise_depends_only_on_seed_and_index() -> None:
+    base = gumbel_noise(7, 3, 1000)
+    assert np.array_equal(base, gumbel_noise(7, 3, 1000))
+    assert not np.array_equal(base, gumbel_noise(7, 4, 1000))
+    assert not np.array_equal(base, gumbel_noise(8, 3, 1000))
+    assert np.isfinite(base).all()
+
+
+def test_gumbel_max_samples_the_softmax() -> None:
+    temperature = 0.8
+    logits = np.log(np.array([0.1, 0.2, 0.3, 0.4])) * temperature  # softmax(logits / T) = those weights
+    draws = [choose_token(logits, 11, i, temperature) for i in range(6000)]
+    frequencies = np.bincount(draws, minlength=4) / len(draws)
+    assert np.allclose(frequencies, [0.1, 0.2, 0.3, 0.4], atol=0.02)
+
+
+def test_token_gap_is_zero_for_the_choice_and_on_logit_scale() -> None:
+    logits = np.array([1.0, 3.0, 2.5])
+    assert token_gap(logits, 1, 0, 0, 0.0) == 0.0
+    assert token_gap(logits, 2, 0, 0, 0.0) == pytest.approx(0.5)
+    chosen = choose_token(logits, 5, 9, 2.0)
+    assert token_gap(logits, chosen, 5, 9, 2.0) == 0.0
+
+
+def test_logits_at_follows_requested_positions(engine: Engine) -> None:
+    tokens = engine.tokenize("positions matter here")
+    every = engine.logits_at(tokens, list(range(len(tokens))))
+    some = engine.logits_at(tokens, [0, 5, len(tokens) - 1])
+    assert some.shape == (3, engine.n_vocab)
+    assert np.allclose(some, every[[0, 5, len(tokens) - 1]], atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda e: e.generate([], 4), "empty"),
+        (lambda e: e.generate([1, 9999], 4), "token id"),
+        (lambda e: e.generate([1, -1], 4), "token id"),
+        (lambda e: e.generate([1, 5], 0), "max_tokens"),
+        (lambda e: e.generate([1, 5], 600), "n_ctx"),
+        (lambda e: e.generate([1, 5], 4, temperature=-1.0), "temperature"),
+        (lambda e: e.generate([1, 5], 4, temperature=float("nan")), "temperature"),
+        (lambda e: e.generate([1, 5], 4, seed=2**64), "seed"),
+        (lambda e: e.logits_at([1, 5, 6], [2, 1]), "increasing"),
+        (lambda e: e.logits_at([1, 5, 6], [3]), r"\[0, 3\)"),
+        (lambda e: e.detokenize([300]), "token id"),
+    ],
+)
+def test_bad_input_is_rejected(engine: Engine, call, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        call(engine)
+
+
+def test_unloadable_files_are_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="does not exist"):
+        Engine(tmp_path / "missing.gguf")
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"not a gguf file at all")
+    with pytest.raises(ValueError, match="could not load"):
+        Engine(junk)
+
+
+def test_closed_engine_refuses_work(model_path: Path) -> None:
+    eng = Engine(model_path, n_threads=1, n_ctx=64)
+    eng.close()
+    with pytest.raises(ValueError, match="closed"):
+        eng.generate([1, 5], 2)
+
+
+async def test_agenerate_matches_generate_and_serialises_jobs(engine: Engine) -> None:
+    prompts = [engine.tokenize(f"async job {i}") for i in range(4)]
+    results = await asyncio.gather(*(engine.agenerate(p, 12, seed=i, temperature=0.7) for i, p in enumerate(prompts)))
+    assert results == [engine.generate(p, 12, seed=i, temperature=0.7) for i, p in enumerate(prompts)]

@@ -1,0 +1,108 @@
+"""Model ids: Merkle root over 1 MiB chunk hashes, and manifests received from peers."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from camelid.compute import default_model_path
+from camelid.compute.model_id import CHUNK_SIZE, Manifest, manifest_of_file, model_id_of_file
+from camelid.compute.models import DEFAULT_MODEL_FILE, MODEL_DIR_ENV
+from camelid.crypto.merkle import merkle_root
+
+
+def _sha256d(data: bytes) -> bytes:
+    return hashlib.sha256(hashlib.sha256(data).digest()).digest()
+
+
+def test_chunk_size_is_one_mebibyte() -> None:
+    assert CHUNK_SIZE == 1 << 20
+
+
+@pytest.mark.parametrize("size", [1, 99, 100, 101, 250])
+def test_id_is_merkle_root_of_double_sha_chunks(tmp_path: Path, size: int) -> None:
+    data = bytes(i % 251 for i in range(size))
+    path = tmp_path / "m.gguf"
+    path.write_bytes(data)
+    manifest = manifest_of_file(path, chunk_size=100)
+    expected_hashes = [_sha256d(data[i : i + 100]) for i in range(0, size, 100)]
+    assert manifest.chunk_hashes == tuple(expected_hashes)
+    assert manifest.id == merkle_root(expected_hashes)
+    assert manifest.file_size == size
+    assert manifest.name == "m.gguf"
+
+
+def test_default_chunking_of_a_multi_chunk_file(tmp_path: Path) -> None:
+    path = tmp_path / "big.gguf"
+    path.write_bytes(b"\x01" * CHUNK_SIZE + b"\x02" * 10)
+    manifest = manifest_of_file(path)
+    assert len(manifest.chunk_hashes) == 2
+    assert manifest.chunk_hashes[1] == _sha256d(b"\x02" * 10)
+    assert model_id_of_file(path) == manifest.id
+
+
+def test_one_changed_byte_changes_id_and_only_its_chunk(tmp_path: Path) -> None:
+    data = bytearray(b"a" * 1000)
+    first = tmp_path / "a.gguf"
+    first.write_bytes(data)
+    data[555] ^= 1
+    second = tmp_path / "b.gguf"
+    second.write_bytes(data)
+    one, two = manifest_of_file(first, chunk_size=100), manifest_of_file(second, chunk_size=100)
+    assert one.id != two.id
+    differing = [i for i, (x, y) in enumerate(zip(one.chunk_hashes, two.chunk_hashes, strict=True)) if x != y]
+    assert differing == [5]
+
+
+def test_empty_file_has_zero_id(tmp_path: Path) -> None:
+    path = tmp_path / "empty.gguf"
+    path.write_bytes(b"")
+    manifest = manifest_of_file(path)
+    assert manifest.chunk_hashes == ()
+    assert manifest.id == bytes(32)
+
+
+def test_manifest_round_trips_through_dict(tmp_path: Path) -> None:
+    path = tmp_path / "m.gguf"
+    path.write_bytes(b"xyz" * 500)
+    manifest = manifest_of_file(path, name="tiny", chunk_size=256)
+    assert Manifest.from_dict(manifest.to_dict()) == manifest
+    assert manifest.id_hex == manifest.id.hex()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d.update(id=bytes(32)), "Merkle root"),
+        (lambda d: d.update(id=b"short"), "32 bytes"),
+        (lambda d: d.update(file_size=10**9), "need"),
+        (lambda d: d.update(file_size=-1), "file_size"),
+        (lambda d: d.update(chunk_size=0), "chunk_size"),
+        (lambda d: d.update(chunk_hashes="nope"), "list"),
+        (lambda d: d["chunk_hashes"].__setitem__(0, b"\x00" * 31), "32 bytes"),
+        (lambda d: d.update(name=5), "name"),
+        (lambda d: d.pop("name"), "lacks"),
+    ],
+)
+def test_malformed_manifest_is_rejected(tmp_path: Path, change, message: str) -> None:
+    path = tmp_path / "m.gguf"
+    path.write_bytes(b"q" * 1000)
+    data = manifest_of_file(path, chunk_size=100).to_dict()
+    change(data)
+    with pytest.raises(ValueError, match=message):
+        Manifest.from_dict(data)
+
+
+def test_non_dict_manifest_is_rejected() -> None:
+    with pytest.raises(ValueError, match="dict"):
+        Manifest.from_dict([1, 2])
+
+
+def test_default_model_path_uses_cached_file_in_model_dir(tmp_path: Path, monkeypatch) -> None:
+    cached = tmp_path / DEFAULT_MODEL_FILE
+    cached.write_bytes(b"already assembled")
+    monkeypatch.setenv(MODEL_DIR_ENV, str(tmp_path))
+    assert default_model_path() == cached
+    assert cached.read_bytes() == b"already assembled"

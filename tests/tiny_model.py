@@ -1,0 +1,97 @@
+"""A tiny llama-architecture GGUF model with random weights, written by the tests themselves.
+
+Two layers, 64-dim embeddings and a byte-level SentencePiece vocabulary (<unk>, <s>, </s>, the 256
+byte tokens and the word-boundary mark) make a ~0.5 MB file that llama.cpp loads and runs in
+milliseconds. The weights are random but fixed by `seed`, so the model id is stable per seed.
+The end token's output row is scaled up so that generations end by themselves often enough to
+exercise the end-of-generation paths.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gguf
+import numpy as np
+
+N_EMBD = 64
+N_HEAD = 4
+N_FF = 128
+N_LAYER = 2
+N_CTX = 512
+UNK, BOS, EOS = 0, 1, 2
+SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]
+BYTE_TOKENS = [f"<0x{b:02X}>" for b in range(256)]
+WORD_MARK = "\u2581"  # SentencePiece's space; without it spaces would decode as the mark itself
+VOCAB = SPECIAL_TOKENS + BYTE_TOKENS + [WORD_MARK]
+EOS_ROW_SCALE = 1.5
+
+
+def _token_types() -> list[int]:
+    return (
+        [gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL]
+        + [gguf.TokenType.BYTE] * 256
+        + [gguf.TokenType.NORMAL]
+    )
+
+
+def _weights(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Tensors in numpy shape (rows = output features); gguf reverses them to llama.cpp order."""
+
+    def matrix(n_out: int, n_in: int, scale: float = 1.0) -> np.ndarray:
+        return (rng.standard_normal((n_out, n_in)) * scale / np.sqrt(n_in)).astype(np.float32)
+
+    ones = np.ones(N_EMBD, dtype=np.float32)
+    output = matrix(len(VOCAB), N_EMBD, scale=4.0)
+    output[EOS] *= EOS_ROW_SCALE
+    tensors = {
+        "token_embd.weight": rng.standard_normal((len(VOCAB), N_EMBD)).astype(np.float32),
+        "output_norm.weight": ones,
+        "output.weight": output,
+    }
+    for layer in range(N_LAYER):
+        tensors.update(
+            {
+                f"blk.{layer}.attn_norm.weight": ones,
+                f"blk.{layer}.attn_q.weight": matrix(N_EMBD, N_EMBD),
+                f"blk.{layer}.attn_k.weight": matrix(N_EMBD, N_EMBD),
+                f"blk.{layer}.attn_v.weight": matrix(N_EMBD, N_EMBD),
+                f"blk.{layer}.attn_output.weight": matrix(N_EMBD, N_EMBD),
+                f"blk.{layer}.ffn_norm.weight": ones,
+                f"blk.{layer}.ffn_gate.weight": matrix(N_FF, N_EMBD),
+                f"blk.{layer}.ffn_up.weight": matrix(N_FF, N_EMBD),
+                f"blk.{layer}.ffn_down.weight": matrix(N_EMBD, N_FF),
+            }
+        )
+    return tensors
+
+
+def write_tiny_model(path: Path, seed: int = 0) -> Path:
+    """Write the tiny model for `seed` to `path` and return `path`."""
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name(f"camelid-tiny-{seed}")
+    writer.add_context_length(N_CTX)
+    writer.add_embedding_length(N_EMBD)
+    writer.add_block_count(N_LAYER)
+    writer.add_feed_forward_length(N_FF)
+    writer.add_head_count(N_HEAD)
+    writer.add_head_count_kv(N_HEAD)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_rope_dimension_count(N_EMBD // N_HEAD)
+    writer.add_vocab_size(len(VOCAB))
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(VOCAB)
+    writer.add_token_scores([0.0] * len(VOCAB))
+    writer.add_token_types(_token_types())
+    writer.add_unk_token_id(UNK)
+    writer.add_bos_token_id(BOS)
+    writer.add_eos_token_id(EOS)
+    writer.add_add_bos_token(True)
+    writer.add_add_space_prefix(False)
+    for name, tensor in _weights(np.random.default_rng(seed)).items():
+        writer.add_tensor(name, tensor)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
