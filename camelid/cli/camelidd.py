@@ -32,6 +32,8 @@ def _converter(setting: Setting):
         if value is None or isinstance(value, bool):
             return value
         try:
+            if isinstance(value, tuple):  # a repeatable option
+                return tuple(setting.parse(item) for item in value)
             return setting.parse(value)
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from None
@@ -44,10 +46,18 @@ def _setting_options(command):
     for key, setting in reversed(SETTINGS.items()):
         if key == "printtoconsole":
             option = click.option("--printtoconsole/--quiet", "printtoconsole", default=True, help=setting.help)
+        elif key == "listen":
+            option = click.option("--listen/--nolisten", "listen", default=True, help=setting.help)
         elif setting.is_flag:
             option = click.option(f"--{key}", key.replace("-", "_"), is_flag=True, help=setting.help)
         else:
-            option = click.option(f"--{key}", key.replace("-", "_"), callback=_converter(setting), help=setting.help)
+            option = click.option(
+                f"--{key}",
+                key.replace("-", "_"),
+                callback=_converter(setting),
+                multiple=setting.multiple,
+                help=setting.help,
+            )
         command = option(command)
     return command
 

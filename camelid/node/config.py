@@ -22,6 +22,7 @@ from typing import Any
 
 from camelid.core.params import ChainParams, get_params
 from camelid.crypto.address import address_to_hash160
+from camelid.node.p2p_service import parse_peer_address
 
 DEFAULT_DATADIR = Path("~/.camelid")
 CONF_FILENAME = "camelid.conf"
@@ -83,6 +84,7 @@ class Setting:
     default: Any
     help: str
     is_flag: bool = False
+    multiple: bool = False  # may be repeated; the values form a tuple
 
 
 SETTINGS: dict[str, Setting] = {
@@ -100,6 +102,12 @@ SETTINGS: dict[str, Setting] = {
     "printtoconsole": Setting(parse_bool, True, "Log to the console as well as debug.log.", is_flag=True),
     "wallet": Setting(parse_text, None, 'Wallet to load at start (default: "default" when it exists).'),
     "disablewallet": Setting(parse_bool, False, "Run without wallets: none loads, no wallet RPC.", is_flag=True),
+    "listen": Setting(parse_bool, True, "Accept P2P connections (--nolisten: outbound only)."),
+    "bind": Setting(parse_ip, "0.0.0.0", "Address the P2P listener binds to."),
+    "connect": Setting(parse_peer_address, (), "Connect only to this IP[:port] (repeatable).", multiple=True),
+    "addnode": Setting(parse_peer_address, (), "Keep this IP[:port] connected (repeatable).", multiple=True),
+    "seednode": Setting(parse_peer_address, (), "Learn addresses from this IP[:port] (repeatable).", multiple=True),
+    "maxconnections": Setting(parse_positive_int, 125, "Most P2P connections, inbound and outbound."),
 }
 NETWORK_KEYS = ("regtest", "testnet")
 
@@ -122,6 +130,12 @@ class NodeConfig:
     printtoconsole: bool = True
     wallet: str | None = None  # wallet name under <net_datadir>/wallets/
     disablewallet: bool = False
+    listen: bool = True
+    bind: str = "0.0.0.0"
+    connect: tuple[tuple[str, int | None], ...] = ()
+    addnode: tuple[tuple[str, int | None], ...] = ()
+    seednode: tuple[tuple[str, int | None], ...] = ()
+    maxconnections: int = 125
     mempool_bytes: int = DEFAULT_MEMPOOL_BYTES
     conf_file: Path | None = None  # the camelid.conf that was read, if any
 
@@ -189,12 +203,16 @@ def read_conf_file(path: Path) -> ConfFile:
             raise ConfigError(f"{where}: unknown key {key!r}")
         if section is not None and key in NETWORK_KEYS:
             raise ConfigError(f"{where}: {key} selects the network and cannot appear in [{section}]")
-        if key in target:
+        setting = SETTINGS[key]
+        if key in target and not setting.multiple:
             raise ConfigError(f"{where}: {key} is already set on line {target[key][1]}")
         try:
-            target[key] = (SETTINGS[key].parse(value), lineno)
+            parsed = setting.parse(value)
         except ValueError as exc:
             raise ConfigError(f"{where}: bad value for {key}: {exc}") from None
+        if setting.multiple:
+            parsed = target.get(key, ((), lineno))[0] + (parsed,)
+        target[key] = (parsed, lineno)
     return conf
 
 

@@ -8,7 +8,7 @@ Start-up order matters for a node that may be killed at any instant:
    -28 "warming up" while
 3. the chain state opens (and, with --reindex, rebuilds) on the chain thread;
 4. the wallets load and catch up with the chain (unless --disablewallet);
-5. the services run in one TaskGroup -- the miner with --mine -- until a
+5. the services run in one TaskGroup -- P2P, and the miner with --mine -- until a
    ShutdownRequested event (the stop RPC, SIGTERM, SIGINT) or a service fails.
 
 Shutdown runs the same steps backwards: cancel the services, stop the RPC
@@ -34,6 +34,7 @@ from camelid.node.chain_service import ChainService
 from camelid.node.config import NodeConfig
 from camelid.node.events import ShutdownRequested
 from camelid.node.miner import Miner
+from camelid.node.p2p_service import P2PService
 from camelid.node.wallet_service import WalletService
 from camelid.rpc import methods  # noqa: F401 -- importing registers every RPC method
 from camelid.rpc.auth import Credentials, delete_cookie, write_cookie
@@ -134,10 +135,12 @@ class Node:
                 context.warmup_status = "Loading wallet..."
                 wallets = WalletService(config.net_datadir, chain, bus)
                 await wallets.start(wallets.startup_wallets(config.wallet))
+            context.p2p_service = p2p = P2PService(config, chain, bus)
             context.finish_warmup(chain, miner, wallets)
             log.info("node ready on %s (RPC port %d)", config.network, config.rpc_port)
             async with asyncio.TaskGroup() as services:
-                running = [services.create_task(miner.run(), name="miner")] if config.mine else []
+                running = [services.create_task(p2p.run(), name="p2p")]
+                running += [services.create_task(miner.run(), name="miner")] if config.mine else []
                 await self._shutdown.wait()
                 for task in running:
                     task.cancel()

@@ -13,6 +13,7 @@ from camelid.rpc.errors import RPCError, RPCErrorCode
 if TYPE_CHECKING:
     from camelid.node.chain_service import ChainService
     from camelid.node.miner import Miner
+    from camelid.node.p2p_service import P2PService
     from camelid.node.wallet_service import WalletService
 
 
@@ -28,6 +29,14 @@ class RPCContext:
     miner_service: Miner | None = None
     wallet_service: WalletService | None = None  # None also after warm-up when wallets are disabled
     mining: bool = False  # whether the node runs the continuous --mine loop
+    p2p_service: P2PService | None = None
+
+    @property
+    def p2p(self) -> P2PService:
+        """The P2P service; -28 while the node is still starting."""
+        if self.p2p_service is None:
+            raise RPCError(RPCErrorCode.IN_WARMUP, self.warmup_status)
+        return self.p2p_service
 
     @property
     def warming_up(self) -> bool:

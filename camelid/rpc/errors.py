@@ -22,6 +22,11 @@ class RPCErrorCode(IntEnum):
     VERIFY_REJECTED = -26
     VERIFY_ALREADY_IN_CHAIN = -27
     IN_WARMUP = -28
+    # Bitcoin Core's P2P client errors.
+    CLIENT_NODE_ALREADY_ADDED = -23
+    CLIENT_NODE_NOT_ADDED = -24
+    CLIENT_NODE_NOT_CONNECTED = -29
+    CLIENT_INVALID_IP_OR_SUBNET = -30
 
 
 class RPCError(Exception):

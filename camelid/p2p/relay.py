@@ -1,0 +1,176 @@
+"""Transaction and block relay: inv/getdata announcements, and serving what peers ask for.
+
+New mempool transactions are announced with inv(TX) to every peer not known to
+have them; a new tip goes out as `headers` to peers that sent `sendheaders` and
+as inv(BLOCK) to the rest. An inv for a transaction we lack is answered with
+getdata; an inv for an unknown block starts a headers exchange (camelid.p2p.sync
+fetches the blocks). getdata is answered with the objects or `notfound`.
+
+Misbehaviour: a transaction that breaks a consensus rule (bad structure, a
+failing script, outputs above inputs) is a ProtocolViolation; one refused by
+policy, already known, or spending outputs we have not seen yet is not -- an
+honest peer sends those all the time.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from camelid.chain.chainstate import ChainState
+from camelid.chain.errors import TxRejected
+from camelid.chain.mempool import Mempool
+from camelid.core.transaction import Transaction
+from camelid.p2p.errors import ProtocolViolation
+from camelid.p2p.limits import RecentSet
+from camelid.p2p.manager import PeerManager
+from camelid.p2p.messages import (
+    BlockMessage,
+    GetData,
+    Headers,
+    Inv,
+    InvItem,
+    InvType,
+    NotFound,
+    SendHeaders,
+    TxMessage,
+)
+from camelid.p2p.peer import Peer
+from camelid.p2p.sync import BlockSync, ChainBackend, ready_peers
+
+log = logging.getLogger(__name__)
+
+RECENT_REJECTS = 50_000  # transaction ids refused lately, not requested again
+# Transaction rejections that do not show the sender misbehaving: timing, our pool's state, or our policy.
+BLAMELESS_TX_REASONS = frozenset(
+    {"bad-txns-inputs-missingorspent", "bad-txns-nonfinal", "bad-txns-premature-spend-of-coinbase"}
+)
+
+
+def is_misbehaviour(rejection: TxRejected) -> bool:
+    """Whether a rejected transaction breaks consensus whatever the chain state (as Bitcoin's TX_CONSENSUS)."""
+    reason = rejection.reason
+    if reason.startswith("mandatory-script-verify-flag-failed"):
+        return True
+    return reason.startswith("bad-txns-") and reason not in BLAMELESS_TX_REASONS
+
+
+def objects_for(chainstate: ChainState, mempool: Mempool, items: tuple[InvItem, ...]) -> list[InvItem | bytes]:
+    """Chain thread: for each item the serialised object (tagged by its type below), or the item if we lack it."""
+    found: list[InvItem | bytes] = []
+    for item in items:
+        if item.type is InvType.TX:
+            entry = mempool.get(item.hash)
+            found.append(entry.tx.to_bytes() if entry is not None else item)
+        elif item.type is InvType.BLOCK:
+            block = chainstate.get_block(item.hash)
+            found.append(block.to_bytes() if block is not None else item)
+        else:
+            found.append(item)
+    return found
+
+
+def unknown_transactions(mempool: Mempool, txids: list[bytes]) -> list[bytes]:
+    """Chain thread: the transaction ids not in the mempool."""
+    return [txid for txid in txids if txid not in mempool]
+
+
+def unknown_blocks(chainstate: ChainState, hashes: list[bytes]) -> list[bytes]:
+    """Chain thread: the block hashes neither in our index nor waiting as orphans."""
+    return [h for h in hashes if chainstate.get_entry(h) is None and h not in chainstate.orphans]
+
+
+class Relay:
+    """Announces our new transactions and tip, and answers inv/getdata/tx from peers."""
+
+    def __init__(self, manager: PeerManager, chain: ChainBackend, sync: BlockSync) -> None:
+        self.manager = manager
+        self.chain = chain
+        self.sync = sync
+        self._known = sync.known
+        self._wants_headers: set[int] = set()  # peers that sent sendheaders
+        self._rejected = RecentSet(RECENT_REJECTS)
+        for command, handler in (
+            ("inv", self._on_inv),
+            ("getdata", self._on_getdata),
+            ("notfound", self._on_notfound),
+            ("tx", self._on_tx),
+            ("sendheaders", self._on_sendheaders),
+        ):
+            manager.register_handler(command, handler)
+
+    def announce_transaction(self, txid: bytes) -> int:
+        """inv(TX) to every peer not known to have `txid`; returns how many were told."""
+        told = 0
+        for peer in self._peers():
+            if self._known.add(peer, txid):
+                peer.send(Inv((InvItem(InvType.TX, txid),)))
+                told += 1
+        return told
+
+    async def announce_block(self, block_hash: bytes) -> None:
+        """Tell every peer about our new tip: headers to those that asked for them, else inv(BLOCK)."""
+        self._rejected = RecentSet(RECENT_REJECTS)  # as Bitcoin: a new tip may make a refused transaction valid
+        entry = await self.chain.call(self.chain.chainstate.get_entry, block_hash)
+        if entry is None:
+            return
+        header = entry.header.to_bytes()
+        for peer in self._peers():
+            if not self._known.add(peer, block_hash):
+                continue  # it sent us the block, or announced it
+            if peer.id in self._wants_headers:
+                peer.send(Headers((header,)))
+            else:
+                peer.send(Inv((InvItem(InvType.BLOCK, block_hash),)))
+
+    def _peers(self) -> list[Peer]:
+        peers = ready_peers(self.manager)
+        self._wants_headers &= {peer.id for peer in peers}
+        return peers
+
+    async def _on_inv(self, peer: Peer, inv: Inv) -> None:
+        for item in inv.items:
+            self._known.add(peer, item.hash)
+        txids = [item.hash for item in inv.items if item.type is InvType.TX and item.hash not in self._rejected]
+        blocks = [item.hash for item in inv.items if item.type is InvType.BLOCK]
+        if txids:
+            txids = await self.chain.call(unknown_transactions, self.chain.mempool, txids)
+        if txids:
+            peer.send(GetData(tuple(InvItem(InvType.TX, txid) for txid in txids)))
+        if blocks and await self.chain.call(unknown_blocks, self.chain.chainstate, blocks):
+            await self.sync.request_headers(peer)
+
+    async def _on_getdata(self, peer: Peer, getdata: GetData) -> None:
+        answers = await self.chain.call(objects_for, self.chain.chainstate, self.chain.mempool, getdata.items)
+        missing = []
+        for item, answer in zip(getdata.items, answers, strict=True):
+            if isinstance(answer, InvItem):
+                missing.append(answer)
+                continue
+            self._known.add(peer, item.hash)
+            if item.type is InvType.TX:
+                peer.send(TxMessage(answer))
+            else:
+                peer.send(BlockMessage(answer))
+        if missing:
+            peer.send(NotFound(tuple(missing)))
+
+    async def _on_notfound(self, peer: Peer, notfound: NotFound) -> None:
+        self.sync.not_found(peer, [item.hash for item in notfound.items if item.type is InvType.BLOCK])
+
+    async def _on_sendheaders(self, peer: Peer, _: SendHeaders) -> None:
+        self._wants_headers.add(peer.id)
+
+    async def _on_tx(self, peer: Peer, message: TxMessage) -> None:
+        try:
+            tx = Transaction.from_bytes(message.tx)
+        except ValueError as exc:
+            raise ProtocolViolation(f"bad-payload: tx: {exc}") from None
+        self._known.add(peer, tx.hash)
+        try:
+            await self.chain.submit_transaction(tx)
+        except TxRejected as exc:
+            if is_misbehaviour(exc):
+                raise ProtocolViolation(f"invalid-tx: {exc.reason}") from None
+            if exc.reason != "bad-txns-inputs-missingorspent":
+                self._rejected.add(tx.hash)  # missing parents may yet arrive; anything else would fail again
+            log.debug("%r: transaction %s not accepted: %s", peer, tx.txid(), exc)

@@ -1,0 +1,263 @@
+"""Headers-first block download (whitepaper 2.1): learn the peer's chain from headers, then fetch its blocks.
+
+After the handshake we send `getheaders` (our block locator) to every peer that
+claims a taller chain. Each `headers` answer adds the blocks we lack to an
+ordered wish list; up to DOWNLOAD_WINDOW of them are in flight at once, spread
+over the peers that announced them (at most PER_PEER_WINDOW each). A request
+unanswered for BLOCK_TIMEOUT seconds is taken from its peer and given to
+another one that has the block. A full `headers` message (MAX_HEADERS entries)
+means the peer has more: we ask again from its last header, at once while
+fewer than MAX_WANTED blocks are queued, else once the queue has drained to
+half, so memory stays bounded however long the peer's chain is.
+
+Blocks go to the chain backend (camelid.node.chain_service.ChainService
+satisfies ChainBackend); a block that breaks a consensus rule is a
+ProtocolViolation, so the peer that sent it is disconnected and discouraged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from camelid.chain.chainstate import BlockResult, ChainState
+from camelid.chain.errors import BlockRejected
+from camelid.chain.mempool import Mempool
+from camelid.core.block import Block, BlockHeader
+from camelid.core.serialize import hash_to_hex
+from camelid.core.transaction import Transaction
+from camelid.p2p.errors import ProtocolViolation
+from camelid.p2p.limits import RecentSet
+from camelid.p2p.manager import PeerManager
+from camelid.p2p.messages import MAX_HEADERS, BlockMessage, GetData, GetHeaders, Headers, InvItem, InvType, SendHeaders
+from camelid.p2p.peer import Peer
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+NO_STOP = bytes(32)
+DOWNLOAD_WINDOW = 64  # blocks in flight in all; below the orphan pool's 100, so early arrivals are never evicted
+PER_PEER_WINDOW = 32  # blocks in flight from one peer, so that a second peer gets a share
+BLOCK_TIMEOUT = 10.0  # seconds before an unanswered block request goes to another peer
+TICK = 0.5  # seconds between checks for new peers and stalled requests
+KNOWN_INVENTORY = 50_000  # hashes remembered per peer as known to it
+MAX_WANTED = 8 * MAX_HEADERS  # blocks queued for download; headers beyond wait until the queue drains to half
+# Rejections that say nothing bad about the sender: its clock, our reorg limit, or a block it could not know.
+BLAMELESS_BLOCK_REASONS = frozenset({"time-too-new", "reorg-too-deep", "duplicate-invalid"})
+
+
+class ChainBackend(Protocol):
+    """What the P2P layer needs of the node's chain service; every chainstate read goes through `call`."""
+
+    chainstate: ChainState
+    mempool: Mempool
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T: ...
+
+    async def submit_block(self, block: Block) -> BlockResult: ...
+
+    async def submit_transaction(self, tx: Transaction) -> Any: ...
+
+
+def ready_peers(manager: PeerManager) -> list[Peer]:
+    """Peers that completed the handshake and are still connected."""
+    peers = (manager.peer(info.id) for info in manager.peers())
+    return [peer for peer in peers if peer is not None and not peer.closed]
+
+
+def headers_after(chainstate: ChainState, locator: tuple[bytes, ...], stop: bytes) -> list[bytes]:
+    """Chain thread: raw headers of our active chain after the first locator hash on it (genesis if none)."""
+    start = 1
+    for block_hash in locator:
+        if chainstate.is_in_active_chain(block_hash):
+            entry = chainstate.get_entry(block_hash)
+            assert entry is not None
+            start = entry.height + 1
+            break
+    headers = []
+    for height in range(start, min(start + MAX_HEADERS, chainstate.tip.height + 1)):
+        entry = chainstate.get_entry(chainstate.get_hash_at_height(height) or b"")
+        assert entry is not None
+        headers.append(entry.header.to_bytes())
+        if entry.hash == stop:
+            break
+    return headers
+
+
+def missing_blocks(chainstate: ChainState, headers: list[BlockHeader]) -> tuple[bool, list[bytes]]:
+    """Chain thread: whether the first header's parent is known, and the hashes of blocks we do not have."""
+    connects = chainstate.get_entry(headers[0].prev_hash) is not None
+    missing = [
+        header.hash_bytes
+        for header in headers
+        if chainstate.get_entry(header.hash_bytes) is None and header.hash_bytes not in chainstate.orphans
+    ]
+    return connects, missing
+
+
+class KnownInventory:
+    """Per peer, the transaction and block hashes it has or was told of, so that announcements are not echoed back."""
+
+    def __init__(self) -> None:
+        self._known: dict[int, RecentSet] = {}
+
+    def add(self, peer: Peer, item_hash: bytes) -> bool:
+        """Record that `peer` knows `item_hash`; True if that was news."""
+        return self._known.setdefault(peer.id, RecentSet(KNOWN_INVENTORY)).add(item_hash)
+
+    def keep_only(self, peer_ids: set[int]) -> None:
+        """Forget the peers that are gone."""
+        self._known = {peer_id: known for peer_id, known in self._known.items() if peer_id in peer_ids}
+
+
+class BlockSync:
+    """Headers-first sync and the block download scheduler; `await run()` alongside the PeerManager."""
+
+    def __init__(self, manager: PeerManager, chain: ChainBackend, block_timeout: float = BLOCK_TIMEOUT) -> None:
+        self.manager = manager
+        self.chain = chain
+        self.block_timeout = block_timeout
+        self.known = KnownInventory()  # shared with the relay
+        self._greeted: set[int] = set()  # peers we have sent sendheaders (and maybe getheaders) to
+        self._wanted: dict[bytes, set[int]] = {}  # block hash -> peers that announced it, in chain order
+        self._in_flight: dict[bytes, tuple[int, float]] = {}  # block hash -> (peer id, monotonic deadline)
+        self._more_headers: dict[int, bytes] = {}  # peer id -> last header of a full batch, to continue from
+        manager.register_handler("getheaders", self._on_getheaders)
+        manager.register_handler("headers", self._on_headers)
+        manager.register_handler("block", self._on_block)
+
+    async def run(self) -> None:
+        while True:
+            await self._tick()
+            await asyncio.sleep(TICK)
+
+    async def request_headers(self, peer: Peer, stop: bytes = NO_STOP) -> None:
+        """Ask `peer` for the headers after our active chain (up to `stop`)."""
+        locator = await self.chain.call(self.chain.chainstate.locator)
+        peer.send(GetHeaders(tuple(locator), stop))
+
+    def not_found(self, peer: Peer, block_hashes: list[bytes]) -> None:
+        """`peer` cannot serve these blocks: ask someone else."""
+        for block_hash in block_hashes:
+            if self._in_flight.get(block_hash, (None,))[0] == peer.id:
+                del self._in_flight[block_hash]
+            self._wanted.get(block_hash, set()).discard(peer.id)
+        self._schedule()
+
+    async def _tick(self) -> None:
+        peers = ready_peers(self.manager)
+        ready_ids = {peer.id for peer in peers}
+        tip_height = self.chain.chainstate.tip.height
+        for peer in peers:
+            if peer.id not in self._greeted:
+                self._greeted.add(peer.id)
+                peer.send(SendHeaders())
+                if peer.best_height > tip_height:
+                    await self.request_headers(peer)
+        self._greeted &= ready_ids
+        self.known.keep_only(ready_ids)
+        if len(self._wanted) <= MAX_WANTED // 2:
+            for peer in peers:
+                if peer.id in self._more_headers:
+                    peer.send(GetHeaders((self._more_headers.pop(peer.id),), NO_STOP))
+        self._more_headers = {peer_id: last for peer_id, last in self._more_headers.items() if peer_id in ready_ids}
+        now = time.monotonic()
+        for block_hash, (peer_id, deadline) in list(self._in_flight.items()):
+            if peer_id not in ready_ids or deadline < now:
+                if peer_id in ready_ids:
+                    log.info("block %s stalled at peer %d; asking another peer", hash_to_hex(block_hash), peer_id)
+                del self._in_flight[block_hash]
+                sources = self._wanted.get(block_hash, set())
+                if sources - {peer_id}:
+                    sources.discard(peer_id)
+        for block_hash, sources in list(self._wanted.items()):
+            sources &= ready_ids
+            if not sources:
+                del self._wanted[block_hash]  # nobody left to ask; the next headers exchange finds it again
+        self._schedule()
+
+    def _schedule(self) -> None:
+        """Fill the download window with wanted blocks, each from its least loaded ready source."""
+        free = DOWNLOAD_WINDOW - len(self._in_flight)
+        if free <= 0:
+            return
+        load = Counter(peer_id for peer_id, _ in self._in_flight.values())
+        requests: dict[int, list[bytes]] = {}
+        deadline = time.monotonic() + self.block_timeout
+        for block_hash, sources in self._wanted.items():
+            if free == 0:
+                break
+            if block_hash in self._in_flight:
+                continue
+            candidates = [peer_id for peer_id in sources if load[peer_id] < PER_PEER_WINDOW]
+            if not candidates:
+                continue
+            peer_id = min(candidates, key=load.__getitem__)
+            load[peer_id] += 1
+            free -= 1
+            self._in_flight[block_hash] = (peer_id, deadline)
+            requests.setdefault(peer_id, []).append(block_hash)
+        for peer_id, hashes in requests.items():
+            peer = self.manager.peer(peer_id)
+            if peer is not None:
+                peer.send(GetData(tuple(InvItem(InvType.BLOCK, h) for h in hashes)))
+
+    async def _on_getheaders(self, peer: Peer, message: GetHeaders) -> None:
+        headers = await self.chain.call(headers_after, self.chain.chainstate, message.locator, message.stop)
+        peer.send(Headers(tuple(headers)))
+
+    async def _on_headers(self, peer: Peer, message: Headers) -> None:
+        if not message.headers:
+            return
+        try:
+            headers = [BlockHeader.from_bytes(raw) for raw in message.headers]
+        except ValueError as exc:
+            raise ProtocolViolation(f"bad-payload: headers: {exc}") from None
+        pow_limit = self.chain.chainstate.params.pow_limit
+        for previous, header in zip([None, *headers], headers, strict=False):
+            if previous is not None and header.prev_hash != previous.hash_bytes:
+                raise ProtocolViolation("invalid-headers: not a chain")
+            if not header.check_pow(pow_limit):
+                raise ProtocolViolation(f"invalid-headers: {header.hash()} has insufficient proof of work")
+        for header in headers:
+            self.known.add(peer, header.hash_bytes)
+        connects, missing = await self.chain.call(missing_blocks, self.chain.chainstate, headers)
+        if not connects and headers[0].prev_hash not in self._wanted:
+            await self.request_headers(peer)  # an announcement past what we know: fill the gap first
+            return
+        for block_hash in missing:
+            self._wanted.setdefault(block_hash, set()).add(peer.id)
+        if len(headers) == MAX_HEADERS:
+            if len(self._wanted) < MAX_WANTED:
+                peer.send(GetHeaders((headers[-1].hash_bytes,), NO_STOP))
+            else:
+                self._more_headers[peer.id] = headers[-1].hash_bytes  # _tick asks once the queue has drained
+        self._schedule()
+
+    async def _on_block(self, peer: Peer, message: BlockMessage) -> None:
+        try:
+            block = Block.from_bytes(message.block)
+        except ValueError as exc:
+            raise ProtocolViolation(f"bad-payload: block: {exc}") from None
+        block_hash = block.hash_bytes
+        self.known.add(peer, block_hash)
+        self._in_flight.pop(block_hash, None)
+        self._wanted.pop(block_hash, None)
+        try:
+            result = await self.chain.submit_block(block)
+        except BlockRejected as exc:
+            if exc.reason in BLAMELESS_BLOCK_REASONS:
+                log.info("%r: block %s not accepted: %s", peer, block.hash(), exc)
+                return
+            raise ProtocolViolation(f"invalid-block: {exc.reason}") from None
+        finally:
+            self._schedule()
+        parent = block.header.prev_hash
+        if result.status == "orphan" and parent not in self._wanted and parent not in self._in_flight:
+            await self.request_headers(peer)  # it builds on blocks we never heard of: learn them
+        if result.connected:
+            peer.best_height = max(peer.best_height, self.chain.chainstate.tip.height)
