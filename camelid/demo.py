@@ -188,7 +188,7 @@ def run() -> None:
         print("\n[4/6] Loading the default model (gemma-3-270m Q4_K_M)")
         engine = Engine(default_model_path())
         model_id = engine.model_id
-        print(f"  model id (Merkle root of {len(engine.manifest.chunk_hashes)} chunks): {model_id[::-1].hex()}")
+        print(f"  model id (Merkle root of {len(engine.manifest.chunk_hashes)} chunks): {engine.manifest.id_hex}")
 
         job = JobParams(
             model_id=model_id,
