@@ -194,24 +194,29 @@ def main() -> None:
         )
     )
 
-    print(f"\nwhitepaper 2.5.4 claims a miss probability of {WHITEPAPER_MISS:.3g} with 3 positions (random tokens).")
-    for name, rate in per_position.items():
-        misses = {k: (1 - rate) ** (k + 2) for k in SPOT_KS}
-        print(
-            f"{name}: per-position failure {rate:.2%} -> independent-position miss estimate "
-            + ", ".join(f"spot k={k} {m:.3g}" for k, m in misses.items())
-            + f", full {(1 - rate) ** MAX_TOKENS:.3g}"
+    print(f"\nwhitepaper 2.5.4: three matching random GPT-2 tokens, 1/50257^3 = {WHITEPAPER_MISS:.3g}")
+    count_rows = []
+    for name, gaps_list in job_gaps.items():
+        counts = [int(np.sum(g > EPS_ACCEPT)) for g in gaps_list]
+        count_rows.append([name, min(counts), f"{np.mean(counts):.2f}", f"{math.exp(-np.mean(counts)):.2g}"])
+    print(
+        markdown_table(
+            ["strategy", "min failing positions in a job", "mean", "Poisson miss estimate exp(-mean)"], count_rows
         )
+    )
 
+    # Exact spot-mode detection as a function of k, averaged over the measured jobs.
     fig, ax = plt.subplots(figsize=(7, 4))
-    ks = np.arange(0, MAX_TOKENS - 1)
-    for name in [n for n in per_position if "control" not in n]:
-        rate = per_position[name]
-        ax.plot(ks + 2, 1 - (1 - rate) ** (ks + 2), label=name)
+    ks = list(range(0, MAX_TOKENS - 1))
+    for name, gaps_list in job_gaps.items():
+        if "control" in name:
+            continue
+        curve = [np.mean([spot_detection_probability(g > EPS_ACCEPT, k) for g in gaps_list]) for k in ks]
+        ax.plot([k + 2 for k in ks], curve, label=name)
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("positions checked per job")
-    ax.set_ylabel("P(detect), independent positions")
-    ax.set_title("Detection vs positions checked (measured per-position failure rates)")
+    ax.set_xlabel(f"positions checked per {MAX_TOKENS}-token job (boundary + last + k interior)")
+    ax.set_ylabel("share of cheating jobs rejected")
+    ax.set_title(f"Spot-check detection by positions checked (eps_accept = {EPS_ACCEPT})")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
