@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bitcoin.core import CBlock
+from Crypto.Hash import RIPEMD160
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -56,3 +57,8 @@ def test_merkle_root_of_empty_one_two_and_three_leaves() -> None:
 @given(st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=40))
 def test_merkle_root_matches_python_bitcoinlib(leaves: list[bytes]) -> None:
     assert merkle_root(leaves) == CBlock.build_merkle_tree_from_txids(leaves)[-1]
+
+
+@given(st.binary(max_size=200))
+def test_ripemd160_backend_agrees_with_pycryptodome(data: bytes) -> None:
+    assert ripemd160(data) == RIPEMD160.new(data).digest()
