@@ -11,6 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from camelid.core.interpreter import eval_script, verify_script
+from camelid.core.jobproof import ProofOutcome
+from camelid.core.jobscripts import PROOF_ITEMS
 from camelid.core.opcodes import UPGRADABLE_NOPS, Opcode
 from camelid.core.script import (
     MAX_OPS_PER_SCRIPT,
@@ -34,7 +36,7 @@ SIGHASH_ALL = b"\x01"
 
 class EcdsaChecker:
     """Real secp256k1 verification over a fixed digest, the way the transaction checker will work;
-    lock times up to `tx_locktime` count as reached."""
+    lock times up to `tx_locktime` count as reached. It has no job context, so job conditions fail."""
 
     def __init__(self, tx_locktime: int = 0) -> None:
         self.tx_locktime = tx_locktime
@@ -49,6 +51,12 @@ class EcdsaChecker:
 
     def check_locktime(self, locktime: int) -> bool:
         return locktime <= self.tx_locktime
+
+    def check_job_escrow(self, job_id: bytes, t0: int, refund_time: int) -> bool:
+        return False
+
+    def check_job_proof(self, model_id: bytes, commitment: bytes, node_pubkey: bytes, items: list[bytes]):
+        return ProofOutcome.UNVERIFIABLE
 
 
 @dataclass
@@ -515,6 +523,12 @@ FAILING_SPENDS: dict[ScriptErrorReason, tuple[bytes, bytes]] = {
     R.UNSATISFIED_LOCKTIME: (b"", build_script(10**6, Op.OP_CHECKLOCKTIMEVERIFY)),
     R.SIG_PUSHONLY: (build_script(1, Op.OP_DUP), build_script(Op.OP_EQUAL)),
     R.CLEANSTACK: (build_script(1, 1), b""),
+    R.JOB_ESCROW: (b"", build_script(1, 2, bytes(32), Op.OP_CHECKJOBESCROWVERIFY)),
+    R.JOB_PROOF: (build_script(*[0] * PROOF_ITEMS), build_script(PUBKEY, b"c", b"m", Op.OP_CHECKJOBPROOFVERIFY)),
+    R.JOB_PROOF_UNVERIFIABLE: (
+        build_script(*[0] * PROOF_ITEMS),
+        build_script(PUBKEY, bytes(32), bytes(32), Op.OP_CHECKJOBPROOFVERIFY),
+    ),
 }
 
 

@@ -37,6 +37,7 @@ from camelid.chain.validation import (
     disconnect_block,
 )
 from camelid.core.block import Block
+from camelid.core.jobproof import JobProofVerifier
 from camelid.core.params import ChainParams
 from camelid.core.pow import work_from_bits
 from camelid.core.serialize import hash_to_hex
@@ -76,10 +77,21 @@ class _InvalidBlock(Exception):
 
 
 class ChainState:
-    """Validates and stores blocks and keeps the UTXO set of the best valid chain."""
+    """Validates and stores blocks and keeps the UTXO set of the best valid chain.
 
-    def __init__(self, store: KeyValueStore, params: ChainParams, orphans: OrphanPool | None = None) -> None:
+    `job_verifier` judges fraud proofs with the models this node holds; without one (or
+    for a model it lacks) a block's fraud proofs are accepted (docs/jobs-design.md).
+    """
+
+    def __init__(
+        self,
+        store: KeyValueStore,
+        params: ChainParams,
+        orphans: OrphanPool | None = None,
+        job_verifier: JobProofVerifier | None = None,
+    ) -> None:
         self.params = params
+        self.job_verifier = job_verifier
         self.orphans = orphans if orphans is not None else OrphanPool()
         self._store = store
         self._index = BlockIndex()
@@ -87,11 +99,11 @@ class ChainState:
         self._load()
 
     @classmethod
-    def open(cls, path: Path, params: ChainParams) -> ChainState:
+    def open(cls, path: Path, params: ChainParams, job_verifier: JobProofVerifier | None = None) -> ChainState:
         """Open (or create, with the genesis block) the chain state in directory `path`."""
         store = LevelDBStore(Path(path))
         try:
-            return cls(store, params)
+            return cls(store, params, job_verifier=job_verifier)
         except BaseException:
             store.close()
             raise
@@ -314,7 +326,9 @@ class ChainState:
         for entry in reversed(branch):
             block = self._block_for(entry, in_hand)
             try:
-                spent = connect_block(block, entry.height, view, self.params)
+                assert entry.prev is not None  # the genesis block is never connected here
+                median_time_past = self._index.median_time_past(entry.prev)
+                spent = connect_block(block, entry.height, view, self.params, median_time_past, self.job_verifier)
             except ValidationError as exc:
                 for pending in newly_valid:
                     pending.status &= ~BlockStatus.VALID

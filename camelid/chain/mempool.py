@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from camelid.chain.chainstate import ChainState
 from camelid.chain.coins import Coin
 from camelid.chain.errors import TxRejected, ValidationError
+from camelid.chain.jobrules import check_dispute_window
 from camelid.chain.validation import (
     check_transaction,
     check_tx_inputs,
@@ -24,6 +25,7 @@ from camelid.chain.validation import (
 )
 from camelid.core.block import Block
 from camelid.core.consensus import MAX_BLOCK_SIGOPS
+from camelid.core.jobproof import JobProofContext, ProofPolicy
 from camelid.core.script import is_unspendable
 from camelid.core.transaction import OutPoint, Transaction
 
@@ -116,7 +118,8 @@ class Mempool:
             raise TxRejected("coinbase", "a coinbase is only valid in a block")
         tip = self.chainstate.tip
         height = tip.height + 1
-        if not is_final(tx, height, self.chainstate.median_time_past(tip)):
+        median_time_past = self.chainstate.median_time_past(tip)
+        if not is_final(tx, height, median_time_past):
             raise TxRejected("non-final", f"lock time {tx.lock_time} not reached at height {height}")
         if any(self.chainstate.get_coin(OutPoint(txid, i)) is not None for i in range(len(tx.outputs))):
             raise TxRejected("txn-already-known", f"{tx.txid()} is already confirmed")
@@ -140,7 +143,8 @@ class Mempool:
             if fee < required:
                 reason = "min relay fee not met" if self._evicted_fee_rate == 0 else "mempool min fee not met"
                 raise ValidationError(reason, f"fee {fee} is below {required:.0f} for {tx.size} bytes")
-            verify_tx_scripts(tx, coins)
+            check_dispute_window(tx, coins, median_time_past, self.chainstate.params, "job-dispute-window")
+            verify_tx_scripts(tx, coins, JobProofContext(self.chainstate.job_verifier, ProofPolicy.MEMPOOL))
         except ValidationError as exc:
             raise TxRejected(exc.reason, exc.message) from None
         entry = MempoolEntry(tx, fee, tx.size, transaction_sigops(tx), now, tip.height)

@@ -13,6 +13,12 @@ from collections.abc import Callable
 
 from camelid.chain.coins import Coin, CoinsView
 from camelid.chain.errors import ValidationError
+from camelid.chain.jobrules import (
+    JOB_SCRIPT_REJECTIONS,
+    check_block_job_proofs,
+    check_dispute_window,
+    fraud_proof_inputs,
+)
 from camelid.chain.scripts import verify_input_script
 from camelid.core.block import Block, BlockHeader
 from camelid.core.consensus import (
@@ -28,6 +34,7 @@ from camelid.core.consensus import (
     block_subsidy,
     money_range,
 )
+from camelid.core.jobproof import JobProofContext, JobProofVerifier, ProofPolicy
 from camelid.core.opcodes import Opcode
 from camelid.core.params import ChainParams
 from camelid.core.script import ScriptError, is_unspendable, match_p2pkh, parse_script, push_int
@@ -175,17 +182,19 @@ def check_tx_inputs(
     return value_in - value_out, coins
 
 
-def verify_tx_scripts(tx: Transaction, coins: list[Coin]) -> None:
-    """Every input's scriptSig satisfies the output it spends, signed over this transaction."""
+def verify_tx_scripts(tx: Transaction, coins: list[Coin], jobs: JobProofContext | None = None) -> None:
+    """Every input's scriptSig satisfies the output it spends, signed over this transaction.
+
+    `jobs` judges fraud proofs (block or mempool policy); without it none passes.
+    """
     sighashes = SighashCache(tx)
     for index, (txin, coin) in enumerate(zip(tx.inputs, coins, strict=True)):
-        checker = TransactionSignatureChecker(tx, index, coin.tx_out.value, sighashes)
+        checker = TransactionSignatureChecker(tx, index, coin.tx_out.value, sighashes, jobs)
         try:
             verify_input_script(txin.script_sig, coin.tx_out.script_pubkey, checker)
         except ScriptError as exc:
-            raise ValidationError(
-                f"mandatory-script-verify-flag-failed ({exc.reason})", f"input {index} of {tx.txid()}: {exc}"
-            ) from None
+            reason = JOB_SCRIPT_REJECTIONS.get(exc.reason, f"mandatory-script-verify-flag-failed ({exc.reason})")
+            raise ValidationError(reason, f"input {index} of {tx.txid()}: {exc}") from None
 
 
 def add_outputs(view: CoinsView, tx: Transaction, height: int) -> None:
@@ -196,20 +205,34 @@ def add_outputs(view: CoinsView, tx: Transaction, height: int) -> None:
             view.add(OutPoint(tx.hash, index), Coin(out, height, coinbase))
 
 
-def connect_block(block: Block, height: int, view: CoinsView, params: ChainParams) -> list[Coin]:
+def connect_block(
+    block: Block,
+    height: int,
+    view: CoinsView,
+    params: ChainParams,
+    median_time_past: int,
+    job_verifier: JobProofVerifier | None = None,
+) -> list[Coin]:
     """Apply a block to `view` after checking every input; returns its undo data (the coins spent).
 
     Inputs may spend outputs of earlier transactions in the same block, never later
-    ones, and never an output already spent (in the block or before).
+    ones, and never an output already spent (in the block or before). `median_time_past`
+    is the parent's (BIP113), which the dispute window is judged against; fraud proofs
+    are judged by `job_verifier` under the block policy (without one, they are accepted).
     """
     coinbase, *others = block.transactions
     add_outputs(view, coinbase, height)
+    jobs = JobProofContext(job_verifier, ProofPolicy.BLOCK)
     spent: list[Coin] = []
     fees = 0
+    proofs = 0
     for tx in others:
         try:
             fee, coins = check_tx_inputs(tx, view.get, height, params)
-            verify_tx_scripts(tx, coins)
+            check_dispute_window(tx, coins, median_time_past, params, "bad-job-dispute-window")
+            proofs += fraud_proof_inputs(tx, coins)
+            check_block_job_proofs(proofs)
+            verify_tx_scripts(tx, coins, jobs)
         except ValidationError as exc:
             raise ValidationError(exc.reason, f"transaction {tx.txid()}: {exc.message}") from None
         fees += fee

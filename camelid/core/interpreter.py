@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from camelid.core.jobproof import ProofOutcome
+from camelid.core.jobscripts import PROOF_ITEMS
 from camelid.core.opcodes import UPGRADABLE_NOPS, Opcode
 from camelid.core.script import (
     MAX_LOCKTIME_NUM_SIZE,
@@ -55,6 +57,18 @@ class SignatureChecker(Protocol):
     def check_locktime(self, locktime: int) -> bool:
         """OP_CHECKLOCKTIMEVERIFY: True if the transaction's lock time (same kind, height or
         time) is at least `locktime` and this input's sequence does not disable it."""
+        ...
+
+    def check_job_escrow(self, job_id: bytes, t0: int, refund_time: int) -> bool:
+        """OP_CHECKJOBESCROWVERIFY: True if the transaction is a refund after `refund_time` or pays job
+        `job_id` (created at `t0`) out through a PAYOUT output. A checker without job context says False."""
+        ...
+
+    def check_job_proof(
+        self, model_id: bytes, commitment: bytes, node_pubkey: bytes, proof_items: list[bytes]
+    ) -> ProofOutcome:
+        """OP_CHECKJOBPROOFVERIFY: judge the fraud proof in `proof_items` (FraudProof.to_items layout)
+        against the node's signed `commitment`. A checker without job context says UNVERIFIABLE."""
         ...
 
 
@@ -303,6 +317,32 @@ def _op_checklocktimeverify(m: _Machine) -> None:
         raise ScriptError(ScriptErrorReason.UNSATISFIED_LOCKTIME, str(locktime))
 
 
+def _op_checkjobescrowverify(m: _Machine) -> None:
+    """<t0> <refund_time> <job_id> stay on the stack (this opcode was NOP5), so scripts drop them."""
+    m.require(3)
+    job_id = m.stack[-1]
+    refund_time = decode_script_num(m.stack[-2], MAX_LOCKTIME_NUM_SIZE)
+    t0 = decode_script_num(m.stack[-3], MAX_LOCKTIME_NUM_SIZE)
+    if len(job_id) != 32 or refund_time < 0 or t0 < 0:
+        raise ScriptError(ScriptErrorReason.JOB_ESCROW, "operands must be a 32-byte job id and two times")
+    if not m.checker.check_job_escrow(job_id, t0, refund_time):
+        raise ScriptError(ScriptErrorReason.JOB_ESCROW, "neither a refund after its time nor a payout for the job")
+
+
+def _op_checkjobproofverify(m: _Machine) -> None:
+    """<node_pubkey> <commitment> <model_id> on top of the proof items; all stay (this opcode was NOP4)."""
+    m.require(3 + PROOF_ITEMS)
+    model_id, commitment, node_pubkey = m.stack[-1], m.stack[-2], m.stack[-3]
+    if len(model_id) != 32 or len(commitment) != 32:
+        raise ScriptError(ScriptErrorReason.JOB_PROOF, "model id and commitment must be 32 bytes each")
+    proof_items = m.stack[-3 - PROOF_ITEMS : -3]
+    result = m.checker.check_job_proof(model_id, commitment, node_pubkey, proof_items)
+    if result is ProofOutcome.UNVERIFIABLE:
+        raise ScriptError(ScriptErrorReason.JOB_PROOF_UNVERIFIABLE, "this node cannot run the model")
+    if result is not ProofOutcome.PROVEN:
+        raise ScriptError(ScriptErrorReason.JOB_PROOF, "the fraud proof does not show a failing output")
+
+
 def _push_constant(value: bytes) -> Callable[[_Machine], None]:
     def run(m: _Machine) -> None:
         m.stack.append(value)
@@ -354,6 +394,8 @@ _HANDLERS: dict[int, Callable[[_Machine], None]] = {
     Opcode.OP_CHECKSIG: _op_checksig,
     Opcode.OP_CHECKSIGVERIFY: _op_checksigverify,
     Opcode.OP_CHECKLOCKTIMEVERIFY: _op_checklocktimeverify,
+    Opcode.OP_CHECKJOBESCROWVERIFY: _op_checkjobescrowverify,
+    Opcode.OP_CHECKJOBPROOFVERIFY: _op_checkjobproofverify,
 }
 """Every defined opcode except data pushes and IF/NOTIF/ELSE/ENDIF, which the loop handles."""
 

@@ -19,7 +19,7 @@ MAX_DIRECT_PUSH = 0x4B
 
 
 class Opcode(IntEnum):
-    """Every defined opcode; aliases (OP_FALSE, OP_TRUE, OP_NOP2, OP_NOP3) share a value."""
+    """Every defined opcode; aliases (OP_FALSE, OP_TRUE, OP_NOP2..OP_NOP5) share a value."""
 
     # Constants.
     OP_0 = 0x00
@@ -117,7 +117,9 @@ class Opcode(IntEnum):
     OP_NOP2 = 0xB1
     OP_CHECKSEQUENCEVERIFY = 0xB2
     OP_NOP3 = 0xB2
+    OP_CHECKJOBPROOFVERIFY = 0xB3
     OP_NOP4 = 0xB3
+    OP_CHECKJOBESCROWVERIFY = 0xB4
     OP_NOP5 = 0xB4
     OP_NOP6 = 0xB5
     OP_NOP7 = 0xB6
@@ -127,13 +129,16 @@ class Opcode(IntEnum):
 
 
 JOB_CONTRACT_OPCODES = frozenset(Opcode(value) for value in range(Opcode.OP_NOP4, Opcode.OP_NOP10 + 1))
-"""0xb3-0xb9, reserved for job-contract conditions (0xb3 for an OP_CHECKJOBPROOFVERIFY).
+"""0xb3-0xb9, the range reserved for job-contract conditions (docs/jobs-design.md).
 
-They run as no-ops today. A later rule may make one fail unless its condition
-holds (never the reverse), which tightens validity: a soft fork, exactly how
-OP_CHECKLOCKTIMEVERIFY took over NOP2 in Bitcoin.
+0xb3 (OP_CHECKJOBPROOFVERIFY) and 0xb4 (OP_CHECKJOBESCROWVERIFY) have their meaning;
+0xb5-0xb9 still run as no-ops. Each took over a NOP the way OP_CHECKLOCKTIMEVERIFY took
+over NOP2 in Bitcoin: it fails unless its condition holds and otherwise leaves the stack
+as it was, so it only narrows what is valid (a soft fork).
 """
 
-UPGRADABLE_NOPS = frozenset({Opcode.OP_NOP1, Opcode.OP_CHECKSEQUENCEVERIFY}) | JOB_CONTRACT_OPCODES
+UPGRADABLE_NOPS = frozenset({Opcode.OP_NOP1, Opcode.OP_CHECKSEQUENCEVERIFY}) | (
+    JOB_CONTRACT_OPCODES - {Opcode.OP_CHECKJOBPROOFVERIFY, Opcode.OP_CHECKJOBESCROWVERIFY}
+)
 """Opcodes that currently do nothing. OP_CHECKSEQUENCEVERIFY is among them until the
 signature checker can see input sequence numbers (BIP 112 semantics, a soft fork)."""

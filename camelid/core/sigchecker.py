@@ -2,12 +2,16 @@
 
 It owns what the interpreter must not know: the sighash-type byte (only SIGHASH_ALL
 exists), the signature hash of this input, and the transaction's lock-time fields
-for OP_CHECKLOCKTIMEVERIFY.
+for OP_CHECKLOCKTIMEVERIFY, and the job-contract conditions: the escrow spend rule
+(which needs only the transaction) and fraud proofs (which need a model verdict,
+supplied through a JobProofContext).
 """
 
 from __future__ import annotations
 
 from camelid.core.consensus import LOCKTIME_THRESHOLD, SEQUENCE_FINAL
+from camelid.core.jobproof import JobProofContext, ProofOutcome, outcome
+from camelid.core.jobscripts import JOB_PAYOUT_FEE_CAP, FraudProof, commitment_signature_digest, match_job_lock
 from camelid.core.serialize import compact_size, var_bytes
 from camelid.core.transaction import SIGHASH_ALL, Transaction
 from camelid.crypto.hashes import sha256d
@@ -50,18 +54,28 @@ class SighashCache:
 
 
 class TransactionSignatureChecker:
-    """Answers check_sig and check_locktime for input `input_index` spending an output worth `amount`."""
+    """Answers the interpreter's questions for input `input_index` spending an output worth `amount`.
 
-    __slots__ = ("tx", "input_index", "amount", "_sighashes")
+    Without `jobs` every fraud proof is UNVERIFIABLE, so a caller that did not decide
+    how to judge proofs (block or mempool policy) can never let one through.
+    """
+
+    __slots__ = ("tx", "input_index", "amount", "jobs", "_sighashes")
 
     def __init__(
-        self, tx: Transaction, input_index: int, amount: int, sighashes: SighashCache | None = None
+        self,
+        tx: Transaction,
+        input_index: int,
+        amount: int,
+        sighashes: SighashCache | None = None,
+        jobs: JobProofContext | None = None,
     ) -> None:
         if not 0 <= input_index < len(tx.inputs):
             raise ValueError(f"input index {input_index} out of range for {len(tx.inputs)} inputs")
         self.tx = tx
         self.input_index = input_index
         self.amount = amount
+        self.jobs = jobs
         self._sighashes = sighashes if sighashes is not None else SighashCache(tx)
 
     def check_sig(self, sig: bytes, pubkey: bytes, script_code: bytes) -> bool:
@@ -83,3 +97,38 @@ class TransactionSignatureChecker:
             return False
         # A final sequence would make the lock time itself ineffective (IsFinalTx ignores it).
         return self.tx.inputs[self.input_index].sequence != SEQUENCE_FINAL
+
+    def check_job_escrow(self, job_id: bytes, t0: int, refund_time: int) -> bool:
+        """A refund (lock time at least `refund_time`, as CLTV) or a payout: this transaction carries
+        `job_id` and its output 0 is a PAYOUT for the same job and t0 worth at least the escrow
+        minus JOB_PAYOUT_FEE_CAP."""
+        if self.check_locktime(refund_time):
+            return True
+        if self.tx.job_id != job_id or not self.tx.outputs:
+            return False
+        payout = self.tx.outputs[0]
+        lock = match_job_lock(payout.script_pubkey)
+        return (
+            lock is not None
+            and lock.job_id == job_id
+            and lock.t0 == t0
+            and payout.value >= self.amount - JOB_PAYOUT_FEE_CAP
+        )
+
+    def check_job_proof(
+        self, model_id: bytes, commitment: bytes, node_pubkey: bytes, proof_items: list[bytes]
+    ) -> ProofOutcome:
+        """REFUTED unless the proof's tokens give `commitment` and the node signed it; then the model's
+        verdict under the context's policy (UNVERIFIABLE without a context)."""
+        try:
+            proof = FraudProof.from_items(proof_items)
+            key = PublicKey.from_bytes(node_pubkey)
+        except ValueError:
+            return ProofOutcome.REFUTED
+        if proof.commitment(model_id) != commitment:
+            return ProofOutcome.REFUTED
+        if not key.verify(proof.node_signature, commitment_signature_digest(commitment)):
+            return ProofOutcome.REFUTED
+        if self.jobs is None:
+            return ProofOutcome.UNVERIFIABLE
+        return outcome(self.jobs.judge(model_id, commitment, proof), self.jobs.policy)

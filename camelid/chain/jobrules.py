@@ -1,0 +1,65 @@
+"""Block and mempool rules for job-contract outputs (docs/jobs-design.md) that scripts cannot express.
+
+Scripts see one transaction; these rules need the block's time or the whole block:
+
+* the dispute window: a spend of an ESCROW, STAKE or PAYOUT output of job J waits until
+  the median time past (the one the block's lock times are judged against, BIP113)
+  reaches t0 + params.dispute_window, t0 read from the spent script;
+* at most MAX_JOB_PROOFS_PER_BLOCK fraud-proof inputs per block, because each one costs
+  a validating node a model prefill of up to 2,210 tokens;
+* job script failures get their own rejection names instead of the generic
+  mandatory-script-verify-flag-failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from camelid.chain.coins import Coin
+from camelid.chain.errors import ValidationError
+from camelid.core.jobscripts import is_fraud_proof_spend, job_t0
+from camelid.core.params import ChainParams
+from camelid.core.script import ScriptErrorReason
+from camelid.core.transaction import Transaction
+
+MAX_JOB_PROOFS_PER_BLOCK = 4
+"""Fraud-proof inputs in one block; a client's stake-and-payout pair judges the same proof once."""
+
+JOB_SCRIPT_REJECTIONS = {
+    ScriptErrorReason.JOB_ESCROW: "bad-job-escrow-spend",
+    ScriptErrorReason.JOB_PROOF: "bad-job-proof",
+    ScriptErrorReason.JOB_PROOF_UNVERIFIABLE: "job-proof-unverifiable",
+}
+"""Rejection reasons for job-contract script failures, by the interpreter's reason."""
+
+
+def check_dispute_window(
+    tx: Transaction, coins: Sequence[Coin], median_time_past: int, params: ChainParams, reason: str
+) -> None:
+    """Raise ValidationError(`reason`) if `tx` spends a job output before its dispute window closed.
+
+    Blocks use "bad-job-dispute-window", the mempool "job-dispute-window".
+    """
+    for index, coin in enumerate(coins):
+        t0 = job_t0(coin.tx_out.script_pubkey)
+        if t0 is not None and median_time_past < t0 + params.dispute_window:
+            raise ValidationError(
+                reason,
+                f"input {index} spends a job output created at {t0}; the dispute window closes at "
+                f"{t0 + params.dispute_window}, median time past is {median_time_past}",
+            )
+
+
+def fraud_proof_inputs(tx: Transaction, coins: Sequence[Coin]) -> int:
+    """How many inputs of `tx` take a STAKE or PAYOUT through the fraud-proof branch."""
+    return sum(
+        is_fraud_proof_spend(txin.script_sig, coin.tx_out.script_pubkey)
+        for txin, coin in zip(tx.inputs, coins, strict=True)
+    )
+
+
+def check_block_job_proofs(proofs: int) -> None:
+    """Raise unless a block's `proofs` fraud-proof inputs so far stay within MAX_JOB_PROOFS_PER_BLOCK."""
+    if proofs > MAX_JOB_PROOFS_PER_BLOCK:
+        limit = MAX_JOB_PROOFS_PER_BLOCK
+        raise ValidationError("bad-blk-job-proofs", f"{proofs} fraud proofs in one block, limit {limit}")

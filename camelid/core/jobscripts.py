@@ -1,0 +1,346 @@
+"""Job-contract scripts (docs/jobs-design.md): ESCROW, STAKE and PAYOUT outputs and the fraud-proof scriptSig.
+
+    ESCROW  <t0> <refund_time> <J> OP_CHECKJOBESCROWVERIFY OP_2DROP OP_DROP <Pc> OP_CHECKSIG
+    STAKE / PAYOUT (one template, a "job lock"):
+            <J> <t0> OP_2DROP
+            OP_IF   <Pn> <C> <model_id> OP_CHECKJOBPROOFVERIFY OP_2DROP x 11 <Pc> OP_CHECKSIG
+            OP_ELSE <release_time> OP_CHECKLOCKTIMEVERIFY OP_DROP <Pn> OP_CHECKSIG
+            OP_ENDIF
+
+Every output carries J and t0 (the job's creation time) as pushes, because the dispute
+window rule needs t0 and a block can see only the script it spends. The new opcodes
+leave the stack as they found it (they replaced NOPs), so scripts drop their operands.
+
+The fraud-proof scriptSig has a fixed shape so that the script can drop it with a
+fixed number of OP_2DROPs:
+
+    <client_sig> <chunk_1> ... <chunk_17> <header> <node_sig> OP_1
+
+The chunks are prompt tokens then output tokens, each a u32 LE, cut into 520-byte
+pieces (every piece full except the last non-empty one, then empty pushes), at most
+17 x 130 = 2,210 tokens. The header is n_prompt u32 | max_tokens u32 | seed u64 |
+temperature_milli u16 | position u32. node_sig is the node's DER signature of
+commitment_signature_digest(C), the testament it published with its stake.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from camelid.core.opcodes import Opcode
+from camelid.core.script import (
+    MAX_LOCKTIME_NUM_SIZE,
+    MAX_SCRIPT_ELEMENT_SIZE,
+    ScriptError,
+    build_script,
+    decode_script_num,
+    parse_script,
+)
+from camelid.crypto.hashes import sha256d
+
+JOB_ID_SIZE = 32
+COMMITMENT_SIZE = 32
+MODEL_ID_SIZE = 32
+PUBKEY_SIZE = 33
+PROOF_CHUNKS = 17
+"""Token pushes in every fraud proof: 17 x 520 bytes keep the scriptSig under the 10,000-byte limit."""
+TOKEN_SIZE = 4
+MAX_PROOF_TOKENS = PROOF_CHUNKS * MAX_SCRIPT_ELEMENT_SIZE // TOKEN_SIZE
+PROOF_ITEMS = PROOF_CHUNKS + 2
+"""Stack items OP_CHECKJOBPROOFVERIFY reads below its three operands: the chunks, the header, node_sig."""
+JOB_PAYOUT_FEE_CAP = 100_000
+"""Base units an escrow's payout spend may leave as fee: ~100 times the relay fee of that transaction."""
+
+_HEADER = struct.Struct("<IIQHI")
+_COMMITMENT_TAG = b"camelid/rastic-commitment/v1"
+_TESTAMENT_TAG = b"camelid/testament/v1"
+_PROOF_DROPS = (3 + PROOF_ITEMS) // 2  # operands + proof items, all dropped before the client's CHECKSIG
+
+
+def output_commitment(
+    model_id: bytes,
+    prompt_tokens: Sequence[int],
+    output_tokens: Sequence[int],
+    max_tokens: int,
+    seed: int,
+    temperature: float,
+) -> bytes:
+    """The RASTiC output commitment C (byte for byte camelid.compute.rastic.output_commitment).
+
+    It is repeated here because consensus recomputes it and the core layer cannot import
+    the compute engine; a test pins the two together.
+    """
+    return sha256d(
+        b"".join(
+            [
+                _COMMITMENT_TAG,
+                model_id,
+                struct.pack("<QQd", max_tokens, seed, temperature),
+                struct.pack(f"<I{len(prompt_tokens)}I", len(prompt_tokens), *prompt_tokens),
+                struct.pack(f"<I{len(output_tokens)}I", len(output_tokens), *output_tokens),
+            ]
+        )
+    )
+
+
+def commitment_signature_digest(commitment: bytes) -> bytes:
+    """What the node signs to stand behind output commitment C (domain-separated from sighashes)."""
+    return sha256d(_TESTAMENT_TAG + commitment)
+
+
+@dataclass(frozen=True)
+class JobEscrow:
+    """An ESCROW output: the client's reward, movable only to a payout for J or, after refund_time, anywhere."""
+
+    job_id: bytes
+    client_pubkey: bytes
+    t0: int
+    refund_time: int
+
+
+@dataclass(frozen=True)
+class JobLock:
+    """A STAKE or PAYOUT output: the client takes it with a fraud proof, the node after release_time."""
+
+    job_id: bytes
+    t0: int
+    node_pubkey: bytes
+    client_pubkey: bytes
+    commitment: bytes
+    model_id: bytes
+    release_time: int
+
+
+def escrow_script(job_id: bytes, client_pubkey: bytes, t0: int, refund_time: int) -> bytes:
+    _check_fields(job_id=job_id, client_pubkey=client_pubkey)
+    _check_times(t0, refund_time)
+    return build_script(
+        t0, refund_time, job_id, Opcode.OP_CHECKJOBESCROWVERIFY, Opcode.OP_2DROP, Opcode.OP_DROP,
+        client_pubkey, Opcode.OP_CHECKSIG,
+    )
+
+
+def job_lock_script(lock: JobLock) -> bytes:
+    _check_fields(
+        job_id=lock.job_id, node_pubkey=lock.node_pubkey, client_pubkey=lock.client_pubkey,
+        commitment=lock.commitment, model_id=lock.model_id,
+    )
+    _check_times(lock.t0, lock.release_time)
+    return build_script(
+        lock.job_id, lock.t0, Opcode.OP_2DROP,
+        Opcode.OP_IF,
+        lock.node_pubkey, lock.commitment, lock.model_id, Opcode.OP_CHECKJOBPROOFVERIFY,
+        *[Opcode.OP_2DROP] * _PROOF_DROPS,
+        lock.client_pubkey, Opcode.OP_CHECKSIG,
+        Opcode.OP_ELSE,
+        lock.release_time, Opcode.OP_CHECKLOCKTIMEVERIFY, Opcode.OP_DROP, lock.node_pubkey, Opcode.OP_CHECKSIG,
+        Opcode.OP_ENDIF,
+    )
+
+
+def stake_script(
+    job_id: bytes, node_pubkey: bytes, client_pubkey: bytes, commitment: bytes, model_id: bytes, t0: int,
+    reclaim_time: int,
+) -> bytes:
+    """The node's stake: forfeit to a fraud proof, reclaimable by the node from reclaim_time (D + W)."""
+    return job_lock_script(JobLock(job_id, t0, node_pubkey, client_pubkey, commitment, model_id, reclaim_time))
+
+
+def payout_script(
+    job_id: bytes, node_pubkey: bytes, client_pubkey: bytes, commitment: bytes, model_id: bytes, t0: int,
+    pay_time: int,
+) -> bytes:
+    """The node's reward: back to the client with a fraud proof, the node's from pay_time (t_pay)."""
+    return job_lock_script(JobLock(job_id, t0, node_pubkey, client_pubkey, commitment, model_id, pay_time))
+
+
+def match_escrow(script: bytes) -> JobEscrow | None:
+    """The escrow's fields if `script` is exactly what escrow_script builds, else None."""
+    data = _template_data(script, _ESCROW_SHAPE)
+    if data is None:
+        return None
+    t0, refund_time, job_id, client_pubkey = data
+    try:
+        escrow = JobEscrow(job_id, client_pubkey, _decode_time(t0), _decode_time(refund_time))
+        rebuilt = escrow_script(escrow.job_id, escrow.client_pubkey, escrow.t0, escrow.refund_time)
+    except ValueError:
+        return None
+    return escrow if rebuilt == script else None
+
+
+def match_job_lock(script: bytes) -> JobLock | None:
+    """The fields if `script` is exactly what job_lock_script builds (a STAKE or PAYOUT), else None."""
+    data = _template_data(script, _LOCK_SHAPE)
+    if data is None:
+        return None
+    job_id, t0, node_pubkey, commitment, model_id, client_pubkey, release_time, _node_again = data
+    try:
+        lock = JobLock(
+            job_id, _decode_time(t0), node_pubkey, client_pubkey, commitment, model_id, _decode_time(release_time)
+        )
+        rebuilt = job_lock_script(lock)
+    except ValueError:
+        return None
+    return lock if rebuilt == script else None
+
+
+def job_t0(script: bytes) -> int | None:
+    """t0 of the job an ESCROW, STAKE or PAYOUT script belongs to; None for any other script."""
+    escrow = match_escrow(script)
+    if escrow is not None:
+        return escrow.t0
+    lock = match_job_lock(script)
+    return lock.t0 if lock is not None else None
+
+
+# Fraud proofs.
+
+
+@dataclass(frozen=True)
+class FraudProof:
+    """The tokens, job fields and position a client offers against a node's signed commitment."""
+
+    prompt_tokens: tuple[int, ...]
+    output_tokens: tuple[int, ...]
+    max_tokens: int
+    seed: int
+    temperature_milli: int
+    position: int
+    node_signature: bytes
+
+    def __post_init__(self) -> None:
+        if not self.prompt_tokens:
+            raise ValueError("fraud proof has no prompt tokens")
+        if not self.output_tokens:
+            raise ValueError("fraud proof has no output tokens")
+        if len(self.prompt_tokens) + len(self.output_tokens) > MAX_PROOF_TOKENS:
+            raise ValueError(f"fraud proof carries more than {MAX_PROOF_TOKENS} tokens")
+        if any(not 0 <= t < 2**32 for t in self.prompt_tokens + self.output_tokens):
+            raise ValueError("fraud proof token ids must fit 32 bits")
+        if not 0 <= self.position < len(self.output_tokens):
+            raise ValueError(f"position {self.position} is outside the {len(self.output_tokens)} output tokens")
+        if not (0 < self.max_tokens < 2**32 and 0 <= self.seed < 2**64 and 0 <= self.temperature_milli < 2**16):
+            raise ValueError("fraud proof job fields out of range")
+        if not 0 < len(self.node_signature) <= MAX_SCRIPT_ELEMENT_SIZE:
+            raise ValueError("fraud proof node signature is empty or too long")
+
+    @property
+    def temperature(self) -> float:
+        return self.temperature_milli / 1000
+
+    def commitment(self, model_id: bytes) -> bytes:
+        return output_commitment(
+            model_id, self.prompt_tokens, self.output_tokens, self.max_tokens, self.seed, self.temperature
+        )
+
+    def to_items(self) -> list[bytes]:
+        """The PROOF_ITEMS stack elements, bottom first: the token chunks, the header, the node signature."""
+        tokens = self.prompt_tokens + self.output_tokens
+        raw = struct.pack(f"<{len(tokens)}I", *tokens)
+        chunks = [raw[i : i + MAX_SCRIPT_ELEMENT_SIZE] for i in range(0, len(raw), MAX_SCRIPT_ELEMENT_SIZE)]
+        chunks += [b""] * (PROOF_CHUNKS - len(chunks))
+        header = _HEADER.pack(
+            len(self.prompt_tokens), self.max_tokens, self.seed, self.temperature_milli, self.position
+        )
+        return [*chunks, header, self.node_signature]
+
+    @classmethod
+    def from_items(cls, items: Sequence[bytes]) -> FraudProof:
+        """Decode the stack elements of to_items; ValueError for anything but the one canonical layout."""
+        if len(items) != PROOF_ITEMS:
+            raise ValueError(f"fraud proof needs {PROOF_ITEMS} items, got {len(items)}")
+        *chunks, header, node_signature = items
+        used = [chunk for chunk in chunks if chunk]
+        if chunks[: len(used)] != used or any(len(c) != MAX_SCRIPT_ELEMENT_SIZE for c in used[:-1]):
+            raise ValueError("fraud proof token chunks must be full 520-byte pieces, then the rest, then empties")
+        raw = b"".join(used)
+        if len(raw) % TOKEN_SIZE:
+            raise ValueError(f"fraud proof token bytes ({len(raw)}) are not a whole number of u32 tokens")
+        if len(header) != _HEADER.size:
+            raise ValueError(f"fraud proof header must be {_HEADER.size} bytes, got {len(header)}")
+        n_prompt, max_tokens, seed, temperature_milli, position = _HEADER.unpack(header)
+        tokens = struct.unpack(f"<{len(raw) // TOKEN_SIZE}I", raw)
+        return cls(
+            tokens[:n_prompt], tokens[n_prompt:], max_tokens, seed, temperature_milli, position, node_signature
+        )
+
+
+def fraud_proof_script_sig(client_signature: bytes, proof: FraudProof) -> bytes:
+    """scriptSig taking a STAKE or PAYOUT output through its fraud-proof branch."""
+    return build_script(client_signature, *proof.to_items(), Opcode.OP_1)
+
+
+def release_script_sig(node_signature: bytes) -> bytes:
+    """scriptSig taking a STAKE or PAYOUT output through the node's time-locked branch."""
+    return build_script(node_signature, Opcode.OP_0)
+
+
+def escrow_script_sig(client_signature: bytes) -> bytes:
+    """scriptSig spending an ESCROW output (refund or payout; the transaction decides which)."""
+    return build_script(client_signature)
+
+
+def is_fraud_proof_spend(script_sig: bytes, script_pubkey: bytes) -> bool:
+    """True if the input takes a job lock through its fraud-proof branch (it will cost a model check)."""
+    if match_job_lock(script_pubkey) is None:
+        return False
+    try:
+        ops = parse_script(script_sig)
+    except ScriptError:
+        return False
+    return bool(ops) and ops[-1].opcode == Opcode.OP_1
+
+
+# Template matching helpers.
+
+_PUSH = "push"
+_ESCROW_SHAPE = (
+    _PUSH, _PUSH, _PUSH, Opcode.OP_CHECKJOBESCROWVERIFY, Opcode.OP_2DROP, Opcode.OP_DROP, _PUSH, Opcode.OP_CHECKSIG,
+)
+_LOCK_SHAPE = (
+    _PUSH, _PUSH, Opcode.OP_2DROP, Opcode.OP_IF, _PUSH, _PUSH, _PUSH, Opcode.OP_CHECKJOBPROOFVERIFY,
+    *[Opcode.OP_2DROP] * _PROOF_DROPS, _PUSH, Opcode.OP_CHECKSIG, Opcode.OP_ELSE, _PUSH,
+    Opcode.OP_CHECKLOCKTIMEVERIFY, Opcode.OP_DROP, _PUSH, Opcode.OP_CHECKSIG, Opcode.OP_ENDIF,
+)
+
+
+def _template_data(script: bytes, shape: tuple[object, ...]) -> list[bytes] | None:
+    """The pushed elements if `script` has exactly `shape` (pushes where it says push), else None."""
+    try:
+        ops = parse_script(script)
+    except ScriptError:
+        return None
+    if len(ops) != len(shape):
+        return None
+    data = []
+    for op, expected in zip(ops, shape, strict=True):
+        if expected == _PUSH:
+            if op.data is None:
+                return None
+            data.append(op.data)
+        elif op.opcode != expected:
+            return None
+    return data
+
+
+def _decode_time(encoded: bytes) -> int:
+    """A t0 or release-time push: a minimal script number of at most 5 bytes (ScriptError, a ValueError, if not)."""
+    return decode_script_num(encoded, MAX_LOCKTIME_NUM_SIZE)
+
+
+def _check_fields(**fields: bytes) -> None:
+    sizes = {
+        "job_id": JOB_ID_SIZE, "node_pubkey": PUBKEY_SIZE, "client_pubkey": PUBKEY_SIZE,
+        "commitment": COMMITMENT_SIZE, "model_id": MODEL_ID_SIZE,
+    }
+    for name, value in fields.items():
+        if len(value) != sizes[name]:
+            raise ValueError(f"{name} must be {sizes[name]} bytes, got {len(value)}")
+
+
+def _check_times(*times: int) -> None:
+    for value in times:
+        if not 0 <= value < 2**32:
+            raise ValueError(f"job time {value} must fit an unsigned 32-bit lock time")

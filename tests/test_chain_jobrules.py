@@ -1,0 +1,365 @@
+"""Job contracts on the real chain state: escrow, payout, stake reclaim, fraud proofs and the dispute window.
+
+Every transaction is signed with real keys and every block goes through ChainState and
+the Mempool. Fraud proofs are judged by the tiny model through EngineProofVerifier, except
+the asymmetric-band tests, which inject a fixed-gap JobProofVerifier: the band rule, not
+the model, is what they test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from chain_helpers import REGTEST_NOW, build_block, coinbase_spendable, make_key, mine, p2pkh_for, spend
+from tiny_model import write_tiny_model
+
+from camelid.chain.chainstate import ChainState
+from camelid.chain.errors import BlockRejected, TxRejected
+from camelid.chain.jobrules import MAX_JOB_PROOFS_PER_BLOCK
+from camelid.chain.mempool import Mempool
+from camelid.compute.engine import Engine
+from camelid.compute.fraudproof import EngineProofVerifier
+from camelid.core.jobproof import JobProofVerifier, Judgement
+from camelid.core.jobscripts import (
+    FraudProof,
+    commitment_signature_digest,
+    escrow_script,
+    escrow_script_sig,
+    fraud_proof_script_sig,
+    output_commitment,
+    payout_script,
+    release_script_sig,
+    stake_script,
+)
+from camelid.core.params import REGTEST
+from camelid.core.transaction import SIGHASH_ALL, Transaction, TxIn, TxOut
+from camelid.crypto.keys import PrivateKey
+
+MINER, CLIENT, NODE = make_key(31), make_key(32), make_key(33)
+REWARD, STAKE, FEE = 1_000_000, 3_000_000, 20_000
+JOB_ID = bytes(range(32))
+SEQUENCE_LOCKED = 0xFFFFFFFE  # not final, so lock times apply
+STUB_MODEL = bytes([7]) * 32
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The output a node stands behind, and the position a client disputes."""
+
+    model_id: bytes
+    prompt: tuple[int, ...]
+    output: tuple[int, ...]
+    position: int
+    max_tokens: int = 12
+
+    @property
+    def commitment(self) -> bytes:
+        return output_commitment(self.model_id, self.prompt, self.output, self.max_tokens, 0, 0.0)
+
+    def proof(self, signer: PrivateKey = NODE) -> FraudProof:
+        signature = signer.sign(commitment_signature_digest(self.commitment))
+        return FraudProof(self.prompt, self.output, self.max_tokens, 0, 0, self.position, signature)
+
+
+def _sign(tx: Transaction, index: int, script_code: bytes, amount: int, key: PrivateKey) -> bytes:
+    return key.sign(tx.signature_hash(index, script_code, amount)) + bytes([SIGHASH_ALL])
+
+
+class JobWorld:
+    """A chain where job J is funded (escrow + stake in one block); `t0` is set so that the dispute
+    window is still open at the tip and closes with the next block."""
+
+    def __init__(self, path: Path, claim: Claim, verifier: JobProofVerifier | None = None, stakes: int = 1) -> None:
+        self.chain = ChainState.open(path, REGTEST, job_verifier=verifier)
+        self.blocks = mine(self.chain, 101, key=MINER)
+        self.claim = claim
+        spacing = REGTEST.target_spacing
+        self.t0 = self.chain.median_time_past(self.chain.tip) + spacing - 2
+        self.release_time = self.t0 + 200  # D + W
+        self.escrow = escrow_script(JOB_ID, CLIENT.public_key.to_bytes(), self.t0, self.release_time)
+        self.stake = stake_script(*self._lock_args(), self.release_time)
+        self.payout = payout_script(*self._lock_args(), self.release_time)
+        outputs = [TxOut(REWARD, self.escrow)] + [TxOut(STAKE, self.stake)] * stakes
+        self.funding = spend([coinbase_spendable(self.blocks[0], MINER)], outputs)
+        self.connect(self.funding)
+        self.pool = Mempool(self.chain)
+
+    def _lock_args(self) -> tuple[bytes, bytes, bytes, bytes, bytes, int]:
+        node, client = NODE.public_key.to_bytes(), CLIENT.public_key.to_bytes()
+        return JOB_ID, node, client, self.claim.commitment, self.claim.model_id, self.t0
+
+    def connect(self, *txs: Transaction) -> None:
+        block = build_block(self.chain, txs, key=MINER)
+        self.chain.process_block(block, now=REGTEST_NOW)
+        self.blocks.append(block)
+
+    def block_reason(self, *txs: Transaction) -> str:
+        with pytest.raises(BlockRejected) as caught:
+            self.chain.process_block(build_block(self.chain, txs, key=MINER), now=REGTEST_NOW)
+        return caught.value.reason
+
+    def pool_reason(self, tx: Transaction) -> str:
+        with pytest.raises(TxRejected) as caught:
+            self.pool.accept(tx, now=REGTEST_NOW)
+        return caught.value.reason
+
+    def mine(self, count: int = 1) -> None:
+        self.blocks += mine(self.chain, count, key=MINER)
+
+    def payment(self, script: bytes | None = None, value: int = REWARD - FEE, job_id: bytes = JOB_ID) -> Transaction:
+        """The client's escrow spend, to `script` (default: the correct PAYOUT) with the job's id."""
+        unsigned = Transaction(
+            inputs=[TxIn(self.funding.hash, 0)],
+            outputs=[TxOut(value, self.payout if script is None else script)],
+            job_id=job_id,
+        )
+        return _signed(unsigned, [(self.escrow, REWARD, CLIENT, escrow_script_sig)])
+
+    def refund(self, lock_time: int) -> Transaction:
+        unsigned = Transaction(
+            inputs=[TxIn(self.funding.hash, 0, sequence=SEQUENCE_LOCKED)],
+            outputs=[TxOut(REWARD - FEE, p2pkh_for(CLIENT))],
+            lock_time=lock_time,
+        )
+        return _signed(unsigned, [(self.escrow, REWARD, CLIENT, escrow_script_sig)])
+
+    def reclaim(self, lock_time: int, key: PrivateKey = NODE) -> Transaction:
+        unsigned = Transaction(
+            inputs=[TxIn(self.funding.hash, 1, sequence=SEQUENCE_LOCKED)],
+            outputs=[TxOut(STAKE - FEE, p2pkh_for(NODE))],
+            lock_time=lock_time,
+        )
+        return _signed(unsigned, [(self.stake, STAKE, key, release_script_sig)])
+
+    def slash(self, proof: FraudProof, payment: Transaction | None = None, stakes: int = 1) -> Transaction:
+        """The client's fraud-proof spend of the stake(s) and, if given, the confirmed payout."""
+        inputs = [TxIn(self.funding.hash, 1 + i) for i in range(stakes)]
+        spent = [(self.stake, STAKE)] * stakes
+        if payment is not None:
+            inputs.append(TxIn(payment.hash, 0))
+            spent.append((self.payout, payment.outputs[0].value))
+        total = sum(value for _, value in spent)
+        unsigned = Transaction(inputs=inputs, outputs=[TxOut(total - FEE, p2pkh_for(CLIENT))])
+        return _signed(
+            unsigned,
+            [(script, value, CLIENT, lambda sig: fraud_proof_script_sig(sig, proof)) for script, value in spent],
+        )
+
+    def replay_on(self, path: Path, verifier: JobProofVerifier | None) -> ChainState:
+        """A second node (with or without the model) that has received the same blocks."""
+        other = ChainState.open(path, REGTEST, job_verifier=verifier)
+        for block in self.blocks:
+            other.process_block(block, now=REGTEST_NOW)
+        return other
+
+
+def _signed(unsigned: Transaction, signers: list) -> Transaction:
+    inputs = [
+        replace(txin, script_sig=make_script_sig(_sign(unsigned, i, script, value, key)))
+        for i, (txin, (script, value, key, make_script_sig)) in enumerate(zip(unsigned.inputs, signers, strict=True))
+    ]
+    return replace(unsigned, inputs=tuple(inputs))
+
+
+class FixedGapVerifier:
+    """Test double for the injected model check: every position measures `gap`."""
+
+    def __init__(self, gap: float) -> None:
+        self.gap = gap
+        self.calls = 0
+
+    def judge(self, model_id, prompt_tokens, output_tokens, max_tokens, seed, temperature, position):
+        self.calls += 1
+        return Judgement(self.gap, "mismatch")
+
+
+STUB_CLAIM = Claim(STUB_MODEL, (1, 5, 9), (11, 12, 13, 2), position=1)
+
+
+# Escrow.
+
+
+def test_payout_waits_for_the_dispute_window(tmp_path: Path) -> None:
+    world = JobWorld(tmp_path / "chain", STUB_CLAIM)
+    payment = world.payment()
+    assert world.block_reason(payment) == "bad-job-dispute-window"
+    assert world.pool_reason(payment) == "job-dispute-window"
+    world.mine()
+    world.pool.accept(payment, now=REGTEST_NOW)
+    world.connect(payment)
+    assert world.chain.get_coin(TxIn(payment.hash, 0).prevout).tx_out.script_pubkey == world.payout
+
+
+def test_escrow_refunds_only_from_the_refund_time(tmp_path: Path) -> None:
+    world = JobWorld(tmp_path / "chain", STUB_CLAIM)
+    world.mine(2)  # median time past is now past the refund time
+    assert world.chain.median_time_past(world.chain.tip) > world.release_time
+    early = world.refund(world.release_time - 1)
+    assert world.block_reason(early) == "bad-job-escrow-spend"
+    assert world.pool_reason(early) == "bad-job-escrow-spend"
+    world.connect(world.refund(world.release_time))
+
+
+def test_refund_cannot_be_mined_before_its_lock_time(tmp_path: Path) -> None:
+    world = JobWorld(tmp_path / "chain", STUB_CLAIM)
+    world.mine()
+    assert world.block_reason(world.refund(world.release_time)) == "bad-txns-nonfinal"
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"script": p2pkh_for(CLIENT)}, "output 0 is not a payout"),
+        ({"job_id": bytes(32)}, "transaction does not carry the job id"),
+        ({"job_id": bytes([9]) * 32}, "transaction carries another job id"),
+        ({"value": REWARD - 100_001}, "fee above the cap"),
+    ],
+)
+def test_escrow_moves_only_to_a_correct_payout(tmp_path: Path, change: dict, why: str) -> None:
+    world = JobWorld(tmp_path / "chain", STUB_CLAIM)
+    world.mine()
+    bad = world.payment(**change)
+    assert world.block_reason(bad) == "bad-job-escrow-spend", why
+    world.connect(world.payment(value=REWARD - 100_000))  # exactly the fee cap is fine
+
+
+def test_escrow_payout_must_keep_the_jobs_t0(tmp_path: Path) -> None:
+    world = JobWorld(tmp_path / "chain", STUB_CLAIM)
+    world.mine()
+    node, client = NODE.public_key.to_bytes(), CLIENT.public_key.to_bytes()
+    other_t0 = payout_script(JOB_ID, node, client, STUB_CLAIM.commitment, STUB_MODEL, world.t0 - 1000, world.t0)
+    assert world.block_reason(world.payment(other_t0)) == "bad-job-escrow-spend"
+
+
+# Stake reclaim.
+
+
+def test_node_reclaims_its_stake_after_the_reclaim_time(tmp_path: Path) -> None:
+    world = JobWorld(tmp_path / "chain", STUB_CLAIM)
+    world.mine(2)
+    early = world.reclaim(world.release_time - 1)
+    assert world.block_reason(early) == "mandatory-script-verify-flag-failed (UNSATISFIED_LOCKTIME)"
+    assert world.block_reason(world.reclaim(world.release_time, key=CLIENT)) == (
+        "mandatory-script-verify-flag-failed (NULLFAIL)"
+    )
+    world.connect(world.reclaim(world.release_time))
+
+
+# Fraud proofs judged by the tiny model.
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory):
+    path = write_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny.gguf")
+    with Engine(path, n_threads=1, n_ctx=512) as loaded:
+        yield loaded
+
+
+@pytest.fixture(scope="module")
+def honest_claim(engine: Engine) -> Claim:
+    prompt = engine.tokenize("hello world")
+    output = engine.generate(prompt, 12)
+    assert len(output) >= 4
+    return Claim(engine.model_id, tuple(prompt), tuple(output), position=2)
+
+
+@pytest.fixture(scope="module")
+def tampered_claim(engine: Engine, honest_claim: Claim) -> Claim:
+    """The honest output with the token at `position` replaced by the model's least likely one."""
+    p = honest_claim.position
+    row = engine.logits_at(list(honest_claim.prompt + honest_claim.output[:p]), [len(honest_claim.prompt) + p - 1])[0]
+    output = list(honest_claim.output)
+    output[p] = int(np.argmin(row))
+    return replace(honest_claim, output=tuple(output))
+
+
+def test_tampered_output_lets_the_client_take_stake_and_payout(
+    tmp_path: Path, engine: Engine, tampered_claim: Claim
+) -> None:
+    verifier = EngineProofVerifier({engine.model_id: engine})
+    world = JobWorld(tmp_path / "chain", tampered_claim, verifier)
+    world.mine()
+    payment = world.payment()
+    world.connect(payment)
+    slash = world.slash(tampered_claim.proof(), payment)
+    world.pool.accept(slash, now=REGTEST_NOW)
+    world.connect(slash)
+    paid = world.chain.get_coin(TxIn(slash.hash, 0).prevout)
+    assert paid.tx_out == TxOut(STAKE + REWARD - 2 * FEE, p2pkh_for(CLIENT))
+    without_model = world.replay_on(tmp_path / "plain", verifier=None)
+    assert without_model.tip.hash == world.chain.tip.hash
+
+
+def test_proof_against_an_honest_output_splits_by_who_holds_the_model(
+    tmp_path: Path, engine: Engine, honest_claim: Claim
+) -> None:
+    world = JobWorld(tmp_path / "plain", honest_claim, verifier=None)
+    world.mine()
+    slash = world.slash(honest_claim.proof())
+    assert world.pool_reason(slash) == "job-proof-unverifiable"
+    world.connect(slash)  # a node without the model accepts the block
+    verifier = EngineProofVerifier({engine.model_id: engine})
+    with_model = ChainState.open(tmp_path / "model", REGTEST, job_verifier=verifier)
+    for block in world.blocks[:-1]:
+        with_model.process_block(block, now=REGTEST_NOW)
+    with pytest.raises(BlockRejected) as caught:
+        with_model.process_block(world.blocks[-1], now=REGTEST_NOW)
+    assert caught.value.reason == "bad-job-proof"
+    assert with_model.tip.hash == world.blocks[-2].hash_bytes
+    with pytest.raises(TxRejected) as refused:
+        Mempool(with_model).accept(slash, now=REGTEST_NOW)
+    assert refused.value.reason == "bad-job-proof"
+
+
+def test_forged_proofs_fail_without_any_model(tmp_path: Path) -> None:
+    world = JobWorld(tmp_path / "chain", STUB_CLAIM)
+    world.mine()
+    wrong_signer = world.slash(STUB_CLAIM.proof(signer=CLIENT))
+    assert world.block_reason(wrong_signer) == "bad-job-proof"
+    other_tokens = replace(STUB_CLAIM.proof(), output_tokens=(11, 12, 14, 2))
+    assert world.block_reason(world.slash(other_tokens)) == "bad-job-proof"
+    assert world.pool_reason(wrong_signer) == "bad-job-proof"
+
+
+# The asymmetric band, with a fixed-gap verifier.
+
+
+@pytest.mark.parametrize(
+    ("gap", "block_accepts", "pool_admits"),
+    [(0.5, False, False), (1.0, True, False), (3.0, True, True)],
+)
+def test_asymmetric_band(tmp_path: Path, gap: float, block_accepts: bool, pool_admits: bool) -> None:
+    verifier = FixedGapVerifier(gap)
+    world = JobWorld(tmp_path / "chain", STUB_CLAIM, verifier)
+    world.mine()
+    slash = world.slash(STUB_CLAIM.proof())
+    if pool_admits:
+        world.pool.accept(slash, now=REGTEST_NOW)
+    else:
+        assert world.pool_reason(slash) == "bad-job-proof"
+    if block_accepts:
+        world.connect(slash)
+        assert world.chain.tip.hash == world.blocks[-1].hash_bytes
+    else:
+        assert world.block_reason(slash) == "bad-job-proof"
+
+
+def test_stake_and_payout_share_one_judgement(tmp_path: Path) -> None:
+    verifier = FixedGapVerifier(3.0)
+    world = JobWorld(tmp_path / "chain", STUB_CLAIM, verifier)
+    world.mine()
+    payment = world.payment()
+    world.connect(payment)
+    world.connect(world.slash(STUB_CLAIM.proof(), payment))
+    assert verifier.calls == 1
+
+
+def test_fraud_proofs_per_block_are_capped(tmp_path: Path) -> None:
+    stakes = MAX_JOB_PROOFS_PER_BLOCK + 1
+    world = JobWorld(tmp_path / "chain", STUB_CLAIM, FixedGapVerifier(3.0), stakes=stakes)
+    world.mine()
+    assert world.block_reason(world.slash(STUB_CLAIM.proof(), stakes=stakes)) == "bad-blk-job-proofs"
+    world.connect(world.slash(STUB_CLAIM.proof(), stakes=MAX_JOB_PROOFS_PER_BLOCK))

@@ -1,0 +1,309 @@
+"""Job-contract scripts: templates and their parsers, the fraud-proof layout, the two job opcodes,
+the asymmetric rule, and EngineProofVerifier on the tiny model."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pytest
+from chain_helpers import make_key
+from tiny_model import EOS, write_tiny_model
+
+from camelid.compute import rastic
+from camelid.compute.engine import Engine
+from camelid.compute.fraudproof import INVALID_PROMPT, EngineProofVerifier
+from camelid.core import jobproof
+from camelid.core.interpreter import eval_script, verify_script
+from camelid.core.jobproof import Judgement, ProofOutcome, ProofPolicy, outcome
+from camelid.core.jobscripts import (
+    MAX_PROOF_TOKENS,
+    PROOF_ITEMS,
+    FraudProof,
+    JobEscrow,
+    JobLock,
+    commitment_signature_digest,
+    escrow_script,
+    fraud_proof_script_sig,
+    job_lock_script,
+    job_t0,
+    match_escrow,
+    match_job_lock,
+    output_commitment,
+    payout_script,
+    stake_script,
+)
+from camelid.core.opcodes import Opcode
+from camelid.core.script import MAX_SCRIPT_ELEMENT_SIZE, MAX_SCRIPT_SIZE, ScriptError, ScriptErrorReason, build_script
+from camelid.core.sigchecker import TransactionSignatureChecker
+from camelid.core.transaction import Transaction, TxIn, TxOut
+
+CLIENT, NODE = make_key(41).public_key.to_bytes(), make_key(42).public_key.to_bytes()
+JOB_ID, COMMITMENT, MODEL_ID = bytes([1]) * 32, bytes([2]) * 32, bytes([3]) * 32
+LOCK = JobLock(JOB_ID, 1_900_000_000, NODE, CLIENT, COMMITMENT, MODEL_ID, 1_900_000_600)
+PROOF = FraudProof((1, 2, 3), (4, 5, 2), 8, 77, 800, 1, b"\x30\x06node-sig")
+
+
+# Templates.
+
+
+def test_escrow_script_round_trips() -> None:
+    script = escrow_script(JOB_ID, CLIENT, 1_900_000_000, 1_900_000_605)
+    assert match_escrow(script) == JobEscrow(JOB_ID, CLIENT, 1_900_000_000, 1_900_000_605)
+    assert match_job_lock(script) is None
+    assert job_t0(script) == 1_900_000_000
+
+
+def test_stake_and_payout_share_the_job_lock_template() -> None:
+    stake = stake_script(JOB_ID, NODE, CLIENT, COMMITMENT, MODEL_ID, LOCK.t0, LOCK.release_time)
+    assert stake == payout_script(JOB_ID, NODE, CLIENT, COMMITMENT, MODEL_ID, LOCK.t0, LOCK.release_time)
+    assert stake == job_lock_script(LOCK)
+    assert match_job_lock(stake) == LOCK
+    assert match_escrow(stake) is None
+    assert job_t0(stake) == LOCK.t0
+
+
+def test_scripts_that_only_resemble_a_template_do_not_match() -> None:
+    stake = job_lock_script(LOCK)
+    at = stake.rindex(NODE)
+    other_node_in_reclaim = stake[:at] + CLIENT + stake[at + len(NODE) :]  # the branches name different nodes
+    assert match_job_lock(other_node_in_reclaim) is None
+    assert match_job_lock(stake + bytes([Opcode.OP_NOP])) is None
+    non_minimal_t0 = escrow_script(JOB_ID, CLIENT, 5, 600).replace(bytes([Opcode.OP_5]), bytes([1, 5]), 1)
+    assert match_escrow(non_minimal_t0) is None
+    assert match_escrow(build_script(1, 2, b"short", Opcode.OP_CHECKJOBESCROWVERIFY, Opcode.OP_2DROP,
+                                     Opcode.OP_DROP, CLIENT, Opcode.OP_CHECKSIG)) is None
+    assert job_t0(b"\x4c") is None  # does not even parse
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: escrow_script(JOB_ID[:31], CLIENT, 1, 2), "job_id must be 32 bytes"),
+        (lambda: escrow_script(JOB_ID, CLIENT, -1, 2), "fit an unsigned 32-bit"),
+        (lambda: job_lock_script(replace(LOCK, model_id=b"m")), "model_id must be 32 bytes"),
+        (lambda: job_lock_script(replace(LOCK, release_time=2**32)), "fit an unsigned 32-bit"),
+    ],
+)
+def test_templates_reject_bad_fields(build, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+# Fraud-proof layout.
+
+
+def test_fraud_proof_items_round_trip() -> None:
+    items = PROOF.to_items()
+    assert len(items) == PROOF_ITEMS
+    assert FraudProof.from_items(items) == PROOF
+
+
+def test_largest_fraud_proof_fits_the_script_sig() -> None:
+    prompt = tuple(range(1, 1_001))
+    proof = FraudProof(prompt, tuple(range(MAX_PROOF_TOKENS - len(prompt))), 4096, 0, 0, 5, bytes(72))
+    assert all(len(item) <= MAX_SCRIPT_ELEMENT_SIZE for item in proof.to_items())
+    assert len(fraud_proof_script_sig(bytes(72), proof)) <= MAX_SCRIPT_SIZE
+    assert FraudProof.from_items(proof.to_items()) == proof
+    with pytest.raises(ValueError, match="more than 2210 tokens"):
+        replace(proof, output_tokens=proof.output_tokens + (1,))
+
+
+def _rechunked(items: list[bytes]) -> list[bytes]:
+    """The same token bytes split differently: what a third party would try to change a txid."""
+    return [items[0][:4], items[0][4:], *items[2:]]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda items: items[:-1], "needs 19 items"),
+        (_rechunked, "full 520-byte pieces"),
+        (lambda items: [b"", items[0], *items[2:]], "full 520-byte pieces"),
+        (lambda items: [items[0] + b"\x01", *items[1:]], "whole number of u32 tokens"),
+        (lambda items: [*items[:-2], items[-2] + b"\x00", items[-1]], "header must be 22 bytes"),
+        (lambda items: [*items[:-1], b""], "node signature"),
+    ],
+)
+def test_fraud_proof_layout_is_canonical(mutate, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        FraudProof.from_items(mutate(PROOF.to_items()))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"prompt_tokens": ()}, "no prompt tokens"),
+        ({"output_tokens": ()}, "no output tokens"),
+        ({"position": 3}, "position 3 is outside"),
+        ({"max_tokens": 0}, "job fields out of range"),
+        ({"prompt_tokens": (2**32,)}, "fit 32 bits"),
+    ],
+)
+def test_fraud_proof_fields_are_checked(change: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        replace(PROOF, **change)
+
+
+def test_commitment_is_byte_for_byte_rastics() -> None:
+    args = (MODEL_ID, [1, 2, 3], [4, 5, 2], 8, 77, 0.8)
+    assert output_commitment(*args) == rastic.output_commitment(*args)
+    assert PROOF.commitment(MODEL_ID) == rastic.output_commitment(*args)
+
+
+def test_consensus_thresholds_are_rastics() -> None:
+    assert (jobproof.ACCEPT_GAP, jobproof.SLASH_GAP) == (rastic.EPS_ACCEPT, rastic.EPS_SLASH)
+
+
+# The opcodes, with a recording checker standing in for the transaction.
+
+
+@dataclass
+class JobChecker:
+    escrow_ok: bool = True
+    proof_result: ProofOutcome = ProofOutcome.PROVEN
+    asked: list[tuple] = field(default_factory=list)
+
+    def check_sig(self, sig: bytes, pubkey: bytes, script_code: bytes) -> bool:
+        return sig == b"sig"
+
+    def check_locktime(self, locktime: int) -> bool:
+        return True
+
+    def check_job_escrow(self, job_id: bytes, t0: int, refund_time: int) -> bool:
+        self.asked.append((job_id, t0, refund_time))
+        return self.escrow_ok
+
+    def check_job_proof(self, model_id, commitment, node_pubkey, proof_items) -> ProofOutcome:
+        self.asked.append((model_id, commitment, node_pubkey, list(proof_items)))
+        return self.proof_result
+
+
+def _reason(run) -> ScriptErrorReason:
+    with pytest.raises(ScriptError) as caught:
+        run()
+    return caught.value.reason
+
+
+def test_escrow_opcode_asks_the_checker_and_leaves_the_stack() -> None:
+    checker = JobChecker()
+    stack: list[bytes] = []
+    eval_script(build_script(100, 700, JOB_ID, Opcode.OP_CHECKJOBESCROWVERIFY), stack, checker)
+    assert stack == [bytes([100]), (700).to_bytes(2, "little"), JOB_ID]
+    assert checker.asked == [(JOB_ID, 100, 700)]
+    script = build_script(100, 700, JOB_ID, Opcode.OP_CHECKJOBESCROWVERIFY)
+    refused = JobChecker(escrow_ok=False)
+    assert _reason(lambda: eval_script(script, [], refused)) == ScriptErrorReason.JOB_ESCROW
+
+
+def test_escrow_script_spends_with_the_clients_signature_only_when_the_checker_agrees() -> None:
+    script = escrow_script(JOB_ID, CLIENT, 100, 700)
+    verify_script(build_script(b"sig"), script, JobChecker())
+    assert _reason(lambda: verify_script(build_script(b"sig"), script, JobChecker(escrow_ok=False))) == (
+        ScriptErrorReason.JOB_ESCROW
+    )
+    assert _reason(lambda: verify_script(build_script(b"bad"), script, JobChecker())) == ScriptErrorReason.NULLFAIL
+
+
+@pytest.mark.parametrize(
+    ("result", "reason"),
+    [
+        (ProofOutcome.PROVEN, None),
+        (ProofOutcome.REFUTED, ScriptErrorReason.JOB_PROOF),
+        (ProofOutcome.UNVERIFIABLE, ScriptErrorReason.JOB_PROOF_UNVERIFIABLE),
+    ],
+)
+def test_fraud_proof_branch_passes_the_proof_to_the_checker(result: ProofOutcome, reason) -> None:
+    checker = JobChecker(proof_result=result)
+    script_sig = fraud_proof_script_sig(b"sig", PROOF)
+    if reason is None:
+        verify_script(script_sig, job_lock_script(LOCK), checker)
+    else:
+        assert _reason(lambda: verify_script(script_sig, job_lock_script(LOCK), checker)) == reason
+    assert checker.asked == [(MODEL_ID, COMMITMENT, NODE, PROOF.to_items())]
+
+
+def test_reclaim_branch_never_asks_for_a_proof() -> None:
+    checker = JobChecker(proof_result=ProofOutcome.REFUTED)
+    verify_script(build_script(b"sig", 0), job_lock_script(LOCK), checker)
+    assert checker.asked == []
+
+
+# The asymmetric rule.
+
+
+@pytest.mark.parametrize(
+    ("judgement", "block", "mempool"),
+    [
+        (None, ProofOutcome.PROVEN, ProofOutcome.UNVERIFIABLE),
+        (Judgement(0.5, "mismatch"), ProofOutcome.REFUTED, ProofOutcome.REFUTED),
+        (Judgement(0.75, "mismatch"), ProofOutcome.REFUTED, ProofOutcome.REFUTED),
+        (Judgement(1.0, "mismatch"), ProofOutcome.PROVEN, ProofOutcome.REFUTED),
+        (Judgement(2.0, "mismatch"), ProofOutcome.PROVEN, ProofOutcome.REFUTED),
+        (Judgement(3.0, "mismatch"), ProofOutcome.PROVEN, ProofOutcome.PROVEN),
+        (Judgement(math.inf, "truncated"), ProofOutcome.PROVEN, ProofOutcome.PROVEN),
+    ],
+)
+def test_outcome_band(judgement, block: ProofOutcome, mempool: ProofOutcome) -> None:
+    assert outcome(judgement, ProofPolicy.BLOCK) is block
+    assert outcome(judgement, ProofPolicy.MEMPOOL) is mempool
+
+
+# EngineProofVerifier on the tiny model.
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory):
+    with Engine(write_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny.gguf"), n_threads=1, n_ctx=64) as loaded:
+        yield loaded
+
+
+@pytest.fixture(scope="module")
+def job(engine: Engine) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    prompt = engine.tokenize("hello world")
+    output = engine.generate(prompt, 12)
+    assert len(output) >= 4 and output[-1] == EOS
+    return tuple(prompt), tuple(output)
+
+
+def test_engine_verifier_measures_honest_and_tampered_positions(engine: Engine, job) -> None:
+    prompt, output = job
+    verifier = EngineProofVerifier({engine.model_id: engine})
+    for position in range(len(output)):
+        judgement = verifier.judge(engine.model_id, prompt, output, 12, 0, 0.0, position)
+        assert judgement is not None and judgement.gap <= rastic.EPS_ACCEPT
+    row = engine.logits_at(list(prompt + output[:2]), [len(prompt) + 1])[0]
+    tampered = (*output[:2], int(np.argmin(row)), *output[3:])
+    judgement = verifier.judge(engine.model_id, prompt, tampered, 12, 0, 0.0, 2)
+    assert judgement == Judgement(pytest.approx(float(row.max() - row.min()), abs=1e-3), rastic.MISMATCH)
+    assert judgement.gap > rastic.EPS_SLASH
+    full = rastic.verify(engine, list(prompt), list(tampered), 12)
+    assert [f.position for f in full.failures][:1] == [2]
+
+
+def test_engine_verifier_reports_structural_failures_and_what_it_cannot_judge(engine: Engine, job) -> None:
+    prompt, output = job
+    verifier = EngineProofVerifier({engine.model_id: engine})
+    truncated = verifier.judge(engine.model_id, prompt, output[:-1], 12, 0, 0.0, 0)
+    assert truncated is not None and truncated.structural and truncated.reason == rastic.TRUNCATED
+    assert verifier.judge(bytes(32), prompt, output, 12, 0, 0.0, 0) is None  # a model this node lacks
+    assert verifier.judge(engine.model_id, (engine.n_vocab,), output, 12, 0, 0.0, 0) == Judgement(0.0, INVALID_PROMPT)
+    long_prompt = prompt * 10
+    assert len(long_prompt) > engine.n_ctx
+    assert verifier.judge(engine.model_id, long_prompt, output, 12, 0, 0.0, 0) is None
+
+
+# The transaction checker's own job answers.
+
+
+def test_transaction_checker_without_job_context_never_passes_a_proof() -> None:
+    node_key = make_key(42)
+    commitment = PROOF.commitment(MODEL_ID)  # the signature is not part of the commitment
+    proof = replace(PROOF, node_signature=node_key.sign(commitment_signature_digest(commitment)))
+    checker = TransactionSignatureChecker(Transaction(inputs=[TxIn(bytes(32), 0)], outputs=[TxOut(1, b"")]), 0, 1)
+    assert checker.check_job_proof(MODEL_ID, commitment, NODE, proof.to_items()) is ProofOutcome.UNVERIFIABLE
+    assert checker.check_job_proof(MODEL_ID, commitment, CLIENT, proof.to_items()) is ProofOutcome.REFUTED
+    assert checker.check_job_proof(MODEL_ID, bytes(32), NODE, proof.to_items()) is ProofOutcome.REFUTED
+    assert checker.check_job_proof(MODEL_ID, commitment, b"not a key", proof.to_items()) is ProofOutcome.REFUTED
+    assert checker.check_job_escrow(JOB_ID, 0, 1_900_000_000) is False
