@@ -18,7 +18,6 @@ Two deliberate departures from the whitepaper, measured in docs/rastic.md:
 from __future__ import annotations
 
 import math
-import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -27,14 +26,17 @@ import numpy as np
 
 from camelid.compute.engine import Engine
 from camelid.compute.sampling import check_sampling_params, token_gap
-from camelid.crypto.hashes import sha256, sha256d
+from camelid.core.jobproof import ACCEPT_GAP, SLASH_GAP
+from camelid.core.jobscripts import output_commitment
+from camelid.crypto.hashes import sha256
 
 # Calibrated on gemma-3-270m Q4_K_M across thread counts and batch sizes (docs/rastic.md): the
 # largest honest gap in 28,800 checks was 0.655 (temperature 0.8; 0.366 greedy). A client rejects
 # a position above EPS_ACCEPT; a dispute may slash only above EPS_SLASH, three times the largest
-# honest gap, so float noise between machines never costs an honest node its stake.
-EPS_ACCEPT = 0.75
-EPS_SLASH = 2.0
+# honest gap, so float noise between machines never costs an honest node its stake. Consensus
+# judges fraud proofs with the same two numbers, so they are defined once, in camelid.core.jobproof.
+EPS_ACCEPT = ACCEPT_GAP
+EPS_SLASH = SLASH_GAP
 DEFAULT_SPOT_K = 8
 MODES = ("full", "spot")
 
@@ -64,25 +66,6 @@ class Verdict:
     def slashable(self, eps_slash: float = EPS_SLASH) -> bool:
         """True when some failure is beyond what float noise between honest machines can cause."""
         return any(f.gap > eps_slash for f in self.failures)
-
-
-def output_commitment(
-    model_id: bytes,
-    prompt_tokens: Sequence[int],
-    output_tokens: Sequence[int],
-    max_tokens: int,
-    seed: int,
-    temperature: float,
-) -> bytes:
-    """sha256d over everything a verdict depends on; the node signs it before positions are drawn."""
-    parts = [
-        b"camelid/rastic-commitment/v1",
-        model_id,
-        struct.pack("<QQd", max_tokens, seed, temperature),
-        struct.pack(f"<I{len(prompt_tokens)}I", len(prompt_tokens), *prompt_tokens),
-        struct.pack(f"<I{len(output_tokens)}I", len(output_tokens), *output_tokens),
-    ]
-    return sha256d(b"".join(parts))
 
 
 def spot_positions(commitment: bytes, nonce: bytes, n_output: int, k: int) -> list[int]:

@@ -67,10 +67,10 @@ def output_commitment(
     seed: int,
     temperature: float,
 ) -> bytes:
-    """The RASTiC output commitment C (byte for byte camelid.compute.rastic.output_commitment).
+    """The RASTiC output commitment C: sha256d over everything a verdict depends on.
 
-    It is repeated here because consensus recomputes it and the core layer cannot import
-    the compute engine; a test pins the two together.
+    The compute node signs it before verification positions are drawn; consensus recomputes it
+    from a fraud proof, so it lives here and camelid.compute.rastic uses this definition.
     """
     return sha256d(
         b"".join(
