@@ -363,3 +363,13 @@ def test_fraud_proofs_per_block_are_capped(tmp_path: Path) -> None:
     world.mine()
     assert world.block_reason(world.slash(STUB_CLAIM.proof(), stakes=stakes)) == "bad-blk-job-proofs"
     world.connect(world.slash(STUB_CLAIM.proof(), stakes=MAX_JOB_PROOFS_PER_BLOCK))
+
+
+def test_block_templates_respect_the_fraud_proof_cap(tmp_path: Path) -> None:
+    world = JobWorld(tmp_path / "chain", STUB_CLAIM, FixedGapVerifier(3.0), stakes=MAX_JOB_PROOFS_PER_BLOCK)
+    world.mine()
+    slash = world.slash(STUB_CLAIM.proof(), stakes=MAX_JOB_PROOFS_PER_BLOCK)
+    world.pool.accept(slash, now=REGTEST_NOW)
+    assert world.pool.get(slash.hash).job_proofs == MAX_JOB_PROOFS_PER_BLOCK
+    assert world.pool.select(1_000_000) == [slash]
+    assert world.pool.select(1_000_000, max_job_proofs=MAX_JOB_PROOFS_PER_BLOCK - 1) == []

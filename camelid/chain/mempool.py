@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from camelid.chain.chainstate import ChainState
 from camelid.chain.coins import Coin
 from camelid.chain.errors import TxRejected, ValidationError
-from camelid.chain.jobrules import check_dispute_window
+from camelid.chain.jobrules import MAX_JOB_PROOFS_PER_BLOCK, check_dispute_window, fraud_proof_inputs
 from camelid.chain.validation import (
     check_transaction,
     check_tx_inputs,
@@ -42,6 +42,7 @@ class MempoolEntry:
     sigops: int
     time: int  # when it entered the pool
     height: int  # tip height when it entered
+    job_proofs: int = 0  # inputs spending a job output through the fraud-proof branch (capped per block)
     parents: set[bytes] = field(default_factory=set)  # txids of pool transactions it spends
     children: set[bytes] = field(default_factory=set)  # txids of pool transactions spending it
 
@@ -147,7 +148,9 @@ class Mempool:
             verify_tx_scripts(tx, coins, JobProofContext(self.chainstate.job_verifier, ProofPolicy.MEMPOOL))
         except ValidationError as exc:
             raise TxRejected(exc.reason, exc.message) from None
-        entry = MempoolEntry(tx, fee, tx.size, transaction_sigops(tx), now, tip.height)
+        entry = MempoolEntry(
+            tx, fee, tx.size, transaction_sigops(tx), now, tip.height, fraud_proof_inputs(tx, coins)
+        )
         self._add(entry)
         self._trim()
         if txid not in self._entries:
@@ -225,22 +228,29 @@ class Mempool:
 
     # Mining.
 
-    def select(self, max_bytes: int, max_sigops: int = MAX_BLOCK_SIGOPS) -> list[Transaction]:
+    def select(
+        self, max_bytes: int, max_sigops: int = MAX_BLOCK_SIGOPS, max_job_proofs: int = MAX_JOB_PROOFS_PER_BLOCK
+    ) -> list[Transaction]:
         """Transactions for a block, highest fee rate first, every parent before its children."""
         order = {txid: position for position, txid in enumerate(self._entries)}
         missing_parents = {txid: len(e.parents) for txid, e in self._entries.items()}
         ready = [(-e.fee_rate, order[e.txid], e.txid) for e in self._entries.values() if not e.parents]
         heapq.heapify(ready)
         chosen: list[Transaction] = []
-        size = sigops = 0
+        size = sigops = job_proofs = 0
         while ready:
             _, _, txid = heapq.heappop(ready)
             entry = self._entries[txid]
-            if size + entry.size > max_bytes or sigops + entry.sigops > max_sigops:
+            if (
+                size + entry.size > max_bytes
+                or sigops + entry.sigops > max_sigops
+                or job_proofs + entry.job_proofs > max_job_proofs
+            ):
                 continue  # its descendants stay out too, since they would need it
             chosen.append(entry.tx)
             size += entry.size
             sigops += entry.sigops
+            job_proofs += entry.job_proofs
             for child in entry.children:
                 missing_parents[child] -= 1
                 if missing_parents[child] == 0:
