@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo bench fuzz clean
+.PHONY: install test lint demo fuzz clean browser
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -20,7 +20,13 @@ install: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check camelid tests bench
 
-test: lint
+# The status-page test drives Debian's headless Chromium; install it when missing and we may.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || \
+		echo "chromium not installed: the status-page test will try again or skip"
+
+test: lint browser
 	$(BIN)/python -m pytest -q -ra
 
 fuzz: $(STAMP)
