@@ -488,7 +488,8 @@ class PeerManager:
         if message.recipient == self.node_id:
             handler = self._directed_handlers.get(message.inner_command)
             if handler is None:
-                log.debug("%r: no directed handler for %s", peer, message.inner_command)
+                sender = message.sender.hex()
+                log.info("%r: directed %s from %s delivered, no handler for it", peer, message.inner_command, sender)
                 return
             await handler(peer, message)
             return

@@ -99,6 +99,11 @@ def missing_blocks(chainstate: ChainState, headers: list[BlockHeader]) -> tuple[
     return connects, missing
 
 
+def has_block(chainstate: ChainState, block_hash: bytes) -> bool:
+    """Chain thread: whether we hold the block, indexed or waiting in the orphan pool for its ancestors."""
+    return chainstate.get_entry(block_hash) is not None or block_hash in chainstate.orphans
+
+
 class KnownInventory:
     """Per peer, the transaction and block hashes it has or was told of, so that announcements are not echoed back."""
 
@@ -126,6 +131,7 @@ class BlockSync:
         self._wanted: dict[bytes, set[int]] = {}  # block hash -> peers that announced it, in chain order
         self._in_flight: dict[bytes, tuple[int, float]] = {}  # block hash -> (peer id, monotonic deadline)
         self._more_headers: dict[int, bytes] = {}  # peer id -> last header of a full batch, to continue from
+        self._submitting: set[bytes] = set()  # blocks received and waiting for, or in, the chain thread
         manager.register_handler("getheaders", self._on_getheaders)
         manager.register_handler("headers", self._on_headers)
         manager.register_handler("block", self._on_block)
@@ -247,6 +253,7 @@ class BlockSync:
         self.known.add(peer, block_hash)
         self._in_flight.pop(block_hash, None)
         self._wanted.pop(block_hash, None)
+        self._submitting.add(block_hash)
         try:
             result = await self.chain.submit_block(block)
         except BlockRejected as exc:
@@ -255,9 +262,16 @@ class BlockSync:
                 return
             raise ProtocolViolation(f"invalid-block: {exc.reason}") from None
         finally:
+            self._submitting.discard(block_hash)
             self._schedule()
         parent = block.header.prev_hash
-        if result.status == "orphan" and parent not in self._wanted and parent not in self._in_flight:
+        if (
+            result.status == "orphan"
+            and parent not in self._wanted
+            and parent not in self._in_flight
+            and parent not in self._submitting  # arrived from another peer, queued behind this block
+            and not await self.chain.call(has_block, self.chain.chainstate, parent)
+        ):
             await self.request_headers(peer)  # it builds on blocks we never heard of: learn them
         if result.connected:
             peer.best_height = max(peer.best_height, self.chain.chainstate.tip.height)

@@ -190,3 +190,20 @@ async def ping(ctx: RPCContext) -> None:
         peer = manager.peer(info.id)
         if peer is not None and not peer.awaiting_pong:
             manager.send(peer, Ping(peer.start_ping()))
+
+
+@METHODS.method(
+    "Network",
+    Param("nodeid", ("string",), "the recipient's identity key (getnetworkinfo's nodeid), hex"),
+    Param("command", ("string",), "the inner command"),
+    Param("payload", ("string",), "the inner payload, hex", False, ""),
+)
+async def senddirected(ctx: RPCContext, nodeid: str, command: str, payload: str) -> str:
+    """Route a directed message to a node that need not be a peer (regtest only: a test hook); its message id."""
+    if ctx.params.name != "regtest":
+        raise RPCError(RPCErrorCode.METHOD_NOT_FOUND, "senddirected is only available on regtest")
+    try:
+        message_id = ctx.p2p.manager.send_directed(bytes.fromhex(nodeid), command, bytes.fromhex(payload))
+    except ValueError as exc:
+        raise RPCError(RPCErrorCode.INVALID_PARAMETER, f"Error: {exc}") from None
+    return message_id.hex()

@@ -1,0 +1,134 @@
+"""A raw test peer: a plain blocking socket speaking the wire format, to poke a real camelidd with any bytes.
+
+Unlike a camelidd peer it sends whatever it is told -- a frame with a wrong magic,
+a header promising 4 GiB, one byte at a time -- and reads what the node answers:
+
+    peer = RawPeer.connect(node.p2p_port, source="127.0.0.7")
+    peer.handshake(piece_size=1)            # version and verack, each in 1-byte writes
+    peer.send(Ping(7)); peer.expect(Pong)   # a Pong
+    peer.send_bytes(b"junk"); assert peer.closed_by_node()
+
+Discouragement is per IP, so each misbehaving peer of a test should come from
+its own loopback address (`source`; the whole 127.0.0.0/8 is local on Linux):
+punishing one must not lock the next, or the honest camelidd peer on 127.0.0.1, out.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import time
+
+from camelid.core.params import REGTEST
+from camelid.crypto.keys import PrivateKey
+from camelid.p2p.messages import PROTOCOL_VERSION, Message, ServiceFlags, Verack, Version
+from camelid.p2p.wire import CHECKSUM_SIZE, COMMAND_SIZE, FrameDecoder, checksum, encode_frame
+
+MAGIC = REGTEST.magic
+USER_AGENT = "/camelid-raw-test-peer/"
+READ_TIMEOUT = 10.0
+
+
+def raw_frame(
+    command: bytes,
+    payload: bytes,
+    *,
+    magic: bytes = MAGIC,
+    length: int | None = None,
+    frame_checksum: bytes | None = None,
+) -> bytes:
+    """A frame built by hand, so that any header field can lie about the payload."""
+    header = struct.pack(
+        f"<4s{COMMAND_SIZE}sI{CHECKSUM_SIZE}s",
+        magic,
+        command.ljust(COMMAND_SIZE, b"\0"),
+        len(payload) if length is None else length,
+        checksum(payload) if frame_checksum is None else frame_checksum,
+    )
+    return header + payload
+
+
+def our_version(listen_port: int = 0) -> Version:
+    """A valid regtest version message from a fresh identity."""
+    return Version(
+        network=REGTEST.name,
+        protocol_version=PROTOCOL_VERSION,
+        services=int(ServiceFlags.NONE),
+        best_height=0,
+        node_id=PrivateKey.generate(network="regtest").public_key.to_bytes(),
+        models=(),
+        user_agent=USER_AGENT,
+        timestamp=int(time.time()),
+        listen_port=listen_port,
+        nonce=int.from_bytes(os.urandom(8), "little"),
+    )
+
+
+class RawPeer:
+    """One TCP connection to a node on 127.0.0.1; every method blocks for at most READ_TIMEOUT."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._decoder = FrameDecoder(MAGIC)
+        self._pending: list[Message] = []
+
+    @classmethod
+    def connect(cls, port: int, source: str = "127.0.0.1") -> RawPeer:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small writes leave as small segments
+        sock.settimeout(READ_TIMEOUT)
+        sock.bind((source, 0))
+        sock.connect(("127.0.0.1", port))
+        return cls(sock)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send_bytes(self, data: bytes, piece_size: int | None = None) -> None:
+        """Write `data`, in pieces of `piece_size` bytes (each its own write) when given."""
+        if piece_size is None:
+            self.sock.sendall(data)
+            return
+        for start in range(0, len(data), piece_size):
+            self.sock.sendall(data[start : start + piece_size])
+            time.sleep(0.001)  # let each piece reach the node on its own
+
+    def send(self, message: Message, piece_size: int | None = None) -> None:
+        self.send_bytes(encode_frame(MAGIC, message), piece_size)
+
+    def receive(self) -> Message:
+        """The next message from the node; EOFError if it closes the connection first."""
+        while not self._pending:
+            data = self.sock.recv(65536)
+            if not data:
+                raise EOFError("the node closed the connection")
+            self._pending.extend(self._decoder.feed(data))
+        return self._pending.pop(0)
+
+    def expect(self, message_type: type[Message]) -> Message:
+        """Read until a message of `message_type` arrives (others, such as pings and addr, are skipped)."""
+        while True:
+            message = self.receive()
+            if isinstance(message, message_type):
+                return message
+
+    def handshake(self, piece_size: int | None = None, listen_port: int = 0) -> Version:
+        """Complete the version/verack exchange, our frames cut into `piece_size`-byte writes; the node's version."""
+        self.send(our_version(listen_port), piece_size)
+        theirs = self.expect(Version)
+        self.send(Verack(), piece_size)
+        self.expect(Verack)
+        return theirs
+
+    def closed_by_node(self, timeout: float = READ_TIMEOUT) -> bool:
+        """Whether the node closes the connection within `timeout` seconds (whatever it sends first is skipped)."""
+        self.sock.settimeout(timeout)
+        try:
+            while self.sock.recv(65536):
+                pass
+        except ConnectionResetError:
+            return True
+        except TimeoutError:
+            return False
+        return True
