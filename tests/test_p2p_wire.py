@@ -21,15 +21,20 @@ from camelid.p2p.messages import (
     MESSAGE_TYPES,
     Addr,
     BlockMessage,
+    Chunk,
     Directed,
     GetAddr,
+    GetChunk,
     GetData,
     GetHeaders,
+    GetManifest,
     Headers,
     Inv,
     InvItem,
     InvType,
+    ManifestMessage,
     NetAddress,
+    NoModel,
     NotFound,
     Ping,
     Pong,
@@ -40,6 +45,7 @@ from camelid.p2p.messages import (
     Version,
 )
 from camelid.p2p.messages.directed import MAX_DIRECTED_PAYLOAD
+from camelid.p2p.messages.models import MAX_CHUNK_SIZE, MAX_MODEL_CHUNKS
 from camelid.p2p.messages.version import MAX_MODELS, MAX_USER_AGENT
 from camelid.p2p.wire import HEADER_SIZE, FrameDecoder, decode_frame, encode_frame
 
@@ -94,6 +100,11 @@ SMALL_MESSAGES = [
     BlockMessage(b"\x00" * 81),
     TxMessage(b"\x01" * 60),
     Directed(NODE_A, NODE_B, 3, b"\x09" * 16, "joboffer", b"secret offer"),
+    GetManifest(b"\x0a" * 32),
+    ManifestMessage(b"\x0b" * 32, 5, 4, (b"\x0c" * 32, b"\x0d" * 32), "tiny.gguf"),
+    NoModel(b"\x0e" * 32),
+    GetChunk(b"\x0f" * 32, 1),
+    Chunk(b"\x10" * 32, 1, b"\x11"),
 ]
 
 LARGEST_MESSAGES = [
@@ -117,6 +128,8 @@ LARGEST_MESSAGES = [
     BlockMessage(b"\xff" * MAX_BLOCK_SIZE),
     TxMessage(b"\xff" * MAX_TX_SIZE),
     Directed(NODE_A, NODE_B, MAX_HOPS, b"\xff" * 16, "z" * 12, b"\xff" * MAX_DIRECTED_PAYLOAD),
+    ManifestMessage(b"\xff" * 32, U64, MAX_CHUNK_SIZE, tuple(b"\xff" * 32 for _ in range(MAX_MODEL_CHUNKS)), "~" * 256),
+    Chunk(b"\xff" * 32, MAX_MODEL_CHUNKS - 1, b"\xff" * MAX_CHUNK_SIZE),
 ]
 
 

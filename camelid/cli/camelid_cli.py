@@ -27,6 +27,7 @@ from camelid.rpc.errors import RPCErrorCode
 from camelid.rpc.registry import METHODS
 
 RPCWAIT_INTERVAL = 1.0
+FETCH_POLL_INTERVAL = 0.5
 
 
 def parse_argument(method: str, position: int | str, text: str) -> Any:
@@ -88,6 +89,7 @@ CONTEXT_SETTINGS = {
 @click.option("--rpcwait", is_flag=True, help="Wait for the node to start and finish loading.")
 @click.option("--rpcwaittimeout", type=click.IntRange(min=0), default=0, help="Seconds --rpcwait waits (0: forever).")
 @click.option("--named", is_flag=True, help="Arguments are name=value pairs.")
+@click.option("--wait", is_flag=True, help="With fetchmodel: draw its progress until the model is complete.")
 @click.argument("method")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def main(
@@ -102,6 +104,7 @@ def main(
     rpcwait: bool,
     rpcwaittimeout: int,
     named: bool,
+    wait: bool,
     method: str,
     args: tuple[str, ...],
 ) -> None:
@@ -129,7 +132,32 @@ def main(
         if not rpcwait or (deadline is not None and time.monotonic() > deadline):
             raise click.ClickException(failure)
         time.sleep(RPCWAIT_INTERVAL)
+    if wait and method == "fetchmodel":
+        result = _follow_fetch(RPCClient(rpcconnect, config.rpc_port, _credentials(config)), result["id"])
     _print_result(result)
+
+
+def _follow_fetch(client: RPCClient, model_id: str) -> dict[str, Any]:
+    """Poll getmodelinfo, drawing a progress bar on stderr, until the fetch completes; exit 1 if it fails."""
+    while True:
+        info = client.call("getmodelinfo", model_id)
+        if info["status"] == "complete":
+            click.echo(file=sys.stderr)
+            return info
+        if info["status"] == "failed":
+            click.echo(f"\nfetch failed: {info.get('error', 'unknown error')}", err=True)
+            sys.exit(1)
+        total, done = info["bytes_total"], info["bytes_done"]
+        width = 40
+        filled = width * done // total if total else 0
+        click.echo(
+            f"\r{model_id[:16]} [{'#' * filled}{'.' * (width - filled)}] {done / 2**20:.1f}/"
+            f"{(total or 0) / 2**20:.1f} MiB, {info['chunks_done']}/{info['chunks_total'] or '?'} chunks, "
+            f"{len(info['peers'])} peers ({info['state']})",
+            nl=False,
+            err=True,
+        )
+        time.sleep(FETCH_POLL_INTERVAL)
 
 
 def _call(config: NodeConfig, host: str, method: str, params: list[Any] | dict[str, Any]) -> Any:

@@ -23,6 +23,7 @@ from typing import Any
 from camelid.core.params import ChainParams, get_params
 from camelid.crypto.address import address_to_hash160
 from camelid.node.p2p_service import parse_peer_address
+from camelid.p2p.messages.models import MAX_CHUNK_SIZE as MAX_MODEL_CHUNK_SIZE
 
 DEFAULT_DATADIR = Path("~/.camelid")
 CONF_FILENAME = "camelid.conf"
@@ -95,6 +96,7 @@ SETTINGS: dict[str, Setting] = {
     "rpcbind": Setting(parse_ip, "127.0.0.1", "Address the JSON-RPC server listens on."),
     "rpcuser": Setting(parse_text, None, "JSON-RPC user name (default: cookie authentication)."),
     "rpcpassword": Setting(parse_text, None, "JSON-RPC password, with --rpcuser."),
+    "nostatus": Setting(parse_bool, False, "Do not serve the status page (GET /) on the RPC port.", is_flag=True),
     "mine": Setting(parse_bool, False, "Mine blocks continuously on the current tip.", is_flag=True),
     "mine-address": Setting(parse_text, None, "Address the mined coinbase pays (required with --mine)."),
     "mine-processes": Setting(parse_positive_int, None, "Hashing processes for --mine (default: CPU count)."),
@@ -108,6 +110,15 @@ SETTINGS: dict[str, Setting] = {
     "addnode": Setting(parse_peer_address, (), "Keep this IP[:port] connected (repeatable).", multiple=True),
     "seednode": Setting(parse_peer_address, (), "Learn addresses from this IP[:port] (repeatable).", multiple=True),
     "maxconnections": Setting(parse_positive_int, 125, "Most P2P connections, inbound and outbound."),
+    "serve-model": Setting(
+        parse_text, (), "Serve a GGUF file PATH, 'default', or a model ID to fetch (repeatable).", multiple=True
+    ),
+    "model-upload-rate": Setting(parse_positive_int, 20480, "KiB per second of model uploads, all peers together."),
+    "model-peer-upload-rate": Setting(parse_positive_int, 8192, "KiB per second of model uploads to one peer."),
+    "model-chunk-size": Setting(parse_positive_int, None, "regtest only: chunk size in bytes for --serve-model files."),
+    "corrupt-model-chunks": Setting(
+        parse_bool, False, "regtest only: serve model chunks with a flipped byte (to test fetchers).", is_flag=True
+    ),
 }
 NETWORK_KEYS = ("regtest", "testnet")
 
@@ -123,6 +134,7 @@ class NodeConfig:
     rpcport: int | None = None
     rpcuser: str | None = None
     rpcpassword: str | None = None
+    nostatus: bool = False
     mine: bool = False
     mine_address: str | None = None
     mine_processes: int | None = None
@@ -136,6 +148,11 @@ class NodeConfig:
     addnode: tuple[tuple[str, int | None], ...] = ()
     seednode: tuple[tuple[str, int | None], ...] = ()
     maxconnections: int = 125
+    serve_model: tuple[str, ...] = ()  # GGUF paths, "default" or model ids (see camelid.node.model_service)
+    model_upload_rate: int = 20480  # KiB/s
+    model_peer_upload_rate: int = 8192  # KiB/s
+    model_chunk_size: int | None = None  # regtest only; None: 1 MiB
+    corrupt_model_chunks: bool = False  # regtest only
     mempool_bytes: int = DEFAULT_MEMPOOL_BYTES
     conf_file: Path | None = None  # the camelid.conf that was read, if any
 
@@ -267,6 +284,11 @@ def load_config(
         raise ConfigError("mine needs mine-address: the address the mined coins are paid to")
     if values["wallet"] is not None and values["disablewallet"]:
         raise ConfigError("wallet and disablewallet cannot both be set")
+    for key in ("model-chunk-size", "corrupt-model-chunks"):
+        if values[key] and network != "regtest":
+            raise ConfigError(f"{key} is only allowed on regtest")
+    if values["model-chunk-size"] is not None and values["model-chunk-size"] > MAX_MODEL_CHUNK_SIZE:
+        raise ConfigError(f"model-chunk-size is at most {MAX_MODEL_CHUNK_SIZE} bytes")
     if values["mine-address"] is not None:
         try:
             address_to_hash160(values["mine-address"], network)

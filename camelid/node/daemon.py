@@ -34,6 +34,7 @@ from camelid.node.chain_service import ChainService
 from camelid.node.config import NodeConfig
 from camelid.node.events import ShutdownRequested
 from camelid.node.miner import Miner
+from camelid.node.model_service import ModelService
 from camelid.node.p2p_service import P2PService
 from camelid.node.wallet_service import WalletService
 from camelid.rpc import methods  # noqa: F401 -- importing registers every RPC method
@@ -117,7 +118,9 @@ class Node:
         bus = EventBus()
         bus.subscribe(ShutdownRequested, self._on_shutdown_requested)
         context = RPCContext(config.params, bus, mining=config.mine)
-        rpc = RPCServer(METHODS, context, credentials, config.rpcbind, config.rpc_port)
+        rpc = RPCServer(
+            METHODS, context, credentials, config.rpcbind, config.rpc_port, status_page=not config.nostatus
+        )
         chain: ChainService | None = None
         miner: Miner | None = None
         wallets: WalletService | None = None
@@ -135,11 +138,14 @@ class Node:
                 context.warmup_status = "Loading wallet..."
                 wallets = WalletService(config.net_datadir, chain, bus)
                 await wallets.start(wallets.startup_wallets(config.wallet))
-            context.p2p_service = p2p = P2PService(config, chain, bus)
+            context.model_service = models = await asyncio.to_thread(ModelService, config)  # hashes files
+            context.p2p_service = p2p = P2PService(config, chain, bus, models.announced())
+            models.attach(p2p.manager)
             context.finish_warmup(chain, miner, wallets)
             log.info("node ready on %s (RPC port %d)", config.network, config.rpc_port)
             async with asyncio.TaskGroup() as services:
                 running = [services.create_task(p2p.run(), name="p2p")]
+                running.append(services.create_task(models.run(), name="models"))
                 running += [services.create_task(miner.run(), name="miner")] if config.mine else []
                 await self._shutdown.wait()
                 for task in running:

@@ -79,7 +79,8 @@ def load_node_key(path: Path, network: str) -> PrivateKey:
 class P2PService:
     """Owns the PeerManager, BlockSync and Relay; `await run()` in the node's TaskGroup."""
 
-    def __init__(self, config: NodeConfig, chain: ChainService, bus: EventBus) -> None:
+    def __init__(self, config: NodeConfig, chain: ChainService, bus: EventBus, models: tuple[bytes, ...] = ()) -> None:
+        """`models`: the ids of the models the node serves, announced with the COMPUTE service bit."""
         params = config.params
         key = load_node_key(config.net_datadir / NODEKEY_FILENAME, config.network)
         max_outbound = min(MAX_OUTBOUND, config.maxconnections)
@@ -94,6 +95,8 @@ class P2PService:
             addnode=self._with_ports(config.addnode, params.default_port),
             max_outbound=max_outbound,
             max_inbound=config.maxconnections - max_outbound,
+            services=ServiceFlags.FULL_NODE | (ServiceFlags.COMPUTE if models else 0),
+            models=models,
         )
         self.default_port = params.default_port
         self.manager = PeerManager(settings, best_height=lambda: chain.chainstate.tip.height)

@@ -13,6 +13,7 @@ from camelid.rpc.errors import RPCError, RPCErrorCode
 if TYPE_CHECKING:
     from camelid.node.chain_service import ChainService
     from camelid.node.miner import Miner
+    from camelid.node.model_service import ModelService
     from camelid.node.p2p_service import P2PService
     from camelid.node.wallet_service import WalletService
 
@@ -30,6 +31,7 @@ class RPCContext:
     wallet_service: WalletService | None = None  # None also after warm-up when wallets are disabled
     mining: bool = False  # whether the node runs the continuous --mine loop
     p2p_service: P2PService | None = None
+    model_service: ModelService | None = None
 
     @property
     def p2p(self) -> P2PService:
@@ -37,6 +39,13 @@ class RPCContext:
         if self.p2p_service is None:
             raise RPCError(RPCErrorCode.IN_WARMUP, self.warmup_status)
         return self.p2p_service
+
+    @property
+    def models(self) -> ModelService:
+        """The model store and fetches; -28 while the node is still starting."""
+        if self.model_service is None or self.p2p_service is None:
+            raise RPCError(RPCErrorCode.IN_WARMUP, self.warmup_status)
+        return self.model_service
 
     @property
     def warming_up(self) -> bool:

@@ -1,6 +1,7 @@
 """JSON-RPC over HTTP, with Bitcoin Core's wire behaviour so its clients work unchanged.
 
-* POST only; HTTP Basic auth against the cookie or rpcuser/rpcpassword, 401 (after
+* POST only (with `status_page`, GET serves the read-only page of camelid.rpc.status);
+  HTTP Basic auth against the cookie or rpcuser/rpcpassword, 401 (after
   a short delay, to slow guessing) when it does not match.
 * A JSON object is one call, an array a batch (always HTTP 200, one reply per call).
 * JSON-RPC 1.0 (or no "jsonrpc" member): replies carry both "result" and "error";
@@ -28,6 +29,7 @@ from camelid.rpc.auth import Credentials
 from camelid.rpc.context import RPCContext
 from camelid.rpc.errors import RPCError, RPCErrorCode
 from camelid.rpc.registry import MethodRegistry
+from camelid.rpc.status import add_status_routes
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,14 @@ class RPCServer:
     """The aiohttp application serving `registry` to callers holding `credentials`."""
 
     def __init__(
-        self, registry: MethodRegistry, context: RPCContext, credentials: Credentials, host: str, port: int
+        self,
+        registry: MethodRegistry,
+        context: RPCContext,
+        credentials: Credentials,
+        host: str,
+        port: int,
+        *,
+        status_page: bool = False,
     ) -> None:
         self.registry = registry
         self.context = context
@@ -52,6 +61,8 @@ class RPCServer:
         self.host = host
         self.port = port
         app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+        if status_page:  # GET routes first: the catch-all below would answer GET / with 405
+            add_status_routes(app.router, context)
         app.router.add_route("*", "/", self._handle_http)
         self._runner = web.AppRunner(app, access_log=None)
 

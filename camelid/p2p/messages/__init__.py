@@ -11,6 +11,7 @@ from camelid.p2p.messages.block import BlockMessage
 from camelid.p2p.messages.directed import DEFAULT_HOPS, MAX_HOPS, MESSAGE_ID_SIZE, Directed
 from camelid.p2p.messages.headers import MAX_HEADERS, MAX_LOCATOR, GetHeaders, Headers, SendHeaders
 from camelid.p2p.messages.inv import MAX_INV, GetData, Inv, InvItem, InvType, NotFound
+from camelid.p2p.messages.models import Chunk, GetChunk, GetManifest, ManifestMessage, NoModel
 from camelid.p2p.messages.ping import Ping, Pong
 from camelid.p2p.messages.tx import TxMessage
 from camelid.p2p.messages.version import MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ServiceFlags, Verack, Version
@@ -34,6 +35,11 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         BlockMessage,
         TxMessage,
         Directed,
+        GetManifest,
+        ManifestMessage,
+        NoModel,
+        GetChunk,
+        Chunk,
     )
 }
 
@@ -50,16 +56,21 @@ __all__ = [
     "PROTOCOL_VERSION",
     "Addr",
     "BlockMessage",
+    "Chunk",
     "Directed",
     "GetAddr",
+    "GetChunk",
     "GetData",
     "GetHeaders",
+    "GetManifest",
     "Headers",
     "Inv",
     "InvItem",
     "InvType",
+    "ManifestMessage",
     "Message",
     "NetAddress",
+    "NoModel",
     "NotFound",
     "Ping",
     "Pong",

@@ -1,0 +1,166 @@
+"""The status page's static files, kept as Python strings so they ship inside the package with no build step.
+
+The script builds every element with createElement/textContent: peer user agents
+and addresses are controlled by remote nodes, so nothing from status.json is ever
+parsed as HTML. The page loads no inline script or style, which lets the server
+send a Content-Security-Policy that forbids both.
+"""
+
+from __future__ import annotations
+
+PAGE_HTML = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>camelidd status</title>
+<link rel="stylesheet" href="status.css">
+<script src="status.js" defer></script>
+</head>
+<body>
+<h1>camelidd <span id="network"></span></h1>
+<p id="state">Loading status&hellip;</p>
+<section>
+  <h2>Chain tip</h2>
+  <dl>
+    <dt>Height</dt><dd id="tip-height">&ndash;</dd>
+    <dt>Hash</dt><dd id="tip-hash" class="hash">&ndash;</dd>
+    <dt>Time</dt><dd id="tip-time">&ndash;</dd>
+  </dl>
+</section>
+<section>
+  <h2>Peers (<span id="peer-count">&ndash;</span>)</h2>
+  <table>
+    <thead><tr><th>Address</th><th>Direction</th><th>User agent</th><th>Height</th><th>Ping</th></tr></thead>
+    <tbody id="peer-list"></tbody>
+  </table>
+</section>
+<section>
+  <h2>Mempool</h2>
+  <dl>
+    <dt>Transactions</dt><dd id="mempool-count">&ndash;</dd>
+    <dt>Size</dt><dd id="mempool-bytes">&ndash;</dd>
+  </dl>
+</section>
+<section>
+  <h2>Mining</h2>
+  <dl>
+    <dt>Mining</dt><dd id="mining">&ndash;</dd>
+    <dt>Hash rate</dt><dd id="hashrate">&ndash;</dd>
+  </dl>
+</section>
+<section>
+  <h2>Models served</h2>
+  <ul id="models"></ul>
+</section>
+<section>
+  <h2>Job pool</h2>
+  <p id="jobs">&ndash;</p>
+</section>
+</body>
+</html>
+"""
+
+PAGE_CSS = """body { font: 15px/1.4 system-ui, sans-serif; color: #222; }
+body { margin: 1.5em auto; max-width: 60em; padding: 0 1em; }
+h1 { font-size: 1.5em; margin-bottom: 0.2em; }
+h1 span { color: #777; font-weight: normal; }
+h2 { font-size: 1.1em; border-bottom: 1px solid #ddd; margin-top: 1.4em; }
+dl { display: grid; grid-template-columns: 9em 1fr; gap: 0.2em 1em; margin: 0; }
+dt { color: #555; }
+dd { margin: 0; }
+.hash { font-family: ui-monospace, monospace; word-break: break-all; }
+table { border-collapse: collapse; width: 100%; }
+th, td { text-align: left; padding: 0.2em 0.6em 0.2em 0; border-bottom: 1px solid #eee; }
+#state { color: #555; }
+#state.error { color: #b00; }
+ul { margin: 0; padding-left: 1.2em; }
+#models { word-break: break-all; }
+"""
+
+PAGE_JS = """"use strict";
+const REFRESH_MS = 5000;
+
+function setText(id, value) {
+  document.getElementById(id).textContent = value;
+}
+
+function formatBytes(bytes) {
+  if (bytes < 1024) return bytes + " B";
+  if (bytes < 1048576) return (bytes / 1024).toFixed(1) + " kB";
+  return (bytes / 1048576).toFixed(1) + " MB";
+}
+
+function formatHashrate(hashps) {
+  const units = ["H/s", "kH/s", "MH/s", "GH/s", "TH/s"];
+  let i = 0;
+  while (hashps >= 1000 && i < units.length - 1) { hashps /= 1000; i++; }
+  return hashps.toFixed(i ? 2 : 0) + " " + units[i];
+}
+
+function peerRow(peer) {
+  const row = document.createElement("tr");
+  const ping = peer.pingtime === null ? "\\u2013" : (peer.pingtime * 1000).toFixed(1) + " ms";
+  for (const value of [peer.addr, peer.inbound ? "in" : "out", peer.subver, peer.bestheight, ping]) {
+    const cell = document.createElement("td");
+    cell.textContent = String(value);
+    row.appendChild(cell);
+  }
+  return row;
+}
+
+function renderModels(models) {
+  const items = models === null ? ["model service not running"]
+    : models.length === 0 ? ["none"]
+    : models.map((model) => model.name + " (" + formatBytes(model.size) + ", id " + model.id + ")");
+  document.getElementById("models").replaceChildren(...items.map((text) => {
+    const item = document.createElement("li");
+    item.textContent = text;
+    return item;
+  }));
+}
+
+function render(status) {
+  setText("network", status.network);
+  if (!status.ready) {
+    setText("state", "Starting: " + status.warmup);
+    return;
+  }
+  setText("tip-height", status.tip.height);
+  setText("tip-hash", status.tip.hash);
+  setText("tip-time", new Date(status.tip.time * 1000).toISOString());
+  const list = document.getElementById("peer-list");
+  if (status.peers === null) {
+    setText("peer-count", "P2P not running");
+    list.replaceChildren();
+  } else {
+    const shown = status.peers.list.length;
+    const count = status.peers.count;
+    setText("peer-count", shown < count ? count + ", first " + shown + " shown" : count);
+    list.replaceChildren(...status.peers.list.map(peerRow));
+  }
+  setText("mempool-count", status.mempool.count);
+  setText("mempool-bytes", formatBytes(status.mempool.bytes));
+  setText("mining", status.mining.mining ? "yes" : "no");
+  setText("hashrate", formatHashrate(status.mining.hashps));
+  renderModels(status.models);
+  setText("jobs", status.jobs.enabled ? "enabled" : status.jobs.note);
+  setText("state", "Updated " + new Date().toLocaleTimeString() + ", refreshing every " + REFRESH_MS / 1000 + " s.");
+}
+
+async function refresh() {
+  const state = document.getElementById("state");
+  try {
+    const response = await fetch("status.json", {cache: "no-store"});
+    if (!response.ok) throw new Error("HTTP " + response.status);
+    state.classList.remove("error");
+    render(await response.json());
+  } catch (err) {
+    state.classList.add("error");
+    state.textContent = "Cannot reach the node: " + err.message;
+  }
+}
+
+refresh();
+setInterval(refresh, REFRESH_MS);
+"""
