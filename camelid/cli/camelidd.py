@@ -19,8 +19,19 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from camelid.node.config import SETTINGS, ConfigError, NodeConfig, Setting, load_config
+from camelid.node.config import (
+    SETTINGS,
+    ConfigError,
+    NodeConfig,
+    Setting,
+    load_config,
+    parse_ip,
+    parse_port,
+    parse_positive_int,
+    parse_text,
+)
 from camelid.node.daemon import DataDirLocked, Node
+from camelid.node.p2p_service import parse_peer_address
 from camelid.wallet import WalletError
 
 LOG_FILENAME = "debug.log"
@@ -41,6 +52,16 @@ def _converter(setting: Setting):
     return convert
 
 
+# What --help shows for a setting's value, by the parser that reads it.
+_METAVARS = {
+    parse_port: "PORT",
+    parse_positive_int: "N",
+    parse_ip: "IP",
+    parse_text: "TEXT",
+    parse_peer_address: "IP[:PORT]",
+}
+
+
 def _setting_options(command):
     """Decorate `command` with one --<key> option per configuration setting."""
     for key, setting in reversed(SETTINGS.items()):
@@ -56,6 +77,7 @@ def _setting_options(command):
                 key.replace("-", "_"),
                 callback=_converter(setting),
                 multiple=setting.multiple,
+                metavar=_METAVARS.get(setting.parse, "VALUE"),
                 help=setting.help,
             )
         command = option(command)
