@@ -13,6 +13,7 @@ from camelid.crypto.hashes import sha256d
 from camelid.crypto.keys import PrivateKey
 from camelid.p2p.errors import ProtocolViolation
 from camelid.p2p.messages import (
+    DIRECTED_JOB_MESSAGES,
     MAX_ADDR,
     MAX_HEADERS,
     MAX_HOPS,
@@ -32,6 +33,11 @@ from camelid.p2p.messages import (
     Inv,
     InvItem,
     InvType,
+    JobAccept,
+    JobDelivery,
+    JobMessage,
+    JobPayment,
+    JobTestament,
     ManifestMessage,
     NetAddress,
     NoModel,
@@ -45,6 +51,7 @@ from camelid.p2p.messages import (
     Version,
 )
 from camelid.p2p.messages.directed import MAX_DIRECTED_PAYLOAD
+from camelid.p2p.messages.jobs import MAX_JOB_PARAMS
 from camelid.p2p.messages.models import MAX_CHUNK_SIZE, MAX_MODEL_CHUNKS
 from camelid.p2p.messages.version import MAX_MODELS, MAX_USER_AGENT
 from camelid.p2p.wire import HEADER_SIZE, FrameDecoder, decode_frame, encode_frame
@@ -105,7 +112,12 @@ SMALL_MESSAGES = [
     NoModel(b"\x0e" * 32),
     GetChunk(b"\x0f" * 32, 1),
     Chunk(b"\x10" * 32, 1, b"\x11"),
+    JobMessage(b"\x01job params", b"\x12" * 32, NODE_A, b"\x30\x06sig"),
+    JobAccept(b"\x13" * 32, NODE_B, b"\x30\x06sig"),
+    JobTestament(b"\x14" * 32, NODE_B, NODE_A, b"\x15" * 32, b"\x30\x06sig", b"\x16" * 32),
 ]
+
+DIRECTED_PAYLOADS = [JobPayment(b"\x17" * 32, b"\x01" * 60), JobDelivery(b"\x18" * 32, b"sealed output")]
 
 LARGEST_MESSAGES = [
     small_version(
@@ -130,6 +142,11 @@ LARGEST_MESSAGES = [
     Directed(NODE_A, NODE_B, MAX_HOPS, b"\xff" * 16, "z" * 12, b"\xff" * MAX_DIRECTED_PAYLOAD),
     ManifestMessage(b"\xff" * 32, U64, MAX_CHUNK_SIZE, tuple(b"\xff" * 32 for _ in range(MAX_MODEL_CHUNKS)), "~" * 256),
     Chunk(b"\xff" * 32, MAX_MODEL_CHUNKS - 1, b"\xff" * MAX_CHUNK_SIZE),
+    JobMessage(b"\xff" * MAX_JOB_PARAMS, b"\xff" * 32, NODE_A, b"\xff" * 72),
+    JobAccept(b"\xff" * 32, NODE_B, b"\xff" * 72),
+    JobTestament(b"\xff" * 32, NODE_B, NODE_A, b"\xff" * 32, b"\xff" * 72, b"\xff" * 32),
+    JobPayment(b"\xff" * 32, b"\xff" * MAX_TX_SIZE),
+    JobDelivery(b"\xff" * 32, b"\xff" * (MAX_DIRECTED_PAYLOAD - 128)),
 ]
 
 
@@ -146,6 +163,18 @@ def test_every_message_round_trips_through_a_frame(message):
     assert decoded == message
     assert type(decoded) is type(message)
     assert encode_frame(MAGIC, decoded) == frame
+
+
+@pytest.mark.parametrize("message", DIRECTED_PAYLOADS, ids=lambda m: m.command)
+def test_every_directed_job_payload_round_trips(message):
+    assert DIRECTED_JOB_MESSAGES[message.command] is type(message)
+    assert type(message).from_payload(message.to_payload()) == message
+
+
+def test_a_job_message_with_a_key_off_the_curve_is_refused():
+    payload = JobAccept(b"\x13" * 32, NODE_B, b"sig").to_payload().replace(NODE_B, b"\x02" + b"\xff" * 32)
+    with pytest.raises(ProtocolViolation, match="jobaccept.node"):
+        JobAccept.from_payload(payload)
 
 
 @pytest.mark.parametrize("message", LARGEST_MESSAGES, ids=lambda m: m.command)

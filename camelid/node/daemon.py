@@ -33,6 +33,7 @@ from camelid.node.bus import EventBus
 from camelid.node.chain_service import ChainService
 from camelid.node.config import NodeConfig
 from camelid.node.events import ShutdownRequested
+from camelid.node.job_service import JobService
 from camelid.node.miner import Miner
 from camelid.node.model_service import ModelService
 from camelid.node.p2p_service import P2PService
@@ -141,11 +142,13 @@ class Node:
             context.model_service = models = await asyncio.to_thread(ModelService, config)  # hashes files
             context.p2p_service = p2p = P2PService(config, chain, bus, models.announced())
             models.attach(p2p.manager)
+            context.job_service = jobs = JobService(chain, bus, p2p, models, wallets, serve=bool(config.serve_model))
             context.finish_warmup(chain, miner, wallets)
             log.info("node ready on %s (RPC port %d)", config.network, config.rpc_port)
             async with asyncio.TaskGroup() as services:
                 running = [services.create_task(p2p.run(), name="p2p")]
                 running.append(services.create_task(models.run(), name="models"))
+                running.append(services.create_task(jobs.run(), name="jobs"))
                 running += [services.create_task(miner.run(), name="miner")] if config.mine else []
                 await self._shutdown.wait()
                 for task in running:

@@ -12,6 +12,7 @@ from camelid.rpc.errors import RPCError, RPCErrorCode
 
 if TYPE_CHECKING:
     from camelid.node.chain_service import ChainService
+    from camelid.node.job_service import JobService
     from camelid.node.miner import Miner
     from camelid.node.model_service import ModelService
     from camelid.node.p2p_service import P2PService
@@ -32,6 +33,7 @@ class RPCContext:
     mining: bool = False  # whether the node runs the continuous --mine loop
     p2p_service: P2PService | None = None
     model_service: ModelService | None = None
+    job_service: JobService | None = None
 
     @property
     def p2p(self) -> P2PService:
@@ -46,6 +48,13 @@ class RPCContext:
         if self.model_service is None or self.p2p_service is None:
             raise RPCError(RPCErrorCode.IN_WARMUP, self.warmup_status)
         return self.model_service
+
+    @property
+    def jobs(self) -> JobService:
+        """The job pool and this node's jobs; -28 while the node is still starting."""
+        if self.job_service is None:
+            raise RPCError(RPCErrorCode.IN_WARMUP, self.warmup_status)
+        return self.job_service
 
     @property
     def warming_up(self) -> bool:

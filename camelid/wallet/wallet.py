@@ -410,6 +410,41 @@ class Wallet:
             NULL_HASH if job_id is None else job_id,
         )
 
+    def create_script_payment(
+        self, script_pubkey: bytes, amount: int, job_id: bytes, fee_rate: int | None = None
+    ) -> CreatedTransaction:
+        """A signed transaction carrying `job_id` that pays `amount` to a raw script (a job ESCROW or STAKE).
+
+        Like create_transaction, nothing is recorded until commit_transaction.
+        """
+        if self.is_locked:
+            raise unlock_needed()
+        if len(job_id) != 32:
+            raise WalletError(WalletErrorCode.INVALID_PARAMETER, f"job id must be 32 bytes, got {len(job_id)}")
+        rate = self.fee_rate if fee_rate is None else _check_fee_rate(fee_rate, "fee rate")
+        return create_payment(
+            self._coin_tiers(),
+            [Recipient(script_pubkey, amount)],
+            rate,
+            p2pkh_script(hash160(self._keys.peek_key(Chain.CHANGE))),
+            lambda public_key: self._keys.private_key(hash160(public_key)),
+            job_id,
+        )
+
+    def new_job_key(self) -> bytes:
+        """A fresh receive key for a job contract (Pc or Pn); its private key stays in the wallet."""
+        public_key = self._keys.new_key(Chain.RECEIVE)
+        self.save()
+        return public_key
+
+    def job_private_key(self, public_key: bytes) -> PrivateKey:
+        """The private key of a key from new_job_key, to sign job spends and open deliveries (needs unlocking)."""
+        if self.is_locked:
+            raise unlock_needed()
+        if self._keys.public_key(hash160(public_key)) is None:
+            raise WalletError(WalletErrorCode.INVALID_ADDRESS_OR_KEY, "the job key is not in this wallet")
+        return self._keys.private_key(hash160(public_key))
+
     def _coin_tiers(self) -> list[list[SpendableCoin]]:
         """Confirmed mature coins; then also our own unconfirmed change (Core's relaxed second filter)."""
         confirmed, unconfirmed = [], []

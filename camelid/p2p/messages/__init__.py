@@ -11,6 +11,7 @@ from camelid.p2p.messages.block import BlockMessage
 from camelid.p2p.messages.directed import DEFAULT_HOPS, MAX_HOPS, MESSAGE_ID_SIZE, Directed
 from camelid.p2p.messages.headers import MAX_HEADERS, MAX_LOCATOR, GetHeaders, Headers, SendHeaders
 from camelid.p2p.messages.inv import MAX_INV, GetData, Inv, InvItem, InvType, NotFound
+from camelid.p2p.messages.jobs import JobAccept, JobDelivery, JobMessage, JobPayment, JobTestament
 from camelid.p2p.messages.models import Chunk, GetChunk, GetManifest, ManifestMessage, NoModel
 from camelid.p2p.messages.ping import Ping, Pong
 from camelid.p2p.messages.tx import TxMessage
@@ -40,11 +41,18 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         NoModel,
         GetChunk,
         Chunk,
+        JobMessage,
+        JobAccept,
+        JobTestament,
     )
 }
 
+DIRECTED_JOB_MESSAGES: dict[str, type[Message]] = {cls.command: cls for cls in (JobPayment, JobDelivery)}
+"""Inner payloads of `directed` envelopes, by inner command."""
+
 __all__ = [
     "DEFAULT_HOPS",
+    "DIRECTED_JOB_MESSAGES",
     "MAX_ADDR",
     "MAX_HEADERS",
     "MAX_HOPS",
@@ -67,6 +75,10 @@ __all__ = [
     "Inv",
     "InvItem",
     "InvType",
+    "JobAccept",
+    "JobDelivery",
+    "JobMessage",
+    "JobPayment",
     "ManifestMessage",
     "Message",
     "NetAddress",
@@ -76,6 +88,7 @@ __all__ = [
     "Pong",
     "SendHeaders",
     "ServiceFlags",
+    "JobTestament",
     "TxMessage",
     "Verack",
     "Version",

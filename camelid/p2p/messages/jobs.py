@@ -1,0 +1,85 @@
+"""job / jobaccept / testament (flooded) and jobpayment / jobdelivery (directed): the job lifecycle (whitepaper 2.4).
+
+Flooded messages let every full node track every job: the client's offer (`job`), a compute node's claim
+(`jobaccept`) and its signed output commitment with the stake transaction (`testament`). The payment and
+the encrypted output are for one party only, so they travel inside `directed` envelopes (inner commands
+`jobpayment` and `jobdelivery`); they are Message classes for their strict schema but not top-level
+commands. Signatures are checked by the job pool (camelid.chain.jobpool), not here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from camelid.core.consensus import MAX_TX_SIZE
+from camelid.core.job import MAX_HOST_BYTES, MAX_PROMPT_BYTES
+from camelid.p2p.messages.directed import MAX_DIRECTED_PAYLOAD
+from camelid.p2p.schema import Blob, Message, NodeId, wire
+
+JOB_ID_SIZE = 32
+TXID_SIZE = 32
+MAX_SIGNATURE = 72  # a DER secp256k1 signature
+MAX_JOB_PARAMS = MAX_PROMPT_BYTES + MAX_HOST_BYTES + 256  # JobParams.to_bytes() at its largest
+
+
+@dataclass(frozen=True)
+class JobMessage(Message):
+    """A client's job: its JobParams bytes, the escrow funding it, and the node to deliver to, signed by Pc."""
+
+    command: ClassVar[str] = "job"
+    max_payload: ClassVar[int] = MAX_JOB_PARAMS + 256
+
+    params: bytes = wire(Blob(1, MAX_JOB_PARAMS))
+    escrow_txid: bytes = wire(Blob(TXID_SIZE))
+    client_node: bytes = wire(NodeId())
+    signature: bytes = wire(Blob(1, MAX_SIGNATURE))
+
+
+@dataclass(frozen=True)
+class JobAccept(Message):
+    """A compute node starts working on a job; signed by its node identity key."""
+
+    command: ClassVar[str] = "jobaccept"
+    max_payload: ClassVar[int] = 256
+
+    job_id: bytes = wire(Blob(JOB_ID_SIZE))
+    node: bytes = wire(NodeId())
+    signature: bytes = wire(Blob(1, MAX_SIGNATURE))
+
+
+@dataclass(frozen=True)
+class JobTestament(Message):
+    """A node's output commitment C, signed with its job key Pn, and the stake transaction standing behind it."""
+
+    command: ClassVar[str] = "testament"
+    max_payload: ClassVar[int] = 384
+
+    job_id: bytes = wire(Blob(JOB_ID_SIZE))
+    node: bytes = wire(NodeId())
+    node_pubkey: bytes = wire(NodeId())  # Pn: the key of the STAKE and PAYOUT scripts
+    commitment: bytes = wire(Blob(32))
+    signature: bytes = wire(Blob(1, MAX_SIGNATURE))
+    stake_txid: bytes = wire(Blob(TXID_SIZE))
+
+
+@dataclass(frozen=True)
+class JobPayment(Message):
+    """Directed client -> node: the signed transaction moving the escrow to the node's PAYOUT."""
+
+    command: ClassVar[str] = "jobpayment"
+    max_payload: ClassVar[int] = MAX_TX_SIZE + 128
+
+    job_id: bytes = wire(Blob(JOB_ID_SIZE))
+    tx: bytes = wire(Blob(1, MAX_TX_SIZE))
+
+
+@dataclass(frozen=True)
+class JobDelivery(Message):
+    """Directed node -> client: the output tokens (u32 LE each), ECIES-encrypted to Pc with aad = Job ID."""
+
+    command: ClassVar[str] = "jobdelivery"
+    max_payload: ClassVar[int] = MAX_DIRECTED_PAYLOAD
+
+    job_id: bytes = wire(Blob(JOB_ID_SIZE))
+    sealed: bytes = wire(Blob(1, MAX_DIRECTED_PAYLOAD - 128))

@@ -1,0 +1,109 @@
+"""Job RPCs: submit a paid completion to the network, follow it, and list the jobs this node has seen.
+
+Job IDs are shown like txids (byte-reversed hex). A job's history lists every state it reached with
+the time (UNIX seconds, float) this node saw it reach it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from camelid.chain.errors import TxRejected
+from camelid.compute.model_store import parse_model_id
+from camelid.core.job import MAX_TEMPERATURE_MILLI
+from camelid.node.job_service import DEFAULT_TIMELOCK
+from camelid.rpc.context import RPCContext
+from camelid.rpc.errors import RPCError, RPCErrorCode
+from camelid.rpc.methods.wallet import parse_amount
+from camelid.rpc.registry import METHODS, Param
+from camelid.wallet.errors import WalletError
+
+CATEGORY = "Jobs"
+JOB_ID = Param("id", ("string",), "the job id (64 hex digits, as submitjob returned it)")
+
+
+def _job_id(text: str) -> bytes:
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise RPCError(RPCErrorCode.INVALID_PARAMETER, f"job id must be 64 hex digits, got {text!r}")
+    return raw[::-1]
+
+
+def _default_model(ctx: RPCContext) -> bytes:
+    """A model we hold, else one a peer serves: what a job names when the caller names none."""
+    held = ctx.models.announced()
+    if held:
+        return held[0]
+    for peer in ctx.p2p.manager.peers():
+        if peer.models:
+            return peer.models[0]
+    raise RPCError(RPCErrorCode.INVALID_PARAMETER, "no model given, and neither this node nor a peer serves one")
+
+
+@METHODS.method(
+    CATEGORY,
+    Param("prompt", ("string",), "the prompt text"),
+    Param("max_tokens", ("number",), "most output tokens to generate (1..4096)", integer=True),
+    Param("model", ("string",), "model id; default: one this node or a peer serves", False, None),
+    Param("seed", ("number",), "sampling seed", False, 0, integer=True),
+    Param("temperature", ("number",), "sampling temperature, 0 for greedy (0..2, in thousandths)", False, 0),
+    Param("reward", ("number", "string"), "coins paid to the node that computes it", False, 1),
+    Param("timelock", ("number",), "seconds the node has to deliver", False, DEFAULT_TIMELOCK, integer=True),
+)
+async def submitjob(
+    ctx: RPCContext,
+    prompt: str,
+    max_tokens: int,
+    model: str | None,
+    seed: int,
+    temperature: float,
+    reward: int | float | str,
+    timelock: int,
+) -> str:
+    """Fund an escrow with the wallet and publish the job; returns its job id. Follow it with getjob."""
+    try:
+        model_id = _default_model(ctx) if model is None else parse_model_id(model)
+    except ValueError as exc:
+        raise RPCError(RPCErrorCode.INVALID_PARAMETER, str(exc)) from None
+    temperature_milli = round(temperature * 1000)
+    if not 0 <= temperature_milli <= MAX_TEMPERATURE_MILLI or abs(temperature * 1000 - temperature_milli) > 1e-6:
+        raise RPCError(RPCErrorCode.INVALID_PARAMETER, f"temperature must be 0..2 in steps of 0.001, got {temperature}")
+    amount = parse_amount(reward, "reward")
+    if amount <= 0:
+        raise RPCError(RPCErrorCode.TYPE_ERROR, "reward must be positive")
+    try:
+        job_id = await ctx.jobs.submit(prompt, max_tokens, model_id, seed, temperature_milli, amount, timelock)
+    except WalletError as exc:
+        raise RPCError(exc.code, exc.message) from None
+    except TxRejected as exc:
+        raise RPCError(RPCErrorCode.VERIFY_REJECTED, str(exc)) from None
+    except ValueError as exc:
+        raise RPCError(RPCErrorCode.INVALID_PARAMETER, str(exc)) from None
+    return job_id[::-1].hex()
+
+
+@METHODS.method(CATEGORY, JOB_ID)
+async def getjob(ctx: RPCContext, id: str) -> dict[str, Any]:
+    """A job: parameters, state, history with times, accepts and testaments; for our own jobs the verdict and text."""
+    info = ctx.jobs.job_info(_job_id(id))
+    if info is None:
+        raise RPCError(RPCErrorCode.INVALID_ADDRESS_OR_KEY, f"job {id} is not in the job pool")
+    return info
+
+
+@METHODS.method(CATEGORY)
+async def listjobs(ctx: RPCContext) -> list[dict[str, Any]]:
+    """Every job in the pool, oldest first: id, state, model, and this node's role (client, compute, observer)."""
+    return ctx.jobs.list_jobs()
+
+
+@METHODS.method(CATEGORY, JOB_ID)
+async def canceljob(ctx: RPCContext, id: str) -> None:
+    """Stop one of our jobs before it is paid: no testament will be paid (the escrow refund comes later)."""
+    try:
+        ctx.jobs.cancel(_job_id(id))
+    except ValueError as exc:
+        raise RPCError(RPCErrorCode.INVALID_PARAMETER, str(exc)) from None
