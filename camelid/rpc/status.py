@@ -19,19 +19,22 @@ peer-controlled strings (user agents) with textContent, never as HTML.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from camelid.chain.chainstate import ChainState
-from camelid.core.serialize import hash_to_hex
+from camelid.core.serialize import hash_to_hex, hex_to_hash
 from camelid.p2p.peer import Direction, PeerInfo
 from camelid.rpc import jsonenc
 from camelid.rpc.context import RPCContext
 from camelid.rpc.status_page import PAGE_CSS, PAGE_HTML, PAGE_JS
 
+if TYPE_CHECKING:
+    from camelid.node.job_service import JobService
+
 PEERS_LISTED = 8  # the page is a glance, not getpeerinfo
-JOBS_NOTE = "job protocol not enabled yet"
+JOBS_LISTED = 10  # the most recent jobs shown with their states and verdicts
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -64,7 +67,7 @@ async def status_snapshot(ctx: RPCContext) -> dict[str, Any]:
     snapshot["peers"] = None if ctx.p2p_service is None else peers_json(ctx.p2p_service.manager.peers())
     snapshot["mining"] = {"mining": ctx.mining, "hashps": ctx.miner.hashrate}
     snapshot["models"] = None if ctx.model_service is None else _served_models(ctx.model_service.list_models())
-    snapshot["jobs"] = {"enabled": False, "note": JOBS_NOTE}
+    snapshot["jobs"] = None if ctx.job_service is None else jobs_json(ctx.job_service)
     return snapshot
 
 
@@ -75,6 +78,20 @@ def _served_models(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for model in models
         if model["status"] == "complete"
     ]
+
+
+def jobs_json(jobs: JobService) -> dict[str, Any]:
+    """Counts by state and the most recent jobs with their verdicts; never a completion's text, which
+    belongs to the client that paid for it and this page needs no credentials."""
+    listed = jobs.list_jobs()
+    by_state: dict[str, int] = {}
+    for job in listed:
+        by_state[job["state"]] = by_state.get(job["state"], 0) + 1
+    recent = []
+    for job in listed[-JOBS_LISTED:][::-1]:
+        info = jobs.job_info(hex_to_hash(job["jobid"])) or {}
+        recent.append({**job, "verdict": info.get("verdict")})
+    return {"count": len(listed), "by_state": by_state, "recent": recent}
 
 
 def peers_json(peers: list[PeerInfo]) -> dict[str, Any]:

@@ -56,6 +56,10 @@ PAGE_HTML = """<!DOCTYPE html>
 <section>
   <h2>Job pool</h2>
   <p id="jobs">&ndash;</p>
+  <table>
+    <thead><tr><th>job</th><th>state</th><th>role</th><th>verdict</th></tr></thead>
+    <tbody id="job-list"></tbody>
+  </table>
 </section>
 </body>
 </html>
@@ -120,6 +124,26 @@ function renderModels(models) {
   }));
 }
 
+function renderJobs(jobs) {
+  const list = document.getElementById("job-list");
+  if (jobs === null) {
+    setText("jobs", "job service not running");
+    list.replaceChildren();
+    return;
+  }
+  const states = Object.entries(jobs.by_state).map(([state, n]) => n + " " + state);
+  setText("jobs", jobs.count === 0 ? "no jobs seen" : jobs.count + " jobs: " + states.join(", "));
+  list.replaceChildren(...jobs.recent.map((job) => {
+    const row = document.createElement("tr");
+    for (const value of [job.jobid.slice(0, 16) + "\u2026", job.state, job.role, job.verdict ?? "\u2013"]) {
+      const cell = document.createElement("td");
+      cell.textContent = String(value);
+      row.appendChild(cell);
+    }
+    return row;
+  }));
+}
+
 function render(status) {
   setText("network", status.network);
   if (!status.ready) {
@@ -144,7 +168,7 @@ function render(status) {
   setText("mining", status.mining.mining ? "yes" : "no");
   setText("hashrate", formatHashrate(status.mining.hashps));
   renderModels(status.models);
-  setText("jobs", status.jobs.enabled ? "enabled" : status.jobs.note);
+  renderJobs(status.jobs);
   setText("state", "Updated " + new Date().toLocaleTimeString() + ", refreshing every " + REFRESH_MS / 1000 + " s.");
 }
 
