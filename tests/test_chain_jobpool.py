@@ -92,6 +92,15 @@ def test_a_job_goes_through_its_states_each_with_the_time_it_was_reached(pool, c
     assert info["jobid"] == job.job_id()[::-1].hex() and len(info["testaments"]) == 1
 
 
+def test_a_slashed_job_stays_slashed_when_its_payment_is_mined(pool):
+    job = params()
+    record = pool.add_job(*offer(job))
+    pool.advance(record, JobState.SLASHED)
+    payment = Transaction(inputs=(TxIn(ESCROW_TXID, 0, b"\x51"),), outputs=(TxOut(1, b"\x51"),), job_id=job.job_id())
+    assert pool.settle_block([payment]) == []
+    assert record.state == JobState.SLASHED
+
+
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [

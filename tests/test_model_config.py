@@ -15,7 +15,7 @@ def test_serve_model_repeats_and_the_rates_have_defaults(tmp_path):
     assert config.model_chunk_size is None and not config.corrupt_model_chunks
 
 
-@pytest.mark.parametrize("flag", [{"model-chunk-size": 4096}, {"corrupt-model-chunks": True}])
+@pytest.mark.parametrize("flag", [{"model-chunk-size": 4096}, {"corrupt-model-chunks": True}, {"cheat-jobs": True}])
 @pytest.mark.parametrize("network", [{}, {"testnet": True}])
 def test_test_only_model_settings_are_refused_off_regtest(tmp_path, flag, network):
     with pytest.raises(ConfigError, match="only allowed on regtest"):

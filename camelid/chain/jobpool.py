@@ -199,11 +199,16 @@ class JobPool:
         return True
 
     def settle_block(self, txs: list[Transaction]) -> list[JobRecord]:
-        """Mark settled every known job whose escrow a mined transaction spends; the jobs settled."""
+        """Mark settled every known job whose escrow a mined transaction spends; the jobs settled.
+
+        A job this node slashed stays slashed: its payment is mined too, but the reward came back.
+        """
         settled = []
         for tx in txs:
             record = self._jobs.get(tx.job_id)
-            if record is None or not any(txin.prev_txid == record.escrow_txid for txin in tx.inputs):
+            if record is None or record.reached(JobState.SLASHED):
+                continue
+            if not any(txin.prev_txid == record.escrow_txid for txin in tx.inputs):
                 continue
             if self.advance(record, JobState.SETTLED):
                 settled.append(record)

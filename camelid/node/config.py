@@ -119,6 +119,9 @@ SETTINGS: dict[str, Setting] = {
     "corrupt-model-chunks": Setting(
         parse_bool, False, "regtest only: serve model chunks with a flipped byte (to test fetchers).", is_flag=True
     ),
+    "cheat-jobs": Setting(
+        parse_bool, False, "regtest only: deliver job outputs with one token swapped (to test disputes).", is_flag=True
+    ),
 }
 NETWORK_KEYS = ("regtest", "testnet")
 
@@ -153,6 +156,7 @@ class NodeConfig:
     model_peer_upload_rate: int = 8192  # KiB/s
     model_chunk_size: int | None = None  # regtest only; None: 1 MiB
     corrupt_model_chunks: bool = False  # regtest only
+    cheat_jobs: bool = False  # regtest only
     mempool_bytes: int = DEFAULT_MEMPOOL_BYTES
     conf_file: Path | None = None  # the camelid.conf that was read, if any
 
@@ -284,7 +288,7 @@ def load_config(
         raise ConfigError("mine needs mine-address: the address the mined coins are paid to")
     if values["wallet"] is not None and values["disablewallet"]:
         raise ConfigError("wallet and disablewallet cannot both be set")
-    for key in ("model-chunk-size", "corrupt-model-chunks"):
+    for key in ("model-chunk-size", "corrupt-model-chunks", "cheat-jobs"):
         if values[key] and network != "regtest":
             raise ConfigError(f"{key} is only allowed on regtest")
     if values["model-chunk-size"] is not None and values["model-chunk-size"] > MAX_MODEL_CHUNK_SIZE:

@@ -142,7 +142,9 @@ class Node:
             context.model_service = models = await asyncio.to_thread(ModelService, config)  # hashes files
             context.p2p_service = p2p = P2PService(config, chain, bus, models.announced())
             models.attach(p2p.manager)
-            context.job_service = jobs = JobService(chain, bus, p2p, models, wallets, serve=bool(config.serve_model))
+            context.job_service = jobs = JobService(
+                chain, bus, p2p, models, wallets, serve=bool(config.serve_model), cheat=config.cheat_jobs
+            )
             context.finish_warmup(chain, miner, wallets)
             log.info("node ready on %s (RPC port %d)", config.network, config.rpc_port)
             async with asyncio.TaskGroup() as services:

@@ -5,13 +5,16 @@ Every node tracks the flooded job messages in its JobPool and relays the new, va
 Client (submitjob): build JobParams with a fresh wallet key Pc, fund the ESCROW output, sign and
 broadcast the job. On the first acceptable testament (signature valid, stake transaction seen),
 move the escrow to that node's PAYOUT and send the payment directed to it. On delivery, decrypt
-(ECIES, aad = Job ID) and, if this node holds the model, check the commitment and run RASTiC.
+(ECIES, aad = Job ID) and, if this node holds the model, check the commitment and run RASTiC. A
+failure beyond what float noise explains (gap > EPS_SLASH, or structural) is disputed: the client
+publishes the payment itself and takes the STAKE and the PAYOUT back in one fraud-proof spend.
 
 Compute node (--serve-model and a wallet): when idle, take a job for a served model whose escrow
 it can see, broadcast jobaccept, generate on the engine's own thread, sign the commitment with a
 fresh wallet key Pn, fund the STAKE (STAKE_MULTIPLE x the reward), broadcast the testament. On a
 payment that moves that escrow to the right PAYOUT with a valid signature, deliver the encrypted
 output and publish the payment, retrying while the dispute window keeps it out of the mempool.
+With `cheat` (regtest --cheat-jobs) it commits to and delivers a tampered output instead.
 """
 
 from __future__ import annotations
@@ -36,14 +39,17 @@ from camelid.chain.jobpool import (
 )
 from camelid.compute.engine import Engine
 from camelid.compute.fraudproof import EngineProofVerifier
-from camelid.compute.rastic import averify
+from camelid.compute.rastic import EPS_SLASH, averify
+from camelid.compute.tamper import tamper_output
 from camelid.core.interpreter import verify_script
 from camelid.core.job import JobParams
 from camelid.core.jobscripts import (
     JOB_PAYOUT_FEE_CAP,
+    FraudProof,
     commitment_signature_digest,
     escrow_script,
     escrow_script_sig,
+    fraud_proof_script_sig,
     match_job_lock,
     output_commitment,
     payout_script,
@@ -55,7 +61,7 @@ from camelid.core.sigchecker import TransactionSignatureChecker
 from camelid.core.transaction import SIGHASH_ALL, OutPoint, Transaction, TxIn, TxOut
 from camelid.crypto import ecies
 from camelid.crypto.hashes import hash160
-from camelid.crypto.keys import PublicKey
+from camelid.crypto.keys import PrivateKey, PublicKey
 from camelid.node.events import BlockConnected
 from camelid.p2p.errors import ProtocolViolation
 from camelid.p2p.messages import JobAccept, JobDelivery, JobMessage, JobPayment, JobTestament
@@ -91,6 +97,8 @@ RETRY_REASONS = frozenset({"non-final", "job-dispute-window", "bad-txns-inputs-m
 MAX_OUTPUTS_SEARCHED = 4
 """A confirmed escrow or stake is looked for among its transaction's first outputs (ours have two: it and change)."""
 PRUNE_INTERVAL = 60.0
+SLASH_FEE = 100_000
+"""Fee of the client's fraud-proof spend of STAKE + PAYOUT: >= 5 per byte even with two 2,210-token proofs."""
 
 
 @dataclass
@@ -105,6 +113,8 @@ class ClientJob:
     verdict: str | None = None  # "verified", "failed: ...", or "unverified: ..."
     text: str | None = None
     cancelled: bool = False
+    payment: Transaction | None = None  # the escrow spend we sent the node; we publish it ourselves to dispute
+    slash_txid: str | None = None  # our fraud-proof spend, once the mempool took it
 
 
 @dataclass
@@ -131,8 +141,13 @@ class JobService:
         models: ModelService,
         wallets: WalletService | None,
         serve: bool,
+        cheat: bool = False,
     ) -> None:
-        """`serve`: act as a compute node for the models the store holds (needs `wallets`)."""
+        """`serve`: act as a compute node for the models the store holds (needs `wallets`).
+
+        `cheat` (regtest only): deliver tampered outputs, committed and signed as if honest.
+        """
+        self._cheat = cheat
         self.chain = chain
         self.pool = JobPool(chain.params.dispute_window)
         self._manager = p2p.manager
@@ -145,7 +160,7 @@ class JobService:
         self._work: dict[bytes, ComputeJob] = {}
         self._engine: Engine | None = None
         self._busy = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[object]] = set()
         for command, handler in (
             (JobMessage.command, self._on_job),
             (JobAccept.command, self._on_accept),
@@ -230,7 +245,7 @@ class JobService:
         info["role"] = self._role(record)
         client = self._client_jobs.get(job_id)
         if client is not None:
-            info.update(reward=client.reward, verdict=client.verdict, text=client.text)
+            info.update(reward=client.reward, verdict=client.verdict, text=client.text, slash_txid=client.slash_txid)
             if client.testament is not None and record.reached(JobState.PAID):
                 info["paid_node"] = client.testament.node.hex()
         elif job_id in self._work:
@@ -310,15 +325,7 @@ class JobService:
         record = self.pool.get(job_id)
         assert record is not None  # the testament was just added to it
         params = record.params
-        stake = stake_script(
-            job_id,
-            testament.node_pubkey,
-            params.client_pubkey,
-            testament.commitment,
-            params.model_id,
-            params.timestamp,
-            self.pool.refund_time(params),
-        )
+        stake = self._stake_script(record, testament)
         if await self._wait_for_output(testament.stake_txid, stake, client.reward * STAKE_MULTIPLE) is None:
             log.info(
                 "job %s: stake %s never showed; waiting for another testament", _hex(job_id), _hex(testament.stake_txid)
@@ -345,6 +352,7 @@ class JobService:
         payment = Transaction(
             inputs=(TxIn(client.escrow.txid, client.escrow.index, script_sig),), outputs=outputs, job_id=job_id
         )
+        client.payment = payment
         self._manager.send_directed(
             testament.node, JobPayment.command, JobPayment(job_id, payment.to_bytes()).to_payload()
         )
@@ -382,30 +390,100 @@ class JobService:
             return
         tokens = list(struct.unpack(f"<{len(plain) // 4}I", plain))
         self.pool.advance(record, JobState.DELIVERED)
-        verdict, client.text = await self._judge(record.params, tokens, client.testament.commitment)
+        verdict, client.text, slash_at = await self._judge(record.params, tokens, client.testament.commitment)
         client.verdict = verdict
         if verdict == "verified":
             self.pool.advance(record, JobState.VERIFIED)
         elif verdict.startswith("failed"):
-            self.pool.advance(record, JobState.DISPUTED)  # the fraud-proof spend itself is a later step
+            self.pool.advance(record, JobState.DISPUTED)
+            if slash_at is not None:
+                self._spawn(self._slash(record, client, tokens, slash_at), f"job-slash-{_hex(delivery.job_id)[:16]}")
         log.info("job %s delivered: %s", _hex(delivery.job_id), client.verdict)
 
-    async def _judge(self, params: JobParams, tokens: list[int], commitment: bytes) -> tuple[str, str | None]:
-        """(verdict, text): the commitment and RASTiC checked with our copy of the model, if we hold it."""
+    async def _judge(
+        self, params: JobParams, tokens: list[int], commitment: bytes
+    ) -> tuple[str, str | None, int | None]:
+        """(verdict, text, position): the commitment and RASTiC checked with our copy of the model, if we hold it.
+
+        `position` is the first failure a fraud proof can win with (gap above EPS_SLASH, or structural),
+        None if there is none: a smaller gap may be float noise between machines and slashes nobody.
+        """
         engine = await self._engine_for(params.model_id)
         if engine is None:
-            return "unverified: this node does not hold the model", None
+            return "unverified: this node does not hold the model", None, None
         prompt_tokens = await engine.run(engine.tokenize, params.prompt)
         expected = output_commitment(
             params.model_id, prompt_tokens, tokens, params.max_tokens, params.seed, params.temperature
         )
         if expected != commitment:
-            return "failed: the delivered output is not the one the node committed to", None
+            return "failed: the delivered output is not the one the node committed to", None, None
         verdict = await averify(engine, prompt_tokens, tokens, params.max_tokens, params.seed, params.temperature)
         text = await engine.run(engine.detokenize, tokens)
         if verdict.ok:
-            return "verified", text
-        return f"failed: RASTiC rejected {len(verdict.failures)} of {len(verdict.checked)} positions", text
+            return "verified", text, None
+        slash_at = next((f.position for f in verdict.failures if f.gap > EPS_SLASH), None)
+        return f"failed: RASTiC rejected {len(verdict.failures)} of {len(verdict.checked)} positions", text, slash_at
+
+    async def _slash(self, record: JobRecord, client: ClientJob, tokens: list[int], position: int) -> None:
+        """Take the STAKE and the PAYOUT to a fresh wallet address with a fraud proof at `position`, in one spend.
+
+        The PAYOUT exists only once the payment is in the mempool or the chain, and the node may hold
+        the payment back, so we publish it ourselves (waiting out the dispute window) and then spend
+        both outputs together: one transaction, one model check. If the node's release took the
+        PAYOUT first (its branch opens at t_pay), the stake alone is still ours to take.
+        """
+        testament, payment, params = client.testament, client.payment, record.params
+        assert testament is not None and payment is not None  # a delivery is judged only after we paid
+        stake = self._stake_script(record, testament)
+        found = await self._wait_for_output(testament.stake_txid, stake, 1)
+        engine = await self._engine_for(params.model_id)
+        if found is None or engine is None:
+            log.warning("job %s: the stake or the model is gone; cannot dispute", _hex(record.job_id))
+            return
+        prompt_tokens = await engine.run(engine.tokenize, params.prompt)
+        proof = FraudProof(
+            tuple(prompt_tokens),
+            tuple(tokens),
+            params.max_tokens,
+            params.seed,
+            params.temperature_milli,
+            position,
+            testament.signature,
+        )
+        give_up_at = self.pool.refund_time(params) + RELEASE_PATIENCE
+        await self._publish(payment, give_up_at)  # refused as already known when the node published it first
+        stake_in = (OutPoint(testament.stake_txid, found[0]), TxOut(found[1], stake))
+        payout_in = (OutPoint(payment.hash, 0), payment.outputs[0])
+        choices = [(stake_in, payout_in), (stake_in,)] if await self._holds(*payout_in) else [(stake_in,)]
+        wallet = self._require_wallets().get()
+        pay_to = p2pkh_script(hash160(wallet.new_job_key()))
+        key = wallet.job_private_key(client.client_pubkey)
+        for spent in choices:
+            slash = _fraud_spend(record.job_id, spent, proof, key, pay_to)
+            if await self._publish(slash, give_up_at):
+                client.slash_txid = slash.txid()
+                self.pool.advance(record, JobState.SLASHED)
+                log.info(
+                    "job %s: slashed %d outputs at position %d by %s",
+                    _hex(record.job_id),
+                    len(spent),
+                    position,
+                    slash.txid(),
+                )
+                return
+
+    def _stake_script(self, record: JobRecord, testament: TestamentRecord) -> bytes:
+        """The STAKE output the testament's node must have funded for this job."""
+        params = record.params
+        return stake_script(
+            record.job_id,
+            testament.node_pubkey,
+            params.client_pubkey,
+            testament.commitment,
+            params.model_id,
+            params.timestamp,
+            self.pool.refund_time(params),
+        )
 
     # -- compute node ----------------------------------------------------------------------------
 
@@ -438,6 +516,9 @@ class JobService:
         self._manager.broadcast(accept)
         prompt_tokens = await engine.run(engine.tokenize, params.prompt)
         output = await engine.agenerate(prompt_tokens, params.max_tokens, params.seed, params.temperature)
+        if self._cheat:
+            output = await engine.run(tamper_output, engine, prompt_tokens, output)
+            log.warning("job %s: --cheat-jobs: delivering a tampered output", _hex(job_id))
         commitment = output_commitment(
             params.model_id, prompt_tokens, output, params.max_tokens, params.seed, params.temperature
         )
@@ -518,18 +599,24 @@ class JobService:
             f"job-claim-{_hex(message.job_id)[:16]}",
         )
 
-    async def _publish(self, tx: Transaction, give_up_at: int) -> None:
-        """Put the payment in the mempool (and so on the network) once the dispute window lets it in."""
+    async def _publish(
+        self, tx: Transaction, give_up_at: float, retry: frozenset[str] = frozenset({"job-dispute-window"})
+    ) -> bool:
+        """Put a job transaction in the mempool (and so on the network) once the dispute window lets it in.
+
+        True once it is in; False if the mempool refused it for a reason not in `retry`, or time ran out.
+        """
         while time.time() < give_up_at:
             try:
                 await self.chain.submit_transaction(tx)
-                log.info("payment %s is in the mempool", tx.txid())
-                return
+                log.info("job transaction %s is in the mempool", tx.txid())
+                return True
             except TxRejected as exc:
-                if exc.reason != "job-dispute-window":
-                    log.info("payment %s not published: %s", tx.txid(), exc)
-                    return
+                if exc.reason not in retry:
+                    log.info("job transaction %s not published: %s", tx.txid(), exc)
+                    return False
             await asyncio.sleep(1.0)
+        return False
 
     async def _release(
         self, job_id: bytes, work_key: bytes, locked: TxOut, outpoint: OutPoint, release_time: int
@@ -538,12 +625,24 @@ class JobService:
 
         The mempool refuses the spend until the median time past passes release_time (lock time) and the
         job's dispute window; we retry until then. Nobody else can spend it before release_time but the
-        client with a fraud proof, after which the input is gone and we stop.
+        client with a fraud proof, after which the input is gone and we stop: an output we saw once and
+        no longer find in the mempool or the UTXO set was spent.
         """
         wallets = self._require_wallets()
         pay_to = p2pkh_script(hash160(wallets.get().new_job_key()))
+        seen = await self._holds(outpoint, locked)
         while time.time() < release_time + RELEASE_PATIENCE:
             await asyncio.sleep(1.0)
+            present = await self._holds(outpoint, locked)
+            if seen and not present:
+                log.warning(
+                    "job %s: %s:%d was taken by another spend (a fraud proof?); not releasing it",
+                    _hex(job_id),
+                    _hex(outpoint.txid),
+                    outpoint.index,
+                )
+                return
+            seen = seen or present
             wallet = wallets.get()
             if wallet.is_locked:
                 continue
@@ -601,6 +700,10 @@ class JobService:
             await asyncio.sleep(POLL)
         return None
 
+    async def _holds(self, outpoint: OutPoint, locked: TxOut) -> bool:
+        """True while the mempool or the UTXO set shows `locked` at `outpoint`'s transaction."""
+        return await self.chain.call(self._find_output, outpoint.txid, locked.script_pubkey) is not None
+
     def _find_output(self, txid: bytes, script: bytes) -> tuple[int, int] | None:
         """Chain thread: the output of `txid` paying `script`, from the mempool or the UTXO set."""
         entry = self.chain.mempool.get(txid)
@@ -611,15 +714,37 @@ class JobService:
             outputs = [(i, coin.tx_out) for i, coin in coins if coin is not None]
         return next(((i, out.value) for i, out in outputs if out.script_pubkey == script), None)
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
+    def _spawn(self, coroutine: Coroutine[Any, Any, object], name: str) -> None:
         task = asyncio.create_task(coroutine, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
-    def _task_done(self, task: asyncio.Task[None]) -> None:
+    def _task_done(self, task: asyncio.Task[object]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("%s failed", task.get_name(), exc_info=task.exception())
+
+
+def _fraud_spend(
+    job_id: bytes, spent: tuple[tuple[OutPoint, TxOut], ...], proof: FraudProof, key: PrivateKey, pay_to: bytes
+) -> Transaction:
+    """The client's spend of job locks `spent` through the fraud-proof branch, less SLASH_FEE, to `pay_to`."""
+    outputs = (TxOut(sum(out.value for _, out in spent) - SLASH_FEE, pay_to),)
+    unsigned = Transaction(
+        inputs=tuple(TxIn(outpoint.txid, outpoint.index) for outpoint, _ in spent), outputs=outputs, job_id=job_id
+    )
+    script_sigs = [
+        fraud_proof_script_sig(
+            key.sign(unsigned.signature_hash(i, out.script_pubkey, out.value, SIGHASH_ALL)) + bytes([SIGHASH_ALL]),
+            proof,
+        )
+        for i, (_, out) in enumerate(spent)
+    ]
+    inputs = tuple(
+        TxIn(outpoint.txid, outpoint.index, script_sig)
+        for (outpoint, _), script_sig in zip(spent, script_sigs, strict=True)
+    )
+    return Transaction(inputs=inputs, outputs=outputs, job_id=job_id)
 
 
 def payment_problem(

@@ -18,7 +18,7 @@ from camelid.chain.jobpool import job_offer_digest
 from camelid.core.job import JobParams
 from camelid.core.jobscripts import JOB_PAYOUT_FEE_CAP
 from camelid.crypto.keys import PrivateKey
-from camelid.node.job_service import PAYMENT_FEE
+from camelid.node.job_service import PAYMENT_FEE, SLASH_FEE
 from camelid.p2p.messages import JobMessage
 from camelid.rpc.client import JSONRPCError
 
@@ -41,11 +41,15 @@ def block_with(node: TestNode, txid: str) -> dict:
     return block
 
 
-def test_an_honest_job_is_paid_delivered_verified_and_settled(camelid_nodes, tmp_path):
+def job_network(camelid_nodes, tmp_path, *compute_flags: str) -> tuple[TestNode, TestNode, TestNode, str]:
+    """(miner, client, compute node, the miner's address): a miner without the model and two nodes holding it,
+    connected through the miner, the client and the compute node funded with 10 coins each."""
     model = write_tiny_model(tmp_path / "tiny.gguf")
     (miner,) = camelid_nodes(1)
     connect = f"--connect=127.0.0.1:{miner.p2p_port}"
-    client, compute = camelid_nodes(2, [[connect, f"--serve-model={model}"], [connect, f"--serve-model={model}"]])
+    client, compute = camelid_nodes(
+        2, [[connect, f"--serve-model={model}"], [connect, f"--serve-model={model}", *compute_flags]]
+    )
     wait_until(lambda: miner.getconnectioncount() == 2, what="client and compute node connected to the miner")
     for node in (miner, client, compute):
         node.createwallet("default")
@@ -56,7 +60,11 @@ def test_an_honest_job_is_paid_delivered_verified_and_settled(camelid_nodes, tmp
     miner.generatetoaddress(1, mine_to)
     for node in (client, compute):
         wait_until(lambda node=node: node.getbalance() == 10, what=f"node{node.index} funded")
+    return miner, client, compute, mine_to
 
+
+def test_an_honest_job_is_paid_delivered_verified_and_settled(camelid_nodes, tmp_path):
+    miner, client, compute, mine_to = job_network(camelid_nodes, tmp_path)
     # A 10 s delivery deadline: the stake is reclaimable at t0 + 10 + 5 s, within the test.
     job = client.submitjob("The llama", 8, None, 0, 0, REWARD, 10)
     wait_until(lambda: client.getjob(job)["state"] in ("verified", "disputed"), timeout=40, what="the verdict")
@@ -100,6 +108,30 @@ def test_an_honest_job_is_paid_delivered_verified_and_settled(camelid_nodes, tmp
         what="the reward and the stake back in the compute node's wallet",
     )
     assert compute.getbalance() < 10 + REWARD - Decimal(PAYMENT_FEE) / 10**8
+
+
+def test_a_cheating_node_loses_its_stake_and_the_reward_to_a_fraud_proof(camelid_nodes, tmp_path):
+    miner, client, cheater, mine_to = job_network(camelid_nodes, tmp_path, "--cheat-jobs")
+    # The default 600 s delivery deadline keeps the stake out of the cheater's reach during the test.
+    job = client.submitjob("The llama", 8, None, 0, 0, REWARD)
+    escrowed = client.getbalance()  # 10 - REWARD - the escrow transaction's fee
+    wait_until(lambda: client.getjob(job)["state"] == "slashed", timeout=40, what="the fraud proof in the mempool")
+    mine = client.getjob(job)
+    assert states(client, job) == ["created", "accepted", "completed", "paid", "delivered", "disputed", "slashed"]
+    assert mine["verdict"].startswith("failed: RASTiC rejected") and mine["slash_txid"]
+    with pytest.raises(JSONRPCError, match="job-proof-unverifiable"):  # the miner cannot measure the gap
+        miner.sendrawtransaction(client.getrawtransaction(mine["slash_txid"]))
+    # So the client mines the block; the miner, without the model, accepts it (the asymmetric rule).
+    with cheater.assert_debug_log(["was taken by another spend"], timeout=15):
+        client.generatetoaddress(1, mine_to)
+        tip = client.getbestblockhash()
+        wait_until(lambda: miner.getbestblockhash() == tip == cheater.getbestblockhash(), what="the slash block")
+    assert mine["slash_txid"] in miner.getblock(tip)["tx"]
+    assert client.getjob(job)["state"] == "slashed"
+    # The client gets the stake and the reward back, less the payment's and the fraud proof's fees.
+    returned = 2 * REWARD - Decimal(PAYMENT_FEE + SLASH_FEE) / 10**8
+    wait_until(lambda: client.getbalance() == escrowed + returned, what="the stake and the reward in the client wallet")
+    assert 10 - REWARD - Decimal("0.001") < cheater.getbalance() < 10 - REWARD  # the stake and its fee are gone
 
 
 def test_a_peer_sending_a_job_its_client_did_not_sign_is_discouraged(camelid_nodes):
