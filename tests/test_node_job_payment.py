@@ -11,7 +11,7 @@ from camelid.core.job import JobParams
 from camelid.core.jobscripts import JOB_PAYOUT_FEE_CAP, escrow_script, escrow_script_sig, payout_script
 from camelid.core.transaction import SIGHASH_ALL, OutPoint, Transaction, TxIn, TxOut
 from camelid.crypto.keys import PrivateKey
-from camelid.node.job_service import ComputeJob, payment_problem
+from camelid.node.jobs import ComputeJob, payment_problem
 
 CLIENT = PrivateKey.from_bytes(b"\x11" * 32)
 NODE = PrivateKey.from_bytes(b"\x22" * 32).public_key.to_bytes()

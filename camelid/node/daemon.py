@@ -33,7 +33,7 @@ from camelid.node.bus import EventBus
 from camelid.node.chain_service import ChainService
 from camelid.node.config import NodeConfig
 from camelid.node.events import ShutdownRequested
-from camelid.node.job_service import JobService
+from camelid.node.jobs import JobService
 from camelid.node.miner import Miner
 from camelid.node.model_service import ModelService
 from camelid.node.p2p_service import P2PService

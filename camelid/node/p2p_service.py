@@ -83,7 +83,7 @@ class P2PService:
         """`models`: the ids of the models the node serves, announced with the COMPUTE service bit."""
         params = config.params
         key = load_node_key(config.net_datadir / NODEKEY_FILENAME, config.network)
-        self.node_key = key  # signs jobaccept messages (camelid.node.job_service)
+        self.node_key = key  # signs jobaccept messages (camelid.node.jobs)
         max_outbound = min(MAX_OUTBOUND, config.maxconnections)
         settings = P2PSettings(
             params=params,

@@ -12,7 +12,7 @@ from camelid.rpc.errors import RPCError, RPCErrorCode
 
 if TYPE_CHECKING:
     from camelid.node.chain_service import ChainService
-    from camelid.node.job_service import JobService
+    from camelid.node.jobs import JobService
     from camelid.node.miner import Miner
     from camelid.node.model_service import ModelService
     from camelid.node.p2p_service import P2PService

@@ -31,7 +31,7 @@ from camelid.rpc.context import RPCContext
 from camelid.rpc.status_page import PAGE_CSS, PAGE_HTML, PAGE_JS
 
 if TYPE_CHECKING:
-    from camelid.node.job_service import JobService
+    from camelid.node.jobs import JobService
 
 PEERS_LISTED = 8  # the page is a glance, not getpeerinfo
 JOBS_LISTED = 10  # the most recent jobs shown with their states and verdicts

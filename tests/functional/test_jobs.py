@@ -18,7 +18,7 @@ from camelid.chain.jobpool import job_offer_digest
 from camelid.core.job import JobParams
 from camelid.core.jobscripts import JOB_PAYOUT_FEE_CAP
 from camelid.crypto.keys import PrivateKey
-from camelid.node.job_service import PAYMENT_FEE, SLASH_FEE
+from camelid.node.jobs import PAYMENT_FEE, SLASH_FEE
 from camelid.p2p.messages import JobMessage
 from camelid.rpc.client import JSONRPCError
 

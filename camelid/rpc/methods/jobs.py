@@ -11,7 +11,7 @@ from typing import Any
 from camelid.chain.errors import TxRejected
 from camelid.compute.model_store import parse_model_id
 from camelid.core.job import MAX_TEMPERATURE_MILLI
-from camelid.node.job_service import DEFAULT_TIMELOCK
+from camelid.node.jobs import DEFAULT_TIMELOCK
 from camelid.rpc.context import RPCContext
 from camelid.rpc.errors import RPCError, RPCErrorCode
 from camelid.rpc.methods.wallet import parse_amount

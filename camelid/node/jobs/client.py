@@ -1,0 +1,331 @@
+"""The client side of a job (whitepaper 2.4, docs/jobs-design.md): what a node does for the jobs it submits.
+
+submitjob builds JobParams with a fresh wallet key Pc, funds the ESCROW output, signs and broadcasts the job.
+On the first acceptable testament (signature valid, stake transaction seen) the client moves the escrow to
+that node's PAYOUT and sends it the payment. On delivery it decrypts (ECIES, aad = Job ID) and, if this node
+holds the model, checks the commitment and runs RASTiC. A failure beyond what float noise explains
+(gap > EPS_SLASH, or structural) is disputed: the client publishes the payment itself and takes the STAKE
+and the PAYOUT back in one fraud-proof spend. It knows the compute side only through the pool's records.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from camelid.chain.jobpool import JobRecord, JobState, TestamentRecord, job_offer_digest
+from camelid.compute.rastic import EPS_SLASH, averify
+from camelid.core.job import JobParams
+from camelid.core.jobscripts import (
+    FraudProof,
+    escrow_script,
+    escrow_script_sig,
+    fraud_proof_script_sig,
+    output_commitment,
+    payout_script,
+    stake_script,
+)
+from camelid.core.script import p2pkh_script
+from camelid.core.transaction import SIGHASH_ALL, OutPoint, Transaction, TxIn, TxOut
+from camelid.crypto import ecies
+from camelid.crypto.hashes import hash160
+from camelid.crypto.keys import PrivateKey
+from camelid.node.jobs.common import RELEASE_PATIENCE, STAKE_MULTIPLE, JobContext, decode_directed, hex_id
+from camelid.p2p.messages import JobDelivery, JobMessage, JobPayment
+
+if TYPE_CHECKING:
+    from camelid.p2p.messages import Directed
+    from camelid.p2p.peer import Peer
+
+log = logging.getLogger(__name__)
+
+PAYMENT_FEE = 20_000
+"""Fee the client leaves when moving the escrow to the PAYOUT (~40 per byte; under JOB_PAYOUT_FEE_CAP)."""
+DEFAULT_TIMELOCK = 600
+"""Seconds a node has to deliver (JobParams.timelock) unless submitjob says otherwise."""
+SLASH_FEE = 100_000
+"""Fee of the client's fraud-proof spend of STAKE + PAYOUT: >= 5 per byte even with two 2,210-token proofs."""
+
+
+@dataclass
+class ClientJob:
+    """A job this node submitted: the key it holds, the escrow, and what came back."""
+
+    escrow: OutPoint
+    escrow_script: bytes
+    reward: int
+    client_pubkey: bytes
+    testament: TestamentRecord | None = None  # the one we pay (or check the stake of, before paying)
+    verdict: str | None = None  # "verified", "failed: ...", or "unverified: ..."
+    text: str | None = None
+    cancelled: bool = False
+    payment: Transaction | None = None  # the escrow spend we sent the node; we publish it ourselves to dispute
+    slash_txid: str | None = None  # our fraud-proof spend, once the mempool took it
+
+
+class JobClient:
+    """This node's submitted jobs (`jobs`, by Job ID), from escrow to verdict and, if cheated, the slash."""
+
+    def __init__(self, ctx: JobContext) -> None:
+        self._ctx = ctx
+        self.jobs: dict[bytes, ClientJob] = {}
+
+    async def submit(
+        self,
+        prompt: str,
+        max_tokens: int,
+        model_id: bytes,
+        seed: int,
+        temperature_milli: int,
+        reward: int,
+        timelock: int = DEFAULT_TIMELOCK,
+    ) -> bytes:
+        """submitjob: fund the escrow, publish the job; the Job ID. ValueError/WalletError for bad input."""
+        ctx = self._ctx
+        wallets = ctx.require_wallets()
+        wallet = wallets.get()
+        client_pubkey = wallet.new_job_key()
+        params = JobParams(
+            model_id,
+            prompt,
+            max_tokens,
+            seed,
+            temperature_milli,
+            int(time.time()),
+            timelock,
+            client_pubkey,
+            "",  # client_host/port: informational; deliveries are routed to our node id
+            ctx.manager.listen_port or ctx.chain.params.default_port,
+        )
+        job_id = params.job_id()
+        script = escrow_script(job_id, client_pubkey, params.timestamp, ctx.pool.refund_time(params))
+        created = wallet.create_script_payment(script, reward, job_id)
+        await wallets.send(wallet, created)
+        escrow_index = next(i for i, out in enumerate(created.tx.outputs) if out.script_pubkey == script)
+        escrow_txid = created.tx.hash
+        key = wallet.job_private_key(client_pubkey)
+        message = JobMessage(
+            params.to_bytes(),
+            escrow_txid,
+            ctx.node_id,
+            key.sign(job_offer_digest(job_id, escrow_txid, ctx.node_id)),
+        )
+        self.jobs[job_id] = ClientJob(OutPoint(escrow_txid, escrow_index), script, reward, client_pubkey)
+        ctx.pool.add_job(message.params, message.escrow_txid, message.client_node, message.signature)
+        ctx.manager.broadcast(message)
+        log.info("job %s submitted: escrow %s, reward %d", hex_id(job_id), created.tx.txid(), reward)
+        return job_id
+
+    def cancel(self, job_id: bytes) -> None:
+        """canceljob: stop our own job before it is paid (the escrow refund after its refund time comes later)."""
+        client = self.jobs.get(job_id)
+        record = self._ctx.pool.get(job_id)
+        if client is None or record is None:
+            raise ValueError(f"job {hex_id(job_id)} is not one this node submitted")
+        if record.reached(JobState.PAID):
+            raise ValueError(f"job {hex_id(job_id)} is already paid")
+        client.cancelled = True
+        self._ctx.pool.advance(record, JobState.CANCELLED)
+
+    def on_testament(self, job_id: bytes, testament: TestamentRecord) -> None:
+        """A valid testament reached the pool: pay its node if it is the first for a job of ours."""
+        client = self.jobs.get(job_id)
+        if client is not None and client.testament is None and not client.cancelled:
+            client.testament = testament  # the first acceptable one wins; _pay clears it if the stake never shows
+            self._ctx.spawn(self._pay(job_id, client, testament), f"job-pay-{hex_id(job_id)[:16]}")
+
+    async def _pay(self, job_id: bytes, client: ClientJob, testament: TestamentRecord) -> None:
+        ctx = self._ctx
+        record = ctx.pool.get(job_id)
+        assert record is not None  # the testament was just added to it
+        params = record.params
+        stake = self._stake_script(record, testament)
+        if await ctx.wait_for_output(testament.stake_txid, stake, client.reward * STAKE_MULTIPLE) is None:
+            log.info(
+                "job %s: stake %s never showed; waiting for another testament",
+                hex_id(job_id),
+                hex_id(testament.stake_txid),
+            )
+            client.testament = None
+            return
+        if client.cancelled:
+            return
+        pay_time = int(time.time()) + ctx.chain.params.dispute_window
+        payout = payout_script(
+            job_id,
+            testament.node_pubkey,
+            params.client_pubkey,
+            testament.commitment,
+            params.model_id,
+            params.timestamp,
+            pay_time,
+        )
+        outputs = (TxOut(client.reward - PAYMENT_FEE, payout),)
+        unsigned = Transaction(inputs=(TxIn(client.escrow.txid, client.escrow.index),), outputs=outputs, job_id=job_id)
+        key = ctx.require_wallets().get().job_private_key(client.client_pubkey)
+        signature = key.sign(unsigned.signature_hash(0, client.escrow_script, client.reward, SIGHASH_ALL))
+        script_sig = escrow_script_sig(signature + bytes([SIGHASH_ALL]))
+        payment = Transaction(
+            inputs=(TxIn(client.escrow.txid, client.escrow.index, script_sig),), outputs=outputs, job_id=job_id
+        )
+        client.payment = payment
+        ctx.manager.send_directed(
+            testament.node, JobPayment.command, JobPayment(job_id, payment.to_bytes()).to_payload()
+        )
+        ctx.pool.advance(record, JobState.PAID)
+        log.info("job %s: paid node %s with %s", hex_id(job_id), testament.node.hex(), payment.txid())
+
+    async def on_delivery(self, peer: Peer, directed: Directed) -> None:
+        delivery = decode_directed(JobDelivery, directed)
+        if delivery is None:
+            return
+        ctx = self._ctx
+        client = self.jobs.get(delivery.job_id)
+        record = ctx.pool.get(delivery.job_id)
+        paid = record is not None and record.reached(JobState.PAID)
+        if (
+            client is None
+            or record is None
+            or not paid
+            or client.testament is None
+            or directed.sender != client.testament.node
+        ):
+            log.info(
+                "delivery for %s from %s: not a job we paid that node for",
+                hex_id(delivery.job_id),
+                directed.sender.hex(),
+            )
+            return
+        if record.reached(JobState.DELIVERED):
+            return
+        key = ctx.require_wallets().get().job_private_key(client.client_pubkey)
+        try:
+            plain = ecies.decrypt(key, delivery.sealed, aad=delivery.job_id)
+        except ecies.DecryptionError as exc:
+            log.warning("job %s: delivery does not decrypt: %s", hex_id(delivery.job_id), exc)
+            return
+        if len(plain) % 4:
+            log.warning("job %s: delivery is not a whole number of u32 tokens", hex_id(delivery.job_id))
+            return
+        tokens = list(struct.unpack(f"<{len(plain) // 4}I", plain))
+        ctx.pool.advance(record, JobState.DELIVERED)
+        verdict, client.text, slash_at = await self._judge(record.params, tokens, client.testament.commitment)
+        client.verdict = verdict
+        if verdict == "verified":
+            ctx.pool.advance(record, JobState.VERIFIED)
+        elif verdict.startswith("failed"):
+            ctx.pool.advance(record, JobState.DISPUTED)
+            if slash_at is not None:
+                ctx.spawn(self._slash(record, client, tokens, slash_at), f"job-slash-{hex_id(delivery.job_id)[:16]}")
+        log.info("job %s delivered: %s", hex_id(delivery.job_id), client.verdict)
+
+    async def _judge(
+        self, params: JobParams, tokens: list[int], commitment: bytes
+    ) -> tuple[str, str | None, int | None]:
+        """(verdict, text, position): the commitment and RASTiC checked with our copy of the model, if we hold it.
+
+        `position` is the first failure a fraud proof can win with (gap above EPS_SLASH, or structural),
+        None if there is none: a smaller gap may be float noise between machines and slashes nobody.
+        """
+        engine = await self._ctx.engine_for(params.model_id)
+        if engine is None:
+            return "unverified: this node does not hold the model", None, None
+        prompt_tokens = await engine.run(engine.tokenize, params.prompt)
+        expected = output_commitment(
+            params.model_id, prompt_tokens, tokens, params.max_tokens, params.seed, params.temperature
+        )
+        if expected != commitment:
+            return "failed: the delivered output is not the one the node committed to", None, None
+        verdict = await averify(engine, prompt_tokens, tokens, params.max_tokens, params.seed, params.temperature)
+        text = await engine.run(engine.detokenize, tokens)
+        if verdict.ok:
+            return "verified", text, None
+        slash_at = next((f.position for f in verdict.failures if f.gap > EPS_SLASH), None)
+        return f"failed: RASTiC rejected {len(verdict.failures)} of {len(verdict.checked)} positions", text, slash_at
+
+    async def _slash(self, record: JobRecord, client: ClientJob, tokens: list[int], position: int) -> None:
+        """Take the STAKE and the PAYOUT to a fresh wallet address with a fraud proof at `position`, in one spend.
+
+        The PAYOUT exists only once the payment is in the mempool or the chain, and the node may hold
+        the payment back, so we publish it ourselves (waiting out the dispute window) and then spend
+        both outputs together: one transaction, one model check. If the node's release took the
+        PAYOUT first (its branch opens at t_pay), the stake alone is still ours to take.
+        """
+        ctx = self._ctx
+        testament, payment, params = client.testament, client.payment, record.params
+        assert testament is not None and payment is not None  # a delivery is judged only after we paid
+        stake = self._stake_script(record, testament)
+        found = await ctx.wait_for_output(testament.stake_txid, stake, 1)
+        engine = await ctx.engine_for(params.model_id)
+        if found is None or engine is None:
+            log.warning("job %s: the stake or the model is gone; cannot dispute", hex_id(record.job_id))
+            return
+        prompt_tokens = await engine.run(engine.tokenize, params.prompt)
+        proof = FraudProof(
+            tuple(prompt_tokens),
+            tuple(tokens),
+            params.max_tokens,
+            params.seed,
+            params.temperature_milli,
+            position,
+            testament.signature,
+        )
+        give_up_at = ctx.pool.refund_time(params) + RELEASE_PATIENCE
+        await ctx.publish(payment, give_up_at)  # refused as already known when the node published it first
+        stake_in = (OutPoint(testament.stake_txid, found[0]), TxOut(found[1], stake))
+        payout_in = (OutPoint(payment.hash, 0), payment.outputs[0])
+        choices = [(stake_in, payout_in), (stake_in,)] if await ctx.holds(*payout_in) else [(stake_in,)]
+        wallet = ctx.require_wallets().get()
+        pay_to = p2pkh_script(hash160(wallet.new_job_key()))
+        key = wallet.job_private_key(client.client_pubkey)
+        for spent in choices:
+            slash = _fraud_spend(record.job_id, spent, proof, key, pay_to)
+            if await ctx.publish(slash, give_up_at):
+                client.slash_txid = slash.txid()
+                ctx.pool.advance(record, JobState.SLASHED)
+                log.info(
+                    "job %s: slashed %d outputs at position %d by %s",
+                    hex_id(record.job_id),
+                    len(spent),
+                    position,
+                    slash.txid(),
+                )
+                return
+
+    def _stake_script(self, record: JobRecord, testament: TestamentRecord) -> bytes:
+        """The STAKE output the testament's node must have funded for this job."""
+        params = record.params
+        return stake_script(
+            record.job_id,
+            testament.node_pubkey,
+            params.client_pubkey,
+            testament.commitment,
+            params.model_id,
+            params.timestamp,
+            self._ctx.pool.refund_time(params),
+        )
+
+
+def _fraud_spend(
+    job_id: bytes, spent: tuple[tuple[OutPoint, TxOut], ...], proof: FraudProof, key: PrivateKey, pay_to: bytes
+) -> Transaction:
+    """The client's spend of job locks `spent` through the fraud-proof branch, less SLASH_FEE, to `pay_to`."""
+    outputs = (TxOut(sum(out.value for _, out in spent) - SLASH_FEE, pay_to),)
+    unsigned = Transaction(
+        inputs=tuple(TxIn(outpoint.txid, outpoint.index) for outpoint, _ in spent), outputs=outputs, job_id=job_id
+    )
+    script_sigs = [
+        fraud_proof_script_sig(
+            key.sign(unsigned.signature_hash(i, out.script_pubkey, out.value, SIGHASH_ALL)) + bytes([SIGHASH_ALL]),
+            proof,
+        )
+        for i, (_, out) in enumerate(spent)
+    ]
+    inputs = tuple(
+        TxIn(outpoint.txid, outpoint.index, script_sig)
+        for (outpoint, _), script_sig in zip(spent, script_sigs, strict=True)
+    )
+    return Transaction(inputs=inputs, outputs=outputs, job_id=job_id)

@@ -1,0 +1,159 @@
+"""What the client and compute roles of the job service share (whitepaper 2.4, docs/jobs-design.md).
+
+JobContext holds the chain, the job pool, the peer manager, the wallets and the one loaded engine, and the
+chain look-ups and background tasks both roles use; each role gets it instead of reaching into the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from camelid.chain.errors import TxRejected
+from camelid.chain.jobpool import JobPool
+from camelid.compute.engine import Engine
+from camelid.compute.fraudproof import EngineProofVerifier
+from camelid.core.transaction import OutPoint, Transaction, TxOut
+from camelid.crypto.keys import PrivateKey
+from camelid.p2p.errors import ProtocolViolation
+from camelid.p2p.messages import JobDelivery, JobPayment
+
+if TYPE_CHECKING:
+    from camelid.node.chain_service import ChainService
+    from camelid.node.model_service import ModelService
+    from camelid.node.wallet_service import WalletService
+    from camelid.p2p.manager import PeerManager
+    from camelid.p2p.messages import Directed
+
+log = logging.getLogger(__name__)
+
+STAKE_MULTIPLE = 1
+"""Stake = reward x this: a cheating node loses as much as it hoped to earn (jobs-design "Still open" 1)."""
+SEEN_WAIT = 15.0
+"""Seconds to wait for an escrow or stake transaction that a job message outran."""
+POLL = 0.25
+RELEASE_PATIENCE = 3600
+"""Seconds past its release time we keep trying to take back an output (then it was taken by a fraud proof)."""
+MAX_OUTPUTS_SEARCHED = 4
+"""A confirmed escrow or stake is looked for among its transaction's first outputs (ours have two: it and change)."""
+
+
+class JobContext:
+    """The node's chain, job pool, peers, wallets and engine, as the client and compute roles both use them."""
+
+    def __init__(
+        self,
+        chain: ChainService,
+        pool: JobPool,
+        manager: PeerManager,
+        node_key: PrivateKey,
+        models: ModelService,
+        wallets: WalletService | None,
+    ) -> None:
+        self.chain = chain
+        self.pool = pool
+        self.manager = manager
+        self.node_key = node_key
+        self.node_id = node_key.public_key.to_bytes()
+        self.models = models
+        self.wallets = wallets
+        self._engine: Engine | None = None
+        self._tasks: set[asyncio.Task[object]] = set()
+
+    def require_wallets(self) -> WalletService:
+        if self.wallets is None:
+            raise ValueError("jobs need a wallet (the node runs with -disablewallet)")
+        return self.wallets
+
+    async def engine_for(self, model_id: bytes) -> Engine | None:
+        """An engine for a model in our store, loaded off the event loop; one is kept loaded at a time."""
+        if self.models.store.get(model_id) is None:
+            return None
+        if self._engine is None or self._engine.path != self.models.store.model_path(model_id):
+            old, self._engine = self._engine, await asyncio.to_thread(Engine, self.models.store.model_path(model_id))
+            # Block and mempool validation judge fraud proofs for this model with it (jobs-design "asymmetric rule").
+            self.chain.chainstate.job_verifier = EngineProofVerifier({model_id: self._engine})
+            if old is not None:
+                await old.run(old.close)
+        return self._engine
+
+    async def wait_for_output(self, txid: bytes, script: bytes, min_value: int) -> tuple[int, int] | None:
+        """(index, value) of the output of `txid` paying `script` at least `min_value`, seen in the mempool or chain."""
+        deadline = time.monotonic() + SEEN_WAIT
+        while time.monotonic() < deadline:
+            found = await self.chain.call(self._find_output, txid, script)
+            if found is not None:
+                return found if found[1] >= min_value else None
+            await asyncio.sleep(POLL)
+        return None
+
+    async def holds(self, outpoint: OutPoint, locked: TxOut) -> bool:
+        """True while the mempool or the UTXO set shows `locked` at `outpoint`'s transaction."""
+        return await self.chain.call(self._find_output, outpoint.txid, locked.script_pubkey) is not None
+
+    def _find_output(self, txid: bytes, script: bytes) -> tuple[int, int] | None:
+        """Chain thread: the output of `txid` paying `script`, from the mempool or the UTXO set."""
+        entry = self.chain.mempool.get(txid)
+        if entry is not None:
+            outputs = list(enumerate(entry.tx.outputs))
+        else:
+            coins = ((i, self.chain.chainstate.get_coin(OutPoint(txid, i))) for i in range(MAX_OUTPUTS_SEARCHED))
+            outputs = [(i, coin.tx_out) for i, coin in coins if coin is not None]
+        return next(((i, out.value) for i, out in outputs if out.script_pubkey == script), None)
+
+    async def publish(
+        self, tx: Transaction, give_up_at: float, retry: frozenset[str] = frozenset({"job-dispute-window"})
+    ) -> bool:
+        """Put a job transaction in the mempool (and so on the network) once the dispute window lets it in.
+
+        True once it is in; False if the mempool refused it for a reason not in `retry`, or time ran out.
+        """
+        while time.time() < give_up_at:
+            try:
+                await self.chain.submit_transaction(tx)
+                log.info("job transaction %s is in the mempool", tx.txid())
+                return True
+            except TxRejected as exc:
+                if exc.reason not in retry:
+                    log.info("job transaction %s not published: %s", tx.txid(), exc)
+                    return False
+            await asyncio.sleep(1.0)
+        return False
+
+    def spawn(self, coroutine: Coroutine[Any, Any, object], name: str) -> None:
+        task = asyncio.create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[object]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed", task.get_name(), exc_info=task.exception())
+
+    async def close(self) -> None:
+        """Cancel the background tasks and unload the engine."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._engine is not None:
+            await asyncio.to_thread(self._engine.close)
+
+
+_Inner = TypeVar("_Inner", JobPayment, JobDelivery)
+
+
+def decode_directed(message_type: type[_Inner], directed: Directed) -> _Inner | None:
+    """Decode a directed payload; None (logged) if malformed. The relay that brought it cannot check it, so no blame."""
+    try:
+        return message_type.from_payload(directed.payload)
+    except ProtocolViolation as exc:
+        log.warning("directed %s from %s: %s", directed.inner_command, directed.sender.hex(), exc.reason)
+        return None
+
+
+def hex_id(hash_bytes: bytes) -> str:
+    """A Job ID or txid as RPC shows it (reversed, like txids)."""
+    return hash_bytes[::-1].hex()
