@@ -74,13 +74,23 @@ class RawPeer:
         self._pending: list[Message] = []
 
     @classmethod
-    def connect(cls, port: int, source: str = "127.0.0.1") -> RawPeer:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small writes leave as small segments
-        sock.settimeout(READ_TIMEOUT)
-        sock.bind((source, 0))
-        sock.connect(("127.0.0.1", port))
-        return cls(sock)
+    def connect(cls, port: int, source: str = "127.0.0.1", patience: float = 10.0) -> RawPeer:
+        """Connect from `source`; a node answers RPC slightly before its P2P listener is up, so a
+        refused connection is retried for `patience` seconds."""
+        deadline = time.monotonic() + patience
+        while True:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small writes leave as small segments
+            sock.settimeout(READ_TIMEOUT)
+            sock.bind((source, 0))
+            try:
+                sock.connect(("127.0.0.1", port))
+                return cls(sock)
+            except ConnectionRefusedError:
+                sock.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
     def close(self) -> None:
         self.sock.close()
