@@ -214,7 +214,8 @@ class JobComputer:
         """Take a STAKE or PAYOUT of ours into the wallet through the time-locked branch once the chain allows it.
 
         The mempool refuses the spend until the median time past passes release_time (lock time) and the
-        job's dispute window; we retry until then. Nobody else can spend it before release_time but the
+        job's dispute window; we also wait for the wall clock to pass release_time, then retry until the
+        chain allows it. Nobody else can spend it before release_time but the
         client with a fraud proof, after which the input is gone and we stop: an output we saw once and
         no longer find in the mempool or the UTXO set was spent.
         """
@@ -234,6 +235,10 @@ class JobComputer:
                 )
                 return
             seen = seen or present
+            if time.time() < release_time:
+                # Block times can run ahead of the clock (fast regtest mining does); waiting for the wall
+                # clock too gives the client its whole dispute window in real time before we take the coins.
+                continue
             wallet = wallets.get()
             if wallet.is_locked:
                 continue
