@@ -140,7 +140,7 @@ def test_the_book_survives_a_save_and_load(tmp_path):
     b.good("11.0.0.1", 9733)
     b.attempt("12.0.1.2", 9733)
     b.save(path)
-    assert not (tmp_path / "peers.json.tmp").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["peers.json"]  # no temporary file left behind
     again = AddressBook.load(path, clock=Clock())
     assert again.secret == b.secret
     assert (len(again), again.new_count, again.tried_count) == (len(b), b.new_count, b.tried_count)

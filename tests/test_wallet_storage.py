@@ -14,12 +14,13 @@ _KILLED_BEFORE_RENAME = textwrap.dedent(
     """
     import os, signal, sys
     from pathlib import Path
+    from camelid import atomicfile
     from camelid.wallet import storage
 
     def crash(src, dst):
         os.kill(os.getpid(), signal.SIGKILL)  # the new content is written and fsynced, the rename never happens
 
-    storage.os.replace = crash
+    atomicfile.os.replace = crash
     storage.save_record(Path(sys.argv[1]), {"generation": 2, "payload": b"new" * 1000})
     """
 )

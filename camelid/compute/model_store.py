@@ -21,6 +21,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from camelid.atomicfile import write_atomically
 from camelid.compute.model_id import CHUNK_SIZE, Manifest, chunk_hash, manifest_of_file
 from camelid.crypto.merkle import merkle_root
 
@@ -54,16 +55,6 @@ def manifest_from_json(data: Any) -> Manifest:
         )
     except TypeError:
         raise ValueError("manifest chunk hashes must be hex strings") from None
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that a crash leaves either the old or the new content."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def parse_model_id(text: str) -> bytes:

@@ -35,9 +35,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from camelid.atomicfile import write_atomically
 from camelid.crypto.hashes import sha256
 from camelid.p2p.messages import MAX_ADDR, NetAddress
-from camelid.p2p.persist import write_atomically
 from camelid.p2p.schema import canonical_ip
 
 log = logging.getLogger(__name__)

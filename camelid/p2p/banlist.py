@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from camelid.p2p.persist import write_atomically
+from camelid.atomicfile import write_atomically
 from camelid.p2p.schema import canonical_ip
 
 log = logging.getLogger(__name__)
