@@ -12,7 +12,6 @@ import time
 from decimal import Decimal
 
 import pytest
-from tiny_model import write_tiny_model
 
 from camelid.chain.jobpool import job_offer_digest
 from camelid.core.job import JobParams
@@ -23,6 +22,7 @@ from camelid.p2p.messages import JobMessage
 from camelid.rpc.client import JSONRPCError
 
 from .framework import TestNode, wait_until
+from .jobnet import job_network
 from .p2p_raw import RawPeer
 
 pytestmark = pytest.mark.slow
@@ -39,28 +39,6 @@ def block_with(node: TestNode, txid: str) -> dict:
     while txid not in (block := node.getblock(node.getblockhash(height)))["tx"]:
         height -= 1
     return block
-
-
-def job_network(camelid_nodes, tmp_path, *compute_flags: str) -> tuple[TestNode, TestNode, TestNode, str]:
-    """(miner, client, compute node, the miner's address): a miner without the model and two nodes holding it,
-    connected through the miner, the client and the compute node funded with 10 coins each."""
-    model = write_tiny_model(tmp_path / "tiny.gguf")
-    (miner,) = camelid_nodes(1)
-    connect = f"--connect=127.0.0.1:{miner.p2p_port}"
-    client, compute = camelid_nodes(
-        2, [[connect, f"--serve-model={model}"], [connect, f"--serve-model={model}", *compute_flags]]
-    )
-    wait_until(lambda: miner.getconnectioncount() == 2, what="client and compute node connected to the miner")
-    for node in (miner, client, compute):
-        node.createwallet("default")
-    mine_to = miner.getnewaddress()
-    miner.generatetoaddress(101, mine_to)
-    miner.sendtoaddress(client.getnewaddress(), 10)
-    miner.sendtoaddress(compute.getnewaddress(), 10)
-    miner.generatetoaddress(1, mine_to)
-    for node in (client, compute):
-        wait_until(lambda node=node: node.getbalance() == 10, what=f"node{node.index} funded")
-    return miner, client, compute, mine_to
 
 
 def test_an_honest_job_is_paid_delivered_verified_and_settled(camelid_nodes, tmp_path):

@@ -1,0 +1,46 @@
+"""A small job network for functional tests: a miner without the model, and a client and compute nodes with it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from tiny_model import write_tiny_model
+
+from .framework import TestNode, wait_until
+
+FUNDS = 10
+"""Coins the miner sends the client and each compute node."""
+
+
+def job_network(
+    camelid_nodes: Callable[..., list[TestNode]],
+    tmp_path: Path,
+    *compute_flags: str,
+    client_flags: Sequence[str] = (),
+    computers: int = 1,
+) -> tuple[TestNode, TestNode, TestNode, str]:
+    """(miner, client, first compute node, the miner's address), all connected through the miner.
+
+    The client and `computers` compute nodes hold the tiny test model (the compute nodes serve it with
+    `compute_flags`), and each gets FUNDS coins, confirmed. Further compute nodes are nodes[3:] of the fixture.
+    """
+    model = write_tiny_model(tmp_path / "tiny.gguf")
+    (miner,) = camelid_nodes(1)
+    connect = f"--connect=127.0.0.1:{miner.p2p_port}"
+    others = camelid_nodes(
+        1 + computers,
+        [[connect, f"--serve-model={model}", *client_flags]]
+        + [[connect, f"--serve-model={model}", *compute_flags] for _ in range(computers)],
+    )
+    wait_until(lambda: miner.getconnectioncount() == len(others), what="every node connected to the miner")
+    for node in (miner, *others):
+        node.createwallet("default")
+    mine_to = miner.getnewaddress()
+    miner.generatetoaddress(101, mine_to)
+    for node in others:
+        miner.sendtoaddress(node.getnewaddress(), FUNDS)
+    miner.generatetoaddress(1, mine_to)
+    for node in others:
+        wait_until(lambda node=node: node.getbalance() == FUNDS, what=f"node{node.index} funded")
+    return miner, others[0], others[1], mine_to
