@@ -345,3 +345,22 @@ async def test_the_address_book_is_saved_at_shutdown_and_reloaded(tmp_path):
     reloaded = PeerManager(settings(datadir=tmp_path))
     assert (tmp_path / PEERS_FILENAME).exists()
     assert reloaded.book.get(*at(a)).tried
+
+
+async def test_ready_listeners_hear_of_each_new_peer_once_even_when_another_listener_fails(caplog):
+    caplog.set_level(logging.INFO, logger="camelid.p2p")
+    heard: list[bytes | None] = []
+
+    def broken(peer: Peer) -> None:
+        raise RuntimeError("listener bug")
+
+    async with running(settings()) as a:
+        a.add_ready_listener(broken)
+        a.add_ready_listener(lambda peer: heard.append(peer.node_id))
+        async with running(settings(connect=(at(a),), listen=False)) as b:
+            await eventually(lambda: connected_to(a, b))
+            await eventually(lambda: heard == [b.node_id])
+            assert "ready listener" in caplog.text and "listener bug" in caplog.text
+            assert connected_to(a, b)  # the failing listener did not cost the peer
+            await asyncio.sleep(0.2)  # pings go back and forth; the listener is not called again
+            assert heard == [b.node_id]

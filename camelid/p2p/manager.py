@@ -140,6 +140,7 @@ class PeerManager:
         }
         self._builtin = frozenset(self._handlers)
         self._directed_handlers: dict[str, Handler] = {}
+        self._ready_listeners: list[Callable[[Peer], None]] = []
 
     # -- interface for the relay/sync layer and RPC --------------------------------------------------
 
@@ -162,6 +163,14 @@ class PeerManager:
         if inner_command in self._directed_handlers:
             raise ValueError(f"a directed handler for {inner_command!r} is already registered")
         self._directed_handlers[inner_command] = handler
+
+    def add_ready_listener(self, listener: Callable[[Peer], None]) -> None:
+        """Have `listener(peer)` called once per connection, right after its handshake.
+
+        Services whose state is not in blocks or the mempool (the job pool) use it to bring a new
+        peer up to date, as Bitcoin's `mempool` message does for transactions.
+        """
+        self._ready_listeners.append(listener)
 
     def send(self, peer: Peer, message: Message) -> None:
         """Queue `message` to `peer`; never blocks."""
@@ -411,6 +420,11 @@ class PeerManager:
             peer.known_addresses.add((address.ip, address.port))
             if self.book.add([address], source=peer.host):
                 self._relay_addresses([address], origin=peer)
+        for listener in self._ready_listeners:
+            try:
+                listener(peer)
+            except Exception:  # one service's bug must not cost the others their peer
+                log.exception("ready listener %s failed for peer %d", listener, peer.id)
 
     def _ready_peers(self) -> list[Peer]:
         return [p for p in self._peers.values() if p.version is not None and not p.closed]
