@@ -10,11 +10,13 @@ from tiny_model import write_tiny_model
 
 from camelid.compute.engine import Engine
 from camelid.compute.outsourced import (
+    GAP_CAP,
     PositionResult,
     SignedVerdict,
     VerificationRequest,
     answer_request,
     check_verdict,
+    request_digest,
 )
 from camelid.compute.rastic import EPS_SLASH
 
@@ -173,3 +175,19 @@ def test_malformed_request_is_rejected(change: dict, message: str) -> None:
 def test_malformed_verdict_is_rejected(data, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SignedVerdict.from_dict(data)
+
+
+def test_a_structurally_wrong_output_fails_where_it_is_wrong(engine: Engine, job) -> None:
+    """A cut-short output fails at its last position even if every token there is the model's own choice."""
+    prompt, output = job
+    request = VerificationRequest(JOB_ID, engine.model_id, tuple(prompt), tuple(output[:10]), 24, 0, 0.0, (0, 9))
+    verdict = answer_request(engine, request, SECRET)
+    assert [(r.position, r.ok) for r in verdict.results] == [(0, True), (9, False)]
+    assert verdict.results[1].gap == GAP_CAP
+    check_verdict(request, verdict, PUBKEY)
+
+
+def test_a_client_without_the_model_computes_the_request_digest_from_the_commitment(engine: Engine, job) -> None:
+    request = _request(engine, *job)
+    assert request_digest(JOB_ID, request.commitment(), request.positions) == request.digest()
+    assert request_digest(JOB_ID, request.commitment(), (0, 5)) != request.digest()

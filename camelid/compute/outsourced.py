@@ -18,7 +18,7 @@ from typing import Any
 import coincurve
 
 from camelid.compute.engine import Engine
-from camelid.compute.rastic import EPS_ACCEPT, output_commitment, position_gaps
+from camelid.compute.rastic import EPS_ACCEPT, output_commitment, position_gaps, structural_failures
 from camelid.compute.sampling import check_sampling_params
 from camelid.crypto.hashes import sha256d
 
@@ -91,8 +91,7 @@ class VerificationRequest:
 
     def digest(self) -> bytes:
         """What a signed verdict refers to: job, commitment and positions."""
-        packed = struct.pack(f"<I{len(self.positions)}I", len(self.positions), *self.positions)
-        return sha256d(_REQUEST_DOMAIN + self.job_id + self.commitment() + packed)
+        return request_digest(self.job_id, self.commitment(), self.positions)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -175,6 +174,12 @@ class SignedVerdict:
         return cls(**fields)
 
 
+def request_digest(job_id: bytes, commitment: bytes, positions: Sequence[int]) -> bytes:
+    """The digest of a request, from the commitment alone: a client without the model can check a verdict."""
+    packed = struct.pack(f"<I{len(positions)}I", len(positions), *positions)
+    return sha256d(_REQUEST_DOMAIN + job_id + commitment + packed)
+
+
 def verdict_digest(request_digest: bytes, results: Sequence[PositionResult]) -> bytes:
     """The 32 bytes a neighbour signs."""
     packed = b"".join(struct.pack("<I?d", r.position, r.ok, r.gap) for r in results)
@@ -189,11 +194,17 @@ def answer_request(
         raise ValueError(f"request is for model {request.model_id.hex()}, engine runs {engine.model_id.hex()}")
     engine.check_tokens(request.prompt_tokens, "prompt_tokens")
     engine.check_tokens(request.output_tokens, "output_tokens")
+    structural = {
+        f.position
+        for f in structural_failures(request.output_tokens, request.max_tokens, engine.n_vocab, engine.is_end)
+    }
     gaps = position_gaps(
         engine, request.prompt_tokens, request.output_tokens, request.positions, request.seed, request.temperature
     )
     results = tuple(
-        PositionResult(j, bool(gap <= eps_accept), float(min(gap, GAP_CAP)))
+        PositionResult(j, False, GAP_CAP)
+        if j in structural
+        else PositionResult(j, bool(gap <= eps_accept), float(min(gap, GAP_CAP)))
         for j, gap in zip(request.positions, gaps, strict=True)
     )
     key = coincurve.PrivateKey(secret)
