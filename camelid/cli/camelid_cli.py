@@ -7,6 +7,9 @@ a string there, else as strings; with --named each is `name=value`. Credentials
 come from --rpcuser/--rpcpassword, camelid.conf, or the node's cookie file. A
 string result prints bare, null prints nothing, anything else as indented JSON.
 An RPC error prints "error code: N" and "error message:" on stderr and exits 1.
+
+`camelid-cli complete PROMPT --max-tokens N` is not an RPC method but a command of its own
+(camelid.cli.complete): it submits a job and follows it to its verified text.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 
 import click
 
+from camelid.cli import complete
 from camelid.node.config import ConfigError, NodeConfig, load_config
 from camelid.rpc import jsonenc, methods  # noqa: F401 -- importing methods fills the registry
 from camelid.rpc.auth import Credentials, read_cookie
@@ -114,7 +118,11 @@ def main(
         config = load_config({k: v for k, v in given.items() if v not in (None, False)}, datadir, conf)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    params = build_params(method, args, named)
+    completing = method == complete.COMMAND
+    if completing:
+        method, (params, job_timeout) = "submitjob", complete.submitjob_params(args)
+    else:
+        params = build_params(method, args, named)
     deadline = time.monotonic() + rpcwaittimeout if rpcwaittimeout else None
     while True:
         try:
@@ -132,6 +140,9 @@ def main(
         if not rpcwait or (deadline is not None and time.monotonic() > deadline):
             raise click.ClickException(failure)
         time.sleep(RPCWAIT_INTERVAL)
+    if completing:
+        complete.follow_job(RPCClient(rpcconnect, config.rpc_port, _credentials(config)), result, job_timeout)
+        return
     if wait and method == "fetchmodel":
         result = _follow_fetch(RPCClient(rpcconnect, config.rpc_port, _credentials(config)), result["id"])
     _print_result(result)

@@ -1,6 +1,7 @@
 """JSON-RPC over HTTP, with Bitcoin Core's wire behaviour so its clients work unchanged.
 
-* POST only (with `status_page`, GET serves the read-only page of camelid.rpc.status);
+* POST only (with `status_page`, GET serves the read-only page of camelid.rpc.status; /v1 is the
+  OpenAI-compatible API of camelid.rpc.openai_api);
   HTTP Basic auth against the cookie or rpcuser/rpcpassword, 401 (after
   a short delay, to slow guessing) when it does not match.
 * A JSON object is one call, an array a batch (always HTTP 200, one reply per call).
@@ -28,6 +29,7 @@ from camelid.rpc import jsonenc
 from camelid.rpc.auth import Credentials
 from camelid.rpc.context import RPCContext
 from camelid.rpc.errors import RPCError, RPCErrorCode
+from camelid.rpc.openai_api import OpenAIAPI
 from camelid.rpc.registry import MethodRegistry
 from camelid.rpc.status import add_status_routes
 
@@ -63,6 +65,7 @@ class RPCServer:
         app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         if status_page:  # GET routes first: the catch-all below would answer GET / with 405
             add_status_routes(app.router, context)
+        OpenAIAPI(context, credentials, AUTH_FAILURE_DELAY).add_routes(app)
         app.router.add_route("*", "/", self._handle_http)
         self._runner = web.AppRunner(app, access_log=None)
 

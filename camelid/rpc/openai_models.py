@@ -1,0 +1,86 @@
+"""The models the OpenAI-compatible API offers: those this node holds, since only those it can verify.
+
+A client node checks a delivered output with its own copy of the model (RASTiC); a job for a model it
+lacks could only ever come back "unverified", so such a model is not offered and asking for it is a 404.
+A model is named by its id (64 hex digits), by its GGUF general.name, by its file name, or as "default"
+(the first model the node holds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from camelid.compute.vocab import ModelVocab
+from camelid.rpc.openai_requests import OpenAIError
+
+if TYPE_CHECKING:
+    from camelid.node.model_service import ModelService
+
+DEFAULT_ALIAS = "default"
+OWNER = "camelid"
+
+
+@dataclass(frozen=True)
+class OfferedModel:
+    model_id: bytes
+    file_name: str
+    vocab: ModelVocab
+    created: int  # when the file entered this node's store, UNIX seconds
+
+    @property
+    def id_hex(self) -> str:
+        return self.model_id.hex()
+
+    def names(self) -> set[str]:
+        return {self.id_hex, self.file_name} | ({self.vocab.name} if self.vocab.name else set())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id_hex,
+            "object": "model",
+            "created": self.created,
+            "owned_by": OWNER,
+            "name": self.vocab.name,
+        }
+
+
+class ModelCatalog:
+    """The held models with their vocabularies, each loaded (off the event loop) the first time it is needed."""
+
+    def __init__(self, models: ModelService) -> None:
+        self._models = models
+        self._offered: dict[bytes, OfferedModel] = {}
+
+    async def offered(self) -> list[OfferedModel]:
+        """Every complete model in the store, in the store's order."""
+        out = []
+        for manifest in self._models.store.manifests():
+            if manifest.id not in self._offered:
+                path = self._models.store.model_path(manifest.id)
+                vocab = await asyncio.to_thread(ModelVocab, path)
+                self._offered[manifest.id] = OfferedModel(manifest.id, manifest.name, vocab, int(path.stat().st_mtime))
+            out.append(self._offered[manifest.id])
+        return out
+
+    async def resolve(self, name: str) -> OfferedModel:
+        """The model a request names; OpenAIError 404 (model_not_found) for one this node does not hold."""
+        offered = await self.offered()
+        if name == DEFAULT_ALIAS and offered:
+            return offered[0]
+        for model in offered:
+            if name.lower() in {n.lower() for n in model.names()}:
+                return model
+        raise OpenAIError(
+            404,
+            f"The model '{name}' does not exist on this node: it offers only models it holds, since only their "
+            "outputs it can verify (see GET /v1/models; fetch others with the fetchmodel RPC)",
+            param="model",
+            code="model_not_found",
+        )
+
+    def close(self) -> None:
+        for model in self._offered.values():
+            model.vocab.close()
+        self._offered.clear()
