@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from camelid.regtest_network import free_port
 from camelid.rpc.auth import Credentials, read_cookie
 from camelid.rpc.client import JSONRPCError, RPCClient
 from camelid.rpc.errors import RPCErrorCode
@@ -47,12 +47,6 @@ def wait_until(predicate: Callable[[], Any], *, timeout: float = 30.0, interval:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
         time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class TestNode:

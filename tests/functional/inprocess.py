@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from camelid.core.params import get_params
 from camelid.node.bus import EventBus
 from camelid.node.chain_service import ChainService
 from camelid.node.miner import Miner
+from camelid.regtest_network import free_port
 from camelid.rpc import methods  # noqa: F401 -- registers the methods
 from camelid.rpc.auth import Credentials
 from camelid.rpc.client import JSONRPCError
@@ -31,12 +31,6 @@ from camelid.rpc.registry import METHODS
 from camelid.rpc.server import RPCServer
 
 TEST_CREDENTIALS = Credentials("tester", "correct horse")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def basic_auth(creds: Credentials) -> str:
