@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from camelid.chain.errors import ValidationError
 from camelid.chain.jobpool import (
     RETAIN_SECONDS,
     JobPool,
@@ -11,11 +12,14 @@ from camelid.chain.jobpool import (
     JobState,
     TestamentRecord,
     job_accept_digest,
+    job_delivery_digest,
     job_offer_digest,
+    max_sealed_size,
 )
 from camelid.core.job import JobParams
-from camelid.core.jobscripts import commitment_signature_digest
+from camelid.core.jobscripts import JobLock, commitment_signature_digest, match_job_lock, payout_script, stake_script
 from camelid.core.transaction import Transaction, TxIn, TxOut
+from camelid.crypto import ecies
 from camelid.crypto.keys import PrivateKey
 
 WINDOW = 5
@@ -51,6 +55,35 @@ def signed_testament(signer: PrivateKey = JOB_KEY) -> TestamentRecord:
     return TestamentRecord(node, JOB_KEY.public_key.to_bytes(), COMMITMENT, signature, b"\x77" * 32)
 
 
+def payment(job: JobParams, commitment: bytes = COMMITMENT) -> Transaction:
+    """The client's escrow spend to JOB_KEY's PAYOUT (the signature is consensus's business, not the pool's)."""
+    payout = payout_script(
+        job.job_id(), JOB_KEY.public_key.to_bytes(), job.client_pubkey, commitment, job.model_id, T0, T0 + 10
+    )
+    return Transaction(inputs=(TxIn(ESCROW_TXID, 0, b"\x51"),), outputs=(TxOut(1, payout),), job_id=job.job_id())
+
+
+def stake(job: JobParams, commitment: bytes = COMMITMENT) -> JobLock:
+    """JOB_KEY's STAKE for `job`, as the mempool's claim policy sees it."""
+    script = stake_script(
+        job.job_id(), JOB_KEY.public_key.to_bytes(), job.client_pubkey, commitment, job.model_id, T0,
+        T0 + job.timelock, T0 + job.timelock + WINDOW,
+    )
+    return match_job_lock(script)
+
+
+def delivery(job_id: bytes, sealed: bytes = b"\x01" * 40, signer: PrivateKey = JOB_KEY) -> tuple:
+    return job_id, NODE.public_key.to_bytes(), sealed, signer.sign(job_delivery_digest(job_id, sealed))
+
+
+def claim_refusal(pool: JobPool, job: JobParams, commitment: bytes = COMMITMENT) -> str | None:
+    try:
+        pool.judge_stake_claim(stake(job, commitment))
+    except ValidationError as exc:
+        return exc.reason
+    return None
+
+
 def accept(job_id: bytes, key: PrivateKey = NODE) -> tuple[bytes, bytes, bytes]:
     node = NODE.public_key.to_bytes()
     return job_id, node, key.sign(job_accept_digest(job_id, node))
@@ -77,19 +110,77 @@ def test_a_job_goes_through_its_states_each_with_the_time_it_was_reached(pool, c
     clock.now += 2
     assert pool.add_testament(job.job_id(), signed_testament()) is True
     clock.now += 3
-    payment = Transaction(inputs=(TxIn(ESCROW_TXID, 0, b"\x51"),), outputs=(TxOut(1, b"\x51"),), job_id=job.job_id())
+    paid = payment(job)
     unrelated = Transaction(inputs=(TxIn(b"\x99" * 32, 0, b"\x51"),), outputs=(TxOut(1, b"\x51"),), job_id=job.job_id())
     assert pool.settle_block([unrelated]) == []
-    assert pool.settle_block([payment]) == [record]
+    assert pool.settle_block([paid]) == [record]
     assert record.history == [
         (JobState.CREATED, T0),
         (JobState.ACCEPTED, T0 + 1),
         (JobState.COMPLETED, T0 + 3),
+        (JobState.PAID, T0 + 6),
         (JobState.SETTLED, T0 + 6),
     ]
     info = record.to_json()
-    assert [h["state"] for h in info["history"]] == ["created", "accepted", "completed", "settled"]
+    assert [h["state"] for h in info["history"]] == ["created", "accepted", "completed", "paid", "settled"]
     assert info["jobid"] == job.job_id()[::-1].hex() and len(info["testaments"]) == 1
+    assert info["payment_txids"] == [paid.txid()] and info["client_pubkey"] == job.client_pubkey.hex()
+
+
+def test_a_mined_escrow_spend_that_is_no_payment_is_the_refund(pool):
+    job = params()
+    record = pool.add_job(*offer(job))
+    refund = Transaction(inputs=(TxIn(ESCROW_TXID, 0, b"\x51"),), outputs=(TxOut(1, b"\x51"),), job_id=job.job_id())
+    assert pool.record_payment(refund) is None
+    assert pool.settle_block([refund]) == [record]
+    assert record.state == JobState.REFUNDED and record.payments == {}
+
+
+def test_a_signed_delivery_is_recorded_once_for_a_node_with_a_testament(pool):
+    job = params()
+    record = pool.add_job(*offer(job))
+    assert pool.add_delivery(*delivery(job.job_id())) is None  # no testament yet: flooding reordered them
+    pool.add_testament(job.job_id(), signed_testament())
+    recorded = pool.add_delivery(*delivery(job.job_id()))
+    assert recorded is not None and recorded.node_pubkey == JOB_KEY.public_key.to_bytes()
+    assert pool.add_delivery(*delivery(job.job_id())) is None  # known: nothing to relay
+    assert record.state == JobState.DELIVERED
+    assert record.to_json()["delivered_by"] == [NODE.public_key.to_bytes().hex()]
+
+
+@pytest.mark.parametrize(
+    ("sealed", "signer", "reason"),
+    [
+        (b"\x01" * 40, NODE, "bad-delivery-signature"),  # signed by the node id, not its job key Pn
+        (b"\x01" * (8 * 4 + ecies.OVERHEAD + 1), JOB_KEY, "bad-delivery-size"),  # more than 8 tokens
+    ],
+)
+def test_a_delivery_too_large_or_not_signed_by_the_testaments_key_is_rejected(pool, sealed, signer, reason):
+    job = params()
+    pool.add_job(*offer(job))
+    pool.add_testament(job.job_id(), signed_testament())
+    assert max_sealed_size(job) == 8 * 4 + ecies.OVERHEAD
+    with pytest.raises(JobRejected) as rejected:
+        pool.add_delivery(*delivery(job.job_id(), sealed, signer))
+    assert rejected.value.reason == reason
+    assert pool.get(job.job_id()).deliveries == {}
+
+
+def test_a_stake_claim_needs_a_payment_seen_a_window_ago_and_no_delivery(pool, clock):
+    job = params()
+    assert claim_refusal(pool, job) == "job-not-paid"  # a job we never saw
+    record = pool.add_job(*offer(job))
+    pool.add_testament(job.job_id(), signed_testament())
+    assert claim_refusal(pool, job) == "job-not-paid"
+    assert pool.record_payment(payment(job, commitment=b"\x99" * 32)) is record  # paid, to another commitment
+    assert claim_refusal(pool, job) == "job-not-paid"
+    assert pool.record_payment(payment(job)) is record
+    assert pool.record_payment(payment(job)) is None
+    assert claim_refusal(pool, job) == "job-paid-recently"
+    clock.now += WINDOW
+    assert claim_refusal(pool, job) is None
+    pool.add_delivery(*delivery(job.job_id()))
+    assert claim_refusal(pool, job) == "job-delivered"
 
 
 def test_a_slashed_job_stays_slashed_when_its_payment_is_mined(pool):

@@ -1,4 +1,4 @@
-"""Job contracts on the real chain state: escrow, payout, stake reclaim, fraud proofs and the dispute window.
+"""Job contracts on the real chain state: escrow, payout, stake reclaim and claim, fraud proofs, the dispute window.
 
 Every transaction is signed with real keys and every block goes through ChainState and
 the Mempool. Fraud proofs are judged by the tiny model through EngineProofVerifier, except
@@ -17,7 +17,7 @@ from chain_helpers import REGTEST_NOW, build_block, coinbase_spendable, make_key
 from tiny_model import write_tiny_model
 
 from camelid.chain.chainstate import ChainState
-from camelid.chain.errors import BlockRejected, TxRejected
+from camelid.chain.errors import BlockRejected, TxRejected, ValidationError
 from camelid.chain.jobrules import MAX_JOB_PROOFS_PER_BLOCK
 from camelid.chain.mempool import Mempool
 from camelid.compute.engine import Engine
@@ -25,10 +25,13 @@ from camelid.compute.fraudproof import EngineProofVerifier
 from camelid.core.jobproof import JobProofVerifier, Judgement
 from camelid.core.jobscripts import (
     FraudProof,
+    JobLock,
+    claim_script_sig,
     commitment_signature_digest,
     escrow_script,
     escrow_script_sig,
     fraud_proof_script_sig,
+    match_job_lock,
     output_commitment,
     payout_script,
     release_script_sig,
@@ -78,9 +81,10 @@ class JobWorld:
         self.claim = claim
         spacing = REGTEST.target_spacing
         self.t0 = self.chain.median_time_past(self.chain.tip) + spacing - 2
+        self.deadline = self.t0 + 100  # D
         self.release_time = self.t0 + 200  # D + W
         self.escrow = escrow_script(JOB_ID, CLIENT.public_key.to_bytes(), self.t0, self.release_time)
-        self.stake = stake_script(*self._lock_args(), self.release_time)
+        self.stake = stake_script(*self._lock_args(), self.deadline, self.release_time)
         self.payout = payout_script(*self._lock_args(), self.release_time)
         outputs = [TxOut(REWARD, self.escrow)] + [TxOut(STAKE, self.stake)] * stakes
         self.funding = spend([coinbase_spendable(self.blocks[0], MINER)], outputs)
@@ -132,7 +136,18 @@ class JobWorld:
             outputs=[TxOut(STAKE - FEE, p2pkh_for(NODE))],
             lock_time=lock_time,
         )
-        return _signed(unsigned, [(self.stake, STAKE, key, release_script_sig)])
+        lock = match_job_lock(self.stake)
+        return _signed(unsigned, [(self.stake, STAKE, key, lambda sig: release_script_sig(sig, lock))])
+
+    def stake_claim(self, lock_time: int, key: PrivateKey = CLIENT) -> Transaction:
+        """The client's non-delivery claim on the stake, through its branch open from the deadline."""
+        unsigned = Transaction(
+            inputs=[TxIn(self.funding.hash, 1, sequence=SEQUENCE_LOCKED)],
+            outputs=[TxOut(STAKE - FEE, p2pkh_for(CLIENT))],
+            lock_time=lock_time,
+            job_id=JOB_ID,
+        )
+        return _signed(unsigned, [(self.stake, STAKE, key, claim_script_sig)])
 
     def slash(self, proof: FraudProof, payment: Transaction | None = None, stakes: int = 1) -> Transaction:
         """The client's fraud-proof spend of the stake(s) and, if given, the confirmed payout."""
@@ -246,6 +261,58 @@ def test_node_reclaims_its_stake_after_the_reclaim_time(tmp_path: Path) -> None:
         "mandatory-script-verify-flag-failed (NULLFAIL)"
     )
     world.connect(world.reclaim(world.release_time))
+
+
+# The client's non-delivery claim: consensus allows it from the deadline, the mempool asks the job pool.
+
+
+class Judge:
+    """The injected StakeClaimJudge: refuses with `reason` (None: allows) and records what it was asked."""
+
+    def __init__(self, reason: str | None) -> None:
+        self.reason = reason
+        self.asked: list[JobLock] = []
+
+    def judge_stake_claim(self, stake: JobLock) -> None:
+        self.asked.append(stake)
+        if self.reason is not None:
+            raise ValidationError(self.reason, "test judge")
+
+
+def test_blocks_accept_a_claim_from_the_deadline_whoever_is_right(tmp_path: Path) -> None:
+    world = JobWorld(tmp_path / "chain", STUB_CLAIM)
+    world.mine(2)
+    assert world.chain.median_time_past(world.chain.tip) > world.deadline
+    early = world.stake_claim(world.deadline - 1)
+    assert world.block_reason(early) == "mandatory-script-verify-flag-failed (UNSATISFIED_LOCKTIME)"
+    signed_by_node = world.stake_claim(world.deadline, key=NODE)
+    assert world.block_reason(signed_by_node) == "mandatory-script-verify-flag-failed (NULLFAIL)"
+    world.pool.stake_claims = Judge("job-delivered")  # policy only: the block below stays valid
+    claim = world.stake_claim(world.deadline)
+    assert world.pool_reason(claim) == "job-delivered"
+    world.connect(claim)
+    assert world.chain.get_coin(TxIn(claim.hash, 0).prevout).tx_out == TxOut(STAKE - FEE, p2pkh_for(CLIENT))
+
+
+@pytest.mark.parametrize("reason", ["job-delivered", "job-not-paid", None])
+def test_the_mempool_admits_a_claim_only_when_the_judge_allows(tmp_path: Path, reason: str | None) -> None:
+    world = JobWorld(tmp_path / "chain", STUB_CLAIM)
+    world.mine(2)
+    judge = Judge(reason)
+    world.pool.stake_claims = judge
+    claim = world.stake_claim(world.deadline)
+    if reason is None:
+        assert world.pool.accept(claim, now=REGTEST_NOW).job_proofs == 0  # no model check to cap
+    else:
+        assert world.pool_reason(claim) == reason
+    assert judge.asked == [match_job_lock(world.stake)]
+
+
+def test_a_mempool_without_a_judge_refuses_every_claim(tmp_path: Path) -> None:
+    world = JobWorld(tmp_path / "chain", STUB_CLAIM)
+    world.mine(2)
+    assert world.pool_reason(world.stake_claim(world.deadline)) == "job-claim-unjudged"
+    world.pool.accept(world.reclaim(world.release_time), now=REGTEST_NOW)  # the node's reclaim is no claim
 
 
 # Fraud proofs judged by the tiny model.

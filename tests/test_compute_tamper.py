@@ -1,4 +1,4 @@
-"""--cheat-jobs' tampering: one interior token swapped, far enough from the model's choice to be slashed."""
+"""--misbehave=tamper-output: one interior token swapped, far enough from the model's choice to be slashed."""
 
 from __future__ import annotations
 

@@ -22,15 +22,19 @@ from camelid.core.jobscripts import (
     FraudProof,
     JobEscrow,
     JobLock,
+    claim_script_sig,
     commitment_signature_digest,
     escrow_script,
     fraud_proof_script_sig,
+    is_fraud_proof_spend,
     job_lock_script,
     job_t0,
     match_escrow,
     match_job_lock,
+    non_delivery_claim,
     output_commitment,
     payout_script,
+    release_script_sig,
     stake_script,
 )
 from camelid.core.opcodes import Opcode
@@ -41,6 +45,7 @@ from camelid.core.transaction import Transaction, TxIn, TxOut
 CLIENT, NODE = make_key(41).public_key.to_bytes(), make_key(42).public_key.to_bytes()
 JOB_ID, COMMITMENT, MODEL_ID = bytes([1]) * 32, bytes([2]) * 32, bytes([3]) * 32
 LOCK = JobLock(JOB_ID, 1_900_000_000, NODE, CLIENT, COMMITMENT, MODEL_ID, 1_900_000_600)
+STAKE = replace(LOCK, claim_time=1_900_000_500)  # the client's claim opens at D, the node's reclaim at D + W
 PROOF = FraudProof((1, 2, 3), (4, 5, 2), 8, 77, 800, 1, b"\x30\x06node-sig")
 
 
@@ -54,21 +59,28 @@ def test_escrow_script_round_trips() -> None:
     assert job_t0(script) == 1_900_000_000
 
 
-def test_stake_and_payout_share_the_job_lock_template() -> None:
-    stake = stake_script(JOB_ID, NODE, CLIENT, COMMITMENT, MODEL_ID, LOCK.t0, LOCK.release_time)
-    assert stake == payout_script(JOB_ID, NODE, CLIENT, COMMITMENT, MODEL_ID, LOCK.t0, LOCK.release_time)
-    assert stake == job_lock_script(LOCK)
-    assert match_job_lock(stake) == LOCK
+def test_stake_and_payout_round_trip_and_only_the_stake_has_the_claim_branch() -> None:
+    payout = payout_script(JOB_ID, NODE, CLIENT, COMMITMENT, MODEL_ID, LOCK.t0, LOCK.release_time)
+    stake = stake_script(JOB_ID, NODE, CLIENT, COMMITMENT, MODEL_ID, LOCK.t0, STAKE.claim_time, LOCK.release_time)
+    assert payout == job_lock_script(LOCK) and stake == job_lock_script(STAKE)
+    assert match_job_lock(payout) == LOCK and not LOCK.is_stake
+    assert match_job_lock(stake) == STAKE and STAKE.is_stake
+    assert stake.startswith(payout[: payout.rindex(bytes([Opcode.OP_ELSE])) + 1])  # the same fraud-proof branch
     assert match_escrow(stake) is None
-    assert job_t0(stake) == LOCK.t0
+    assert job_t0(stake) == job_t0(payout) == LOCK.t0
 
 
 def test_scripts_that_only_resemble_a_template_do_not_match() -> None:
-    stake = job_lock_script(LOCK)
-    at = stake.rindex(NODE)
-    other_node_in_reclaim = stake[:at] + CLIENT + stake[at + len(NODE) :]  # the branches name different nodes
-    assert match_job_lock(other_node_in_reclaim) is None
-    assert match_job_lock(stake + bytes([Opcode.OP_NOP])) is None
+    for lock in (LOCK, STAKE):
+        script = job_lock_script(lock)
+        at = script.rindex(NODE)
+        other_node_in_reclaim = script[:at] + CLIENT + script[at + len(NODE) :]  # the branches name different nodes
+        assert match_job_lock(other_node_in_reclaim) is None
+        assert match_job_lock(script + bytes([Opcode.OP_NOP])) is None
+    stake = job_lock_script(STAKE)
+    at = stake.rindex(CLIENT)
+    node_in_claim = stake[:at] + NODE + stake[at + len(CLIENT) :]  # the claim branch must name the client
+    assert match_job_lock(node_in_claim) is None
     non_minimal_t0 = escrow_script(JOB_ID, CLIENT, 5, 600).replace(bytes([Opcode.OP_5]), bytes([1, 5]), 1)
     assert match_escrow(non_minimal_t0) is None
     assert match_escrow(build_script(1, 2, b"short", Opcode.OP_CHECKJOBESCROWVERIFY, Opcode.OP_2DROP,
@@ -83,6 +95,7 @@ def test_scripts_that_only_resemble_a_template_do_not_match() -> None:
         (lambda: escrow_script(JOB_ID, CLIENT, -1, 2), "fit an unsigned 32-bit"),
         (lambda: job_lock_script(replace(LOCK, model_id=b"m")), "model_id must be 32 bytes"),
         (lambda: job_lock_script(replace(LOCK, release_time=2**32)), "fit an unsigned 32-bit"),
+        (lambda: job_lock_script(replace(STAKE, claim_time=-1)), "fit an unsigned 32-bit"),
     ],
 )
 def test_templates_reject_bad_fields(build, message: str) -> None:
@@ -159,13 +172,15 @@ def test_commitment_known_answer() -> None:
 class JobChecker:
     escrow_ok: bool = True
     proof_result: ProofOutcome = ProofOutcome.PROVEN
+    signer: bytes | None = None  # the only key b"sig" is valid for; None: any key
+    lock_time: int | None = None  # the transaction's lock time; None: every CHECKLOCKTIMEVERIFY passes
     asked: list[tuple] = field(default_factory=list)
 
     def check_sig(self, sig: bytes, pubkey: bytes, script_code: bytes) -> bool:
-        return sig == b"sig"
+        return sig == b"sig" and self.signer in (None, pubkey)
 
     def check_locktime(self, locktime: int) -> bool:
-        return True
+        return self.lock_time is None or locktime <= self.lock_time
 
     def check_job_escrow(self, job_id: bytes, t0: int, refund_time: int) -> bool:
         self.asked.append((job_id, t0, refund_time))
@@ -223,7 +238,39 @@ def test_fraud_proof_branch_passes_the_proof_to_the_checker(result: ProofOutcome
 def test_reclaim_branch_never_asks_for_a_proof() -> None:
     checker = JobChecker(proof_result=ProofOutcome.REFUTED)
     verify_script(build_script(b"sig", 0), job_lock_script(LOCK), checker)
+    verify_script(release_script_sig(b"sig", STAKE), job_lock_script(STAKE), checker)
     assert checker.asked == []
+
+
+@pytest.mark.parametrize(
+    ("script_sig", "signer", "lock_time"),
+    [
+        (claim_script_sig(b"sig"), CLIENT, STAKE.claim_time),
+        (release_script_sig(b"sig", STAKE), NODE, STAKE.release_time),
+    ],
+)
+def test_stake_time_branches_need_their_signer_and_lock_time(script_sig: bytes, signer: bytes, lock_time: int) -> None:
+    stake = job_lock_script(STAKE)
+    verify_script(script_sig, stake, JobChecker(signer=signer, lock_time=lock_time))
+    too_early = JobChecker(signer=signer, lock_time=lock_time - 1)
+    assert _reason(lambda: verify_script(script_sig, stake, too_early)) == ScriptErrorReason.UNSATISFIED_LOCKTIME
+    other = NODE if signer == CLIENT else CLIENT
+    wrong_key = JobChecker(signer=other, lock_time=lock_time)
+    assert _reason(lambda: verify_script(script_sig, stake, wrong_key)) == ScriptErrorReason.NULLFAIL
+
+
+def test_branch_selectors_tell_fraud_proofs_and_claims_apart() -> None:
+    stake, payout = job_lock_script(STAKE), job_lock_script(LOCK)
+    proof = fraud_proof_script_sig(b"sig", PROOF)
+    claim = claim_script_sig(b"sig")
+    assert is_fraud_proof_spend(proof, stake) and is_fraud_proof_spend(proof, payout)
+    assert not is_fraud_proof_spend(claim, stake)  # ends OP_0: the ELSE side, no model check
+    assert not is_fraud_proof_spend(proof, escrow_script(JOB_ID, CLIENT, 100, 700))
+    assert non_delivery_claim(claim, stake) == STAKE
+    assert non_delivery_claim(release_script_sig(b"sig", STAKE), stake) is None
+    assert non_delivery_claim(proof, stake) is None
+    assert non_delivery_claim(claim, payout) is None  # a PAYOUT has no claim branch
+    assert non_delivery_claim(b"\x4c", stake) is None  # does not parse
 
 
 # The asymmetric rule.

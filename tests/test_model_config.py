@@ -15,7 +15,9 @@ def test_serve_model_repeats_and_the_rates_have_defaults(tmp_path):
     assert config.model_chunk_size is None and not config.corrupt_model_chunks
 
 
-@pytest.mark.parametrize("flag", [{"model-chunk-size": 4096}, {"corrupt-model-chunks": True}, {"cheat-jobs": True}])
+@pytest.mark.parametrize(
+    "flag", [{"model-chunk-size": 4096}, {"corrupt-model-chunks": True}, {"misbehave": "never-pay"}]
+)
 @pytest.mark.parametrize("network", [{}, {"testnet": True}])
 def test_test_only_model_settings_are_refused_off_regtest(tmp_path, flag, network):
     with pytest.raises(ConfigError, match="only allowed on regtest"):
@@ -26,3 +28,11 @@ def test_test_only_model_settings_are_refused_off_regtest(tmp_path, flag, networ
 def test_a_chunk_size_above_the_wire_limit_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="at most 1048576"):
         load_config({"regtest": True, "model-chunk-size": (1 << 20) + 1}, tmp_path)
+
+
+def test_an_unknown_misbehaviour_is_refused_naming_the_modes(tmp_path):
+    (tmp_path / "camelid.conf").write_text("regtest=1\nmisbehave=lie\n")
+    with pytest.raises(ConfigError, match="misbehave: expected one of tamper-output, never-deliver, never-pay"):
+        load_config({}, tmp_path)
+    (tmp_path / "camelid.conf").write_text("regtest=1\nmisbehave=never-deliver\n")
+    assert load_config({}, tmp_path).misbehave == "never-deliver"

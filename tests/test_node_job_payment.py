@@ -23,7 +23,9 @@ PARAMS = JobParams(b"\x01" * 32, "llamas", 8, 0, 0, T0, 600, CLIENT.public_key.t
 JOB = PARAMS.job_id()
 REFUND = T0 + 600 + 5
 ESCROW = escrow_script(JOB, PARAMS.client_pubkey, T0, REFUND)
-WORK = ComputeJob([7, 8], NODE, COMMITMENT, OutPoint(b"\x55" * 32, 1), ESCROW, REWARD)
+WORK = ComputeJob(
+    [7, 8], NODE, COMMITMENT, OutPoint(b"\x55" * 32, 1), ESCROW, REWARD, OutPoint(b"\x66" * 32, 0), TxOut(REWARD, b"")
+)
 
 
 def payment(

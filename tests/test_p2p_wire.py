@@ -8,12 +8,13 @@ import msgpack
 import pytest
 
 from camelid.core.consensus import MAX_BLOCK_SIZE, MAX_TX_SIZE
+from camelid.core.job import MAX_JOB_TOKENS
 from camelid.core.params import get_params
 from camelid.crypto.hashes import sha256d
 from camelid.crypto.keys import PrivateKey
 from camelid.p2p.errors import ProtocolViolation
 from camelid.p2p.messages import (
-    DIRECTED_JOB_MESSAGES,
+    DIRECTED_MESSAGES,
     MAX_ADDR,
     MAX_HEADERS,
     MAX_HOPS,
@@ -44,6 +45,8 @@ from camelid.p2p.messages import (
     NotFound,
     Ping,
     Pong,
+    RasticAsk,
+    RasticVerdict,
     SendHeaders,
     ServiceFlags,
     TxMessage,
@@ -51,8 +54,9 @@ from camelid.p2p.messages import (
     Version,
 )
 from camelid.p2p.messages.directed import MAX_DIRECTED_PAYLOAD
-from camelid.p2p.messages.jobs import MAX_JOB_PARAMS
+from camelid.p2p.messages.jobs import MAX_JOB_PARAMS, MAX_SEALED_OUTPUT
 from camelid.p2p.messages.models import MAX_CHUNK_SIZE, MAX_MODEL_CHUNKS
+from camelid.p2p.messages.verify import MAX_TEXT_BYTES, MAX_VERDICT_BYTES
 from camelid.p2p.messages.version import MAX_MODELS, MAX_USER_AGENT
 from camelid.p2p.wire import HEADER_SIZE, FrameDecoder, decode_frame, encode_frame
 
@@ -115,9 +119,15 @@ SMALL_MESSAGES = [
     JobMessage(b"\x01job params", b"\x12" * 32, NODE_A, b"\x30\x06sig"),
     JobAccept(b"\x13" * 32, NODE_B, b"\x30\x06sig"),
     JobTestament(b"\x14" * 32, NODE_B, NODE_A, b"\x15" * 32, b"\x30\x06sig", b"\x16" * 32),
+    JobDelivery(b"\x18" * 32, NODE_B, b"sealed output", b"\x30\x06sig"),
 ]
 
-DIRECTED_PAYLOADS = [JobPayment(b"\x17" * 32, b"\x01" * 60), JobDelivery(b"\x18" * 32, b"sealed output")]
+DIRECTED_PAYLOADS = [
+    JobPayment(b"\x17" * 32, b"\x01" * 60),
+    RasticAsk(b"\x17" * 32, b"\x18" * 32, b"\x01\x00\x00\x00"),
+    RasticVerdict(b"\x17" * 32, b"\x18" * 32, b"\x80", b"llamas", ""),
+    RasticVerdict(b"\x17" * 32, b"\x18" * 32, b"", b"", "this node does not hold the model"),
+]
 
 LARGEST_MESSAGES = [
     small_version(
@@ -146,7 +156,9 @@ LARGEST_MESSAGES = [
     JobAccept(b"\xff" * 32, NODE_B, b"\xff" * 72),
     JobTestament(b"\xff" * 32, NODE_B, NODE_A, b"\xff" * 32, b"\xff" * 72, b"\xff" * 32),
     JobPayment(b"\xff" * 32, b"\xff" * MAX_TX_SIZE),
-    JobDelivery(b"\xff" * 32, b"\xff" * (MAX_DIRECTED_PAYLOAD - 128)),
+    JobDelivery(b"\xff" * 32, NODE_B, b"\xff" * MAX_SEALED_OUTPUT, b"\xff" * 72),
+    RasticAsk(b"\xff" * 32, b"\xff" * 32, b"\xff" * 4 * MAX_JOB_TOKENS),
+    RasticVerdict(b"\xff" * 32, b"\xff" * 32, b"\xff" * MAX_VERDICT_BYTES, b"\xff" * MAX_TEXT_BYTES, "~" * 256),
 ]
 
 
@@ -166,8 +178,9 @@ def test_every_message_round_trips_through_a_frame(message):
 
 
 @pytest.mark.parametrize("message", DIRECTED_PAYLOADS, ids=lambda m: m.command)
-def test_every_directed_job_payload_round_trips(message):
-    assert DIRECTED_JOB_MESSAGES[message.command] is type(message)
+def test_every_directed_payload_round_trips_and_its_command_fits_the_envelope(message):
+    assert DIRECTED_MESSAGES[message.command] is type(message)
+    Directed(NODE_A, NODE_B, 1, b"\x00" * 16, message.command, message.to_payload()).to_payload()
     assert type(message).from_payload(message.to_payload()) == message
 
 

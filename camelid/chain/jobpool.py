@@ -1,12 +1,15 @@
 """The job pool: every job a full node has seen on the network, with its state history (whitepaper 2.4).
 
-Jobs arrive as flooded P2P messages (job, jobaccept, testament) and leave through the chain
-(the payment mined: settled). Every transition is recorded with its time, so an operator can
-see where a job stopped. The pool is bounded in count and age: a job is kept until its refund
-time (t0 + timelock + dispute window) plus RETAIN_SECONDS, and the oldest go first when it is
-full. A message that is malformed or carries a bad signature raises JobRejected, which the P2P
-layer turns into a protocol violation; one that is merely late (an expired job, a testament
-for a job we never saw) is ignored without blame, since honest relays can send those.
+Jobs arrive as flooded P2P messages (job, jobaccept, testament, jobdelivery) and leave through the
+chain (the payment mined: settled; the escrow refunded: refunded). Payments are recorded as they
+reach the mempool or a block, deliveries as they arrive signed: together they are what the mempool
+asks (judge_stake_claim) before it lets a client take a STAKE for non-delivery. Every transition is
+recorded with its time, so an operator can see where a job stopped. The pool is bounded in count
+and age: a job is kept until its refund time (t0 + timelock + dispute window) plus RETAIN_SECONDS,
+and the oldest go first when it is full. A message that is malformed or carries a bad signature
+raises JobRejected, which the P2P layer turns into a protocol violation; one that is merely late
+(an expired job, a testament for a job we never saw) is ignored without blame, since honest relays
+can send those.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from camelid.chain.errors import ValidationError
 from camelid.core.job import JobParams
-from camelid.core.jobscripts import commitment_signature_digest
+from camelid.core.jobscripts import JobLock, commitment_signature_digest, match_job_lock
 from camelid.core.transaction import Transaction
-from camelid.crypto.hashes import sha256d
+from camelid.crypto import ecies
+from camelid.crypto.hashes import sha256, sha256d
 from camelid.crypto.keys import PublicKey
 
 MAX_JOBS = 10_000
@@ -34,6 +39,7 @@ MAX_CLAIMS_PER_JOB = 16
 
 _OFFER_TAG = b"camelid/job-offer/v1"
 _ACCEPT_TAG = b"camelid/job-accept/v1"
+_DELIVERY_TAG = b"camelid/job-delivery/v1"
 
 
 class JobState(StrEnum):
@@ -69,6 +75,34 @@ def job_accept_digest(job_id: bytes, node: bytes) -> bytes:
     return sha256d(_ACCEPT_TAG + job_id + node)
 
 
+def job_delivery_digest(job_id: bytes, sealed: bytes) -> bytes:
+    """What a compute node signs with its job key Pn to publish its encrypted output for job `job_id`."""
+    return sha256d(_DELIVERY_TAG + job_id + sha256(sealed))
+
+
+def max_sealed_size(params: JobParams) -> int:
+    """The largest delivery a job can have: every output token a u32, sealed with ECIES."""
+    return params.max_tokens * 4 + ecies.OVERHEAD
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """A node's output for a job, encrypted to the client and signed with the node's job key Pn."""
+
+    node: bytes
+    node_pubkey: bytes
+    sealed: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class PaymentRecord:
+    """A published payment moving a job's escrow to a node's PAYOUT, and when this node first saw it."""
+
+    txid: bytes
+    seen_at: float
+
+
 @dataclass(frozen=True)
 class TestamentRecord:
     """A node's signed commitment to its output and the stake transaction behind it."""
@@ -88,9 +122,13 @@ class JobRecord:
     job_id: bytes
     escrow_txid: bytes
     client_node: bytes
+    signature: bytes = b""  # the client's signature of the job message, kept to relay it to new peers
     history: list[tuple[JobState, float]] = field(default_factory=list)
     accepted_by: list[bytes] = field(default_factory=list)
+    accept_signatures: dict[bytes, bytes] = field(default_factory=dict)  # by node id, to relay the jobaccepts
     testaments: dict[bytes, TestamentRecord] = field(default_factory=dict)
+    deliveries: dict[bytes, DeliveryRecord] = field(default_factory=dict)  # by the node's job key Pn
+    payments: dict[bytes, PaymentRecord] = field(default_factory=dict)  # by Pn || C of the PAYOUT
 
     @property
     def state(self) -> JobState:
@@ -112,6 +150,7 @@ class JobRecord:
             "timestamp": p.timestamp,
             "timelock": p.timelock,
             "escrow_txid": self.escrow_txid[::-1].hex(),
+            "client_pubkey": p.client_pubkey.hex(),
             "accepted_by": [n.hex() for n in self.accepted_by],
             "testaments": [
                 {
@@ -122,6 +161,8 @@ class JobRecord:
                 }
                 for t in self.testaments.values()
             ],
+            "delivered_by": [d.node.hex() for d in self.deliveries.values()],
+            "payment_txids": [payment.txid[::-1].hex() for payment in self.payments.values()],
         }
 
 
@@ -133,6 +174,8 @@ class JobPool:
         self.max_jobs = max_jobs
         self._clock = clock
         self._jobs: OrderedDict[bytes, JobRecord] = OrderedDict()
+        self.on_change: Callable[[bytes], None] = lambda job_id: None
+        """Called with a Job ID whenever that job changed, was added, or was dropped (the node's job journal)."""
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -162,11 +205,26 @@ class JobPool:
             return None
         self.prune()
         while len(self._jobs) >= self.max_jobs:
-            self._jobs.popitem(last=False)
-        record = JobRecord(params, job_id, escrow_txid, client_node)
+            self.on_change(self._jobs.popitem(last=False)[0])
+        record = JobRecord(params, job_id, escrow_txid, client_node, signature)
         record.history.append((JobState.CREATED, now))
         self._jobs[job_id] = record
+        self.on_change(job_id)
         return record
+
+    def restore(self, record: JobRecord) -> bool:
+        """Put back a record this node stored before a restart (it was checked when it first arrived).
+
+        False, and nothing kept, when it is past the time the pool would have forgotten it.
+        """
+        if self.refund_time(record.params) + RETAIN_SECONDS < self._clock() or record.job_id != record.params.job_id():
+            return False
+        self._jobs[record.job_id] = record
+        return True
+
+    def open_jobs(self) -> list[JobRecord]:
+        """Jobs still in play (not settled, slashed, refunded, expired or cancelled), oldest first."""
+        return [record for record in self._jobs.values() if record.state not in _FINAL]
 
     def add_accept(self, job_id: bytes, node: bytes, signature: bytes) -> bool:
         """Record a node's claim on a known job; True if new. JobRejected for a bad signature."""
@@ -176,6 +234,7 @@ class JobPool:
         if not _signed_by(node, signature, job_accept_digest(job_id, node)):
             raise JobRejected("bad-jobaccept-signature", f"accept of {job_id[::-1].hex()} is not signed by its node")
         record.accepted_by.append(node)
+        record.accept_signatures[node] = signature
         self.advance(record, JobState.ACCEPTED)
         return True
 
@@ -191,28 +250,91 @@ class JobPool:
         self.advance(record, JobState.COMPLETED)
         return True
 
+    def add_delivery(self, job_id: bytes, node: bytes, sealed: bytes, signature: bytes) -> DeliveryRecord | None:
+        """Record a node's signed output for a job it holds a testament of; the record if new.
+
+        JobRejected for a blob larger than the job allows or a signature not by the testament's Pn.
+        A delivery for a job or node we hold no testament of is ignored: flooding may reorder them.
+        """
+        record = self._jobs.get(job_id)
+        testament = record.testaments.get(node) if record is not None else None
+        if record is None or testament is None or testament.node_pubkey in record.deliveries:
+            return None
+        if len(sealed) > max_sealed_size(record.params):
+            limit = max_sealed_size(record.params)
+            raise JobRejected("bad-delivery-size", f"{len(sealed)} bytes, the job allows {limit}")
+        if not _signed_by(testament.node_pubkey, signature, job_delivery_digest(job_id, sealed)):
+            raise JobRejected("bad-delivery-signature", f"delivery for {job_id[::-1].hex()} is not signed by Pn")
+        delivery = DeliveryRecord(node, testament.node_pubkey, sealed, signature)
+        record.deliveries[testament.node_pubkey] = delivery
+        self.advance(record, JobState.DELIVERED)
+        return delivery
+
+    def record_payment(self, tx: Transaction) -> JobRecord | None:
+        """Note `tx` (in the mempool or a block) if it pays a known job's escrow to a PAYOUT; its record if new."""
+        record = self._escrow_spent_by(tx)
+        payout = match_job_lock(tx.outputs[0].script_pubkey) if record is not None and tx.outputs else None
+        if record is None or payout is None or payout.is_stake or payout.job_id != record.job_id:
+            return None
+        key = payout.node_pubkey + payout.commitment
+        if key in record.payments:
+            return None
+        record.payments[key] = PaymentRecord(tx.hash, self._clock())
+        self.advance(record, JobState.PAID)
+        return record
+
+    def judge_stake_claim(self, stake: JobLock) -> None:
+        """Mempool policy for a client's non-delivery claim on `stake` (jobrules.StakeClaimJudge).
+
+        Refused when the stake's node published a signed delivery (the whitepaper's counter-proof,
+        "existence of signed node output"); when no payment to that node's commitment was seen
+        (otherwise a client could skip paying and still take the stake); and for a dispute window
+        after the payment was first seen, the node's time to deliver for a payment that appears late.
+        The mempool calls this on the chain thread; it makes only single dict look-ups, which the
+        event loop's writes cannot tear.
+        """
+        record = self._jobs.get(stake.job_id)
+        job = stake.job_id[::-1].hex()
+        if record is not None and stake.node_pubkey in record.deliveries:
+            raise ValidationError("job-delivered", f"the node delivered job {job}; its stake is not the client's")
+        payment = record.payments.get(stake.node_pubkey + stake.commitment) if record is not None else None
+        if payment is None:
+            raise ValidationError("job-not-paid", f"no payment of job {job} to this stake's node has been seen")
+        opens_at = payment.seen_at + self.dispute_window
+        if self._clock() < opens_at:
+            raise ValidationError("job-paid-recently", f"job {job} was paid at {payment.seen_at:.0f}; wait until "
+                                  f"{opens_at:.0f} for the node's delivery")
+
     def advance(self, record: JobRecord, state: JobState) -> bool:
         """Append `state` to the job's history unless it was reached before; True if appended."""
-        if record.reached(state):
-            return False
-        record.history.append((state, self._clock()))
-        return True
+        appended = not record.reached(state)
+        if appended:
+            record.history.append((state, self._clock()))
+        self.on_change(record.job_id)  # callers advance after changing the job, so it changed either way
+        return appended
 
     def settle_block(self, txs: list[Transaction]) -> list[JobRecord]:
-        """Mark settled every known job whose escrow a mined transaction spends; the jobs settled.
+        """Close every known job whose escrow a mined transaction spends: settled (a payment) or refunded.
 
-        A job this node slashed stays slashed: its payment is mined too, but the reward came back.
+        A job this node slashed stays slashed: its payment is mined too, but the reward or stake came back.
         """
-        settled = []
+        closed = []
         for tx in txs:
-            record = self._jobs.get(tx.job_id)
+            record = self._escrow_spent_by(tx)
             if record is None or record.reached(JobState.SLASHED):
                 continue
-            if not any(txin.prev_txid == record.escrow_txid for txin in tx.inputs):
-                continue
-            if self.advance(record, JobState.SETTLED):
-                settled.append(record)
-        return settled
+            self.record_payment(tx)
+            paid = any(payment.txid == tx.hash for payment in record.payments.values())
+            if self.advance(record, JobState.SETTLED if paid else JobState.REFUNDED):
+                closed.append(record)
+        return closed
+
+    def _escrow_spent_by(self, tx: Transaction) -> JobRecord | None:
+        """The known job whose escrow `tx` spends, if any."""
+        record = self._jobs.get(tx.job_id)
+        if record is None or not any(txin.prev_txid == record.escrow_txid for txin in tx.inputs):
+            return None
+        return record
 
     def refund_time(self, params: JobParams) -> int:
         """When the client may take the escrow back: the delivery deadline plus the dispute window."""
@@ -227,6 +349,7 @@ class JobPool:
                 self.advance(record, JobState.EXPIRED)
             if refund + RETAIN_SECONDS < now:
                 del self._jobs[job_id]
+                self.on_change(job_id)
 
 
 _FINAL = frozenset({JobState.SETTLED, JobState.SLASHED, JobState.REFUNDED, JobState.EXPIRED, JobState.CANCELLED})

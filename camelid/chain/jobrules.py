@@ -9,15 +9,20 @@ Scripts see one transaction; these rules need the block's time or the whole bloc
   a validating node a model prefill of up to 2,210 tokens;
 * job script failures get their own rejection names instead of the generic
   mandatory-script-verify-flag-failed.
+
+And one mempool policy no block rule can express: a STAKE taken through the client's
+non-delivery claim branch is admitted only when a StakeClaimJudge (the node's job pool)
+has seen the job paid and no signed delivery from that stake's node (check_stake_claims).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 from camelid.chain.coins import Coin
 from camelid.chain.errors import ValidationError
-from camelid.core.jobscripts import is_fraud_proof_spend, job_t0
+from camelid.core.jobscripts import JobLock, is_fraud_proof_spend, job_t0, non_delivery_claim
 from camelid.core.params import ChainParams
 from camelid.core.script import ScriptErrorReason
 from camelid.core.transaction import Transaction
@@ -63,3 +68,26 @@ def check_block_job_proofs(proofs: int) -> None:
     if proofs > MAX_JOB_PROOFS_PER_BLOCK:
         limit = MAX_JOB_PROOFS_PER_BLOCK
         raise ValidationError("bad-blk-job-proofs", f"{proofs} fraud proofs in one block, limit {limit}")
+
+
+class StakeClaimJudge(Protocol):
+    """Who knows what the network published about jobs: the node's job pool, injected into the mempool."""
+
+    def judge_stake_claim(self, stake: JobLock) -> None:
+        """Raise ValidationError ("job-delivered", "job-not-paid") unless the client may take `stake` now."""
+
+
+def check_stake_claims(tx: Transaction, coins: Sequence[Coin], judge: StakeClaimJudge | None) -> None:
+    """Mempool policy: raise ValidationError unless every non-delivery claim in `tx` is one `judge` allows.
+
+    Consensus accepts the claim branch from the deadline D, because no rule can see that a delivery
+    was *not* published; so the mempool (and so a miner's templates) is the guard. Without a judge
+    every claim is refused ("job-claim-unjudged"): a node that cannot tell is on the node's side.
+    """
+    for index, (txin, coin) in enumerate(zip(tx.inputs, coins, strict=True)):
+        stake = non_delivery_claim(txin.script_sig, coin.tx_out.script_pubkey)
+        if stake is None:
+            continue
+        if judge is None:
+            raise ValidationError("job-claim-unjudged", f"input {index} claims a stake and no job pool judges it")
+        judge.judge_stake_claim(stake)

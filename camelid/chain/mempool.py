@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from camelid.chain.chainstate import ChainState
 from camelid.chain.coins import Coin
 from camelid.chain.errors import TxRejected, ValidationError
-from camelid.chain.jobrules import MAX_JOB_PROOFS_PER_BLOCK, check_dispute_window, fraud_proof_inputs
+from camelid.chain.jobrules import (
+    MAX_JOB_PROOFS_PER_BLOCK,
+    StakeClaimJudge,
+    check_dispute_window,
+    check_stake_claims,
+    fraud_proof_inputs,
+)
 from camelid.chain.validation import (
     check_transaction,
     check_tx_inputs,
@@ -70,6 +76,8 @@ class Mempool:
         self._bytes = 0
         self._total_fee = 0
         self._evicted_fee_rate = 0.0  # raised by evictions, forgotten once the pool is half empty
+        self.stake_claims: StakeClaimJudge | None = None
+        """Judges non-delivery claims on STAKEs (jobrules.check_stake_claims); the node injects its job pool."""
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -146,6 +154,7 @@ class Mempool:
                 raise ValidationError(reason, f"fee {fee} is below {required:.0f} for {tx.size} bytes")
             check_dispute_window(tx, coins, median_time_past, self.chainstate.params, "job-dispute-window")
             verify_tx_scripts(tx, coins, JobProofContext(self.chainstate.job_verifier, ProofPolicy.MEMPOOL))
+            check_stake_claims(tx, coins, self.stake_claims)
         except ValidationError as exc:
             raise TxRejected(exc.reason, exc.message) from None
         entry = MempoolEntry(

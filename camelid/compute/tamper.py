@@ -1,4 +1,4 @@
-"""Regtest-only cheating (--cheat-jobs): an output with one token swapped, so disputes can be tested end to end."""
+"""Regtest-only cheating (--misbehave=tamper-output): one token swapped, so disputes can be tested end to end."""
 
 from __future__ import annotations
 

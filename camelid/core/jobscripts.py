@@ -1,11 +1,20 @@
 """Job-contract scripts (docs/jobs-design.md): ESCROW, STAKE and PAYOUT outputs and the fraud-proof scriptSig.
 
     ESCROW  <t0> <refund_time> <J> OP_CHECKJOBESCROWVERIFY OP_2DROP OP_DROP <Pc> OP_CHECKSIG
-    STAKE / PAYOUT (one template, a "job lock"):
-            <J> <t0> OP_2DROP
+    PAYOUT  <J> <t0> OP_2DROP
             OP_IF   <Pn> <C> <model_id> OP_CHECKJOBPROOFVERIFY OP_2DROP x 11 <Pc> OP_CHECKSIG
             OP_ELSE <release_time> OP_CHECKLOCKTIMEVERIFY OP_DROP <Pn> OP_CHECKSIG
             OP_ENDIF
+    STAKE   the same, with the client's non-delivery claim from the delivery deadline D in the ELSE:
+            OP_ELSE OP_IF   <D> OP_CHECKLOCKTIMEVERIFY OP_DROP <Pc> OP_CHECKSIG
+                    OP_ELSE <release_time> OP_CHECKLOCKTIMEVERIFY OP_DROP <Pn> OP_CHECKSIG
+                    OP_ENDIF
+            OP_ENDIF
+
+Both are "job locks". The branch selectors end the scriptSig: OP_1 takes the fraud-proof branch,
+OP_1 OP_0 the STAKE's claim branch, OP_0 (PAYOUT) or OP_0 OP_0 (STAKE) the node's release. Consensus
+cannot see that a delivery was not published, so the claim branch is guarded by mempool policy
+(camelid.chain.jobrules.check_stake_claims), not by the script.
 
 Every output carries J and t0 (the job's creation time) as pushes, because the dispute
 window rule needs t0 and a block can see only the script it spends. The new opcodes
@@ -102,7 +111,11 @@ class JobEscrow:
 
 @dataclass(frozen=True)
 class JobLock:
-    """A STAKE or PAYOUT output: the client takes it with a fraud proof, the node after release_time."""
+    """A STAKE or PAYOUT output: the client takes it with a fraud proof, the node after release_time.
+
+    A STAKE also has `claim_time` (the delivery deadline D): from then on the client may take it
+    without a proof, which mempool policy allows only for a paid job the node did not deliver.
+    """
 
     job_id: bytes
     t0: int
@@ -111,6 +124,11 @@ class JobLock:
     commitment: bytes
     model_id: bytes
     release_time: int
+    claim_time: int | None = None  # None: a PAYOUT
+
+    @property
+    def is_stake(self) -> bool:
+        return self.claim_time is not None
 
 
 def escrow_script(job_id: bytes, client_pubkey: bytes, t0: int, refund_time: int) -> bytes:
@@ -128,6 +146,13 @@ def job_lock_script(lock: JobLock) -> bytes:
         commitment=lock.commitment, model_id=lock.model_id,
     )
     _check_times(lock.t0, lock.release_time)
+    release = (
+        lock.release_time, Opcode.OP_CHECKLOCKTIMEVERIFY, Opcode.OP_DROP, lock.node_pubkey, Opcode.OP_CHECKSIG,
+    )
+    if lock.claim_time is not None:
+        _check_times(lock.claim_time)
+        claim = (lock.claim_time, Opcode.OP_CHECKLOCKTIMEVERIFY, Opcode.OP_DROP, lock.client_pubkey, Opcode.OP_CHECKSIG)
+        release = (Opcode.OP_IF, *claim, Opcode.OP_ELSE, *release, Opcode.OP_ENDIF)
     return build_script(
         lock.job_id, lock.t0, Opcode.OP_2DROP,
         Opcode.OP_IF,
@@ -135,17 +160,20 @@ def job_lock_script(lock: JobLock) -> bytes:
         *[Opcode.OP_2DROP] * _PROOF_DROPS,
         lock.client_pubkey, Opcode.OP_CHECKSIG,
         Opcode.OP_ELSE,
-        lock.release_time, Opcode.OP_CHECKLOCKTIMEVERIFY, Opcode.OP_DROP, lock.node_pubkey, Opcode.OP_CHECKSIG,
+        *release,
         Opcode.OP_ENDIF,
     )
 
 
 def stake_script(
     job_id: bytes, node_pubkey: bytes, client_pubkey: bytes, commitment: bytes, model_id: bytes, t0: int,
-    reclaim_time: int,
+    deadline: int, reclaim_time: int,
 ) -> bytes:
-    """The node's stake: forfeit to a fraud proof, reclaimable by the node from reclaim_time (D + W)."""
-    return job_lock_script(JobLock(job_id, t0, node_pubkey, client_pubkey, commitment, model_id, reclaim_time))
+    """The node's stake: forfeit to a fraud proof, claimable by the client from the delivery `deadline` (D)
+    if the node was paid and did not deliver, reclaimable by the node from reclaim_time (D + W)."""
+    return job_lock_script(
+        JobLock(job_id, t0, node_pubkey, client_pubkey, commitment, model_id, reclaim_time, deadline)
+    )
 
 
 def payout_script(
@@ -172,13 +200,19 @@ def match_escrow(script: bytes) -> JobEscrow | None:
 
 def match_job_lock(script: bytes) -> JobLock | None:
     """The fields if `script` is exactly what job_lock_script builds (a STAKE or PAYOUT), else None."""
-    data = _template_data(script, _LOCK_SHAPE)
-    if data is None:
-        return None
-    job_id, t0, node_pubkey, commitment, model_id, client_pubkey, release_time, _node_again = data
+    claim_time: bytes | None = None
+    data = _template_data(script, _PAYOUT_SHAPE)
+    if data is not None:
+        job_id, t0, node_pubkey, commitment, model_id, client_pubkey, release_time, _node_again = data
+    else:
+        data = _template_data(script, _STAKE_SHAPE)
+        if data is None:
+            return None
+        job_id, t0, node_pubkey, commitment, model_id, client_pubkey, claim_time, _client, release_time, _node = data
     try:
         lock = JobLock(
-            job_id, _decode_time(t0), node_pubkey, client_pubkey, commitment, model_id, _decode_time(release_time)
+            job_id, _decode_time(t0), node_pubkey, client_pubkey, commitment, model_id, _decode_time(release_time),
+            None if claim_time is None else _decode_time(claim_time),
         )
         rebuilt = job_lock_script(lock)
     except ValueError:
@@ -272,9 +306,16 @@ def fraud_proof_script_sig(client_signature: bytes, proof: FraudProof) -> bytes:
     return build_script(client_signature, *proof.to_items(), Opcode.OP_1)
 
 
-def release_script_sig(node_signature: bytes) -> bytes:
+def release_script_sig(node_signature: bytes, lock: JobLock) -> bytes:
     """scriptSig taking a STAKE or PAYOUT output through the node's time-locked branch."""
+    if lock.is_stake:
+        return build_script(node_signature, Opcode.OP_0, Opcode.OP_0)
     return build_script(node_signature, Opcode.OP_0)
+
+
+def claim_script_sig(client_signature: bytes) -> bytes:
+    """scriptSig taking a STAKE through the client's non-delivery claim branch (open from the deadline D)."""
+    return build_script(client_signature, Opcode.OP_1, Opcode.OP_0)
 
 
 def escrow_script_sig(client_signature: bytes) -> bytes:
@@ -283,14 +324,28 @@ def escrow_script_sig(client_signature: bytes) -> bytes:
 
 
 def is_fraud_proof_spend(script_sig: bytes, script_pubkey: bytes) -> bool:
-    """True if the input takes a job lock through its fraud-proof branch (it will cost a model check)."""
-    if match_job_lock(script_pubkey) is None:
-        return False
+    """True if the input takes a job lock through its fraud-proof branch (it will cost a model check).
+
+    The outer IF's selector is the scriptSig's last push in both templates. MINIMALIF and MINIMALDATA
+    leave a valid spend one way to write it, OP_1; anything else fails before a proof is judged.
+    """
+    return match_job_lock(script_pubkey) is not None and _selectors(script_sig)[-1:] == [Opcode.OP_1]
+
+
+def non_delivery_claim(script_sig: bytes, script_pubkey: bytes) -> JobLock | None:
+    """The STAKE an input takes through the client's non-delivery claim branch (selectors OP_1 OP_0), else None."""
+    lock = match_job_lock(script_pubkey)
+    if lock is None or not lock.is_stake:
+        return None
+    return lock if _selectors(script_sig)[-2:] == [Opcode.OP_1, Opcode.OP_0] else None
+
+
+def _selectors(script_sig: bytes) -> list[int]:
+    """The scriptSig's opcodes (pushes included), [] if it does not parse."""
     try:
-        ops = parse_script(script_sig)
+        return [op.opcode for op in parse_script(script_sig)]
     except ScriptError:
-        return False
-    return bool(ops) and ops[-1].opcode == Opcode.OP_1
+        return []
 
 
 # Template matching helpers.
@@ -299,10 +354,14 @@ _PUSH = "push"
 _ESCROW_SHAPE = (
     _PUSH, _PUSH, _PUSH, Opcode.OP_CHECKJOBESCROWVERIFY, Opcode.OP_2DROP, Opcode.OP_DROP, _PUSH, Opcode.OP_CHECKSIG,
 )
-_LOCK_SHAPE = (
+_PROOF_BRANCH = (
     _PUSH, _PUSH, Opcode.OP_2DROP, Opcode.OP_IF, _PUSH, _PUSH, _PUSH, Opcode.OP_CHECKJOBPROOFVERIFY,
-    *[Opcode.OP_2DROP] * _PROOF_DROPS, _PUSH, Opcode.OP_CHECKSIG, Opcode.OP_ELSE, _PUSH,
-    Opcode.OP_CHECKLOCKTIMEVERIFY, Opcode.OP_DROP, _PUSH, Opcode.OP_CHECKSIG, Opcode.OP_ENDIF,
+    *[Opcode.OP_2DROP] * _PROOF_DROPS, _PUSH, Opcode.OP_CHECKSIG, Opcode.OP_ELSE,
+)
+_TIMED_BRANCH = (_PUSH, Opcode.OP_CHECKLOCKTIMEVERIFY, Opcode.OP_DROP, _PUSH, Opcode.OP_CHECKSIG)
+_PAYOUT_SHAPE = (*_PROOF_BRANCH, *_TIMED_BRANCH, Opcode.OP_ENDIF)
+_STAKE_SHAPE = (
+    *_PROOF_BRANCH, Opcode.OP_IF, *_TIMED_BRANCH, Opcode.OP_ELSE, *_TIMED_BRANCH, Opcode.OP_ENDIF, Opcode.OP_ENDIF,
 )
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,21 @@ def parse_text(text: str) -> str:
     return text
 
 
+class Misbehaviour(StrEnum):
+    """What a regtest node does wrong on purpose (--misbehave), so the disputes of Table 1 can be tested."""
+
+    TAMPER_OUTPUT = "tamper-output"  # compute: commit to and deliver an output with one token swapped
+    NEVER_DELIVER = "never-deliver"  # compute: take the payment, publish it, deliver nothing
+    NEVER_PAY = "never-pay"  # client: answer no testament
+
+
+def parse_misbehaviour(text: str) -> Misbehaviour:
+    try:
+        return Misbehaviour(text)
+    except ValueError:
+        raise ValueError(f"expected one of {', '.join(Misbehaviour)}, got {text!r}") from None
+
+
 @dataclass(frozen=True)
 class Setting:
     """One key of camelid.conf, which is also the command-line flag --<key>."""
@@ -119,8 +135,10 @@ SETTINGS: dict[str, Setting] = {
     "corrupt-model-chunks": Setting(
         parse_bool, False, "regtest only: serve model chunks with a flipped byte (to test fetchers).", is_flag=True
     ),
-    "cheat-jobs": Setting(
-        parse_bool, False, "regtest only: deliver job outputs with one token swapped (to test disputes).", is_flag=True
+    "misbehave": Setting(
+        parse_misbehaviour,
+        None,
+        f"regtest only: misbehave in jobs on purpose, to test disputes ({', '.join(Misbehaviour)}).",
     ),
 }
 NETWORK_KEYS = ("regtest", "testnet")
@@ -156,7 +174,7 @@ class NodeConfig:
     model_peer_upload_rate: int = 8192  # KiB/s
     model_chunk_size: int | None = None  # regtest only; None: 1 MiB
     corrupt_model_chunks: bool = False  # regtest only
-    cheat_jobs: bool = False  # regtest only
+    misbehave: Misbehaviour | None = None  # regtest only
     mempool_bytes: int = DEFAULT_MEMPOOL_BYTES
     conf_file: Path | None = None  # the camelid.conf that was read, if any
 
@@ -288,7 +306,7 @@ def load_config(
         raise ConfigError("mine needs mine-address: the address the mined coins are paid to")
     if values["wallet"] is not None and values["disablewallet"]:
         raise ConfigError("wallet and disablewallet cannot both be set")
-    for key in ("model-chunk-size", "corrupt-model-chunks", "cheat-jobs"):
+    for key in ("model-chunk-size", "corrupt-model-chunks", "misbehave"):
         if values[key] and network != "regtest":
             raise ConfigError(f"{key} is only allowed on regtest")
     if values["model-chunk-size"] is not None and values["model-chunk-size"] > MAX_MODEL_CHUNK_SIZE:

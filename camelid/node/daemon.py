@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 PID_FILENAME = "camelidd.pid"
 LOCK_FILENAME = ".lock"
 CHAINSTATE_DIRNAME = "chainstate"
+JOBS_DIRNAME = "jobs"
 
 
 class DataDirLocked(RuntimeError):
@@ -119,9 +120,7 @@ class Node:
         bus = EventBus()
         bus.subscribe(ShutdownRequested, self._on_shutdown_requested)
         context = RPCContext(config.params, bus, mining=config.mine)
-        rpc = RPCServer(
-            METHODS, context, credentials, config.rpcbind, config.rpc_port, status_page=not config.nostatus
-        )
+        rpc = RPCServer(METHODS, context, credentials, config.rpcbind, config.rpc_port, status_page=not config.nostatus)
         chain: ChainService | None = None
         miner: Miner | None = None
         wallets: WalletService | None = None
@@ -143,7 +142,14 @@ class Node:
             context.p2p_service = p2p = P2PService(config, chain, bus, models.announced())
             models.attach(p2p.manager)
             context.job_service = jobs = JobService(
-                chain, bus, p2p, models, wallets, serve=bool(config.serve_model), cheat=config.cheat_jobs
+                chain,
+                bus,
+                p2p,
+                models,
+                wallets,
+                serve=bool(config.serve_model),
+                misbehave=config.misbehave,
+                store_dir=config.net_datadir / JOBS_DIRNAME,
             )
             context.finish_warmup(chain, miner, wallets)
             log.info("node ready on %s (RPC port %d)", config.network, config.rpc_port)

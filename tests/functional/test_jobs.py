@@ -1,9 +1,10 @@
 """A paid job over real processes: client, compute node and miner on 127.0.0.1 with the consensus job contracts.
 
 The client funds an ESCROW, the compute node (--serve-model) generates with the tiny test model, stakes and
-publishes its testament, the client pays it with a directed payment, the node delivers the output encrypted
-to the client, who verifies it with RASTiC. The payment can be mined only after the regtest dispute window
-(5 s of median time past), so the test keeps mining until every node sees the job settled.
+publishes its testament, the client pays it with a directed payment, the node floods its output encrypted
+to the client and signed, and the client verifies it with RASTiC. The payment can be mined only after the
+regtest dispute window (5 s of median time past), so the test keeps mining until every node sees the job
+settled.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def test_an_honest_job_is_paid_delivered_verified_and_settled(camelid_nodes, tmp
 
 
 def test_a_cheating_node_loses_its_stake_and_the_reward_to_a_fraud_proof(camelid_nodes, tmp_path):
-    miner, client, cheater, mine_to = job_network(camelid_nodes, tmp_path, "--cheat-jobs")
+    miner, client, cheater, mine_to = job_network(camelid_nodes, tmp_path, "--misbehave=tamper-output")
     # The default 600 s delivery deadline keeps the stake out of the cheater's reach during the test.
     job = client.submitjob("The llama", 8, None, 0, 0, REWARD)
     escrowed = client.getbalance()  # 10 - REWARD - the escrow transaction's fee

@@ -5,22 +5,26 @@ On the first acceptable testament (signature valid, stake transaction seen) the 
 that node's PAYOUT and sends it the payment. On delivery it decrypts (ECIES, aad = Job ID) and, if this node
 holds the model, checks the commitment and runs RASTiC. A failure beyond what float noise explains
 (gap > EPS_SLASH, or structural) is disputed: the client publishes the payment itself and takes the STAKE
-and the PAYOUT back in one fraud-proof spend. It knows the compute side only through the pool's records.
+and the PAYOUT back in one fraud-proof spend. A paid job with no delivery from its node by the deadline D
+is disputed too ("failed: not delivered"): the client publishes the payment and takes the STAKE through
+its claim branch once the mempool allows it. A job never paid gets its escrow back through the refund
+branch at its refund time. It knows the compute side only through the pool's records.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from camelid.chain.jobpool import JobRecord, JobState, TestamentRecord, job_offer_digest
+from camelid.chain.jobpool import DeliveryRecord, JobRecord, JobState, TestamentRecord, job_offer_digest
 from camelid.compute.rastic import EPS_SLASH, averify
 from camelid.core.job import JobParams
 from camelid.core.jobscripts import (
     FraudProof,
+    claim_script_sig,
     escrow_script,
     escrow_script_sig,
     fraud_proof_script_sig,
@@ -33,12 +37,17 @@ from camelid.core.transaction import SIGHASH_ALL, OutPoint, Transaction, TxIn, T
 from camelid.crypto import ecies
 from camelid.crypto.hashes import hash160
 from camelid.crypto.keys import PrivateKey
-from camelid.node.jobs.common import RELEASE_PATIENCE, STAKE_MULTIPLE, JobContext, decode_directed, hex_id
-from camelid.p2p.messages import JobDelivery, JobMessage, JobPayment
-
-if TYPE_CHECKING:
-    from camelid.p2p.messages import Directed
-    from camelid.p2p.peer import Peer
+from camelid.node.config import Misbehaviour
+from camelid.node.jobs.common import (
+    RELEASE_PATIENCE,
+    STAKE_MULTIPLE,
+    TIMED_RETRY,
+    JobContext,
+    TimedSpend,
+    hex_id,
+)
+from camelid.node.jobs.verify import OutsourcedVerification
+from camelid.p2p.messages import JobMessage, JobPayment
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +57,8 @@ DEFAULT_TIMELOCK = 600
 """Seconds a node has to deliver (JobParams.timelock) unless submitjob says otherwise."""
 SLASH_FEE = 100_000
 """Fee of the client's fraud-proof spend of STAKE + PAYOUT: >= 5 per byte even with two 2,210-token proofs."""
+NOT_DELIVERED = "failed: not delivered"
+"""The verdict on a paid job whose node delivered nothing by the deadline D."""
 
 
 @dataclass
@@ -63,14 +74,19 @@ class ClientJob:
     text: str | None = None
     cancelled: bool = False
     payment: Transaction | None = None  # the escrow spend we sent the node; we publish it ourselves to dispute
-    slash_txid: str | None = None  # our fraud-proof spend, once the mempool took it
+    slash_txid: str | None = None  # our fraud-proof spend or non-delivery claim, once the mempool took it
+    refund_txid: str | None = None  # our escrow refund of a job never paid, once the mempool took it
+    checked_by: list[str] | None = None  # node ids of the verifiers that passed it; [] when checked locally
 
 
 class JobClient:
     """This node's submitted jobs (`jobs`, by Job ID), from escrow to verdict and, if cheated, the slash."""
 
-    def __init__(self, ctx: JobContext) -> None:
+    def __init__(self, ctx: JobContext, verifiers: OutsourcedVerification, misbehave: Misbehaviour | None) -> None:
+        """`verifiers` check deliveries for models we do not hold; `misbehave` (regtest only): NEVER_PAY pays none."""
         self._ctx = ctx
+        self._verifiers = verifiers
+        self._never_pay = misbehave is Misbehaviour.NEVER_PAY
         self.jobs: dict[bytes, ClientJob] = {}
 
     async def submit(
@@ -116,6 +132,7 @@ class JobClient:
         self.jobs[job_id] = ClientJob(OutPoint(escrow_txid, escrow_index), script, reward, client_pubkey)
         ctx.pool.add_job(message.params, message.escrow_txid, message.client_node, message.signature)
         ctx.manager.broadcast(message)
+        ctx.spawn(self._close_unfinished(job_id), f"job-close-{hex_id(job_id)[:16]}")
         log.info("job %s submitted: escrow %s, reward %d", hex_id(job_id), created.tx.txid(), reward)
         return job_id
 
@@ -130,10 +147,37 @@ class JobClient:
         client.cancelled = True
         self._ctx.pool.advance(record, JobState.CANCELLED)
 
+    def resume(self, job_id: bytes) -> None:
+        """After a restart, pick up an open job of ours where it stood: paying, judging, claiming or refunding.
+
+        A payment we chose but had not signed is chosen again; a delivery already in the pool is judged
+        (again, if the dispute it started had not reached the mempool); the deadline watcher starts over.
+        """
+        client, record = self.jobs[job_id], self._ctx.pool.get(job_id)
+        if record is None or record not in self._ctx.pool.open_jobs():
+            return
+        self._ctx.spawn(self._close_unfinished(job_id), f"job-close-{hex_id(job_id)[:16]}")
+        if client.payment is None:
+            testament = client.testament or next(iter(record.testaments.values()), None)
+            client.testament = None
+            if testament is not None:
+                self.on_testament(job_id, testament)
+            return
+        if client.verdict is not None and (client.verdict == NOT_DELIVERED or client.slash_txid is not None):
+            return
+        if client.verdict is not None and not client.verdict.startswith("failed: RASTiC"):
+            return
+        client.verdict = None
+        delivery = record.deliveries.get(client.testament.node_pubkey) if client.testament else None
+        if delivery is not None:
+            self._ctx.spawn(self.on_delivery(job_id, delivery), f"job-judge-{hex_id(job_id)[:16]}")
+
     def on_testament(self, job_id: bytes, testament: TestamentRecord) -> None:
         """A valid testament reached the pool: pay its node if it is the first for a job of ours."""
         client = self.jobs.get(job_id)
-        if client is not None and client.testament is None and not client.cancelled:
+        if client is not None and self._never_pay:
+            log.warning("job %s: --misbehave=never-pay: not paying node %s", hex_id(job_id), testament.node.hex())
+        elif client is not None and client.testament is None and not client.cancelled:
             client.testament = testament  # the first acceptable one wins; _pay clears it if the stake never shows
             self._ctx.spawn(self._pay(job_id, client, testament), f"job-pay-{hex_id(job_id)[:16]}")
 
@@ -178,61 +222,60 @@ class JobClient:
         ctx.pool.advance(record, JobState.PAID)
         log.info("job %s: paid node %s with %s", hex_id(job_id), testament.node.hex(), payment.txid())
 
-    async def on_delivery(self, peer: Peer, directed: Directed) -> None:
-        delivery = decode_directed(JobDelivery, directed)
-        if delivery is None:
-            return
+    async def on_delivery(self, job_id: bytes, delivery: DeliveryRecord) -> None:
+        """A signed delivery reached the pool: open and judge it if it is the one we paid for."""
         ctx = self._ctx
-        client = self.jobs.get(delivery.job_id)
-        record = ctx.pool.get(delivery.job_id)
-        paid = record is not None and record.reached(JobState.PAID)
+        client = self.jobs.get(job_id)
+        record = ctx.pool.get(job_id)
         if (
             client is None
             or record is None
-            or not paid
+            or client.payment is None
             or client.testament is None
-            or directed.sender != client.testament.node
+            or delivery.node != client.testament.node
+            or client.verdict not in (None, NOT_DELIVERED)  # a late delivery is still opened and judged
         ):
-            log.info(
-                "delivery for %s from %s: not a job we paid that node for",
-                hex_id(delivery.job_id),
-                directed.sender.hex(),
-            )
-            return
-        if record.reached(JobState.DELIVERED):
             return
         key = ctx.require_wallets().get().job_private_key(client.client_pubkey)
         try:
-            plain = ecies.decrypt(key, delivery.sealed, aad=delivery.job_id)
+            plain = ecies.decrypt(key, delivery.sealed, aad=job_id)
         except ecies.DecryptionError as exc:
-            log.warning("job %s: delivery does not decrypt: %s", hex_id(delivery.job_id), exc)
+            log.warning("job %s: delivery does not decrypt: %s", hex_id(job_id), exc)
             return
         if len(plain) % 4:
-            log.warning("job %s: delivery is not a whole number of u32 tokens", hex_id(delivery.job_id))
+            log.warning("job %s: delivery is not a whole number of u32 tokens", hex_id(job_id))
             return
         tokens = list(struct.unpack(f"<{len(plain) // 4}I", plain))
-        ctx.pool.advance(record, JobState.DELIVERED)
-        verdict, client.text, slash_at = await self._judge(record.params, tokens, client.testament.commitment)
+        verdict, client.text, slash_at = await self._judge(record, tokens, client)
         client.verdict = verdict
         if verdict == "verified":
             ctx.pool.advance(record, JobState.VERIFIED)
         elif verdict.startswith("failed"):
             ctx.pool.advance(record, JobState.DISPUTED)
             if slash_at is not None:
-                ctx.spawn(self._slash(record, client, tokens, slash_at), f"job-slash-{hex_id(delivery.job_id)[:16]}")
-        log.info("job %s delivered: %s", hex_id(delivery.job_id), client.verdict)
+                ctx.spawn(self._slash(record, client, tokens, slash_at), f"job-slash-{hex_id(job_id)[:16]}")
+        else:
+            ctx.pool.on_change(job_id)  # an "unverified" verdict changes our record, not the job's state
+        log.info("job %s delivered: %s", hex_id(job_id), client.verdict)
 
     async def _judge(
-        self, params: JobParams, tokens: list[int], commitment: bytes
+        self, record: JobRecord, tokens: list[int], client: ClientJob
     ) -> tuple[str, str | None, int | None]:
-        """(verdict, text, position): the commitment and RASTiC checked with our copy of the model, if we hold it.
+        """(verdict, text, position): the commitment and RASTiC checked with our copy of the model, or by neighbours.
 
         `position` is the first failure a fraud proof can win with (gap above EPS_SLASH, or structural),
         None if there is none: a smaller gap may be float noise between machines and slashes nobody.
+        Without the model we cannot build a fraud proof, so an outsourced failure slashes nobody.
         """
+        params, testament = record.params, client.testament
+        assert testament is not None  # only the delivery of the node we paid is judged
+        commitment = testament.commitment
         engine = await self._ctx.engine_for(params.model_id)
         if engine is None:
-            return "unverified: this node does not hold the model", None, None
+            outcome = await self._verifiers.ask(record.job_id, params.model_id, testament.node, commitment, tokens)
+            client.checked_by = outcome.checked_by
+            return outcome.verdict, outcome.text, None
+        client.checked_by = []
         prompt_tokens = await engine.run(engine.tokenize, params.prompt)
         expected = output_commitment(
             params.model_id, prompt_tokens, tokens, params.max_tokens, params.seed, params.temperature
@@ -295,6 +338,69 @@ class JobClient:
                 )
                 return
 
+    async def _close_unfinished(self, job_id: bytes) -> None:
+        """At the deadline D: dispute a paid job its node did not deliver. At the refund time: refund one never paid.
+
+        Paid is what we decided (we signed a payment), whether or not it was published; delivered is a
+        delivery from the paid node in the pool, as the mempool's claim policy sees it.
+        """
+        ctx = self._ctx
+        client, record = self.jobs[job_id], ctx.pool.get(job_id)
+        if record is None:  # a full pool dropped it: nothing left to settle it by
+            return
+        params = record.params
+        await asyncio.sleep(max(0.0, params.timestamp + params.timelock - time.time()))
+        testament = client.testament
+        if client.payment is not None and testament is not None:
+            if testament.node_pubkey not in record.deliveries:
+                await self._claim_stake(record, client, testament, client.payment)
+            return
+        await asyncio.sleep(max(0.0, ctx.pool.refund_time(params) - time.time()))
+        if client.payment is not None:  # paid in the last moments before the refund time
+            return
+        escrow = TxOut(client.reward, client.escrow_script)
+        refund = TimedSpend(
+            job_id, client.escrow, escrow, ctx.pool.refund_time(params), client.client_pubkey, escrow_script_sig
+        )
+        spent = await ctx.take_when_allowed(refund)
+        if spent is not None:
+            client.refund_txid = spent.txid()
+            ctx.pool.advance(record, JobState.REFUNDED)
+            log.info("job %s: never paid; escrow refunded by %s", hex_id(job_id), client.refund_txid)
+
+    async def _claim_stake(
+        self, record: JobRecord, client: ClientJob, testament: TestamentRecord, payment: Transaction
+    ) -> None:
+        """Take the STAKE of a node we paid that delivered nothing by D, through the STAKE's claim branch.
+
+        The mempool admits the claim only once it has seen our payment for a dispute window (so we
+        publish it, if the node did not) and no signed delivery from that node; we retry until then.
+        """
+        ctx, params = self._ctx, record.params
+        client.verdict = NOT_DELIVERED
+        ctx.pool.advance(record, JobState.DISPUTED)
+        log.warning("job %s: %s by node %s", hex_id(record.job_id), NOT_DELIVERED, testament.node.hex())
+        stake = self._stake_script(record, testament)
+        found = await ctx.wait_for_output(testament.stake_txid, stake, 1)
+        if found is None:
+            log.warning("job %s: the stake %s is gone; nothing to claim", hex_id(record.job_id), testament.stake_txid)
+            return
+        give_up_at = ctx.pool.refund_time(params) + RELEASE_PATIENCE
+        await ctx.publish(payment, give_up_at)  # refused as already known when the node published it
+        claim = TimedSpend(
+            record.job_id,
+            OutPoint(testament.stake_txid, found[0]),
+            TxOut(found[1], stake),
+            params.timestamp + params.timelock,
+            client.client_pubkey,
+            claim_script_sig,
+        )
+        spent = await ctx.take_when_allowed(claim, TIMED_RETRY | {"job-not-paid", "job-paid-recently"})
+        if spent is not None:
+            client.slash_txid = spent.txid()
+            ctx.pool.advance(record, JobState.SLASHED)
+            log.info("job %s: claimed the stake for non-delivery by %s", hex_id(record.job_id), client.slash_txid)
+
     def _stake_script(self, record: JobRecord, testament: TestamentRecord) -> bytes:
         """The STAKE output the testament's node must have funded for this job."""
         params = record.params
@@ -305,6 +411,7 @@ class JobClient:
             testament.commitment,
             params.model_id,
             params.timestamp,
+            params.timestamp + params.timelock,
             self._ctx.pool.refund_time(params),
         )
 

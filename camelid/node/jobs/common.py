@@ -9,17 +9,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from camelid.chain.errors import TxRejected
 from camelid.chain.jobpool import JobPool
 from camelid.compute.engine import Engine
 from camelid.compute.fraudproof import EngineProofVerifier
-from camelid.core.transaction import OutPoint, Transaction, TxOut
+from camelid.core.script import p2pkh_script
+from camelid.core.transaction import SIGHASH_ALL, OutPoint, Transaction, TxIn, TxOut
+from camelid.crypto.hashes import hash160
 from camelid.crypto.keys import PrivateKey
 from camelid.p2p.errors import ProtocolViolation
-from camelid.p2p.messages import JobDelivery, JobPayment
+from camelid.p2p.schema import Message
 
 if TYPE_CHECKING:
     from camelid.node.chain_service import ChainService
@@ -39,6 +42,24 @@ RELEASE_PATIENCE = 3600
 """Seconds past its release time we keep trying to take back an output (then it was taken by a fraud proof)."""
 MAX_OUTPUTS_SEARCHED = 4
 """A confirmed escrow or stake is looked for among its transaction's first outputs (ours have two: it and change)."""
+RELEASE_FEE = 10_000
+"""Fee of a one-input time-locked spend (release, reclaim, refund, non-delivery claim): ~30 per byte."""
+NON_FINAL = 0xFFFFFFFE
+"""Input sequence that lets the lock time (and so CHECKLOCKTIMEVERIFY) apply."""
+TIMED_RETRY = frozenset({"non-final", "job-dispute-window", "bad-txns-inputs-missingorspent"})
+"""Mempool refusals of a time-locked spend that only time (or a parent reaching the chain) cures."""
+
+
+@dataclass(frozen=True)
+class TimedSpend:
+    """A job output this node may take through a time-locked branch: where it is, from when, and how to unlock it."""
+
+    job_id: bytes
+    outpoint: OutPoint
+    locked: TxOut
+    lock_time: int
+    key: bytes  # the wallet job key (Pc or Pn) whose signature opens the branch
+    unlock: Callable[[bytes], bytes]  # signature (with its hash type byte) -> scriptSig selecting the branch
 
 
 class JobContext:
@@ -123,6 +144,53 @@ class JobContext:
             await asyncio.sleep(1.0)
         return False
 
+    async def take_when_allowed(self, spend: TimedSpend, retry: frozenset[str] = TIMED_RETRY) -> Transaction | None:
+        """Move `spend`'s output to a fresh wallet address once the chain lets its time-locked branch through.
+
+        The mempool refuses the spend until the median time past passes its lock time and the job's
+        dispute window; we also wait for the wall clock, since block times can run ahead of it (fast
+        regtest mining does) and the other party is owed its whole window in real time. The spend, or
+        None: the output was taken by another spend (one we saw once and no longer find), the mempool
+        refused it for a reason not in `retry`, or RELEASE_PATIENCE past the lock time ran out.
+        """
+        wallets = self.require_wallets()
+        pay_to = p2pkh_script(hash160(wallets.get().new_job_key()))
+        outputs = (TxOut(spend.locked.value - RELEASE_FEE, pay_to),)
+        seen = await self.holds(spend.outpoint, spend.locked)
+        where = f"{hex_id(spend.outpoint.txid)}:{spend.outpoint.index}"
+        while time.time() < spend.lock_time + RELEASE_PATIENCE:
+            await asyncio.sleep(1.0)
+            present = await self.holds(spend.outpoint, spend.locked)
+            if seen and not present:
+                log.warning("job %s: %s was taken by another spend; not taking it", hex_id(spend.job_id), where)
+                return None
+            seen = seen or present
+            wallet = wallets.get()
+            if time.time() < spend.lock_time or wallet.is_locked:
+                continue
+            tx = self._timed_spend(spend, outputs, wallet.job_private_key(spend.key))
+            try:
+                await self.chain.submit_transaction(tx)
+            except TxRejected as exc:
+                if exc.reason in retry:
+                    continue
+                log.info("job %s: spending %s stopped: %s", hex_id(spend.job_id), where, exc)
+                return None
+            log.info("job %s: took %d from %s into the wallet", hex_id(spend.job_id), spend.locked.value, where)
+            return tx
+        log.warning("job %s: gave up taking %s", hex_id(spend.job_id), where)
+        return None
+
+    @staticmethod
+    def _timed_spend(spend: TimedSpend, outputs: tuple[TxOut, ...], key: PrivateKey) -> Transaction:
+        """The signed one-input spend of `spend`, lock time = its lock time, sequence non-final."""
+        txin = TxIn(spend.outpoint.txid, spend.outpoint.index, sequence=NON_FINAL)
+        unsigned = Transaction(inputs=(txin,), outputs=outputs, lock_time=spend.lock_time, job_id=spend.job_id)
+        digest = unsigned.signature_hash(0, spend.locked.script_pubkey, spend.locked.value, SIGHASH_ALL)
+        script_sig = spend.unlock(key.sign(digest) + bytes([SIGHASH_ALL]))
+        signed = TxIn(spend.outpoint.txid, spend.outpoint.index, script_sig, NON_FINAL)
+        return Transaction(inputs=(signed,), outputs=outputs, lock_time=spend.lock_time, job_id=spend.job_id)
+
     def spawn(self, coroutine: Coroutine[Any, Any, object], name: str) -> None:
         task = asyncio.create_task(coroutine, name=name)
         self._tasks.add(task)
@@ -142,7 +210,7 @@ class JobContext:
             await asyncio.to_thread(self._engine.close)
 
 
-_Inner = TypeVar("_Inner", JobPayment, JobDelivery)
+_Inner = TypeVar("_Inner", bound=Message)
 
 
 def decode_directed(message_type: type[_Inner], directed: Directed) -> _Inner | None:

@@ -5,21 +5,25 @@ broadcasts jobaccept, generates on the engine's own thread, signs the commitment
 Pn, funds the STAKE (STAKE_MULTIPLE x the reward) and broadcasts the testament. On a payment that moves
 that escrow to the right PAYOUT with a valid signature it delivers the encrypted output and publishes the
 payment, retrying while the dispute window keeps it out of the mempool, then takes the STAKE and the PAYOUT
-into the wallet once their time locks open. With `cheat` (regtest --cheat-jobs) it commits to and
-delivers a tampered output instead. It knows the client side only through the pool and the messages.
+into the wallet once their time locks open. A payment counts whether it comes directed or is published
+(mempool or block), and however late: the delivery is a flooded, signed jobdelivery, the counter-proof
+every node holds against the client's non-delivery claim on the stake, so delivering is never worse than
+not (the mempool gives a node one dispute window after a payment appears to deliver for it). Regtest
+--misbehave=tamper-output commits to and delivers a tampered output; never-deliver takes the payment,
+publishes it and delivers nothing. It knows the client side only through the pool and the messages.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import struct
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from camelid.chain.errors import TxRejected
-from camelid.chain.jobpool import JobRecord, JobState, TestamentRecord, job_accept_digest
+from camelid.chain.jobpool import JobRecord, JobState, TestamentRecord, job_accept_digest, job_delivery_digest
 from camelid.compute.tamper import tamper_output
 from camelid.core.interpreter import verify_script
 from camelid.core.job import JobParams
@@ -32,13 +36,21 @@ from camelid.core.jobscripts import (
     release_script_sig,
     stake_script,
 )
-from camelid.core.script import ScriptError, p2pkh_script
+from camelid.core.script import ScriptError
 from camelid.core.sigchecker import TransactionSignatureChecker
-from camelid.core.transaction import SIGHASH_ALL, OutPoint, Transaction, TxIn, TxOut
+from camelid.core.transaction import OutPoint, Transaction, TxOut
 from camelid.crypto import ecies
-from camelid.crypto.hashes import hash160
 from camelid.crypto.keys import PublicKey
-from camelid.node.jobs.common import RELEASE_PATIENCE, STAKE_MULTIPLE, JobContext, decode_directed, hex_id
+from camelid.node.config import Misbehaviour
+from camelid.node.jobs.common import (
+    SEEN_WAIT,
+    STAKE_MULTIPLE,
+    JobContext,
+    TimedSpend,
+    decode_directed,
+    hex_id,
+)
+from camelid.node.jobs.scheduler import ESCROW_RECHECK, JobScheduler
 from camelid.p2p.messages import JobAccept, JobDelivery, JobPayment, JobTestament
 
 if TYPE_CHECKING:
@@ -46,13 +58,6 @@ if TYPE_CHECKING:
     from camelid.p2p.peer import Peer
 
 log = logging.getLogger(__name__)
-
-RELEASE_FEE = 10_000
-"""Fee of the node's one-input spend taking its PAYOUT or STAKE back (~30 per byte)."""
-NON_FINAL = 0xFFFFFFFE
-"""Input sequence that lets the lock time (and so CHECKLOCKTIMEVERIFY) apply."""
-RETRY_REASONS = frozenset({"non-final", "job-dispute-window", "bad-txns-inputs-missingorspent"})
-"""Mempool refusals that only time (or the payment reaching the chain) cures."""
 
 
 @dataclass
@@ -65,18 +70,23 @@ class ComputeJob:
     escrow: OutPoint
     escrow_script: bytes
     reward: int
+    stake: OutPoint
+    stake_out: TxOut
     payment_txid: str | None = None  # the payment we delivered for
+    payment: Transaction | None = None
+    released: list[OutPoint] = field(default_factory=list)  # our STAKE and PAYOUT, once back in the wallet
 
 
 class JobComputer:
     """This node's compute work (`jobs`, by Job ID): one job at a time, from accept to release."""
 
-    def __init__(self, ctx: JobContext, serving: bool, cheat: bool) -> None:
-        """`serving`: take jobs for the models the store holds; `cheat` (regtest only): tamper with outputs."""
+    def __init__(self, ctx: JobContext, serving: bool, misbehave: Misbehaviour | None) -> None:
+        """`serving`: take jobs for the models the store holds; `misbehave` (regtest only): cheat on purpose."""
         self._ctx = ctx
         self._serving = serving
-        self._cheat = cheat
-        self._busy = False
+        self._misbehave = misbehave
+        self._scheduler = JobScheduler(ctx.node_id, lambda model_id: ctx.models.store.get(model_id) is not None)
+        self._offered = asyncio.Event()  # set by offer: a job came in that the idle _work loop should look at
         self.jobs: dict[bytes, ComputeJob] = {}
 
     async def preload(self) -> None:
@@ -87,26 +97,75 @@ class JobComputer:
                 await self._ctx.engine_for(held[0])
             except ValueError as exc:
                 log.warning("model %s cannot run here (%s); serving its file but no jobs for it", held[0].hex(), exc)
+        if self._serving:  # only now, so that a job's engine load never races this one
+            self._ctx.spawn(self._work(), "job-work")
 
     def offer(self, record: JobRecord) -> None:
-        """A new valid job reached the pool: take it if we serve its model and are idle."""
-        if self._wants(record):
-            self._busy = True
-            self._ctx.spawn(self._compute(record), f"job-compute-{hex_id(record.job_id)[:16]}")
+        """A new valid job reached the pool: wake the _work loop if it is idle (a busy one looks when free)."""
+        self._offered.set()
 
-    def _wants(self, record: JobRecord) -> bool:
-        return (
-            self._serving
-            and not self._busy
-            and record.client_node != self._ctx.node_id
-            and self._ctx.models.store.get(record.params.model_id) is not None
-        )
+    async def _work(self) -> None:
+        """For the node's life: take open jobs one at a time; when none is open, sleep until a job is
+        offered or another node's claim on one runs out. A busy node so accepts nothing new, and takes
+        the jobs offered while it was busy once it is free."""
+        while True:
+            record, unfunded = await self._next_claim()
+            if record is not None:
+                await self._compute(record)
+                continue
+            self._offered.clear()
+            jobs = self._ctx.pool.jobs()
+            self._scheduler.forget(job.job_id for job in jobs)
+            now = time.time()
+            # A late escrow is looked for again soon; a few ms late for a claim running out is no harm.
+            wake_at = now + ESCROW_RECHECK if unfunded else self._scheduler.next_reopening(jobs, now)
+            timeout = None if wake_at is None else wake_at - now
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._offered.wait(), timeout)
+
+    async def _next_claim(self) -> tuple[JobRecord | None, bool]:
+        """(the open job this node claims now, after its claim delay, or None; whether jobs wait for their escrow).
+
+        Only a job whose escrow is already here is claimed, so that the jobaccept follows the claim at once
+        and other nodes see the claim as early as they can. A job whose escrow has not shown SEEN_WAIT
+        after the job did is given up.
+        """
+        unfunded: set[bytes] = set()
+        while (choice := self._scheduler.choose(self._ctx.pool.jobs(), time.time(), unfunded)) is not None:
+            if not await self._escrow_seen(choice):
+                arrived = choice.history[0][1]  # when the job reached our pool (its CREATED entry)
+                if time.time() < arrived + SEEN_WAIT:
+                    unfunded.add(choice.job_id)
+                else:
+                    self._scheduler.tried.add(choice.job_id)
+                continue
+            await asyncio.sleep(self._scheduler.claim_delay(choice.job_id))
+            if self._scheduler.is_open(choice, time.time()):  # nobody's jobaccept came in while we waited
+                return choice, bool(unfunded)
+        return None, bool(unfunded)
+
+    async def _yields(self, record: JobRecord) -> bool:
+        """Whether a better-ranked node claimed the job at the same moment as we did, so that it, not we,
+        stakes and publishes a testament: we give its jobaccept until CONTEST_WINDOW after our claim to arrive."""
+        await asyncio.sleep(self._scheduler.contest_ends(record.job_id) - time.time())
+        rival = self._scheduler.rival_first(record)
+        if rival is not None:
+            log.info("job %s: %s claimed it at the same moment and ranks first", hex_id(record.job_id), rival.hex())
+        return rival is not None
+
+    async def _escrow_seen(self, record: JobRecord) -> bool:
+        params, pool = record.params, self._ctx.pool
+        escrow = escrow_script(record.job_id, params.client_pubkey, params.timestamp, pool.refund_time(params))
+        # holds() looks for the script among the transaction's outputs: the index and value are not compared.
+        return await self._ctx.holds(OutPoint(record.escrow_txid, 0), TxOut(0, escrow))
 
     async def _compute(self, record: JobRecord) -> None:
+        """Compute one claimed job; a failure is logged and ends only that job, never the node's job-taking."""
+        self._scheduler.claim(record, time.time())
         try:
             await self._compute_and_stake(record)
-        finally:
-            self._busy = False
+        except Exception:
+            log.exception("job %s: computing it failed", hex_id(record.job_id))
 
     async def _compute_and_stake(self, record: JobRecord) -> None:
         ctx = self._ctx
@@ -118,15 +177,17 @@ class JobComputer:
             return
         escrow_index, reward = found
         engine = await ctx.engine_for(params.model_id)
-        assert engine is not None  # _wants checked that the store holds the model
+        assert engine is not None  # the scheduler claims only jobs for models the store holds
         accept = JobAccept(job_id, ctx.node_id, ctx.node_key.sign(job_accept_digest(job_id, ctx.node_id)))
         ctx.pool.add_accept(accept.job_id, accept.node, accept.signature)
         ctx.manager.broadcast(accept)
         prompt_tokens = await engine.run(engine.tokenize, params.prompt)
         output = await engine.agenerate(prompt_tokens, params.max_tokens, params.seed, params.temperature)
-        if self._cheat:
+        if self._misbehave is Misbehaviour.TAMPER_OUTPUT:
             output = await engine.run(tamper_output, engine, prompt_tokens, output)
-            log.warning("job %s: --cheat-jobs: delivering a tampered output", hex_id(job_id))
+            log.warning("job %s: --misbehave=tamper-output: delivering a tampered output", hex_id(job_id))
+        if await self._yields(record):
+            return
         commitment = output_commitment(
             params.model_id, prompt_tokens, output, params.max_tokens, params.seed, params.temperature
         )
@@ -141,29 +202,23 @@ class JobComputer:
             commitment,
             params.model_id,
             params.timestamp,
+            params.timestamp + params.timelock,
             ctx.pool.refund_time(params),
         )
         created = wallet.create_script_payment(stake, reward * STAKE_MULTIPLE, job_id)
         await wallets.send(wallet, created)
         stake_index = next(i for i, out in enumerate(created.tx.outputs) if out.script_pubkey == stake)
-        self.jobs[job_id] = ComputeJob(
+        work = self.jobs[job_id] = ComputeJob(
             output,
             node_pubkey,
             commitment,
             OutPoint(record.escrow_txid, escrow_index),
             escrow,
             reward,
+            OutPoint(created.tx.hash, stake_index),
+            created.tx.outputs[stake_index],
         )
-        ctx.spawn(
-            self._release(
-                job_id,
-                work_key=node_pubkey,
-                locked=created.tx.outputs[stake_index],
-                outpoint=OutPoint(created.tx.hash, stake_index),
-                release_time=ctx.pool.refund_time(params),
-            ),
-            f"job-reclaim-{hex_id(job_id)[:16]}",
-        )
+        self._release(job_id, work, work.stake, work.stake_out)
         testament = JobTestament(job_id, ctx.node_id, node_pubkey, commitment, signature, created.tx.hash)
         ctx.pool.add_testament(
             job_id, TestamentRecord(ctx.node_id, node_pubkey, commitment, signature, created.tx.hash)
@@ -172,13 +227,9 @@ class JobComputer:
         log.info("job %s: generated %d tokens, staked in %s", hex_id(job_id), len(output), created.tx.txid())
 
     async def on_payment(self, peer: Peer, directed: Directed) -> None:
+        """A directed payment from the client: the node learns of it before anyone can mine it."""
         message = decode_directed(JobPayment, directed)
-        if message is None:
-            return
-        ctx = self._ctx
-        work = self.jobs.get(message.job_id)
-        record = ctx.pool.get(message.job_id)
-        if work is None or record is None or work.payment_txid is not None:
+        if message is None or message.job_id not in self.jobs:
             return
         try:
             tx = Transaction.from_bytes(message.tx)
@@ -187,90 +238,79 @@ class JobComputer:
                 "job %s: payment from %s is no transaction: %s", hex_id(message.job_id), directed.sender.hex(), exc
             )
             return
-        problem = payment_problem(tx, message.job_id, work, record.params, ctx.pool.refund_time(record.params))
-        if problem is not None:
-            log.warning("job %s: refusing payment %s: %s", hex_id(message.job_id), tx.txid(), problem)
-            return
-        work.payment_txid = tx.txid()
-        ctx.pool.advance(record, JobState.PAID)
-        plain = struct.pack(f"<{len(work.output_tokens)}I", *work.output_tokens)
-        sealed = ecies.encrypt(PublicKey.from_bytes(record.params.client_pubkey), plain, aad=message.job_id)
-        ctx.manager.send_directed(
-            record.client_node, JobDelivery.command, JobDelivery(message.job_id, sealed).to_payload()
-        )
-        ctx.pool.advance(record, JobState.DELIVERED)
-        log.info("job %s: paid by %s, output delivered", hex_id(message.job_id), tx.txid())
-        ctx.spawn(ctx.publish(tx, ctx.pool.refund_time(record.params)), f"job-publish-{tx.txid()[:16]}")
-        lock = match_job_lock(tx.outputs[0].script_pubkey)
-        assert lock is not None  # payment_problem checked output 0
-        ctx.spawn(
-            self._release(message.job_id, work.node_pubkey, tx.outputs[0], OutPoint(tx.hash, 0), lock.release_time),
-            f"job-claim-{hex_id(message.job_id)[:16]}",
-        )
+        self._take_payment(message.job_id, tx, published=False)
 
-    async def _release(
-        self, job_id: bytes, work_key: bytes, locked: TxOut, outpoint: OutPoint, release_time: int
-    ) -> None:
-        """Take a STAKE or PAYOUT of ours into the wallet through the time-locked branch once the chain allows it.
+    def on_published(self, tx: Transaction) -> None:
+        """A transaction reached the mempool or a block: a payment for a job of ours if it spends our escrow."""
+        work = self.jobs.get(tx.job_id)
+        spends_escrow = work is not None and any(OutPoint(i.prev_txid, i.prev_index) == work.escrow for i in tx.inputs)
+        if spends_escrow and tx.outputs and match_job_lock(tx.outputs[0].script_pubkey) is not None:  # not a refund
+            self._take_payment(tx.job_id, tx, published=True)
 
-        The mempool refuses the spend until the median time past passes release_time (lock time) and the
-        job's dispute window; we also wait for the wall clock to pass release_time, then retry until the
-        chain allows it. Nobody else can spend it before release_time but the
-        client with a fraud proof, after which the input is gone and we stop: an output we saw once and
-        no longer find in the mempool or the UTXO set was spent.
-        """
+    def _take_payment(self, job_id: bytes, tx: Transaction, published: bool) -> None:
+        """Deliver for a valid payment (once per job), publish it if it is not yet, and claim the PAYOUT later."""
         ctx = self._ctx
-        wallets = ctx.require_wallets()
-        pay_to = p2pkh_script(hash160(wallets.get().new_job_key()))
-        seen = await ctx.holds(outpoint, locked)
-        while time.time() < release_time + RELEASE_PATIENCE:
-            await asyncio.sleep(1.0)
-            present = await ctx.holds(outpoint, locked)
-            if seen and not present:
-                log.warning(
-                    "job %s: %s:%d was taken by another spend (a fraud proof?); not releasing it",
-                    hex_id(job_id),
-                    hex_id(outpoint.txid),
-                    outpoint.index,
-                )
-                return
-            seen = seen or present
-            if time.time() < release_time:
-                # Block times can run ahead of the clock (fast regtest mining does); waiting for the wall
-                # clock too gives the client its whole dispute window in real time before we take the coins.
-                continue
-            wallet = wallets.get()
-            if wallet.is_locked:
-                continue
-            outputs = (TxOut(locked.value - RELEASE_FEE, pay_to),)
-            unsigned = Transaction(
-                inputs=(TxIn(outpoint.txid, outpoint.index, sequence=NON_FINAL),),
-                outputs=outputs,
-                lock_time=release_time,
-                job_id=job_id,
-            )
-            key = wallet.job_private_key(work_key)
-            signature = key.sign(unsigned.signature_hash(0, locked.script_pubkey, locked.value, SIGHASH_ALL))
-            spend = Transaction(
-                inputs=(
-                    TxIn(
-                        outpoint.txid, outpoint.index, release_script_sig(signature + bytes([SIGHASH_ALL])), NON_FINAL
-                    ),
-                ),
-                outputs=outputs,
-                lock_time=release_time,
-                job_id=job_id,
-            )
-            try:
-                await ctx.chain.submit_transaction(spend)
-            except TxRejected as exc:
-                if exc.reason in RETRY_REASONS:
-                    continue
-                log.info("job %s: releasing %s stopped: %s", hex_id(job_id), hex_id(outpoint.txid), exc)
-                return
-            log.info("job %s: released %d from %s into the wallet", hex_id(job_id), locked.value, hex_id(outpoint.txid))
+        work = self.jobs[job_id]
+        record = ctx.pool.get(job_id)
+        if record is None or work.payment_txid is not None:
             return
-        log.warning("job %s: gave up releasing %s:%d", hex_id(job_id), hex_id(outpoint.txid), outpoint.index)
+        params = record.params
+        problem = payment_problem(tx, job_id, work, params, ctx.pool.refund_time(params))
+        if problem is not None:
+            log.warning("job %s: refusing payment %s: %s", hex_id(job_id), tx.txid(), problem)
+            return
+        work.payment_txid, work.payment = tx.txid(), tx
+        ctx.pool.advance(record, JobState.PAID)
+        if self._misbehave is Misbehaviour.NEVER_DELIVER:
+            log.warning("job %s: --misbehave=never-deliver: paid by %s, delivering nothing", hex_id(job_id), tx.txid())
+        else:
+            self._deliver(record, work)
+            log.info("job %s: paid by %s, output delivered", hex_id(job_id), tx.txid())
+        if not published:
+            ctx.spawn(ctx.publish(tx, ctx.pool.refund_time(params)), f"job-publish-{tx.txid()[:16]}")
+        self._release(job_id, work, OutPoint(tx.hash, 0), tx.outputs[0])
+
+    def resume(self, job_id: bytes) -> None:
+        """After a restart: deliver for a payment taken but not yet delivered, and watch our time locks again."""
+        work, record = self.jobs[job_id], self._ctx.pool.get(job_id)
+        if record is None:
+            return
+        undelivered = work.payment is not None and work.node_pubkey not in record.deliveries
+        if undelivered and self._misbehave is not Misbehaviour.NEVER_DELIVER:
+            self._deliver(record, work)
+        if work.stake not in work.released:
+            self._release(job_id, work, work.stake, work.stake_out)
+        if work.payment is not None and OutPoint(work.payment.hash, 0) not in work.released:
+            self._release(job_id, work, OutPoint(work.payment.hash, 0), work.payment.outputs[0])
+
+    def _deliver(self, record: JobRecord, work: ComputeJob) -> None:
+        """Flood our output, encrypted to the client and signed with our job key: the proof that we delivered."""
+        ctx = self._ctx
+        plain = struct.pack(f"<{len(work.output_tokens)}I", *work.output_tokens)
+        sealed = ecies.encrypt(PublicKey.from_bytes(record.params.client_pubkey), plain, aad=record.job_id)
+        key = ctx.require_wallets().get().job_private_key(work.node_pubkey)
+        signature = key.sign(job_delivery_digest(record.job_id, sealed))
+        ctx.pool.add_delivery(record.job_id, ctx.node_id, sealed, signature)
+        ctx.manager.broadcast(JobDelivery(record.job_id, ctx.node_id, sealed, signature))
+
+    def _release(self, job_id: bytes, work: ComputeJob, outpoint: OutPoint, locked: TxOut) -> None:
+        """Take our STAKE or PAYOUT into the wallet through its time-locked branch once the chain allows it.
+
+        Before release_time nobody else can spend it but the client (a fraud proof, or on a STAKE the
+        non-delivery claim the mempool allows only for a paid job we did not deliver); then we stop.
+        """
+        lock = match_job_lock(locked.script_pubkey)
+        assert lock is not None  # our own STAKE, or a PAYOUT payment_problem checked
+        spend = TimedSpend(
+            job_id, outpoint, locked, lock.release_time, work.node_pubkey, lambda sig: release_script_sig(sig, lock)
+        )
+
+        async def release() -> None:
+            if await self._ctx.take_when_allowed(spend) is not None:
+                work.released.append(outpoint)
+                self._ctx.pool.on_change(job_id)  # the journal keeps it: a restart does not try again
+
+        self._ctx.spawn(release(), f"job-release-{hex_id(outpoint.txid)[:16]}")
 
 
 def payment_problem(
@@ -290,6 +330,7 @@ def payment_problem(
     expected = (job_id, params.timestamp, work.node_pubkey, params.client_pubkey, work.commitment, params.model_id)
     if (
         lock is None
+        or lock.is_stake
         or (lock.job_id, lock.t0, lock.node_pubkey, lock.client_pubkey, lock.commitment, lock.model_id) != expected
     ):
         return "its output 0 is not a PAYOUT to our key for our commitment"

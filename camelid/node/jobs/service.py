@@ -2,7 +2,9 @@
 
 Every node tracks the flooded job messages in its JobPool and relays the new, valid ones; this module owns
 that and hands each role what concerns it: new jobs to the compute side (JobComputer), testaments and
-deliveries to the client side (JobClient), payments to the compute side. The RPC methods (submitjob,
+deliveries to the client side (JobClient), payments (directed, or seen in the mempool and blocks) to the
+compute side. It also makes the pool the mempool's judge of non-delivery claims on stakes, and records
+in it every payment the mempool or a block shows. The RPC methods (submitjob,
 getjob, listjobs, canceljob) call in here, and read both roles' records to describe a job.
 """
 
@@ -11,15 +13,33 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from camelid.chain.jobpool import JobPool, JobRecord, JobRejected, JobState, TestamentRecord
-from camelid.node.events import BlockConnected
+from camelid.chain.jobstore import JobStore
+from camelid.chain.storage import LevelDBStore
+from camelid.node.config import Misbehaviour
+from camelid.node.events import BlockConnected, TxAccepted
 from camelid.node.jobs.client import DEFAULT_TIMELOCK, JobClient
 from camelid.node.jobs.common import JobContext, hex_id
 from camelid.node.jobs.compute import JobComputer
+from camelid.node.jobs.journal import JobJournal
+from camelid.node.jobs.verify import OutsourcedVerification
 from camelid.p2p.errors import ProtocolViolation
-from camelid.p2p.messages import JobAccept, JobDelivery, JobMessage, JobPayment, JobTestament
+from camelid.p2p.messages import (
+    Inv,
+    InvItem,
+    InvType,
+    JobAccept,
+    JobDelivery,
+    JobMessage,
+    JobPayment,
+    JobTestament,
+    RasticAsk,
+    RasticVerdict,
+)
+from camelid.p2p.schema import Message
 
 if TYPE_CHECKING:
     from camelid.node.bus import EventBus
@@ -32,6 +52,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PRUNE_INTERVAL = 60.0
+MAX_JOBS_SENT = 1000
+"""Open jobs a new peer is sent at most (the newest): enough for any live network, bounded for memory."""
 
 
 class JobService:
@@ -45,29 +67,51 @@ class JobService:
         models: ModelService,
         wallets: WalletService | None,
         serve: bool,
-        cheat: bool = False,
+        misbehave: Misbehaviour | None = None,
+        store_dir: Path | None = None,
     ) -> None:
         """`serve`: act as a compute node for the models the store holds (needs `wallets`).
 
-        `cheat` (regtest only): deliver tampered outputs, committed and signed as if honest.
+        `store_dir`: the LevelDB directory the job journal keeps jobs in across restarts (None: memory only).
+
+        `misbehave` (regtest only): cheat on purpose as a compute node or a client, to test disputes.
         """
         self.chain = chain
         self.pool = JobPool(chain.params.dispute_window)
+        chain.mempool.stake_claims = self.pool
         self._manager = p2p.manager
         self._ctx = JobContext(chain, self.pool, p2p.manager, p2p.node_key, models, wallets)
-        self._client = JobClient(self._ctx)
-        self._compute = JobComputer(self._ctx, serving=serve and wallets is not None, cheat=cheat)
+        verifiers = OutsourcedVerification(self._ctx)
+        self._client = JobClient(self._ctx, verifiers, misbehave)
+        self._compute = JobComputer(self._ctx, serving=serve and wallets is not None, misbehave=misbehave)
+        self._journal: JobJournal | None = None
+        self._restored: list[bytes] = []
+        if store_dir is not None:
+            self._journal = JobJournal(
+                JobStore(LevelDBStore(store_dir)), self.pool, self._client.jobs, self._compute.jobs
+            )
+            self._restored = self._journal.restore()
+            self.pool.on_change = self._journal.save
+        self._manager.add_ready_listener(self._bring_up_to_date)
         for command, handler in (
             (JobMessage.command, self._on_job),
             (JobAccept.command, self._on_accept),
             (JobTestament.command, self._on_testament),
+            (JobDelivery.command, self._on_delivery),
         ):
             self._manager.register_handler(command, handler)
         self._manager.register_directed_handler(JobPayment.command, self._compute.on_payment)
-        self._manager.register_directed_handler(JobDelivery.command, self._client.on_delivery)
+        self._manager.register_directed_handler(RasticAsk.command, verifiers.on_ask)
+        self._manager.register_directed_handler(RasticVerdict.command, verifiers.on_verdict)
         bus.subscribe(BlockConnected, self._on_block_connected)
+        bus.subscribe(TxAccepted, self._on_tx_accepted)
 
     async def run(self) -> None:
+        for job_id in self._restored:  # before any peer's catch-up can race the roles' own resumption
+            if job_id in self._client.jobs:
+                self._client.resume(job_id)
+            if job_id in self._compute.jobs:
+                self._compute.resume(job_id)
         await self._compute.preload()
         try:
             while True:
@@ -75,6 +119,8 @@ class JobService:
                 self.pool.prune()
         finally:
             await self._ctx.close()
+            if self._journal is not None:
+                self._journal.close()
 
     # -- RPC -------------------------------------------------------------------------------------
 
@@ -101,7 +147,14 @@ class JobService:
         client = self._client.jobs.get(job_id)
         work = self._compute.jobs.get(job_id)
         if client is not None:
-            info.update(reward=client.reward, verdict=client.verdict, text=client.text, slash_txid=client.slash_txid)
+            info.update(
+                reward=client.reward,
+                verdict=client.verdict,
+                text=client.text,
+                slash_txid=client.slash_txid,
+                refund_txid=client.refund_txid,
+                checked_by=client.checked_by,
+            )
             if client.testament is not None and record.reached(JobState.PAID):
                 info["paid_node"] = client.testament.node.hex()
         elif work is not None:
@@ -147,6 +200,45 @@ class JobService:
         self._manager.broadcast(message, exclude={peer.id})
         self._client.on_testament(message.job_id, testament)
 
+    async def _on_delivery(self, peer: Peer, message: JobDelivery) -> None:
+        delivery = self._checked(
+            lambda: self.pool.add_delivery(message.job_id, message.node, message.sealed, message.signature)
+        )
+        if delivery is None:
+            return
+        self._manager.broadcast(message, exclude={peer.id})
+        await self._client.on_delivery(message.job_id, delivery)
+
+    def _bring_up_to_date(self, peer: Peer) -> None:
+        """Send a new peer the flooded messages of the jobs still in play, as it would have heard them.
+
+        A node that was down (or is new) learns the jobs, claims, testaments and deliveries it missed;
+        a peer that knows them already ignores them without relaying.
+        """
+        sent = 0
+        for record in self.pool.open_jobs()[-MAX_JOBS_SENT:]:
+            if not record.signature:
+                continue
+            job_id = record.job_id
+            messages: list[Message] = [
+                JobMessage(record.params.to_bytes(), record.escrow_txid, record.client_node, record.signature)
+            ]
+            messages += [JobAccept(job_id, node, sig) for node, sig in record.accept_signatures.items()]
+            messages += [
+                JobTestament(job_id, t.node, t.node_pubkey, t.commitment, t.signature, t.stake_txid)
+                for t in record.testaments.values()
+            ]
+            messages += [JobDelivery(job_id, d.node, d.sealed, d.signature) for d in record.deliveries.values()]
+            # The job's transactions may be unconfirmed, and mempools are not exchanged on connect: offer them.
+            txids = [record.escrow_txid, *(t.stake_txid for t in record.testaments.values())]
+            txids += [payment.txid for payment in record.payments.values()]
+            messages.append(Inv(tuple(InvItem(InvType.TX, txid) for txid in txids)))
+            for message in messages:
+                self._manager.send(peer, message)
+            sent += 1
+        if sent:
+            log.info("sent %r the %d jobs still in play", peer, sent)
+
     @staticmethod
     def _checked(add: Callable[[], Any]) -> Any:
         try:
@@ -154,6 +246,14 @@ class JobService:
         except JobRejected as exc:
             raise ProtocolViolation(f"bad-job: {exc}") from None
 
+    async def _on_tx_accepted(self, event: TxAccepted) -> None:
+        if self.pool.record_payment(event.tx) is not None:
+            log.info("job %s: payment %s seen", hex_id(event.tx.job_id), event.tx.txid())
+        self._compute.on_published(event.tx)
+
     async def _on_block_connected(self, event: BlockConnected) -> None:
-        for record in self.pool.settle_block(list(event.block.transactions)):
-            log.info("job %s settled in block %d", hex_id(record.job_id), event.height)
+        transactions = list(event.block.transactions)
+        for record in self.pool.settle_block(transactions):
+            log.info("job %s %s in block %d", hex_id(record.job_id), record.state.value, event.height)
+        for tx in transactions[1:]:
+            self._compute.on_published(tx)

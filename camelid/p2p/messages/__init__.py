@@ -15,6 +15,7 @@ from camelid.p2p.messages.jobs import JobAccept, JobDelivery, JobMessage, JobPay
 from camelid.p2p.messages.models import Chunk, GetChunk, GetManifest, ManifestMessage, NoModel
 from camelid.p2p.messages.ping import Ping, Pong
 from camelid.p2p.messages.tx import TxMessage
+from camelid.p2p.messages.verify import RasticAsk, RasticVerdict
 from camelid.p2p.messages.version import MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ServiceFlags, Verack, Version
 from camelid.p2p.schema import Message
 
@@ -44,15 +45,16 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         JobMessage,
         JobAccept,
         JobTestament,
+        JobDelivery,
     )
 }
 
-DIRECTED_JOB_MESSAGES: dict[str, type[Message]] = {cls.command: cls for cls in (JobPayment, JobDelivery)}
+DIRECTED_MESSAGES: dict[str, type[Message]] = {cls.command: cls for cls in (JobPayment, RasticAsk, RasticVerdict)}
 """Inner payloads of `directed` envelopes, by inner command."""
 
 __all__ = [
     "DEFAULT_HOPS",
-    "DIRECTED_JOB_MESSAGES",
+    "DIRECTED_MESSAGES",
     "MAX_ADDR",
     "MAX_HEADERS",
     "MAX_HOPS",
@@ -62,6 +64,8 @@ __all__ = [
     "MESSAGE_TYPES",
     "MIN_PROTOCOL_VERSION",
     "PROTOCOL_VERSION",
+    "RasticAsk",
+    "RasticVerdict",
     "Addr",
     "BlockMessage",
     "Chunk",

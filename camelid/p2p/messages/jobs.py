@@ -1,10 +1,12 @@
-"""job / jobaccept / testament (flooded) and jobpayment / jobdelivery (directed): the job lifecycle (whitepaper 2.4).
+"""job / jobaccept / testament / jobdelivery (flooded) and jobpayment (directed): the job lifecycle (whitepaper 2.4).
 
 Flooded messages let every full node track every job: the client's offer (`job`), a compute node's claim
-(`jobaccept`) and its signed output commitment with the stake transaction (`testament`). The payment and
-the encrypted output are for one party only, so they travel inside `directed` envelopes (inner commands
-`jobpayment` and `jobdelivery`); they are Message classes for their strict schema but not top-level
-commands. Signatures are checked by the job pool (camelid.chain.jobpool), not here.
+(`jobaccept`), its signed output commitment with the stake transaction (`testament`) and its output,
+encrypted to the client and signed (`jobdelivery`): every node must hold the delivery, because it is the
+counter-proof that keeps a client from taking the stake of a node that delivered. The payment is for the
+node only until it publishes it, so it travels inside a `directed` envelope (inner command `jobpayment`);
+it is a Message class for its strict schema but not a top-level command. Signatures are checked by the
+job pool (camelid.chain.jobpool), not here.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from camelid.core.consensus import MAX_TX_SIZE
-from camelid.core.job import MAX_HOST_BYTES, MAX_PROMPT_BYTES
-from camelid.p2p.messages.directed import MAX_DIRECTED_PAYLOAD
+from camelid.core.job import MAX_HOST_BYTES, MAX_JOB_TOKENS, MAX_PROMPT_BYTES
+from camelid.crypto import ecies
 from camelid.p2p.schema import Blob, Message, NodeId, wire
 
 JOB_ID_SIZE = 32
 TXID_SIZE = 32
 MAX_SIGNATURE = 72  # a DER secp256k1 signature
 MAX_JOB_PARAMS = MAX_PROMPT_BYTES + MAX_HOST_BYTES + 256  # JobParams.to_bytes() at its largest
+MAX_SEALED_OUTPUT = MAX_JOB_TOKENS * 4 + ecies.OVERHEAD  # the pool holds each delivery to its job's max_tokens
 
 
 @dataclass(frozen=True)
@@ -76,10 +79,16 @@ class JobPayment(Message):
 
 @dataclass(frozen=True)
 class JobDelivery(Message):
-    """Directed node -> client: the output tokens (u32 LE each), ECIES-encrypted to Pc with aad = Job ID."""
+    """A node's output tokens (u32 LE each), ECIES-encrypted to Pc with aad = Job ID, signed with its job key Pn.
+
+    The signature covers job_delivery_digest(job_id, sealed) (camelid.chain.jobpool); `node` names the
+    testament whose Pn must have signed it.
+    """
 
     command: ClassVar[str] = "jobdelivery"
-    max_payload: ClassVar[int] = MAX_DIRECTED_PAYLOAD
+    max_payload: ClassVar[int] = MAX_SEALED_OUTPUT + 256
 
     job_id: bytes = wire(Blob(JOB_ID_SIZE))
-    sealed: bytes = wire(Blob(1, MAX_DIRECTED_PAYLOAD - 128))
+    node: bytes = wire(NodeId())
+    sealed: bytes = wire(Blob(1, MAX_SEALED_OUTPUT))
+    signature: bytes = wire(Blob(1, MAX_SIGNATURE))

@@ -1,0 +1,140 @@
+"""Which open job a free compute node takes next, and when (whitepaper 3.2, concurrent inference).
+
+Every serving node sees every job and nothing assigns a job to one node, so three rules keep idle nodes
+from all computing the same job:
+
+- a job is not taken while another node's jobaccept for it is fresh: an accepter has `patience` for the
+  job's max_tokens to publish its testament, then the job is open again (one more patience per accepter,
+  since each later accepter took it only when the one before ran out);
+- a node waits `claim_delay` (a per-(node, job) hash fraction of CLAIM_SPREAD) before claiming and looks
+  again: of idle nodes that see a job at the same instant, the one with the shortest delay claims it and
+  the others see its jobaccept and pass. The same rank orders the oldest open jobs, so nodes that become
+  free together start on different jobs rather than racing for the oldest one;
+- two claims closer together than a jobaccept's trip still happen, so before staking a claimant waits
+  until CONTEST_WINDOW after its claim and leaves the job if a node that accepted it since ranks first
+  (`rival_first`); every claimant applies the same rule, so one testament is published, not two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Set
+from dataclasses import dataclass
+
+from camelid.chain.jobpool import JobRecord, JobState
+from camelid.crypto.hashes import sha256
+
+CONTEST_WINDOW = 0.2
+"""Seconds after its claim a node waits, before staking, for a better-ranked rival's jobaccept (see `rival_first`)."""
+CLAIM_SPREAD = 0.25
+"""Seconds over which idle nodes' claim delays spread: well above a jobaccept's trip between nodes."""
+MAX_CANDIDATES = 8
+"""The oldest open jobs a free node chooses among by rank (a bound on how far it strays from oldest-first)."""
+ESCROW_RECHECK = 0.05
+"""Seconds between looks for an escrow its job message outran (a transaction's relay takes one more round trip)."""
+PATIENCE_BASE = 4.0
+"""Seconds an accepter has for what does not depend on the token count: escrow look-up, stake, testament."""
+PATIENCE_PER_TOKEN = 0.1
+"""Seconds per max_tokens an accepter has to generate: 10 tokens/s, below any CPU the real model runs on."""
+
+_OPEN_STATES = frozenset({JobState.CREATED, JobState.ACCEPTED})
+
+
+def claim_rank(node_id: bytes, job_id: bytes) -> float:
+    """A fraction in [0, 1) fixed per (node, job), spread uniformly across nodes; any node can compute anyone's."""
+    return int.from_bytes(sha256(node_id + job_id)[:8], "big") / 2**64
+
+
+@dataclass(frozen=True)
+class _Claim:
+    at: float
+    earlier: frozenset[bytes]  # accepters whose patience had run out when we claimed: no rivals of ours
+
+
+def patience(max_tokens: int) -> float:
+    """How long a job's accepter may take to publish its testament; also the time left a node needs to take it."""
+    return PATIENCE_BASE + PATIENCE_PER_TOKEN * max_tokens
+
+
+class JobScheduler:
+    """This node's view of which pool jobs are open to it; `tried` holds the jobs it took (never twice)."""
+
+    def __init__(self, node_id: bytes, serves: Callable[[bytes], bool]) -> None:
+        """`serves(model_id)`: whether this node can compute jobs for that model."""
+        self._node_id = node_id
+        self._serves = serves
+        self.tried: set[bytes] = set()
+        self._claims: dict[bytes, _Claim] = {}
+
+    def rank(self, job_id: bytes) -> float:
+        return claim_rank(self._node_id, job_id)
+
+    def claim_delay(self, job_id: bytes) -> float:
+        return self.rank(job_id) * CLAIM_SPREAD
+
+    def is_open(self, record: JobRecord, now: float) -> bool:
+        """Whether this node may take `record` now: see the module docstring."""
+        params = record.params
+        return (
+            record.state in _OPEN_STATES
+            and not record.testaments
+            and record.job_id not in self.tried
+            and record.client_node != self._node_id
+            and self._node_id not in record.accepted_by
+            and now + patience(params.max_tokens) <= params.timestamp + params.timelock
+            and not _held_by_another(record, now)
+            and self._serves(params.model_id)
+        )
+
+    def choose(self, jobs: Iterable[JobRecord], now: float, skip: Set[bytes] = frozenset()) -> JobRecord | None:
+        """Of the MAX_CANDIDATES oldest open jobs (`jobs` oldest first, as the pool lists them) not in `skip`,
+        the best-ranked."""
+        candidates: list[JobRecord] = []
+        for record in jobs:
+            if record.job_id not in skip and self.is_open(record, now):
+                candidates.append(record)
+                if len(candidates) == MAX_CANDIDATES:
+                    break
+        return min(candidates, key=lambda record: self.rank(record.job_id), default=None)
+
+    def next_reopening(self, jobs: Iterable[JobRecord], now: float) -> float | None:
+        """The earliest time after `now` at which another node's claim on a job without a testament runs out."""
+        times = (
+            _claim_ends(record)
+            for record in jobs
+            if record.state in _OPEN_STATES and not record.testaments and record.job_id not in self.tried
+        )
+        return min((at for at in times if at is not None and at > now), default=None)
+
+    def claim(self, record: JobRecord, now: float) -> None:
+        """Record that this node takes `record` now (it broadcasts its jobaccept next)."""
+        self.tried.add(record.job_id)
+        self._claims[record.job_id] = _Claim(now, frozenset(record.accepted_by))
+
+    def contest_ends(self, job_id: bytes) -> float:
+        return self._claims[job_id].at + CONTEST_WINDOW
+
+    def rival_first(self, record: JobRecord) -> bytes | None:
+        """The node that keeps a job we claimed at the same moment as it did: the lowest claim_rank among the
+        accepters since our claim and us; None if that is us. Every claimant applies the same rule to the
+        same accepts, so all but one of them leave the job before staking."""
+        rivals = set(record.accepted_by) - self._claims[record.job_id].earlier - {self._node_id}
+        first = min(rivals, key=lambda node: claim_rank(node, record.job_id), default=None)
+        return first if first is not None and claim_rank(first, record.job_id) < self.rank(record.job_id) else None
+
+    def forget(self, live: Iterable[bytes]) -> None:
+        """Keep `tried` and the claims to the jobs still in the pool (`live`): as bounded as the pool."""
+        self.tried.intersection_update(live)
+        self._claims = {job_id: claim for job_id, claim in self._claims.items() if job_id in self.tried}
+
+
+def _held_by_another(record: JobRecord, now: float) -> bool:
+    ends = _claim_ends(record)
+    return ends is not None and now < ends
+
+
+def _claim_ends(record: JobRecord) -> float | None:
+    """When the accepters have run out of patience (one patience each, from the first accept); None if unclaimed."""
+    first_accept = next((at for state, at in record.history if state == JobState.ACCEPTED), None)
+    if first_accept is None:
+        return None
+    return first_accept + len(record.accepted_by) * patience(record.params.max_tokens)

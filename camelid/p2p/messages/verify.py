@@ -1,0 +1,48 @@
+"""rasticask / rasticanswer (directed): outsourced RASTiC for a client that does not hold the model (whitepaper 2.5.3).
+
+The client sends a neighbour that holds the model the output tokens it was delivered and the commitment the
+compute node signed; the neighbour takes the prompt and sampling parameters from the job in its own pool,
+checks the tokens against the commitment, and answers a SignedVerdict (camelid.compute.outsourced) with the
+output's text, or a refusal saying why it cannot answer. The verdict is signed by the neighbour's node key,
+so a relay cannot forge it; the envelope is not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from camelid.core.job import MAX_JOB_TOKENS
+from camelid.p2p.messages.jobs import JOB_ID_SIZE
+from camelid.p2p.schema import MAX_TEXT_LEN, Blob, Message, Text, wire
+
+TOKEN_SIZE = 4  # u32 LE, as in deliveries
+MAX_VERDICT_BYTES = 64 * MAX_JOB_TOKENS + 256  # msgpack of one position result per output token, with the signature
+MAX_TEXT_BYTES = 64 * MAX_JOB_TOKENS  # UTF-8 of the output: no token detokenizes to more
+
+
+@dataclass(frozen=True)
+class RasticAsk(Message):
+    """Directed client -> verifier: check these output tokens of a job against the node's commitment."""
+
+    command: ClassVar[str] = "rasticask"
+    max_payload: ClassVar[int] = TOKEN_SIZE * MAX_JOB_TOKENS + 256
+
+    job_id: bytes = wire(Blob(JOB_ID_SIZE))
+    commitment: bytes = wire(Blob(32))
+    output: bytes = wire(Blob(TOKEN_SIZE, TOKEN_SIZE * MAX_JOB_TOKENS))
+
+
+@dataclass(frozen=True)
+class RasticVerdict(Message):
+    """Directed verifier -> client: a msgpack SignedVerdict over every output position and the output's text,
+    or empty ones and a refusal naming why the verifier could not check."""
+
+    command: ClassVar[str] = "rasticanswer"
+    max_payload: ClassVar[int] = MAX_VERDICT_BYTES + MAX_TEXT_BYTES + MAX_TEXT_LEN + 256
+
+    job_id: bytes = wire(Blob(JOB_ID_SIZE))
+    commitment: bytes = wire(Blob(32))
+    verdict: bytes = wire(Blob(0, MAX_VERDICT_BYTES))
+    text: bytes = wire(Blob(0, MAX_TEXT_BYTES))
+    refusal: str = wire(Text(MAX_TEXT_LEN))

@@ -1,0 +1,58 @@
+"""Concurrent inference (whitepaper 3.2) over real processes: many jobs at once spread over the compute nodes.
+
+One client submits a burst of jobs with no block in between (each escrow spends the change of the one
+before); two compute nodes serving the tiny model share them. A busy node accepts nothing, takes the
+oldest open job once free, and honours the other's jobaccept, so every job gets exactly one testament.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from decimal import Decimal
+
+import pytest
+
+from .framework import TestNode, wait_until
+from .jobnet import job_network
+
+pytestmark = pytest.mark.slow
+
+JOBS = 6
+REWARD = Decimal("0.1")  # a compute node that took every job stakes 6 x 0.1 of its 10 coins
+
+
+def test_a_burst_of_jobs_spreads_over_two_compute_nodes_and_each_is_computed_once(camelid_nodes, tmp_path):
+    started: list[TestNode] = []
+
+    def start_recorded(*args, **named) -> list[TestNode]:
+        new = camelid_nodes(*args, **named)
+        started.extend(new)
+        return new
+
+    _, client, _, _ = job_network(start_recorded, tmp_path, computers=2)
+    computers = started[2:]
+    jobs = [client.submitjob(f"llama number {i}", 8, None, i, 0, REWARD) for i in range(JOBS)]
+    assert len(set(jobs)) == JOBS
+    # No block came in between, so every escrow is unconfirmed: all but the first spent the change of the one
+    # before (the client's only coin was the one output job_network sent it).
+    mempool = set(client.getrawmempool())
+    assert all(client.getjob(job)["escrow_txid"] in mempool for job in jobs)
+
+    def verdicts() -> list[str | None]:
+        return [client.getjob(job)["verdict"] for job in jobs]
+
+    wait_until(lambda: None not in verdicts(), timeout=60, interval=0.2, what="a verdict on every job")
+    assert verdicts() == ["verified"] * JOBS
+    node_ids = {computer.getnetworkinfo()["nodeid"]: computer for computer in computers}
+    paid = Counter(client.getjob(job)["paid_node"] for job in jobs)
+    assert set(paid) == set(node_ids), f"one node took every job: {paid}"
+    for node_id, computer in node_ids.items():
+        roles = {entry["jobid"]: entry["role"] for entry in computer.listjobs()}
+        assert sorted(job for job, role in roles.items() if role == "compute") == sorted(
+            job for job in jobs if client.getjob(job)["paid_node"] == node_id
+        )
+    # Computed once: one testament per job in every node's pool. Two jobaccepts are allowed: nodes that claim
+    # a job within a jobaccept's trip of each other both accept it, and the lower-ranked one leaves it unstaked.
+    for node in (client, *computers):
+        for job in jobs:
+            assert len(node.getjob(job)["testaments"]) == 1, (node.index, node.getjob(job))

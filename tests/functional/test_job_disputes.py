@@ -1,0 +1,171 @@
+"""Table 1's other outcomes over real processes: a client that never pays, a node that never delivers, and the
+mempool policy that keeps a client from taking the stake of a node that delivered or was never paid.
+
+Each network is a miner without the model, a client and a compute node with the tiny test model
+(jobnet.job_network); the regtest --misbehave flags make one party cheat. Jobs get a 12 s delivery
+deadline D, so the refund time D + W (W = 5 s on regtest) falls within the test.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from camelid.core.jobscripts import claim_script_sig, stake_script
+from camelid.core.params import REGTEST
+from camelid.core.script import p2pkh_script
+from camelid.core.transaction import SIGHASH_ALL, Transaction, TxIn, TxOut
+from camelid.crypto.address import hash160_to_address
+from camelid.crypto.hashes import hash160
+from camelid.crypto.keys import PrivateKey, decode_wif
+from camelid.node.jobs.client import NOT_DELIVERED, PAYMENT_FEE
+from camelid.node.jobs.common import NON_FINAL, RELEASE_FEE
+from camelid.rpc.client import JSONRPCError
+
+from .framework import TestNode, wait_until
+from .jobnet import job_network
+
+pytestmark = pytest.mark.slow
+
+REWARD = Decimal(1)
+TIMELOCK = 12
+COIN = Decimal(10**8)
+RELEASE = RELEASE_FEE / COIN  # fee of each one-input time-locked spend: refund, reclaim, release, claim
+
+
+def states(node: TestNode, job: str) -> list[str]:
+    return [entry["state"] for entry in node.getjob(job)["history"]]
+
+
+def stake_claim(client: TestNode, job: str) -> Transaction:
+    """The client's non-delivery claim on the job's stake, built here from its wallet's key Pc: what a client
+    that wanted the stake without cause would broadcast. Valid by consensus once the median time past is past D."""
+    info = client.getjob(job)
+    (testament,) = info["testaments"]
+    client_pubkey = bytes.fromhex(info["client_pubkey"])
+    job_id = bytes.fromhex(job)[::-1]
+    deadline = info["timestamp"] + info["timelock"]
+    script = stake_script(
+        job_id,
+        bytes.fromhex(testament["node_pubkey"]),
+        client_pubkey,
+        bytes.fromhex(testament["commitment"]),
+        bytes.fromhex(info["model"]),
+        info["timestamp"],
+        deadline,
+        deadline + REGTEST.dispute_window,
+    )
+    stake_txid = testament["stake_txid"]
+    candidates = {i: client.gettxout(stake_txid, i) for i in range(2)}  # the stake and the node's change
+    index, value = next(
+        (i, int(out["value"] * COIN))
+        for i, out in candidates.items()
+        if out is not None and out["scriptPubKey"]["hex"] == script.hex()
+    )
+    address = hash160_to_address(hash160(client_pubkey), "regtest")
+    key = PrivateKey.from_bytes(decode_wif(client.dumpprivkey(address)).secret)
+    outputs = (TxOut(value - RELEASE_FEE, p2pkh_script(hash160(client_pubkey))),)
+    txin = TxIn(bytes.fromhex(stake_txid)[::-1], index, sequence=NON_FINAL)
+    unsigned = Transaction(inputs=(txin,), outputs=outputs, lock_time=deadline, job_id=job_id)
+    signature = key.sign(unsigned.signature_hash(0, script, value, SIGHASH_ALL)) + bytes([SIGHASH_ALL])
+    signed = TxIn(txin.prev_txid, index, claim_script_sig(signature), NON_FINAL)
+    return Transaction(inputs=(signed,), outputs=outputs, lock_time=deadline, job_id=job_id)
+
+
+def confirmed(node: TestNode, txid: str) -> bool:
+    out = node.gettxout(txid, 0)
+    return out is not None and out["confirmations"] > 0
+
+
+def mine_until(miner: TestNode, mine_to: str, predicate, what: str, timeout: float = 60) -> None:
+    """Mine a block now and then until `predicate` holds: time-locked spends wait for the median time past."""
+
+    def mined() -> bool:
+        if predicate():
+            return True
+        miner.generatetoaddress(1, mine_to)
+        return bool(predicate())
+
+    wait_until(mined, timeout=timeout, interval=1.0, what=what)
+
+
+def claim_refusal(miner: TestNode, claim: Transaction, mine_to: str) -> str:
+    """The miner's mempool's reason for refusing `claim`, mining blocks while its lock time D is not yet final."""
+
+    def refusal() -> str | None:
+        try:
+            miner.sendrawtransaction(claim.to_bytes().hex())
+        except JSONRPCError as exc:
+            if "non-final" not in str(exc):
+                return str(exc)
+        else:
+            return "accepted"
+        miner.generatetoaddress(1, mine_to)
+        return None
+
+    return wait_until(refusal, timeout=30, interval=0.2, what="the claim's lock time to be final")
+
+
+def test_a_client_that_never_pays_gets_its_escrow_back_and_the_node_its_stake(camelid_nodes, tmp_path):
+    miner, client, compute, mine_to = job_network(
+        camelid_nodes, tmp_path, client_flags=["--misbehave=never-pay"]
+    )
+    start = client.getbalance()
+    job = client.submitjob("The llama", 8, None, 0, 0, REWARD, TIMELOCK)
+    escrowed = client.getbalance()  # start - REWARD - the escrow transaction's fee
+    wait_until(lambda: client.getjob(job)["testaments"], timeout=30, what="the node's testament")
+    staked = compute.getbalance()  # 10 - the stake - the stake transaction's fee
+    # A client key alone cannot take the stake of a node it never paid: no payment to it was ever seen.
+    assert "job-not-paid" in claim_refusal(miner, stake_claim(client, job), mine_to)
+    mine_until(miner, mine_to, lambda: client.getjob(job)["state"] == "refunded", "the escrow refund")
+    info = client.getjob(job)
+    assert "paid" not in states(client, job) and info["refund_txid"] and info["slash_txid"] is None
+    # The client is out only the escrow's and the refund's fees; the node only its stake's and reclaim's.
+    # (The wallet counts a spend of a foreign output once it is mined.)
+    refunded = escrowed + REWARD - RELEASE
+    mine_until(miner, mine_to, lambda: client.getbalance() == refunded, "the refund in the client's wallet")
+    escrow_fee = start - REWARD - escrowed
+    assert client.getbalance() == start - escrow_fee - RELEASE and 0 < escrow_fee < Decimal("0.001")
+    mine_until(miner, mine_to, lambda: compute.getbalance() == staked + REWARD - RELEASE, "the stake reclaimed")
+    mine_until(miner, mine_to, lambda: miner.getjob(job)["state"] == "refunded", "the observer to see the refund mined")
+
+
+def test_a_paid_node_that_never_delivers_loses_its_stake_to_the_client(camelid_nodes, tmp_path):
+    miner, client, cheater, mine_to = job_network(camelid_nodes, tmp_path, "--misbehave=never-deliver")
+    start = client.getbalance()
+    job = client.submitjob("The llama", 8, None, 0, 0, REWARD, TIMELOCK)
+    escrowed = client.getbalance()
+    wait_until(lambda: client.getjob(job)["testaments"], timeout=30, what="the node's testament")
+    staked = cheater.getbalance()
+    with cheater.assert_debug_log(["--misbehave=never-deliver", "was taken by another spend"], timeout=30):
+        mine_until(miner, mine_to, lambda: client.getjob(job)["state"] == "slashed", "the non-delivery claim")
+        info = client.getjob(job)
+        # Blocks take the claim: consensus allows the branch from D, only mempool policy guards it.
+        mine_until(miner, mine_to, lambda: confirmed(miner, info["slash_txid"]), "the claim mined")
+    history = states(client, job)  # "settled" may come between: the payment is mined whenever a block is found
+    assert history[:4] == ["created", "accepted", "completed", "paid"] and history[-2:] == ["disputed", "slashed"]
+    assert info["verdict"] == NOT_DELIVERED == "failed: not delivered" and info["slash_txid"] and not info["text"]
+    assert cheater.getjob(job)["delivered_by"] == [] and "paid" in states(miner, job)
+    # The client paid the reward and took the stake (stake = reward): it is out only the escrow's and claim's fees.
+    mine_until(miner, mine_to, lambda: client.getbalance() == escrowed + REWARD - RELEASE, "the stake in the wallet")
+    escrow_fee = start - REWARD - escrowed
+    assert client.getbalance() == start - REWARD - escrow_fee - RELEASE + REWARD  # start - reward - fees + stake
+    # The node keeps the reward it was paid (its PAYOUT opens at t_pay), less the payment's and release's fees,
+    # and has lost the stake.
+    released = staked + REWARD - Decimal(PAYMENT_FEE) / COIN - RELEASE
+    mine_until(miner, mine_to, lambda: cheater.getbalance() == released, "the reward released to the node")
+
+
+def test_the_mempool_refuses_a_client_the_stake_of_a_node_that_delivered(camelid_nodes, tmp_path):
+    miner, client, compute, mine_to = job_network(camelid_nodes, tmp_path)
+    job = client.submitjob("The llama", 8, None, 0, 0, REWARD, TIMELOCK)
+    wait_until(lambda: client.getjob(job)["state"] == "verified", timeout=40, what="the verdict")
+    node_id = compute.getnetworkinfo()["nodeid"]
+    assert miner.getjob(job)["delivered_by"] == [node_id] and "delivered" in states(miner, job)
+    # Paid and past D, but the miner holds the node's signed delivery: the whitepaper's counter-proof.
+    claim = stake_claim(client, job)
+    assert "job-delivered" in claim_refusal(miner, claim, mine_to)
+    with pytest.raises(JSONRPCError, match="job-delivered"):  # the client's own node refuses it as well
+        client.sendrawtransaction(claim.to_bytes().hex())
+    assert client.getjob(job)["verdict"] == "verified" and client.getjob(job)["slash_txid"] is None

@@ -1,0 +1,55 @@
+"""Outsourced RASTiC between real processes: a client without the model has a neighbour check its delivery.
+
+The client holds no model; the compute node and a verifier node (no wallet) hold the tiny model. The client
+asks the verifier, never the node that computed the job, and accepts only a verdict signed by the node it
+asked; the verifier answers only for a job in its pool whose testament carries the commitment.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+import pytest
+from tiny_model import write_tiny_model
+
+from .framework import wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_client_without_the_model_gets_a_signed_verdict_and_the_text_from_a_verifier(camelid_nodes, tmp_path):
+    model = write_tiny_model(tmp_path / "tiny.gguf")
+    (miner,) = camelid_nodes(1)
+    connect = f"--connect=127.0.0.1:{miner.p2p_port}"
+    compute, verifier = camelid_nodes(
+        2, [[connect, f"--serve-model={model}"], [connect, f"--serve-model={model}", "--disablewallet"]]
+    )
+    (client,) = camelid_nodes(1, [[connect, f"--connect=127.0.0.1:{verifier.p2p_port}"]])
+    wait_until(lambda: miner.getconnectioncount() == 3 and client.getconnectioncount() == 2, what="the network")
+    for node in (miner, client, compute):
+        node.createwallet("default")
+    miner.generatetoaddress(101, miner.getnewaddress())
+    miner.sendtoaddress(client.getnewaddress(), 5)
+    miner.sendtoaddress(compute.getnewaddress(), 5)
+    miner.generatetoaddress(1, miner.getnewaddress())
+    wait_until(lambda: client.getbalance() == 5 and compute.getbalance() == 5, what="funds")
+    model_id = compute.listmodels()[0]["id"]
+
+    job = client.submitjob("The llama", 8, model_id, 0, 0, Decimal(1))
+    wait_until(lambda: client.getjob(job)["verdict"] is not None, timeout=60, what="the verifier's verdict")
+    mine = client.getjob(job)
+    assert mine["verdict"] == "verified", mine["verdict"]
+    assert mine["checked_by"] == [verifier.getnetworkinfo()["nodeid"]]  # never the node that computed it
+    assert mine["state"] == "verified" and mine["text"]
+    assert verifier.getjob(job)["role"] == "observer"
+
+    # A node that tampers with its output is caught the same way; the client cannot slash without the model.
+    compute.restart([*compute.extra_args, "--misbehave=tamper-output"])
+    wait_until(lambda: compute.getconnectioncount() == 1, what="the cheater reconnected")
+    cheated = client.submitjob("The llama", 8, model_id, 1, 0, Decimal(1))
+    wait_until(lambda: client.getjob(cheated)["verdict"] is not None, timeout=60, what="the verifier's verdict")
+    mine = client.getjob(cheated)
+    # The swapped token fails, and may change what the model predicts right after it.
+    assert re.fullmatch(r"failed: verifier [0-9a-f]{16} rejected [1-8] of 8 positions", mine["verdict"])
+    assert mine["state"] == "disputed" and mine["text"] is None
