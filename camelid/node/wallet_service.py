@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import IntEnum
 from pathlib import Path
 
@@ -52,6 +52,7 @@ class WalletService:
         self.bus = bus
         self._wallets: dict[str, Wallet] = {}
         self._sync_lock = asyncio.Lock()  # one chain update of the wallets at a time
+        self._pay_lock = asyncio.Lock()  # one payment at a time, from coin selection to commit
         self._subscriptions: list[Subscription] = []
 
     @property
@@ -139,11 +140,18 @@ class WalletService:
 
     # -- paying ----------------------------------------------------------------------------------
 
-    async def send(self, wallet: Wallet, created: CreatedTransaction) -> str:
-        """Hand a created payment to the mempool, then record it; TxRejected leaves the wallet unchanged."""
-        await self.chain.submit_transaction(created.tx)
-        wallet.commit_transaction(created.tx)
-        return created.tx.txid()
+    async def pay(self, wallet: Wallet, create: Callable[[], CreatedTransaction]) -> CreatedTransaction:
+        """Create a payment with `create`, hand it to the mempool, then record it; TxRejected changes nothing.
+
+        One payment at a time from coin selection to commit (as Bitcoin Core holds cs_wallet from
+        CreateTransaction to CommitTransaction): two at once would pick the same unspent coin, since a
+        coin counts as spent only once the first is committed.
+        """
+        async with self._pay_lock:
+            created = create()
+            await self.chain.submit_transaction(created.tx)
+            wallet.commit_transaction(created.tx)
+            return created
 
     async def rescan(self, wallet: Wallet, from_height: int = 0) -> None:
         """Re-read the active chain from `from_height` into `wallet` (importprivkey's rescan)."""

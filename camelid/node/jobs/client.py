@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import struct
 import time
 from dataclasses import dataclass
@@ -57,6 +58,9 @@ DEFAULT_TIMELOCK = 600
 """Seconds a node has to deliver (JobParams.timelock) unless submitjob says otherwise."""
 SLASH_FEE = 100_000
 """Fee of the client's fraud-proof spend of STAKE + PAYOUT: >= 5 per byte even with two 2,210-token proofs."""
+VERIFY_MODES = ("full", "spot", "off")
+SPOT_NONCE_SIZE = 16
+"""Random bytes that choose the spot positions: the node cannot know them when it commits."""
 NOT_DELIVERED = "failed: not delivered"
 """The verdict on a paid job whose node delivered nothing by the deadline D."""
 
@@ -69,6 +73,7 @@ class ClientJob:
     escrow_script: bytes
     reward: int
     client_pubkey: bytes
+    verify: str = "full"  # VERIFY_MODES: how the delivery is checked
     testament: TestamentRecord | None = None  # the one we pay (or check the stake of, before paying)
     verdict: str | None = None  # "verified", "failed: ...", or "unverified: ..."
     text: str | None = None
@@ -98,8 +103,15 @@ class JobClient:
         temperature_milli: int,
         reward: int,
         timelock: int = DEFAULT_TIMELOCK,
+        verify: str = "full",
     ) -> bytes:
-        """submitjob: fund the escrow, publish the job; the Job ID. ValueError/WalletError for bad input."""
+        """submitjob: fund the escrow, publish the job; the Job ID. ValueError/WalletError for bad input.
+
+        `verify`: RASTiC on the delivery at every position ("full"), at a random sample ("spot": cheaper,
+        but a near-miss model can pass) or not at all ("off": the text is returned unchecked).
+        """
+        if verify not in VERIFY_MODES:
+            raise ValueError(f"verify must be one of {', '.join(VERIFY_MODES)}, got {verify!r}")
         ctx = self._ctx
         wallets = ctx.require_wallets()
         wallet = wallets.get()
@@ -118,8 +130,7 @@ class JobClient:
         )
         job_id = params.job_id()
         script = escrow_script(job_id, client_pubkey, params.timestamp, ctx.pool.refund_time(params))
-        created = wallet.create_script_payment(script, reward, job_id)
-        await wallets.send(wallet, created)
+        created = await wallets.pay(wallet, lambda: wallet.create_script_payment(script, reward, job_id))
         escrow_index = next(i for i, out in enumerate(created.tx.outputs) if out.script_pubkey == script)
         escrow_txid = created.tx.hash
         key = wallet.job_private_key(client_pubkey)
@@ -129,7 +140,7 @@ class JobClient:
             ctx.node_id,
             key.sign(job_offer_digest(job_id, escrow_txid, ctx.node_id)),
         )
-        self.jobs[job_id] = ClientJob(OutPoint(escrow_txid, escrow_index), script, reward, client_pubkey)
+        self.jobs[job_id] = ClientJob(OutPoint(escrow_txid, escrow_index), script, reward, client_pubkey, verify)
         ctx.pool.add_job(message.params, message.escrow_txid, message.client_node, message.signature)
         ctx.manager.broadcast(message)
         ctx.spawn(self._close_unfinished(job_id), f"job-close-{hex_id(job_id)[:16]}")
@@ -282,8 +293,22 @@ class JobClient:
         )
         if expected != commitment:
             return "failed: the delivered output is not the one the node committed to", None, None
-        verdict = await averify(engine, prompt_tokens, tokens, params.max_tokens, params.seed, params.temperature)
-        text = await engine.run(engine.detokenize, tokens)
+        try:
+            text = await engine.run(engine.detokenize, tokens)
+        except ValueError as exc:  # token ids the model does not have
+            return f"failed: the output is not text of this model ({exc})", None, None
+        if client.verify == "off":
+            return "unverified: verification switched off for this job", text, None
+        verdict = await averify(
+            engine,
+            prompt_tokens,
+            tokens,
+            params.max_tokens,
+            params.seed,
+            params.temperature,
+            mode=client.verify,
+            nonce=os.urandom(SPOT_NONCE_SIZE),
+        )
         if verdict.ok:
             return "verified", text, None
         slash_at = next((f.position for f in verdict.failures if f.gap > EPS_SLASH), None)

@@ -7,6 +7,7 @@ chain look-ups and background tasks both roles use; each role gets it instead of
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -83,6 +84,17 @@ class JobContext:
         self.wallets = wallets
         self._engine: Engine | None = None
         self._tasks: set[asyncio.Task[object]] = set()
+        self._arrivals: dict[bytes, asyncio.Event] = {}
+
+    def tx_arrived(self, txid: bytes) -> None:
+        """TxAccepted: wake a wait_for_output waiting on `txid` at once instead of at its next poll.
+
+        A job message or testament outruns its transaction by one inv/getdata round trip, so the
+        first look always misses; polling alone cost every job a POLL (bench/job_overhead_bench.py).
+        """
+        arrival = self._arrivals.get(txid)
+        if arrival is not None:
+            arrival.set()
 
     def require_wallets(self) -> WalletService:
         if self.wallets is None:
@@ -104,11 +116,17 @@ class JobContext:
     async def wait_for_output(self, txid: bytes, script: bytes, min_value: int) -> tuple[int, int] | None:
         """(index, value) of the output of `txid` paying `script` at least `min_value`, seen in the mempool or chain."""
         deadline = time.monotonic() + SEEN_WAIT
-        while time.monotonic() < deadline:
-            found = await self.chain.call(self._find_output, txid, script)
-            if found is not None:
-                return found if found[1] >= min_value else None
-            await asyncio.sleep(POLL)
+        arrival = self._arrivals.setdefault(txid, asyncio.Event())
+        try:
+            while time.monotonic() < deadline:
+                arrival.clear()
+                found = await self.chain.call(self._find_output, txid, script)
+                if found is not None:
+                    return found if found[1] >= min_value else None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(arrival.wait(), POLL)  # POLL still catches one that comes in a block
+        finally:
+            self._arrivals.pop(txid, None)
         return None
 
     async def holds(self, outpoint: OutPoint, locked: TxOut) -> bool:

@@ -109,11 +109,11 @@ class JobComputer:
         offered or another node's claim on one runs out. A busy node so accepts nothing new, and takes
         the jobs offered while it was busy once it is free."""
         while True:
+            self._offered.clear()  # before looking: a job or escrow arriving during the look wakes the wait below
             record, unfunded = await self._next_claim()
             if record is not None:
                 await self._compute(record)
                 continue
-            self._offered.clear()
             jobs = self._ctx.pool.jobs()
             self._scheduler.forget(job.job_id for job in jobs)
             now = time.time()
@@ -205,8 +205,9 @@ class JobComputer:
             params.timestamp + params.timelock,
             ctx.pool.refund_time(params),
         )
-        created = wallet.create_script_payment(stake, reward * STAKE_MULTIPLE, job_id)
-        await wallets.send(wallet, created)
+        created = await wallets.pay(
+            wallet, lambda: wallet.create_script_payment(stake, reward * STAKE_MULTIPLE, job_id)
+        )
         stake_index = next(i for i, out in enumerate(created.tx.outputs) if out.script_pubkey == stake)
         work = self.jobs[job_id] = ComputeJob(
             output,
@@ -241,7 +242,10 @@ class JobComputer:
         self._take_payment(message.job_id, tx, published=False)
 
     def on_published(self, tx: Transaction) -> None:
-        """A transaction reached the mempool or a block: a payment for a job of ours if it spends our escrow."""
+        """A transaction reached the mempool or a block: a job's escrow, or a payment for a job of ours."""
+        record = self._ctx.pool.get(tx.job_id)
+        if record is not None and record.escrow_txid == tx.hash:
+            self._offered.set()  # a job waiting for this escrow can be claimed now, not at the next ESCROW_RECHECK
         work = self.jobs.get(tx.job_id)
         spends_escrow = work is not None and any(OutPoint(i.prev_txid, i.prev_index) == work.escrow for i in tx.inputs)
         if spends_escrow and tx.outputs and match_job_lock(tx.outputs[0].script_pubkey) is not None:  # not a refund

@@ -133,9 +133,12 @@ class JobService:
         temperature_milli: int,
         reward: int,
         timelock: int = DEFAULT_TIMELOCK,
+        verify: str = "full",
     ) -> bytes:
         """submitjob: fund the escrow, publish the job; the Job ID. ValueError/WalletError for bad input."""
-        return await self._client.submit(prompt, max_tokens, model_id, seed, temperature_milli, reward, timelock)
+        return await self._client.submit(
+            prompt, max_tokens, model_id, seed, temperature_milli, reward, timelock, verify
+        )
 
     def job_info(self, job_id: bytes) -> dict[str, Any] | None:
         """getjob: the pool's record, with what only this node knows about its own jobs."""
@@ -247,6 +250,7 @@ class JobService:
             raise ProtocolViolation(f"bad-job: {exc}") from None
 
     async def _on_tx_accepted(self, event: TxAccepted) -> None:
+        self._ctx.tx_arrived(event.tx.hash)
         if self.pool.record_payment(event.tx) is not None:
             log.info("job %s: payment %s seen", hex_id(event.tx.job_id), event.tx.txid())
         self._compute.on_published(event.tx)

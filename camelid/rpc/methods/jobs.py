@@ -52,6 +52,7 @@ def _default_model(ctx: RPCContext) -> bytes:
     Param("temperature", ("number",), "sampling temperature, 0 for greedy (0..2, in thousandths)", False, 0),
     Param("reward", ("number", "string"), "coins paid to the node that computes it", False, 1),
     Param("timelock", ("number",), "seconds the node has to deliver", False, DEFAULT_TIMELOCK, integer=True),
+    Param("verify", ("string",), "RASTiC on the delivery: full (every position), spot or off", False, "full"),
 )
 async def submitjob(
     ctx: RPCContext,
@@ -62,6 +63,7 @@ async def submitjob(
     temperature: float,
     reward: int | float | str,
     timelock: int,
+    verify: str,
 ) -> str:
     """Fund an escrow with the wallet and publish the job; returns its job id. Follow it with getjob."""
     try:
@@ -75,7 +77,7 @@ async def submitjob(
     if amount <= 0:
         raise RPCError(RPCErrorCode.TYPE_ERROR, "reward must be positive")
     try:
-        job_id = await ctx.jobs.submit(prompt, max_tokens, model_id, seed, temperature_milli, amount, timelock)
+        job_id = await ctx.jobs.submit(prompt, max_tokens, model_id, seed, temperature_milli, amount, timelock, verify)
     except WalletError as exc:
         raise RPCError(exc.code, exc.message) from None
     except TxRejected as exc:

@@ -77,9 +77,9 @@ def _reject_unsupported(**given: Any) -> None:
 async def _send(ctx: RPCContext, recipients: list[tuple[str, int]], subtract: set[int], fee_rate: int | None) -> str:
     wallets = ctx.wallets
     wallet = _loaded_wallet(ctx)
-    created = _wallet_call(wallet.create_transaction, recipients, fee_rate, subtract)
     try:
-        return await wallets.send(wallet, created)
+        created = await wallets.pay(wallet, lambda: wallet.create_transaction(recipients, fee_rate, subtract))
+        return created.tx.txid()
     except TxRejected as exc:
         raise RPCError(RPCErrorCode.VERIFY_REJECTED, str(exc)) from None
     except WalletError as exc:
