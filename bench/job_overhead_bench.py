@@ -7,7 +7,9 @@ nodes idle meanwhile), then submits the same job and reads the timeline the node
 holds each node's wall-clock time per state, so created -> accepted -> completed -> paid -> delivered ->
 verified comes from the protocol itself, not from polling. The dispute window is excluded (the payment's
 mining is not waited for). Prints, per case, the medians, the ratio and where the protocol time goes, with
-the bare RASTiC verification of the same output for comparison.
+the bare RASTiC verification of the same output for comparison, then one summary line per case. Every case
+asks for full RASTiC; gemma's cases at --spot-lengths run again with submitjob's verify="spot", the cheaper
+sampled check, to show what the client's verification costs inside the protocol.
 
     .venv/bin/python -m bench.job_overhead_bench [--repeats 5]    (from the repository root)
 
@@ -24,7 +26,7 @@ import os
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.rastic_common import prompts
@@ -48,7 +50,8 @@ ENDS = ("verified", "disputed", "slashed")
 
 @dataclass(frozen=True)
 class Case:
-    """One job shape: a model, its prompt, sampling and output length (chosen so the output runs to max_tokens)."""
+    """One job shape: a model, its prompt, sampling, output length (chosen so the output runs to max_tokens) and
+    the RASTiC mode the client asks submitjob for."""
 
     label: str
     engine: Engine
@@ -56,6 +59,7 @@ class Case:
     max_tokens: int
     seed: int
     temperature: float
+    verify: str = "full"
 
 
 @dataclass(frozen=True)
@@ -126,7 +130,15 @@ def run_job(case: Case, client: TestNode, compute: TestNode) -> Run:
 
     model = case.engine.model_id.hex()
     submitted_at = time.time()
-    job = client.submitjob(case.prompt, case.max_tokens, model, case.seed, case.temperature, REWARD)
+    job = client.submitjob(
+        prompt=case.prompt,
+        max_tokens=case.max_tokens,
+        model=model,
+        seed=case.seed,
+        temperature=case.temperature,
+        reward=REWARD,
+        verify=case.verify,
+    )
     submit_returned_at = time.time()
     try:
         info = wait_until(
@@ -157,14 +169,15 @@ def computing(run: Run) -> float:
     return run.compute["completed"] - run.compute["accepted"]
 
 
-def report(case: Case, runs: list[Run]) -> None:
-    def median_ms(values: list[float]) -> float:
-        return statistics.median(values) * 1000
+def median_ms(values: list[float]) -> float:
+    return statistics.median(values) * 1000
 
+
+def report(case: Case, runs: list[Run]) -> None:
     generate = median_ms([r.generate for r in runs])
     total = median_ms([r.client["verified"] - r.submitted_at for r in runs])
     print(
-        f"\n{case.label}: {case.max_tokens} tokens, prompt {case.prompt!r}, seed {case.seed}, "
+        f"\n{case.label}: {case.max_tokens} tokens, verify={case.verify}, prompt {case.prompt!r}, seed {case.seed}, "
         f"temperature {case.temperature}; median of {len(runs)}"
     )
     print(f"  bare Engine.generate                        : {generate:9.1f} ms")
@@ -193,6 +206,21 @@ def report(case: Case, runs: list[Run]) -> None:
     )
 
 
+def summarize(results: list[tuple[Case, list[Run]]]) -> None:
+    """One line per case, so the verify modes and models compare at a glance; ratios are to bare generation."""
+    print("\nsummary (medians; ratio = submitjob -> verified over bare Engine.generate)")
+    print("  model                tokens verify   bare ms    job ms   ratio  paired implied")
+    for case, runs in results:
+        generate = median_ms([r.generate for r in runs])
+        total = median_ms([r.client["verified"] - r.submitted_at for r in runs])
+        paired = statistics.median((r.client["verified"] - r.submitted_at) / r.generate for r in runs)
+        outside = median_ms([r.client["verified"] - r.submitted_at - computing(r) for r in runs])
+        print(
+            f"  {case.label:<20} {case.max_tokens:>6} {case.verify:<6} {generate:9.1f} {total:9.1f} "
+            f"{total / generate:6.2f}x {paired:6.2f}x {(generate + outside) / generate:6.2f}x"
+        )
+
+
 def find_case(label: str, engine: Engine, max_tokens: int) -> Case:
     """A prompt (greedy, else sampled) whose output runs the whole max_tokens: the job does the work it asks for."""
     for temperature in (0.0, 0.8):
@@ -210,15 +238,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5, help="timed jobs per case, after one warm-up job")
     parser.add_argument("--lengths", type=int, nargs="+", default=[32, 128])
+    parser.add_argument(
+        "--spot-lengths", type=int, nargs="*", default=[128], help="gemma lengths also run with verify=spot"
+    )
     args = parser.parse_args()
-    if args.repeats < 1 or any(n < 1 for n in args.lengths):
-        raise SystemExit("--repeats and --lengths must be positive")
+    if args.repeats < 1 or any(n < 1 for n in args.lengths + args.spot_lengths):
+        raise SystemExit("--repeats, --lengths and --spot-lengths must be positive")
 
     with tempfile.TemporaryDirectory() as tmp:
         tiny_path = write_tiny_model(Path(tmp) / "tiny.gguf")
         real_path = default_model_path()
         engines = {"tiny test model": Engine(tiny_path), "gemma-3-270m Q4_K_M": Engine(real_path)}
         cases = [find_case(label, engine, n) for label, engine in engines.items() for n in args.lengths]
+        gemma = {case.max_tokens: case for case in cases if case.engine is engines["gemma-3-270m Q4_K_M"]}
+        for n in args.spot_lengths:
+            full = gemma[n] if n in gemma else find_case("gemma-3-270m Q4_K_M", engines["gemma-3-270m Q4_K_M"], n)
+            cases.append(replace(full, verify="spot"))
         jobs = len(cases) * (args.repeats + 1)
         threads = engines["tiny test model"].n_threads
         print(
@@ -226,15 +261,19 @@ def main() -> None:
             f"engine threads {threads} in each; load average {os.getloadavg()[0]:.2f} at the start"
         )
         miner, client, compute = start_network(Path(tmp), [tiny_path, real_path], coins=jobs)
+        results = []
         try:
             for case in cases:
                 run_job(case, client, compute)  # warm-up: the engine swap when the model changes, first messages
-                report(case, [run_job(case, client, compute) for _ in range(args.repeats)])
+                runs = [run_job(case, client, compute) for _ in range(args.repeats)]
+                report(case, runs)
+                results.append((case, runs))
         finally:
             for node in (compute, client, miner):
                 node.teardown()
             for engine in engines.values():
                 engine.close()
+    summarize(results)
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
 
 

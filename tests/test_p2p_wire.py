@@ -45,8 +45,8 @@ from camelid.p2p.messages import (
     NotFound,
     Ping,
     Pong,
+    RasticAnswer,
     RasticAsk,
-    RasticVerdict,
     SendHeaders,
     ServiceFlags,
     TxMessage,
@@ -125,8 +125,8 @@ SMALL_MESSAGES = [
 DIRECTED_PAYLOADS = [
     JobPayment(b"\x17" * 32, b"\x01" * 60),
     RasticAsk(b"\x17" * 32, b"\x18" * 32, b"\x01\x00\x00\x00"),
-    RasticVerdict(b"\x17" * 32, b"\x18" * 32, b"\x80", b"llamas", ""),
-    RasticVerdict(b"\x17" * 32, b"\x18" * 32, b"", b"", "this node does not hold the model"),
+    RasticAnswer(b"\x17" * 32, b"\x18" * 32, b"\x80", b"llamas", ""),
+    RasticAnswer(b"\x17" * 32, b"\x18" * 32, b"", b"", "this node does not hold the model"),
 ]
 
 LARGEST_MESSAGES = [
@@ -158,7 +158,7 @@ LARGEST_MESSAGES = [
     JobPayment(b"\xff" * 32, b"\xff" * MAX_TX_SIZE),
     JobDelivery(b"\xff" * 32, NODE_B, b"\xff" * MAX_SEALED_OUTPUT, b"\xff" * 72),
     RasticAsk(b"\xff" * 32, b"\xff" * 32, b"\xff" * 4 * MAX_JOB_TOKENS),
-    RasticVerdict(b"\xff" * 32, b"\xff" * 32, b"\xff" * MAX_VERDICT_BYTES, b"\xff" * MAX_TEXT_BYTES, "~" * 256),
+    RasticAnswer(b"\xff" * 32, b"\xff" * 32, b"\xff" * MAX_VERDICT_BYTES, b"\xff" * MAX_TEXT_BYTES, "~" * 256),
 ]
 
 

@@ -1,7 +1,8 @@
-"""The models the OpenAI-compatible API offers: those this node holds, since only those it can verify.
+"""The models the OpenAI-compatible API offers: those this node holds, which it verifies itself.
 
-A client node checks a delivered output with its own copy of the model (RASTiC); a job for a model it
-lacks could only ever come back "unverified", so such a model is not offered and asking for it is a 404.
+A client node checks a delivered output with its own copy of the model (RASTiC). For a model it lacks it
+would depend on neighbours both to check the output and to read its tokens at all, and it could not
+slash a cheat, so the API offers only models it holds and asking for another is a 404.
 A model is named by its id (64 hex digits), by its GGUF general.name, by its file name, or as "default"
 (the first model the node holds).
 """

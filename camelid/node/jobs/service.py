@@ -36,8 +36,8 @@ from camelid.p2p.messages import (
     JobMessage,
     JobPayment,
     JobTestament,
+    RasticAnswer,
     RasticAsk,
-    RasticVerdict,
 )
 from camelid.p2p.schema import Message
 
@@ -52,8 +52,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PRUNE_INTERVAL = 60.0
-MAX_JOBS_SENT = 1000
-"""Open jobs a new peer is sent at most (the newest): enough for any live network, bounded for memory."""
+MAX_CATCH_UP_BYTES = 4 << 20
+"""Payload bytes of job messages a new peer is sent at most (the newest jobs first): a quarter of a peer's send
+buffer, so a catch-up never gets the new peer dropped for a full buffer."""
 
 
 class JobService:
@@ -102,7 +103,7 @@ class JobService:
             self._manager.register_handler(command, handler)
         self._manager.register_directed_handler(JobPayment.command, self._compute.on_payment)
         self._manager.register_directed_handler(RasticAsk.command, verifiers.on_ask)
-        self._manager.register_directed_handler(RasticVerdict.command, verifiers.on_verdict)
+        self._manager.register_directed_handler(RasticAnswer.command, verifiers.on_verdict)
         bus.subscribe(BlockConnected, self._on_block_connected)
         bus.subscribe(TxAccepted, self._on_tx_accepted)
 
@@ -218,8 +219,8 @@ class JobService:
         A node that was down (or is new) learns the jobs, claims, testaments and deliveries it missed;
         a peer that knows them already ignores them without relaying.
         """
-        sent = 0
-        for record in self.pool.open_jobs()[-MAX_JOBS_SENT:]:
+        sent, budget = 0, MAX_CATCH_UP_BYTES
+        for record in reversed(self.pool.open_jobs()):
             if not record.signature:
                 continue
             job_id = record.job_id
@@ -236,6 +237,10 @@ class JobService:
             txids = [record.escrow_txid, *(t.stake_txid for t in record.testaments.values())]
             txids += [payment.txid for payment in record.payments.values()]
             messages.append(Inv(tuple(InvItem(InvType.TX, txid) for txid in txids)))
+            payloads = [message.to_payload() for message in messages]
+            budget -= sum(len(payload) for payload in payloads)
+            if budget < 0:
+                break
             for message in messages:
                 self._manager.send(peer, message)
             sent += 1

@@ -30,7 +30,7 @@ from camelid.compute.outsourced import (
 )
 from camelid.crypto.keys import PublicKey
 from camelid.node.jobs.common import JobContext, decode_directed, hex_id
-from camelid.p2p.messages.verify import RasticAsk, RasticVerdict
+from camelid.p2p.messages.verify import RasticAnswer, RasticAsk
 
 if TYPE_CHECKING:
     from camelid.p2p.messages import Directed
@@ -57,7 +57,7 @@ class OutsourcedVerification:
 
     def __init__(self, ctx: JobContext) -> None:
         self._ctx = ctx
-        self._waiting: dict[tuple[bytes, bytes], asyncio.Future[RasticVerdict]] = {}
+        self._waiting: dict[tuple[bytes, bytes], asyncio.Future[RasticAnswer]] = {}
         self._engine_lock = asyncio.Lock()  # one outsourced check at a time: neighbours share our CPU, not own it
 
     # -- client side ---------------------------------------------------------------------------------
@@ -113,7 +113,7 @@ class OutsourcedVerification:
         return Outcome("verified", passed[0][1], [verifier.hex() for verifier, _ in passed])
 
     async def on_verdict(self, peer: Peer, directed: Directed) -> None:
-        answer = decode_directed(RasticVerdict, directed)
+        answer = decode_directed(RasticAnswer, directed)
         if answer is None:
             return
         future = self._waiting.get((answer.job_id, directed.sender))
@@ -130,8 +130,8 @@ class OutsourcedVerification:
             verdict, text, refusal = await self._answer(ask)
         if refusal:
             log.info("rasticask for %s from %s refused: %s", hex_id(ask.job_id), directed.sender.hex(), refusal)
-        reply = RasticVerdict(ask.job_id, ask.commitment, verdict, text, refusal)
-        self._ctx.manager.send_directed(directed.sender, RasticVerdict.command, reply.to_payload())
+        reply = RasticAnswer(ask.job_id, ask.commitment, verdict, text, refusal)
+        self._ctx.manager.send_directed(directed.sender, RasticAnswer.command, reply.to_payload())
 
     async def _answer(self, ask: RasticAsk) -> tuple[bytes, bytes, str]:
         """(msgpack SignedVerdict, UTF-8 text, "") or (b"", b"", why we cannot answer)."""
@@ -170,7 +170,7 @@ class OutsourcedVerification:
 
 
 def _verdict_of(
-    answer: RasticVerdict, verifier: bytes, expected_digest: bytes, positions: tuple[int, ...]
+    answer: RasticAnswer, verifier: bytes, expected_digest: bytes, positions: tuple[int, ...]
 ) -> SignedVerdict:
     """`verifier`'s signed verdict on our request; ValueError naming the problem if the answer is not one."""
     if answer.refusal:

@@ -15,7 +15,7 @@ from camelid.p2p.messages.jobs import JobAccept, JobDelivery, JobMessage, JobPay
 from camelid.p2p.messages.models import Chunk, GetChunk, GetManifest, ManifestMessage, NoModel
 from camelid.p2p.messages.ping import Ping, Pong
 from camelid.p2p.messages.tx import TxMessage
-from camelid.p2p.messages.verify import RasticAsk, RasticVerdict
+from camelid.p2p.messages.verify import RasticAnswer, RasticAsk
 from camelid.p2p.messages.version import MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ServiceFlags, Verack, Version
 from camelid.p2p.schema import Message
 
@@ -49,7 +49,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
     )
 }
 
-DIRECTED_MESSAGES: dict[str, type[Message]] = {cls.command: cls for cls in (JobPayment, RasticAsk, RasticVerdict)}
+DIRECTED_MESSAGES: dict[str, type[Message]] = {cls.command: cls for cls in (JobPayment, RasticAsk, RasticAnswer)}
 """Inner payloads of `directed` envelopes, by inner command."""
 
 __all__ = [
@@ -65,7 +65,7 @@ __all__ = [
     "MIN_PROTOCOL_VERSION",
     "PROTOCOL_VERSION",
     "RasticAsk",
-    "RasticVerdict",
+    "RasticAnswer",
     "Addr",
     "BlockMessage",
     "Chunk",

@@ -34,7 +34,7 @@ class RasticAsk(Message):
 
 
 @dataclass(frozen=True)
-class RasticVerdict(Message):
+class RasticAnswer(Message):
     """Directed verifier -> client: a msgpack SignedVerdict over every output position and the output's text,
     or empty ones and a refusal naming why the verifier could not check."""
 
