@@ -134,11 +134,12 @@ def test_a_client_that_never_pays_gets_its_escrow_back_and_the_node_its_stake(ca
 def test_a_paid_node_that_never_delivers_loses_its_stake_to_the_client(camelid_nodes, tmp_path):
     miner, client, cheater, mine_to = job_network(camelid_nodes, tmp_path, "--misbehave=never-deliver")
     start = client.getbalance()
-    job = client.submitjob("The llama", 8, None, 0, 0, REWARD, TIMELOCK)
-    escrowed = client.getbalance()
-    wait_until(lambda: client.getjob(job)["testaments"], timeout=30, what="the node's testament")
-    staked = cheater.getbalance()
+    # The log is watched from before the job: the node takes the payment within moments of its testament.
     with cheater.assert_debug_log(["--misbehave=never-deliver", "was taken by another spend"], timeout=30):
+        job = client.submitjob("The llama", 8, None, 0, 0, REWARD, TIMELOCK)
+        escrowed = client.getbalance()
+        wait_until(lambda: client.getjob(job)["testaments"], timeout=30, what="the node's testament")
+        staked = cheater.getbalance()
         mine_until(miner, mine_to, lambda: client.getjob(job)["state"] == "slashed", "the non-delivery claim")
         info = client.getjob(job)
         # Blocks take the claim: consensus allows the branch from D, only mempool policy guards it.
