@@ -364,3 +364,16 @@ async def test_ready_listeners_hear_of_each_new_peer_once_even_when_another_list
             assert connected_to(a, b)  # the failing listener did not cost the peer
             await asyncio.sleep(0.2)  # pings go back and forth; the listener is not called again
             assert heard == [b.node_id]
+
+
+async def test_stopping_with_inbound_peers_connected_logs_no_error(caplog):
+    caplog.set_level(logging.INFO)
+    server = PeerManager(settings(), lambda: 0)
+    serving = asyncio.create_task(server.run())
+    await server.wait_started()
+    async with running(settings(connect=(at(server),), listen=False)) as client:
+        await eventually(lambda: connected_to(server, client))
+        serving.cancel()  # the server stops while its inbound peer is still connected
+        await asyncio.gather(serving, return_exceptions=True)
+        await asyncio.sleep(0.05)  # asyncio reports a failed stream callback on a later loop iteration
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text

@@ -22,6 +22,7 @@ from enum import IntEnum
 from pathlib import Path
 
 from camelid.chain.chainstate import ChainState
+from camelid.chain.errors import TxRejected
 from camelid.core.block import Block
 from camelid.core.serialize import hash_to_hex
 from camelid.node.bus import EventBus, Subscription
@@ -118,7 +119,23 @@ class WalletService:
         await self._sync(wallet)
         self._wallets[name] = wallet
         log.info("wallet %r loaded at height %d", name, wallet.tip_height)
+        await self._resubmit(wallet)
         return wallet
+
+    async def _resubmit(self, wallet: Wallet) -> None:
+        """Put the wallet's unconfirmed transactions back in the mempool, which a restart emptied.
+
+        As Bitcoin Core's wallet does at start: an escrow or stake still unconfirmed when the node stopped
+        must reach the network again, or the job that depends on it stalls. A transaction the mempool
+        refuses (a conflict mined meanwhile, say) stays in the wallet for abandontransaction.
+        """
+        for tx in wallet.unconfirmed_transactions():
+            try:
+                await self.chain.submit_transaction(tx)
+            except TxRejected as exc:
+                log.info("wallet transaction %s not resubmitted: %s", tx.txid(), exc)
+            else:
+                log.info("wallet transaction %s resubmitted to the mempool", tx.txid())
 
     async def restore(self, name: str, backup_file: Path) -> Wallet:
         """restorewallet: a copy of a backup, rescanned from genesis since the backup may predate its history."""

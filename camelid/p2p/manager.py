@@ -329,6 +329,10 @@ class PeerManager:
                 writer.close()
                 return
             await self._serve(self._new_peer(reader, writer, (host, peername[1]), Direction.INBOUND))
+        except asyncio.CancelledError:
+            # The node is stopping (run() cancels every connection). Ending normally rather than cancelled
+            # keeps asyncio's stream-server callback from logging each inbound connection as an error.
+            return
         finally:
             self._tasks.discard(task)
 

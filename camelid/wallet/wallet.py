@@ -284,6 +284,10 @@ class Wallet:
             raise WalletError(WalletErrorCode.WALLET_ERROR, f"Transaction {tx.txid()} spends no coins of this wallet")
         self.add_mempool_tx(tx)
 
+    def unconfirmed_transactions(self) -> list[Transaction]:
+        """Our transactions not yet in a block, in the order first seen (so parents come before children)."""
+        return [wtx.tx for wtx in self._ledger.transactions.values() if not wtx.is_confirmed]
+
     def abandon_transaction(self, txid: str) -> None:
         """abandontransaction: forget an unconfirmed transaction (and its descendants) the network dropped."""
         tx_hash = _parse_txid(txid)

@@ -164,3 +164,18 @@ def test_wallet_flags_at_startup(camelid_nodes):
     node.createwallet("mine")
     node.restart(["--wallet=mine"])
     assert node.listwallets() == ["mine"]
+
+
+def test_a_restarted_node_puts_its_wallets_unconfirmed_transactions_back_in_the_mempool(camelid_nodes):
+    (node,) = camelid_nodes(1)
+    node.createwallet("default")
+    node.generatetoaddress(101, node.getnewaddress())
+    first = node.sendtoaddress(node.getnewaddress(), 5)
+    second = node.sendtoaddress(node.getnewaddress(), 3)  # spends the change of the first
+    assert set(node.getrawmempool()) == {first, second}
+    with node.assert_debug_log([f"wallet transaction {first} resubmitted", f"wallet transaction {second} resubmitted"]):
+        node.restart()  # the mempool is not kept across restarts; the wallet's transactions are
+    assert set(node.getrawmempool()) == {first, second}
+    node.generatetoaddress(1, node.getnewaddress())
+    assert node.getrawmempool() == []
+    assert {tx["txid"]: tx["confirmations"] for tx in node.listtransactions()}[second] == 1
