@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -42,6 +42,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
+
+
+def answers_rpc(call: Callable[[], Any]) -> bool:
+    """Whether a node answers `call` past warm-up: False while it is not listening, has no cookie yet, or warms up."""
+    try:
+        call()
+    except (OSError, ValueError):
+        return False  # not listening yet, or the cookie is not written yet
+    except JSONRPCError as exc:
+        if exc.code == RPCErrorCode.IN_WARMUP:
+            return False
+        raise
+    return True
 
 
 class RegtestNode:
@@ -88,15 +101,7 @@ class RegtestNode:
         """True once RPC answers past warm-up; NodeFailed if the process has exited."""
         if not self.running:
             raise NodeFailed(f"{self.name} exited with status {self.process.returncode}: {self.stderr_tail()}")
-        try:
-            self.call("getblockcount")
-        except (OSError, ValueError):
-            return False  # not listening yet, or the cookie is not written yet
-        except JSONRPCError as exc:
-            if exc.code == RPCErrorCode.IN_WARMUP:
-                return False
-            raise
-        return True
+        return answers_rpc(lambda: self.call("getblockcount"))
 
     def call(self, method: str, *args: Any) -> Any:
         """Call an RPC method with the node's cookie."""

@@ -28,10 +28,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from camelid.regtest_network import free_port
+from camelid.regtest_network import answers_rpc, free_port
 from camelid.rpc.auth import Credentials, read_cookie
-from camelid.rpc.client import JSONRPCError, RPCClient
-from camelid.rpc.errors import RPCErrorCode
+from camelid.rpc.client import RPCClient
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 60.0
@@ -95,15 +94,7 @@ class TestNode:
         def ready() -> bool:
             if not self.running:
                 raise AssertionError(f"node{self.index} exited with {self.process.returncode}: {self.stderr_tail()}")
-            try:
-                self.getblockcount()
-            except (OSError, ValueError):
-                return False  # not listening yet, or the cookie is not written yet
-            except JSONRPCError as exc:
-                if exc.code == RPCErrorCode.IN_WARMUP:
-                    return False
-                raise
-            return True
+            return answers_rpc(self.getblockcount)
 
         wait_until(ready, timeout=timeout, interval=0.1, what=f"node{self.index} RPC")
 

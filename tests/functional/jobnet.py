@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from tiny_model import write_tiny_model
 
@@ -44,3 +45,15 @@ def job_network(
     for node in others:
         wait_until(lambda node=node: node.getbalance() == FUNDS, what=f"node{node.index} funded")
     return miner, others[0], others[1], mine_to
+
+
+def mine_until(miner: TestNode, mine_to: str, predicate: Callable[[], Any], what: str, timeout: float = 60) -> None:
+    """Mine a block now and then until `predicate` holds: time-locked job spends wait for the median time past."""
+
+    def mined() -> bool:
+        if predicate():
+            return True
+        miner.generatetoaddress(1, mine_to)
+        return bool(predicate())
+
+    wait_until(mined, timeout=timeout, interval=0.5, what=what)

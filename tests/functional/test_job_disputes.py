@@ -24,7 +24,7 @@ from camelid.node.jobs.common import NON_FINAL, RELEASE_FEE
 from camelid.rpc.client import JSONRPCError
 
 from .framework import TestNode, wait_until
-from .jobnet import job_network
+from .jobnet import job_network, mine_until
 
 pytestmark = pytest.mark.slow
 
@@ -78,18 +78,6 @@ def confirmed(node: TestNode, txid: str) -> bool:
     return out is not None and out["confirmations"] > 0
 
 
-def mine_until(miner: TestNode, mine_to: str, predicate, what: str, timeout: float = 60) -> None:
-    """Mine a block now and then until `predicate` holds: time-locked spends wait for the median time past."""
-
-    def mined() -> bool:
-        if predicate():
-            return True
-        miner.generatetoaddress(1, mine_to)
-        return bool(predicate())
-
-    wait_until(mined, timeout=timeout, interval=1.0, what=what)
-
-
 def claim_refusal(miner: TestNode, claim: Transaction, mine_to: str) -> str:
     """The miner's mempool's reason for refusing `claim`, mining blocks while its lock time D is not yet final."""
 
@@ -108,9 +96,7 @@ def claim_refusal(miner: TestNode, claim: Transaction, mine_to: str) -> str:
 
 
 def test_a_client_that_never_pays_gets_its_escrow_back_and_the_node_its_stake(camelid_nodes, tmp_path):
-    miner, client, compute, mine_to = job_network(
-        camelid_nodes, tmp_path, client_flags=["--misbehave=never-pay"]
-    )
+    miner, client, compute, mine_to = job_network(camelid_nodes, tmp_path, client_flags=["--misbehave=never-pay"])
     start = client.getbalance()
     job = client.submitjob("The llama", 8, None, 0, 0, REWARD, TIMELOCK)
     escrowed = client.getbalance()  # start - REWARD - the escrow transaction's fee

@@ -27,6 +27,7 @@ from camelid.node.jobs.common import RELEASE_FEE
 from camelid.rpc.client import JSONRPCError
 
 from .framework import TestNode, wait_until
+from .jobnet import mine_until
 
 pytestmark = pytest.mark.slow
 
@@ -65,15 +66,6 @@ def test_paid_jobs_on_a_network_of_every_role(camelid_nodes, tmp_path):
     for node in (client, honest_a, honest_b):
         wait_until(lambda node=node: node.getbalance() == FUNDS, what=f"node{node.index} funded")
 
-    def mine_until(predicate, what: str, timeout: float = 60) -> None:
-        def mined() -> bool:
-            if predicate():
-                return True
-            miner.generatetoaddress(1, mine_to)
-            return bool(predicate())
-
-        wait_until(mined, timeout=timeout, interval=0.5, what=what)
-
     # 1. Two jobs at once, spread over the two honest nodes.
     with ThreadPoolExecutor(2) as pool:
         jobs = list(pool.map(lambda i: client.submitjob(f"llama {i}", 8, None, i, 0, REWARD, TIMELOCK), range(2)))
@@ -88,7 +80,10 @@ def test_paid_jobs_on_a_network_of_every_role(camelid_nodes, tmp_path):
         watched = verifier.getjob(job)  # a node without a wallet tracks every job too
         assert watched["role"] == "observer" and watched["delivered_by"] == [mine["paid_node"]]
     mine_until(
-        lambda: all(node.getjob(job)["state"] == "settled" for job in jobs for node in (client, verifier)), "settled"
+        miner,
+        mine_to,
+        lambda: all(node.getjob(job)["state"] == "settled" for job in jobs for node in (client, verifier)),
+        "settled",
     )
 
     # Exactly reward and fees: the client paid each reward and its escrow's fee; each node got the reward less
@@ -104,7 +99,12 @@ def test_paid_jobs_on_a_network_of_every_role(camelid_nodes, tmp_path):
             if testament["node"] == node_id
         )
         expected = FUNDS + len(mine_jobs) * (REWARD - PAYMENT_FEE / COIN - 2 * RELEASE) - stake_fees
-        mine_until(lambda node=node, expected=expected: node.getbalance() == expected, f"node{node.index}'s releases")
+        mine_until(
+            miner,
+            mine_to,
+            lambda node=node, expected=expected: node.getbalance() == expected,
+            f"node{node.index}'s releases",
+        )
 
     # 2. A cheater: it alone serves now. RASTiC catches it, the client takes its stake and the reward back.
     honest_a.stop()
@@ -117,7 +117,9 @@ def test_paid_jobs_on_a_network_of_every_role(camelid_nodes, tmp_path):
     before = client.getbalance()
     cheated = client.submitjob("llama 2", 8, None, 2, 0, REWARD)  # 600 s deadline: the stake stays at stake
     # The client publishes the payment itself, which waits for the dispute window in median time past: mine.
-    mine_until(lambda: client.getjob(cheated)["state"] == "slashed", "the fraud proof in the client's mempool")
+    mine_until(
+        miner, mine_to, lambda: client.getjob(cheated)["state"] == "slashed", "the fraud proof in the client's mempool"
+    )
     mine = client.getjob(cheated)
     assert (
         mine["verdict"].startswith("failed: RASTiC rejected")
@@ -133,7 +135,8 @@ def test_paid_jobs_on_a_network_of_every_role(camelid_nodes, tmp_path):
     assert mine["slash_txid"] in verifier.getblock(tip)["tx"]
     escrow_fee = fee_of(client, mine["escrow_txid"])
     slashed = before - REWARD - escrow_fee + 2 * REWARD - (PAYMENT_FEE + SLASH_FEE) / COIN
-    mine_until(lambda: client.getbalance() == slashed, "the stake and the reward back")  # its coinbase is immature
+    # (The client's own block's coinbase is immature: it does not count.)
+    mine_until(miner, mine_to, lambda: client.getbalance() == slashed, "the stake and the reward back")
     assert cheater.getbalance() < FUNDS - REWARD  # its stake is gone
 
     # 3. Verification per job: spot checks a sample of positions; off returns the text unchecked.
