@@ -340,3 +340,34 @@ async def test_headers_beyond_the_download_queue_wait_until_it_drains(tmp_path):
         await node.stop()
         await chain.close()
         await bus.close()
+
+
+async def test_blocks_waiting_for_a_missing_parent_count_against_the_download_window(tmp_path):
+    """One slow block must not let the other peers fill the orphan pool until it evicts (then re-download)."""
+    bus = EventBus()
+    source = await ChainService.open(tmp_path / "source", REGTEST, bus, mempool_bytes=1_000_000)
+    chain = await ChainService.open(tmp_path / "chainstate", REGTEST, bus, mempool_bytes=1_000_000)
+    blocks = await source.call(lambda: mine(source.chainstate, 2 * DOWNLOAD_WINDOW))
+    node = await Node(chain).start()
+    feeders = [Feeder(node), Feeder(node)]  # two sources, so the window, not one peer's share, is the limit
+    try:
+        await eventually(lambda: all(feeder.manager.peers() for feeder in feeders))
+        for feeder in feeders:
+            feeder.manager.broadcast(Headers(tuple(block.header.to_bytes() for block in blocks)))
+
+        def requested() -> set[bytes]:
+            return {item.hash for feeder in feeders for message in feeder.requested for item in message.items}
+
+        await eventually(lambda: len(requested()) == DOWNLOAD_WINDOW)
+        for block in blocks[1:DOWNLOAD_WINDOW]:  # everything asked for but the first block
+            feeders[0].manager.broadcast(BlockMessage(block.to_bytes()))
+        await eventually(lambda: len(chain.chainstate.orphans) == DOWNLOAD_WINDOW - 1)
+        await asyncio.sleep(1.5)  # sync ticks, and the first block's request timing out and going out again
+        assert requested() == {block.hash_bytes for block in blocks[:DOWNLOAD_WINDOW]}  # nothing past the window
+    finally:
+        for feeder in feeders:
+            await feeder.stop()
+        await node.stop()
+        await source.close()
+        await chain.close()
+        await bus.close()

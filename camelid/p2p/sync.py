@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 NO_STOP = bytes(32)
-DOWNLOAD_WINDOW = 64  # blocks in flight in all; below the orphan pool's 100, so early arrivals are never evicted
+DOWNLOAD_WINDOW = 64  # blocks in flight or waiting as orphans; below the orphan pool's 100, so none is evicted
 PER_PEER_WINDOW = 32  # blocks in flight from one peer, so that a second peer gets a share
 BLOCK_TIMEOUT = 10.0  # seconds before an unanswered block request goes to another peer
 TICK = 0.5  # seconds between checks for new peers and stalled requests
@@ -187,8 +187,15 @@ class BlockSync:
         self._schedule()
 
     def _schedule(self) -> None:
-        """Fill the download window with wanted blocks, each from its least loaded ready source."""
-        free = DOWNLOAD_WINDOW - len(self._in_flight)
+        """Fill the download window with wanted blocks, each from its least loaded ready source.
+
+        Blocks that arrived ahead of a missing parent wait in the orphan pool; they count against the
+        window, or one slow peer would let the others overflow the pool, and every evicted block would
+        cost a fresh headers download and the block again. With nothing in flight the lowest wanted
+        block is always asked for, so a lost parent cannot stall the sync behind a full pool.
+        """
+        waiting = len(self.chain.chainstate.orphans)  # a length read; the chain thread may change it meanwhile
+        free = max(DOWNLOAD_WINDOW - len(self._in_flight) - waiting, 0 if self._in_flight else 1)
         if free <= 0:
             return
         load = Counter(peer_id for peer_id, _ in self._in_flight.values())
@@ -233,6 +240,7 @@ class BlockSync:
             self.known.add(peer, header.hash_bytes)
         connects, missing = await self.chain.call(missing_blocks, self.chain.chainstate, headers)
         if not connects and headers[0].prev_hash not in self._wanted:
+            log.info("%r: headers from %s do not connect; asking from our tip", peer, hash_to_hex(headers[0].prev_hash))
             await self.request_headers(peer)  # an announcement past what we know: fill the gap first
             return
         for block_hash in missing:
@@ -272,6 +280,7 @@ class BlockSync:
             and parent not in self._submitting  # arrived from another peer, queued behind this block
             and not await self.chain.call(has_block, self.chain.chainstate, parent)
         ):
+            log.info("%r: block %s builds on unknown %s; asking for headers", peer, block.hash(), hash_to_hex(parent))
             await self.request_headers(peer)  # it builds on blocks we never heard of: learn them
         if result.connected:
             peer.best_height = max(peer.best_height, self.chain.chainstate.tip.height)
