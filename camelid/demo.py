@@ -118,7 +118,7 @@ def start_network(network: RegtestNetwork) -> tuple[RegtestNode, RegtestNode, Re
     miner = network.add("miner")
     connect = f"--connect={miner.address}"
     provider = network.add("provider", [connect, "--serve-model=default"])
-    client = network.add("client", [connect, "--serve-model=default"])
+    client = network.add("client", [connect, "--serve-model=default", "--nocompute"])
     nodes = [miner, provider, client]
     for node in nodes:
         print(
@@ -160,7 +160,7 @@ def run() -> None:
         model = wait_for("waiting for provider and client to hold the model", lambda: _held_model(provider, client), 60)
         print("  miner mines blocks (generatetoaddress) and holds no model")
         print(f"  provider serves model {model[:16]}... (--serve-model=default) and computes jobs for pay")
-        print("  client holds the same model, so it verifies every output locally with RASTiC")
+        print("  client holds the same model (--nocompute: it sells none), so it verifies every output locally")
 
         print(f"\n[3/7] Mining {MATURITY_BLOCKS} blocks so the first coinbase matures")
         mine_to = miner.call("getnewaddress")

@@ -13,6 +13,8 @@ def test_serve_model_repeats_and_the_rates_have_defaults(tmp_path):
     assert config.serve_model == ("default", "/models/a.gguf")
     assert (config.model_upload_rate, config.model_peer_upload_rate) == (20480, 8192)
     assert config.model_chunk_size is None and not config.corrupt_model_chunks
+    assert not config.nocompute  # holding models sells completions unless told not to
+    assert load_config({"nocompute": True}, tmp_path).nocompute
 
 
 @pytest.mark.parametrize(

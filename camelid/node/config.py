@@ -129,6 +129,12 @@ SETTINGS: dict[str, Setting] = {
     "serve-model": Setting(
         parse_text, (), "Serve a GGUF file PATH, 'default', or a model ID to fetch (repeatable).", multiple=True
     ),
+    "nocompute": Setting(
+        parse_bool,
+        False,
+        "Hold the --serve-model models to verify your jobs and serve their files, but take no jobs.",
+        is_flag=True,
+    ),
     "model-upload-rate": Setting(parse_positive_int, 20480, "KiB per second of model uploads, all peers together."),
     "model-peer-upload-rate": Setting(parse_positive_int, 8192, "KiB per second of model uploads to one peer."),
     "model-chunk-size": Setting(parse_positive_int, None, "regtest only: chunk size in bytes for --serve-model files."),
@@ -170,6 +176,7 @@ class NodeConfig:
     seednode: tuple[tuple[str, int | None], ...] = ()
     maxconnections: int = 125
     serve_model: tuple[str, ...] = ()  # GGUF paths, "default" or model ids (see camelid.node.model_service)
+    nocompute: bool = False  # hold the models but sell no completions
     model_upload_rate: int = 20480  # KiB/s
     model_peer_upload_rate: int = 8192  # KiB/s
     model_chunk_size: int | None = None  # regtest only; None: 1 MiB

@@ -147,7 +147,7 @@ class Node:
                 p2p,
                 models,
                 wallets,
-                serve=bool(config.serve_model),
+                serve=bool(config.serve_model) and not config.nocompute,
                 misbehave=config.misbehave,
                 store_dir=config.net_datadir / JOBS_DIRNAME,
             )

@@ -1,6 +1,6 @@
 """Outsourced RASTiC between real processes: a client without the model has a neighbour check its delivery.
 
-The client holds no model; the compute node and a verifier node (no wallet) hold the tiny model. The client
+The client holds no model; the compute node and a verifier node (--nocompute) hold the tiny model. The client
 asks the verifier, never the node that computed the job, and accepts only a verdict signed by the node it
 asked; the verifier answers only for a job in its pool whose testament carries the commitment.
 """
@@ -23,17 +23,17 @@ def test_a_client_without_the_model_gets_a_signed_verdict_and_the_text_from_a_ve
     (miner,) = camelid_nodes(1)
     connect = f"--connect=127.0.0.1:{miner.p2p_port}"
     compute, verifier = camelid_nodes(
-        2, [[connect, f"--serve-model={model}"], [connect, f"--serve-model={model}", "--disablewallet"]]
+        2, [[connect, f"--serve-model={model}"], [connect, f"--serve-model={model}", "--nocompute"]]
     )
     (client,) = camelid_nodes(1, [[connect, f"--connect=127.0.0.1:{verifier.p2p_port}"]])
     wait_until(lambda: miner.getconnectioncount() == 3 and client.getconnectioncount() == 2, what="the network")
-    for node in (miner, client, compute):
+    for node in (miner, client, compute, verifier):
         node.createwallet("default")
     miner.generatetoaddress(101, miner.getnewaddress())
-    miner.sendtoaddress(client.getnewaddress(), 5)
-    miner.sendtoaddress(compute.getnewaddress(), 5)
+    for node in (client, compute, verifier):  # the verifier could pay a stake, but --nocompute takes no jobs
+        miner.sendtoaddress(node.getnewaddress(), 5)
     miner.generatetoaddress(1, miner.getnewaddress())
-    wait_until(lambda: client.getbalance() == 5 and compute.getbalance() == 5, what="funds")
+    wait_until(lambda: all(node.getbalance() == 5 for node in (client, compute, verifier)), what="funds")
     model_id = compute.listmodels()[0]["id"]
 
     job = client.submitjob("The llama", 8, model_id, 0, 0, Decimal(1))
@@ -42,7 +42,8 @@ def test_a_client_without_the_model_gets_a_signed_verdict_and_the_text_from_a_ve
     assert mine["verdict"] == "verified", mine["verdict"]
     assert mine["checked_by"] == [verifier.getnetworkinfo()["nodeid"]]  # never the node that computed it
     assert mine["state"] == "verified" and mine["text"]
-    assert verifier.getjob(job)["role"] == "observer"
+    assert verifier.getjob(job)["role"] == "observer"  # it holds the model and a wallet, but --nocompute
+    assert mine["paid_node"] == compute.getnetworkinfo()["nodeid"]
 
     # A node that tampers with its output is caught the same way; the client cannot slash without the model.
     compute.restart([*compute.extra_args, "--misbehave=tamper-output"])
@@ -53,3 +54,4 @@ def test_a_client_without_the_model_gets_a_signed_verdict_and_the_text_from_a_ve
     # The swapped token fails, and may change what the model predicts right after it.
     assert re.fullmatch(r"failed: verifier [0-9a-f]{16} rejected [1-8] of 8 positions", mine["verdict"])
     assert mine["state"] == "disputed" and mine["text"] is None
+    assert {entry["role"] for entry in verifier.listjobs()} == {"observer"} and verifier.getbalance() == 5
