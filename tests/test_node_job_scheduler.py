@@ -126,15 +126,19 @@ def test_a_node_chooses_the_best_ranked_of_the_oldest_open_jobs(pool, clock):
 
 def test_ranks_are_fixed_per_node_and_job_and_spread_nodes_apart(pool):
     jobs = [add_job(pool, f"job {i}").job_id for i in range(200)]
+    rivals_job = add_job(pool, "claimed by someone else")
+    accept(pool, rivals_job, THIRD)
     node_ids = [PrivateKey.from_bytes(bytes([i]) * 32).public_key.to_bytes() for i in range(1, 5)]
     nodes = [scheduler(node_id) for node_id in node_ids]
     assert [nodes[0].rank(j) for j in jobs] == [scheduler(node_ids[0]).rank(j) for j in jobs]
-    assert all(0 <= node.claim_delay(j) < CLAIM_SPREAD for node in nodes for j in jobs)
+    for node in nodes:
+        node.claim_delay(jobs[0], [])  # nobody else seen yet: no delay
+    assert all(0 <= node.claim_delay(j, [rivals_job]) < CLAIM_SPREAD for node in nodes for j in jobs)
     # Each node ranks first for about a quarter of the jobs: the first claims spread evenly over the nodes.
     firsts = [min(range(4), key=lambda n, j=j: nodes[n].rank(j)) for j in jobs]
     assert all(30 <= firsts.count(n) <= 70 for n in range(4))
     # Two nodes' delays for the same job lie CLAIM_SPREAD / 3 apart on average (uniform ranks).
-    gaps = [abs(nodes[0].claim_delay(j) - nodes[1].claim_delay(j)) for j in jobs]
+    gaps = [abs(nodes[0].claim_delay(j, []) - nodes[1].claim_delay(j, [])) for j in jobs]
     assert CLAIM_SPREAD / 4 < statistics.mean(gaps) < CLAIM_SPREAD / 2.4
 
 
@@ -165,3 +169,16 @@ def test_an_accepter_that_ran_out_of_patience_before_our_claim_is_no_rival(pool,
     assert record.job_id in mine.tried
     mine.forget([])
     assert not mine.tried
+
+
+def test_a_node_that_has_never_seen_a_rival_claims_at_once(pool):
+    """Alone on a model there is nobody to spread apart from: the claim delay would only be latency."""
+    mine = scheduler()
+    record = add_job(pool)
+    assert mine.claim_delay(record.job_id, pool.jobs()) == 0.0
+    elsewhere = add_job(pool, "another model", model=OTHER_MODEL)
+    accept(pool, elsewhere, RIVAL)  # a rival for a model we do not serve competes with nobody here
+    assert mine.claim_delay(record.job_id, pool.jobs()) == 0.0
+    accept(pool, add_job(pool, "taken"), RIVAL)
+    assert mine.claim_delay(record.job_id, pool.jobs()) == mine.rank(record.job_id) * CLAIM_SPREAD > 0
+    assert mine.claim_delay(record.job_id, []) > 0  # once seen, remembered

@@ -139,7 +139,7 @@ class JobComputer:
                 else:
                     self._scheduler.tried.add(choice.job_id)
                 continue
-            await asyncio.sleep(self._scheduler.claim_delay(choice.job_id))
+            await asyncio.sleep(self._scheduler.claim_delay(choice.job_id, self._ctx.pool.jobs()))
             if self._scheduler.is_open(choice, time.time()):  # nobody's jobaccept came in while we waited
                 return choice, bool(unfunded)
         return None, bool(unfunded)

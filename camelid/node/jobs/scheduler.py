@@ -6,10 +6,11 @@ from all computing the same job:
 - a job is not taken while another node's jobaccept for it is fresh: an accepter has `patience` for the
   job's max_tokens to publish its testament, then the job is open again (one more patience per accepter,
   since each later accepter took it only when the one before ran out);
-- a node waits `claim_delay` (a per-(node, job) hash fraction of CLAIM_SPREAD) before claiming and looks
-  again: of idle nodes that see a job at the same instant, the one with the shortest delay claims it and
-  the others see its jobaccept and pass. The same rank orders the oldest open jobs, so nodes that become
-  free together start on different jobs rather than racing for the oldest one;
+- a node waits `claim_delay` (a per-(node, job) hash fraction of CLAIM_SPREAD; none until it has seen
+  another node claim a job for its models) before claiming and looks again: of idle nodes that see a job
+  at the same instant, the one with the shortest delay claims it and the others see its jobaccept and
+  pass. The same rank orders the oldest open jobs, so nodes that become free together start on different
+  jobs rather than racing for the oldest one;
 - two claims closer together than a jobaccept's trip still happen, so before staking a claimant waits
   until CONTEST_WINDOW after its claim and leaves the job if a node that accepted it since ranks first
   (`rival_first`); every claimant applies the same rule, so one testament is published, not two.
@@ -64,12 +65,21 @@ class JobScheduler:
         self._serves = serves
         self.tried: set[bytes] = set()
         self._claims: dict[bytes, _Claim] = {}
+        self._rival_seen = False  # another node has claimed a job for a model we serve: delays spread us apart
 
     def rank(self, job_id: bytes) -> float:
         return claim_rank(self._node_id, job_id)
 
-    def claim_delay(self, job_id: bytes) -> float:
-        return self.rank(job_id) * CLAIM_SPREAD
+    def claim_delay(self, job_id: bytes, jobs: Iterable[JobRecord]) -> float:
+        """How long to wait before claiming `job_id`: rank x CLAIM_SPREAD once any other node has been seen
+        claiming a job (in `jobs`, the pool) for a model we serve; nothing before, since with nobody to spread
+        apart from the wait is only latency (the contest window still settles a first collision)."""
+        if not self._rival_seen:
+            self._rival_seen = any(
+                self._serves(record.params.model_id) and any(node != self._node_id for node in record.accepted_by)
+                for record in jobs
+            )
+        return self.rank(job_id) * CLAIM_SPREAD if self._rival_seen else 0.0
 
     def is_open(self, record: JobRecord, now: float) -> bool:
         """Whether this node may take `record` now: see the module docstring."""
