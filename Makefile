@@ -5,13 +5,39 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo fuzz clean browser
+# llama.cpp is built for x86-64 with AVX2 (Haswell, 2013, and every later CPU) and without AMX:
+# a native build (-march=native) on an AMX host crashes in libggml-cpu (docs/operations.md,
+# "The llama.cpp build"). Override LLAMA_CMAKE_ARGS for another target, e.g. a CUDA build:
+#   make LLAMA_CMAKE_ARGS="-DGGML_CUDA=ON -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+LLAMA_VERSION := 0.3.36
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+	-DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+# The wheel is cached under a key of the version and the flags, never in pip's own cache (which is keyed
+# by the sdist alone, so a machine that once built a native wheel would silently get it back).
+LLAMA_KEY := $(shell printf '%s %s' '$(LLAMA_VERSION)' '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-16)
+LLAMA_WHEELS ?= $(HOME)/.cache/camelid/llama-wheels/$(LLAMA_KEY)
+LLAMA_STAMP := $(VENV)/.llama-$(LLAMA_KEY)
+
+.PHONY: install llama test lint demo fuzz clean browser
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml
+$(LLAMA_STAMP): $(BIN)/python
+	@ls $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1 || { \
+		echo "building llama-cpp-python $(LLAMA_VERSION) ($(LLAMA_CMAKE_ARGS)); this takes several minutes once"; \
+		mkdir -p $(LLAMA_WHEELS).tmp && \
+		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+			$(BIN)/python -m pip wheel --quiet --no-cache-dir --no-deps -w $(LLAMA_WHEELS).tmp \
+			llama-cpp-python==$(LLAMA_VERSION) && \
+		rm -rf $(LLAMA_WHEELS) && mv $(LLAMA_WHEELS).tmp $(LLAMA_WHEELS); }
+	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
+	rm -f $(VENV)/.llama-* && touch $@
+
+llama: $(LLAMA_STAMP)
+
+$(STAMP): $(BIN)/python $(LLAMA_STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,model,bench]'
 	touch $(STAMP)
 
