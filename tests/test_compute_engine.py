@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import numpy as np
@@ -146,9 +145,3 @@ def test_closed_engine_refuses_work(model_path: Path) -> None:
     eng.close()
     with pytest.raises(ValueError, match="closed"):
         eng.generate([1, 5], 2)
-
-
-async def test_agenerate_matches_generate_and_serialises_jobs(engine: Engine) -> None:
-    prompts = [engine.tokenize(f"async job {i}") for i in range(4)]
-    results = await asyncio.gather(*(engine.agenerate(p, 12, seed=i, temperature=0.7) for i, p in enumerate(prompts)))
-    assert results == [engine.generate(p, 12, seed=i, temperature=0.7) for i, p in enumerate(prompts)]

@@ -7,23 +7,18 @@ or all of them (`logits_all`), and all of them costs about three times more on a
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
 
 import llama_cpp
 import numpy as np
 
 from camelid.compute.model_id import manifest_of_file
 from camelid.compute.sampling import check_sampling_params, choose_token
-
-Result = TypeVar("Result")
 
 # Logits rows per llama_decode: at 1 MiB a row (262k vocabulary) this bounds the logits buffer
 # to 64 MiB while still amortising the output projection over many rows.
@@ -53,21 +48,35 @@ def init_backend() -> None:
         _backend_ready = True
 
 
+def build_info() -> str:
+    """llama.cpp's own line of the CPU features its build uses ("AVX2 = 1 | ..."), as ggml reports them."""
+    return llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip()
+
+
 class Engine:
     """A loaded model: tokenizer, greedy/seeded generation and logits at chosen positions.
 
-    llama.cpp contexts are not thread-safe, so every call into the context holds a lock, and
-    the async wrappers run on one dedicated worker thread so the event loop never blocks.
+    llama.cpp contexts are not thread-safe, so every call into the context holds a lock. The node never
+    loads one itself: its engines live in worker processes (camelid.compute.worker), so that a native
+    crash takes down one worker, not the node.
     """
 
     def __init__(
-        self, model_path: Path | str, n_threads: int | None = None, n_ctx: int = 2048, n_batch: int = 512
+        self,
+        model_path: Path | str,
+        n_threads: int | None = None,
+        n_ctx: int = 2048,
+        n_batch: int = 512,
+        gpu_layers: int = 0,
     ) -> None:
+        """`gpu_layers`: layers llama.cpp offloads to a GPU (n_gpu_layers; -1 all), for a build with one."""
         path = Path(model_path)
         if not path.is_file():
             raise ValueError(f"model file {path} does not exist")
         if n_threads is not None and n_threads < 1:
             raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+        if gpu_layers < -1:
+            raise ValueError(f"gpu_layers must be -1 (all) or >= 0, got {gpu_layers}")
         if n_ctx < 2 or n_batch < 1:
             raise ValueError(f"n_ctx must be >= 2 and n_batch >= 1, got {n_ctx}, {n_batch}")
         init_backend()
@@ -77,9 +86,10 @@ class Engine:
         self.n_ctx = n_ctx
         self.n_batch = n_batch
         self._lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="camelid-engine")
 
+        self.gpu_layers = gpu_layers
         model_params = llama_cpp.llama_model_default_params()
+        model_params.n_gpu_layers = gpu_layers if gpu_layers >= 0 else 2**31 - 1
         self._model = llama_cpp.llama_model_load_from_file(str(path).encode(), model_params)
         if not self._model:
             raise ValueError(f"llama.cpp could not load {path}")
@@ -104,12 +114,24 @@ class Engine:
         """Merkle root of the model file's chunk hashes (whitepaper 2.6.1)."""
         return self.manifest.id
 
+    def describe(self) -> dict[str, object]:
+        """What was loaded and how, for the node's getcomputeinfo: model, sizes, threads and the build in use."""
+        return {
+            "model_id": self.model_id,
+            "n_vocab": self.n_vocab,
+            "n_ctx": self.n_ctx,
+            "n_threads": self.n_threads,
+            "gpu_layers": self.gpu_layers,
+            "llama_cpp_version": llama_cpp.__version__,
+            "system_info": build_info(),
+            "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
+        }
+
     def close(self) -> None:
         """Free the llama.cpp objects; the engine is unusable afterwards."""
         with self._lock:
             if self._ctx is None:
                 return
-            self._executor.shutdown(wait=False)
             llama_cpp.llama_batch_free(self._batch)
             llama_cpp.llama_free(self._ctx)
             llama_cpp.llama_model_free(self._model)
@@ -181,15 +203,6 @@ class Engine:
         with self._lock:
             self._clear()
             return self._forward(list(tokens), 0, list(positions))
-
-    async def run(self, fn: Callable[..., Result], *args: object) -> Result:
-        """Run `fn(*args)` on the engine's worker thread, off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    async def agenerate(
-        self, prompt_tokens: Sequence[int], max_tokens: int, seed: int = 0, temperature: float = 0.0
-    ) -> list[int]:
-        return await self.run(self.generate, prompt_tokens, max_tokens, seed, temperature)
 
     def check_tokens(self, tokens: Sequence[int], what: str) -> None:
         """ValueError naming `what` unless every entry is a token id of this model."""

@@ -185,6 +185,10 @@ class ModelStore:
     def get(self, model_id: bytes) -> Manifest | None:
         return self._manifests.get(model_id)
 
+    def path_of(self, model_id: bytes) -> Path | None:
+        """The file of a model the store holds whole; None for one it lacks (or still fetches)."""
+        return self.model_path(model_id) if model_id in self._manifests else None
+
     def import_file(self, source: Path, chunk_size: int = CHUNK_SIZE) -> Manifest:
         """Hash a GGUF file and put it in the store: hard-linked when possible, else copied."""
         manifest = manifest_of_file(source, chunk_size=chunk_size)

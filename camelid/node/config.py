@@ -65,6 +65,16 @@ def parse_positive_int(text: str) -> int:
     return value
 
 
+def parse_gpu_layers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"expected a layer count (-1 for all), got {text!r}") from None
+    if value < -1:
+        raise ValueError(f"expected a layer count >= 0 or -1 for all, got {value}")
+    return value
+
+
 def parse_ip(text: str) -> str:
     try:
         return str(ipaddress.ip_address(text.strip()))
@@ -135,6 +145,12 @@ SETTINGS: dict[str, Setting] = {
         "Hold the --serve-model models to verify your jobs and serve their files, but take no jobs.",
         is_flag=True,
     ),
+    "compute-threads": Setting(
+        parse_positive_int, None, "llama.cpp threads per model worker (default: CPU count)."
+    ),
+    "gpu-layers": Setting(
+        parse_gpu_layers, 0, "Model layers to offload to a GPU (llama.cpp n_gpu_layers; -1: all; needs a GPU build)."
+    ),
     "model-upload-rate": Setting(parse_positive_int, 20480, "KiB per second of model uploads, all peers together."),
     "model-peer-upload-rate": Setting(parse_positive_int, 8192, "KiB per second of model uploads to one peer."),
     "model-chunk-size": Setting(parse_positive_int, None, "regtest only: chunk size in bytes for --serve-model files."),
@@ -177,6 +193,8 @@ class NodeConfig:
     maxconnections: int = 125
     serve_model: tuple[str, ...] = ()  # GGUF paths, "default" or model ids (see camelid.node.model_service)
     nocompute: bool = False  # hold the models but sell no completions
+    compute_threads: int | None = None  # llama.cpp threads per worker
+    gpu_layers: int = 0  # llama.cpp n_gpu_layers per worker
     model_upload_rate: int = 20480  # KiB/s
     model_peer_upload_rate: int = 8192  # KiB/s
     model_chunk_size: int | None = None  # regtest only; None: 1 MiB

@@ -27,10 +27,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from camelid.compute.worker_client import WorkerSettings
 from camelid.core.script import p2pkh_script
 from camelid.crypto.address import address_to_hash160
 from camelid.node.bus import EventBus
 from camelid.node.chain_service import ChainService
+from camelid.node.compute_service import ComputeService
 from camelid.node.config import NodeConfig
 from camelid.node.events import ShutdownRequested
 from camelid.node.jobs import JobService
@@ -124,6 +126,7 @@ class Node:
         chain: ChainService | None = None
         miner: Miner | None = None
         wallets: WalletService | None = None
+        compute: ComputeService | None = None
         try:
             await rpc.start()
             chain = await ChainService.open(
@@ -139,7 +142,16 @@ class Node:
                 wallets = WalletService(config.net_datadir, chain, bus)
                 await wallets.start(wallets.startup_wallets(config.wallet))
             context.model_service = models = await asyncio.to_thread(ModelService, config)  # hashes files
-            context.p2p_service = p2p = P2PService(config, chain, bus, models.announced())
+            context.compute_service = compute = ComputeService(
+                WorkerSettings(config.compute_threads, gpu_layers=config.gpu_layers), models.store.path_of
+            )
+            chain.chainstate.job_verifier = compute  # fraud proofs are judged in the models' workers
+            context.warmup_status = "Self-checking the served models..."
+            served = models.announced() if config.serve_model else ()
+            await compute.start([(m, models.store.model_path(m)) for m in served])
+            context.p2p_service = p2p = P2PService(
+                config, chain, bus, tuple(m for m in models.announced() if compute.usable(m))
+            )
             models.attach(p2p.manager)
             context.job_service = jobs = JobService(
                 chain,
@@ -147,6 +159,7 @@ class Node:
                 p2p,
                 models,
                 wallets,
+                compute,
                 serve=bool(config.serve_model) and not config.nocompute,
                 misbehave=config.misbehave,
                 store_dir=config.net_datadir / JOBS_DIRNAME,
@@ -167,6 +180,8 @@ class Node:
                 await wallets.close()
             if miner is not None:
                 await miner.close()  # joins the worker processes generate() keeps warm
+            if compute is not None:
+                await compute.close()
             if chain is not None:
                 await chain.close()
             await bus.close()

@@ -12,6 +12,7 @@ from camelid.rpc.errors import RPCError, RPCErrorCode
 
 if TYPE_CHECKING:
     from camelid.node.chain_service import ChainService
+    from camelid.node.compute_service import ComputeService
     from camelid.node.jobs import JobService
     from camelid.node.miner import Miner
     from camelid.node.model_service import ModelService
@@ -34,6 +35,7 @@ class RPCContext:
     p2p_service: P2PService | None = None
     model_service: ModelService | None = None
     job_service: JobService | None = None
+    compute_service: ComputeService | None = None
 
     @property
     def p2p(self) -> P2PService:
@@ -48,6 +50,13 @@ class RPCContext:
         if self.model_service is None or self.p2p_service is None:
             raise RPCError(RPCErrorCode.IN_WARMUP, self.warmup_status)
         return self.model_service
+
+    @property
+    def compute(self) -> ComputeService:
+        """The llama.cpp workers; -28 until the served models' self-checks are done."""
+        if self.compute_service is None or self.p2p_service is None:
+            raise RPCError(RPCErrorCode.IN_WARMUP, self.warmup_status)
+        return self.compute_service
 
     @property
     def jobs(self) -> JobService:

@@ -67,6 +67,7 @@ async def status_snapshot(ctx: RPCContext) -> dict[str, Any]:
     snapshot["peers"] = None if ctx.p2p_service is None else peers_json(ctx.p2p_service.manager.peers())
     snapshot["mining"] = {"mining": ctx.mining, "hashps": ctx.miner.hashrate}
     snapshot["models"] = None if ctx.model_service is None else _served_models(ctx.model_service.list_models())
+    snapshot["compute"] = None if ctx.compute_service is None else ctx.compute_service.info()
     snapshot["jobs"] = None if ctx.job_service is None else jobs_json(ctx.job_service)
     return snapshot
 

@@ -54,6 +54,15 @@ PAGE_HTML = """<!DOCTYPE html>
   <ul id="models"></ul>
 </section>
 <section>
+  <h2>Compute workers</h2>
+  <p id="cpu">&ndash;</p>
+  <table>
+    <thead><tr><th>model</th><th>state</th><th>pid</th><th>restarts</th><th>last error</th></tr></thead>
+    <tbody id="worker-list"></tbody>
+  </table>
+  <p id="build">&ndash;</p>
+</section>
+<section>
   <h2>Job pool</h2>
   <p id="jobs">&ndash;</p>
   <table>
@@ -124,6 +133,29 @@ function renderModels(models) {
   }));
 }
 
+function renderCompute(compute) {
+  const list = document.getElementById("worker-list");
+  if (compute === null) {
+    setText("cpu", "compute service not running");
+    list.replaceChildren();
+    return;
+  }
+  setText("cpu", "CPU features: " + (compute.cpu_features.join(" ") || "unknown"));
+  list.replaceChildren(...compute.models.map((worker) => {
+    const row = document.createElement("tr");
+    const cells = [worker.model_id.slice(0, 16) + "\u2026", worker.state, worker.pid ?? "\u2013", worker.restarts,
+      worker.last_error ?? "\u2013"];
+    for (const value of cells) {
+      const cell = document.createElement("td");
+      cell.textContent = String(value);
+      row.appendChild(cell);
+    }
+    return row;
+  }));
+  const builds = [...new Set(compute.models.map((worker) => worker.build).filter((build) => build))];
+  setText("build", builds.length ? "llama.cpp build: " + builds.join("; ") : "no worker running");
+}
+
 function renderJobs(jobs) {
   const list = document.getElementById("job-list");
   if (jobs === null) {
@@ -168,6 +200,7 @@ function render(status) {
   setText("mining", status.mining.mining ? "yes" : "no");
   setText("hashrate", formatHashrate(status.mining.hashps));
   renderModels(status.models);
+  renderCompute(status.compute);
   renderJobs(status.jobs);
   setText("state", "Updated " + new Date().toLocaleTimeString() + ", refreshing every " + REFRESH_MS / 1000 + " s.");
 }

@@ -21,7 +21,8 @@ import time
 from dataclasses import dataclass
 
 from camelid.chain.jobpool import DeliveryRecord, JobRecord, JobState, TestamentRecord, job_offer_digest
-from camelid.compute.rastic import EPS_SLASH, averify
+from camelid.compute.rastic import EPS_SLASH
+from camelid.compute.worker_client import EngineUnavailable
 from camelid.core.job import JobParams
 from camelid.core.jobscripts import (
     FraudProof,
@@ -60,6 +61,8 @@ SLASH_FEE = 100_000
 """Fee of the client's fraud-proof spend of STAKE + PAYOUT: >= 5 per byte even with two 2,210-token proofs."""
 VERIFY_MODES = ("full", "spot", "off")
 SPOT_NONCE_SIZE = 16
+JUDGE_ATTEMPTS = 3
+"""Checks of one delivery cut short by a dying llama.cpp worker before the client leaves it unverified."""
 """Random bytes that choose the spot positions: the node cannot know them when it commits."""
 NOT_DELIVERED = "failed: not delivered"
 """The verdict on a paid job whose node delivered nothing by the deadline D."""
@@ -257,7 +260,7 @@ class JobClient:
             log.warning("job %s: delivery is not a whole number of u32 tokens", hex_id(job_id))
             return
         tokens = list(struct.unpack(f"<{len(plain) // 4}I", plain))
-        verdict, client.text, slash_at = await self._judge(record, tokens, client)
+        verdict, client.text, slash_at = await self._judge_despite_crashes(record, tokens, client)
         client.verdict = verdict
         if verdict == "verified":
             ctx.pool.advance(record, JobState.VERIFIED)
@@ -268,6 +271,17 @@ class JobClient:
         else:
             ctx.pool.on_change(job_id)  # an "unverified" verdict changes our record, not the job's state
         log.info("job %s delivered: %s", hex_id(job_id), client.verdict)
+
+    async def _judge_despite_crashes(
+        self, record: JobRecord, tokens: list[int], client: ClientJob
+    ) -> tuple[str, str | None, int | None]:
+        """_judge, again if the llama.cpp worker dies during it: a crash is no verdict on the output."""
+        for _ in range(JUDGE_ATTEMPTS):
+            try:
+                return await self._judge(record, tokens, client)
+            except EngineUnavailable as exc:
+                log.warning("job %s: its check was cut short (%s); checking again", hex_id(record.job_id), exc)
+        return "unverified: the model's llama.cpp worker kept dying while checking this job", None, None
 
     async def _judge(
         self, record: JobRecord, tokens: list[int], client: ClientJob
@@ -281,26 +295,25 @@ class JobClient:
         params, testament = record.params, client.testament
         assert testament is not None  # only the delivery of the node we paid is judged
         commitment = testament.commitment
-        engine = await self._ctx.engine_for(params.model_id)
+        engine = await self._ctx.engine_when_ready(params.model_id)
         if engine is None:
             outcome = await self._verifiers.ask(record.job_id, params.model_id, testament.node, commitment, tokens)
             client.checked_by = outcome.checked_by
             return outcome.verdict, outcome.text, None
         client.checked_by = []
-        prompt_tokens = await engine.run(engine.tokenize, params.prompt)
+        prompt_tokens = await engine.tokenize(params.prompt)
         expected = output_commitment(
             params.model_id, prompt_tokens, tokens, params.max_tokens, params.seed, params.temperature
         )
         if expected != commitment:
             return "failed: the delivered output is not the one the node committed to", None, None
         try:
-            text = await engine.run(engine.detokenize, tokens)
+            text = await engine.detokenize(tokens)
         except ValueError as exc:  # token ids the model does not have
             return f"failed: the output is not text of this model ({exc})", None, None
         if client.verify == "off":
             return "unverified: verification switched off for this job", text, None
-        verdict = await averify(
-            engine,
+        verdict = await engine.verify(
             prompt_tokens,
             tokens,
             params.max_tokens,
@@ -327,11 +340,11 @@ class JobClient:
         assert testament is not None and payment is not None  # a delivery is judged only after we paid
         stake = self._stake_script(record, testament)
         found = await ctx.wait_for_output(testament.stake_txid, stake, 1)
-        engine = await ctx.engine_for(params.model_id)
+        engine = await ctx.engine_when_ready(params.model_id)
         if found is None or engine is None:
             log.warning("job %s: the stake or the model is gone; cannot dispute", hex_id(record.job_id))
             return
-        prompt_tokens = await engine.run(engine.tokenize, params.prompt)
+        prompt_tokens = await engine.tokenize(params.prompt)
         proof = FraudProof(
             tuple(prompt_tokens),
             tuple(tokens),

@@ -1,6 +1,6 @@
 """What the client and compute roles of the job service share (whitepaper 2.4, docs/jobs-design.md).
 
-JobContext holds the chain, the job pool, the peer manager, the wallets and the one loaded engine, and the
+JobContext holds the chain, the job pool, the peer manager, the wallets and the llama.cpp workers, and the
 chain look-ups and background tasks both roles use; each role gets it instead of reaching into the other.
 """
 
@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from camelid.chain.errors import TxRejected
 from camelid.chain.jobpool import JobPool
-from camelid.compute.engine import Engine
-from camelid.compute.fraudproof import EngineProofVerifier
+from camelid.compute.worker_client import EngineUnavailable, EngineWorker
 from camelid.core.script import p2pkh_script
 from camelid.core.transaction import SIGHASH_ALL, OutPoint, Transaction, TxIn, TxOut
 from camelid.crypto.hashes import hash160
@@ -27,6 +26,7 @@ from camelid.p2p.schema import Message
 
 if TYPE_CHECKING:
     from camelid.node.chain_service import ChainService
+    from camelid.node.compute_service import ComputeService
     from camelid.node.model_service import ModelService
     from camelid.node.wallet_service import WalletService
     from camelid.p2p.manager import PeerManager
@@ -47,6 +47,8 @@ RELEASE_FEE = 10_000
 """Fee of a one-input time-locked spend (release, reclaim, refund, non-delivery claim): ~30 per byte."""
 NON_FINAL = 0xFFFFFFFE
 """Input sequence that lets the lock time (and so CHECKLOCKTIMEVERIFY) apply."""
+ENGINE_PATIENCE = 120.0
+"""Seconds a client's check waits for a crashed llama.cpp worker to come back before it gives the check up."""
 TIMED_RETRY = frozenset({"non-final", "job-dispute-window", "bad-txns-inputs-missingorspent"})
 """Mempool refusals of a time-locked spend that only time (or a parent reaching the chain) cures."""
 
@@ -74,6 +76,7 @@ class JobContext:
         node_key: PrivateKey,
         models: ModelService,
         wallets: WalletService | None,
+        compute: ComputeService,
     ) -> None:
         self.chain = chain
         self.pool = pool
@@ -82,7 +85,7 @@ class JobContext:
         self.node_id = node_key.public_key.to_bytes()
         self.models = models
         self.wallets = wallets
-        self._engine: Engine | None = None
+        self.compute = compute
         self._tasks: set[asyncio.Task[object]] = set()
         self._arrivals: dict[bytes, asyncio.Event] = {}
 
@@ -101,17 +104,26 @@ class JobContext:
             raise ValueError("jobs need a wallet (the node runs with -disablewallet)")
         return self.wallets
 
-    async def engine_for(self, model_id: bytes) -> Engine | None:
-        """An engine for a model in our store, loaded off the event loop; one is kept loaded at a time."""
+    async def engine_for(self, model_id: bytes) -> EngineWorker | None:
+        """The llama.cpp worker of a model in our store (started on first use); None if we lack the model.
+
+        EngineUnavailable while the worker restarts after a crash or once it has failed for good.
+        """
         if self.models.store.get(model_id) is None:
             return None
-        if self._engine is None or self._engine.path != self.models.store.model_path(model_id):
-            old, self._engine = self._engine, await asyncio.to_thread(Engine, self.models.store.model_path(model_id))
-            # Block and mempool validation judge fraud proofs for this model with it (jobs-design "asymmetric rule").
-            self.chain.chainstate.job_verifier = EngineProofVerifier({model_id: self._engine})
-            if old is not None:
-                await old.run(old.close)
-        return self._engine
+        return await self.compute.engine_for(model_id)
+
+    async def engine_when_ready(self, model_id: bytes) -> EngineWorker | None:
+        """engine_for, waiting out a worker restart (up to ENGINE_PATIENCE); None if there will be none."""
+        give_up_at = time.monotonic() + ENGINE_PATIENCE
+        while True:
+            try:
+                return await self.engine_for(model_id)
+            except EngineUnavailable as exc:
+                if not self.compute.usable(model_id) or time.monotonic() > give_up_at:
+                    log.warning("model %s: no engine: %s", model_id.hex()[:16], exc)
+                    return None
+            await asyncio.sleep(1.0)
 
     async def wait_for_output(self, txid: bytes, script: bytes, min_value: int) -> tuple[int, int] | None:
         """(index, value) of the output of `txid` paying `script` at least `min_value`, seen in the mempool or chain."""
@@ -220,12 +232,10 @@ class JobContext:
             log.error("%s failed", task.get_name(), exc_info=task.exception())
 
     async def close(self) -> None:
-        """Cancel the background tasks and unload the engine."""
+        """Cancel the background tasks (the compute service stops the workers)."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._engine is not None:
-            await asyncio.to_thread(self._engine.close)
 
 
 _Inner = TypeVar("_Inner", bound=Message)

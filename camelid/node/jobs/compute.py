@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from camelid.chain.jobpool import JobRecord, JobState, TestamentRecord, job_accept_digest, job_delivery_digest
-from camelid.compute.tamper import tamper_output
+from camelid.compute.worker_client import EngineUnavailable
 from camelid.core.interpreter import verify_script
 from camelid.core.job import JobParams
 from camelid.core.jobscripts import (
@@ -85,19 +85,16 @@ class JobComputer:
         self._ctx = ctx
         self._serving = serving
         self._misbehave = misbehave
-        self._scheduler = JobScheduler(ctx.node_id, lambda model_id: ctx.models.store.get(model_id) is not None)
+        self._scheduler = JobScheduler(
+            ctx.node_id,
+            lambda model_id: ctx.models.store.get(model_id) is not None and ctx.compute.usable(model_id),
+        )
         self._offered = asyncio.Event()  # set by offer: a job came in that the idle _work loop should look at
         self.jobs: dict[bytes, ComputeJob] = {}
 
-    async def preload(self) -> None:
-        """Load the first served model now: the chain judges fraud proofs with it from the start."""
-        held = self._ctx.models.announced()
-        if self._serving and held:
-            try:
-                await self._ctx.engine_for(held[0])
-            except ValueError as exc:
-                log.warning("model %s cannot run here (%s); serving its file but no jobs for it", held[0].hex(), exc)
-        if self._serving:  # only now, so that a job's engine load never races this one
+    def start(self) -> None:
+        """Take jobs from now on, if this node sells compute (its models' workers passed their self-check)."""
+        if self._serving:
             self._ctx.spawn(self._work(), "job-work")
 
     def offer(self, record: JobRecord) -> None:
@@ -164,6 +161,8 @@ class JobComputer:
         self._scheduler.claim(record, time.time())
         try:
             await self._compute_and_stake(record)
+        except EngineUnavailable as exc:  # nothing staked yet: the job is given up, another node or a refund ends it
+            log.warning("job %s: given up, the llama.cpp worker is unavailable: %s", hex_id(record.job_id), exc)
         except Exception:
             log.exception("job %s: computing it failed", hex_id(record.job_id))
 
@@ -181,10 +180,10 @@ class JobComputer:
         accept = JobAccept(job_id, ctx.node_id, ctx.node_key.sign(job_accept_digest(job_id, ctx.node_id)))
         ctx.pool.add_accept(accept.job_id, accept.node, accept.signature)
         ctx.manager.broadcast(accept)
-        prompt_tokens = await engine.run(engine.tokenize, params.prompt)
-        output = await engine.agenerate(prompt_tokens, params.max_tokens, params.seed, params.temperature)
+        prompt_tokens = await engine.tokenize(params.prompt)
+        output = await engine.generate(prompt_tokens, params.max_tokens, params.seed, params.temperature)
         if self._misbehave is Misbehaviour.TAMPER_OUTPUT:
-            output = await engine.run(tamper_output, engine, prompt_tokens, output)
+            output = await engine.tamper(prompt_tokens, output)
             log.warning("job %s: --misbehave=tamper-output: delivering a tampered output", hex_id(job_id))
         if await self._yields(record):
             return

@@ -44,6 +44,7 @@ from camelid.p2p.schema import Message
 if TYPE_CHECKING:
     from camelid.node.bus import EventBus
     from camelid.node.chain_service import ChainService
+    from camelid.node.compute_service import ComputeService
     from camelid.node.model_service import ModelService
     from camelid.node.p2p_service import P2PService
     from camelid.node.wallet_service import WalletService
@@ -67,6 +68,7 @@ class JobService:
         p2p: P2PService,
         models: ModelService,
         wallets: WalletService | None,
+        compute: ComputeService,
         serve: bool,
         misbehave: Misbehaviour | None = None,
         store_dir: Path | None = None,
@@ -81,7 +83,7 @@ class JobService:
         self.pool = JobPool(chain.params.dispute_window)
         chain.mempool.stake_claims = self.pool
         self._manager = p2p.manager
-        self._ctx = JobContext(chain, self.pool, p2p.manager, p2p.node_key, models, wallets)
+        self._ctx = JobContext(chain, self.pool, p2p.manager, p2p.node_key, models, wallets, compute)
         verifiers = OutsourcedVerification(self._ctx)
         self._client = JobClient(self._ctx, verifiers, misbehave)
         self._compute = JobComputer(self._ctx, serving=serve and wallets is not None, misbehave=misbehave)
@@ -113,7 +115,7 @@ class JobService:
                 self._client.resume(job_id)
             if job_id in self._compute.jobs:
                 self._compute.resume(job_id)
-        await self._compute.preload()
+        self._compute.start()
         try:
             while True:
                 await asyncio.sleep(PRUNE_INTERVAL)

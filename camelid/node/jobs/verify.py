@@ -24,10 +24,11 @@ import msgpack
 from camelid.compute.outsourced import (
     SignedVerdict,
     VerificationRequest,
-    answer_request,
     request_digest,
+    sign_results,
     verdict_digest,
 )
+from camelid.compute.worker_client import EngineUnavailable
 from camelid.crypto.keys import PublicKey
 from camelid.node.jobs.common import JobContext, decode_directed, hex_id
 from camelid.p2p.messages.verify import RasticAnswer, RasticAsk
@@ -143,13 +144,16 @@ class OutsourcedVerification:
             return b"", b"", "no testament of this job carries that commitment"
         if len(ask.output) % 4:
             return b"", b"", "the output is not a whole number of u32 tokens"
-        engine = await ctx.engine_for(record.params.model_id)
+        try:
+            engine = await ctx.engine_for(record.params.model_id)
+        except EngineUnavailable as exc:
+            return b"", b"", f"this node's worker for the model is unavailable ({exc})"
         if engine is None:
             return b"", b"", "this node does not hold the model"
         params = record.params
         tokens = tuple(struct.unpack(f"<{len(ask.output) // 4}I", ask.output))
         try:
-            prompt = tuple(await engine.run(engine.tokenize, params.prompt))
+            prompt = tuple(await engine.tokenize(params.prompt))
             request = VerificationRequest(
                 ask.job_id,
                 params.model_id,
@@ -162,10 +166,12 @@ class OutsourcedVerification:
             )
             if request.commitment() != ask.commitment:
                 return b"", b"", "the output is not the one the commitment names"
-            verdict = await engine.run(answer_request, engine, request, ctx.node_key.secret)
-            text = await engine.run(engine.detokenize, tokens)
+            verdict = sign_results(request, await engine.check_request(request), ctx.node_key.secret)
+            text = await engine.detokenize(tokens)
         except ValueError as exc:  # tokens this model does not have, or a job its context cannot hold
             return b"", b"", f"cannot check it: {exc}"
+        except EngineUnavailable as exc:
+            return b"", b"", f"this node's worker for the model died while checking ({exc})"
         return msgpack.packb(verdict.to_dict(), use_bin_type=True), text.encode("utf-8"), ""
 
 

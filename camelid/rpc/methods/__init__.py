@@ -1,5 +1,5 @@
 """RPC method modules; importing this package registers every method in camelid.rpc.registry.METHODS."""
 
-from camelid.rpc.methods import blockchain, control, jobs, mining, models, network, rawtransactions, wallet
+from camelid.rpc.methods import blockchain, compute, control, jobs, mining, models, network, rawtransactions, wallet
 
-__all__ = ["blockchain", "control", "jobs", "mining", "models", "network", "rawtransactions", "wallet"]
+__all__ = ["blockchain", "compute", "control", "jobs", "mining", "models", "network", "rawtransactions", "wallet"]
