@@ -19,10 +19,11 @@ from camelid.core.transaction import OutPoint, TxOut
 from camelid.crypto.keys import PrivateKey
 from camelid.node.bus import EventBus
 from camelid.node.chain_service import ChainService
-from camelid.node.p2p_service import load_node_key, parse_peer_address
+from camelid.node.p2p_service import load_node_key
 from camelid.p2p.manager import P2PSettings, PeerManager
 from camelid.p2p.messages import MAX_HEADERS, BlockMessage, GetData, GetHeaders, Headers, TxMessage
 from camelid.p2p.peer import Peer
+from camelid.p2p.peer_address import parse_peer_address
 from camelid.p2p.relay import Relay, is_misbehaviour
 from camelid.p2p.sync import DOWNLOAD_WINDOW, MAX_WANTED, NO_STOP, BlockSync, headers_after, missing_blocks
 

@@ -19,6 +19,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from camelid.app import DataDirLocked, Node
 from camelid.node.config import (
     SETTINGS,
     ConfigError,
@@ -30,8 +31,7 @@ from camelid.node.config import (
     parse_positive_int,
     parse_text,
 )
-from camelid.node.daemon import DataDirLocked, Node
-from camelid.node.p2p_service import parse_peer_address
+from camelid.p2p.peer_address import parse_peer_address
 from camelid.wallet import WalletError
 
 LOG_FILENAME = "debug.log"

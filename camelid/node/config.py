@@ -23,8 +23,8 @@ from typing import Any
 
 from camelid.core.params import ChainParams, get_params
 from camelid.crypto.address import address_to_hash160
-from camelid.node.p2p_service import parse_peer_address
 from camelid.p2p.messages.models import MAX_CHUNK_SIZE as MAX_MODEL_CHUNK_SIZE
+from camelid.p2p.peer_address import parse_peer_address
 
 DEFAULT_DATADIR = Path("~/.camelid")
 CONF_FILENAME = "camelid.conf"

@@ -24,7 +24,6 @@ from camelid.p2p.addrbook import AddressKey
 from camelid.p2p.manager import P2PSettings, PeerManager
 from camelid.p2p.messages import NetAddress, ServiceFlags
 from camelid.p2p.relay import Relay
-from camelid.p2p.schema import canonical_ip
 from camelid.p2p.seeds import SEEDS
 from camelid.p2p.sync import BlockSync
 
@@ -35,28 +34,6 @@ log = logging.getLogger(__name__)
 
 NODEKEY_FILENAME = "nodekey"
 MAX_OUTBOUND = 8  # as Bitcoin's full-relay outbound connections
-
-
-def parse_peer_address(text: str) -> tuple[str, int | None]:
-    """Parse "IP", "IP:port" or "[IPv6]:port" into (canonical IP, port or None for the network's default)."""
-    text = text.strip()
-    host, port_text = text, ""
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        if rest and not rest.startswith(":"):
-            raise ValueError(f"expected [IPv6]:port, got {text!r}")
-        port_text = rest[1:]
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-    try:
-        ip = canonical_ip(host)
-    except ValueError:
-        raise ValueError(f"expected IP or IP:port (host names are not resolved), got {text!r}") from None
-    if not port_text:
-        return ip, None
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ValueError(f"bad port in {text!r}")
-    return ip, int(port_text)
 
 
 def load_node_key(path: Path, network: str) -> PrivateKey:

@@ -1,4 +1,4 @@
-"""What RPC handlers can reach: the chain service, the miner, the bus, and node facts."""
+"""What RPC handlers can reach: the node's services, the bus, node facts, and the method table (for help)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from camelid.core.params import ChainParams
 from camelid.node.bus import EventBus
 from camelid.rpc.errors import RPCError, RPCErrorCode
+from camelid.rpc.registry import MethodRegistry
 
 if TYPE_CHECKING:
     from camelid.node.chain_service import ChainService
@@ -26,6 +27,7 @@ class RPCContext:
 
     params: ChainParams
     bus: EventBus
+    methods: MethodRegistry = field(default_factory=MethodRegistry)  # what the server answers, and help lists
     started: float = field(default_factory=time.monotonic)
     warmup_status: str = "Loading block index..."
     chain_service: ChainService | None = None

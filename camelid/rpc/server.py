@@ -30,7 +30,6 @@ from camelid.rpc.auth import Credentials
 from camelid.rpc.context import RPCContext
 from camelid.rpc.errors import RPCError, RPCErrorCode
 from camelid.rpc.openai_api import OpenAIAPI
-from camelid.rpc.registry import MethodRegistry
 from camelid.rpc.status import add_status_routes
 
 log = logging.getLogger(__name__)
@@ -45,11 +44,10 @@ def _reject_constant(name: str) -> Any:
 
 
 class RPCServer:
-    """The aiohttp application serving `registry` to callers holding `credentials`."""
+    """The aiohttp application serving `context.methods` to callers holding `credentials`."""
 
     def __init__(
         self,
-        registry: MethodRegistry,
         context: RPCContext,
         credentials: Credentials,
         host: str,
@@ -57,7 +55,6 @@ class RPCServer:
         *,
         status_page: bool = False,
     ) -> None:
-        self.registry = registry
         self.context = context
         self.credentials = credentials
         self.host = host
@@ -145,7 +142,7 @@ class RPCServer:
         params = call.get("params")
         if params is not None and not isinstance(params, list | dict):
             raise RPCError(RPCErrorCode.INVALID_REQUEST, "Params must be an array or object")
-        method = self.registry.get(name)
+        method = self.context.methods.get(name)
         if method is None:
             raise RPCError(RPCErrorCode.METHOD_NOT_FOUND, "Method not found")
         if self.context.warming_up and not method.during_warmup:

@@ -1,5 +1,18 @@
-"""RPC method modules; importing this package registers every method in camelid.rpc.registry.METHODS."""
+"""The RPC method modules, and the one place that says which of them the node serves.
+
+Each module fills its own METHODS table; build_registry merges the tables of
+MODULES, so a new module serves nothing until it is listed here.
+"""
 
 from camelid.rpc.methods import blockchain, compute, control, jobs, mining, models, network, rawtransactions, wallet
+from camelid.rpc.registry import MethodRegistry
 
-__all__ = ["blockchain", "compute", "control", "jobs", "mining", "models", "network", "rawtransactions", "wallet"]
+MODULES = (blockchain, compute, control, jobs, mining, models, network, rawtransactions, wallet)
+
+
+def build_registry() -> MethodRegistry:
+    """Every RPC method of MODULES in one table; ValueError if two modules define the same name."""
+    registry = MethodRegistry()
+    for module in MODULES:
+        registry.include(module.METHODS)
+    return registry

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from camelid.rpc.context import RPCContext
-from camelid.rpc.registry import METHODS
+from camelid.rpc.registry import MethodRegistry
+
+METHODS = MethodRegistry()
 
 
 @METHODS.method("Compute")

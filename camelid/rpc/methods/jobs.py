@@ -15,8 +15,10 @@ from camelid.node.jobs import DEFAULT_TIMELOCK
 from camelid.rpc.context import RPCContext
 from camelid.rpc.errors import RPCError, RPCErrorCode
 from camelid.rpc.methods.wallet import parse_amount
-from camelid.rpc.registry import METHODS, Param
+from camelid.rpc.registry import MethodRegistry, Param
 from camelid.wallet.errors import WalletError
+
+METHODS = MethodRegistry()  # this module's methods; build_registry merges them
 
 CATEGORY = "Jobs"
 JOB_ID = Param("id", ("string",), "the job id (64 hex digits, as submitjob returned it)")

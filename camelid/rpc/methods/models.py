@@ -10,7 +10,9 @@ from typing import Any
 from camelid.compute.model_store import parse_model_id
 from camelid.rpc.context import RPCContext
 from camelid.rpc.errors import RPCError, RPCErrorCode
-from camelid.rpc.registry import METHODS, Param
+from camelid.rpc.registry import MethodRegistry, Param
+
+METHODS = MethodRegistry()  # this module's methods; build_registry merges them
 
 MODEL_ID = Param("id", ("string",), "the model id (64 hex digits)")
 

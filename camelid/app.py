@@ -1,4 +1,10 @@
-"""The node process: one asyncio loop running every service, as ElectrumX's Controller does.
+"""The composition root: the one module that builds a node from its parts and runs it.
+
+It sits above every package (only camelid/cli imports it), because it must
+import both the node's services and the RPC server that exposes them, and the
+RPC methods import the services: built anywhere lower, the wiring would make an
+import run back up the package map. The node runs one asyncio loop, as
+ElectrumX's Controller does.
 
 Start-up order matters for a node that may be killed at any instant:
 
@@ -8,12 +14,14 @@ Start-up order matters for a node that may be killed at any instant:
    -28 "warming up" while
 3. the chain state opens (and, with --reindex, rebuilds) on the chain thread;
 4. the wallets load and catch up with the chain (unless --disablewallet);
-5. the services run in one TaskGroup -- P2P, and the miner with --mine -- until a
+5. the model, P2P and job services are built, and all services run in one
+   TaskGroup -- P2P, models, jobs, and the miner with --mine -- until a
    ShutdownRequested event (the stop RPC, SIGTERM, SIGINT) or a service fails.
 
 Shutdown runs the same steps backwards: cancel the services, stop the RPC
-server, close the chain state (LevelDB flushed and closed on the chain thread),
-stop the bus, remove the cookie and pid file, release the lock.
+server, close what was opened newest first (wallets, miner, chain state: LevelDB
+flushed and closed on the chain thread), stop the bus, remove the cookie and
+pid file, release the lock.
 """
 
 from __future__ import annotations
@@ -23,9 +31,10 @@ import fcntl
 import logging
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from camelid.compute.worker_client import WorkerSettings
 from camelid.core.script import p2pkh_script
@@ -40,10 +49,9 @@ from camelid.node.miner import Miner
 from camelid.node.model_service import ModelService
 from camelid.node.p2p_service import P2PService
 from camelid.node.wallet_service import WalletService
-from camelid.rpc import methods  # noqa: F401 -- importing registers every RPC method
 from camelid.rpc.auth import Credentials, delete_cookie, write_cookie
 from camelid.rpc.context import RPCContext
-from camelid.rpc.registry import METHODS
+from camelid.rpc.methods import build_registry
 from camelid.rpc.server import RPCServer
 
 log = logging.getLogger(__name__)
@@ -121,12 +129,9 @@ class Node:
             loop.add_signal_handler(signum, self.request_shutdown, signal.Signals(signum).name)
         bus = EventBus()
         bus.subscribe(ShutdownRequested, self._on_shutdown_requested)
-        context = RPCContext(config.params, bus, mining=config.mine)
-        rpc = RPCServer(METHODS, context, credentials, config.rpcbind, config.rpc_port, status_page=not config.nostatus)
-        chain: ChainService | None = None
-        miner: Miner | None = None
-        wallets: WalletService | None = None
-        compute: ComputeService | None = None
+        context = RPCContext(config.params, bus, methods=build_registry(), mining=config.mine)
+        rpc = RPCServer(context, credentials, config.rpcbind, config.rpc_port, status_page=not config.nostatus)
+        closers: list[Callable[[], Awaitable[None]]] = []  # awaited newest first, once the RPC server has stopped
         try:
             await rpc.start()
             chain = await ChainService.open(
@@ -136,15 +141,20 @@ class Node:
                 mempool_bytes=config.mempool_bytes,
                 reindex=config.reindex,
             )
+            closers.append(chain.close)
             miner = Miner(bus, chain, self._coinbase_script(), config.mine_processes)
+            closers.append(miner.close)  # joins the worker processes generate() keeps warm
+            wallets: WalletService | None = None
             if not config.disablewallet:
                 context.warmup_status = "Loading wallet..."
                 wallets = WalletService(config.net_datadir, chain, bus)
+                closers.append(wallets.close)
                 await wallets.start(wallets.startup_wallets(config.wallet))
             context.model_service = models = await asyncio.to_thread(ModelService, config)  # hashes files
             context.compute_service = compute = ComputeService(
                 WorkerSettings(config.compute_threads, gpu_layers=config.gpu_layers), models.store.path_of
             )
+            closers.append(compute.close)
             chain.chainstate.job_verifier = compute  # fraud proofs are judged in the models' workers
             context.warmup_status = "Self-checking the served models..."
             served = models.announced() if config.serve_model else ()
@@ -166,27 +176,29 @@ class Node:
             )
             context.finish_warmup(chain, miner, wallets)
             log.info("node ready on %s (RPC port %d)", config.network, config.rpc_port)
-            async with asyncio.TaskGroup() as services:
-                running = [services.create_task(p2p.run(), name="p2p")]
-                running.append(services.create_task(models.run(), name="models"))
-                running.append(services.create_task(jobs.run(), name="jobs"))
-                running += [services.create_task(miner.run(), name="miner")] if config.mine else []
-                await self._shutdown.wait()
-                for task in running:
-                    task.cancel()
+            services: dict[str, Coroutine[Any, Any, None]] = {
+                "p2p": p2p.run(),
+                "models": models.run(),
+                "jobs": jobs.run(),
+            }
+            if config.mine:
+                services["miner"] = miner.run()
+            await self._run_until_shutdown(services)
         finally:
             await rpc.stop()
-            if wallets is not None:
-                await wallets.close()
-            if miner is not None:
-                await miner.close()  # joins the worker processes generate() keeps warm
-            if compute is not None:
-                await compute.close()
-            if chain is not None:
-                await chain.close()
+            for close in reversed(closers):
+                await close()
             await bus.close()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
+
+    async def _run_until_shutdown(self, services: dict[str, Coroutine[Any, Any, None]]) -> None:
+        """Run each service as a task until shutdown is requested; a service that fails stops them all."""
+        async with asyncio.TaskGroup() as group:
+            running = [group.create_task(run, name=name) for name, run in services.items()]
+            await self._shutdown.wait()
+            for task in running:
+                task.cancel()
 
     async def _on_shutdown_requested(self, event: ShutdownRequested) -> None:
         self.request_shutdown(event.reason)
