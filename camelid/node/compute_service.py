@@ -68,7 +68,7 @@ def crash_hint(machine_flags: Sequence[str], build: str) -> str:
         return "llama.cpp was built for AVX-512, which this CPU lacks: reinstall with `make` (AVX2 build)"
     if "avx2" not in machine_flags:
         return "this CPU lacks AVX2, which the llama.cpp build needs"
-    return "a fault in llama.cpp's native code; the worker's last output is in debug.log"
+    return "a fault in llama.cpp's native code, or the worker was killed from outside (no CPU-feature mismatch seen)"
 
 
 @dataclass
@@ -177,7 +177,7 @@ class ModelWorker:
         try:
             wrong = await probe(self._worker)
         except EngineUnavailable:
-            return self._death(self._worker, during="its self-check")
+            return self._death(self._worker, during="self-checking")
         except (ValueError, RuntimeError) as exc:
             wrong = str(exc)
         if wrong is not None:
@@ -186,10 +186,10 @@ class ModelWorker:
             return self.last_error
         return None
 
-    def _death(self, worker: EngineWorker, during: str = "work") -> str:
+    def _death(self, worker: EngineWorker, during: str = "running") -> str:
         """Log a worker's unexpected death, with its signal, its last words and the likely cause."""
         build = str(worker.info.get("system_info", ""))
-        self.last_error = f"the llama.cpp worker (pid {worker.pid}) {worker.exit_description()} during {during}"
+        self.last_error = f"the llama.cpp worker (pid {worker.pid}) {worker.exit_description()} while {during}"
         tail = "\n    ".join(worker.stderr_tail)
         log.error(
             "model %s: %s; likely cause: %s%s",
