@@ -152,7 +152,8 @@ class Node:
                 await wallets.start(wallets.startup_wallets(config.wallet))
             context.model_service = models = await asyncio.to_thread(ModelService, config)  # hashes files
             context.compute_service = compute = ComputeService(
-                WorkerSettings(config.compute_threads, gpu_layers=config.gpu_layers), models.store.path_of
+                WorkerSettings(config.compute_threads, gpu_layers=config.gpu_layers, slots=config.compute_slots),
+                models.store.path_of,
             )
             closers.append(compute.close)
             chain.chainstate.job_verifier = compute  # fraud proofs are judged in the models' workers

@@ -160,3 +160,19 @@ async def test_fraud_proofs_are_judged_in_the_worker_from_another_thread(model_p
         assert await asyncio.to_thread(service.judge, b"\x01" * 32, *args) is None  # a model we lack
     finally:
         await service.close()
+
+
+async def test_concurrent_generations_are_batched_and_a_bad_one_fails_alone(model_path: Path) -> None:
+    worker = await EngineWorker.start(model_path, WorkerSettings(n_threads=1, n_ctx=128, slots=4))
+    try:
+        jobs = [([1, 5 + i, 6], 10, i, 0.5 * (i % 2)) for i in range(4)]
+        alone = [await worker.generate(*job) for job in jobs]
+        together = await asyncio.gather(*(worker.generate(*job) for job in jobs))
+        assert together == alone
+        assert worker.info["slots"] == 4
+        mixed = [worker.generate([1, 10**6], 4, 0, 0.0), *(worker.generate(*job) for job in jobs[:2])]
+        results = await asyncio.gather(*mixed, return_exceptions=True)
+        assert isinstance(results[0], ValueError) and "not a token id" in str(results[0])
+        assert results[1:] == alone[:2]
+    finally:
+        await worker.stop()

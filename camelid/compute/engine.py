@@ -23,6 +23,8 @@ from camelid.compute.sampling import check_sampling_params, choose_token
 # Logits rows per llama_decode: at 1 MiB a row (262k vocabulary) this bounds the logits buffer
 # to 64 MiB while still amortising the output projection over many rows.
 OUTPUTS_PER_DECODE = 64
+MAX_SLOTS = 16
+"""Most jobs one engine decodes together (generate_batch)."""
 
 _backend_lock = threading.Lock()
 _backend_ready = False
@@ -68,8 +70,12 @@ class Engine:
         n_ctx: int = 2048,
         n_batch: int = 512,
         gpu_layers: int = 0,
+        slots: int = 1,
     ) -> None:
-        """`gpu_layers`: layers llama.cpp offloads to a GPU (n_gpu_layers; -1 all), for a build with one."""
+        """`gpu_layers`: layers llama.cpp offloads to a GPU (n_gpu_layers; -1 all), for a build with one.
+
+        `slots`: jobs generate_batch decodes together, each a llama.cpp sequence with n_ctx of its own.
+        """
         path = Path(model_path)
         if not path.is_file():
             raise ValueError(f"model file {path} does not exist")
@@ -77,6 +83,8 @@ class Engine:
             raise ValueError(f"n_threads must be >= 1, got {n_threads}")
         if gpu_layers < -1:
             raise ValueError(f"gpu_layers must be -1 (all) or >= 0, got {gpu_layers}")
+        if not 1 <= slots <= MAX_SLOTS:
+            raise ValueError(f"slots must be in [1, {MAX_SLOTS}], got {slots}")
         if n_ctx < 2 or n_batch < 1:
             raise ValueError(f"n_ctx must be >= 2 and n_batch >= 1, got {n_ctx}, {n_batch}")
         init_backend()
@@ -85,6 +93,7 @@ class Engine:
         self.n_threads = n_threads or os.cpu_count() or 1
         self.n_ctx = n_ctx
         self.n_batch = n_batch
+        self.slots = slots
         self._lock = threading.Lock()
 
         self.gpu_layers = gpu_layers
@@ -94,7 +103,9 @@ class Engine:
         if not self._model:
             raise ValueError(f"llama.cpp could not load {path}")
         ctx_params = llama_cpp.llama_context_default_params()
-        ctx_params.n_ctx = n_ctx
+        ctx_params.n_ctx = n_ctx * slots
+        ctx_params.n_seq_max = slots
+        ctx_params.kv_unified = False  # each sequence its own n_ctx cells: jobs share no prefix
         ctx_params.n_batch = n_batch
         ctx_params.n_ubatch = n_batch
         ctx_params.n_threads = self.n_threads
@@ -121,6 +132,7 @@ class Engine:
             "n_vocab": self.n_vocab,
             "n_ctx": self.n_ctx,
             "n_threads": self.n_threads,
+            "slots": self.slots,
             "gpu_layers": self.gpu_layers,
             "llama_cpp_version": llama_cpp.__version__,
             "system_info": build_info(),
@@ -173,19 +185,41 @@ class Engine:
         self, prompt_tokens: Sequence[int], max_tokens: int, seed: int = 0, temperature: float = 0.0
     ) -> list[int]:
         """Output token ids: one decode per token, stopping after an end token or max_tokens."""
-        self._check_job(prompt_tokens, max_tokens)
-        check_sampling_params(seed, temperature)
-        prompt = list(prompt_tokens)
-        output: list[int] = []
+        return self.generate_batch([(prompt_tokens, max_tokens, seed, temperature)])[0]
+
+    def generate_batch(self, jobs: Sequence[tuple[Sequence[int], int, int, float]]) -> list[list[int]]:
+        """The outputs of up to `slots` jobs (prompt_tokens, max_tokens, seed, temperature), decoded together.
+
+        Each job is a llama.cpp sequence of its own; the prompts are prefilled together and then every
+        step decodes one token of each unfinished job in a single llama_decode, as llama.cpp's server does
+        with --parallel. A job's tokens are chosen from its own logits exactly as a lone job's are, but the
+        floats of a batched decode differ slightly from a lone one's, so a near-tie may break the other way:
+        RASTiC's EPS_ACCEPT covers that (docs/rastic.md, "Batched generation").
+        """
+        if not 1 <= len(jobs) <= self.slots:
+            raise ValueError(f"need 1 to {self.slots} jobs, got {len(jobs)}")
+        for prompt_tokens, max_tokens, seed, temperature in jobs:
+            self._check_job(prompt_tokens, max_tokens)
+            check_sampling_params(seed, temperature)
+        outputs: list[list[int]] = [[] for _ in jobs]
         with self._lock:
             self._clear()
-            logits = self._forward(prompt, 0, [len(prompt) - 1])[0]
-            while True:
-                token = choose_token(logits, seed, len(output), temperature)
-                output.append(token)
-                if self.is_end(token) or len(output) == max_tokens:
-                    return output
-                logits = self._forward([token], len(prompt) + len(output) - 1, [0])[0]
+            prefill = [(seq, token, pos) for seq, job in enumerate(jobs) for pos, token in enumerate(job[0])]
+            last = [len(job[0]) - 1 for job in jobs]
+            rows = self._forward_entries(prefill, {(seq, last[seq]) for seq in range(len(jobs))})
+            live = list(range(len(jobs)))
+            while live:
+                step: list[tuple[int, int, int]] = []
+                for seq, logits in zip(live, rows, strict=True):
+                    prompt_tokens, max_tokens, seed, temperature = jobs[seq]
+                    token = choose_token(logits, seed, len(outputs[seq]), temperature)
+                    outputs[seq].append(token)
+                    if not self.is_end(token) and len(outputs[seq]) < max_tokens:
+                        step.append((seq, token, len(prompt_tokens) + len(outputs[seq]) - 1))
+                live = [seq for seq, _, _ in step]
+                if step:
+                    rows = self._forward_entries(step, {(seq, pos) for seq, _, pos in step})
+        return outputs
 
     def logits_at(self, tokens: Sequence[int], positions: Sequence[int]) -> np.ndarray:
         """Logits predicting the token after each of `positions`, from one batched prefill.
@@ -227,26 +261,32 @@ class Engine:
         llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx), True)
 
     def _forward(self, tokens: list[int], start: int, outputs: list[int]) -> np.ndarray:
-        """Decode `tokens` at positions start..; return the logits rows for indices in `outputs`.
+        """Decode `tokens` of sequence 0 at positions start..; the logits rows for indices in `outputs`."""
+        entries = [(0, token, start + index) for index, token in enumerate(tokens)]
+        return self._forward_entries(entries, {(0, start + index) for index in outputs})
 
-        Each llama_decode gets at most n_batch tokens and OUTPUTS_PER_DECODE logits rows: long
-        batches make the prefill fast, and the row cap bounds llama.cpp's logits buffer (1 MiB per
-        row with a 262k vocabulary). Rows are copied out after each decode, which overwrites them.
+    def _forward_entries(self, entries: list[tuple[int, int, int]], wanted: set[tuple[int, int]]) -> np.ndarray:
+        """Decode (sequence, token, position) entries in order; the logits rows of the `wanted` (sequence,
+        position) pairs, in entry order.
+
+        Each llama_decode gets at most n_batch tokens and OUTPUTS_PER_DECODE logits rows: long batches make
+        the prefill fast, and the row cap bounds llama.cpp's logits buffer (1 MiB per row with a 262k
+        vocabulary). Rows are copied out after each decode, which overwrites them.
         """
-        result = np.empty((len(outputs), self.n_vocab), dtype=np.float32)
-        wanted = set(outputs)
+        result = np.empty((len(wanted), self.n_vocab), dtype=np.float32)
         row = 0
         chunk_start = 0
-        while chunk_start < len(tokens):
+        while chunk_start < len(entries):
             flagged: list[int] = []
             size = 0
-            while chunk_start + size < len(tokens) and size < self.n_batch:
-                index = chunk_start + size
-                if index in wanted:
+            while chunk_start + size < len(entries) and size < self.n_batch:
+                seq, token, pos = entries[chunk_start + size]
+                want = (seq, pos) in wanted
+                if want:
                     if len(flagged) == OUTPUTS_PER_DECODE:
                         break
                     flagged.append(size)
-                self._put(size, tokens[index], start + index, index in wanted)
+                self._put(size, token, pos, want, seq)
                 size += 1
             self._batch.n_tokens = size
             status = llama_cpp.llama_decode(self._ctx, self._batch)
@@ -259,10 +299,10 @@ class Engine:
             chunk_start += size
         return result
 
-    def _put(self, slot: int, token: int, pos: int, want_logits: bool) -> None:
+    def _put(self, slot: int, token: int, pos: int, want_logits: bool, seq: int = 0) -> None:
         batch = self._batch
         batch.token[slot] = token
         batch.pos[slot] = pos
         batch.n_seq_id[slot] = 1
-        batch.seq_id[slot][0] = 0
+        batch.seq_id[slot][0] = seq
         batch.logits[slot] = want_logits

@@ -48,7 +48,7 @@ def _operations(engine: Engine) -> dict[str, Callable[..., Any]]:
     return {
         "tokenize": lambda text: engine.tokenize(text),
         "detokenize": lambda tokens: engine.detokenize(tokens),
-        "generate": lambda **args: engine.generate(**args),
+        "generate_batch": lambda jobs: engine.generate_batch([tuple(job) for job in jobs]),
         "verify": lambda **args: verdict_to_wire(verify(engine, **args)),
         "check_request": lambda request: [
             r.to_dict() for r in check_request(engine, VerificationRequest.from_dict(request))
@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-ctx", type=int, default=2048)
     parser.add_argument("--n-batch", type=int, default=512)
     parser.add_argument("--gpu-layers", type=int, default=0)
+    parser.add_argument("--slots", type=int, default=1)
     args = parser.parse_args(argv)
     # Frames go out on a private copy of stdout; fd 1 then points at stderr, so that nothing printed by
     # native code can corrupt the protocol.
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     faulthandler.enable(sys.stderr)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        engine = Engine(args.model, args.threads, args.n_ctx, args.n_batch, gpu_layers=args.gpu_layers)
+        engine = Engine(args.model, args.threads, args.n_ctx, args.n_batch, args.gpu_layers, args.slots)
     except ValueError as exc:
         write_frame(answers, {"error": "ValueError", "message": str(exc)})
         return 3

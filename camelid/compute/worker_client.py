@@ -44,10 +44,12 @@ class WorkerSettings:
     n_ctx: int = 2048
     n_batch: int = 512
     gpu_layers: int = 0
+    slots: int = 1  # generations decoded together in one llama_decode per step
 
     def arguments(self) -> list[str]:
         threads = [] if self.n_threads is None else [f"--threads={self.n_threads}"]
-        return [*threads, f"--n-ctx={self.n_ctx}", f"--n-batch={self.n_batch}", f"--gpu-layers={self.gpu_layers}"]
+        sizes = [f"--n-ctx={self.n_ctx}", f"--n-batch={self.n_batch}", f"--slots={self.slots}"]
+        return [*threads, *sizes, f"--gpu-layers={self.gpu_layers}"]
 
 
 def describe_exit(returncode: int | None) -> str:
@@ -65,10 +67,13 @@ def describe_exit(returncode: int | None) -> str:
 class EngineWorker:
     """One running worker process with one model loaded; build with `await EngineWorker.start(...)`."""
 
-    def __init__(self, process: asyncio.subprocess.Process, path: Path) -> None:
+    def __init__(self, process: asyncio.subprocess.Process, path: Path, slots: int) -> None:
         self._process = process
         self.path = path
+        self.slots = slots
         self.info: dict[str, Any] = {}
+        self._waiting: list[tuple[list[Any], asyncio.Future[list[int]]]] = []  # generations for the next batch
+        self._batching: asyncio.Task[None] | None = None
         self.stderr_tail: deque[str] = deque(maxlen=STDERR_LINES_KEPT)
         self._lock = asyncio.Lock()
         self._stderr_task = asyncio.create_task(self._drain_stderr(), name=f"engine-stderr-{process.pid}")
@@ -90,7 +95,7 @@ class EngineWorker:
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,  # a Ctrl-C at the node's terminal reaches the node, which stops the worker
         )
-        worker = cls(process, path)
+        worker = cls(process, path, settings.slots)
         try:
             first = await asyncio.wait_for(worker._read(), LOAD_TIMEOUT)
         except (EngineUnavailable, TimeoutError) as exc:
@@ -187,11 +192,41 @@ class EngineWorker:
         return str(await self.call("detokenize", tokens=list(tokens)))
 
     async def generate(self, prompt_tokens: Sequence[int], max_tokens: int, seed: int, temperature: float) -> list[int]:
-        return list(
-            await self.call(
-                "generate", prompt_tokens=list(prompt_tokens), max_tokens=max_tokens, seed=seed, temperature=temperature
-            )
-        )
+        """One job's output. Generations asked for while a batch runs go together, up to `slots`, in the next.
+
+        Batches are static (a job that comes during one waits for its end), which keeps the worker a plain
+        request/answer loop; llama.cpp's server adds new sequences between steps instead.
+        """
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._waiting.append(([list(prompt_tokens), max_tokens, seed, temperature], future))
+        if self._batching is None or self._batching.done():
+            self._batching = asyncio.create_task(self._run_batches(), name=f"engine-batches-{self.pid}")
+        return await future
+
+    async def _run_batches(self) -> None:
+        await asyncio.sleep(0)  # generations asked for in the same loop pass join the first batch
+        while self._waiting:
+            batch, self._waiting = self._waiting[: self.slots], self._waiting[self.slots :]
+            await self._generate_batch(batch)
+
+    async def _generate_batch(self, batch: list[tuple[list[Any], asyncio.Future[list[int]]]]) -> None:
+        try:
+            outputs = await self.call("generate_batch", jobs=[job for job, _ in batch])
+        except ValueError as exc:
+            if len(batch) > 1:  # one bad job must not fail the others: each again, alone
+                for entry in batch:
+                    await self._generate_batch([entry])
+                return
+            outputs, error = [], exc
+        except (EngineUnavailable, RuntimeError) as exc:
+            outputs, error = [], exc
+        for index, (_, future) in enumerate(batch):
+            if future.done():
+                continue
+            if outputs:
+                future.set_result(list(outputs[index]))
+            else:
+                future.set_exception(error)
 
     async def verify(
         self,

@@ -336,6 +336,7 @@ class ComputeService:
                 "n_ctx": self.settings.n_ctx,
                 "n_batch": self.settings.n_batch,
                 "gpu_layers": self.settings.gpu_layers,
+                "slots": self.settings.slots,
             },
             "models": [w.status() for w in self.workers.values()],
         }

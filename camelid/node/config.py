@@ -21,6 +21,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from camelid.compute.engine import MAX_SLOTS as MAX_COMPUTE_SLOTS
 from camelid.core.params import ChainParams, get_params
 from camelid.crypto.address import address_to_hash160
 from camelid.p2p.messages.models import MAX_CHUNK_SIZE as MAX_MODEL_CHUNK_SIZE
@@ -148,6 +149,9 @@ SETTINGS: dict[str, Setting] = {
     "compute-threads": Setting(
         parse_positive_int, None, "llama.cpp threads per model worker (default: CPU count)."
     ),
+    "compute-slots": Setting(
+        parse_positive_int, 1, "Jobs a compute node generates at once per model, batched as llama.cpp sequences."
+    ),
     "gpu-layers": Setting(
         parse_gpu_layers, 0, "Model layers to offload to a GPU (llama.cpp n_gpu_layers; -1: all; needs a GPU build)."
     ),
@@ -194,6 +198,7 @@ class NodeConfig:
     serve_model: tuple[str, ...] = ()  # GGUF paths, "default" or model ids (see camelid.node.model_service)
     nocompute: bool = False  # hold the models but sell no completions
     compute_threads: int | None = None  # llama.cpp threads per worker
+    compute_slots: int = 1  # generations batched together per worker
     gpu_layers: int = 0  # llama.cpp n_gpu_layers per worker
     model_upload_rate: int = 20480  # KiB/s
     model_peer_upload_rate: int = 8192  # KiB/s
@@ -334,6 +339,8 @@ def load_config(
     for key in ("model-chunk-size", "corrupt-model-chunks", "misbehave"):
         if values[key] and network != "regtest":
             raise ConfigError(f"{key} is only allowed on regtest")
+    if values["compute-slots"] > MAX_COMPUTE_SLOTS:
+        raise ConfigError(f"compute-slots is at most {MAX_COMPUTE_SLOTS}")
     if values["model-chunk-size"] is not None and values["model-chunk-size"] > MAX_MODEL_CHUNK_SIZE:
         raise ConfigError(f"model-chunk-size is at most {MAX_MODEL_CHUNK_SIZE} bytes")
     if values["mine-address"] is not None:
