@@ -21,11 +21,14 @@ import logging
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+import msgpack
 
 from camelid.compute.worker_client import (
     EngineUnavailable,
@@ -33,7 +36,8 @@ from camelid.compute.worker_client import (
     WorkerSettings,
     machine_cpu_flags,
 )
-from camelid.core.jobproof import Judgement
+from camelid.core.jobproof import Judgement, JudgementPending, judgements_deferred
+from camelid.crypto.hashes import sha256
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,8 @@ BACKOFF = (0.5, 1.0, 2.0)
 """Seconds before a restart, by the quick deaths in a row so far (0: the worker had run for a while)."""
 PROBE_PROMPT = "The llama is a domesticated South American camelid"
 PROBE_TOKENS = 8
+JUDGEMENTS_KEPT = 4096
+"""Fraud-proof verdicts kept, newest used last out: each is a few dozen bytes."""
 JUDGE_TIMEOUT = 120.0
 """Seconds the chain thread waits for a fraud proof's model check before treating the model as absent."""
 
@@ -264,6 +270,8 @@ class ComputeService:
         self._path_of = path_of
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
+        self._judged: OrderedDict[bytes, Judgement | None] = OrderedDict()
+        self._judged_lock = threading.Lock()
 
     async def engine_for(self, model_id: bytes) -> EngineWorker | None:
         """A ready worker for a model in the store, started on first use; None if the store lacks the model.
@@ -306,27 +314,51 @@ class ComputeService:
         temperature: float,
         position: int,
     ) -> Judgement | None:
-        """JobProofVerifier for the chain thread: a fraud proof's model check in the model's worker.
+        """JobProofVerifier for the chain thread: a fraud proof's model check, made in the model's worker.
 
-        None, as for a node without the model, when the store lacks it, its worker has failed or dies
-        during the check, or the check outlasts JUDGE_TIMEOUT: a crash never decides a proof.
+        Verdicts are kept (JUDGEMENTS_KEPT, by every input of the check), so a proof relayed again, or a
+        block mining a proof the mempool already judged, costs no second check. In a thread deferring
+        judgements (the mempool's admission, camelid.node.chain_service) a check not made yet raises
+        JudgementPending, and the check runs off that thread. None, as for a node without the model, when
+        the store lacks it, its worker has failed or dies during the check, or the check outlasts
+        JUDGE_TIMEOUT: a crash never decides a proof.
         """
-        if self._loop is None or threading.get_ident() == self._loop_thread or not self.usable(model_id):
-            return None  # not started, or called on the event loop, which must not block on itself
+        args = (model_id, prompt_tokens, output_tokens, max_tokens, seed, temperature, position)
+        key = sha256(msgpack.packb([list(a) if isinstance(a, tuple) else a for a in args], use_bin_type=True))
+        with self._judged_lock:
+            if key in self._judged:
+                self._judged.move_to_end(key)
+                return self._judged[key]
+        if self._loop is None or not self.usable(model_id):
+            return None
+        if judgements_deferred():
+            raise JudgementPending(lambda: self._judge_and_keep(key, args))
+        if threading.get_ident() == self._loop_thread:
+            return None  # the event loop must not block on itself
+        future = asyncio.run_coroutine_threadsafe(self._judge_and_keep(key, args), self._loop)
+        try:
+            return future.result(JUDGE_TIMEOUT)
+        except TimeoutError:
+            future.cancel()
+            log.warning("fraud proof for model %s not judged within %.0f s", model_id.hex()[:16], JUDGE_TIMEOUT)
+            return None
 
-        async def judge() -> Judgement | None:
+    async def _judge_and_keep(self, key: bytes, args: tuple[Any, ...]) -> Judgement | None:
+        """Make one model check and keep its verdict; a failed check is not kept (None this once)."""
+        model_id, prompt_tokens, output_tokens, max_tokens, seed, temperature, position = args
+        try:
             engine = await self.engine_for(model_id)
             if engine is None:
                 return None
-            return await engine.judge(prompt_tokens, output_tokens, max_tokens, seed, temperature, position)
-
-        future = asyncio.run_coroutine_threadsafe(judge(), self._loop)
-        try:
-            return future.result(JUDGE_TIMEOUT)
-        except (EngineUnavailable, ValueError, RuntimeError, TimeoutError) as exc:
-            future.cancel()
+            judgement = await engine.judge(prompt_tokens, output_tokens, max_tokens, seed, temperature, position)
+        except (EngineUnavailable, ValueError, RuntimeError) as exc:
             log.warning("fraud proof for model %s not judged: %s", model_id.hex()[:16], exc)
             return None
+        with self._judged_lock:
+            self._judged[key] = judgement
+            while len(self._judged) > JUDGEMENTS_KEPT:
+                self._judged.popitem(last=False)
+        return judgement
 
     def info(self) -> dict[str, Any]:
         return {
