@@ -121,7 +121,7 @@ async def eventually(condition: Callable[[], object], timeout: float = 5.0) -> N
 def p2p_settings(**changes: object) -> P2PSettings:
     base = P2PSettings(
         params=REGTEST,
-        node_id=PrivateKey.generate().public_key.to_bytes(),
+        node_key=PrivateKey.generate(),
         bind=LOCALHOST,
         port=0,
         dial_interval=0.05,

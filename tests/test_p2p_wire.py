@@ -90,6 +90,7 @@ def small_version(**changes: object) -> Version:
         timestamp=1_795_564_800,
         listen_port=29733,
         nonce=42,
+        challenge=b"\x21" * 32,
     )
     fields.update(changes)
     return Version(**fields)  # type: ignore[arg-type]
@@ -97,7 +98,7 @@ def small_version(**changes: object) -> Version:
 
 SMALL_MESSAGES = [
     small_version(),
-    Verack(),
+    Verack(b"\x30\x06sig"),
     Ping(7),
     Pong(U64),
     GetAddr(),
@@ -139,6 +140,7 @@ LARGEST_MESSAGES = [
         listen_port=65535,
         nonce=U64,
     ),
+    Verack(b"\xff" * 72),
     Ping(U64),
     Pong(U64),
     Addr(tuple(NetAddress("ffff::ffff", 65535, U64, U64) for _ in range(MAX_ADDR))),
@@ -215,7 +217,7 @@ def test_encoding_refuses_a_message_outside_its_schema():
 
 
 def stream_of_messages() -> tuple[bytes, list]:
-    messages = [small_version(), Verack(), Ping(1), Headers((b"\x01" * 80, b"\x02" * 80)), Pong(1)]
+    messages = [small_version(), Verack(b"\x30\x06sig"), Ping(1), Headers((b"\x01" * 80, b"\x02" * 80)), Pong(1)]
     return b"".join(encode_frame(MAGIC, m) for m in messages), messages
 
 
@@ -336,6 +338,10 @@ def version_with(**changes: object) -> bytes:
         (b"ping", b"\x81\xa5nonce\xd4\x01\x00", "not a msgpack value"),  # ext type
         (b"ping", b"\x81\x01\x01", "not a msgpack value"),  # integer map key
         (b"verack", pack([]), "verack: expected a map"),
+        (b"verack", pack({}), "verack: keys must be exactly ['signature']"),
+        (b"verack", pack({"signature": b""}), "verack.signature: expected 1-72 bytes"),
+        (b"verack", pack({"signature": b"\x30" * 73}), "verack.signature: expected 1-72 bytes"),
+        (b"version", version_with(challenge=b"\x21" * 31), "version.challenge: expected 32 bytes"),
         (b"version", version_with(node_id=b"\x05" + NODE_A[1:]), "version.node_id: public key"),
         (b"version", version_with(node_id=NODE_A[:32]), "version.node_id: expected 33 bytes"),
         (b"version", version_with(models=[b"\x00" * 31]), "version.models[0]: expected 32 bytes"),

@@ -60,11 +60,11 @@ class P2PService:
         """`models`: the ids of the models the node serves, announced with the COMPUTE service bit."""
         params = config.params
         key = load_node_key(config.net_datadir / NODEKEY_FILENAME, config.network)
-        self.node_key = key  # signs jobaccept messages (camelid.node.jobs)
+        self.node_key = key  # signs handshakes (camelid.p2p.auth) and jobaccept messages (camelid.node.jobs)
         max_outbound = min(MAX_OUTBOUND, config.maxconnections)
         settings = P2PSettings(
             params=params,
-            node_id=key.public_key.to_bytes(),
+            node_key=key,
             datadir=config.net_datadir,
             listen=config.listen,
             bind=config.bind,

@@ -5,9 +5,10 @@ outbound connections (the --connect list only, when one is given; else the
 --addnode list plus addresses drawn from the address book), and serves every
 peer until cancelled, when it closes all connections and saves the address book.
 
-Built in: the handshake, ping/pong (latency per peer), getaddr/addr (answering
-inbound peers once per connection, relaying small fresh announcements to two
-random peers), and `directed` routing. Everything else -- inv, getdata,
+Built in: the handshake (which proves each peer's node id, camelid.p2p.auth),
+ping/pong (latency per peer), getaddr/addr (answering inbound peers once per
+connection, relaying small fresh announcements to two random peers), and
+`directed` routing. Everything else -- inv, getdata,
 headers, blocks, transactions -- goes to handlers the relay/sync layer registers
 with `register_handler`.
 
@@ -19,8 +20,9 @@ other way is a bug of ours: it is logged and the peer stays connected.
 
 Directed messages addressed to this node's identity go to the handler registered
 for their inner command; others are forwarded with one hop fewer, to the
-recipient if it is a peer, else to every peer but the one it came from and its
-sender. Each message id is handled once (a bounded recency set) and each peer
+recipient if it is a peer (its node id is authenticated, so an impostor cannot
+draw another node's messages to itself), else to every peer but the one it came
+from and its sender. Each message id is handled once (a bounded recency set) and each peer
 may feed us only so many directed messages per second (a token bucket); the
 excess is dropped.
 """
@@ -39,6 +41,7 @@ from typing import Any
 
 from camelid import __version__
 from camelid.core.params import ChainParams
+from camelid.crypto.keys import PrivateKey
 from camelid.p2p.addrbook import AddressBook, AddressKey, KnownAddress
 from camelid.p2p.banlist import BanList
 from camelid.p2p.errors import HandshakeRefused, ProtocolViolation
@@ -59,8 +62,9 @@ from camelid.p2p.messages import (
     ServiceFlags,
     Version,
 )
+from camelid.p2p.messages.version import CHALLENGE_SIZE
 from camelid.p2p.peer import Direction, Peer, PeerInfo
-from camelid.p2p.schema import NodeId, canonical_ip
+from camelid.p2p.schema import canonical_ip
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +87,7 @@ class P2PSettings:
     """What the daemon's configuration tells the P2P service (--listen, --bind, --port, --connect, --addnode)."""
 
     params: ChainParams
-    node_id: bytes  # our identity: a 33-byte compressed public key
+    node_key: PrivateKey  # our identity; its public key is our node id, proven in every handshake
     datadir: Path | None = None  # holds peers.json and banlist.json; None keeps them in memory
     listen: bool = True
     bind: str = "0.0.0.0"
@@ -103,6 +107,11 @@ class P2PSettings:
     directed_burst: float = 200.0  # ... beyond an initial burst
 
     @property
+    def node_id(self) -> bytes:
+        """Our identity: the 33-byte compressed public key of node_key."""
+        return self.node_key.public_key.to_bytes()
+
+    @property
     def fixed_peers(self) -> tuple[AddressKey, ...]:
         """The peers to keep connected whatever the address book says."""
         return tuple((canonical_ip(host), port) for host, port in self.connect or self.addnode)
@@ -112,7 +121,6 @@ class PeerManager:
     """The P2P service: `await run()` in the node's event loop; `best_height` reports our chain's height."""
 
     def __init__(self, settings: P2PSettings, best_height: Callable[[], int] = lambda: 0) -> None:
-        NodeId().encode(settings.node_id)  # ValueError now rather than at the first handshake
         self.settings = settings
         self.node_id = settings.node_id
         datadir = settings.datadir
@@ -368,7 +376,9 @@ class PeerManager:
         self._peers[peer.id] = peer
         pinger: asyncio.Task[None] | None = None
         try:
-            version = await peer.handshake(self._our_version(), self._check_version, self.settings.handshake_timeout)
+            version = await peer.handshake(
+                self._our_version(), self._check_version, self.settings.handshake_timeout, self.settings.node_key
+            )
             log.info("%r connected: %s height %d", peer, version.user_agent, version.best_height)
             self._on_handshake(peer, version)
             pinger = asyncio.create_task(self._ping_loop(peer), name=f"p2p-ping-{peer.id}")
@@ -405,6 +415,7 @@ class PeerManager:
             timestamp=int(time.time()),
             listen_port=self.listen_port or 0,
             nonce=self._nonce,
+            challenge=os.urandom(CHALLENGE_SIZE),
         )
 
     def _check_version(self, version: Version) -> None:

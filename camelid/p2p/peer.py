@@ -18,6 +18,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from camelid.crypto.keys import PrivateKey
+from camelid.p2p.auth import INITIATOR, RESPONDER, handshake_signature_valid, sign_handshake
 from camelid.p2p.errors import ProtocolViolation
 from camelid.p2p.limits import RecentSet, TokenBucket
 from camelid.p2p.messages import Message, Verack, Version
@@ -58,7 +60,11 @@ class PeerInfo:
 
 
 class Peer:
-    """A TCP connection speaking the CamelidCoin protocol; `version` is set once the handshake is done."""
+    """A TCP connection speaking the CamelidCoin protocol; `version` is set once the handshake is done.
+
+    The handshake only completes when the peer has signed it with the key behind its node id
+    (camelid.p2p.auth), so `node_id` is authenticated wherever it is not None.
+    """
 
     def __init__(
         self,
@@ -97,7 +103,13 @@ class Peer:
 
     @property
     def node_id(self) -> bytes | None:
+        """The peer's node id, proven by its handshake signature; None before the handshake completes."""
         return None if self.version is None else self.version.node_id
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether the peer has proven it holds the key of `node_id` (true once the handshake completes)."""
+        return self.version is not None
 
     @property
     def closed(self) -> bool:
@@ -124,18 +136,29 @@ class Peer:
             self._pending.extend(self._decoder.feed(data))
         return self._pending.popleft()
 
-    async def handshake(self, ours: Version, check: Callable[[Version], None], timeout: float) -> Version:
-        """Exchange version/verack within `timeout` seconds; `check` raises HandshakeRefused to refuse theirs."""
+    async def handshake(
+        self, ours: Version, check: Callable[[Version], None], timeout: float, node_key: PrivateKey
+    ) -> Version:
+        """Exchange version/verack within `timeout` seconds; `check` raises HandshakeRefused to refuse theirs.
+
+        Our verack signs the handshake with `node_key` (whose id `ours` announces); a verack that does not
+        sign it with the key of the node id the peer announced is a ProtocolViolation.
+        """
         async with asyncio.timeout(timeout):
             self.send(ours)
             theirs = await self.read()
             if not isinstance(theirs, Version):
                 raise ProtocolViolation(f"unexpected-message: {theirs.command} before version")
             check(theirs)
-            self.send(Verack())
+            outbound = self.direction is Direction.OUTBOUND
+            initiator, responder = (ours, theirs) if outbound else (theirs, ours)
+            our_role, their_role = (INITIATOR, RESPONDER) if outbound else (RESPONDER, INITIATOR)
+            self.send(Verack(sign_handshake(node_key, self.magic, initiator, responder, our_role)))
             ack = await self.read()
             if not isinstance(ack, Verack):
                 raise ProtocolViolation(f"unexpected-message: {ack.command} before verack")
+            if not handshake_signature_valid(ack.signature, self.magic, initiator, responder, their_role):
+                raise ProtocolViolation("bad-handshake-signature: verack not signed by the key of its node id")
         self.version = theirs
         self.best_height = theirs.best_height
         return theirs

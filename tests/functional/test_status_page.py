@@ -116,7 +116,7 @@ def hostile_peer(p2p_port: int) -> Iterator[None]:
     """A P2P peer, in a thread of its own, connected to 127.0.0.1:`p2p_port` with HTML for a user agent."""
     settings = P2PSettings(
         params=get_params("regtest"),
-        node_id=PrivateKey.generate().public_key.to_bytes(),
+        node_key=PrivateKey.generate(),
         listen=False,
         connect=(("127.0.0.1", p2p_port),),
         user_agent=HOSTILE_AGENT,
