@@ -156,7 +156,7 @@ def test_generate_batch_decodes_jobs_together_as_each_alone(model_path: Path) ->
             batched.generate_batch(jobs * 2)
     assert [len(out) for out in together] == [len(out) for out in alone]
     assert together == alone  # the tiny model has no near-ties; gemma's are covered by RASTiC's tolerance
-    for (prompt, max_tokens, _, _), out in zip(jobs, together, strict=True):
+    for (_, max_tokens, _, _), out in zip(jobs, together, strict=True):
         assert len(out) == max_tokens or out[-1] == EOS
 
 
