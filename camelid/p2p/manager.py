@@ -39,7 +39,7 @@ from typing import Any
 
 from camelid import __version__
 from camelid.core.params import ChainParams
-from camelid.p2p.addrbook import AddressBook, AddressKey, KnownAddress
+from camelid.p2p.addrbook import AddressBook, AddressKey, KnownAddress, is_routable, is_routable_or_loopback
 from camelid.p2p.banlist import BanList
 from camelid.p2p.errors import HandshakeRefused, ProtocolViolation
 from camelid.p2p.limits import RecentSet
@@ -116,7 +116,11 @@ class PeerManager:
         self.settings = settings
         self.node_id = settings.node_id
         datadir = settings.datadir
-        self.book = AddressBook.load(datadir / PEERS_FILENAME) if datadir else AddressBook()
+        # Regtest nodes all live on 127.0.0.1; elsewhere a loopback address from a peer points at the listener.
+        routable = is_routable_or_loopback if settings.params.name == "regtest" else is_routable
+        self.book = (
+            AddressBook.load(datadir / PEERS_FILENAME, routable=routable) if datadir else AddressBook(routable=routable)
+        )
         self.bans = BanList(datadir / BANLIST_FILENAME if datadir else None)
         self.listen_port: int | None = None  # the port actually bound, once run() has started
         self._best_height = best_height
@@ -422,7 +426,7 @@ class PeerManager:
         elif version.listen_port:
             address = NetAddress(peer.host, version.listen_port, version.services, int(time.time()))
             peer.known_addresses.add((address.ip, address.port))
-            if self.book.add([address], source=peer.host):
+            if self.book.add([address], source=peer.host):  # refused (so not relayed) unless routable
                 self._relay_addresses([address], origin=peer)
         for listener in self._ready_listeners:
             try:
@@ -482,7 +486,8 @@ class PeerManager:
             if not peer.addr_tokens.take():
                 break
             peer.known_addresses.add((address.ip, address.port))
-            accepted.append(address)
+            if self.book.routable(address.ip):
+                accepted.append(address)
         self.book.add(accepted, source=peer.host)
         if len(addr.addresses) <= ADDR_ANNOUNCEMENT_MAX:
             now = time.time()

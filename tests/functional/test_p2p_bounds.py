@@ -1,0 +1,71 @@
+"""A real camelidd against raw peers that try to exhaust it (issue 15): each attack is run and the bound shown.
+
+Every misbehaving peer comes from a loopback address of its own, so punishing it cannot lock out the next.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from camelid.core.serialize import hex_to_hash
+from camelid.p2p.messages import Addr, BlockMessage, GetAddr, GetData, InvItem, InvType, NetAddress, NotFound
+from camelid.p2p.relay import MAX_GETDATA_ITEMS
+
+from .framework import TestNode
+from .p2p_raw import RawPeer
+from .util import MINER_ADDRESS
+
+pytestmark = pytest.mark.slow
+
+
+def connected(node: TestNode, source: str) -> RawPeer:
+    peer = RawPeer.connect(node.p2p_port, source)
+    peer.handshake()
+    return peer
+
+
+def test_a_getdata_naming_a_block_over_and_over_gets_its_sender_dropped_not_served(camelid_nodes):
+    (node,) = camelid_nodes(1)
+    (tip,) = node.generatetoaddress(1, MINER_ADDRESS)
+    block = InvItem(InvType.BLOCK, hex_to_hash(tip))
+
+    # The issue's attack: one 1.8 MB message naming the same block 50,000 times (each copy used to be built).
+    attacker = connected(node, "127.0.0.50")
+    with node.assert_debug_log(["protocol violation (getdata-too-large", "127.0.0.50 discouraged"]):
+        attacker.send(GetData((block,) * 50_000))
+        assert attacker.closed_by_node()
+    attacker.close()
+
+    # Within the item limit, naming one block twice is refused just the same: no honest node does it.
+    repeater = connected(node, "127.0.0.51")
+    with node.assert_debug_log(["protocol violation (getdata-duplicate", "127.0.0.51 discouraged"]):
+        repeater.send(GetData((block,) * MAX_GETDATA_ITEMS))
+        assert repeater.closed_by_node()
+    repeater.close()
+
+    unknown = tuple(InvItem(InvType.TX, i.to_bytes(32, "little")) for i in range(MAX_GETDATA_ITEMS))
+    # An honest request at the limit is answered: the block, and notfound for the rest.
+    honest = connected(node, "127.0.0.52")
+    honest.send(GetData((block, *unknown[: MAX_GETDATA_ITEMS - 1])))
+    assert honest.expect(BlockMessage).block
+    assert len(honest.expect(NotFound).items) == MAX_GETDATA_ITEMS - 1
+    honest.close()
+
+
+def test_non_routable_addresses_from_a_peer_are_neither_stored_nor_relayed(camelid_nodes):
+    (node,) = camelid_nodes(1)
+    listener = connected(node, "127.0.0.61")  # where the node relays a small fresh announcement
+    gossip = connected(node, "127.0.0.60")
+    now = int(time.time())
+    internal = ["10.1.2.3", "172.16.5.5", "192.168.0.9", "169.254.3.3", "100.64.1.1", "224.0.0.5", "fe80::1"]
+    allowed = ["1.2.3.4", "127.0.0.99"]  # public, and loopback (allowed on regtest only)
+    gossip.send(Addr(tuple(NetAddress(ip, 9733, 1, now) for ip in internal + allowed)))
+    assert {a.ip for a in listener.expect(Addr).addresses} == set(allowed)
+
+    asker = connected(node, "127.0.0.62")  # an inbound peer's getaddr is answered from the whole small book
+    asker.send(GetAddr())
+    assert {a.ip for a in asker.expect(Addr).addresses} == set(allowed)
+    for peer in (listener, gossip, asker):
+        peer.close()
