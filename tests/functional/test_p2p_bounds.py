@@ -9,9 +9,23 @@ import time
 
 import pytest
 
+from camelid.core.block import BlockHeader
+from camelid.core.params import REGTEST
 from camelid.core.serialize import hex_to_hash
-from camelid.p2p.messages import Addr, BlockMessage, GetAddr, GetData, InvItem, InvType, NetAddress, NotFound
+from camelid.p2p.messages import (
+    MAX_HEADERS,
+    Addr,
+    BlockMessage,
+    GetAddr,
+    GetData,
+    Headers,
+    InvItem,
+    InvType,
+    NetAddress,
+    NotFound,
+)
 from camelid.p2p.relay import MAX_GETDATA_ITEMS
+from camelid.p2p.sync import MAX_STALLS, MAX_WANTED
 
 from .framework import TestNode
 from .p2p_raw import RawPeer
@@ -69,3 +83,32 @@ def test_non_routable_addresses_from_a_peer_are_neither_stored_nor_relayed(camel
     assert {a.ip for a in asker.expect(Addr).addresses} == set(allowed)
     for peer in (listener, gossip, asker):
         peer.close()
+
+
+def header_branch(parent: BlockHeader, count: int, tag: int) -> list[BlockHeader]:
+    """`count` chained headers on `parent` with the least proof of work regtest allows; `tag` makes a branch."""
+    headers, prev = [], parent
+    for _ in range(count):
+        header = BlockHeader(1, prev.hash_bytes, tag.to_bytes(32, "little"), prev.time + 1, prev.bits, 0)
+        while not header.check_pow(REGTEST.pow_limit):
+            header = header.with_nonce(header.nonce + 1)
+        headers.append(header)
+        prev = header
+    return headers
+
+
+def test_unsolicited_headers_fill_a_bounded_queue_and_a_peer_that_never_serves_is_dropped(camelid_nodes):
+    (node,) = camelid_nodes(1)
+    attacker = connected(node, "127.0.0.70")
+    branches = MAX_WANTED // MAX_HEADERS + 1  # one branch more than the download queue holds
+    with node.assert_debug_log(["download queue full"], timeout=30):
+        for tag in range(branches):
+            headers = header_branch(REGTEST.genesis.header, MAX_HEADERS, tag)
+            attacker.send(Headers(tuple(header.to_bytes() for header in headers)))
+    # Asked for blocks it announced, it sends none: after MAX_STALLS timeouts in a row it is dropped, not discouraged.
+    with node.assert_debug_log([f"served none of the blocks it announced {MAX_STALLS} times running"], timeout=60):
+        assert attacker.closed_by_node(timeout=60)
+    attacker.close()
+    again = connected(node, "127.0.0.70")
+    assert [peer["addr"].split(":")[0] for peer in node.getpeerinfo()] == ["127.0.0.70"]
+    again.close()
