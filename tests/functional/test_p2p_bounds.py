@@ -6,9 +6,12 @@ Every misbehaving peer comes from a loopback address of its own, so punishing it
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
+from tiny_model import write_tiny_model
 
+from camelid.compute.model_id import manifest_of_file
 from camelid.core.block import BlockHeader
 from camelid.core.params import REGTEST
 from camelid.core.serialize import hex_to_hash
@@ -18,20 +21,24 @@ from camelid.p2p.messages import (
     BlockMessage,
     GetAddr,
     GetData,
+    GetManifest,
     Headers,
     InvItem,
     InvType,
+    ManifestMessage,
     NetAddress,
     NotFound,
 )
 from camelid.p2p.relay import MAX_GETDATA_ITEMS
 from camelid.p2p.sync import MAX_STALLS, MAX_WANTED
 
-from .framework import TestNode
+from .framework import TestNode, wait_until
 from .p2p_raw import RawPeer
 from .util import MINER_ADDRESS
 
 pytestmark = pytest.mark.slow
+
+MODEL_CHUNK = 32 * 1024  # the tiny model in 15 chunks (--model-chunk-size, regtest only)
 
 
 def connected(node: TestNode, source: str) -> RawPeer:
@@ -112,3 +119,23 @@ def test_unsolicited_headers_fill_a_bounded_queue_and_a_peer_that_never_serves_i
     again = connected(node, "127.0.0.70")
     assert [peer["addr"].split(":")[0] for peer in node.getpeerinfo()] == ["127.0.0.70"]
     again.close()
+
+
+def test_a_manifest_ending_in_a_repeated_chunk_gets_its_sender_dropped_and_the_fetch_goes_on(camelid_nodes, tmp_path):
+    path = write_tiny_model(tmp_path / "tiny.gguf")
+    manifest = manifest_of_file(path, chunk_size=MODEL_CHUNK)
+    assert len(manifest.chunk_hashes) % 2  # an odd count: Bitcoin's Merkle tree would duplicate the last hash
+    (fetcher,) = camelid_nodes(1)
+    liar = connected(fetcher, "127.0.0.80")
+    fetcher.fetchmodel(manifest.id_hex)
+    liar.expect(GetManifest)
+    hashes = (*manifest.chunk_hashes, manifest.chunk_hashes[-1])  # [..., c, c], its sizes made to fit
+    with fetcher.assert_debug_log(["protocol violation (bad-manifest", "127.0.0.80 discouraged"]):
+        liar.send(ManifestMessage(manifest.id, len(hashes) * MODEL_CHUNK, MODEL_CHUNK, hashes, "tiny"))
+        assert liar.closed_by_node()
+    liar.close()
+
+    (server,) = camelid_nodes(1, [[f"--serve-model={path}", f"--model-chunk-size={MODEL_CHUNK}"]])
+    fetcher.addnode(f"127.0.0.1:{server.p2p_port}", "add")
+    wait_until(lambda: fetcher.getmodelinfo(manifest.id_hex)["status"] == "complete", what="the honest fetch")
+    assert Path(fetcher.getmodelinfo(manifest.id_hex)["path"]).read_bytes() == path.read_bytes()
