@@ -25,6 +25,7 @@ from camelid.core.params import ChainParams, get_params
 from camelid.crypto.address import address_to_hash160
 from camelid.node.p2p_service import parse_peer_address
 from camelid.p2p.messages.models import MAX_CHUNK_SIZE as MAX_MODEL_CHUNK_SIZE
+from camelid.rpc.http_guard import DEFAULT_WORK_QUEUE, MAX_REQUEST_BYTES, HTTPLimits
 
 DEFAULT_DATADIR = Path("~/.camelid")
 CONF_FILENAME = "camelid.conf"
@@ -113,6 +114,13 @@ SETTINGS: dict[str, Setting] = {
     "rpcuser": Setting(parse_text, None, "JSON-RPC user name (default: cookie authentication)."),
     "rpcpassword": Setting(parse_text, None, "JSON-RPC password, with --rpcuser."),
     "nostatus": Setting(parse_bool, False, "Do not serve the status page (GET /) on the RPC port.", is_flag=True),
+    "rpcworkqueue": Setting(
+        parse_positive_int, DEFAULT_WORK_QUEUE, "Most requests the RPC port serves at once; more get HTTP 503."
+    ),
+    "rpcmaxbody": Setting(parse_positive_int, MAX_REQUEST_BYTES, "Largest request body the RPC port takes, in bytes."),
+    "rpcallowhost": Setting(
+        parse_text, (), "A DNS name the status page answers to, besides IPs and localhost (repeatable).", multiple=True
+    ),
     "mine": Setting(parse_bool, False, "Mine blocks continuously on the current tip.", is_flag=True),
     "mine-address": Setting(parse_text, None, "Address the mined coinbase pays (required with --mine)."),
     "mine-processes": Setting(parse_positive_int, None, "Hashing processes for --mine (default: CPU count)."),
@@ -162,6 +170,9 @@ class NodeConfig:
     rpcuser: str | None = None
     rpcpassword: str | None = None
     nostatus: bool = False
+    rpcworkqueue: int = DEFAULT_WORK_QUEUE
+    rpcmaxbody: int = MAX_REQUEST_BYTES
+    rpcallowhost: tuple[str, ...] = ()
     mine: bool = False
     mine_address: str | None = None
     mine_processes: int | None = None
@@ -192,6 +203,10 @@ class NodeConfig:
     @property
     def net_datadir(self) -> Path:
         return network_datadir(self.datadir, self.network)
+
+    @property
+    def http_limits(self) -> HTTPLimits:
+        return HTTPLimits(self.rpcworkqueue, self.rpcmaxbody, self.rpcallowhost)
 
     @property
     def p2p_port(self) -> int:

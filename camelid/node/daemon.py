@@ -120,7 +120,15 @@ class Node:
         bus = EventBus()
         bus.subscribe(ShutdownRequested, self._on_shutdown_requested)
         context = RPCContext(config.params, bus, mining=config.mine)
-        rpc = RPCServer(METHODS, context, credentials, config.rpcbind, config.rpc_port, status_page=not config.nostatus)
+        rpc = RPCServer(
+            METHODS,
+            context,
+            credentials,
+            config.rpcbind,
+            config.rpc_port,
+            status_page=not config.nostatus,
+            limits=config.http_limits,
+        )
         chain: ChainService | None = None
         miner: Miner | None = None
         wallets: WalletService | None = None
