@@ -86,7 +86,9 @@ class Peer:
         self.answered_getaddr = False
         self.known_addresses = RecentSet(KNOWN_ADDRESSES)
         self.addr_tokens = TokenBucket(ADDR_RATE, ADDR_BURST)
-        self.directed_tokens = TokenBucket(directed_rate, directed_burst)
+        self.directed_tokens = TokenBucket(directed_rate, directed_burst)  # directed messages it sends us itself
+        self.relay_tokens = TokenBucket(directed_rate, directed_burst)  # ... and those it relays from others
+        self.neighbours: frozenset[bytes] = frozenset()  # node ids it says are its peers (camelid.p2p.routing)
         self._reader = reader
         self._writer = writer
         writer.transport.set_write_buffer_limits(high=SEND_HIGH_WATER)

@@ -72,6 +72,7 @@ class RawPeer:
         self.sock = sock
         self._decoder = FrameDecoder(MAGIC)
         self._pending: list[Message] = []
+        self.node_id: bytes | None = None  # the identity this peer announced, once it has shaken hands
 
     @classmethod
     def connect(cls, port: int, source: str = "127.0.0.1", patience: float = 10.0) -> RawPeer:
@@ -125,7 +126,9 @@ class RawPeer:
 
     def handshake(self, piece_size: int | None = None, listen_port: int = 0) -> Version:
         """Complete the version/verack exchange, our frames cut into `piece_size`-byte writes; the node's version."""
-        self.send(our_version(listen_port), piece_size)
+        ours = our_version(listen_port)
+        self.node_id = ours.node_id
+        self.send(ours, piece_size)
         theirs = self.expect(Version)
         self.send(Verack(), piece_size)
         self.expect(Verack)

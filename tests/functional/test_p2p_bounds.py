@@ -5,7 +5,10 @@ Every misbehaving peer comes from a loopback address of its own, so punishing it
 
 from __future__ import annotations
 
+import os
+import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,10 +18,14 @@ from camelid.compute.model_id import manifest_of_file
 from camelid.core.block import BlockHeader
 from camelid.core.params import REGTEST
 from camelid.core.serialize import hex_to_hash
+from camelid.crypto.keys import PrivateKey
 from camelid.p2p.messages import (
     MAX_HEADERS,
+    MAX_HOPS,
+    MESSAGE_ID_SIZE,
     Addr,
     BlockMessage,
+    Directed,
     GetAddr,
     GetData,
     GetManifest,
@@ -30,10 +37,12 @@ from camelid.p2p.messages import (
     NotFound,
 )
 from camelid.p2p.relay import MAX_GETDATA_ITEMS
+from camelid.p2p.routing import NEIGHBOURS_COMMAND
 from camelid.p2p.sync import MAX_STALLS, MAX_WANTED
+from camelid.p2p.wire import encode_frame
 
 from .framework import TestNode, wait_until
-from .p2p_raw import RawPeer
+from .p2p_raw import MAGIC, RawPeer
 from .util import MINER_ADDRESS
 
 pytestmark = pytest.mark.slow
@@ -139,3 +148,78 @@ def test_a_manifest_ending_in_a_repeated_chunk_gets_its_sender_dropped_and_the_f
     fetcher.addnode(f"127.0.0.1:{server.p2p_port}", "add")
     wait_until(lambda: fetcher.getmodelinfo(manifest.id_hex)["status"] == "complete", what="the honest fetch")
     assert Path(fetcher.getmodelinfo(manifest.id_hex)["path"]).read_bytes() == path.read_bytes()
+
+
+def directed_arriving(peer: RawPeer, seconds: float) -> list[Directed]:
+    """The directed messages `peer` receives within `seconds`, routing announcements left out."""
+    received: list[Directed] = []
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        peer.sock.settimeout(left)
+        try:
+            message = peer.receive()
+        except TimeoutError:
+            break
+        if isinstance(message, Directed) and message.inner_command != NEIGHBOURS_COMMAND:
+            received.append(message)
+    return received
+
+
+def directed(sender: bytes, recipient: bytes, command: str = "junk", payload: bytes = b"") -> Directed:
+    return Directed(sender, recipient, MAX_HOPS, os.urandom(MESSAGE_ID_SIZE), command, payload)
+
+
+def random_node_id() -> bytes:
+    return PrivateKey.generate(network="regtest").public_key.to_bytes()
+
+
+def test_a_directed_message_goes_one_way_to_a_known_recipient_and_is_dropped_for_an_unknown_one(camelid_nodes):
+    (node,) = camelid_nodes(1)
+    sender, recipient, bystander = (connected(node, f"127.0.0.{n}") for n in (90, 91, 92))
+    assert sender.node_id is not None and recipient.node_id is not None
+
+    # The issue's attack: a message to an unknown recipient used to go to every peer, 16 hops deep.
+    sender.send(directed(sender.node_id, random_node_id(), payload=b"x" * 100_000))
+    assert directed_arriving(recipient, 1.0) == directed_arriving(bystander, 0.1) == []
+
+    message = directed(sender.node_id, recipient.node_id, "hello")
+    sender.send(message)
+    assert directed_arriving(recipient, 2.0) == [replace(message, hops_left=MAX_HOPS - 1)]
+    assert directed_arriving(bystander, 0.5) == []
+    for peer in (sender, recipient, bystander):
+        peer.close()
+
+
+def test_junk_relayed_through_a_node_cannot_crowd_out_its_own_directed_messages(camelid_nodes):
+    (relay,) = camelid_nodes(1)
+    (target,) = camelid_nodes(1, [[f"--connect=127.0.0.1:{relay.p2p_port}"]])
+    wait_until(lambda: relay.getconnectioncount() == 1, what="target connected to the relay")
+    relay_id, target_id = relay.getnetworkinfo()["nodeid"], bytes.fromhex(target.getnetworkinfo()["nodeid"])
+    attacker = connected(relay, "127.0.0.93")
+
+    stop = threading.Event()
+
+    def flood() -> None:  # junk for the target under ever new sender ids, faster than any bucket refills
+        while not stop.is_set():
+            attacker.send_bytes(b"".join(encode_frame(MAGIC, directed(random_node_id(), target_id)) for _ in range(50)))
+            time.sleep(0.02)
+
+    flooder = threading.Thread(target=flood, daemon=True)
+    flooder.start()
+    try:
+        time.sleep(1.0)  # the relay's link to the target is now as full of junk as its limits allow
+        for _ in range(10):
+            relay.senddirected(target_id.hex(), "hello", "c0ffee")
+            time.sleep(0.1)
+        wait_until(lambda: log_count(target, f"directed hello from {relay_id} delivered") == 10, timeout=10,
+                   what="all ten of the relay's own messages")  # fmt: skip
+    finally:
+        stop.set()
+        flooder.join()
+        attacker.close()
+    assert relay.getblockcount() == target.getblockcount() == 0  # both still answering
+
+
+def log_count(node: TestNode, text: str) -> int:
+    return node.debug_log.read_text(errors="replace").count(text)
+
