@@ -6,19 +6,24 @@ Every misbehaving peer comes from a loopback address of its own, so punishing it
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from chain_helpers import solve
 from tiny_model import write_tiny_model
 
+from camelid.chain.template import make_coinbase
 from camelid.compute.model_id import manifest_of_file
-from camelid.core.block import BlockHeader
+from camelid.core.block import Block, BlockHeader
+from camelid.core.consensus import block_subsidy
 from camelid.core.params import REGTEST
 from camelid.core.serialize import hex_to_hash
 from camelid.crypto.keys import PrivateKey
+from camelid.crypto.merkle import merkle_root
 from camelid.p2p.messages import (
     MAX_HEADERS,
     MAX_HOPS,
@@ -47,6 +52,7 @@ from .util import MINER_ADDRESS
 
 pytestmark = pytest.mark.slow
 
+BIG_BLOCK = 900_000  # bytes of a block's coinbase output script, as the issue's 0.9 MB blocks
 MODEL_CHUNK = 32 * 1024  # the tiny model in 15 chunks (--model-chunk-size, regtest only)
 
 
@@ -223,3 +229,35 @@ def test_junk_relayed_through_a_node_cannot_crowd_out_its_own_directed_messages(
 def log_count(node: TestNode, text: str) -> int:
     return node.debug_log.read_text(errors="replace").count(text)
 
+
+
+def big_block(parent: Block, height: int) -> Block:
+    """A valid regtest block of about BIG_BLOCK bytes: its coinbase pays to an OP_RETURN script that long."""
+    coinbase = make_coinbase(height, 0, b"\x6a" + bytes(BIG_BLOCK), block_subsidy(height))
+    header = BlockHeader(
+        1, parent.hash_bytes, merkle_root([coinbase.hash]), parent.header.time + REGTEST.target_spacing,
+        parent.header.bits, 0,
+    )  # fmt: skip
+    return solve(Block(header, (coinbase,)), REGTEST.pow_limit)
+
+
+def test_a_getdata_is_served_only_as_fast_as_its_peer_reads(camelid_nodes):
+    (node,) = camelid_nodes(1)
+    blocks, parent = [], REGTEST.genesis
+    for height in range(1, 17):  # 16 blocks of 0.9 MB: 14.4 MB, under the 16 MiB send buffer limit
+        parent = big_block(parent, height)
+        assert node.submitblock(parent.to_bytes().hex()) is None
+        blocks.append(parent)
+
+    reader = connected(node, "127.0.0.100")
+    reader.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    reader.send(GetData(tuple(InvItem(InvType.BLOCK, block.hash_bytes) for block in blocks)))
+    time.sleep(2)  # ample time to queue all 14.4 MB if the node did not wait for the peer to read
+    (info,) = node.getpeerinfo()
+    assert info["bytessent"] < 8_000_000  # socket buffers, the 1 MiB high water mark and a block in hand
+    reader.close()
+
+    honest = connected(node, "127.0.0.101")  # one that reads gets every block, in order
+    honest.send(GetData(tuple(InvItem(InvType.BLOCK, block.hash_bytes) for block in blocks)))
+    assert [honest.expect(BlockMessage).block for _ in blocks] == [block.to_bytes() for block in blocks]
+    honest.close()
