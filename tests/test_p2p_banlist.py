@@ -90,4 +90,5 @@ def test_keyed_buckets_give_each_key_its_own_budget_and_keep_only_the_most_recen
     assert buckets.take("honest") and buckets.take("honest")  # untouched by the other key's spending
     assert not buckets.take("junk", 0.5)
     buckets.take("third")  # over capacity: "honest", the least recently used, is forgotten
-    assert len(buckets) == 2 and buckets.take("honest", 2.0) and not buckets.take("junk")
+    assert len(buckets) == 2 and not buckets.take("junk")
+    assert buckets.take("honest", 2.0)  # back with a fresh burst, as any new key would get
