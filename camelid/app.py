@@ -51,6 +51,7 @@ from camelid.node.p2p_service import P2PService
 from camelid.node.wallet_service import WalletService
 from camelid.rpc.auth import Credentials, delete_cookie, write_cookie
 from camelid.rpc.context import RPCContext
+from camelid.rpc.http_guard import HTTPLimits
 from camelid.rpc.methods import build_registry
 from camelid.rpc.server import RPCServer
 
@@ -130,7 +131,10 @@ class Node:
         bus = EventBus()
         bus.subscribe(ShutdownRequested, self._on_shutdown_requested)
         context = RPCContext(config.params, bus, methods=build_registry(), mining=config.mine)
-        rpc = RPCServer(context, credentials, config.rpcbind, config.rpc_port, status_page=not config.nostatus)
+        limits = HTTPLimits(config.rpcworkqueue, config.rpcmaxbody, config.rpcallowhost)
+        rpc = RPCServer(
+            context, credentials, config.rpcbind, config.rpc_port, status_page=not config.nostatus, limits=limits
+        )
         closers: list[Callable[[], Awaitable[None]]] = []  # awaited newest first, once the RPC server has stopped
         try:
             await rpc.start()

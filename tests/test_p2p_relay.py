@@ -211,8 +211,7 @@ async def test_blocks_a_peer_sits_on_are_fetched_from_another_peer(tmp_path):
         assert syncing.tip_hash == REGTEST.genesis_hash
         await honest.start()
         await eventually(lambda: syncing.tip_hash == blocks[-1].hash_bytes)
-        assert node.manager.peers()  # stalling is slow, not malicious: both peers stay connected
-        assert len(node.manager.peers()) == 2
+        assert honest.manager.peers()  # the staller may be dropped (see sync.MAX_STALLS), never the honest peer
     finally:
         staller_task.cancel()
         await asyncio.gather(staller_task, return_exceptions=True)

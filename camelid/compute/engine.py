@@ -122,7 +122,7 @@ class Engine:
 
     @property
     def model_id(self) -> bytes:
-        """Merkle root of the model file's chunk hashes (whitepaper 2.6.1)."""
+        """The model file's id (camelid.compute.model_id; whitepaper 2.6.1)."""
         return self.manifest.id
 
     def describe(self) -> dict[str, object]:

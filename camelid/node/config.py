@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from camelid.compute.engine import MAX_SLOTS as MAX_COMPUTE_SLOTS
+from camelid.core.consensus import MAX_BLOCK_SIZE
 from camelid.core.params import ChainParams, get_params
 from camelid.crypto.address import address_to_hash160
 from camelid.p2p.messages.models import MAX_CHUNK_SIZE as MAX_MODEL_CHUNK_SIZE
@@ -31,6 +32,8 @@ DEFAULT_DATADIR = Path("~/.camelid")
 CONF_FILENAME = "camelid.conf"
 NETWORK_SUBDIRS = {"mainnet": "", "testnet": "testnet", "regtest": "regtest"}
 DEFAULT_MEMPOOL_BYTES = 300_000_000
+DEFAULT_WORK_QUEUE = 64  # RPC requests served at once; an OpenAI request holds its slot until its job is verified
+MAX_REQUEST_BYTES = 2 * MAX_BLOCK_SIZE + (1 << 20)  # a hex-encoded maximum block plus JSON framing
 
 
 class ConfigError(ValueError):
@@ -124,6 +127,13 @@ SETTINGS: dict[str, Setting] = {
     "rpcuser": Setting(parse_text, None, "JSON-RPC user name (default: cookie authentication)."),
     "rpcpassword": Setting(parse_text, None, "JSON-RPC password, with --rpcuser."),
     "nostatus": Setting(parse_bool, False, "Do not serve the status page (GET /) on the RPC port.", is_flag=True),
+    "rpcworkqueue": Setting(
+        parse_positive_int, DEFAULT_WORK_QUEUE, "Most requests the RPC port serves at once; more get HTTP 503."
+    ),
+    "rpcmaxbody": Setting(parse_positive_int, MAX_REQUEST_BYTES, "Largest request body the RPC port takes, in bytes."),
+    "rpcallowhost": Setting(
+        parse_text, (), "A DNS name the status page answers to, besides IPs and localhost (repeatable).", multiple=True
+    ),
     "mine": Setting(parse_bool, False, "Mine blocks continuously on the current tip.", is_flag=True),
     "mine-address": Setting(parse_text, None, "Address the mined coinbase pays (required with --mine)."),
     "mine-processes": Setting(parse_positive_int, None, "Hashing processes for --mine (default: CPU count)."),
@@ -182,6 +192,9 @@ class NodeConfig:
     rpcuser: str | None = None
     rpcpassword: str | None = None
     nostatus: bool = False
+    rpcworkqueue: int = DEFAULT_WORK_QUEUE
+    rpcmaxbody: int = MAX_REQUEST_BYTES
+    rpcallowhost: tuple[str, ...] = ()
     mine: bool = False
     mine_address: str | None = None
     mine_processes: int | None = None

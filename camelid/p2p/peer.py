@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 READ_CHUNK = 64 * 1024
 MAX_SEND_BUFFER = 16 << 20  # a few blocks' worth of unsent frames
+SEND_HIGH_WATER = 1 << 20  # unsent bytes above which drain() waits: what one getdata may have in flight
 KNOWN_ADDRESSES = 5000  # addresses remembered per peer, so gossip does not echo them back
 ADDR_RATE = 0.1  # addresses per second a peer may feed our address book (as Bitcoin) ...
 ADDR_BURST = 1000  # ... after an initial allowance of one full addr message
@@ -91,9 +92,12 @@ class Peer:
         self.answered_getaddr = False
         self.known_addresses = RecentSet(KNOWN_ADDRESSES)
         self.addr_tokens = TokenBucket(ADDR_RATE, ADDR_BURST)
-        self.directed_tokens = TokenBucket(directed_rate, directed_burst)
+        self.directed_tokens = TokenBucket(directed_rate, directed_burst)  # directed messages it sends us itself
+        self.relay_tokens = TokenBucket(directed_rate, directed_burst)  # ... and those it relays from others
+        self.neighbours: frozenset[bytes] = frozenset()  # node ids it says are its peers (camelid.p2p.routing)
         self._reader = reader
         self._writer = writer
+        writer.transport.set_write_buffer_limits(high=SEND_HIGH_WATER)
         self._decoder = FrameDecoder(magic)
         self._pending: deque[Message] = deque()
         self._ping: tuple[int, float] | None = None  # nonce and monotonic send time of the unanswered ping
@@ -125,6 +129,11 @@ class Peer:
         if self._writer.transport.get_write_buffer_size() > MAX_SEND_BUFFER:
             log.warning("%r: send buffer over %d bytes, disconnecting", self, MAX_SEND_BUFFER)
             self.close()
+
+    async def drain(self) -> None:
+        """Wait until the unsent data is below SEND_HIGH_WATER (at once if it is, or if the peer is gone)."""
+        with contextlib.suppress(OSError):  # closed meanwhile: the caller looks at `closed`
+            await self._writer.drain()
 
     async def read(self) -> Message:
         """The next message; ProtocolViolation on bad bytes, EOFError when the peer has closed."""

@@ -101,6 +101,8 @@ class OpenAIAPI:
                 return await handler(request)
             except OpenAIError as exc:
                 return error_response(exc)
+            except web.HTTPException:  # aiohttp's own answers, such as 413 for a body past the bound
+                raise
             except RPCError as exc:
                 status = 503 if exc.code == RPCErrorCode.IN_WARMUP else 500
                 return error_response(OpenAIError(status, exc.message, "server_error"))

@@ -7,9 +7,11 @@ show is the chain tip, mempool size and peer list (which any peer can largely
 learn over P2P) plus whether this node mines and its hash rate. They listen
 where the RPC server does, on rpcbind (127.0.0.1 unless the operator widens it),
 and requiring Basic auth would make the page unusable with the default cookie
-credentials (a 64-hex-digit password typed into a browser prompt). An operator
-who binds RPC to a public address and does not want this visible, or who worries
-about a web page reading it through DNS rebinding, turns it off with --nostatus.
+credentials (a 64-hex-digit password typed into a browser prompt). A web page
+cannot read them through DNS rebinding: camelid.rpc.http_guard answers them only
+to a Host header naming an IP, localhost or an --rpcallowhost name. An operator
+who binds RPC to a public address and does not want this visible turns them off
+with --nostatus.
 
 Every response carries a Content-Security-Policy allowing only the page's own
 script, style and status.json: no inline script runs, and the script inserts

@@ -75,6 +75,7 @@ class RawPeer:
         self.sock = sock
         self._decoder = FrameDecoder(MAGIC)
         self._pending: list[Message] = []
+        self.node_id: bytes | None = None  # the identity this peer announced, once it has shaken hands
 
     @classmethod
     def connect(cls, port: int, source: str = "127.0.0.1", patience: float = 10.0) -> RawPeer:
@@ -140,6 +141,7 @@ class RawPeer:
         """
         key = PrivateKey.generate(network="regtest") if key is None else key
         ours = our_version(listen_port, key.public_key.to_bytes() if claimed_id is None else claimed_id)
+        self.node_id = ours.node_id
         self.send(ours, piece_size)
         theirs = self.expect(Version)
         self.send(Verack(sign_handshake(key, MAGIC, ours, theirs, INITIATOR)), piece_size)
