@@ -202,9 +202,10 @@ def check_tx_inputs(
 class _Deferred(NamedTuple):
     """A queued P2PKH input: what the interpreter needs to re-judge it if its signature check fails."""
 
-    checker: TransactionSignatureChecker
-    script_sig: bytes
-    script_pubkey: bytes
+    tx: Transaction
+    index: int
+    coin: Coin
+    sighashes: SighashCache
 
 
 def verify_tx_scripts(
@@ -221,38 +222,41 @@ def verify_tx_scripts(
     """
     sighashes = SighashCache(tx)
     for index, (txin, coin) in enumerate(zip(tx.inputs, coins, strict=True)):
-        checker = TransactionSignatureChecker(tx, index, coin.tx_out.value, sighashes, jobs)
-        script_pubkey = coin.tx_out.script_pubkey
         if deferred is not None:
+            script_pubkey = coin.tx_out.script_pubkey
             spend = p2pkh_spend(txin.script_sig, script_pubkey)
-            check = checker.signature_check(*spend, script_pubkey) if spend is not None else None
-            if check is not None:
-                deferred.add(check, _Deferred(checker, txin.script_sig, script_pubkey))
-                continue
-        _judge_input(checker, txin.script_sig, script_pubkey, verify_input_script)
+            if spend is not None:
+                check = sighashes.signature_check(index, *spend, script_pubkey, coin.tx_out.value)
+                if check is not None:
+                    deferred.add(check, _Deferred(tx, index, coin, sighashes))
+                    continue
+        _judge_input(tx, index, coin, sighashes, jobs, verify_input_script)
 
 
 def _judge_input(
-    checker: TransactionSignatureChecker,
-    script_sig: bytes,
-    script_pubkey: bytes,
+    tx: Transaction,
+    index: int,
+    coin: Coin,
+    sighashes: SighashCache,
+    jobs: JobProofContext | None,
     verify: Callable[[bytes, bytes, TransactionSignatureChecker], None],
 ) -> None:
+    checker = TransactionSignatureChecker(tx, index, coin.tx_out.value, sighashes, jobs)
     try:
-        verify(script_sig, script_pubkey, checker)
+        verify(tx.inputs[index].script_sig, coin.tx_out.script_pubkey, checker)
     except ScriptError as exc:
         reason = JOB_SCRIPT_REJECTIONS.get(exc.reason, f"mandatory-script-verify-flag-failed ({exc.reason})")
-        raise ValidationError(reason, f"input {checker.input_index} of {checker.tx.txid()}: {exc}") from None
+        raise ValidationError(reason, f"input {index} of {tx.txid()}: {exc}") from None
 
 
-def raise_deferred_failure(deferred: CheckSession[_Deferred]) -> None:
+def raise_deferred_failure(deferred: CheckSession[_Deferred], jobs: JobProofContext) -> None:
     """Wait for the queued checks; the first input (in block order) whose check failed is judged by the
-    full interpreter, which raises with the reason the sequential path would give."""
+    full interpreter, which raises with the reason the one-by-one path would give."""
     for item in deferred.failures():
         try:
-            _judge_input(item.checker, item.script_sig, item.script_pubkey, verify_script)
+            _judge_input(*item, jobs, verify_script)
         except ValidationError as exc:
-            raise ValidationError(exc.reason, f"transaction {item.checker.tx.txid()}: {exc.message}") from None
+            raise ValidationError(exc.reason, f"transaction {item.tx.txid()}: {exc.message}") from None
 
 
 def add_outputs(view: CoinsView, tx: Transaction, height: int) -> None:
@@ -299,14 +303,14 @@ def connect_block(
             check_block_job_proofs(proofs)
             verify_tx_scripts(tx, coins, jobs, deferred)
         except ValidationError as exc:
-            raise_deferred_failure(deferred)
+            raise_deferred_failure(deferred, jobs)
             raise ValidationError(exc.reason, f"transaction {tx.txid()}: {exc.message}") from None
         fees += fee
         for txin in tx.inputs:
             view.spend(txin.prevout)
         spent += coins
         add_outputs(view, tx, height)
-    raise_deferred_failure(deferred)
+    raise_deferred_failure(deferred, jobs)
     reward = sum(out.value for out in coinbase.outputs)
     allowed = block_subsidy(height) + fees
     if reward > allowed:

@@ -59,6 +59,15 @@ class SighashCache:
         hasher.update(amount.to_bytes(8, "little", signed=True) + _HASH_TYPE_BYTES)
         return hashlib.sha256(hasher.digest()).digest()
 
+    def signature_check(
+        self, index: int, sig: bytes, pubkey: bytes, script_code: bytes, amount: int
+    ) -> SignatureCheck | None:
+        """What CHECKSIG verifies for input `index`, to run now or on another thread; None where the
+        answer is false without a verification (no SIGHASH_ALL byte)."""
+        if len(sig) < 2 or sig[-1] != SIGHASH_ALL:
+            return None
+        return SignatureCheck(pubkey, sig[:-1], self.digest(index, script_code, amount))
+
 
 class SignatureCheck(NamedTuple):
     """The one ECDSA verification a CHECKSIG comes down to once the hash type and sighash are settled.
@@ -102,14 +111,8 @@ class TransactionSignatureChecker:
 
     def check_sig(self, sig: bytes, pubkey: bytes, script_code: bytes) -> bool:
         """True if `sig` is a DER signature plus the SIGHASH_ALL byte over this input's sighash."""
-        check = self.signature_check(sig, pubkey, script_code)
+        check = self._sighashes.signature_check(self.input_index, sig, pubkey, script_code, self.amount)
         return check is not None and check.verify()
-
-    def signature_check(self, sig: bytes, pubkey: bytes, script_code: bytes) -> SignatureCheck | None:
-        """What check_sig verifies, to run later or elsewhere; None where check_sig is False without it."""
-        if len(sig) < 2 or sig[-1] != SIGHASH_ALL:
-            return None
-        return SignatureCheck(pubkey, sig[:-1], self._sighashes.digest(self.input_index, script_code, self.amount))
 
     def check_locktime(self, locktime: int) -> bool:
         """BIP65: same kind (height or time) as the transaction's lock time, not above it, and not disabled."""
