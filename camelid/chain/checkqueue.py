@@ -1,10 +1,12 @@
 """Signature checks of a block spread over several threads, as Bitcoin Core's CCheckQueue does.
 
-While the chain thread walks a block (UTXO lookups, sighashes, the interpreter for
-anything non-standard), the ECDSA verifications of its standard inputs queue up here
-in chunks, and worker threads run them: libsecp256k1 releases the GIL, so they use
-the other cores. At the end the chain thread takes back every chunk no worker has
-started and runs it itself, then reads the results in queue order.
+The chain thread walks a block (UTXO look-ups, sighashes, the interpreter for anything
+non-standard) and queues the ECDSA verification of each standard input here. When the
+walk is done, worker threads and the chain thread verify the queue in chunks, the
+workers from the front and the chain thread from the back: libsecp256k1 releases the
+GIL, so they use several cores. Unlike Core, no worker starts during the walk: with
+the GIL, a worker would take it from the chain thread at each of its C calls, and the
+walk is the longer part.
 
 Only whether each check passed comes back, in the order the checks were queued, so
 the caller can pick the first failure in block order whatever the number of threads:
@@ -23,7 +25,7 @@ from camelid.crypto.keys import verify_signature
 T = TypeVar("T")
 
 CHUNK_SIZE = 16
-"""Checks handed to a worker at once: enough to make a hand-off cheap beside the verifications."""
+"""Checks a thread takes at once: enough to make a hand-off cheap beside the verifications."""
 
 
 def _failed(chunk: list[SignatureCheck]) -> list[int]:
@@ -60,32 +62,27 @@ class CheckSession(Generic[T]):
 
     def __init__(self, pool: ThreadPoolExecutor | None) -> None:
         self._pool = pool
-        self._chunk: list[SignatureCheck] = []
-        self._chunks: list[list[SignatureCheck]] = []
-        self._results: list[Future[list[int]] | list[int]] = []
+        self._checks: list[SignatureCheck] = []
         self._tags: list[T] = []
 
     def add(self, check: SignatureCheck, tag: T) -> None:
-        self._chunk.append(check)
+        self._checks.append(check)
         self._tags.append(tag)
-        if len(self._chunk) == CHUNK_SIZE:
-            self._hand_off()
-
-    def _hand_off(self) -> None:
-        chunk, self._chunk = self._chunk, []
-        self._chunks.append(chunk)
-        self._results.append(self._pool.submit(_failed, chunk) if self._pool is not None else _failed(chunk))
 
     def failures(self) -> Iterator[T]:
-        """Wait for every check queued so far and yield the tags of those that failed, in queue order."""
-        if self._chunk:
-            self._chunks.append(self._chunk)
-            self._results.append(_failed(self._chunk))
-            self._chunk = []
-        for index in reversed(range(len(self._results))):  # the workers take chunks from the front
-            result = self._results[index]
-            if isinstance(result, Future) and result.cancel():
-                self._results[index] = _failed(self._chunks[index])
-        for index, result in enumerate(self._results):
+        """Verify every check queued so far and yield the tags of those that failed, in queue order."""
+        checks, self._checks = self._checks, []
+        tags, self._tags = self._tags, []
+        chunks = [checks[start : start + CHUNK_SIZE] for start in range(0, len(checks), CHUNK_SIZE)]
+        results: list[Future[list[int]] | list[int]]
+        if self._pool is None or len(chunks) < 2:
+            results = [_failed(chunk) for chunk in chunks]
+        else:
+            results = [self._pool.submit(_failed, chunk) for chunk in chunks]
+            for index in reversed(range(len(chunks))):  # take back what no worker has started, from the back
+                result = results[index]
+                if isinstance(result, Future) and result.cancel():
+                    results[index] = _failed(chunks[index])
+        for index, result in enumerate(results):
             for position in result.result() if isinstance(result, Future) else result:
-                yield self._tags[index * CHUNK_SIZE + position]
+                yield tags[index * CHUNK_SIZE + position]
