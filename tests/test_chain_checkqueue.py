@@ -15,9 +15,8 @@ from camelid.chain.errors import BlockRejected
 from camelid.chain.template import make_coinbase
 from camelid.core.block import Block
 from camelid.core.params import REGTEST
-from camelid.core.script import p2pkh_script_sig
 from camelid.core.sigchecker import SignatureCheck
-from camelid.core.transaction import OutPoint, Transaction, TxIn, TxOut
+from camelid.core.transaction import OutPoint, Transaction, TxOut
 from camelid.crypto.hashes import sha256
 
 KEY = make_key(1)
@@ -71,22 +70,30 @@ def _spend(funding: Transaction, index: int, *, signed_value: int = VALUE, txid:
     return spend([Spendable(outpoint, signed_value, KEY)], [TxOut(VALUE, p2pkh_for(KEY))])
 
 
-def _non_minimal(tx: Transaction) -> Transaction:
-    """The same spend with its signature pushed through OP_PUSHDATA1: only the interpreter judges it."""
-    script_sig = tx.inputs[0].script_sig
-    sig = script_sig[1 : 1 + script_sig[0]]
-    non_minimal = b"\x4c" + bytes([len(sig)]) + sig + script_sig[1 + len(sig) :]
-    assert non_minimal != p2pkh_script_sig(sig, KEY.public_key.to_bytes())
-    return replace(tx, inputs=(replace(tx.inputs[0], script_sig=non_minimal),))
+def _broken(funding: Transaction, index: int, how: str) -> Transaction:
+    """Spend `index` of the funding transaction, broken `how`."""
+    if how == "bad signature":  # signed over the wrong amount: the queued check fails
+        return _spend(funding, index, signed_value=VALUE + 1)
+    if how == "missing input":
+        return _spend(funding, index, txid=bytes([0x42]) * 32)
+    tx = _spend(funding, index)
+    if how == "non-minimal push":  # only the interpreter judges it
+        script_sig = tx.inputs[0].script_sig
+        sig = script_sig[1 : 1 + script_sig[0]]
+        script_sig = b"\x4c" + bytes([len(sig)]) + sig + script_sig[1 + len(sig) :]
+    else:
+        assert how == "empty scriptSig"
+        script_sig = b""
+    return replace(tx, inputs=(replace(tx.inputs[0], script_sig=script_sig),))
 
 
-def _outcome(funded: tuple[Path, Transaction], tmp_path: Path, txs: list[Transaction], threads: int) -> str:
+def _outcome(funded: tuple[Path, Transaction], tmp_path: Path, txs: list[Transaction], threads: int, fees: int) -> str:
     source, _ = funded
     path = tmp_path / f"chain-{threads}"
     shutil.copytree(source, path)
     chain = ChainState.open(path, PARAMS, script_threads=threads)
     try:
-        block = Block.from_bytes(build_block(chain, txs).to_bytes())  # as off the wire: nothing cached
+        block = Block.from_bytes(build_block(chain, txs, fees=fees).to_bytes())  # as off the wire: nothing cached
         try:
             chain.process_block(block, now=REGTEST_NOW)
         except BlockRejected as exc:
@@ -96,90 +103,32 @@ def _outcome(funded: tuple[Path, Transaction], tmp_path: Path, txs: list[Transac
         chain.close()
 
 
-def _same_for_every_thread_count(funded: tuple[Path, Transaction], tmp_path: Path, txs: list[Transaction]) -> str:
-    outcomes = {threads: _outcome(funded, tmp_path, txs, threads) for threads in THREADS}
+LATE = 3 * CHUNK_SIZE  # in another chunk than the early breakage
+
+
+@pytest.mark.parametrize(
+    ("breakage", "fees", "reason", "culprit"),
+    [
+        ({}, 0, "connected", None),
+        ({CHUNK_SIZE + 2: "bad signature", LATE: "bad signature"}, 0, "(NULLFAIL)", CHUNK_SIZE + 2),
+        ({5: "bad signature", LATE: "missing input"}, 0, "(NULLFAIL)", 5),
+        ({5: "missing input", LATE: "bad signature"}, 0, "bad-txns-inputs-missingorspent", 5),
+        ({CHUNK_SIZE: "bad signature", CHUNK_SIZE + 3: "non-minimal push"}, 0, "(NULLFAIL)", CHUNK_SIZE),
+        ({CHUNK_SIZE: "non-minimal push", CHUNK_SIZE + 3: "bad signature"}, 0, "(MINIMALDATA)", CHUNK_SIZE),
+        ({7: "empty scriptSig"}, 0, "(INVALID_STACK_OPERATION)", 7),
+        ({SPENDS - 1: "bad signature"}, 1, "(NULLFAIL)", SPENDS - 1),  # before the coinbase's claim of 1 too many
+    ],
+)
+def test_the_first_broken_rule_in_block_order_names_the_rejection_on_any_number_of_threads(
+    funded, tmp_path: Path, breakage: dict[int, str], fees: int, reason: str, culprit: int | None
+) -> None:
+    _, funding = funded
+    txs = [_broken(funding, i, breakage[i]) if i in breakage else _spend(funding, i) for i in range(SPENDS)]
+    outcomes = {threads: _outcome(funded, tmp_path, txs, threads, fees) for threads in THREADS}
     assert len(set(outcomes.values())) == 1, outcomes
-    return outcomes[1]
-
-
-def test_a_valid_block_connects_alike_on_any_number_of_threads(funded, tmp_path: Path) -> None:
-    _, funding = funded
-    outcome = _same_for_every_thread_count(funded, tmp_path, [_spend(funding, i) for i in range(SPENDS)])
-    assert outcome.startswith("connected")
-
-
-def test_the_first_bad_signature_in_block_order_names_the_rejection(funded, tmp_path: Path) -> None:
-    _, funding = funded
-    txs = [_spend(funding, i) for i in range(SPENDS)]
-    first, second = CHUNK_SIZE + 2, 3 * CHUNK_SIZE
-    txs[first] = _spend(funding, first, signed_value=VALUE + 1)
-    txs[second] = _spend(funding, second, signed_value=VALUE + 1)
-    outcome = _same_for_every_thread_count(funded, tmp_path, txs)
-    assert outcome.startswith("mandatory-script-verify-flag-failed (NULLFAIL): ")
-    assert f"transaction {txs[first].txid()}" in outcome
-
-
-def test_a_bad_signature_before_a_missing_input_wins(funded, tmp_path: Path) -> None:
-    _, funding = funded
-    txs = [_spend(funding, i) for i in range(SPENDS)]
-    txs[5] = _spend(funding, 5, signed_value=VALUE - 1)
-    txs[2 * CHUNK_SIZE] = _spend(funding, 0, txid=bytes([0x42]) * 32)
-    outcome = _same_for_every_thread_count(funded, tmp_path, txs)
-    assert outcome.startswith("mandatory-script-verify-flag-failed (NULLFAIL): ")
-    assert f"transaction {txs[5].txid()}" in outcome
-
-
-def test_a_missing_input_before_a_bad_signature_wins(funded, tmp_path: Path) -> None:
-    _, funding = funded
-    txs = [_spend(funding, i) for i in range(SPENDS)]
-    txs[5] = _spend(funding, 0, txid=bytes([0x42]) * 32)
-    txs[2 * CHUNK_SIZE] = _spend(funding, 2 * CHUNK_SIZE, signed_value=VALUE - 1)
-    outcome = _same_for_every_thread_count(funded, tmp_path, txs)
-    assert outcome.startswith("bad-txns-inputs-missingorspent: ")
-    assert f"transaction {txs[5].txid()}" in outcome
-
-
-def test_a_queued_bad_signature_beats_a_later_interpreter_failure(funded, tmp_path: Path) -> None:
-    _, funding = funded
-    txs = [_spend(funding, i) for i in range(SPENDS)]
-    txs[CHUNK_SIZE] = _spend(funding, CHUNK_SIZE, signed_value=VALUE + 7)
-    txs[CHUNK_SIZE + 3] = _non_minimal(txs[CHUNK_SIZE + 3])
-    outcome = _same_for_every_thread_count(funded, tmp_path, txs)
-    assert outcome.startswith("mandatory-script-verify-flag-failed (NULLFAIL): ")
-    assert f"transaction {txs[CHUNK_SIZE].txid()}" in outcome
-
-
-def test_an_interpreter_failure_before_a_queued_bad_signature_wins(funded, tmp_path: Path) -> None:
-    _, funding = funded
-    txs = [_spend(funding, i) for i in range(SPENDS)]
-    txs[CHUNK_SIZE] = _non_minimal(txs[CHUNK_SIZE])
-    txs[CHUNK_SIZE + 3] = _spend(funding, CHUNK_SIZE + 3, signed_value=VALUE + 7)
-    outcome = _same_for_every_thread_count(funded, tmp_path, txs)
-    assert outcome.startswith("mandatory-script-verify-flag-failed (MINIMALDATA): ")
-    assert f"transaction {txs[CHUNK_SIZE].txid()}" in outcome
-
-
-def test_a_bad_signature_beats_a_later_overpaying_coinbase(funded, tmp_path: Path) -> None:
-    _, funding = funded
-    txs = [_spend(funding, i) for i in range(SPENDS)]
-    txs[-1] = _spend(funding, SPENDS - 1, signed_value=VALUE + 1)
-    source, _ = funded
-    for threads in THREADS:
-        path = tmp_path / f"overpay-{threads}"
-        shutil.copytree(source, path)
-        chain = ChainState.open(path, PARAMS, script_threads=threads)
-        try:
-            block = build_block(chain, txs, fees=1)  # the coinbase claims a fee nobody paid
-            with pytest.raises(BlockRejected, match="NULLFAIL") as caught:
-                chain.process_block(block, now=REGTEST_NOW)
-            assert caught.value.reason == "mandatory-script-verify-flag-failed (NULLFAIL)"
-        finally:
-            chain.close()
-
-
-def test_the_interpreter_path_and_a_missing_input_keep_their_own_reasons(funded, tmp_path: Path) -> None:
-    _, funding = funded
-    txs = [_spend(funding, i) for i in range(SPENDS)]
-    txs[7] = replace(txs[7], inputs=(TxIn(funding.hash, 7, b"", txs[7].inputs[0].sequence),))  # empty scriptSig
-    outcome = _same_for_every_thread_count(funded, tmp_path, txs)
-    assert outcome.startswith("mandatory-script-verify-flag-failed (INVALID_STACK_OPERATION): ")
+    outcome = outcomes[1]
+    if culprit is None:
+        assert outcome.startswith(reason), outcome
+    else:
+        assert outcome.split(": ")[0].endswith(reason), outcome
+        assert f"transaction {txs[culprit].txid()}" in outcome
