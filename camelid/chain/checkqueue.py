@@ -44,7 +44,6 @@ class CheckQueue:
     def __init__(self, threads: int = 1) -> None:
         if threads < 1:
             raise ValueError(f"script check threads must be at least 1, got {threads}")
-        self.threads = threads
         self._pool = ThreadPoolExecutor(threads - 1, "scriptcheck") if threads > 1 else None
 
     def session(self) -> CheckSession[T]:

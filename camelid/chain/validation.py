@@ -283,10 +283,11 @@ def connect_block(
     is the parent's (BIP113), which the dispute window is judged against; fraud proofs
     are judged by `job_verifier` under the block policy (without one, they are accepted).
 
-    Standard signature checks run on `checks`' threads while the walk goes on. Every
-    check queued before a failure precedes it in block order, so on any failure the
-    queued checks are judged first: the first failing rule in block order names the
-    rejection, as if the inputs had been checked one by one, on any number of threads.
+    Standard signature checks are queued during the walk and run on `checks`' threads
+    after it. Every check queued before a failure precedes it in block order, so on any
+    failure the queued checks are judged first: the first failing rule in block order
+    names the rejection, as if the inputs had been checked one by one, on any number of
+    threads.
     """
     coinbase, *others = block.transactions
     add_outputs(view, coinbase, height)
