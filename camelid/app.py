@@ -144,6 +144,7 @@ class Node:
                 bus,
                 mempool_bytes=config.mempool_bytes,
                 reindex=config.reindex,
+                script_threads=config.par,
             )
             closers.append(chain.close)
             miner = Miner(bus, chain, self._coinbase_script(), config.mine_processes)

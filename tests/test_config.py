@@ -106,3 +106,12 @@ def test_camelidd_configuration_error_exits_1(tmp_path):
     result = CliRunner().invoke(camelidd, ["--datadir", str(tmp_path)])
     assert result.exit_code == 1
     assert "unknown key 'colour'" in result.output
+
+
+def test_par_sets_the_signature_check_threads(tmp_path):
+    assert load_config({}, tmp_path).par is None  # one per CPU core
+    write_conf(tmp_path, "par=3\n")
+    assert load_config({}, tmp_path).par == 3
+    write_conf(tmp_path, "par=0\n")
+    with pytest.raises(ConfigError, match="line 1: bad value for par"):
+        load_config({}, tmp_path)

@@ -162,6 +162,21 @@ class PrivateKey:
         return f"PrivateKey(public_key={self.public_key.to_bytes().hex()}, network={self.network!r})"
 
 
+def verify_signature(pubkey: bytes, signature: bytes, digest: bytes) -> bool:
+    """PublicKey.from_bytes(pubkey).verify(signature, digest), False where the key does not parse.
+
+    Block validation's hot path, and safe to call from several threads: libsecp256k1
+    releases the GIL, so signature checks can run on every core.
+    """
+    prefixes = _PUBKEY_FORMS.get(len(pubkey))
+    if prefixes is None or pubkey[0] not in prefixes:
+        return False
+    try:
+        return coincurve.PublicKey(pubkey).verify(signature, digest, hasher=None)
+    except ValueError:
+        return False
+
+
 class DecodedWif(NamedTuple):
     secret: bytes
     compressed: bool

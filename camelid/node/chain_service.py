@@ -19,7 +19,9 @@ for each block added, then one TipChanged. Other services (RPC, the miner) call:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -56,13 +58,26 @@ class ChainService:
 
     @classmethod
     async def open(
-        cls, path: Path, params: ChainParams, bus: EventBus, *, mempool_bytes: int, reindex: bool = False
+        cls,
+        path: Path,
+        params: ChainParams,
+        bus: EventBus,
+        *,
+        mempool_bytes: int,
+        reindex: bool = False,
+        script_threads: int | None = None,
     ) -> ChainService:
-        """Open (and with `reindex`, rebuild) the chain state at `path` on a fresh chain thread."""
+        """Open (and with `reindex`, rebuild) the chain state at `path` on a fresh chain thread.
+
+        `script_threads` threads, the chain thread included, verify block signatures (default: one per core).
+        """
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain")
         loop = asyncio.get_running_loop()
+        threads = script_threads if script_threads is not None else os.cpu_count() or 1
         try:
-            chainstate = await loop.run_in_executor(executor, ChainState.open, path, params)
+            chainstate = await loop.run_in_executor(
+                executor, functools.partial(ChainState.open, path, params, script_threads=threads)
+            )
             if reindex:
                 log.info("reindexing the chain state from stored blocks")
                 await loop.run_in_executor(executor, chainstate.reindex)

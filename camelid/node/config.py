@@ -147,6 +147,7 @@ SETTINGS: dict[str, Setting] = {
     "addnode": Setting(parse_peer_address, (), "Keep this IP[:port] connected (repeatable).", multiple=True),
     "seednode": Setting(parse_peer_address, (), "Learn addresses from this IP[:port] (repeatable).", multiple=True),
     "maxconnections": Setting(parse_positive_int, 125, "Most P2P connections, inbound and outbound."),
+    "par": Setting(parse_positive_int, None, "Block signature-check threads, chain thread included (default: CPUs)."),
     "serve-model": Setting(
         parse_text, (), "Serve a GGUF file PATH, 'default', or a model ID to fetch (repeatable).", multiple=True
     ),
@@ -208,6 +209,7 @@ class NodeConfig:
     addnode: tuple[tuple[str, int | None], ...] = ()
     seednode: tuple[tuple[str, int | None], ...] = ()
     maxconnections: int = 125
+    par: int | None = None  # script-check threads, the chain thread included; None: one per CPU core
     serve_model: tuple[str, ...] = ()  # GGUF paths, "default" or model ids (see camelid.node.model_service)
     nocompute: bool = False  # hold the models but sell no completions
     compute_threads: int | None = None  # llama.cpp threads per worker
