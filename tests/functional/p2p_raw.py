@@ -123,9 +123,11 @@ class RawPeer:
             if isinstance(message, message_type):
                 return message
 
-    def handshake(self, piece_size: int | None = None, listen_port: int = 0) -> Version:
-        """Complete the version/verack exchange, our frames cut into `piece_size`-byte writes; the node's version."""
-        self.send(our_version(listen_port), piece_size)
+    def handshake(self, piece_size: int | None = None, listen_port: int = 0, version: Version | None = None) -> Version:
+        """Complete the version/verack exchange, our frames cut into `piece_size`-byte writes; the node's version.
+
+        `version`: ours, when the caller needs to know its node id (default: a fresh one)."""
+        self.send(version or our_version(listen_port), piece_size)
         theirs = self.expect(Version)
         self.send(Verack(), piece_size)
         self.expect(Verack)
