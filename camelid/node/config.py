@@ -58,13 +58,7 @@ def parse_port(text: str) -> int:
 
 
 def parse_positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise ValueError(f"expected a positive integer, got {value}")
-    return value
+    return _parse_int(text, 1, "a positive integer")
 
 
 def parse_ip(text: str) -> str:
@@ -81,12 +75,16 @@ def parse_text(text: str) -> str:
 
 
 def parse_count(text: str) -> int:
+    return _parse_int(text, 0, "a whole number (0 or more)")
+
+
+def _parse_int(text: str, minimum: int, what: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise ValueError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise ValueError(f"expected 0 or more, got {value}")
+        raise ValueError(f"expected {what}, got {text!r}") from None
+    if value < minimum:
+        raise ValueError(f"expected {what}, got {value}")
     return value
 
 

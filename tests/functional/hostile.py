@@ -206,19 +206,22 @@ class HostileClient:
         message_id = os.urandom(MESSAGE_ID_SIZE)
         self.peer.send(Directed(self.node_id, self.compute_id, DEFAULT_HOPS, message_id, JobPayment.command, payload))
 
-    def mine_when_admitted(self, tx: Transaction, timeout: float = 60) -> None:
-        """Mine blocks until the miner's mempool takes `tx` (the dispute window needs the median time past),
-        then mine it: the client's own miner puts its transaction in a block the moment the rules allow."""
+    def admit(self, tx: Transaction, mine: bool = False, timeout: float = 60) -> None:
+        """Get `tx` into the miner's mempool the moment the rules allow, mining blocks until they do (the
+        dispute window waits for the median time past), and with `mine` into a block: what a client with
+        its own miner does. Each block is followed at once by the transaction, before any other node can
+        react to that block."""
 
         def admitted() -> bool:
+            self.miner.generatetoaddress(1, self.mine_to)
             try:
                 self.broadcast(tx)
             except Exception as exc:  # the RPC's error names the rule; only the dispute window is worth waiting out
                 if "job-dispute-window" not in str(exc):
                     raise
-                self.miner.generatetoaddress(1, self.mine_to)
                 return False
             return True
 
         wait_until(admitted, timeout=timeout, interval=0.2, what="the miner to admit the client's transaction")
-        self.miner.generatetoaddress(1, self.mine_to)
+        if mine:
+            self.miner.generatetoaddress(1, self.mine_to)
