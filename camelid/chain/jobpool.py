@@ -65,7 +65,7 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     _S.PAID: frozenset({_S.DELIVERED, _S.SETTLED, _S.DISPUTED, _S.REFUNDED, _S.EXPIRED}),
     _S.DELIVERED: frozenset({_S.PAID, _S.VERIFIED, _S.DISPUTED, _S.SETTLED, _S.REFUNDED, _S.EXPIRED}),
     _S.VERIFIED: frozenset({_S.SETTLED, _S.REFUNDED, _S.EXPIRED}),
-    _S.DISPUTED: frozenset({_S.SLASHED, _S.SETTLED, _S.REFUNDED, _S.EXPIRED}),
+    _S.DISPUTED: frozenset({_S.VERIFIED, _S.SLASHED, _S.SETTLED, _S.REFUNDED, _S.EXPIRED}),
     _S.SETTLED: frozenset({_S.DELIVERED, _S.VERIFIED, _S.DISPUTED, _S.SLASHED}),
     _S.SLASHED: frozenset(),
     _S.REFUNDED: frozenset(),
@@ -74,8 +74,9 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 }
 """Every allowed change of a job's state: the one place that says how a job moves (JobPool.advance).
 
-A settled payment (mined) may come before the delivery it paid for and its verdict; an expired job
-may still be settled, refunded or slashed by the chain. SLASHED and REFUNDED end a job."""
+A settled payment (mined) may come before the delivery it paid for and its verdict; a job disputed
+for a missing delivery is verified when the delivery comes late; an expired job may still be
+settled, refunded or slashed by the chain. SLASHED and REFUNDED end a job."""
 
 LATE_FACTS = frozenset({_S.ACCEPTED, _S.COMPLETED, _S.PAID, _S.DELIVERED})
 """States that record what the network reported: one that arrives after the job moved past it (flooding
@@ -369,8 +370,11 @@ class JobPool:
                 continue
             self.record_payment(tx)
             paid = any(payment.txid == tx.hash for payment in record.payments.values())
-            if self.advance(record, JobState.SETTLED if paid else JobState.REFUNDED):
-                closed.append(record)
+            try:
+                if self.advance(record, JobState.SETTLED if paid else JobState.REFUNDED):
+                    closed.append(record)
+            except IllegalTransition:
+                continue  # a reorganisation mined another spend of an escrow whose first one ended the job
         return closed
 
     def _escrow_spent_by(self, tx: Transaction) -> JobRecord | None:

@@ -79,15 +79,19 @@ def test_an_escrow_the_client_already_paid_to_itself_buys_no_output(network):
 
 
 def test_a_client_that_races_its_payment_with_a_self_payout_gets_no_output(network):
-    """The payment is sent before anyone can mine it; the client's own miner mines a self-payout the moment
-    the dispute window allows. A node that delivered on the unmined payment would have been robbed."""
+    """The client sends its payment to the node but has its own miner mine a self-payout the moment the dispute
+    window allows, before the node's payment reaches that miner (the miner stops listening to the node: a
+    miner the client runs, or pays, does the same). A node that delivered on the unmined payment was robbed."""
     client, compute = network("--compute-payment-confirmations=1")
     job = client.submit()
     testament = client.testament(job)
+    client.miner.setban("127.0.0.1", "add")  # the compute node's connection to the client's miner
     with compute.assert_debug_log(["lost to another spend of the escrow; delivering nothing"], timeout=60):
         client.send_payment(job, client.payment(job, testament))
         client.admit(client.self_payout(job), mine=True)
+        client.miner.setban("127.0.0.1", "remove")  # the node learns the block with the self-payout
         assert client.delivery(job, QUIET) is None and delivered(compute, job.rpc_id) == []
+    assert delivered(compute, job.rpc_id) == []
 
 
 def test_a_backdated_job_is_declined(network):

@@ -59,12 +59,19 @@ def stake_claim(client: TestNode, job: str) -> Transaction:
         deadline + REGTEST.dispute_window,
     )
     stake_txid = testament["stake_txid"]
-    candidates = {i: client.gettxout(stake_txid, i) for i in range(2)}  # the stake and the node's change
-    index, value = next(
-        (i, int(out["value"] * COIN))
-        for i, out in candidates.items()
-        if out is not None and out["scriptPubKey"]["hex"] == script.hex()
-    )
+
+    def stake_output() -> tuple[int, int] | None:  # the testament can outrun the stake transaction's relay
+        candidates = {i: client.gettxout(stake_txid, i) for i in range(2)}  # the stake and the node's change
+        return next(
+            (
+                (i, int(out["value"] * COIN))
+                for i, out in candidates.items()
+                if out is not None and out["scriptPubKey"]["hex"] == script.hex()
+            ),
+            None,
+        )
+
+    index, value = wait_until(stake_output, what="the stake transaction at the client")
     address = hash160_to_address(hash160(client_pubkey), "regtest")
     key = PrivateKey.from_bytes(decode_wif(client.dumpprivkey(address)).secret)
     outputs = (TxOut(value - RELEASE_FEE, p2pkh_script(hash160(client_pubkey))),)

@@ -20,7 +20,14 @@ import struct
 import time
 from dataclasses import dataclass
 
-from camelid.chain.jobpool import DeliveryRecord, JobRecord, JobState, TestamentRecord, job_offer_digest
+from camelid.chain.jobpool import (
+    TRANSITIONS,
+    DeliveryRecord,
+    JobRecord,
+    JobState,
+    TestamentRecord,
+    job_offer_digest,
+)
 from camelid.compute.rastic import EPS_SLASH, averify
 from camelid.core.job import JobParams
 from camelid.core.jobscripts import FraudProof, output_commitment
@@ -152,6 +159,8 @@ class JobClient:
             raise ValueError(f"job {hex_id(job_id)} is not one this node submitted")
         if record.reached(JobState.PAID):
             raise ValueError(f"job {hex_id(job_id)} is already paid")
+        if JobState.CANCELLED not in TRANSITIONS[record.state]:
+            raise ValueError(f"job {hex_id(job_id)} is {record.state} and can no longer be cancelled")
         client.cancelled = True
         self._ctx.pool.advance(record, JobState.CANCELLED)
 
@@ -244,7 +253,9 @@ class JobClient:
         tokens = list(struct.unpack(f"<{len(plain) // 4}I", plain))
         verdict, client.text, slash_at = await self._judge(record, tokens, client)
         client.verdict = verdict
-        if verdict.outcome is Outcome.VERIFIED:
+        if record.reached(JobState.SLASHED):  # a delivery after we took the stake: its verdict is for the record
+            ctx.pool.on_change(job_id)
+        elif verdict.outcome is Outcome.VERIFIED:
             ctx.pool.advance(record, JobState.VERIFIED)
         elif verdict.failed:
             ctx.pool.advance(record, JobState.DISPUTED)
