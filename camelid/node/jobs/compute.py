@@ -1,16 +1,21 @@
 """The compute side of a job (whitepaper 2.4, docs/jobs-design.md): what a serving node does for other nodes' jobs.
 
-With --serve-model and a wallet, an idle node takes a job for a served model whose escrow it can see,
-broadcasts jobaccept, generates on the engine's own thread, signs the commitment with a fresh wallet key
-Pn, funds the STAKE (STAKE_MULTIPLE x the reward) and broadcasts the testament. On a payment that moves
-that escrow to the right PAYOUT with a valid signature it delivers the encrypted output and publishes the
-payment, retrying while the dispute window keeps it out of the mempool, then takes the STAKE and the PAYOUT
-into the wallet once their time locks open. A payment counts whether it comes directed or is published
-(mempool or block), and however late: the delivery is a flooded, signed jobdelivery, the counter-proof
-every node holds against the client's non-delivery claim on the stake, so delivering is never worse than
-not (the mempool gives a node one dispute window after a payment appears to deliver for it). Regtest
---misbehave=tamper-output commits to and delivers a tampered output; never-deliver takes the payment,
-publishes it and delivers nothing. It knows the client side only through the pool and the messages.
+With --serve-model and a wallet, an idle node takes a job for a served model that its ComputePolicy allows
+(t0 near its clock, timelock and stake within limits, the escrow here, unspent and deep enough; a declined
+job is logged with the reason), broadcasts jobaccept, generates on the engine's own thread, signs the
+commitment with a fresh wallet key Pn that the wallet holds usable until D + W, funds the STAKE
+(STAKE_MULTIPLE x the reward) and broadcasts the testament. It takes a payment that moves that escrow to
+the right PAYOUT with a valid signature and that its mempool would admit but for the dispute window
+(nothing unminable, no conflicting spend of the escrow in its mempool or chain), publishes it, retrying
+while the dispute window keeps it out of the mempool, and delivers the encrypted output once the payment
+is as deep as the policy asks (retrying a delivery that fails), nothing if another spend of the escrow
+wins; it then takes the STAKE and the PAYOUT into the wallet once their time locks open. A payment counts
+whether it comes directed or is published (mempool or block), and however late: the delivery is a
+flooded, signed jobdelivery, the counter-proof every node holds against the client's non-delivery claim
+on the stake (the mempool gives a node one dispute window after a payment appears to deliver for it).
+Regtest --misbehave=tamper-output commits to and delivers a tampered output; never-deliver takes the
+payment, publishes it and delivers nothing. It knows the client side only through the pool and the
+messages.
 """
 
 from __future__ import annotations
@@ -381,9 +386,10 @@ class JobComputer:
 
     async def _paid_for_good(self, record: JobRecord, work: ComputeJob, payment: Transaction, terms: JobTerms) -> bool:
         """True once `payment` has the policy's confirmations (or the claim guard time came with it still
-        standing); False once something else spent the escrow."""
+        standing); False once something else spent the escrow, or the job's refund time and
+        RELEASE_PATIENCE passed without either."""
         ctx, wanted = self._ctx, self.policy.payment_confirmations
-        while True:
+        while time.time() < terms.refund_time + RELEASE_PATIENCE:
             depth = await ctx.chain.call(ctx.confirmations, payment.hash)
             if depth >= wanted:
                 return True
@@ -397,6 +403,7 @@ class JobComputer:
                 if time.time() >= guard:
                     return pooled is not None
             await asyncio.sleep(POLL)
+        return False
 
     def _deliver(self, record: JobRecord, work: ComputeJob) -> None:
         """Flood our output, encrypted to the client and signed with our job key: the proof that we delivered."""
