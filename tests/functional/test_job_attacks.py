@@ -94,6 +94,17 @@ def test_a_client_that_races_its_payment_with_a_self_payout_gets_no_output(netwo
     assert delivered(compute, job.rpc_id) == []
 
 
+def test_a_job_on_an_unconfirmed_escrow_waits_for_its_block(network):
+    """An escrow still in the mempool can be double-spent by the client's miner, leaving the node's stake and
+    work for a job nobody funds: with escrow confirmations the node computes only once the escrow is mined."""
+    client, compute = network("--compute-escrow-confirmations=1")
+    job = client.submit(timelock=60)
+    with pytest.raises(TimeoutError):
+        client.testament(job, timeout=QUIET)
+    client.miner.generatetoaddress(1, client.mine_to)
+    assert client.testament(job).job_id == job.job_id
+
+
 def test_a_backdated_job_is_declined(network):
     """t0 eleven minutes back: the dispute window would already be closed, so a self-payout could be mined at once."""
     client, compute = network()

@@ -93,6 +93,7 @@ class JobComputer:
         self._misbehave = misbehave
         self._scheduler = JobScheduler(ctx.node_id, lambda model_id: ctx.models.store.get(model_id) is not None)
         self._offered = asyncio.Event()  # set by offer: a job came in that the idle _work loop should look at
+        self._escrows_seen: set[bytes] = set()  # escrow txids once found (then only confirmations are awaited)
         self.jobs: dict[bytes, ComputeJob] = {}
 
     def policy_info(self) -> dict[str, Any]:
@@ -124,6 +125,10 @@ class JobComputer:
         """A new valid job reached the pool: wake the _work loop if it is idle (a busy one looks when free)."""
         self._offered.set()
 
+    def on_block(self) -> None:
+        """A block connected: an escrow waiting for confirmations may have them now."""
+        self._offered.set()
+
     async def _work(self) -> None:
         """For the node's life: take open jobs one at a time; when none is open, sleep until a job is
         offered or another node's claim on one runs out. A busy node so accepts nothing new, and takes
@@ -136,6 +141,7 @@ class JobComputer:
                 continue
             jobs = self._ctx.pool.jobs()
             self._scheduler.forget(job.job_id for job in jobs)
+            self._escrows_seen &= {job.escrow_txid for job in jobs}
             now = time.time()
             # A late escrow is looked for again soon; a few ms late for a claim running out is no harm.
             wake_at = now + ESCROW_RECHECK if unfunded else self._scheduler.next_reopening(jobs, now)
@@ -152,12 +158,13 @@ class JobComputer:
         has not confirmed by half its deadline) is given up; a job outside the policy is declined.
         """
         unfunded: set[bytes] = set()
-        while (choice := self._scheduler.choose(self._ctx.pool.jobs(), time.time(), unfunded)) is not None:
+        shallow: set[bytes] = set()  # escrows short of their confirmations: looked at again on the next block
+        while (choice := self._scheduler.choose(self._ctx.pool.jobs(), time.time(), unfunded | shallow)) is not None:
             problem = self._terms_problem(choice)
             if problem is None:
                 ready, problem = await self._escrow_ready(choice)
                 if not ready and problem is None:
-                    unfunded.add(choice.job_id)
+                    (unfunded if choice.escrow_txid not in self._escrows_seen else shallow).add(choice.job_id)
                     continue
             if problem is not None:
                 self._decline(choice, problem)
@@ -192,6 +199,7 @@ class JobComputer:
         now, arrived = time.time(), record.history[0][1]
         if escrow is None:
             return False, None if now < arrived + SEEN_WAIT else "its escrow never showed"
+        self._escrows_seen.add(record.escrow_txid)
         if escrow.spent_by is not None:
             return False, f"its escrow is already spent by {hex_id(escrow.spent_by)}"
         stake, policy = escrow.value * STAKE_MULTIPLE, self.policy

@@ -301,3 +301,4 @@ class JobService:
             log.info("job %s %s in block %d", hex_id(record.job_id), record.state.value, event.height)
         for tx in transactions[1:]:
             self._compute.on_published(tx)
+        self._compute.on_block()
