@@ -179,6 +179,7 @@ class Node:
                 serve=bool(config.serve_model) and not config.nocompute,
                 misbehave=config.misbehave,
                 store_dir=config.net_datadir / JOBS_DIRNAME,
+                policy=config.compute_policy,
             )
             context.finish_warmup(chain, miner, wallets)
             log.info("node ready on %s (RPC port %d)", config.network, config.rpc_port)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
 import openai.types as oai
 import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from tiny_model import write_tiny_model
 
 from camelid.compute.vocab import ModelVocab
+from camelid.rpc.job_outcome import failure
 from camelid.rpc.openai_answer import CHAT_KIND, COMPLETION_KIND, Answer
-from camelid.rpc.openai_jobs import failure, verified_text, wait_for_verdict
+from camelid.rpc.openai_jobs import verified_text, wait_for_verdict
 from camelid.rpc.openai_requests import (
     DEFAULT_CHAT_TOKENS,
     DEFAULT_COMPLETION_TOKENS,
@@ -167,13 +172,21 @@ def test_a_streamed_answer_carries_the_text_then_the_finish():
 
 
 class ScriptedJobs:
-    """A job pool view whose job goes through `states` one look at a time (the last one repeats)."""
+    """A job pool view whose job goes through `states`, changing (JobChanged) after each look until the last."""
 
     def __init__(self, *states: dict | None) -> None:
         self._states = list(states)
+        self._changed = asyncio.Event()
 
     def job_info(self, job_id: bytes) -> dict | None:
-        return self._states.pop(0) if len(self._states) > 1 else self._states[0]
+        if len(self._states) == 1:
+            return self._states[0]
+        asyncio.get_running_loop().call_soon(self._changed.set)
+        return self._states.pop(0)
+
+    @contextlib.asynccontextmanager
+    async def watch(self, job_id: bytes) -> AsyncIterator[asyncio.Event]:
+        yield self._changed
 
 
 JOB_ID = bytes(range(32))

@@ -4,9 +4,9 @@
         [--model ID] [--temperature T] [--seed S] [--reward COINS] [--timeout SECONDS]
 
 The job is submitted with submitjob (so the defaults are submitjob's: greedy, seed 0, 1 coin) and followed
-with getjob, its states drawn on stderr. The verified text goes to stdout and the exit status is 0; a job
-that ends unverified prints its verdict (or the state it ended in) on stderr and exits 1, so scripts can
-rely on stdout holding only checked output.
+with waitforjob (a long poll that returns when the job changes), its states drawn on stderr. The verified
+text goes to stdout and the exit status is 0; a job that ends unverified prints its verdict (or the state it
+ended in) on stderr and exits 1, so scripts can rely on stdout holding only checked output.
 """
 
 from __future__ import annotations
@@ -21,10 +21,13 @@ from camelid.cli.job_progress import JobProgress
 from camelid.core.job import MAX_JOB_TOKENS
 from camelid.node.jobs import DEFAULT_TIMELOCK
 from camelid.rpc.client import RPCClient
-from camelid.rpc.openai_jobs import failure, stopped_waiting
+from camelid.rpc.job_outcome import failure, stopped_waiting
 
 COMMAND = "complete"
-POLL_INTERVAL = 0.25
+LONG_POLL = 30
+"""Seconds one waitforjob call may wait for the job to change (the call returns at once when it does)."""
+REDRAW = 1
+"""On a terminal, the clock on the progress line is redrawn this often while nothing changes."""
 
 
 @click.command(COMMAND, context_settings={"help_option_names": ["-h", "--help"]})
@@ -55,16 +58,18 @@ def follow_job(client: RPCClient, job_id: str, timeout: float) -> None:
     stderr = click.get_text_stream("stderr")
     progress = JobProgress(job_id, stderr, stderr.isatty())
     deadline = time.monotonic() + timeout
+    seen = 0
     while True:
-        info = client.call("getjob", job_id)
+        wait = max(0.0, min(REDRAW if stderr.isatty() else LONG_POLL, deadline - time.monotonic()))
+        info = client.call("waitforjob", job_id, seen, wait)
+        seen = len(info["history"])
         progress.show([(entry["state"], entry["time"]) for entry in info["history"]])
         if stopped_waiting(info):
             break
-        if time.monotonic() > deadline:
+        if time.monotonic() >= deadline:
             progress.finish()
             click.echo(f"job {job_id} is still {info['state']} after {timeout:.0f} s; follow it with getjob", err=True)
             sys.exit(1)
-        time.sleep(POLL_INTERVAL)
     progress.finish()
     why = failure(info)
     if why is None:

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from camelid.compute.engine import MAX_SLOTS as MAX_COMPUTE_SLOTS
-from camelid.core.consensus import MAX_BLOCK_SIZE
+from camelid.core.consensus import COIN, MAX_BLOCK_SIZE
 from camelid.core.params import ChainParams, get_params
 from camelid.crypto.address import address_to_hash160
 from camelid.p2p.messages.models import MAX_CHUNK_SIZE as MAX_MODEL_CHUNK_SIZE
@@ -60,13 +61,7 @@ def parse_port(text: str) -> int:
 
 
 def parse_positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise ValueError(f"expected a positive integer, got {value}")
-    return value
+    return _parse_int(text, 1, "a positive integer")
 
 
 def parse_gpu_layers(text: str) -> int:
@@ -90,6 +85,65 @@ def parse_text(text: str) -> str:
     if not text:
         raise ValueError("value is empty")
     return text
+
+
+def parse_count(text: str) -> int:
+    return _parse_int(text, 0, "a whole number (0 or more)")
+
+
+def _parse_int(text: str, minimum: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"expected {what}, got {text!r}") from None
+    if value < minimum:
+        raise ValueError(f"expected {what}, got {value}")
+    return value
+
+
+def parse_coins(text: str) -> int:
+    """An amount in coins ("1.5") as base units."""
+    try:
+        coins = Decimal(text.strip())
+    except InvalidOperation:
+        raise ValueError(f"expected an amount in coins, got {text!r}") from None
+    units = coins * COIN
+    if not coins.is_finite() or units < 0 or units != units.to_integral_value():
+        raise ValueError(f"expected a non-negative amount with at most 8 decimals, got {text!r}")
+    return int(units)
+
+
+@dataclass(frozen=True)
+class ComputePolicy:
+    """What a compute node accepts, so that no client can make it lock more, or longer, than its operator allows.
+
+    A job outside the policy is declined (logged with its reason) before the node computes or stakes.
+    Confirmations protect against a client that spends the escrow twice: an escrow or a payment that
+    is not yet in a block can still be replaced by one the client's own miner mines (regtest: 0).
+    """
+
+    max_timelock: int = 3600
+    """Longest delivery deadline D - t0 (seconds): the stake stays locked until D plus the dispute window."""
+    max_job_age: int = 120
+    """A job whose t0 is further behind our clock is declined: a backdated t0 shortens the dispute window."""
+    max_clock_ahead: int = 60
+    """A job whose t0 is further ahead of our clock is declined: it would lock the stake for longer."""
+    max_stake: int = COIN
+    """Most base units staked on one job."""
+    max_total_stake: int = 10 * COIN
+    """Most base units staked on all open jobs together."""
+    escrow_confirmations: int = 1
+    """Blocks the escrow must be in before the node computes."""
+    payment_confirmations: int = 1
+    """Blocks the payment must be in before the node delivers (or until the client's claim would open)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """For getcomputeinfo: seconds, base units and counts."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+REGTEST_COMPUTE_POLICY = ComputePolicy(escrow_confirmations=0, payment_confirmations=0)
+"""Regtest jobs finish without blocks being mined; the hostile-client tests ask for confirmations."""
 
 
 class Misbehaviour(StrEnum):
@@ -172,6 +226,24 @@ SETTINGS: dict[str, Setting] = {
     "corrupt-model-chunks": Setting(
         parse_bool, False, "regtest only: serve model chunks with a flipped byte (to test fetchers).", is_flag=True
     ),
+    "compute-max-timelock": Setting(
+        parse_positive_int, None, f"Longest delivery deadline (seconds after t0) of a job we take (default: "
+        f"{ComputePolicy.max_timelock})."
+    ),
+    "compute-max-job-age": Setting(
+        parse_count, None, f"Seconds a job's t0 may be behind our clock (default: {ComputePolicy.max_job_age})."
+    ),
+    "compute-max-clock-ahead": Setting(
+        parse_count, None, f"Seconds a job's t0 may be ahead of our clock (default: {ComputePolicy.max_clock_ahead})."
+    ),
+    "compute-max-stake": Setting(parse_coins, None, "Most coins staked on one job (default: 1)."),
+    "compute-max-total-stake": Setting(parse_coins, None, "Most coins staked on all open jobs (default: 10)."),
+    "compute-escrow-confirmations": Setting(
+        parse_count, None, "Blocks a job's escrow must be in before we compute (default: 1; regtest 0)."
+    ),
+    "compute-payment-confirmations": Setting(
+        parse_count, None, "Blocks a payment must be in before we deliver (default: 1; regtest 0)."
+    ),
     "misbehave": Setting(
         parse_misbehaviour,
         None,
@@ -220,6 +292,13 @@ class NodeConfig:
     model_chunk_size: int | None = None  # regtest only; None: 1 MiB
     corrupt_model_chunks: bool = False  # regtest only
     misbehave: Misbehaviour | None = None  # regtest only
+    compute_max_timelock: int | None = None  # None: the network's ComputePolicy default (compute_policy)
+    compute_max_job_age: int | None = None
+    compute_max_clock_ahead: int | None = None
+    compute_max_stake: int | None = None
+    compute_max_total_stake: int | None = None
+    compute_escrow_confirmations: int | None = None
+    compute_payment_confirmations: int | None = None
     mempool_bytes: int = DEFAULT_MEMPOOL_BYTES
     conf_file: Path | None = None  # the camelid.conf that was read, if any
 
@@ -238,6 +317,21 @@ class NodeConfig:
     @property
     def rpc_port(self) -> int:
         return self.rpcport or self.params.rpc_port
+
+    @property
+    def compute_policy(self) -> ComputePolicy:
+        """The --compute-* settings over the network's defaults."""
+        base = REGTEST_COMPUTE_POLICY if self.network == "regtest" else ComputePolicy()
+        given = {
+            "max_timelock": self.compute_max_timelock,
+            "max_job_age": self.compute_max_job_age,
+            "max_clock_ahead": self.compute_max_clock_ahead,
+            "max_stake": self.compute_max_stake,
+            "max_total_stake": self.compute_max_total_stake,
+            "escrow_confirmations": self.compute_escrow_confirmations,
+            "payment_confirmations": self.compute_payment_confirmations,
+        }
+        return replace(base, **{name: value for name, value in given.items() if value is not None})
 
 
 def network_datadir(root: Path, network: str) -> Path:

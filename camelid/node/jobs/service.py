@@ -11,16 +11,17 @@ getjob, listjobs, canceljob) call in here, and read both roles' records to descr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from camelid.chain.jobpool import JobPool, JobRecord, JobRejected, JobState, TestamentRecord
 from camelid.chain.jobstore import JobStore
 from camelid.chain.storage import LevelDBStore
-from camelid.node.config import Misbehaviour
-from camelid.node.events import BlockConnected, TxAccepted
+from camelid.node.config import ComputePolicy, Misbehaviour
+from camelid.node.events import BlockConnected, JobChanged, TxAccepted
 from camelid.node.jobs.client import DEFAULT_TIMELOCK, JobClient
 from camelid.node.jobs.common import JobContext, hex_id
 from camelid.node.jobs.compute import JobComputer
@@ -72,21 +73,27 @@ class JobService:
         serve: bool,
         misbehave: Misbehaviour | None = None,
         store_dir: Path | None = None,
+        policy: ComputePolicy | None = None,
     ) -> None:
         """`serve`: act as a compute node for the models the store holds (needs `wallets`).
 
         `store_dir`: the LevelDB directory the job journal keeps jobs in across restarts (None: memory only).
 
         `misbehave` (regtest only): cheat on purpose as a compute node or a client, to test disputes.
+
+        `policy`: what the compute role accepts (default: ComputePolicy's safe defaults).
         """
         self.chain = chain
         self.pool = JobPool(chain.params.dispute_window)
         chain.mempool.stake_claims = self.pool
+        self._bus = bus
         self._manager = p2p.manager
         self._ctx = JobContext(chain, self.pool, p2p.manager, p2p.node_key, models, wallets, compute)
         verifiers = OutsourcedVerification(self._ctx)
         self._client = JobClient(self._ctx, verifiers, misbehave)
-        self._compute = JobComputer(self._ctx, serving=serve and wallets is not None, misbehave=misbehave)
+        self._compute = JobComputer(
+            self._ctx, serving=serve and wallets is not None, misbehave=misbehave, policy=policy or ComputePolicy()
+        )
         self._journal: JobJournal | None = None
         self._restored: list[bytes] = []
         if store_dir is not None:
@@ -94,7 +101,7 @@ class JobService:
                 JobStore(LevelDBStore(store_dir)), self.pool, self._client.jobs, self._compute.jobs
             )
             self._restored = self._journal.restore()
-            self.pool.on_change = self._journal.save
+        self.pool.on_change = self._changed
         self._manager.add_ready_listener(self._bring_up_to_date)
         for command, handler in (
             (JobMessage.command, self._on_job),
@@ -124,6 +131,30 @@ class JobService:
             await self._ctx.close()
             if self._journal is not None:
                 self._journal.close()
+
+    def _changed(self, job_id: bytes) -> None:
+        """A job changed (JobPool.on_change): keep it in the journal and tell the bus."""
+        if self._journal is not None:
+            self._journal.save(job_id)
+        self._ctx.spawn(self._bus.publish(JobChanged(job_id)), "job-changed")
+
+    @contextlib.asynccontextmanager
+    async def watch(self, job_id: bytes) -> AsyncIterator[asyncio.Event]:
+        """An event set on every JobChanged of `job_id` while the block runs.
+
+        Subscribe, then look at the job, then wait: a change between the look and the wait is not missed.
+        """
+        changed = asyncio.Event()
+
+        async def on_change(event: JobChanged) -> None:
+            if event.job_id == job_id:
+                changed.set()
+
+        subscription = self._bus.subscribe(JobChanged, on_change)
+        try:
+            yield changed
+        finally:
+            await self._bus.unsubscribe(subscription)
 
     # -- RPC -------------------------------------------------------------------------------------
 
@@ -155,7 +186,7 @@ class JobService:
         if client is not None:
             info.update(
                 reward=client.reward,
-                verdict=client.verdict,
+                verdict=None if client.verdict is None else str(client.verdict),
                 text=client.text,
                 slash_txid=client.slash_txid,
                 refund_txid=client.refund_txid,
@@ -166,6 +197,10 @@ class JobService:
         elif work is not None:
             info["payment_txid"] = work.payment_txid
         return info
+
+    def compute_policy(self) -> dict[str, Any]:
+        """What this node accepts as a compute node, and what it has staked now (for getcomputeinfo)."""
+        return self._compute.policy_info()
 
     def list_jobs(self) -> list[dict[str, Any]]:
         return [
@@ -237,7 +272,7 @@ class JobService:
             messages += [JobDelivery(job_id, d.node, d.sealed, d.signature) for d in record.deliveries.values()]
             # The job's transactions may be unconfirmed, and mempools are not exchanged on connect: offer them.
             txids = [record.escrow_txid, *(t.stake_txid for t in record.testaments.values())]
-            txids += [payment.txid for payment in record.payments.values()]
+            txids += [payment.txid for payment in record.payments.values() if payment.seen_at is not None]
             messages.append(Inv(tuple(InvItem(InvType.TX, txid) for txid in txids)))
             payloads = [message.to_payload() for message in messages]
             budget -= sum(len(payload) for payload in payloads)
@@ -268,3 +303,4 @@ class JobService:
             log.info("job %s %s in block %d", hex_id(record.job_id), record.state.value, event.height)
         for tx in transactions[1:]:
             self._compute.on_published(tx)
+        self._compute.on_block()

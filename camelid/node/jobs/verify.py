@@ -31,6 +31,8 @@ from camelid.compute.outsourced import (
 from camelid.compute.worker_client import EngineUnavailable
 from camelid.crypto.keys import PublicKey
 from camelid.node.jobs.common import JobContext, decode_directed, hex_id
+from camelid.node.jobs.verdict import VERIFIED, Cause, Verdict, unverified
+from camelid.node.jobs.verdict import failed as failed_verdict
 from camelid.p2p.messages.verify import RasticAnswer, RasticAsk
 
 if TYPE_CHECKING:
@@ -48,7 +50,7 @@ ANSWER_TIMEOUT = 60.0
 class Outcome:
     """What the verifiers said: the job's verdict, from a passing verifier the output's text, and who checked."""
 
-    verdict: str
+    verdict: Verdict
     text: str | None
     checked_by: list[str]
 
@@ -74,7 +76,8 @@ class OutsourcedVerification:
             if model_id in peer.models and peer.node_id not in (computed_by, ctx.node_id)
         ][:VERIFIERS_ASKED]
         if not verifiers:
-            return Outcome("unverified: this node does not hold the model and no peer that does can check it", None, [])
+            why = "this node does not hold the model and no peer that does can check it"
+            return Outcome(unverified(Cause.UNCHECKABLE, why), None, [])
         positions = tuple(range(len(tokens)))
         ask = RasticAsk(job_id, commitment, struct.pack(f"<{len(tokens)}I", *tokens))
         loop = asyncio.get_running_loop()
@@ -102,16 +105,18 @@ class OutsourcedVerification:
                 continue
             if not verdict.ok:
                 failed = sum(not r.ok for r in verdict.results)
+                rejected = f"verifier {verifier.hex()[:16]} rejected {failed} of {len(positions)} positions"
                 return Outcome(
-                    f"failed: verifier {verifier.hex()[:16]} rejected {failed} of {len(positions)} positions",
+                    failed_verdict(Cause.VERIFIER, rejected),
                     None,
                     [verifier.hex()],
                 )
             else:
                 passed.append((verifier, answer.text.decode("utf-8", errors="replace")))
         if not passed:
-            return Outcome(f"unverified: no verifier could check it ({'; '.join(refusals)})", None, [])
-        return Outcome("verified", passed[0][1], [verifier.hex() for verifier, _ in passed])
+            why = f"no verifier could check it ({'; '.join(refusals)})"
+            return Outcome(unverified(Cause.UNCHECKABLE, why), None, [])
+        return Outcome(VERIFIED, passed[0][1], [verifier.hex() for verifier, _ in passed])
 
     async def on_verdict(self, peer: Peer, directed: Directed) -> None:
         answer = decode_directed(RasticAnswer, directed)

@@ -12,5 +12,7 @@ METHODS = MethodRegistry()
 
 @METHODS.method("Compute")
 async def getcomputeinfo(ctx: RPCContext) -> dict[str, Any]:
-    """Per model: its worker's state, pid, restarts, last error and llama.cpp build; this CPU's features."""
-    return ctx.compute.info()
+    """Per model: its worker's state, pid, restarts, last error and llama.cpp build; this CPU's features; and
+    the compute policy (the jobs this node takes: timelock, t0 range, stake limits, confirmations) with the
+    stake it has locked now."""
+    return {**ctx.compute.info(), "policy": ctx.jobs.compute_policy()}

@@ -6,6 +6,9 @@ the time (UNIX seconds, float) this node saw it reach it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from typing import Any
 
 from camelid.chain.errors import TxRejected
@@ -14,6 +17,7 @@ from camelid.core.job import MAX_TEMPERATURE_MILLI
 from camelid.node.jobs import DEFAULT_TIMELOCK
 from camelid.rpc.context import RPCContext
 from camelid.rpc.errors import RPCError, RPCErrorCode
+from camelid.rpc.job_outcome import stopped_waiting
 from camelid.rpc.methods.wallet import parse_amount
 from camelid.rpc.registry import MethodRegistry, Param
 from camelid.wallet.errors import WalletError
@@ -21,6 +25,8 @@ from camelid.wallet.errors import WalletError
 METHODS = MethodRegistry()  # this module's methods; build_registry merges them
 
 CATEGORY = "Jobs"
+MAX_WAIT = 60
+"""waitforjob's longest wait, under the RPC client's HTTP timeout."""
 JOB_ID = Param("id", ("string",), "the job id (64 hex digits, as submitjob returned it)")
 
 
@@ -96,6 +102,32 @@ async def getjob(ctx: RPCContext, id: str) -> dict[str, Any]:
     if info is None:
         raise RPCError(RPCErrorCode.INVALID_ADDRESS_OR_KEY, f"job {id} is not in the job pool")
     return info
+
+
+@METHODS.method(
+    CATEGORY,
+    JOB_ID,
+    Param("states", ("number",), "history entries the caller has seen already", False, 0, integer=True),
+    Param("timeout", ("number",), f"seconds to wait at most (0..{MAX_WAIT})", False, MAX_WAIT),
+)
+async def waitforjob(ctx: RPCContext, id: str, states: int, timeout: int | float) -> dict[str, Any]:
+    """getjob once the job has more than `states` history entries, has a verdict or has ended, or after `timeout`.
+
+    A long poll on the job's JobChanged events: camelid-cli complete follows a job with it.
+    """
+    job_id = _job_id(id)
+    if not 0 <= timeout <= MAX_WAIT:
+        raise RPCError(RPCErrorCode.INVALID_PARAMETER, f"timeout must be 0..{MAX_WAIT} seconds, got {timeout}")
+    deadline = time.monotonic() + timeout
+    async with ctx.jobs.watch(job_id) as changed:
+        while True:
+            changed.clear()
+            info = await getjob(ctx, id)
+            left = deadline - time.monotonic()
+            if len(info["history"]) > states or stopped_waiting(info) or left <= 0:
+                return info
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), left)
 
 
 @METHODS.method(CATEGORY)
