@@ -34,7 +34,7 @@ import signal
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from camelid.compute.worker_client import WorkerSettings
 from camelid.core.script import p2pkh_script
@@ -56,11 +56,16 @@ from camelid.rpc.methods import build_registry
 from camelid.rpc.server import RPCServer
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PID_FILENAME = "camelidd.pid"
 LOCK_FILENAME = ".lock"
 CHAINSTATE_DIRNAME = "chainstate"
 JOBS_DIRNAME = "jobs"
+
+
+class _StoppedWhileStarting(Exception):
+    """A shutdown request came during a long start-up step, which was cancelled."""
 
 
 class DataDirLocked(RuntimeError):
@@ -112,6 +117,8 @@ class Node:
             credentials = self._credentials(net_datadir)
             try:
                 await self._run_services(credentials)
+            except _StoppedWhileStarting:
+                log.info("stopped while starting")
             finally:
                 delete_cookie(net_datadir)
         log.info("shutdown complete")
@@ -164,7 +171,9 @@ class Node:
             chain.chainstate.job_verifier = compute  # fraud proofs are judged in the models' workers
             context.warmup_status = "Self-checking the served models..."
             served = models.announced() if config.serve_model else ()
-            await compute.start([(m, models.store.model_path(m)) for m in served])
+            if served:
+                log.info("self-checking the llama.cpp workers of %d served model(s)", len(served))
+            await self._unless_stopped(compute.start([(m, models.store.model_path(m)) for m in served]))
             context.p2p_service = p2p = P2PService(
                 config, chain, bus, tuple(m for m in models.announced() if compute.usable(m))
             )
@@ -206,6 +215,21 @@ class Node:
             await self._shutdown.wait()
             for task in running:
                 task.cancel()
+
+    async def _unless_stopped(self, step: Coroutine[Any, Any, T]) -> T:
+        """Await a long start-up step (the served models' self-checks), cancelled at once by a shutdown request,
+        so that Ctrl-C or SIGTERM during start-up stops the node in moments rather than after the step."""
+        task = asyncio.ensure_future(step)
+        stop = asyncio.ensure_future(self._shutdown.wait())
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            raise _StoppedWhileStarting
+        return task.result()
 
     async def _on_shutdown_requested(self, event: ShutdownRequested) -> None:
         self.request_shutdown(event.reason)

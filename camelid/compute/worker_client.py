@@ -98,6 +98,11 @@ class EngineWorker:
         worker = cls(process, path, settings.slots)
         try:
             first = await asyncio.wait_for(worker._read(), LOAD_TIMEOUT)
+        except asyncio.CancelledError:  # the node is stopping: leave no worker behind
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+            raise
         except (EngineUnavailable, TimeoutError) as exc:
             await worker.stop()
             tail = " | ".join(list(worker.stderr_tail)[-3:])

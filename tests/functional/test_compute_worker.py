@@ -112,3 +112,17 @@ def test_the_self_check_fails_on_a_model_that_loads_but_is_corrupt(camelid_nodes
     stderr = node.stderr_file.read_text()
     assert "self-check failed" in stderr and "runs on without compute" in stderr
     assert node.getblockcount() == 0
+
+
+def test_a_node_stopped_during_its_self_checks_stops_at_once(camelid_nodes, tmp_path, monkeypatch):
+    model = write_tiny_model(tmp_path / "tiny.gguf")
+    paths = [str(CRASHING_WORKER), os.environ.get("PYTHONPATH", "")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, paths)))  # the self-checks take their backoffs
+    (node,) = camelid_nodes(1, [[f"--serve-model={model}"]], wait=False)
+    wait_until(lambda: node.debug_log.exists() and "self-checking" in node.debug_log.read_text(), what="self-checks")
+    started = time.monotonic()
+    node.signal(signal.SIGTERM)
+    assert node.wait_for_exit(timeout=30) == 0
+    assert time.monotonic() - started < 3  # not after the checks' restarts and backoffs
+    assert "stopped while starting" in node.debug_log.read_text()
+    assert not list(tmp_path.glob("**/.cookie"))
