@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import llama_cpp
@@ -74,7 +75,8 @@ class Engine:
     ) -> None:
         """`gpu_layers`: layers llama.cpp offloads to a GPU (n_gpu_layers; -1 all), for a build with one.
 
-        `slots`: jobs generate_batch decodes together, each a llama.cpp sequence with n_ctx of its own.
+        `slots`: generations decoded together (Generations), each a llama.cpp sequence with n_ctx of its own;
+        one more sequence serves logits_at, so a RASTiC check never disturbs generations in progress.
         """
         path = Path(model_path)
         if not path.is_file():
@@ -103,8 +105,8 @@ class Engine:
         if not self._model:
             raise ValueError(f"llama.cpp could not load {path}")
         ctx_params = llama_cpp.llama_context_default_params()
-        ctx_params.n_ctx = n_ctx * slots
-        ctx_params.n_seq_max = slots
+        ctx_params.n_ctx = n_ctx * (slots + 1)
+        ctx_params.n_seq_max = slots + 1  # the last sequence is logits_at's
         ctx_params.kv_unified = False  # each sequence its own n_ctx cells: jobs share no prefix
         ctx_params.n_batch = n_batch
         ctx_params.n_ubatch = n_batch
@@ -185,41 +187,11 @@ class Engine:
         self, prompt_tokens: Sequence[int], max_tokens: int, seed: int = 0, temperature: float = 0.0
     ) -> list[int]:
         """Output token ids: one decode per token, stopping after an end token or max_tokens."""
-        return self.generate_batch([(prompt_tokens, max_tokens, seed, temperature)])[0]
-
-    def generate_batch(self, jobs: Sequence[tuple[Sequence[int], int, int, float]]) -> list[list[int]]:
-        """The outputs of up to `slots` jobs (prompt_tokens, max_tokens, seed, temperature), decoded together.
-
-        Each job is a llama.cpp sequence of its own; the prompts are prefilled together and then every
-        step decodes one token of each unfinished job in a single llama_decode, as llama.cpp's server does
-        with --parallel. A job's tokens are chosen from its own logits exactly as a lone job's are, but the
-        floats of a batched decode differ slightly from a lone one's, so a near-tie may break the other way:
-        RASTiC's EPS_ACCEPT covers that (docs/rastic.md, "Batched generation").
-        """
-        if not 1 <= len(jobs) <= self.slots:
-            raise ValueError(f"need 1 to {self.slots} jobs, got {len(jobs)}")
-        for prompt_tokens, max_tokens, seed, temperature in jobs:
-            self._check_job(prompt_tokens, max_tokens)
-            check_sampling_params(seed, temperature)
-        outputs: list[list[int]] = [[] for _ in jobs]
-        with self._lock:
-            self._clear()
-            prefill = [(seq, token, pos) for seq, job in enumerate(jobs) for pos, token in enumerate(job[0])]
-            last = [len(job[0]) - 1 for job in jobs]
-            rows = self._forward_entries(prefill, {(seq, last[seq]) for seq in range(len(jobs))})
-            live = list(range(len(jobs)))
-            while live:
-                step: list[tuple[int, int, int]] = []
-                for seq, logits in zip(live, rows, strict=True):
-                    prompt_tokens, max_tokens, seed, temperature = jobs[seq]
-                    token = choose_token(logits, seed, len(outputs[seq]), temperature)
-                    outputs[seq].append(token)
-                    if not self.is_end(token) and len(outputs[seq]) < max_tokens:
-                        step.append((seq, token, len(prompt_tokens) + len(outputs[seq]) - 1))
-                live = [seq for seq, _, _ in step]
-                if step:
-                    rows = self._forward_entries(step, {(seq, pos) for seq, _, pos in step})
-        return outputs
+        generations = Generations(self)
+        generations.admit(0, prompt_tokens, max_tokens, seed, temperature)
+        while not (done := generations.step()):
+            pass
+        return done[0][1]
 
     def logits_at(self, tokens: Sequence[int], positions: Sequence[int]) -> np.ndarray:
         """Logits predicting the token after each of `positions`, from one batched prefill.
@@ -235,8 +207,11 @@ class Engine:
         if positions and not 0 <= positions[0] <= positions[-1] < len(tokens):
             raise ValueError(f"positions must lie in [0, {len(tokens)})")
         with self._lock:
-            self._clear()
-            return self._forward(list(tokens), 0, list(positions))
+            self._clear(self.slots)
+            try:
+                return self._forward(list(tokens), 0, list(positions))
+            finally:
+                self._clear(self.slots)
 
     def check_tokens(self, tokens: Sequence[int], what: str) -> None:
         """ValueError naming `what` unless every entry is a token id of this model."""
@@ -255,15 +230,17 @@ class Engine:
                 f"prompt ({len(prompt_tokens)}) + max_tokens ({max_tokens}) exceeds n_ctx ({self.n_ctx})"
             )
 
-    def _clear(self) -> None:
+    def _clear(self, seq: int) -> None:
+        """Forget sequence `seq`'s cache (the others keep theirs)."""
         if self._ctx is None:
             raise ValueError("engine is closed")
-        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx), True)
+        llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(self._ctx), seq, -1, -1)
 
     def _forward(self, tokens: list[int], start: int, outputs: list[int]) -> np.ndarray:
-        """Decode `tokens` of sequence 0 at positions start..; the logits rows for indices in `outputs`."""
-        entries = [(0, token, start + index) for index, token in enumerate(tokens)]
-        return self._forward_entries(entries, {(0, start + index) for index in outputs})
+        """Decode `tokens` in logits_at's sequence at positions start..; the logits rows for indices in `outputs`."""
+        seq = self.slots
+        entries = [(seq, token, start + index) for index, token in enumerate(tokens)]
+        return self._forward_entries(entries, {(seq, start + index) for index in outputs})
 
     def _forward_entries(self, entries: list[tuple[int, int, int]], wanted: set[tuple[int, int]]) -> np.ndarray:
         """Decode (sequence, token, position) entries in order; the logits rows of the `wanted` (sequence,
@@ -306,3 +283,74 @@ class Engine:
         batch.n_seq_id[slot] = 1
         batch.seq_id[slot][0] = seq
         batch.logits[slot] = want_logits
+
+
+@dataclass
+class _Generation:
+    key: object  # the caller's name for it (a request id)
+    prompt: list[int]
+    max_tokens: int
+    seed: int
+    temperature: float
+    output: list[int] = field(default_factory=list)
+    prefilled: bool = False
+
+
+class Generations:
+    """Continuous batching over an engine's slots, as llama.cpp's server does with --parallel.
+
+    `admit` a job into a free slot at any time; each `step` decodes, in one batch, the prompts of the jobs
+    admitted since the last step and one token of every other unfinished job, and returns the jobs that
+    finished. A job's tokens are chosen from its own logits as a lone job's are, but a batched decode's
+    floats differ slightly from a lone one's, so a near-tie may break the other way: RASTiC's EPS_ACCEPT
+    covers that (docs/rastic.md, "Batched generation"). One thread drives it (the worker's).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._running: dict[int, _Generation] = {}  # by slot (= llama.cpp sequence)
+
+    @property
+    def free_slots(self) -> int:
+        return self.engine.slots - len(self._running)
+
+    def admit(self, key: object, prompt_tokens: Sequence[int], max_tokens: int, seed: int, temperature: float) -> None:
+        """Start a job in a free slot; ValueError (naming the problem) for a bad job or no free slot."""
+        engine = self.engine
+        engine._check_job(prompt_tokens, max_tokens)
+        check_sampling_params(seed, temperature)
+        slot = next((i for i in range(engine.slots) if i not in self._running), None)
+        if slot is None:
+            raise ValueError(f"all {engine.slots} generation slots are busy")
+        with engine._lock:
+            engine._clear(slot)
+        self._running[slot] = _Generation(key, list(prompt_tokens), max_tokens, seed, temperature)
+
+    def step(self) -> list[tuple[object, list[int]]]:
+        """Decode one step of every running job; the (key, output) of the jobs that finished."""
+        entries: list[tuple[int, int, int]] = []
+        wanted: list[tuple[int, int]] = []
+        for slot, job in self._running.items():
+            if job.prefilled:
+                position = len(job.prompt) + len(job.output) - 1
+                entries.append((slot, job.output[-1], position))
+            else:
+                entries.extend((slot, token, position) for position, token in enumerate(job.prompt))
+                position = len(job.prompt) - 1
+                job.prefilled = True
+            wanted.append((slot, position))
+        if not entries:
+            return []
+        with self.engine._lock:
+            rows = self.engine._forward_entries(entries, set(wanted))
+        finished = []
+        for (slot, _), logits in zip(wanted, rows, strict=True):
+            job = self._running[slot]
+            token = choose_token(logits, job.seed, len(job.output), job.temperature)
+            job.output.append(token)
+            if self.engine.is_end(token) or len(job.output) == job.max_tokens:
+                finished.append((job.key, job.output))
+                del self._running[slot]
+                with self.engine._lock:
+                    self.engine._clear(slot)
+        return finished

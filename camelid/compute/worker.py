@@ -7,8 +7,9 @@ and the node's compute service (camelid.node.compute_service) reports the death 
 Local LLM servers such as Ollama run llama.cpp in a child process for the same reason.
 
 Protocol (camelid.compute.worker_wire): the worker writes one `ready` frame with what it loaded, or an `error`
-frame if the model cannot be loaded, then answers request frames {op, args} one at a time, in order, with
-{result} or {error, message}. A ValueError (bad input) is answered as such; anything else is an internal
+frame if the model cannot be loaded, then answers request frames {id, op, args} with {id, result} or
+{id, error, message}, each as soon as it is ready: generations are batched continuously, other requests
+are answered between two decode steps. A ValueError (bad input) is answered as such; anything else is an internal
 error. EOF on stdin ends the worker. Everything llama.cpp or Python prints goes to stderr, which the node
 logs and quotes when the worker dies; faulthandler writes the Python stack there on a fatal signal.
 """
@@ -19,11 +20,14 @@ import argparse
 import faulthandler
 import logging
 import os
+import select
 import sys
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any, BinaryIO
 
-from camelid.compute.engine import Engine
+from camelid.compute.engine import Engine, Generations
 from camelid.compute.fraudproof import EngineProofVerifier
 from camelid.compute.outsourced import VerificationRequest, check_request
 from camelid.compute.rastic import verify
@@ -38,7 +42,7 @@ log = logging.getLogger("camelid.compute.worker")
 
 
 def _operations(engine: Engine) -> dict[str, Callable[..., Any]]:
-    """What a node may ask of the loaded model, by name; each returns msgpack-ready data."""
+    """What a node may ask of the loaded model besides generation, by name; each returns msgpack-ready data."""
     judge = EngineProofVerifier({engine.model_id: engine}).judge
 
     def judged(**args: Any) -> list[Any] | None:
@@ -48,7 +52,6 @@ def _operations(engine: Engine) -> dict[str, Callable[..., Any]]:
     return {
         "tokenize": lambda text: engine.tokenize(text),
         "detokenize": lambda tokens: engine.detokenize(tokens),
-        "generate_batch": lambda jobs: engine.generate_batch([tuple(job) for job in jobs]),
         "verify": lambda **args: verdict_to_wire(verify(engine, **args)),
         "check_request": lambda request: [
             r.to_dict() for r in check_request(engine, VerificationRequest.from_dict(request))
@@ -58,24 +61,60 @@ def _operations(engine: Engine) -> dict[str, Callable[..., Any]]:
     }
 
 
+def _run(handler: Callable[..., Any], args: dict[str, Any], op: str) -> dict[str, Any]:
+    try:
+        return {"result": handler(**args)}
+    except (ValueError, TypeError) as exc:  # bad arguments: the caller's problem, named
+        return {"error": "ValueError", "message": str(exc)}
+    except Exception as exc:
+        log.exception("worker request %s failed", op)
+        return {"error": type(exc).__name__, "message": str(exc)}
+
+
 def serve(engine: Engine, requests: BinaryIO, answers: BinaryIO) -> None:
-    """Answer requests until EOF on `requests`."""
+    """Answer requests until EOF on `requests` and the last generation is done.
+
+    Generations run continuously batched (Generations): a `generate` request joins the running batch at the
+    next step, or waits for a free slot; every other request is answered between two steps. Answers carry
+    their request's id and come in the order they are ready.
+    """
     operations = _operations(engine)
-    while (request := read_frame(requests)) is not None:
-        op, args = request.get("op"), request.get("args") or {}
-        handler = operations.get(op) if isinstance(op, str) else None
-        if handler is None or not isinstance(args, dict):
-            write_frame(answers, {"error": "ValueError", "message": f"unknown worker request {op!r}"})
-            continue
-        try:
-            result = handler(**args)
-        except (ValueError, TypeError) as exc:  # bad arguments: the caller's problem, named
-            write_frame(answers, {"error": "ValueError", "message": str(exc)})
-        except Exception as exc:
-            log.exception("worker request %s failed", op)
-            write_frame(answers, {"error": type(exc).__name__, "message": str(exc)})
-        else:
-            write_frame(answers, {"result": result})
+    generations = Generations(engine)
+    waiting: deque[tuple[Any, dict[str, Any]]] = deque()  # generate requests for a free slot
+    open_ = True
+    while open_ or waiting or generations.free_slots < engine.slots:
+        busy = bool(waiting) or generations.free_slots < engine.slots
+        for request in _available(requests, block=not busy):
+            if request is None:
+                open_ = False
+                break
+            request_id, op, args = request.get("id"), request.get("op"), request.get("args") or {}
+            if op == "generate" and isinstance(args, dict):
+                waiting.append((request_id, args))
+                continue
+            handler = operations.get(op) if isinstance(op, str) else None
+            if handler is None or not isinstance(args, dict):
+                answer = {"error": "ValueError", "message": f"unknown worker request {op!r}"}
+            else:
+                answer = _run(handler, args, op)
+            write_frame(answers, {"id": request_id, **answer})
+        while waiting and generations.free_slots:
+            request_id, args = waiting.popleft()
+            admitted = _run(partial(generations.admit, request_id), args, "generate")
+            if "error" in admitted:
+                write_frame(answers, {"id": request_id, **admitted})
+        for request_id, output in generations.step():
+            write_frame(answers, {"id": request_id, "result": output})
+
+
+def _available(requests: BinaryIO, block: bool) -> Iterator[dict[str, Any] | None]:
+    """The requests that have arrived (waiting for one if `block`); None at EOF."""
+    while block or select.select([requests], [], [], 0)[0]:
+        block = False
+        request = read_frame(requests)
+        yield request
+        if request is None:
+            return
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         write_frame(answers, {"error": "ValueError", "message": str(exc)})
         return 3
     write_frame(answers, {"ready": engine.describe()})
-    serve(engine, sys.stdin.buffer, answers)
+    serve(engine, os.fdopen(sys.stdin.fileno(), "rb", buffering=0), answers)  # unbuffered, so select() is right
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import signal
 import sys
@@ -72,10 +73,11 @@ class EngineWorker:
         self.path = path
         self.slots = slots
         self.info: dict[str, Any] = {}
-        self._waiting: list[tuple[list[Any], asyncio.Future[list[int]]]] = []  # generations for the next batch
-        self._batching: asyncio.Task[None] | None = None
         self.stderr_tail: deque[str] = deque(maxlen=STDERR_LINES_KEPT)
-        self._lock = asyncio.Lock()
+        self._write_lock = asyncio.Lock()
+        self._ids = itertools.count()
+        self._pending: dict[int, tuple[str, asyncio.Future[dict[str, Any]]]] = {}  # by request id
+        self._reader: asyncio.Task[None] | None = None
         self._stderr_task = asyncio.create_task(self._drain_stderr(), name=f"engine-stderr-{process.pid}")
 
     @classmethod
@@ -113,6 +115,7 @@ class EngineWorker:
             await worker.stop()
             raise ValueError(str(first.get("message", "the worker could not load the model")))
         worker.info = first["ready"]
+        worker._reader = asyncio.create_task(worker._read_answers(), name=f"engine-answers-{process.pid}")
         return worker
 
     @property
@@ -140,29 +143,41 @@ class EngineWorker:
             with contextlib.suppress(ProcessLookupError):
                 self._process.kill()
             await self._process.wait()
+        if self._reader is not None:
+            await self._reader
         await self._stderr_task
 
     async def call(self, op: str, **args: Any) -> Any:
-        """The worker's answer to `op`: ValueError for a request it refuses, EngineUnavailable if it dies."""
-        async with self._lock:
-            if not self.alive or self._process.stdin is None:
-                raise EngineUnavailable(f"the llama.cpp worker for {self.path.name} {self.exit_description()}")
-            try:
-                self._process.stdin.write(encode_frame({"op": op, "args": args}))
-                await self._process.stdin.drain()
-            except (BrokenPipeError, ConnectionResetError) as exc:
-                await self._wait_exit()
-                raise EngineUnavailable(
-                    f"the llama.cpp worker for {self.path.name} {self.exit_description()} during {op}"
-                ) from exc
-            answer = await self._read(op)
-        if "error" in answer:
-            if answer["error"] == "ValueError":
-                raise ValueError(answer.get("message", "refused by the worker"))
-            raise RuntimeError(f"worker {op} failed: {answer['error']}: {answer.get('message', '')}")
-        return answer.get("result")
+        """The worker's answer to `op`: ValueError for a request it refuses, EngineUnavailable if it dies.
 
-    async def _read(self, op: str = "load") -> dict[str, Any]:
+        Requests go out at once and their answers come back as each is ready, so a RASTiC check need not
+        wait for a long generation, and concurrent generations are batched by the worker.
+        """
+        if not self.alive or self._process.stdin is None or self._reader is None or self._reader.done():
+            raise EngineUnavailable(f"the llama.cpp worker for {self.path.name} {self.exit_description()}")
+        request_id = next(self._ids)
+        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = (op, answer)
+        try:
+            async with self._write_lock:
+                self._process.stdin.write(encode_frame({"id": request_id, "op": op, "args": args}))
+                await self._process.stdin.drain()
+            reply = await answer
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            await self._wait_exit()
+            raise EngineUnavailable(
+                f"the llama.cpp worker for {self.path.name} {self.exit_description()} during {op}"
+            ) from exc
+        finally:
+            self._pending.pop(request_id, None)
+        if "error" in reply:
+            if reply["error"] == "ValueError":
+                raise ValueError(reply.get("message", "refused by the worker"))
+            raise RuntimeError(f"worker {op} failed: {reply['error']}: {reply.get('message', '')}")
+        return reply.get("result")
+
+    async def _read(self) -> dict[str, Any]:
+        """The next frame from the worker; EngineUnavailable once it has ended."""
         stdout = self._process.stdout
         assert stdout is not None
         try:
@@ -170,9 +185,24 @@ class EngineWorker:
             return decode_body(await stdout.readexactly(length))
         except (asyncio.IncompleteReadError, ConnectionResetError) as exc:
             await self._wait_exit()
-            raise EngineUnavailable(
-                f"the llama.cpp worker for {self.path.name} {self.exit_description()} during {op}"
-            ) from exc
+            raise EngineUnavailable(f"the llama.cpp worker for {self.path.name} {self.exit_description()}") from exc
+
+    async def _read_answers(self) -> None:
+        """Hand each answer to its request; when the worker ends, fail every request still waiting."""
+        try:
+            while True:
+                reply = await self._read()
+                pending = self._pending.get(reply.get("id"))  # type: ignore[arg-type]
+                if pending is not None and not pending[1].done():
+                    pending[1].set_result(reply)
+        except (EngineUnavailable, ValueError):
+            for op, answer in list(self._pending.values()):
+                if not answer.done():
+                    answer.set_exception(
+                        EngineUnavailable(
+                            f"the llama.cpp worker for {self.path.name} {self.exit_description()} during {op}"
+                        )
+                    )
 
     async def _wait_exit(self) -> None:
         """After EOF: give the process a moment to be reaped so its signal can be named."""
@@ -197,41 +227,12 @@ class EngineWorker:
         return str(await self.call("detokenize", tokens=list(tokens)))
 
     async def generate(self, prompt_tokens: Sequence[int], max_tokens: int, seed: int, temperature: float) -> list[int]:
-        """One job's output. Generations asked for while a batch runs go together, up to `slots`, in the next.
-
-        Batches are static (a job that comes during one waits for its end), which keeps the worker a plain
-        request/answer loop; llama.cpp's server adds new sequences between steps instead.
-        """
-        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._waiting.append(([list(prompt_tokens), max_tokens, seed, temperature], future))
-        if self._batching is None or self._batching.done():
-            self._batching = asyncio.create_task(self._run_batches(), name=f"engine-batches-{self.pid}")
-        return await future
-
-    async def _run_batches(self) -> None:
-        await asyncio.sleep(0)  # generations asked for in the same loop pass join the first batch
-        while self._waiting:
-            batch, self._waiting = self._waiting[: self.slots], self._waiting[self.slots :]
-            await self._generate_batch(batch)
-
-    async def _generate_batch(self, batch: list[tuple[list[Any], asyncio.Future[list[int]]]]) -> None:
-        try:
-            outputs = await self.call("generate_batch", jobs=[job for job, _ in batch])
-        except ValueError as exc:
-            if len(batch) > 1:  # one bad job must not fail the others: each again, alone
-                for entry in batch:
-                    await self._generate_batch([entry])
-                return
-            outputs, error = [], exc
-        except (EngineUnavailable, RuntimeError) as exc:
-            outputs, error = [], exc
-        for index, (_, future) in enumerate(batch):
-            if future.done():
-                continue
-            if outputs:
-                future.set_result(list(outputs[index]))
-            else:
-                future.set_exception(error)
+        """One job's output; concurrent generations run batched in the worker, up to its slots at once."""
+        return list(
+            await self.call(
+                "generate", prompt_tokens=list(prompt_tokens), max_tokens=max_tokens, seed=seed, temperature=temperature
+            )
+        )
 
     async def verify(
         self,

@@ -39,17 +39,25 @@ def frame_length(header: bytes) -> int:
 
 
 def read_frame(stream: BinaryIO) -> dict[str, Any] | None:
-    """The next frame from a blocking stream; None at EOF before a frame starts."""
-    header = stream.read(_LENGTH.size)
+    """The next frame from a blocking stream (buffered or raw); None at EOF before a frame starts."""
+    header = _read_exactly(stream, _LENGTH.size)
     if not header:
         return None
     if len(header) < _LENGTH.size:
         raise ValueError("worker stream ended inside a frame header")
     length = frame_length(header)
-    body = stream.read(length)
+    body = _read_exactly(stream, length)
     if len(body) < length:
         raise ValueError("worker stream ended inside a frame")
     return decode_body(body)
+
+
+def _read_exactly(stream: BinaryIO, count: int) -> bytes:
+    """`count` bytes, fewer only at EOF: a raw stream's read returns what has arrived so far."""
+    data = b""
+    while len(data) < count and (piece := stream.read(count - len(data))):
+        data += piece
+    return data
 
 
 def write_frame(stream: BinaryIO, message: dict[str, Any]) -> None:

@@ -96,6 +96,8 @@ class JobComputer:
             lambda model_id: ctx.models.store.get(model_id) is not None and ctx.compute.usable(model_id),
         )
         self._offered = asyncio.Event()  # set by offer: a job came in that the idle _work loop should look at
+        self._slots = asyncio.Semaphore(ctx.compute.settings.slots)  # jobs computed at once
+        self._reserved = 0  # stakes of the jobs being computed now, not staked yet
         self._escrows_seen: set[bytes] = set()  # escrow txids once found (then only confirmations are awaited)
         self.jobs: dict[bytes, ComputeJob] = {}
 
@@ -104,9 +106,10 @@ class JobComputer:
         return {**self.policy.to_json(), "staked": self.staked()}
 
     def staked(self) -> int:
-        """Base units in STAKEs of ours not yet taken back, of jobs whose stakes are still in play."""
+        """Base units in STAKEs of ours not yet taken back, of jobs whose stakes are still in play, and
+        reserved for the jobs being computed now."""
         now, pool = time.time(), self._ctx.pool
-        total = 0
+        total = self._reserved
         for job_id, work in self.jobs.items():
             record = pool.get(job_id)
             in_play = record is not None and now < self._ctx.terms(record.params).refund_time + RELEASE_PATIENCE
@@ -127,15 +130,18 @@ class JobComputer:
         self._offered.set()
 
     async def _work(self) -> None:
-        """For the node's life: take open jobs one at a time; when none is open, sleep until a job is
-        offered or another node's claim on one runs out. A busy node so accepts nothing new, and takes
-        the jobs offered while it was busy once it is free."""
+        """For the node's life: take open jobs, as many at once as the workers have slots (--compute-slots,
+        one by default); when none is open, sleep until a job is offered or another node's claim on one
+        runs out. A node with no free slot so accepts nothing new, and takes the jobs offered meanwhile
+        once a slot is free. Jobs computed at once are generated batched in the model's worker."""
         while True:
+            await self._slots.acquire()  # a free slot before looking: a busy node claims nothing
             self._offered.clear()  # before looking: a job or escrow arriving during the look wakes the wait below
             record, unfunded = await self._next_claim()
             if record is not None:
-                await self._compute(record)
+                self._ctx.spawn(self._compute_in_slot(record), f"job-compute-{hex_id(record.job_id)[:16]}")
                 continue
+            self._slots.release()
             jobs = self._ctx.pool.jobs()
             self._scheduler.forget(job.job_id for job in jobs)
             self._escrows_seen &= {job.escrow_txid for job in jobs}
@@ -145,6 +151,13 @@ class JobComputer:
             timeout = None if wake_at is None else wake_at - now
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._offered.wait(), timeout)
+
+    async def _compute_in_slot(self, record: JobRecord) -> None:
+        try:
+            await self._compute(record)
+        finally:
+            self._slots.release()
+            self._offered.set()  # a slot is free: look at the open jobs again
 
     async def _next_claim(self) -> tuple[JobRecord | None, bool]:
         """(the open job this node claims now, after its claim delay, or None; whether jobs wait for their escrow).
@@ -229,14 +242,27 @@ class JobComputer:
             log.exception("job %s: computing it failed", hex_id(record.job_id))
 
     async def _compute_and_stake(self, record: JobRecord) -> None:
-        ctx = self._ctx
-        params, job_id, terms = record.params, record.job_id, ctx.terms(record.params)
-        escrow = terms.escrow_script
+        ctx, job_id = self._ctx, record.job_id
+        escrow = ctx.terms(record.params).escrow_script
         found = await ctx.wait_for_output(record.escrow_txid, escrow, 1)
         if found is None:
             log.info("job %s: escrow %s not seen; not taking it", hex_id(job_id), hex_id(record.escrow_txid))
             return
         escrow_index, reward = found
+        stake_value = reward * STAKE_MULTIPLE
+        if self.staked() + stake_value > self.policy.max_total_stake:  # jobs computed at once count too
+            log.info("job %s: not taking it: its stake would take our staked total above our limit", hex_id(job_id))
+            return
+        self._reserved += stake_value
+        try:
+            await self._compute_and_stake_reserved(record, escrow_index, reward)
+        finally:
+            self._reserved -= stake_value
+
+    async def _compute_and_stake_reserved(self, record: JobRecord, escrow_index: int, reward: int) -> None:
+        ctx = self._ctx
+        params, job_id, terms = record.params, record.job_id, ctx.terms(record.params)
+        escrow = terms.escrow_script
         engine = await ctx.engine_for(params.model_id)
         assert engine is not None  # the scheduler claims only jobs for models the store holds
         accept = JobAccept(job_id, ctx.node_id, ctx.node_key.sign(job_accept_digest(job_id, ctx.node_id)))
