@@ -17,10 +17,13 @@ logs and quotes when the worker dies; faulthandler writes the Python stack there
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import faulthandler
 import logging
 import os
 import select
+import signal
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -39,6 +42,7 @@ from camelid.compute.worker_wire import (
 )
 
 log = logging.getLogger("camelid.compute.worker")
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def _operations(engine: Engine) -> dict[str, Callable[..., Any]]:
@@ -117,6 +121,15 @@ def _available(requests: BinaryIO, block: bool) -> Iterator[dict[str, Any] | Non
             return
 
 
+def _die_with_the_node() -> None:
+    """On Linux, have the kernel kill this worker when the node's process dies, even by SIGKILL: an orphaned
+    worker would otherwise compute its queued generations for nobody before it reads EOF."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:  # the node died before the line above ran
+        os._exit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="camelid.compute.worker", description=__doc__.splitlines()[0])
     parser.add_argument("model", help="GGUF file")
@@ -126,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpu-layers", type=int, default=0)
     parser.add_argument("--slots", type=int, default=1)
     args = parser.parse_args(argv)
+    _die_with_the_node()
     # Frames go out on a private copy of stdout; fd 1 then points at stderr, so that nothing printed by
     # native code can corrupt the protocol.
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")

@@ -126,3 +126,21 @@ def test_a_node_stopped_during_its_self_checks_stops_at_once(camelid_nodes, tmp_
     assert time.monotonic() - started < 3  # not after the checks' restarts and backoffs
     assert "stopped while starting" in node.debug_log.read_text()
     assert not list(tmp_path.glob("**/.cookie"))
+
+
+def test_a_node_killed_outright_takes_its_worker_with_it(camelid_nodes, tmp_path):
+    model = write_tiny_model(tmp_path / "tiny.gguf")
+    (node,) = camelid_nodes(1, [[f"--serve-model={model}"]])
+    pid = worker_status(node)["pid"]
+    os.kill(pid, signal.SIGSTOP)  # busy, as in a long generation: it would not read the EOF of its stdin
+    node.kill()  # SIGKILL: no shutdown code runs, and the worker is in a session of its own
+    wait_until(lambda: process_state(pid) in (None, "Z"), timeout=10, what="the orphaned worker to end")
+
+
+def process_state(pid: int) -> str | None:
+    """The one-letter state of process `pid` (R, S, T, Z...), None once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return None
+    return next(line.split()[1] for line in status.splitlines() if line.startswith("State:"))
