@@ -81,6 +81,12 @@ def parse_ip(text: str) -> str:
         raise ValueError(f"expected an IP address, got {text!r}") from None
 
 
+def parse_path(text: str) -> Path:
+    if not text.strip():
+        raise ValueError("expected a file path")
+    return Path(text.strip()).expanduser()
+
+
 def parse_text(text: str) -> str:
     if not text:
         raise ValueError("value is empty")
@@ -200,6 +206,7 @@ SETTINGS: dict[str, Setting] = {
     "connect": Setting(parse_peer_address, (), "Connect only to this IP[:port] (repeatable).", multiple=True),
     "addnode": Setting(parse_peer_address, (), "Keep this IP[:port] connected (repeatable).", multiple=True),
     "seednode": Setting(parse_peer_address, (), "Learn addresses from this IP[:port] (repeatable).", multiple=True),
+    "seedfile": Setting(parse_path, None, "Read seed addresses from this JSON file, not the packaged seeds.json."),
     "maxconnections": Setting(parse_positive_int, 125, "Most P2P connections, inbound and outbound."),
     "par": Setting(parse_positive_int, None, "Block signature-check threads, chain thread included (default: CPUs)."),
     "serve-model": Setting(
@@ -280,6 +287,7 @@ class NodeConfig:
     connect: tuple[tuple[str, int | None], ...] = ()
     addnode: tuple[tuple[str, int | None], ...] = ()
     seednode: tuple[tuple[str, int | None], ...] = ()
+    seedfile: Path | None = None  # None: the packaged camelid/p2p/seeds.json
     maxconnections: int = 125
     par: int | None = None  # script-check threads, the chain thread included; None: one per CPU core
     serve_model: tuple[str, ...] = ()  # GGUF paths, "default" or model ids (see camelid.node.model_service)
