@@ -118,6 +118,13 @@ class JobComputer:
         """The policy, and the stake locked in our open jobs now (base units)."""
         return {**self.policy.to_json(), "staked": self.staked()}
 
+    def selling(self) -> tuple[ComputePolicy, tuple[bytes, ...]] | None:
+        """(our policy, the models we take jobs for) if this node sells compute, else None: what we announce."""
+        if not self._serving:
+            return None
+        ctx = self._ctx
+        return self.policy, tuple(m for m in ctx.models.announced() if ctx.compute.usable(m))
+
     def stats(self) -> dict[str, Any]:
         """For getcomputeinfo: since start, jobs taken and declined by kind, tokens, earnings; stake locked now."""
         return {
