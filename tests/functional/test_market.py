@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import openai
 import pytest
 from tiny_model import write_tiny_model
 
 from camelid.node.jobs.scheduler import patience
+from camelid.rpc.auth import read_cookie
 
 from .framework import wait_until
 from .jobnet import FUNDS, funded_network
@@ -59,3 +61,14 @@ def test_a_provider_prices_its_compute_and_clients_read_the_market(camelid_nodes
     assert Decimal("0.0038") <= market["earned"] <= Decimal("0.004") and market["staked"] == Decimal("0.004")
     capped = client.submitjob("The llama", MAX_TOKENS, model, 0, 0, None, 10, "off", Decimal("0.002"))
     assert client.getjob(capped)["reward"] == 200_000
+
+    # /v1 caps the estimate with camelid_max_reward (the job is below the price: nobody answers in time).
+    key = read_cookie(client.net_datadir).password
+    api = openai.OpenAI(base_url=f"http://127.0.0.1:{client.rpc_port}/v1", api_key=key, max_retries=0, timeout=3)
+    before = {job["jobid"] for job in client.listjobs()}
+    with pytest.raises(openai.APITimeoutError):
+        api.completions.create(
+            model=model, prompt="llamas", max_tokens=MAX_TOKENS, extra_body={"camelid_max_reward": 0.003}
+        )
+    (v1_job,) = {job["jobid"] for job in client.listjobs()} - before
+    assert client.getjob(v1_job)["reward"] == 300_000
