@@ -12,7 +12,7 @@ from camelid.core.transaction import Transaction, TxOut
 from camelid.crypto.keys import PrivateKey
 from camelid.node.config import ComputePolicy
 from camelid.node.jobs.market import FALLBACK_REWARD, MIN_REWARD, SETTLED_AGE, Market, take_by, untaken
-from camelid.p2p.messages import ModelPrice, Prices, ServiceFlags, Version
+from camelid.p2p.messages import PRICES_VERSION, ModelPrice, Prices, ServiceFlags, Version
 
 MODEL = b"\x07" * 32
 OTHER = b"\x08" * 32
@@ -36,8 +36,10 @@ class Manager:
         self.sent.append((peer, message))
 
 
-def peer(node: bytes, models: tuple[bytes, ...] = (MODEL,), services: int = ServiceFlags.COMPUTE) -> SimpleNamespace:
-    version = Version("regtest", 2, services, 0, node, models, "", 0, 0, 0, bytes(32))
+def peer(
+    node: bytes, models: tuple[bytes, ...] = (MODEL,), services: int = ServiceFlags.COMPUTE, protocol: int = 3
+) -> SimpleNamespace:
+    version = Version("regtest", protocol, services, 0, node, models, "", 0, 0, 0, bytes(32))
     return SimpleNamespace(version=version)
 
 
@@ -87,12 +89,15 @@ async def test_settled_payouts_raise_the_estimate_and_age_out():
     assert market.estimate(MODEL, 1000)["basis"] == "announced"
 
 
-async def test_a_seller_announces_its_prices_to_a_new_peer():
+async def test_a_seller_announces_its_prices_to_a_new_peer_that_knows_the_message():
     manager = Manager()
     policy = ComputePolicy(min_price=7, model_prices=((OTHER, 9),))
-    Market(manager, ME, lambda: (policy, (MODEL, OTHER))).announce("peer")
-    assert manager.sent == [("peer", Prices((ModelPrice(MODEL, 7), ModelPrice(OTHER, 9))))]
-    Market(manager, ME, lambda: None).announce("peer")
+    seller = Market(manager, ME, lambda: (policy, (MODEL, OTHER)))
+    new, old = peer(NODES[0]), peer(NODES[1], protocol=PRICES_VERSION - 1)
+    seller.announce(new)
+    seller.announce(old)  # it would disconnect us for an unknown command
+    assert manager.sent == [(new, Prices((ModelPrice(MODEL, 7), ModelPrice(OTHER, 9))))]
+    Market(manager, ME, lambda: None).announce(new)
     assert len(manager.sent) == 1
 
 

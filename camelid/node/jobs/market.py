@@ -31,7 +31,7 @@ from camelid.core.consensus import COIN
 from camelid.node.jobs.client import PAYMENT_FEE
 from camelid.node.jobs.common import RELEASE_FEE
 from camelid.node.jobs.scheduler import patience
-from camelid.p2p.messages import ModelPrice, Prices, ServiceFlags
+from camelid.p2p.messages import PRICES_VERSION, ModelPrice, Prices, ServiceFlags
 
 if TYPE_CHECKING:
     from camelid.chain.jobpool import JobRecord
@@ -77,9 +77,9 @@ class Market:
         self._settled: OrderedDict[bytes, SettledJob] = OrderedDict()  # by Job ID, oldest first
 
     def announce(self, peer: Peer) -> None:
-        """Tell a new peer our prices, if we sell compute."""
+        """Tell a new peer our prices, if we sell compute and it knows the `prices` message."""
         own = self._own_prices()
-        if own is not None and own[1]:
+        if own is not None and own[1] and peer.version is not None and peer.version.protocol_version >= PRICES_VERSION:
             policy, models = own
             self._manager.send(peer, Prices(tuple(ModelPrice(m, policy.price_for(m)) for m in models)))
 

@@ -17,7 +17,14 @@ from camelid.p2p.messages.ping import Ping, Pong
 from camelid.p2p.messages.prices import ModelPrice, Prices
 from camelid.p2p.messages.tx import TxMessage
 from camelid.p2p.messages.verify import RasticAnswer, RasticAsk
-from camelid.p2p.messages.version import MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ServiceFlags, Verack, Version
+from camelid.p2p.messages.version import (
+    MIN_PROTOCOL_VERSION,
+    PRICES_VERSION,
+    PROTOCOL_VERSION,
+    ServiceFlags,
+    Verack,
+    Version,
+)
 from camelid.p2p.schema import Message
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
@@ -66,6 +73,7 @@ __all__ = [
     "MESSAGE_TYPES",
     "MIN_PROTOCOL_VERSION",
     "PROTOCOL_VERSION",
+    "PRICES_VERSION",
     "RasticAsk",
     "RasticAnswer",
     "Addr",

@@ -1,6 +1,7 @@
 """prices: what a compute node asks per 1,000 output tokens of each model it serves (its --min-price).
 
-Sent to each peer right after the handshake by a node that sells compute; a later one replaces the
+Sent right after the handshake by a node that sells compute to each peer whose protocol_version is at
+least PRICES_VERSION (an older node treats an unknown command as misbehaviour); a later one replaces the
 earlier. Clients read their peers' prices to offer a reward likely to be taken (estimatejobreward).
 Only prices for models the sender announced in its version count; a price is in base units per
 1,000 output tokens, judged against a job's max_tokens.
