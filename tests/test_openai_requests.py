@@ -33,11 +33,14 @@ def seven() -> int:
 
 def test_a_completion_body_becomes_job_parameters():
     job = parse_completion({"model": "default", "prompt": ["The llama"], "max_tokens": 5, "temperature": 0.7}, seven)
-    assert (job.prompt, job.max_tokens, job.temperature_milli, job.seed, job.reward) == ("The llama", 5, 700, 7, 10**8)
+    assert (job.prompt, job.max_tokens, job.temperature_milli, job.seed) == ("The llama", 5, 700, 7)
+    assert job.reward is None and job.max_reward is None  # the market's estimate, uncapped
     assert not job.chat and not job.stream
-    defaults = parse_completion({"model": "m", "prompt": "x", "seed": 3, "camelid_reward": "0.25", "stream": True})
+    defaults = parse_completion(
+        {"model": "m", "prompt": "x", "seed": 3, "camelid_reward": "0.25", "camelid_max_reward": 2, "stream": True}
+    )
     assert (defaults.max_tokens, defaults.temperature_milli, defaults.seed) == (DEFAULT_COMPLETION_TOKENS, 1000, 3)
-    assert defaults.reward == 25_000_000 and defaults.stream
+    assert defaults.reward == 25_000_000 and defaults.max_reward == 2 * 10**8 and defaults.stream
 
 
 def test_a_chat_body_keeps_its_messages_and_reads_text_parts():
@@ -77,6 +80,7 @@ def test_a_chat_body_keeps_its_messages_and_reads_text_parts():
         ({"camelid_reward": 0}, "camelid_reward"),
         ({"camelid_reward": "0.000000001"}, "camelid_reward"),
         ({"camelid_reward": [1]}, "camelid_reward"),
+        ({"camelid_max_reward": -1}, "camelid_max_reward"),
     ],
 )
 def test_a_bad_parameter_is_a_400_naming_it(change, param):

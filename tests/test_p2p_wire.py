@@ -40,11 +40,13 @@ from camelid.p2p.messages import (
     JobPayment,
     JobTestament,
     ManifestMessage,
+    ModelPrice,
     NetAddress,
     NoModel,
     NotFound,
     Ping,
     Pong,
+    Prices,
     RasticAnswer,
     RasticAsk,
     SendHeaders,
@@ -121,6 +123,7 @@ SMALL_MESSAGES = [
     JobAccept(b"\x13" * 32, NODE_B, b"\x30\x06sig"),
     JobTestament(b"\x14" * 32, NODE_B, NODE_A, b"\x15" * 32, b"\x30\x06sig", b"\x16" * 32),
     JobDelivery(b"\x18" * 32, NODE_B, b"sealed output", b"\x30\x06sig"),
+    Prices((ModelPrice(b"\x19" * 32, 250_000),)),
 ]
 
 DIRECTED_PAYLOADS = [
@@ -161,6 +164,7 @@ LARGEST_MESSAGES = [
     JobDelivery(b"\xff" * 32, NODE_B, b"\xff" * MAX_SEALED_OUTPUT, b"\xff" * 72),
     RasticAsk(b"\xff" * 32, b"\xff" * 32, b"\xff" * 4 * MAX_JOB_TOKENS),
     RasticAnswer(b"\xff" * 32, b"\xff" * 32, b"\xff" * MAX_VERDICT_BYTES, b"\xff" * MAX_TEXT_BYTES, "~" * 256),
+    Prices(tuple(ModelPrice(bytes([i]) * 32, U64) for i in range(MAX_MODELS))),
 ]
 
 
@@ -359,6 +363,8 @@ def version_with(**changes: object) -> bytes:
         (b"headers", pack({"headers": [b"\0" * 79]}), "headers.headers[0]: expected 80 bytes"),
         (b"block", pack({"block": b""}), "block.block: expected 1-4000000 bytes"),
         (b"tx", pack({"tx": "raw"}), "tx.tx: expected bin"),
+        (b"prices", pack({"prices": [[b"\0" * 32, -1]]}), "prices.prices[0].per_1000_tokens: expected an integer"),
+        (b"prices", pack({"prices": [[b"\0" * 31, 1]]}), "prices.prices[0].model_id: expected 32 bytes"),
         (
             b"directed",
             pack(

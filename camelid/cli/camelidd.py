@@ -27,6 +27,7 @@ from camelid.node.config import (
     Setting,
     load_config,
     parse_ip,
+    parse_path,
     parse_port,
     parse_positive_int,
     parse_text,
@@ -59,6 +60,7 @@ _METAVARS = {
     parse_ip: "IP",
     parse_text: "TEXT",
     parse_peer_address: "IP[:PORT]",
+    parse_path: "PATH",
 }
 
 

@@ -1,9 +1,10 @@
 """`camelid-cli complete PROMPT --max-tokens N`: buy one verified completion from the network.
 
     camelid-cli [connection options] complete PROMPT --max-tokens N
-        [--model ID] [--temperature T] [--seed S] [--reward COINS] [--timeout SECONDS]
+        [--model ID] [--temperature T] [--seed S] [--reward COINS | --max-reward COINS] [--timeout SECONDS]
 
-The job is submitted with submitjob (so the defaults are submitjob's: greedy, seed 0, 1 coin) and followed
+The job is submitted with submitjob (so the defaults are submitjob's: greedy, seed 0, and the market's
+estimate of a reward likely to be taken, as estimatejobreward, capped at --max-reward) and followed
 with waitforjob (a long poll that returns when the job changes), its states drawn on stderr. The verified
 text goes to stdout and the exit status is 0; a job that ends unverified prints its verdict (or the state it
 ended in) on stderr and exits 1, so scripts can rely on stdout holding only checked output.
@@ -36,7 +37,8 @@ REDRAW = 1
 @click.option("--model", help="Model id (default: one this node or a peer serves).")
 @click.option("--temperature", type=click.FloatRange(0, 2), default=0, show_default=True, help="0 is greedy.")
 @click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True, help="Sampling seed.")
-@click.option("--reward", default="1", show_default=True, help="Coins paid to the node that computes it.")
+@click.option("--reward", help="Coins paid to the node that computes it (default: the market's estimate).")
+@click.option("--max-reward", help="Most coins the default reward may be.")
 @click.option(
     "--timeout", type=click.IntRange(min=1), default=DEFAULT_TIMELOCK + 60, show_default=True, help="Seconds to wait."
 )

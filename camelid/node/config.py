@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from camelid.compute.engine import MAX_SLOTS as MAX_COMPUTE_SLOTS
+from camelid.compute.model_store import parse_model_id
 from camelid.core.consensus import COIN, MAX_BLOCK_SIZE
 from camelid.core.params import ChainParams, get_params
 from camelid.crypto.address import address_to_hash160
@@ -81,6 +82,12 @@ def parse_ip(text: str) -> str:
         raise ValueError(f"expected an IP address, got {text!r}") from None
 
 
+def parse_path(text: str) -> Path:
+    if not text.strip():
+        raise ValueError("expected a file path")
+    return Path(text.strip()).expanduser()
+
+
 def parse_text(text: str) -> str:
     if not text:
         raise ValueError("value is empty")
@@ -136,10 +143,28 @@ class ComputePolicy:
     """Blocks the escrow must be in before the node computes."""
     payment_confirmations: int = 1
     """Blocks the payment must be in before the node delivers (or until the client's claim would open)."""
+    min_price: int = 0
+    """Base units per 1,000 output tokens below which a job is declined (0: any reward). A job is judged by
+    its reward against its max_tokens, the most it can ask us to compute."""
+    model_prices: tuple[tuple[bytes, int], ...] = ()
+    """(model id, base units per 1,000 output tokens) that replace min_price for those models."""
+
+    def price_for(self, model_id: bytes) -> int:
+        """Our price for `model_id`, base units per 1,000 output tokens."""
+        return dict(self.model_prices).get(model_id, self.min_price)
+
+    def price_problem(self, model_id: bytes, max_tokens: int, reward: int) -> str | None:
+        """Why a job paying `reward` for up to `max_tokens` tokens pays too little (None if it pays enough)."""
+        price = self.price_for(model_id)
+        if reward * 1000 >= price * max_tokens:
+            return None
+        return f"its reward {reward} for {max_tokens} tokens is below our price of {price} per 1,000 tokens"
 
     def to_json(self) -> dict[str, Any]:
-        """For getcomputeinfo: seconds, base units and counts."""
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+        """For getcomputeinfo: seconds, base units (prices: per 1,000 output tokens) and counts."""
+        info = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        info["model_prices"] = {model_id.hex(): price for model_id, price in self.model_prices}
+        return info
 
 
 REGTEST_COMPUTE_POLICY = ComputePolicy(escrow_confirmations=0, payment_confirmations=0)
@@ -152,6 +177,18 @@ class Misbehaviour(StrEnum):
     TAMPER_OUTPUT = "tamper-output"  # compute: commit to and deliver an output with one token swapped
     NEVER_DELIVER = "never-deliver"  # compute: take the payment, publish it, deliver nothing
     NEVER_PAY = "never-pay"  # client: answer no testament
+
+
+def parse_min_price(text: str) -> tuple[bytes | None, int]:
+    """--min-price: "PRICE" (every model) or "MODEL_ID:PRICE", in coins per 1,000 output tokens."""
+    model_text, _, price_text = text.strip().rpartition(":")
+    model_id = None
+    if model_text:
+        try:
+            model_id = parse_model_id(model_text)
+        except ValueError as exc:
+            raise ValueError(f"expected PRICE or MODEL_ID:PRICE, got {text!r}: {exc}") from None
+    return model_id, parse_coins(price_text)
 
 
 def parse_misbehaviour(text: str) -> Misbehaviour:
@@ -200,6 +237,7 @@ SETTINGS: dict[str, Setting] = {
     "connect": Setting(parse_peer_address, (), "Connect only to this IP[:port] (repeatable).", multiple=True),
     "addnode": Setting(parse_peer_address, (), "Keep this IP[:port] connected (repeatable).", multiple=True),
     "seednode": Setting(parse_peer_address, (), "Learn addresses from this IP[:port] (repeatable).", multiple=True),
+    "seedfile": Setting(parse_path, None, "Read seed addresses from this JSON file, not the packaged seeds.json."),
     "maxconnections": Setting(parse_positive_int, 125, "Most P2P connections, inbound and outbound."),
     "par": Setting(parse_positive_int, None, "Block signature-check threads, chain thread included (default: CPUs)."),
     "serve-model": Setting(
@@ -235,6 +273,12 @@ SETTINGS: dict[str, Setting] = {
     ),
     "compute-max-clock-ahead": Setting(
         parse_count, None, f"Seconds a job's t0 may be ahead of our clock (default: {ComputePolicy.max_clock_ahead})."
+    ),
+    "min-price": Setting(
+        parse_min_price,
+        (),
+        "Coins per 1,000 output tokens below which a job is declined; MODEL_ID:PRICE for one model (repeatable).",
+        multiple=True,
     ),
     "compute-max-stake": Setting(parse_coins, None, "Most coins staked on one job (default: 1)."),
     "compute-max-total-stake": Setting(parse_coins, None, "Most coins staked on all open jobs (default: 10)."),
@@ -280,6 +324,7 @@ class NodeConfig:
     connect: tuple[tuple[str, int | None], ...] = ()
     addnode: tuple[tuple[str, int | None], ...] = ()
     seednode: tuple[tuple[str, int | None], ...] = ()
+    seedfile: Path | None = None  # None: the packaged camelid/p2p/seeds.json
     maxconnections: int = 125
     par: int | None = None  # script-check threads, the chain thread included; None: one per CPU core
     serve_model: tuple[str, ...] = ()  # GGUF paths, "default" or model ids (see camelid.node.model_service)
@@ -296,6 +341,7 @@ class NodeConfig:
     compute_max_job_age: int | None = None
     compute_max_clock_ahead: int | None = None
     compute_max_stake: int | None = None
+    min_price: tuple[tuple[bytes | None, int], ...] = ()  # (model id or None for every model, base units)
     compute_max_total_stake: int | None = None
     compute_escrow_confirmations: int | None = None
     compute_payment_confirmations: int | None = None
@@ -331,7 +377,10 @@ class NodeConfig:
             "escrow_confirmations": self.compute_escrow_confirmations,
             "payment_confirmations": self.compute_payment_confirmations,
         }
-        return replace(base, **{name: value for name, value in given.items() if value is not None})
+        policy = replace(base, **{name: value for name, value in given.items() if value is not None})
+        every = [price for model_id, price in self.min_price if model_id is None]
+        per_model = tuple((model_id, price) for model_id, price in self.min_price if model_id is not None)
+        return replace(policy, min_price=every[-1] if every else policy.min_price, model_prices=per_model)
 
 
 def network_datadir(root: Path, network: str) -> Path:

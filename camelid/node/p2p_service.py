@@ -24,7 +24,7 @@ from camelid.p2p.addrbook import AddressKey
 from camelid.p2p.manager import P2PSettings, PeerManager
 from camelid.p2p.messages import NetAddress, ServiceFlags
 from camelid.p2p.relay import Relay
-from camelid.p2p.seeds import SEEDS
+from camelid.p2p.seeds import load_seeds
 from camelid.p2p.sync import BlockSync
 
 if TYPE_CHECKING:
@@ -80,7 +80,8 @@ class P2PService:
         self.manager = PeerManager(settings, best_height=lambda: chain.chainstate.tip.height)
         self.sync = BlockSync(self.manager, chain)
         self.relay = Relay(self.manager, chain, self.sync)
-        self._seed_address_book(SEEDS[params.name] + self._with_ports(config.seednode, params.default_port))
+        seeds = load_seeds(params.name, params.default_port, config.seedfile)
+        self._seed_address_book(seeds + self._with_ports(config.seednode, params.default_port))
         bus.subscribe(TxAccepted, self._on_tx_accepted)
         bus.subscribe(TipChanged, self._on_tip_changed, lossless=False)  # only the latest tip is worth announcing
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from camelid.chain.errors import TxRejected
 from camelid.node.jobs import DEFAULT_TIMELOCK
-from camelid.rpc.job_outcome import failure, stopped_waiting
+from camelid.rpc.job_outcome import failure, stopped_waiting, wake_by
 from camelid.rpc.openai_requests import OpenAIError
 from camelid.wallet.errors import WalletError, WalletErrorCode
 
@@ -77,12 +77,14 @@ async def wait_for_verdict(jobs: JobService, job_id: bytes, timeout: float = WAI
                     "job_timeout",
                 )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), left)
+                await asyncio.wait_for(changed.wait(), wake_by(info, left, time.time()))
 
 
 def verified_text(info: dict[str, Any]) -> str:
     """The output of a verified job; 502 naming the verdict (or the state it ended in) for any other."""
     why = failure(info)
+    if info.get("untaken") is not None:  # the client can act on this one: offer the going reward
+        raise OpenAIError(402, f"job {info['jobid']} was not taken: {why}", "job_error", None, "job_not_taken")
     if why is not None:
         raise OpenAIError(502, f"job {info['jobid']} was not verified: {why}", "job_error", None, "job_not_verified")
     return str(info["text"])

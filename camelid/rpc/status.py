@@ -20,6 +20,7 @@ peer-controlled strings (user agents) with textContent, never as HTML.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ from camelid.core.serialize import hash_to_hex, hex_to_hash
 from camelid.p2p.peer import Direction, PeerInfo
 from camelid.rpc import jsonenc
 from camelid.rpc.context import RPCContext
+from camelid.rpc.status_charts import block_intervals, charts
 from camelid.rpc.status_page import PAGE_CSS, PAGE_HTML, PAGE_JS
 
 if TYPE_CHECKING:
@@ -48,7 +50,8 @@ SECURITY_HEADERS = {
 
 
 async def status_snapshot(ctx: RPCContext) -> dict[str, Any]:
-    """What status.json serves: tip, peers, mempool, mining, models served, and the job pool's state.
+    """What status.json serves: tip, peers, mempool, mining, models served, the job pool's state, and the
+    charts' series (camelid.rpc.status_charts).
 
     `peers` and `models` are null when the node runs no P2P or model service, rather than an empty list
     that would claim there are none.
@@ -62,10 +65,13 @@ async def status_snapshot(ctx: RPCContext) -> dict[str, Any]:
         return {
             "tip": {"height": tip.height, "hash": hash_to_hex(tip.hash), "time": tip.header.time},
             "mempool": {"count": mempool["size"], "bytes": mempool["bytes"]},
+            "intervals": block_intervals(tip),
         }
 
     snapshot: dict[str, Any] = {"ready": True, "network": ctx.params.name}
     snapshot.update(await chain.call(read, chain.chainstate))
+    records = None if ctx.job_service is None else ctx.job_service.pool.jobs()
+    snapshot["charts"] = charts(snapshot.pop("intervals"), records, time.time())
     snapshot["peers"] = None if ctx.p2p_service is None else peers_json(ctx.p2p_service.manager.peers())
     snapshot["mining"] = {"mining": ctx.mining, "hashps": ctx.miner.hashrate}
     snapshot["models"] = None if ctx.model_service is None else _served_models(ctx.model_service.list_models())

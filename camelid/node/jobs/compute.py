@@ -1,8 +1,9 @@
 """The compute side of a job (whitepaper 2.4, docs/jobs-design.md): what a serving node does for other nodes' jobs.
 
 With --serve-model and a wallet, an idle node takes a job for a served model that its ComputePolicy allows
-(t0 near its clock, timelock and stake within limits, the escrow here, unspent and deep enough; a declined
-job is logged with the reason), broadcasts jobaccept, generates on the engine's own thread, signs the
+(t0 near its clock, timelock and stake within limits, a reward at its --min-price, the escrow here, unspent
+and deep enough; a declined job is logged with the reason and counted by kind), the best-paying per token
+first, broadcasts jobaccept, generates on the engine's own thread, signs the
 commitment with a fresh wallet key Pn that the wallet holds usable until D + W, funds the STAKE
 (STAKE_MULTIPLE x the reward) and broadcasts the testament. It takes a payment that moves that escrow to
 the right PAYOUT with a valid signature and that its mempool would admit but for the dispute window
@@ -23,10 +24,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import struct
 import time
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from camelid.chain.errors import TxRejected
 from camelid.chain.jobpool import JobRecord, TestamentRecord, job_accept_digest, job_delivery_digest
@@ -60,6 +63,13 @@ if TYPE_CHECKING:
     from camelid.p2p.peer import Peer
 
 log = logging.getLogger(__name__)
+
+
+class Decline(NamedTuple):
+    """Why we will not take a job: `kind` (getcomputeinfo counts by it) and the detail the log shows."""
+
+    kind: str  # "terms" (t0, timelock), "price", "stake", "escrow"
+    reason: str
 
 
 @dataclass
@@ -99,11 +109,33 @@ class JobComputer:
         self._slots = asyncio.Semaphore(ctx.compute.settings.slots)  # jobs computed at once
         self._reserved = 0  # stakes of the jobs being computed now, not staked yet
         self._escrows_seen: set[bytes] = set()  # escrow txids once found (then only confirmations are awaited)
+        self._rewards: dict[bytes, int] = {}  # open jobs' escrow values, by Job ID, once located
         self.jobs: dict[bytes, ComputeJob] = {}
+        self.declined: Counter[str] = Counter()  # since start, by Decline.kind
+        self.taken = 0  # jobs staked on since start
+        self.tokens_computed = 0  # output tokens of those jobs
+        self.earned = 0  # base units of the PAYOUTs of payments taken since start
 
     def policy_info(self) -> dict[str, Any]:
         """The policy, and the stake locked in our open jobs now (base units)."""
         return {**self.policy.to_json(), "staked": self.staked()}
+
+    def selling(self) -> tuple[ComputePolicy, tuple[bytes, ...]] | None:
+        """(our policy, the models we take jobs for) if this node sells compute, else None: what we announce."""
+        if not self._serving:
+            return None
+        ctx = self._ctx
+        return self.policy, tuple(m for m in ctx.models.announced() if ctx.compute.usable(m))
+
+    def stats(self) -> dict[str, Any]:
+        """For getcomputeinfo: since start, jobs taken and declined by kind, tokens, earnings; stake locked now."""
+        return {
+            "taken": self.taken,
+            "declined": dict(self.declined),
+            "tokens_computed": self.tokens_computed,
+            "earned": self.earned,
+            "staked": self.staked(),
+        }
 
     def staked(self) -> int:
         """Base units in STAKEs of ours not yet taken back, of jobs whose stakes are still in play, and
@@ -145,6 +177,7 @@ class JobComputer:
             jobs = self._ctx.pool.jobs()
             self._scheduler.forget(job.job_id for job in jobs)
             self._escrows_seen &= {job.escrow_txid for job in jobs}
+            self._rewards = {job.job_id: self._rewards[job.job_id] for job in jobs if job.job_id in self._rewards}
             now = time.time()
             # A late escrow is looked for again soon; a few ms late for a claim running out is no harm.
             wake_at = now + ESCROW_RECHECK if unfunded else self._scheduler.next_reopening(jobs, now)
@@ -169,12 +202,17 @@ class JobComputer:
         """
         unfunded: set[bytes] = set()
         shallow: set[bytes] = set()  # escrows short of their confirmations: looked at again on the next block
-        while (choice := self._scheduler.choose(self._ctx.pool.jobs(), time.time(), unfunded | shallow)) is not None:
+        while (
+            choice := self._scheduler.choose(self._ctx.pool.jobs(), time.time(), unfunded | shallow, self._pay_rate)
+        ) is not None:
+            reward_known = choice.job_id in self._rewards
             problem = self._terms_problem(choice)
             if problem is None:
                 ready, problem = await self._escrow_ready(choice)
                 if not ready and problem is None:
                     (unfunded if choice.escrow_txid not in self._escrows_seen else shallow).add(choice.job_id)
+                    continue
+                if ready and not reward_known:  # its reward is known now: choose again, best-paying first
                     continue
             if problem is not None:
                 self._decline(choice, problem)
@@ -184,42 +222,62 @@ class JobComputer:
                 return choice, bool(unfunded)
         return None, bool(unfunded)
 
-    def _decline(self, record: JobRecord, reason: str) -> None:
-        self._scheduler.tried.add(record.job_id)
-        log.info("job %s declined: %s", hex_id(record.job_id), reason)
+    def _pay_rate(self, record: JobRecord) -> float:
+        """The scheduler's order: reward per max_tokens token; a job whose escrow we have not located yet
+        comes first, so that every candidate's reward is known before we choose among them."""
+        reward = self._rewards.get(record.job_id)
+        return math.inf if reward is None else reward / record.params.max_tokens
 
-    def _terms_problem(self, record: JobRecord) -> str | None:
+    def _decline(self, record: JobRecord, problem: Decline) -> None:
+        self._scheduler.tried.add(record.job_id)
+        self.declined[problem.kind] += 1
+        log.info("job %s declined: %s (%s)", hex_id(record.job_id), problem.reason, problem.kind)
+
+    def _terms_problem(self, record: JobRecord) -> Decline | None:
         """Why the policy refuses the job's times (None if it does not): t0 is judged against our clock
         when the job reached us, so a client cannot backdate it to shorten the dispute window."""
         params, policy = record.params, self.policy
         arrived = record.history[0][1]  # when the job reached our pool (its CREATED entry)
         when = f"it reached us at {arrived:.0f}"
         if params.timestamp < arrived - policy.max_job_age:
-            return f"its t0 {params.timestamp} is more than {policy.max_job_age} s in the past ({when})"
+            return Decline(
+                "terms", f"its t0 {params.timestamp} is more than {policy.max_job_age} s in the past ({when})"
+            )
         if params.timestamp > arrived + policy.max_clock_ahead:
-            return f"its t0 {params.timestamp} is more than {policy.max_clock_ahead} s in the future ({when})"
+            return Decline(
+                "terms", f"its t0 {params.timestamp} is more than {policy.max_clock_ahead} s in the future ({when})"
+            )
         if params.timelock > policy.max_timelock:
-            return f"its timelock {params.timelock} s is longer than our limit of {policy.max_timelock} s"
+            return Decline(
+                "terms", f"its timelock {params.timelock} s is longer than our limit of {policy.max_timelock} s"
+            )
         return None
 
-    async def _escrow_ready(self, record: JobRecord) -> tuple[bool, str | None]:
+    async def _escrow_ready(self, record: JobRecord) -> tuple[bool, Decline | None]:
         """(whether we may take the job now, why we never will): the escrow must be here, unspent, as deep
-        as the policy asks, and its value (our stake) within our stake limits."""
+        as the policy asks, and its value (the reward) at our price and (our stake) within our stake limits."""
         escrow = await self._ctx.locate(record.escrow_txid, self._ctx.terms(record.params).escrow_script)
         now, arrived = time.time(), record.history[0][1]
         if escrow is None:
-            return False, None if now < arrived + SEEN_WAIT else "its escrow never showed"
+            return False, None if now < arrived + SEEN_WAIT else Decline("escrow", "its escrow never showed")
         self._escrows_seen.add(record.escrow_txid)
+        self._rewards[record.job_id] = escrow.value
         if escrow.spent_by is not None:
-            return False, f"its escrow is already spent by {hex_id(escrow.spent_by)}"
+            return False, Decline("escrow", f"its escrow is already spent by {hex_id(escrow.spent_by)}")
         stake, policy = escrow.value * STAKE_MULTIPLE, self.policy
+        price_problem = policy.price_problem(record.params.model_id, record.params.max_tokens, escrow.value)
+        if price_problem is not None:
+            return False, Decline("price", price_problem)
         if stake > policy.max_stake:
-            return False, f"its stake {stake} is above our per-job limit {policy.max_stake}"
+            return False, Decline("stake", f"its stake {stake} is above our per-job limit {policy.max_stake}")
         if self.staked() + stake > policy.max_total_stake:
-            return False, f"its stake {stake} would take our staked total above {policy.max_total_stake}"
+            return False, Decline(
+                "stake", f"its stake {stake} would take our staked total above {policy.max_total_stake}"
+            )
         if escrow.confirmations < policy.escrow_confirmations:
             half_time = record.params.timestamp + record.params.timelock / 2
-            return False, None if now < half_time else f"its escrow has {escrow.confirmations} confirmations"
+            late = Decline("escrow", f"its escrow has {escrow.confirmations} confirmations")
+            return False, None if now < half_time else late
         return True, None
 
     async def _yields(self, record: JobRecord) -> bool:
@@ -315,6 +373,8 @@ class JobComputer:
             job_id, TestamentRecord(ctx.node_id, node_pubkey, commitment, signature, created.tx.hash)
         )
         ctx.manager.broadcast(testament)
+        self.taken += 1
+        self.tokens_computed += len(output)
         log.info("job %s: generated %d tokens, staked in %s", hex_id(job_id), len(output), created.tx.txid())
 
     async def on_payment(self, peer: Peer, directed: Directed) -> None:
@@ -367,6 +427,7 @@ class JobComputer:
         if work.payment_txid is not None:  # another payment was taken while we checked this one
             return
         work.payment_txid, work.payment = tx.txid(), tx
+        self.earned += tx.outputs[0].value
         ctx.pool.record_payment(tx, published)
         if not published:
             ctx.spawn(ctx.publish(tx, terms.refund_time), f"job-publish-{tx.txid()[:16]}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ from camelid.node.jobs.client import DEFAULT_TIMELOCK, JobClient
 from camelid.node.jobs.common import JobContext, hex_id
 from camelid.node.jobs.compute import JobComputer
 from camelid.node.jobs.journal import JobJournal
+from camelid.node.jobs.market import Market, take_by, untaken
 from camelid.node.jobs.verify import OutsourcedVerification
 from camelid.p2p.errors import ProtocolViolation
 from camelid.p2p.messages import (
@@ -37,6 +39,7 @@ from camelid.p2p.messages import (
     JobMessage,
     JobPayment,
     JobTestament,
+    Prices,
     RasticAnswer,
     RasticAsk,
 )
@@ -94,6 +97,7 @@ class JobService:
         self._compute = JobComputer(
             self._ctx, serving=serve and wallets is not None, misbehave=misbehave, policy=policy or ComputePolicy()
         )
+        self.market = Market(p2p.manager, self._ctx.node_id, self._compute.selling)
         self._journal: JobJournal | None = None
         self._restored: list[bytes] = []
         if store_dir is not None:
@@ -103,6 +107,8 @@ class JobService:
             self._restored = self._journal.restore()
         self.pool.on_change = self._changed
         self._manager.add_ready_listener(self._bring_up_to_date)
+        self._manager.add_ready_listener(self.market.announce)
+        self._manager.register_handler(Prices.command, self.market.on_prices)
         for command, handler in (
             (JobMessage.command, self._on_job),
             (JobAccept.command, self._on_accept),
@@ -191,6 +197,8 @@ class JobService:
                 slash_txid=client.slash_txid,
                 refund_txid=client.refund_txid,
                 checked_by=client.checked_by,
+                take_by=take_by(record),
+                untaken=untaken(record, client.reward, self.market, time.time()),
             )
             if client.testament is not None and record.reached(JobState.PAID):
                 info["paid_node"] = client.testament.node.hex()
@@ -201,6 +209,10 @@ class JobService:
     def compute_policy(self) -> dict[str, Any]:
         """What this node accepts as a compute node, and what it has staked now (for getcomputeinfo)."""
         return self._compute.policy_info()
+
+    def compute_stats(self) -> dict[str, Any]:
+        """Jobs taken and declined by kind, tokens computed, earnings since start; stake locked now (base units)."""
+        return self._compute.stats()
 
     def list_jobs(self) -> list[dict[str, Any]]:
         return [
@@ -293,7 +305,8 @@ class JobService:
 
     async def _on_tx_accepted(self, event: TxAccepted) -> None:
         self._ctx.tx_arrived(event.tx.hash)
-        if self.pool.record_payment(event.tx) is not None:
+        if (paid := self.pool.record_payment(event.tx)) is not None:
+            self.market.on_paid(paid, event.tx)
             log.info("job %s: payment %s seen", hex_id(event.tx.job_id), event.tx.txid())
         self._compute.on_published(event.tx)
 

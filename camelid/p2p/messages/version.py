@@ -16,7 +16,8 @@ from typing import ClassVar
 
 from camelid.p2p.schema import COMMAND_CHARS, Blob, ListOf, Message, NodeId, Text, UInt, wire
 
-PROTOCOL_VERSION = 2  # 2: version carries a challenge and verack signs the handshake
+PROTOCOL_VERSION = 3  # 2: version carries a challenge and verack signs the handshake; 3: `prices`
+PRICES_VERSION = 3  # peers announcing less refuse unknown commands: they are sent no `prices`
 MIN_PROTOCOL_VERSION = 2  # peers announcing less are disconnected during the handshake
 MAX_MODELS = 64  # model ids one node may announce
 MAX_USER_AGENT = 256
