@@ -119,8 +119,8 @@ SMALL_MESSAGES = [
     Chunk(b"\x10" * 32, 1, b"\x11"),
     JobMessage(b"\x01job params", b"\x12" * 32, NODE_A, b"\x30\x06sig"),
     JobAccept(b"\x13" * 32, NODE_B, b"\x30\x06sig"),
-    JobTestament(b"\x14" * 32, NODE_B, NODE_A, b"\x15" * 32, b"\x30\x06sig", b"\x16" * 32),
-    JobDelivery(b"\x18" * 32, NODE_B, b"sealed output", b"\x30\x06sig"),
+    JobTestament(b"\x14" * 32, NODE_B, NODE_A, b"\x15" * 32, b"\x30\x06sig", b"\x16" * 32, b"\x30\x06sig"),
+    JobDelivery(b"\x18" * 32, NODE_B, b"sealed output", b"\x30\x06sig", b"\x16" * 32, b"\x30\x06sig"),
 ]
 
 DIRECTED_PAYLOADS = [
@@ -156,9 +156,9 @@ LARGEST_MESSAGES = [
     Chunk(b"\xff" * 32, MAX_MODEL_CHUNKS - 1, b"\xff" * MAX_CHUNK_SIZE),
     JobMessage(b"\xff" * MAX_JOB_PARAMS, b"\xff" * 32, NODE_A, b"\xff" * 72),
     JobAccept(b"\xff" * 32, NODE_B, b"\xff" * 72),
-    JobTestament(b"\xff" * 32, NODE_B, NODE_A, b"\xff" * 32, b"\xff" * 72, b"\xff" * 32),
+    JobTestament(b"\xff" * 32, NODE_B, NODE_A, b"\xff" * 32, b"\xff" * 72, b"\xff" * 32, b"\xff" * 72),
     JobPayment(b"\xff" * 32, b"\xff" * MAX_TX_SIZE),
-    JobDelivery(b"\xff" * 32, NODE_B, b"\xff" * MAX_SEALED_OUTPUT, b"\xff" * 72),
+    JobDelivery(b"\xff" * 32, NODE_B, b"\xff" * MAX_SEALED_OUTPUT, b"\xff" * 72, b"\xff" * 32, b"\xff" * 72),
     RasticAsk(b"\xff" * 32, b"\xff" * 32, b"\xff" * 4 * MAX_JOB_TOKENS),
     RasticAnswer(b"\xff" * 32, b"\xff" * 32, b"\xff" * MAX_VERDICT_BYTES, b"\xff" * MAX_TEXT_BYTES, "~" * 256),
 ]

@@ -1,9 +1,10 @@
 """The client side of a job (whitepaper 2.4, docs/jobs-design.md): what a node does for the jobs it submits.
 
 submitjob builds JobParams with a fresh wallet key Pc, funds the ESCROW output, signs and broadcasts the job.
-On the first acceptable testament (signature valid, stake transaction seen) the client moves the escrow to
-that node's PAYOUT and sends it the payment. On delivery it decrypts (ECIES, aad = Job ID) and, if this node
-holds the model, checks the commitment and runs RASTiC. A failure beyond what float noise explains
+It weighs every testament (signed by its node's key, so none can be forged under another node's id): the
+first whose stake transaction shows, from a node that never failed one of our checks, is paid: the client
+moves the escrow to that node's PAYOUT and sends it the payment. On delivery it decrypts (ECIES, aad = Job
+ID) and, if this node holds the model, checks the commitment and runs RASTiC. A failure beyond what float noise explains
 (gap > EPS_SLASH, or structural) is disputed: the client publishes the payment itself and takes the STAKE
 and the PAYOUT back in one fraud-proof spend. A paid job with no delivery from its node by the deadline D
 is disputed too ("failed: not delivered"): the client publishes the payment and takes the STAKE through
@@ -178,9 +179,8 @@ class JobClient:
             return
         self._ctx.spawn(self._close_unfinished(job_id), f"job-close-{hex_id(job_id)[:16]}")
         if client.payment is None:
-            testament = client.testament or next(iter(record.testaments.values()), None)
             client.testament = None
-            if testament is not None:
+            for testament in record.testaments.values():
                 self.on_testament(job_id, testament)
             return
         if client.verdict is not None and (client.verdict.cause is not Cause.RASTIC or client.slash_txid is not None):
@@ -191,30 +191,43 @@ class JobClient:
             self._ctx.spawn(self.on_delivery(job_id, delivery), f"job-judge-{hex_id(job_id)[:16]}")
 
     def on_testament(self, job_id: bytes, testament: TestamentRecord) -> None:
-        """A valid testament reached the pool: pay its node if it is the first for a job of ours."""
-        client = self.jobs.get(job_id)
-        if client is not None and self._never_pay:
-            log.warning("job %s: --misbehave=never-pay: not paying node %s", hex_id(job_id), testament.node.hex())
-        elif client is not None and client.testament is None and not client.cancelled:
-            client.testament = testament  # the first acceptable one wins; _pay clears it if the stake never shows
-            self._ctx.spawn(self._pay(job_id, client, testament), f"job-pay-{hex_id(job_id)[:16]}")
+        """A valid testament reached the pool: weigh it for a job of ours we have not paid yet.
 
-    async def _pay(self, job_id: bytes, client: ClientJob, testament: TestamentRecord) -> None:
+        Every testament is weighed, not only the first: each is checked for its stake, and the first whose
+        stake shows, from a node whose delivery we never judged failed, is paid (`_pay_if_staked`).
+        """
+        client = self.jobs.get(job_id)
+        if client is None or client.testament is not None or client.cancelled:
+            return
+        if self._never_pay:
+            log.warning("job %s: --misbehave=never-pay: not paying node %s", hex_id(job_id), testament.node.hex())
+        elif testament.node in self.bad_nodes():
+            log.info("job %s: not paying node %s: it cheated us before", hex_id(job_id), testament.node.hex())
+        else:
+            self._ctx.spawn(self._pay_if_staked(job_id, client, testament), f"job-pay-{hex_id(job_id)[:16]}")
+
+    def bad_nodes(self) -> set[bytes]:
+        """Node ids whose delivery to one of our jobs failed its check."""
+        return {
+            c.testament.node
+            for c in self.jobs.values()
+            if c.testament is not None and c.verdict is not None and c.verdict.failed and c.payment is not None
+        }
+
+    async def _pay_if_staked(self, job_id: bytes, client: ClientJob, testament: TestamentRecord) -> None:
         ctx = self._ctx
         record = ctx.pool.get(job_id)
-        assert record is not None  # the testament was just added to it
+        if record is None:
+            return
         terms = ctx.terms(record.params)
         stake = terms.stake_script(testament.node_pubkey, testament.commitment)
         if await ctx.wait_for_output(testament.stake_txid, stake, client.reward * STAKE_MULTIPLE) is None:
-            log.info(
-                "job %s: stake %s never showed; waiting for another testament",
-                hex_id(job_id),
-                hex_id(testament.stake_txid),
-            )
-            client.testament = None
+            log.info("job %s: node %s's stake %s never showed; not paying it", hex_id(job_id),
+                     testament.node.hex(), hex_id(testament.stake_txid))
             return
-        if client.cancelled:
+        if client.testament is not None or client.cancelled:  # another testament's stake showed first
             return
+        client.testament = testament
         pay_time = int(time.time()) + ctx.chain.params.dispute_window
         payment = terms.payment(
             client.escrow_spent,
@@ -248,10 +261,10 @@ class JobClient:
         try:
             plain = ctx.require_wallets().get().open_job_delivery(client.client_pubkey, delivery.sealed, job_id)
         except ecies.DecryptionError as exc:
-            log.warning("job %s: delivery does not decrypt: %s", hex_id(job_id), exc)
+            self._undecodable(record, client, f"the delivery does not decrypt ({exc})")
             return
         if len(plain) % 4:
-            log.warning("job %s: delivery is not a whole number of u32 tokens", hex_id(job_id))
+            self._undecodable(record, client, "the delivery is not a whole number of u32 tokens")
             return
         tokens = list(struct.unpack(f"<{len(plain) // 4}I", plain))
         verdict, client.text, slash_at = await self._judge_despite_crashes(record, tokens, client)
@@ -268,16 +281,24 @@ class JobClient:
             ctx.pool.on_change(job_id)  # an "unverified" verdict changes our record, not the job's state
         log.info("job %s delivered: %s", hex_id(job_id), client.verdict)
 
+    def _undecodable(self, record: JobRecord, client: ClientJob, why: str) -> None:
+        """A delivery from our node that holds no output: failed. Its stake stays out of reach until the
+        fraud proof for bad deliveries exists (docs/jobs-design.md, "Disputes without model-holding miners")."""
+        client.verdict = failed(Cause.NOT_COMMITTED, why)
+        self._ctx.pool.advance(record, JobState.DISPUTED)
+        log.warning("job %s: %s", hex_id(record.job_id), why)
+
     async def _judge_despite_crashes(
         self, record: JobRecord, tokens: list[int], client: ClientJob
-    ) -> tuple[str, str | None, int | None]:
+    ) -> tuple[Verdict, str | None, int | None]:
         """_judge, again if the llama.cpp worker dies during it: a crash is no verdict on the output."""
         for _ in range(JUDGE_ATTEMPTS):
             try:
                 return await self._judge(record, tokens, client)
             except EngineUnavailable as exc:
                 log.warning("job %s: its check was cut short (%s); checking again", hex_id(record.job_id), exc)
-        return "unverified: the model's llama.cpp worker kept dying while checking this job", None, None
+        dying = "the model's llama.cpp worker kept dying while checking this job"
+        return unverified(Cause.UNCHECKABLE, dying), None, None
 
     async def _judge(
         self, record: JobRecord, tokens: list[int], client: ClientJob

@@ -17,13 +17,20 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from camelid.chain.jobpool import JobPool, JobRecord, JobRejected, JobState, TestamentRecord
+from camelid.chain.jobpool import JobPool, JobRecord, JobRejected, JobState
 from camelid.chain.jobstore import JobStore
 from camelid.chain.storage import LevelDBStore
 from camelid.node.config import ComputePolicy, Misbehaviour
 from camelid.node.events import BlockConnected, JobChanged, TxAccepted
 from camelid.node.jobs.client import DEFAULT_TIMELOCK, JobClient
-from camelid.node.jobs.common import JobContext, hex_id
+from camelid.node.jobs.common import (
+    JobContext,
+    delivery_message,
+    delivery_record,
+    hex_id,
+    testament_message,
+    testament_record,
+)
 from camelid.node.jobs.compute import JobComputer
 from camelid.node.jobs.journal import JobJournal
 from camelid.node.jobs.verify import OutsourcedVerification
@@ -233,18 +240,15 @@ class JobService:
             self._manager.broadcast(message, exclude={peer.id})
 
     async def _on_testament(self, peer: Peer, message: JobTestament) -> None:
-        testament = TestamentRecord(
-            message.node, message.node_pubkey, message.commitment, message.signature, message.stake_txid
-        )
+        testament = testament_record(message)
         if not self._checked(lambda: self.pool.add_testament(message.job_id, testament)):
             return
         self._manager.broadcast(message, exclude={peer.id})
         self._client.on_testament(message.job_id, testament)
+        self._compute.on_testament(message.job_id, testament)
 
     async def _on_delivery(self, peer: Peer, message: JobDelivery) -> None:
-        delivery = self._checked(
-            lambda: self.pool.add_delivery(message.job_id, message.node, message.sealed, message.signature)
-        )
+        delivery = self._checked(lambda: self.pool.add_delivery(message.job_id, delivery_record(message)))
         if delivery is None:
             return
         self._manager.broadcast(message, exclude={peer.id})
@@ -265,11 +269,8 @@ class JobService:
                 JobMessage(record.params.to_bytes(), record.escrow_txid, record.client_node, record.signature)
             ]
             messages += [JobAccept(job_id, node, sig) for node, sig in record.accept_signatures.items()]
-            messages += [
-                JobTestament(job_id, t.node, t.node_pubkey, t.commitment, t.signature, t.stake_txid)
-                for t in record.testaments.values()
-            ]
-            messages += [JobDelivery(job_id, d.node, d.sealed, d.signature) for d in record.deliveries.values()]
+            messages += [testament_message(job_id, t) for t in record.testaments.values()]
+            messages += [delivery_message(job_id, d) for d in record.deliveries.values()]
             # The job's transactions may be unconfirmed, and mempools are not exchanged on connect: offer them.
             txids = [record.escrow_txid, *(t.stake_txid for t in record.testaments.values())]
             txids += [payment.txid for payment in record.payments.values() if payment.seen_at is not None]
