@@ -56,7 +56,7 @@ from camelid.p2p.messages import (
 from camelid.p2p.messages.directed import MAX_DIRECTED_PAYLOAD
 from camelid.p2p.messages.jobs import MAX_JOB_PARAMS, MAX_SEALED_OUTPUT
 from camelid.p2p.messages.models import MAX_CHUNK_SIZE, MAX_MODEL_CHUNKS
-from camelid.p2p.messages.verify import MAX_TEXT_BYTES, MAX_VERDICT_BYTES
+from camelid.p2p.messages.verify import MAX_VERDICT_BYTES
 from camelid.p2p.messages.version import MAX_MODELS, MAX_USER_AGENT
 from camelid.p2p.wire import HEADER_SIZE, FrameDecoder, decode_frame, encode_frame
 
@@ -126,8 +126,8 @@ SMALL_MESSAGES = [
 DIRECTED_PAYLOADS = [
     JobPayment(b"\x17" * 32, b"\x01" * 60),
     RasticAsk(b"\x17" * 32, b"\x18" * 32, b"\x01\x00\x00\x00"),
-    RasticAnswer(b"\x17" * 32, b"\x18" * 32, b"\x80", b"llamas", ""),
-    RasticAnswer(b"\x17" * 32, b"\x18" * 32, b"", b"", "this node does not hold the model"),
+    RasticAnswer(b"\x17" * 32, b"\x18" * 32, b"\x80", ""),
+    RasticAnswer(b"\x17" * 32, b"\x18" * 32, b"", "this node does not hold the model"),
 ]
 
 LARGEST_MESSAGES = [
@@ -160,7 +160,7 @@ LARGEST_MESSAGES = [
     JobPayment(b"\xff" * 32, b"\xff" * MAX_TX_SIZE),
     JobDelivery(b"\xff" * 32, NODE_B, b"\xff" * MAX_SEALED_OUTPUT, b"\xff" * 72, b"\xff" * 32, b"\xff" * 72),
     RasticAsk(b"\xff" * 32, b"\xff" * 32, b"\xff" * 4 * MAX_JOB_TOKENS),
-    RasticAnswer(b"\xff" * 32, b"\xff" * 32, b"\xff" * MAX_VERDICT_BYTES, b"\xff" * MAX_TEXT_BYTES, "~" * 256),
+    RasticAnswer(b"\xff" * 32, b"\xff" * 32, b"\xff" * MAX_VERDICT_BYTES, "~" * 256),
 ]
 
 

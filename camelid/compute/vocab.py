@@ -2,7 +2,9 @@
 
 The API needs three things from a model it does not run: its name (an alias clients can ask for), its
 chat template (to turn chat messages into the one prompt a job carries), and token counts (for `usage`).
-A vocab-only llama.cpp load reads them in a fraction of the time and memory a full Engine takes.
+A client whose model cannot run here turns a delivery's tokens into text itself, and tokenizes the prompt
+to recompute the commitment, rather than trust a verifier's word for either. A vocab-only llama.cpp load
+reads all that in a fraction of the time and memory a full Engine takes.
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ class ModelVocab:
 
     def count_tokens(self, text: str, add_bos: bool) -> int:
         """Tokens in `text` as Engine.tokenize splits it (special-token text is not parsed)."""
+        return len(self.tokenize(text, add_bos))
+
+    def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
+        """`text` split as Engine.tokenize splits it (the same llama.cpp call on the same vocabulary)."""
         data = text.encode("utf-8")
         capacity = len(data) + 8
         with self._lock:
@@ -55,7 +61,23 @@ class ModelVocab:
                 buf = (llama_cpp.llama_token * capacity)()
                 n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buf, capacity, add_bos, False)
                 if n >= 0:
-                    return n
+                    return list(buf[:n])
+                capacity = -n
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        """Text of `tokens` as Engine.detokenize renders it; ValueError for ids the vocabulary lacks."""
+        with self._lock:
+            n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+            bad = next((t for t in tokens if not 0 <= t < n_vocab), None)
+            if bad is not None:
+                raise ValueError(f"token id {bad} is outside the vocabulary of {n_vocab}")
+            arr = (llama_cpp.llama_token * len(tokens))(*tokens)
+            capacity = 8 * len(tokens) + 16
+            while True:
+                buf = ctypes.create_string_buffer(capacity)
+                n = llama_cpp.llama_detokenize(self._vocab, arr, len(tokens), buf, capacity, False, False)
+                if n >= 0:
+                    return buf.raw[:n].decode("utf-8", errors="replace")
                 capacity = -n
 
     def apply_chat_template(self, messages: Sequence[tuple[str, str]]) -> str | None:

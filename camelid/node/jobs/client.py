@@ -30,6 +30,7 @@ from camelid.chain.jobpool import (
     job_offer_digest,
 )
 from camelid.compute.rastic import EPS_SLASH
+from camelid.compute.vocab import ModelVocab
 from camelid.compute.worker_client import EngineUnavailable
 from camelid.core.job import JobParams
 from camelid.core.jobscripts import FraudProof, output_commitment
@@ -62,9 +63,10 @@ SLASH_FEE = 100_000
 """Fee of the client's fraud-proof spend of STAKE + PAYOUT: >= 5 per byte even with two 2,210-token proofs."""
 VERIFY_MODES = ("full", "spot", "off")
 SPOT_NONCE_SIZE = 16
+"""Random bytes that choose the spot positions: the node cannot know them when it commits."""
 JUDGE_ATTEMPTS = 3
 """Checks of one delivery cut short by a dying llama.cpp worker before the client leaves it unverified."""
-"""Random bytes that choose the spot positions: the node cannot know them when it commits."""
+NOT_COMMITTED = failed(Cause.NOT_COMMITTED, "the delivered output is not the one the node committed to")
 
 
 @dataclass
@@ -84,6 +86,7 @@ class ClientJob:
     slash_txid: str | None = None  # our fraud-proof spend or non-delivery claim, once the mempool took it
     refund_txid: str | None = None  # our escrow refund of a job never paid, once the mempool took it
     checked_by: list[str] | None = None  # node ids of the verifiers that passed it; [] when checked locally
+    tokens: list[int] | None = None  # the delivered output, once opened
 
     @property
     def escrow_spent(self) -> Spent:
@@ -267,6 +270,7 @@ class JobClient:
             self._undecodable(record, client, "the delivery is not a whole number of u32 tokens")
             return
         tokens = list(struct.unpack(f"<{len(plain) // 4}I", plain))
+        client.tokens = tokens
         verdict, client.text, slash_at = await self._judge_despite_crashes(record, tokens, client)
         client.verdict = verdict
         if record.reached(JobState.SLASHED):  # a delivery after we took the stake: its verdict is for the record
@@ -314,16 +318,15 @@ class JobClient:
         commitment = testament.commitment
         engine = await self._ctx.engine_when_ready(params.model_id)
         if engine is None:
-            outcome = await self._verifiers.ask(record.job_id, params.model_id, testament.node, commitment, tokens)
-            client.checked_by = outcome.checked_by
-            return outcome.verdict, outcome.text, None
+            verdict, text = await self._judge_elsewhere(record, tokens, client)
+            return verdict, text, None
         client.checked_by = []
         prompt_tokens = await engine.tokenize(params.prompt)
         expected = output_commitment(
             params.model_id, prompt_tokens, tokens, params.max_tokens, params.seed, params.temperature
         )
         if expected != commitment:
-            return failed(Cause.NOT_COMMITTED, "the delivered output is not the one the node committed to"), None, None
+            return NOT_COMMITTED, None, None
         try:
             text = await engine.detokenize(tokens)
         except ValueError as exc:  # token ids the model does not have
@@ -344,6 +347,42 @@ class JobClient:
         slash_at = next((f.position for f in verdict.failures if f.gap > EPS_SLASH), None)
         rejected = f"RASTiC rejected {len(verdict.failures)} of {len(verdict.checked)} positions"
         return failed(Cause.RASTIC, rejected), text, slash_at
+
+    async def _judge_elsewhere(
+        self, record: JobRecord, tokens: list[int], client: ClientJob
+    ) -> tuple[Verdict, str | None]:
+        """(verdict, text) of a delivery whose model cannot run here: read with the model's vocabulary (a
+        vocab-only load of the file, when the store holds it), checked by `verifiers.needed` neighbours.
+
+        Without the model file the text stays unknown (getjob shows the verified tokens): a verifier's word
+        for the text would be a claim nobody could hold it to.
+        """
+        params, testament = record.params, client.testament
+        assert testament is not None
+        text = None
+        store = self._ctx.models.store
+        path = store.model_path(params.model_id) if store.get(params.model_id) is not None else None
+        if path is not None:
+            vocab = await asyncio.to_thread(ModelVocab, path)
+            try:
+                prompt_tokens = vocab.tokenize(params.prompt)
+                expected = output_commitment(
+                    params.model_id, prompt_tokens, tokens, params.max_tokens, params.seed, params.temperature
+                )
+                if expected != testament.commitment:
+                    return NOT_COMMITTED, None
+                text = vocab.detokenize(tokens)
+            except ValueError as exc:
+                return failed(Cause.NOT_TEXT, f"the output is not text of this model ({exc})"), None
+            finally:
+                vocab.close()
+        if client.verify == "off":
+            return unverified(Cause.SWITCHED_OFF, "verification switched off for this job"), text
+        outcome = await self._verifiers.ask(
+            record.job_id, params.model_id, testament.node, testament.commitment, tokens
+        )
+        client.checked_by = outcome.checked_by
+        return outcome.verdict, None if outcome.verdict.failed else text
 
     async def _slash(self, record: JobRecord, client: ClientJob, tokens: list[int], position: int) -> None:
         """Take the STAKE and the PAYOUT to a fresh wallet address with a fraud proof at `position`, in one spend.

@@ -81,6 +81,7 @@ class JobService:
         misbehave: Misbehaviour | None = None,
         store_dir: Path | None = None,
         policy: ComputePolicy | None = None,
+        verifiers: int = 2,
     ) -> None:
         """`serve`: act as a compute node for the models the store holds (needs `wallets`).
 
@@ -89,6 +90,8 @@ class JobService:
         `misbehave` (regtest only): cheat on purpose as a compute node or a client, to test disputes.
 
         `policy`: what the compute role accepts (default: ComputePolicy's safe defaults).
+
+        `verifiers`: how many independent verifiers must pass a delivery of a model we do not hold.
         """
         self.chain = chain
         self.pool = JobPool(chain.params.dispute_window)
@@ -96,7 +99,7 @@ class JobService:
         self._bus = bus
         self._manager = p2p.manager
         self._ctx = JobContext(chain, self.pool, p2p.manager, p2p.node_key, models, wallets, compute)
-        verifiers = OutsourcedVerification(self._ctx)
+        verifiers = OutsourcedVerification(self._ctx, verifiers)
         self._client = JobClient(self._ctx, verifiers, misbehave)
         self._compute = JobComputer(
             self._ctx, serving=serve and wallets is not None, misbehave=misbehave, policy=policy or ComputePolicy()
@@ -198,6 +201,7 @@ class JobService:
                 slash_txid=client.slash_txid,
                 refund_txid=client.refund_txid,
                 checked_by=client.checked_by,
+                tokens=client.tokens,
             )
             if client.testament is not None and record.reached(JobState.PAID):
                 info["paid_node"] = client.testament.node.hex()
