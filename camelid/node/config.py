@@ -150,7 +150,6 @@ class Misbehaviour(StrEnum):
     """What a regtest node does wrong on purpose (--misbehave), so the disputes of Table 1 can be tested."""
 
     TAMPER_OUTPUT = "tamper-output"  # compute: commit to and deliver an output with one token swapped
-    NEVER_DELIVER = "never-deliver"  # compute: take the payment, publish it, deliver nothing
     NEVER_PAY = "never-pay"  # client: answer no testament
 
 

@@ -13,8 +13,8 @@ wins; it then takes the STAKE and the PAYOUT into the wallet once their time loc
 whether it comes directed or is published (mempool or block), and however late: the delivery is a
 flooded, signed jobdelivery, the counter-proof every node holds against the client's non-delivery claim
 on the stake (the mempool gives a node one dispute window after a payment appears to deliver for it).
-Regtest --misbehave=tamper-output commits to and delivers a tampered output; never-deliver takes the
-payment, publishes it and delivers nothing. It knows the client side only through the pool and the
+Regtest --misbehave=tamper-output commits to and delivers a tampered output (other cheats are played by
+tests/functional/hostile_compute.py, on the wire). It knows the client side only through the pool and the
 messages.
 """
 
@@ -397,10 +397,6 @@ class JobComputer:
                         payment.txid())
             work.payment_txid, work.payment = None, None
             ctx.pool.on_change(job_id)
-            return
-        if self._misbehave is Misbehaviour.NEVER_DELIVER:
-            log.warning("job %s: --misbehave=never-deliver: paid by %s, delivering nothing", hex_id(job_id),
-                        payment.txid())
             return
         while time.time() < terms.refund_time + RELEASE_PATIENCE:
             try:
