@@ -16,7 +16,7 @@ from pathlib import Path
 
 import llama_cpp
 
-from camelid.compute.engine import init_backend
+from camelid.compute.engine import detokenize_with, init_backend, tokenize_with
 
 META_BUFFER = 256  # bytes for a metadata string value such as general.name
 
@@ -54,15 +54,8 @@ class ModelVocab:
 
     def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
         """`text` split as Engine.tokenize splits it (the same llama.cpp call on the same vocabulary)."""
-        data = text.encode("utf-8")
-        capacity = len(data) + 8
         with self._lock:
-            while True:
-                buf = (llama_cpp.llama_token * capacity)()
-                n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buf, capacity, add_bos, False)
-                if n >= 0:
-                    return list(buf[:n])
-                capacity = -n
+            return tokenize_with(self._vocab, text, add_bos)
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         """Text of `tokens` as Engine.detokenize renders it; ValueError for ids the vocabulary lacks."""
@@ -71,14 +64,7 @@ class ModelVocab:
             bad = next((t for t in tokens if not 0 <= t < n_vocab), None)
             if bad is not None:
                 raise ValueError(f"token id {bad} is outside the vocabulary of {n_vocab}")
-            arr = (llama_cpp.llama_token * len(tokens))(*tokens)
-            capacity = 8 * len(tokens) + 16
-            while True:
-                buf = ctypes.create_string_buffer(capacity)
-                n = llama_cpp.llama_detokenize(self._vocab, arr, len(tokens), buf, capacity, False, False)
-                if n >= 0:
-                    return buf.raw[:n].decode("utf-8", errors="replace")
-                capacity = -n
+            return detokenize_with(self._vocab, tokens)
 
     def apply_chat_template(self, messages: Sequence[tuple[str, str]]) -> str | None:
         """The model's chat template applied to (role, content) pairs, ending where the assistant speaks;
