@@ -4,12 +4,12 @@ The client holds no model; the compute node and a verifier node (--nocompute) ho
 (--verifiers=1: one verifier must pass it) asks the verifier, never the node that computed the job, and
 accepts only a verdict signed by the node it asked over the hash of the exact tokens; the verifier answers
 only for a job in its pool whose testament carries the commitment. Without the model file the client shows
-the verified tokens, never a text it cannot read itself.
+the verified tokens, never a text it cannot read itself. A tampered output failed by a verifier is in
+test_job_cheaters.py (with a sybil that passes it).
 """
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 
 import pytest
@@ -46,14 +46,3 @@ def test_a_client_without_the_model_gets_a_signed_verdict_on_its_tokens_from_a_v
     assert mine["state"] == "verified" and mine["text"] is None and len(mine["tokens"]) > 0
     assert verifier.getjob(job)["role"] == "observer"  # it holds the model and a wallet, but --nocompute
     assert mine["paid_node"] == compute.getnetworkinfo()["nodeid"]
-
-    # A node that tampers with its output is caught the same way; the client cannot slash without the model.
-    compute.restart([*compute.extra_args, "--misbehave=tamper-output"])
-    wait_until(lambda: compute.getconnectioncount() == 1, what="the cheater reconnected")
-    cheated = client.submitjob("The llama", 8, model_id, 1, 0, Decimal(1))
-    wait_until(lambda: client.getjob(cheated)["verdict"] is not None, timeout=60, what="the verifier's verdict")
-    mine = client.getjob(cheated)
-    # The swapped token fails, and may change what the model predicts right after it.
-    assert re.fullmatch(r"failed: verifier [0-9a-f]{16} rejected [1-8] of 8 positions", mine["verdict"])
-    assert mine["state"] == "disputed" and mine["text"] is None
-    assert {entry["role"] for entry in verifier.listjobs()} == {"observer"} and verifier.getbalance() == 5
