@@ -13,8 +13,11 @@ from decimal import Decimal
 import pytest
 from tiny_model import write_tiny_model
 
+from camelid.core.consensus import COIN
+
 from .forger import Forger
 from .framework import wait_until
+from .hostile_compute import HostileComputeNode
 from .jobnet import funded_network, job_network
 
 pytestmark = pytest.mark.slow
@@ -79,3 +82,20 @@ def test_a_testament_with_no_stake_behind_it_does_not_take_the_job(camelid_nodes
     info = client.getjob(job)
     assert info["verdict"] == "verified" and info["paid_node"] == compute.getnetworkinfo()["nodeid"]
     forger.close()
+
+
+def test_a_free_testament_first_does_not_keep_the_client_from_paying_a_staked_one(camelid_nodes, tmp_path):
+    """The client weighs every valid testament: once, the first one it saw was the only one it looked at, and
+    a free testament ahead of a staked one left the job unpaid."""
+    model = write_tiny_model(tmp_path / "tiny.gguf")
+    miner, (client,), mine_to = funded_network(camelid_nodes, [[f"--serve-model={model}", "--nocompute"]])
+    forger = Forger(client, "127.0.0.10")
+    staker = HostileComputeNode(miner, mine_to, client, "127.0.0.26")  # it stakes for real; what it delivers is moot
+    job = client.submitjob("The llama", 8, None, 0, 0, REWARD, 60)
+    forger.next_job()
+    forger.peer.send(forger.free_testament(bytes.fromhex(job)[::-1]))
+    wait_until(lambda: len(client.getjob(job)["testaments"]) == 1, what="the free testament at the client")
+    staker.wait_payment(staker.take(COIN), timeout=30)
+    assert client.getjob(job)["paid_node"] == staker.node_id.hex()
+    forger.close()
+    staker.close()
