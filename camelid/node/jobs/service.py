@@ -273,8 +273,9 @@ class JobService:
                 JobMessage(record.params.to_bytes(), record.escrow_txid, record.client_node, record.signature)
             ]
             messages += [JobAccept(job_id, node, sig) for node, sig in record.accept_signatures.items()]
-            messages += [testament_message(job_id, t) for t in record.testaments.values()]
-            messages += [delivery_message(job_id, d) for d in record.deliveries.values()]
+            # A testament or delivery a journal kept from before node keys signed them cannot be relayed.
+            messages += [testament_message(job_id, t) for t in record.testaments.values() if t.node_signature]
+            messages += [delivery_message(job_id, d) for d in record.deliveries.values() if d.node_signature]
             # The job's transactions may be unconfirmed, and mempools are not exchanged on connect: offer them.
             txids = [record.escrow_txid, *(t.stake_txid for t in record.testaments.values())]
             txids += [payment.txid for payment in record.payments.values() if payment.seen_at is not None]
