@@ -30,6 +30,8 @@ def stopped_waiting(info: dict[str, Any]) -> bool:
 
 def failure(info: dict[str, Any]) -> str | None:
     """Why a finished wait gave no verified output (the verdict, or the state the job ended in); None if it did."""
-    if info.get("verdict") == "verified" and info.get("text") is not None:
-        return None
+    if info.get("verdict") == "verified":
+        if info.get("text") is not None:
+            return None
+        return "verified, but this node lacks the model file to read its tokens (getjob shows them)"
     return info.get("verdict") or f"ended {info['state']} without a delivered output"
