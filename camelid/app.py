@@ -189,6 +189,7 @@ class Node:
                 misbehave=config.misbehave,
                 store_dir=config.net_datadir / JOBS_DIRNAME,
                 policy=config.compute_policy,
+                verifiers=config.verifiers,
             )
             context.finish_warmup(chain, miner, wallets)
             log.info("node ready on %s (RPC port %d)", config.network, config.rpc_port)

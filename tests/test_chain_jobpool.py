@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from camelid.chain.errors import ValidationError
 from camelid.chain.jobpool import (
+    MAX_ACCEPTS_PER_JOB,
     RETAIN_SECONDS,
+    DeliveryRecord,
     IllegalTransition,
     JobPool,
     JobRejected,
@@ -50,10 +54,19 @@ def offer(job: JobParams, key: PrivateKey = CLIENT) -> tuple[bytes, bytes, bytes
     return job.to_bytes(), ESCROW_TXID, CLIENT_NODE, signature
 
 
-def signed_testament(signer: PrivateKey = JOB_KEY) -> TestamentRecord:
-    node = NODE.public_key.to_bytes()
+STAKE_TXID = b"\x77" * 32
+
+
+def signed_testament(
+    job_id: bytes = b"", signer: PrivateKey = JOB_KEY, node_key: PrivateKey = NODE, node: PrivateKey = NODE
+) -> TestamentRecord:
+    """NODE's testament for `job_id`, its commitment signed by `signer` (Pn) and the whole by `node_key`,
+    naming `node` as its node."""
     signature = signer.sign(commitment_signature_digest(COMMITMENT))
-    return TestamentRecord(node, JOB_KEY.public_key.to_bytes(), COMMITMENT, signature, b"\x77" * 32)
+    testament = TestamentRecord(
+        node.public_key.to_bytes(), JOB_KEY.public_key.to_bytes(), COMMITMENT, signature, STAKE_TXID
+    )
+    return replace(testament, node_signature=node_key.sign(testament.digest(job_id)))
 
 
 def payment(job: JobParams, commitment: bytes = COMMITMENT) -> Transaction:
@@ -73,8 +86,17 @@ def stake(job: JobParams, commitment: bytes = COMMITMENT) -> JobLock:
     return match_job_lock(script)
 
 
-def delivery(job_id: bytes, sealed: bytes = b"\x01" * 40, signer: PrivateKey = JOB_KEY) -> tuple:
-    return job_id, NODE.public_key.to_bytes(), sealed, signer.sign(job_delivery_digest(job_id, sealed))
+def delivery(
+    job_id: bytes,
+    sealed: bytes = b"\x01" * 40,
+    signer: PrivateKey = JOB_KEY,
+    node_key: PrivateKey = NODE,
+    stake_txid: bytes = STAKE_TXID,
+) -> tuple[bytes, DeliveryRecord]:
+    """NODE's delivery: signed by `signer` (its Pn) and `node_key` (its node key)."""
+    node = NODE.public_key.to_bytes()
+    digest = job_delivery_digest(job_id, node, stake_txid, sealed)
+    return job_id, DeliveryRecord(node, b"", sealed, signer.sign(digest), stake_txid, node_key.sign(digest))
 
 
 def claim_refusal(pool: JobPool, job: JobParams, commitment: bytes = COMMITMENT) -> str | None:
@@ -109,7 +131,7 @@ def test_a_job_goes_through_its_states_each_with_the_time_it_was_reached(pool, c
     assert pool.add_accept(*accept(job.job_id())) is True
     assert pool.add_accept(*accept(job.job_id())) is False
     clock.now += 2
-    assert pool.add_testament(job.job_id(), signed_testament()) is True
+    assert pool.add_testament(job.job_id(), signed_testament(job.job_id())) is True
     clock.now += 3
     paid = payment(job)
     unrelated = Transaction(inputs=(TxIn(b"\x99" * 32, 0, b"\x51"),), outputs=(TxOut(1, b"\x51"),), job_id=job.job_id())
@@ -141,7 +163,7 @@ def test_a_signed_delivery_is_recorded_once_for_a_node_with_a_testament(pool):
     job = params()
     record = pool.add_job(*offer(job))
     assert pool.add_delivery(*delivery(job.job_id())) is None  # no testament yet: flooding reordered them
-    pool.add_testament(job.job_id(), signed_testament())
+    pool.add_testament(job.job_id(), signed_testament(job.job_id()))
     recorded = pool.add_delivery(*delivery(job.job_id()))
     assert recorded is not None and recorded.node_pubkey == JOB_KEY.public_key.to_bytes()
     assert pool.add_delivery(*delivery(job.job_id())) is None  # known: nothing to relay
@@ -159,7 +181,7 @@ def test_a_signed_delivery_is_recorded_once_for_a_node_with_a_testament(pool):
 def test_a_delivery_too_large_or_not_signed_by_the_testaments_key_is_rejected(pool, sealed, signer, reason):
     job = params()
     pool.add_job(*offer(job))
-    pool.add_testament(job.job_id(), signed_testament())
+    pool.add_testament(job.job_id(), signed_testament(job.job_id()))
     assert max_sealed_size(job) == 8 * 4 + ecies.OVERHEAD
     with pytest.raises(JobRejected) as rejected:
         pool.add_delivery(*delivery(job.job_id(), sealed, signer))
@@ -171,7 +193,7 @@ def test_a_stake_claim_needs_a_payment_seen_a_window_ago_and_no_delivery(pool, c
     job = params()
     assert claim_refusal(pool, job) == "job-not-paid"  # a job we never saw
     record = pool.add_job(*offer(job))
-    pool.add_testament(job.job_id(), signed_testament())
+    pool.add_testament(job.job_id(), signed_testament(job.job_id()))
     assert claim_refusal(pool, job) == "job-not-paid"
     assert pool.record_payment(payment(job, commitment=b"\x99" * 32)) is record  # paid, to another commitment
     assert claim_refusal(pool, job) == "job-not-paid"
@@ -225,12 +247,12 @@ def test_an_invalid_or_unsigned_job_is_rejected_with_a_reason(pool, raw, reason)
 def test_claims_signed_by_the_wrong_key_are_rejected_and_claims_on_unknown_jobs_ignored(pool):
     job = params()
     assert pool.add_accept(*accept(job.job_id())) is False
-    assert pool.add_testament(job.job_id(), signed_testament()) is False
+    assert pool.add_testament(job.job_id(), signed_testament(job.job_id())) is False
     pool.add_job(*offer(job))
     with pytest.raises(JobRejected, match="bad-jobaccept-signature"):
         pool.add_accept(*accept(job.job_id(), key=CLIENT))
     with pytest.raises(JobRejected, match="bad-testament-signature"):
-        pool.add_testament(job.job_id(), signed_testament(signer=NODE))
+        pool.add_testament(job.job_id(), signed_testament(job.job_id(), signer=NODE))
     assert pool.get(job.job_id()).state == JobState.CREATED
 
 
@@ -254,3 +276,38 @@ def test_an_open_job_expires_after_its_refund_time_and_is_forgotten_later(pool, 
     pool.prune()
     assert pool.get(job.job_id()) is None
     assert pool.add_job(*offer(job)) is None  # too old to track again
+
+
+def test_a_testament_or_delivery_naming_a_node_that_did_not_sign_it_is_rejected_and_the_real_one_kept(pool):
+    """A forger cannot publish a testament under another node's id: it would close the job for that node,
+    and turn the node's honest delivery into a bad signature."""
+    job = params()
+    record = pool.add_job(*offer(job))
+    forger = PrivateKey.from_bytes(b"\x99" * 32)
+    with pytest.raises(JobRejected, match="forged-testament"):
+        pool.add_testament(job.job_id(), signed_testament(job.job_id(), node_key=forger))
+    with pytest.raises(JobRejected, match="forged-testament"):  # NODE's signature, replayed for another job
+        pool.add_testament(job.job_id(), signed_testament(b"\x01" * 32))
+    assert record.testaments == {}
+    assert pool.add_testament(job.job_id(), signed_testament(job.job_id())) is True
+    with pytest.raises(JobRejected, match="forged-delivery"):
+        pool.add_delivery(*delivery(job.job_id(), node_key=forger))
+    assert pool.add_delivery(*delivery(job.job_id())) is not None
+
+
+def test_a_delivery_for_another_testament_of_its_node_is_ignored_without_blame(pool):
+    job = params()
+    pool.add_job(*offer(job))
+    pool.add_testament(job.job_id(), signed_testament(job.job_id()))
+    assert pool.add_delivery(*delivery(job.job_id(), stake_txid=b"\x78" * 32)) is None
+
+
+def test_accepts_beyond_the_bound_are_ignored(pool):
+    job = params()
+    record = pool.add_job(*offer(job))
+    for i in range(MAX_ACCEPTS_PER_JOB + 3):
+        key = PrivateKey.from_bytes(bytes([i + 1]) * 32)
+        node = key.public_key.to_bytes()
+        added = pool.add_accept(job.job_id(), node, key.sign(job_accept_digest(job.job_id(), node)))
+        assert added is (i < MAX_ACCEPTS_PER_JOB)
+    assert len(record.accepted_by) == MAX_ACCEPTS_PER_JOB

@@ -11,6 +11,7 @@ from tiny_model import EOS, VOCAB, write_tiny_model
 from camelid.compute.engine import Engine, Generations
 from camelid.compute.model_id import model_id_of_file
 from camelid.compute.sampling import choose_token, gumbel_noise, token_gap
+from camelid.compute.vocab import ModelVocab
 
 
 @pytest.fixture(scope="module")
@@ -172,3 +173,17 @@ def test_generations_join_and_leave_a_running_batch(model_path: Path) -> None:
 def test_slots_are_bounded(model_path: Path) -> None:
     with pytest.raises(ValueError, match="slots must be in"):
         Engine(model_path, slots=0)
+
+
+def test_a_vocab_only_load_tokenizes_and_detokenizes_as_the_engine_does(engine, model_path):
+    """A client whose model cannot run reads a delivery with the vocabulary alone; it must read what the model wrote."""
+    vocab = ModelVocab(model_path)
+    try:
+        prompt = vocab.tokenize("The llama walks")
+        assert prompt == engine.tokenize("The llama walks")
+        output = engine.generate(prompt, 8)
+        assert vocab.detokenize(output) == engine.detokenize(output)
+        with pytest.raises(ValueError, match="outside the vocabulary"):
+            vocab.detokenize([engine.n_vocab])
+    finally:
+        vocab.close()

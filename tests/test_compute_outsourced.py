@@ -17,6 +17,7 @@ from camelid.compute.outsourced import (
     answer_request,
     check_verdict,
     request_digest,
+    tokens_hash,
 )
 from camelid.compute.rastic import EPS_SLASH
 
@@ -189,5 +190,8 @@ def test_a_structurally_wrong_output_fails_where_it_is_wrong(engine: Engine, job
 
 def test_a_client_without_the_model_computes_the_request_digest_from_the_commitment(engine: Engine, job) -> None:
     request = _request(engine, *job)
-    assert request_digest(JOB_ID, request.commitment(), request.positions) == request.digest()
-    assert request_digest(JOB_ID, request.commitment(), (0, 5)) != request.digest()
+    output_hash = tokens_hash(request.output_tokens)
+    assert request_digest(JOB_ID, request.commitment(), output_hash, request.positions) == request.digest()
+    assert request_digest(JOB_ID, request.commitment(), output_hash, (0, 5)) != request.digest()
+    other_output = tokens_hash((*request.output_tokens[:-1], request.output_tokens[-1] + 1))
+    assert request_digest(JOB_ID, request.commitment(), other_output, request.positions) != request.digest()

@@ -34,7 +34,7 @@ def test_a_chunk_size_above_the_wire_limit_is_refused(tmp_path):
 
 def test_an_unknown_misbehaviour_is_refused_naming_the_modes(tmp_path):
     (tmp_path / "camelid.conf").write_text("regtest=1\nmisbehave=lie\n")
-    with pytest.raises(ConfigError, match="misbehave: expected one of tamper-output, never-deliver, never-pay"):
+    with pytest.raises(ConfigError, match="misbehave: expected one of tamper-output, never-pay"):
         load_config({}, tmp_path)
-    (tmp_path / "camelid.conf").write_text("regtest=1\nmisbehave=never-deliver\n")
-    assert load_config({}, tmp_path).misbehave == "never-deliver"
+    (tmp_path / "camelid.conf").write_text("regtest=1\nmisbehave=never-pay\n")
+    assert load_config({}, tmp_path).misbehave == "never-pay"

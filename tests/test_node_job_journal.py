@@ -55,7 +55,7 @@ def test_a_job_and_both_roles_records_come_back_after_a_restart(tmp_path):
     )
     clock.now += 1
     pool.add_accept(*accept(job_id))
-    pool.add_testament(job_id, signed_testament())
+    pool.add_testament(job_id, signed_testament(job_id))
     pool.add_delivery(*delivery(job_id))
     pool.record_payment(paid)
     journal.close()

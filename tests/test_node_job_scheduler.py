@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import statistics
+from dataclasses import replace
 
 import pytest
 
-from camelid.chain.jobpool import JobPool, JobRecord, TestamentRecord, job_accept_digest, job_offer_digest
+from camelid.chain.jobpool import (
+    MAX_ACCEPTS_PER_JOB,
+    JobPool,
+    JobRecord,
+    TestamentRecord,
+    job_accept_digest,
+    job_offer_digest,
+)
 from camelid.core.job import JobParams
 from camelid.core.jobscripts import commitment_signature_digest
 from camelid.crypto.keys import PrivateKey
 from camelid.node.jobs.scheduler import (
     CLAIM_SPREAD,
     CONTEST_WINDOW,
+    HOLD_SLACK,
     MAX_CANDIDATES,
+    MAX_HOLDING_ACCEPTS,
     JobScheduler,
     claim_rank,
     patience,
@@ -77,14 +87,51 @@ def test_a_fresh_job_for_a_served_model_is_open_and_others_are_not(pool, clock):
     tried = add_job(pool, "tried before")
     mine.tried.add(tried.job_id)
     assert not mine.is_open(tried, clock.now)
-    key = PrivateKey.from_bytes(b"\x77" * 32)
     done = add_job(pool, "done")
-    signature = key.sign(commitment_signature_digest(b"\x88" * 32))
-    pool.add_testament(
-        done.job_id,
-        TestamentRecord(RIVAL.public_key.to_bytes(), key.public_key.to_bytes(), b"\x88" * 32, signature, b"\x99" * 32),
-    )
+    add_testament(pool, done, RIVAL)
     assert not mine.is_open(done, clock.now)
+
+
+def add_testament(pool: JobPool, record: JobRecord, node: PrivateKey) -> None:
+    key = PrivateKey.from_bytes(b"\x77" * 32)
+    signature = key.sign(commitment_signature_digest(b"\x88" * 32))
+    testament = TestamentRecord(
+        node.public_key.to_bytes(), key.public_key.to_bytes(), b"\x88" * 32, signature, b"\x99" * 32
+    )
+    signed = replace(testament, node_signature=node.sign(testament.digest(record.job_id)))
+    assert pool.add_testament(record.job_id, signed)
+
+
+def test_a_testament_whose_stake_never_showed_leaves_the_job_open(pool, clock):
+    """A testament under a fresh node key is free; the compute side marks one without a stake `unbacked`."""
+    mine = scheduler()
+    record = add_job(pool)
+    add_testament(pool, record, RIVAL)
+    assert not mine.is_open(record, clock.now)
+    mine.unbacked.add((record.job_id, RIVAL.public_key.to_bytes()))
+    assert mine.is_open(record, clock.now)
+    add_testament(pool, record, THIRD)  # a second testament, not yet found unbacked, closes it again
+    assert not mine.is_open(record, clock.now)
+    mine.forget([])
+    assert not mine.unbacked
+
+
+def test_throwaway_accepts_delay_a_job_but_cannot_starve_it(pool, clock):
+    """Node ids cost nothing: sixteen accepts once held a 4,096-token job eleven times past its deadline."""
+    mine = scheduler()
+    record = add_job(pool, timelock=60)
+    for i in range(MAX_ACCEPTS_PER_JOB):
+        accept(pool, record, PrivateKey.from_bytes(bytes([0x60 + i]) * 32))
+    wait = patience(MAX_TOKENS)
+    reopens = T0 + MAX_HOLDING_ACCEPTS * wait
+    assert mine.next_reopening(pool.jobs(), clock.now) == reopens
+    assert not mine.is_open(record, reopens - 0.1) and mine.is_open(record, reopens)
+    short = add_job(pool, "short", timelock=2 * int(wait) + 4)
+    for i in range(2):
+        accept(pool, short, PrivateKey.from_bytes(bytes([0x70 + i]) * 32))
+    last_chance = T0 + short.params.timelock - wait - HOLD_SLACK
+    assert mine.next_reopening([short], clock.now) == last_chance
+    assert mine.is_open(short, last_chance)
 
 
 def test_a_job_a_rival_accepted_opens_again_once_each_accepter_has_run_out_of_patience(pool, clock):

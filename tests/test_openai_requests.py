@@ -150,6 +150,8 @@ def test_a_job_gives_text_only_when_verified():
     assert failure({**info, "state": "expired", "verdict": None, "text": None}) == (
         "ended expired without a delivered output"
     )
+    # Verified by neighbours, but this node cannot read the tokens: no text, said so.
+    assert failure({**info, "text": None}).startswith("verified, but this node lacks the model file")
 
 
 def answer(kind: str) -> Answer:

@@ -58,7 +58,7 @@ from camelid.p2p.messages import (
 from camelid.p2p.messages.directed import MAX_DIRECTED_PAYLOAD
 from camelid.p2p.messages.jobs import MAX_JOB_PARAMS, MAX_SEALED_OUTPUT
 from camelid.p2p.messages.models import MAX_CHUNK_SIZE, MAX_MODEL_CHUNKS
-from camelid.p2p.messages.verify import MAX_TEXT_BYTES, MAX_VERDICT_BYTES
+from camelid.p2p.messages.verify import MAX_VERDICT_BYTES
 from camelid.p2p.messages.version import MAX_MODELS, MAX_USER_AGENT
 from camelid.p2p.wire import HEADER_SIZE, FrameDecoder, decode_frame, encode_frame
 
@@ -121,16 +121,16 @@ SMALL_MESSAGES = [
     Chunk(b"\x10" * 32, 1, b"\x11"),
     JobMessage(b"\x01job params", b"\x12" * 32, NODE_A, b"\x30\x06sig"),
     JobAccept(b"\x13" * 32, NODE_B, b"\x30\x06sig"),
-    JobTestament(b"\x14" * 32, NODE_B, NODE_A, b"\x15" * 32, b"\x30\x06sig", b"\x16" * 32),
-    JobDelivery(b"\x18" * 32, NODE_B, b"sealed output", b"\x30\x06sig"),
+    JobTestament(b"\x14" * 32, NODE_B, NODE_A, b"\x15" * 32, b"\x30\x06sig", b"\x16" * 32, b"\x30\x06sig"),
+    JobDelivery(b"\x18" * 32, NODE_B, b"sealed output", b"\x30\x06sig", b"\x16" * 32, b"\x30\x06sig"),
     Prices((ModelPrice(b"\x19" * 32, 250_000),)),
 ]
 
 DIRECTED_PAYLOADS = [
     JobPayment(b"\x17" * 32, b"\x01" * 60),
     RasticAsk(b"\x17" * 32, b"\x18" * 32, b"\x01\x00\x00\x00"),
-    RasticAnswer(b"\x17" * 32, b"\x18" * 32, b"\x80", b"llamas", ""),
-    RasticAnswer(b"\x17" * 32, b"\x18" * 32, b"", b"", "this node does not hold the model"),
+    RasticAnswer(b"\x17" * 32, b"\x18" * 32, b"\x80", ""),
+    RasticAnswer(b"\x17" * 32, b"\x18" * 32, b"", "this node does not hold the model"),
 ]
 
 LARGEST_MESSAGES = [
@@ -159,11 +159,11 @@ LARGEST_MESSAGES = [
     Chunk(b"\xff" * 32, MAX_MODEL_CHUNKS - 1, b"\xff" * MAX_CHUNK_SIZE),
     JobMessage(b"\xff" * MAX_JOB_PARAMS, b"\xff" * 32, NODE_A, b"\xff" * 72),
     JobAccept(b"\xff" * 32, NODE_B, b"\xff" * 72),
-    JobTestament(b"\xff" * 32, NODE_B, NODE_A, b"\xff" * 32, b"\xff" * 72, b"\xff" * 32),
+    JobTestament(b"\xff" * 32, NODE_B, NODE_A, b"\xff" * 32, b"\xff" * 72, b"\xff" * 32, b"\xff" * 72),
     JobPayment(b"\xff" * 32, b"\xff" * MAX_TX_SIZE),
-    JobDelivery(b"\xff" * 32, NODE_B, b"\xff" * MAX_SEALED_OUTPUT, b"\xff" * 72),
+    JobDelivery(b"\xff" * 32, NODE_B, b"\xff" * MAX_SEALED_OUTPUT, b"\xff" * 72, b"\xff" * 32, b"\xff" * 72),
     RasticAsk(b"\xff" * 32, b"\xff" * 32, b"\xff" * 4 * MAX_JOB_TOKENS),
-    RasticAnswer(b"\xff" * 32, b"\xff" * 32, b"\xff" * MAX_VERDICT_BYTES, b"\xff" * MAX_TEXT_BYTES, "~" * 256),
+    RasticAnswer(b"\xff" * 32, b"\xff" * 32, b"\xff" * MAX_VERDICT_BYTES, "~" * 256),
     Prices(tuple(ModelPrice(bytes([i]) * 32, U64) for i in range(MAX_MODELS))),
 ]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -35,11 +35,15 @@ RETAIN_SECONDS = 24 * 3600
 MAX_FUTURE_SECONDS = 2 * 3600
 """A job created further ahead of our clock than this is refused (as Bitcoin's block time limit)."""
 MAX_CLAIMS_PER_JOB = 16
-"""Accepts and testaments kept per job: enough for competing nodes, too few to flood memory."""
+"""Testaments kept per job: enough for competing nodes, too few to flood memory."""
+MAX_ACCEPTS_PER_JOB = 4
+"""Accepts kept (and relayed) per job: node ids cost nothing, so a flood of throwaway claims stops here; the
+scheduler counts even fewer of them towards how long a job is held (camelid.node.jobs.scheduler)."""
 
 _OFFER_TAG = b"camelid/job-offer/v1"
 _ACCEPT_TAG = b"camelid/job-accept/v1"
-_DELIVERY_TAG = b"camelid/job-delivery/v1"
+_TESTAMENT_TAG = b"camelid/job-testament/v1"
+_DELIVERY_TAG = b"camelid/job-delivery/v2"
 
 
 class JobState(StrEnum):
@@ -105,9 +109,16 @@ def job_accept_digest(job_id: bytes, node: bytes) -> bytes:
     return sha256d(_ACCEPT_TAG + job_id + node)
 
 
-def job_delivery_digest(job_id: bytes, sealed: bytes) -> bytes:
-    """What a compute node signs with its job key Pn to publish its encrypted output for job `job_id`."""
-    return sha256d(_DELIVERY_TAG + job_id + sha256(sealed))
+def job_testament_digest(job_id: bytes, node: bytes, node_pubkey: bytes, commitment: bytes, stake_txid: bytes) -> bytes:
+    """What a compute node signs with its node key to stand behind a testament: the job, itself, its job key Pn,
+    its commitment C and its stake. Pn's own signature of C is what the chain checks (a fraud proof); this one
+    is what lets every node drop a testament that names a node which did not send it."""
+    return sha256d(_TESTAMENT_TAG + job_id + node + node_pubkey + commitment + stake_txid)
+
+
+def job_delivery_digest(job_id: bytes, node: bytes, stake_txid: bytes, sealed: bytes) -> bytes:
+    """What a compute node signs, with its job key Pn and with its node key, to publish its encrypted output."""
+    return sha256d(_DELIVERY_TAG + job_id + node + stake_txid + sha256(sealed))
 
 
 def max_sealed_size(params: JobParams) -> int:
@@ -117,12 +128,14 @@ def max_sealed_size(params: JobParams) -> int:
 
 @dataclass(frozen=True)
 class DeliveryRecord:
-    """A node's output for a job, encrypted to the client and signed with the node's job key Pn."""
+    """A node's output for a job, encrypted to the client, signed with the node's job key Pn and its node key."""
 
     node: bytes
     node_pubkey: bytes
     sealed: bytes
-    signature: bytes
+    signature: bytes  # by Pn over job_delivery_digest
+    stake_txid: bytes = b""  # the stake of the testament it delivers for
+    node_signature: bytes = b""  # by the node key over job_delivery_digest
 
 
 @dataclass(frozen=True)
@@ -142,8 +155,12 @@ class TestamentRecord:
     node: bytes
     node_pubkey: bytes
     commitment: bytes
-    signature: bytes
+    signature: bytes  # by Pn over commitment_signature_digest(C): the signature a fraud proof carries
     stake_txid: bytes
+    node_signature: bytes = b""  # by the node key over job_testament_digest
+
+    def digest(self, job_id: bytes) -> bytes:
+        return job_testament_digest(job_id, self.node, self.node_pubkey, self.commitment, self.stake_txid)
 
 
 @dataclass
@@ -257,45 +274,69 @@ class JobPool:
         return [record for record in self._jobs.values() if record.state not in _FINAL]
 
     def add_accept(self, job_id: bytes, node: bytes, signature: bytes) -> bool:
-        """Record a node's claim on a known job; True if new. JobRejected for a bad signature."""
+        """Record a node's claim on a known job; True if new. JobRejected for a bad signature.
+
+        At most MAX_ACCEPTS_PER_JOB are kept: later ones are ignored, without blame (honest relays send them).
+        """
         record = self._jobs.get(job_id)
-        if record is None or node in record.accepted_by or len(record.accepted_by) >= MAX_CLAIMS_PER_JOB:
+        if record is None or node in record.accepted_by:
             return False
         if not _signed_by(node, signature, job_accept_digest(job_id, node)):
             raise JobRejected("bad-jobaccept-signature", f"accept of {job_id[::-1].hex()} is not signed by its node")
+        if len(record.accepted_by) >= MAX_ACCEPTS_PER_JOB:
+            return False
         record.accepted_by.append(node)
         record.accept_signatures[node] = signature
         self.advance(record, JobState.ACCEPTED)
         return True
 
     def add_testament(self, job_id: bytes, testament: TestamentRecord) -> bool:
-        """Record a node's signed commitment for a known job; True if new. JobRejected for a bad signature."""
+        """Record a node's signed commitment for a known job; True if new.
+
+        JobRejected for a testament its node did not sign (a forgery: only whoever sent it is to blame, since
+        no honest node relays one) or whose commitment its Pn did not sign. A second testament from the
+        same node (it equivocated; both are its own) and testaments beyond MAX_CLAIMS_PER_JOB are ignored.
+        """
         record = self._jobs.get(job_id)
-        if record is None or testament.node in record.testaments or len(record.testaments) >= MAX_CLAIMS_PER_JOB:
+        if record is None or testament.node in record.testaments:
             return False
-        digest = commitment_signature_digest(testament.commitment)
-        if not _signed_by(testament.node_pubkey, testament.signature, digest):
-            raise JobRejected("bad-testament-signature", f"testament for {job_id[::-1].hex()} is not signed")
+        if not _signed_by(testament.node, testament.node_signature, testament.digest(job_id)):
+            raise JobRejected("forged-testament", f"testament for {job_id[::-1].hex()} is not signed by its node")
+        commitment_digest = commitment_signature_digest(testament.commitment)
+        if not _signed_by(testament.node_pubkey, testament.signature, commitment_digest):
+            raise JobRejected("bad-testament-signature", f"testament for {job_id[::-1].hex()} is not signed by Pn")
+        if len(record.testaments) >= MAX_CLAIMS_PER_JOB:
+            return False
         record.testaments[testament.node] = testament
         self.advance(record, JobState.COMPLETED)
         return True
 
-    def add_delivery(self, job_id: bytes, node: bytes, sealed: bytes, signature: bytes) -> DeliveryRecord | None:
+    def add_delivery(self, job_id: bytes, delivery: DeliveryRecord) -> DeliveryRecord | None:
         """Record a node's signed output for a job it holds a testament of; the record if new.
 
-        JobRejected for a blob larger than the job allows or a signature not by the testament's Pn.
-        A delivery for a job or node we hold no testament of is ignored: flooding may reorder them.
+        JobRejected for a delivery its node did not sign (a forgery), a blob larger than the job allows, or
+        one its node signed but not with the Pn of the testament it names. A delivery for a testament we do
+        not hold (flooding reordered them, or the node equivocated and we hold its other testament) is
+        ignored: an honest relay can send it.
         """
         record = self._jobs.get(job_id)
-        testament = record.testaments.get(node) if record is not None else None
-        if record is None or testament is None or testament.node_pubkey in record.deliveries:
+        if record is None:
             return None
-        if len(sealed) > max_sealed_size(record.params):
+        job = job_id[::-1].hex()
+        digest = job_delivery_digest(job_id, delivery.node, delivery.stake_txid, delivery.sealed)
+        if not _signed_by(delivery.node, delivery.node_signature, digest):
+            raise JobRejected("forged-delivery", f"delivery for {job} is not signed by its node")
+        testament = record.testaments.get(delivery.node)
+        if testament is None or testament.stake_txid != delivery.stake_txid:
+            return None
+        if testament.node_pubkey in record.deliveries:
+            return None
+        if len(delivery.sealed) > max_sealed_size(record.params):
             limit = max_sealed_size(record.params)
-            raise JobRejected("bad-delivery-size", f"{len(sealed)} bytes, the job allows {limit}")
-        if not _signed_by(testament.node_pubkey, signature, job_delivery_digest(job_id, sealed)):
-            raise JobRejected("bad-delivery-signature", f"delivery for {job_id[::-1].hex()} is not signed by Pn")
-        delivery = DeliveryRecord(node, testament.node_pubkey, sealed, signature)
+            raise JobRejected("bad-delivery-size", f"{len(delivery.sealed)} bytes, the job allows {limit}")
+        if not _signed_by(testament.node_pubkey, delivery.signature, digest):
+            raise JobRejected("bad-delivery-signature", f"delivery for {job} is not signed by its testament's Pn")
+        delivery = replace(delivery, node_pubkey=testament.node_pubkey)
         record.deliveries[testament.node_pubkey] = delivery
         self.advance(record, JobState.DELIVERED)
         return delivery

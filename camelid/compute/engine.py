@@ -14,6 +14,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import llama_cpp
 import numpy as np
@@ -162,26 +163,12 @@ class Engine:
         return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
     def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
-        data = text.encode("utf-8")
-        capacity = len(data) + 8
-        while True:
-            buf = (llama_cpp.llama_token * capacity)()
-            n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buf, capacity, add_bos, False)
-            if n >= 0:
-                return list(buf[:n])
-            capacity = -n
+        return tokenize_with(self._vocab, text, add_bos)
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         """Text of `tokens`; special tokens render as nothing, invalid UTF-8 is replaced."""
         self.check_tokens(tokens, "tokens")
-        arr = (llama_cpp.llama_token * len(tokens))(*tokens)
-        capacity = 8 * len(tokens) + 16
-        while True:
-            buf = ctypes.create_string_buffer(capacity)
-            n = llama_cpp.llama_detokenize(self._vocab, arr, len(tokens), buf, capacity, False, False)
-            if n >= 0:
-                return buf.raw[:n].decode("utf-8", errors="replace")
-            capacity = -n
+        return detokenize_with(self._vocab, tokens)
 
     def generate(
         self, prompt_tokens: Sequence[int], max_tokens: int, seed: int = 0, temperature: float = 0.0
@@ -283,6 +270,30 @@ class Engine:
         batch.n_seq_id[slot] = 1
         batch.seq_id[slot][0] = seq
         batch.logits[slot] = want_logits
+
+
+def tokenize_with(vocab: Any, text: str, add_bos: bool) -> list[int]:
+    """`text` split by the llama.cpp vocabulary `vocab` (an Engine's, or a vocab-only load's: the same split)."""
+    data = text.encode("utf-8")
+    capacity = len(data) + 8
+    while True:
+        buf = (llama_cpp.llama_token * capacity)()
+        n = llama_cpp.llama_tokenize(vocab, data, len(data), buf, capacity, add_bos, False)
+        if n >= 0:
+            return list(buf[:n])
+        capacity = -n
+
+
+def detokenize_with(vocab: Any, tokens: Sequence[int]) -> str:
+    """Text of `tokens` (ids already checked against `vocab`); special tokens render as nothing."""
+    arr = (llama_cpp.llama_token * len(tokens))(*tokens)
+    capacity = 8 * len(tokens) + 16
+    while True:
+        buf = ctypes.create_string_buffer(capacity)
+        n = llama_cpp.llama_detokenize(vocab, arr, len(tokens), buf, capacity, False, False)
+        if n >= 0:
+            return buf.raw[:n].decode("utf-8", errors="replace")
+        capacity = -n
 
 
 @dataclass

@@ -4,8 +4,10 @@ The whitepaper has the neighbour return a hash of the model's token at the check
 vocabulary of a few hundred thousand tokens that hash is inverted by enumeration in well under a
 second, so it hands out free completions. The neighbour here answers only pass/fail and the gap of
 the token the request already claims: a client learns whether the node's token is right, never
-which token would be. The request is bound to the compute node's output commitment, so a node
-should answer only for jobs in its job pool whose commitment it has seen signed.
+which token would be. The request is bound to the compute node's output commitment and to the hash of
+the exact output tokens (`tokens_hash`), so a verdict speaks for those tokens and no others; a node
+should answer only for jobs in its job pool whose commitment it has seen signed. The verdict carries
+no text: the client reads the tokens itself, and a verifier's text would be a claim nobody signed.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from camelid.crypto.hashes import sha256d
 GAP_CAP = 1000.0  # gaps are reported clipped so every verdict is finite and msgpack/JSON safe
 _REQUEST_DOMAIN = b"camelid/rastic-request/v1"
 _VERDICT_DOMAIN = b"camelid/rastic-verdict/v1"
+_TOKENS_DOMAIN = b"camelid/rastic-tokens/v1"
 _MAX_TOKEN_ID = 2**32 - 1
 
 
@@ -91,7 +94,7 @@ class VerificationRequest:
 
     def digest(self) -> bytes:
         """What a signed verdict refers to: job, commitment and positions."""
-        return request_digest(self.job_id, self.commitment(), self.positions)
+        return request_digest(self.job_id, self.commitment(), tokens_hash(self.output_tokens), self.positions)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -174,10 +177,16 @@ class SignedVerdict:
         return cls(**fields)
 
 
-def request_digest(job_id: bytes, commitment: bytes, positions: Sequence[int]) -> bytes:
-    """The digest of a request, from the commitment alone: a client without the model can check a verdict."""
+def tokens_hash(tokens: Sequence[int]) -> bytes:
+    """The hash of an exact output, as a verdict signs it."""
+    return sha256d(_TOKENS_DOMAIN + struct.pack(f"<I{len(tokens)}I", len(tokens), *tokens))
+
+
+def request_digest(job_id: bytes, commitment: bytes, output_hash: bytes, positions: Sequence[int]) -> bytes:
+    """The digest of a request, from the commitment and the output's tokens_hash: a client without the model
+    can check a verdict, and knows it speaks for exactly the tokens it holds."""
     packed = struct.pack(f"<I{len(positions)}I", len(positions), *positions)
-    return sha256d(_REQUEST_DOMAIN + job_id + commitment + packed)
+    return sha256d(_REQUEST_DOMAIN + job_id + commitment + _bytes32(output_hash, "output_hash") + packed)
 
 
 def verdict_digest(request_digest: bytes, results: Sequence[PositionResult]) -> bytes:

@@ -2,7 +2,9 @@
 
 The API needs three things from a model it does not run: its name (an alias clients can ask for), its
 chat template (to turn chat messages into the one prompt a job carries), and token counts (for `usage`).
-A vocab-only llama.cpp load reads them in a fraction of the time and memory a full Engine takes.
+A client whose model cannot run here turns a delivery's tokens into text itself, and tokenizes the prompt
+to recompute the commitment, rather than trust a verifier's word for either. A vocab-only llama.cpp load
+reads all that in a fraction of the time and memory a full Engine takes.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import llama_cpp
 
-from camelid.compute.engine import init_backend
+from camelid.compute.engine import detokenize_with, init_backend, tokenize_with
 
 META_BUFFER = 256  # bytes for a metadata string value such as general.name
 
@@ -48,15 +50,21 @@ class ModelVocab:
 
     def count_tokens(self, text: str, add_bos: bool) -> int:
         """Tokens in `text` as Engine.tokenize splits it (special-token text is not parsed)."""
-        data = text.encode("utf-8")
-        capacity = len(data) + 8
+        return len(self.tokenize(text, add_bos))
+
+    def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
+        """`text` split as Engine.tokenize splits it (the same llama.cpp call on the same vocabulary)."""
         with self._lock:
-            while True:
-                buf = (llama_cpp.llama_token * capacity)()
-                n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buf, capacity, add_bos, False)
-                if n >= 0:
-                    return n
-                capacity = -n
+            return tokenize_with(self._vocab, text, add_bos)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        """Text of `tokens` as Engine.detokenize renders it; ValueError for ids the vocabulary lacks."""
+        with self._lock:
+            n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+            bad = next((t for t in tokens if not 0 <= t < n_vocab), None)
+            if bad is not None:
+                raise ValueError(f"token id {bad} is outside the vocabulary of {n_vocab}")
+            return detokenize_with(self._vocab, tokens)
 
     def apply_chat_template(self, messages: Sequence[tuple[str, str]]) -> str | None:
         """The model's chat template applied to (role, content) pairs, ending where the assistant speaks;

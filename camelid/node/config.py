@@ -175,7 +175,6 @@ class Misbehaviour(StrEnum):
     """What a regtest node does wrong on purpose (--misbehave), so the disputes of Table 1 can be tested."""
 
     TAMPER_OUTPUT = "tamper-output"  # compute: commit to and deliver an output with one token swapped
-    NEVER_DELIVER = "never-deliver"  # compute: take the payment, publish it, deliver nothing
     NEVER_PAY = "never-pay"  # client: answer no testament
 
 
@@ -288,6 +287,10 @@ SETTINGS: dict[str, Setting] = {
     "compute-payment-confirmations": Setting(
         parse_count, None, "Blocks a payment must be in before we deliver (default: 1; regtest 0)."
     ),
+    "verifiers": Setting(
+        parse_positive_int, 2, "Verifiers that must each pass a delivery of a model this node does not hold, "
+        "before it counts as verified (any failure fails it; default: 2)."
+    ),
     "misbehave": Setting(
         parse_misbehaviour,
         None,
@@ -345,6 +348,7 @@ class NodeConfig:
     compute_max_total_stake: int | None = None
     compute_escrow_confirmations: int | None = None
     compute_payment_confirmations: int | None = None
+    verifiers: int = 2  # independent verifiers that must pass a delivery we cannot check ourselves
     mempool_bytes: int = DEFAULT_MEMPOOL_BYTES
     conf_file: Path | None = None  # the camelid.conf that was read, if any
 

@@ -41,8 +41,10 @@ def wake_by(info: dict[str, Any], left: float, now: float) -> float:
 
 def failure(info: dict[str, Any]) -> str | None:
     """Why a finished wait gave no verified output (the verdict, or the state the job ended in); None if it did."""
-    if info.get("verdict") == "verified" and info.get("text") is not None:
-        return None
+    if info.get("verdict") == "verified":
+        if info.get("text") is not None:
+            return None
+        return "verified, but this node lacks the model file to read its tokens (getjob shows them)"
     if info.get("untaken") is not None:
         untaken = info["untaken"]
         return (

@@ -50,6 +50,30 @@ FUNDING = Decimal(5)
 ESCROW_TX_FEE = 10_000
 
 
+def fund(miner: TestNode, mine_to: str, key: PrivateKey) -> Spent:
+    """A confirmed output of FUNDING coins to `key`, from the miner."""
+    address = hash160_to_address(hash160(key.public_key.to_bytes()), "regtest")
+    txid = miner.sendtoaddress(address, FUNDING)
+    miner.generatetoaddress(1, mine_to)
+    script = p2pkh_script(hash160(key.public_key.to_bytes()))
+    for index in range(2):
+        out = miner.gettxout(txid, index)
+        if out is not None and out["scriptPubKey"]["hex"] == script.hex():
+            return Spent(OutPoint(bytes.fromhex(txid)[::-1], index), TxOut(int(out["value"] * COIN), script))
+    raise AssertionError(f"funding {txid} has no output to {key.public_key.to_bytes().hex()}")
+
+
+def pay_to_script(coin: Spent, key: PrivateKey, script: bytes, value: int, job_id: bytes) -> Transaction:
+    """`coin` (a P2PKH output to `key`) spent to `value` on `script` for job `job_id`, the change back to it."""
+    change = TxOut(coin.out.value - value - ESCROW_TX_FEE, coin.out.script_pubkey)
+    unsigned = Transaction(
+        inputs=(TxIn(coin.outpoint.txid, coin.outpoint.index),), outputs=(TxOut(value, script), change), job_id=job_id
+    )
+    digest = unsigned.signature_hash(0, coin.out.script_pubkey, coin.out.value, SIGHASH_ALL)
+    script_sig = p2pkh_script_sig(key.sign(digest) + bytes([SIGHASH_ALL]), key.public_key.to_bytes())
+    return replace(unsigned, inputs=(replace(unsigned.inputs[0], script_sig=script_sig),))
+
+
 class KeySigner:
     """A JobSigner over keys the hostile client holds in memory (a real client's keys stay in its wallet)."""
 
@@ -98,15 +122,7 @@ class HostileClient:
 
     def fund(self, key: PrivateKey) -> Spent:
         """A confirmed output of FUNDING coins to `key`, from the miner."""
-        address = hash160_to_address(hash160(key.public_key.to_bytes()), "regtest")
-        txid = self.miner.sendtoaddress(address, FUNDING)
-        self.miner.generatetoaddress(1, self.mine_to)
-        script = p2pkh_script(hash160(key.public_key.to_bytes()))
-        for index in range(2):
-            out = self.miner.gettxout(txid, index)
-            if out is not None and out["scriptPubKey"]["hex"] == script.hex():
-                return Spent(OutPoint(bytes.fromhex(txid)[::-1], index), TxOut(int(out["value"] * COIN), script))
-        raise AssertionError(f"funding {txid} has no output to the hostile client")
+        return fund(self.miner, self.mine_to, key)
 
     def broadcast(self, tx: Transaction) -> str:
         """Hand `tx` to the miner, as a client with its own miner (or paying one) would."""
@@ -133,15 +149,7 @@ class HostileClient:
             REGTEST.default_port,
         )
         terms = JobTerms(params, REGTEST.dispute_window)
-        change = TxOut(coin.out.value - reward - ESCROW_TX_FEE, coin.out.script_pubkey)
-        unsigned = Transaction(
-            inputs=(TxIn(coin.outpoint.txid, coin.outpoint.index),),
-            outputs=(TxOut(reward, terms.escrow_script), change),
-            job_id=terms.job_id,
-        )
-        digest = unsigned.signature_hash(0, coin.out.script_pubkey, coin.out.value, SIGHASH_ALL)
-        script_sig = p2pkh_script_sig(funder.sign(digest) + bytes([SIGHASH_ALL]), funder.public_key.to_bytes())
-        escrow_tx = replace(unsigned, inputs=(replace(unsigned.inputs[0], script_sig=script_sig),))
+        escrow_tx = pay_to_script(coin, funder, terms.escrow_script, reward, terms.job_id)
         self.broadcast(escrow_tx)
         signature = client_key.sign(job_offer_digest(terms.job_id, escrow_tx.hash, self.node_id))
         self.peer.send(JobMessage(params.to_bytes(), escrow_tx.hash, self.node_id, signature))

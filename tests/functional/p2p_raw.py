@@ -51,15 +51,15 @@ def raw_frame(
     return header + payload
 
 
-def our_version(listen_port: int = 0, node_id: bytes | None = None) -> Version:
-    """A valid regtest version message, from a fresh identity unless `node_id` is given."""
+def our_version(listen_port: int = 0, node_id: bytes | None = None, models: tuple[bytes, ...] = ()) -> Version:
+    """A valid regtest version message, from a fresh identity unless `node_id` is given, announcing `models`."""
     return Version(
         network=REGTEST.name,
         protocol_version=PROTOCOL_VERSION,
         services=int(ServiceFlags.NONE),
         best_height=0,
         node_id=PrivateKey.generate(network="regtest").public_key.to_bytes() if node_id is None else node_id,
-        models=(),
+        models=models,
         user_agent=USER_AGENT,
         timestamp=int(time.time()),
         listen_port=listen_port,
@@ -133,6 +133,7 @@ class RawPeer:
         listen_port: int = 0,
         key: PrivateKey | None = None,
         claimed_id: bytes | None = None,
+        models: tuple[bytes, ...] = (),
     ) -> Version:
         """Complete the version/verack exchange, our frames cut into `piece_size`-byte writes; the node's version.
 
@@ -140,7 +141,7 @@ class RawPeer:
         key's own): a claimed id that is not the key's is an impostor, whom the node disconnects.
         """
         key = PrivateKey.generate(network="regtest") if key is None else key
-        ours = our_version(listen_port, key.public_key.to_bytes() if claimed_id is None else claimed_id)
+        ours = our_version(listen_port, key.public_key.to_bytes() if claimed_id is None else claimed_id, models)
         self.node_id = ours.node_id
         self.send(ours, piece_size)
         theirs = self.expect(Version)

@@ -1,13 +1,15 @@
 """Outsourced RASTiC between real processes: a client without the model has a neighbour check its delivery.
 
 The client holds no model; the compute node and a verifier node (--nocompute) hold the tiny model. The client
-asks the verifier, never the node that computed the job, and accepts only a verdict signed by the node it
-asked; the verifier answers only for a job in its pool whose testament carries the commitment.
+(--verifiers=1: one verifier must pass it) asks the verifier, never the node that computed the job, and
+accepts only a verdict signed by the node it asked over the hash of the exact tokens; the verifier answers
+only for a job in its pool whose testament carries the commitment. Without the model file the client shows
+the verified tokens, never a text it cannot read itself. A tampered output failed by a verifier is in
+test_job_cheaters.py (with a sybil that passes it).
 """
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 
 import pytest
@@ -18,14 +20,14 @@ from .framework import wait_until
 pytestmark = pytest.mark.slow
 
 
-def test_a_client_without_the_model_gets_a_signed_verdict_and_the_text_from_a_verifier(camelid_nodes, tmp_path):
+def test_a_client_without_the_model_gets_a_signed_verdict_on_its_tokens_from_a_verifier(camelid_nodes, tmp_path):
     model = write_tiny_model(tmp_path / "tiny.gguf")
     (miner,) = camelid_nodes(1)
     connect = f"--connect=127.0.0.1:{miner.p2p_port}"
     compute, verifier = camelid_nodes(
         2, [[connect, f"--serve-model={model}"], [connect, f"--serve-model={model}", "--nocompute"]]
     )
-    (client,) = camelid_nodes(1, [[connect, f"--connect=127.0.0.1:{verifier.p2p_port}"]])
+    (client,) = camelid_nodes(1, [[connect, f"--connect=127.0.0.1:{verifier.p2p_port}", "--verifiers=1"]])
     wait_until(lambda: miner.getconnectioncount() == 3 and client.getconnectioncount() == 2, what="the network")
     for node in (miner, client, compute, verifier):
         node.createwallet("default")
@@ -41,17 +43,6 @@ def test_a_client_without_the_model_gets_a_signed_verdict_and_the_text_from_a_ve
     mine = client.getjob(job)
     assert mine["verdict"] == "verified", mine["verdict"]
     assert mine["checked_by"] == [verifier.getnetworkinfo()["nodeid"]]  # never the node that computed it
-    assert mine["state"] == "verified" and mine["text"]
+    assert mine["state"] == "verified" and mine["text"] is None and len(mine["tokens"]) > 0
     assert verifier.getjob(job)["role"] == "observer"  # it holds the model and a wallet, but --nocompute
     assert mine["paid_node"] == compute.getnetworkinfo()["nodeid"]
-
-    # A node that tampers with its output is caught the same way; the client cannot slash without the model.
-    compute.restart([*compute.extra_args, "--misbehave=tamper-output"])
-    wait_until(lambda: compute.getconnectioncount() == 1, what="the cheater reconnected")
-    cheated = client.submitjob("The llama", 8, model_id, 1, 0, Decimal(1))
-    wait_until(lambda: client.getjob(cheated)["verdict"] is not None, timeout=60, what="the verifier's verdict")
-    mine = client.getjob(cheated)
-    # The swapped token fails, and may change what the model predicts right after it.
-    assert re.fullmatch(r"failed: verifier [0-9a-f]{16} rejected [1-8] of 8 positions", mine["verdict"])
-    assert mine["state"] == "disputed" and mine["text"] is None
-    assert {entry["role"] for entry in verifier.listjobs()} == {"observer"} and verifier.getbalance() == 5

@@ -1,9 +1,10 @@
 """The client side of a job (whitepaper 2.4, docs/jobs-design.md): what a node does for the jobs it submits.
 
 submitjob builds JobParams with a fresh wallet key Pc, funds the ESCROW output, signs and broadcasts the job.
-On the first acceptable testament (signature valid, stake transaction seen) the client moves the escrow to
-that node's PAYOUT and sends it the payment. On delivery it decrypts (ECIES, aad = Job ID) and, if this node
-holds the model, checks the commitment and runs RASTiC. A failure beyond what float noise explains
+It weighs every testament (signed by its node's key, so none can be forged under another node's id): the
+first whose stake transaction shows, from a node that never failed one of our checks, is paid: the client
+moves the escrow to that node's PAYOUT and sends it the payment. On delivery it decrypts (ECIES, aad = Job
+ID) and, if this node holds the model, checks the commitment and runs RASTiC. A failure beyond what float noise explains
 (gap > EPS_SLASH, or structural) is disputed: the client publishes the payment itself and takes the STAKE
 and the PAYOUT back in one fraud-proof spend. A paid job with no delivery from its node by the deadline D
 is disputed too ("failed: not delivered"): the client publishes the payment and takes the STAKE through
@@ -29,6 +30,7 @@ from camelid.chain.jobpool import (
     job_offer_digest,
 )
 from camelid.compute.rastic import EPS_SLASH
+from camelid.compute.vocab import ModelVocab
 from camelid.compute.worker_client import EngineUnavailable
 from camelid.core.job import JobParams
 from camelid.core.jobscripts import FraudProof, output_commitment
@@ -61,9 +63,10 @@ SLASH_FEE = 100_000
 """Fee of the client's fraud-proof spend of STAKE + PAYOUT: >= 5 per byte even with two 2,210-token proofs."""
 VERIFY_MODES = ("full", "spot", "off")
 SPOT_NONCE_SIZE = 16
+"""Random bytes that choose the spot positions: the node cannot know them when it commits."""
 JUDGE_ATTEMPTS = 3
 """Checks of one delivery cut short by a dying llama.cpp worker before the client leaves it unverified."""
-"""Random bytes that choose the spot positions: the node cannot know them when it commits."""
+NOT_COMMITTED = failed(Cause.NOT_COMMITTED, "the delivered output is not the one the node committed to")
 
 
 @dataclass
@@ -83,6 +86,7 @@ class ClientJob:
     slash_txid: str | None = None  # our fraud-proof spend or non-delivery claim, once the mempool took it
     refund_txid: str | None = None  # our escrow refund of a job never paid, once the mempool took it
     checked_by: list[str] | None = None  # node ids of the verifiers that passed it; [] when checked locally
+    tokens: list[int] | None = None  # the delivered output, once opened
 
     @property
     def escrow_spent(self) -> Spent:
@@ -178,9 +182,8 @@ class JobClient:
             return
         self._ctx.spawn(self._close_unfinished(job_id), f"job-close-{hex_id(job_id)[:16]}")
         if client.payment is None:
-            testament = client.testament or next(iter(record.testaments.values()), None)
             client.testament = None
-            if testament is not None:
+            for testament in record.testaments.values():
                 self.on_testament(job_id, testament)
             return
         if client.verdict is not None and (client.verdict.cause is not Cause.RASTIC or client.slash_txid is not None):
@@ -191,30 +194,43 @@ class JobClient:
             self._ctx.spawn(self.on_delivery(job_id, delivery), f"job-judge-{hex_id(job_id)[:16]}")
 
     def on_testament(self, job_id: bytes, testament: TestamentRecord) -> None:
-        """A valid testament reached the pool: pay its node if it is the first for a job of ours."""
-        client = self.jobs.get(job_id)
-        if client is not None and self._never_pay:
-            log.warning("job %s: --misbehave=never-pay: not paying node %s", hex_id(job_id), testament.node.hex())
-        elif client is not None and client.testament is None and not client.cancelled:
-            client.testament = testament  # the first acceptable one wins; _pay clears it if the stake never shows
-            self._ctx.spawn(self._pay(job_id, client, testament), f"job-pay-{hex_id(job_id)[:16]}")
+        """A valid testament reached the pool: weigh it for a job of ours we have not paid yet.
 
-    async def _pay(self, job_id: bytes, client: ClientJob, testament: TestamentRecord) -> None:
+        Every testament is weighed, not only the first: each is checked for its stake, and the first whose
+        stake shows, from a node whose delivery we never judged failed, is paid (`_pay_if_staked`).
+        """
+        client = self.jobs.get(job_id)
+        if client is None or client.testament is not None or client.cancelled:
+            return
+        if self._never_pay:
+            log.warning("job %s: --misbehave=never-pay: not paying node %s", hex_id(job_id), testament.node.hex())
+        elif testament.node in self.bad_nodes():
+            log.info("job %s: not paying node %s: it cheated us before", hex_id(job_id), testament.node.hex())
+        else:
+            self._ctx.spawn(self._pay_if_staked(job_id, client, testament), f"job-pay-{hex_id(job_id)[:16]}")
+
+    def bad_nodes(self) -> set[bytes]:
+        """Node ids whose delivery to one of our jobs failed its check."""
+        return {
+            c.testament.node
+            for c in self.jobs.values()
+            if c.testament is not None and c.verdict is not None and c.verdict.failed and c.payment is not None
+        }
+
+    async def _pay_if_staked(self, job_id: bytes, client: ClientJob, testament: TestamentRecord) -> None:
         ctx = self._ctx
         record = ctx.pool.get(job_id)
-        assert record is not None  # the testament was just added to it
+        if record is None:
+            return
         terms = ctx.terms(record.params)
         stake = terms.stake_script(testament.node_pubkey, testament.commitment)
         if await ctx.wait_for_output(testament.stake_txid, stake, client.reward * STAKE_MULTIPLE) is None:
-            log.info(
-                "job %s: stake %s never showed; waiting for another testament",
-                hex_id(job_id),
-                hex_id(testament.stake_txid),
-            )
-            client.testament = None
+            log.info("job %s: node %s's stake %s never showed; not paying it", hex_id(job_id),
+                     testament.node.hex(), hex_id(testament.stake_txid))
             return
-        if client.cancelled:
+        if client.testament is not None or client.cancelled:  # another testament's stake showed first
             return
+        client.testament = testament
         pay_time = int(time.time()) + ctx.chain.params.dispute_window
         payment = terms.payment(
             client.escrow_spent,
@@ -248,12 +264,13 @@ class JobClient:
         try:
             plain = ctx.require_wallets().get().open_job_delivery(client.client_pubkey, delivery.sealed, job_id)
         except ecies.DecryptionError as exc:
-            log.warning("job %s: delivery does not decrypt: %s", hex_id(job_id), exc)
+            self._undecodable(record, client, f"the delivery does not decrypt ({exc})")
             return
         if len(plain) % 4:
-            log.warning("job %s: delivery is not a whole number of u32 tokens", hex_id(job_id))
+            self._undecodable(record, client, "the delivery is not a whole number of u32 tokens")
             return
         tokens = list(struct.unpack(f"<{len(plain) // 4}I", plain))
+        client.tokens = tokens
         verdict, client.text, slash_at = await self._judge_despite_crashes(record, tokens, client)
         client.verdict = verdict
         if record.reached(JobState.SLASHED):  # a delivery after we took the stake: its verdict is for the record
@@ -268,16 +285,24 @@ class JobClient:
             ctx.pool.on_change(job_id)  # an "unverified" verdict changes our record, not the job's state
         log.info("job %s delivered: %s", hex_id(job_id), client.verdict)
 
+    def _undecodable(self, record: JobRecord, client: ClientJob, why: str) -> None:
+        """A delivery from our node that holds no output: failed. Its stake stays out of reach until the
+        fraud proof for bad deliveries exists (docs/jobs-design.md, "Disputes without model-holding miners")."""
+        client.verdict = failed(Cause.NOT_COMMITTED, why)
+        self._ctx.pool.advance(record, JobState.DISPUTED)
+        log.warning("job %s: %s", hex_id(record.job_id), why)
+
     async def _judge_despite_crashes(
         self, record: JobRecord, tokens: list[int], client: ClientJob
-    ) -> tuple[str, str | None, int | None]:
+    ) -> tuple[Verdict, str | None, int | None]:
         """_judge, again if the llama.cpp worker dies during it: a crash is no verdict on the output."""
         for _ in range(JUDGE_ATTEMPTS):
             try:
                 return await self._judge(record, tokens, client)
             except EngineUnavailable as exc:
                 log.warning("job %s: its check was cut short (%s); checking again", hex_id(record.job_id), exc)
-        return "unverified: the model's llama.cpp worker kept dying while checking this job", None, None
+        dying = "the model's llama.cpp worker kept dying while checking this job"
+        return unverified(Cause.UNCHECKABLE, dying), None, None
 
     async def _judge(
         self, record: JobRecord, tokens: list[int], client: ClientJob
@@ -293,16 +318,15 @@ class JobClient:
         commitment = testament.commitment
         engine = await self._ctx.engine_when_ready(params.model_id)
         if engine is None:
-            outcome = await self._verifiers.ask(record.job_id, params.model_id, testament.node, commitment, tokens)
-            client.checked_by = outcome.checked_by
-            return outcome.verdict, outcome.text, None
+            verdict, text = await self._judge_elsewhere(record, tokens, client)
+            return verdict, text, None
         client.checked_by = []
         prompt_tokens = await engine.tokenize(params.prompt)
         expected = output_commitment(
             params.model_id, prompt_tokens, tokens, params.max_tokens, params.seed, params.temperature
         )
         if expected != commitment:
-            return failed(Cause.NOT_COMMITTED, "the delivered output is not the one the node committed to"), None, None
+            return NOT_COMMITTED, None, None
         try:
             text = await engine.detokenize(tokens)
         except ValueError as exc:  # token ids the model does not have
@@ -323,6 +347,42 @@ class JobClient:
         slash_at = next((f.position for f in verdict.failures if f.gap > EPS_SLASH), None)
         rejected = f"RASTiC rejected {len(verdict.failures)} of {len(verdict.checked)} positions"
         return failed(Cause.RASTIC, rejected), text, slash_at
+
+    async def _judge_elsewhere(
+        self, record: JobRecord, tokens: list[int], client: ClientJob
+    ) -> tuple[Verdict, str | None]:
+        """(verdict, text) of a delivery whose model cannot run here: read with the model's vocabulary (a
+        vocab-only load of the file, when the store holds it), checked by `verifiers.needed` neighbours.
+
+        Without the model file the text stays unknown (getjob shows the verified tokens): a verifier's word
+        for the text would be a claim nobody could hold it to.
+        """
+        params, testament = record.params, client.testament
+        assert testament is not None
+        text = None
+        store = self._ctx.models.store
+        path = store.model_path(params.model_id) if store.get(params.model_id) is not None else None
+        if path is not None:
+            vocab = await asyncio.to_thread(ModelVocab, path)
+            try:
+                prompt_tokens = vocab.tokenize(params.prompt)
+                expected = output_commitment(
+                    params.model_id, prompt_tokens, tokens, params.max_tokens, params.seed, params.temperature
+                )
+                if expected != testament.commitment:
+                    return NOT_COMMITTED, None
+                text = vocab.detokenize(tokens)
+            except ValueError as exc:
+                return failed(Cause.NOT_TEXT, f"the output is not text of this model ({exc})"), None
+            finally:
+                vocab.close()
+        if client.verify == "off":
+            return unverified(Cause.SWITCHED_OFF, "verification switched off for this job"), text
+        outcome = await self._verifiers.ask(
+            record.job_id, params.model_id, testament.node, testament.commitment, tokens
+        )
+        client.checked_by = outcome.checked_by
+        return outcome.verdict, None if outcome.verdict.failed else text
 
     async def _slash(self, record: JobRecord, client: ClientJob, tokens: list[int], position: int) -> None:
         """Take the STAKE and the PAYOUT to a fresh wallet address with a fraud proof at `position`, in one spend.

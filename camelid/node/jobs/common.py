@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from camelid.chain.errors import TxRejected
-from camelid.chain.jobpool import JobPool
+from camelid.chain.jobpool import DeliveryRecord, JobPool, TestamentRecord
 from camelid.compute.worker_client import EngineUnavailable, EngineWorker
 from camelid.core.job import JobParams
 from camelid.core.script import p2pkh_script
@@ -24,6 +24,7 @@ from camelid.crypto.hashes import hash160
 from camelid.crypto.keys import PrivateKey
 from camelid.node.jobs.contract import JobSigner, JobTerms, Spent
 from camelid.p2p.errors import ProtocolViolation
+from camelid.p2p.messages import JobDelivery, JobTestament
 from camelid.p2p.schema import Message
 from camelid.wallet.errors import WalletError
 
@@ -279,3 +280,29 @@ def decode_directed(message_type: type[_Inner], directed: Directed) -> _Inner | 
 def hex_id(hash_bytes: bytes) -> str:
     """A Job ID or txid as RPC shows it (reversed, like txids)."""
     return hash_bytes[::-1].hex()
+
+
+def testament_record(message: JobTestament) -> TestamentRecord:
+    return TestamentRecord(
+        message.node,
+        message.node_pubkey,
+        message.commitment,
+        message.signature,
+        message.stake_txid,
+        message.node_signature,
+    )
+
+
+def testament_message(job_id: bytes, t: TestamentRecord) -> JobTestament:
+    return JobTestament(job_id, t.node, t.node_pubkey, t.commitment, t.signature, t.stake_txid, t.node_signature)
+
+
+def delivery_record(message: JobDelivery) -> DeliveryRecord:
+    """The pool fills in the Pn from the testament the delivery names (JobPool.add_delivery)."""
+    return DeliveryRecord(
+        message.node, b"", message.sealed, message.signature, message.stake_txid, message.node_signature
+    )
+
+
+def delivery_message(job_id: bytes, d: DeliveryRecord) -> JobDelivery:
+    return JobDelivery(job_id, d.node, d.sealed, d.signature, d.stake_txid, d.node_signature)

@@ -14,8 +14,8 @@ wins; it then takes the STAKE and the PAYOUT into the wallet once their time loc
 whether it comes directed or is published (mempool or block), and however late: the delivery is a
 flooded, signed jobdelivery, the counter-proof every node holds against the client's non-delivery claim
 on the stake (the mempool gives a node one dispute window after a payment appears to deliver for it).
-Regtest --misbehave=tamper-output commits to and delivers a tampered output; never-deliver takes the
-payment, publishes it and delivers nothing. It knows the client side only through the pool and the
+Regtest --misbehave=tamper-output commits to and delivers a tampered output (other cheats are played by
+tests/functional/hostile_compute.py, on the wire). It knows the client side only through the pool and the
 messages.
 """
 
@@ -28,11 +28,11 @@ import math
 import struct
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from camelid.chain.errors import TxRejected
-from camelid.chain.jobpool import JobRecord, TestamentRecord, job_accept_digest, job_delivery_digest
+from camelid.chain.jobpool import DeliveryRecord, JobRecord, TestamentRecord, job_accept_digest, job_delivery_digest
 from camelid.compute.worker_client import EngineUnavailable
 from camelid.core.interpreter import verify_script
 from camelid.core.jobscripts import JOB_PAYOUT_FEE_CAP, commitment_signature_digest, match_job_lock, output_commitment
@@ -51,11 +51,13 @@ from camelid.node.jobs.common import (
     JobContext,
     TimedSpend,
     decode_directed,
+    delivery_message,
     hex_id,
+    testament_message,
 )
 from camelid.node.jobs.contract import JobTerms, Spent
 from camelid.node.jobs.scheduler import ESCROW_RECHECK, JobScheduler
-from camelid.p2p.messages import JobAccept, JobDelivery, JobPayment, JobTestament
+from camelid.p2p.messages import JobAccept, JobPayment
 from camelid.wallet.errors import WalletError
 
 if TYPE_CHECKING:
@@ -156,6 +158,27 @@ class JobComputer:
     def offer(self, record: JobRecord) -> None:
         """A new valid job reached the pool: wake the _work loop if it is idle (a busy one looks when free)."""
         self._offered.set()
+
+    def on_testament(self, job_id: bytes, testament: TestamentRecord) -> None:
+        """Another node's valid testament: it closes the job to us only if its stake shows. A testament
+        costs nothing to sign under a fresh node key, its stake does; one whose stake never shows (within
+        SEEN_WAIT) leaves the job open again, so a free testament cannot take a job from every node."""
+        if self._serving and testament.node != self._ctx.node_id:
+            self._ctx.spawn(self._check_stake(job_id, testament), f"job-stake-{hex_id(job_id)[:16]}")
+
+    async def _check_stake(self, job_id: bytes, testament: TestamentRecord) -> None:
+        record = self._ctx.pool.get(job_id)
+        if record is None:
+            return
+        terms = self._ctx.terms(record.params)
+        escrow = await self._ctx.locate(record.escrow_txid, terms.escrow_script)
+        least = escrow.value * STAKE_MULTIPLE if escrow is not None else 1
+        stake = terms.stake_script(testament.node_pubkey, testament.commitment)
+        if await self._ctx.wait_for_output(testament.stake_txid, stake, least) is None:
+            log.info("job %s: node %s's testament has no stake behind it; ignored", hex_id(job_id),
+                     testament.node.hex())
+            self._scheduler.unbacked.add((job_id, testament.node))
+            self._offered.set()
 
     def on_block(self) -> None:
         """A block connected: an escrow waiting for confirmations may have them now."""
@@ -368,11 +391,10 @@ class JobComputer:
             created.tx.outputs[stake_index],
         )
         self._release(job_id, work, work.stake, work.stake_out)
-        testament = JobTestament(job_id, ctx.node_id, node_pubkey, commitment, signature, created.tx.hash)
-        ctx.pool.add_testament(
-            job_id, TestamentRecord(ctx.node_id, node_pubkey, commitment, signature, created.tx.hash)
-        )
-        ctx.manager.broadcast(testament)
+        testament = TestamentRecord(ctx.node_id, node_pubkey, commitment, signature, created.tx.hash)
+        testament = replace(testament, node_signature=ctx.node_key.sign(testament.digest(job_id)))
+        ctx.pool.add_testament(job_id, testament)
+        ctx.manager.broadcast(testament_message(job_id, testament))
         self.taken += 1
         self.tokens_computed += len(output)
         log.info("job %s: generated %d tokens, staked in %s", hex_id(job_id), len(output), created.tx.txid())
@@ -463,10 +485,6 @@ class JobComputer:
             work.payment_txid, work.payment = None, None
             ctx.pool.on_change(job_id)
             return
-        if self._misbehave is Misbehaviour.NEVER_DELIVER:
-            log.warning("job %s: --misbehave=never-deliver: paid by %s, delivering nothing", hex_id(job_id),
-                        payment.txid())
-            return
         while time.time() < terms.refund_time + RELEASE_PATIENCE:
             try:
                 self._deliver(record, work)
@@ -504,11 +522,13 @@ class JobComputer:
         ctx = self._ctx
         plain = struct.pack(f"<{len(work.output_tokens)}I", *work.output_tokens)
         sealed = ecies.encrypt(PublicKey.from_bytes(record.params.client_pubkey), plain, aad=record.job_id)
-        signature = ctx.require_wallets().get().sign_job_digest(
-            work.node_pubkey, job_delivery_digest(record.job_id, sealed)
+        digest = job_delivery_digest(record.job_id, ctx.node_id, work.stake.txid, sealed)
+        signature = ctx.require_wallets().get().sign_job_digest(work.node_pubkey, digest)
+        delivery = DeliveryRecord(
+            ctx.node_id, work.node_pubkey, sealed, signature, work.stake.txid, ctx.node_key.sign(digest)
         )
-        ctx.pool.add_delivery(record.job_id, ctx.node_id, sealed, signature)
-        ctx.manager.broadcast(JobDelivery(record.job_id, ctx.node_id, sealed, signature))
+        ctx.pool.add_delivery(record.job_id, delivery)
+        ctx.manager.broadcast(delivery_message(record.job_id, delivery))
 
     def _release(self, job_id: bytes, work: ComputeJob, outpoint: OutPoint, locked: TxOut) -> None:
         """Take our STAKE or PAYOUT into the wallet through its time-locked branch once the chain allows it.

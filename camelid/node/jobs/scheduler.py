@@ -5,7 +5,11 @@ from all computing the same job:
 
 - a job is not taken while another node's jobaccept for it is fresh: an accepter has `patience` for the
   job's max_tokens to publish its testament, then the job is open again (one more patience per accepter,
-  since each later accepter took it only when the one before ran out);
+  since each later accepter took it only when the one before ran out). Node ids cost nothing, so only
+  MAX_HOLDING_ACCEPTS accepters count, and no claim holds a job past the time a node needs to compute it
+  before its deadline: throwaway accepts delay a job, they cannot starve it;
+- a job with a testament is taken, unless the compute side found that testament's stake missing
+  (`unbacked`): a testament under a fresh node key is free, its stake is not;
 - a node waits `claim_delay` (a per-(node, job) hash fraction of CLAIM_SPREAD; none until it has seen
   another node claim a job for its models) before claiming and looks again: of idle nodes that see a job
   at the same instant, the one with the shortest delay claims it and the others see its jobaccept and
@@ -37,7 +41,12 @@ PATIENCE_BASE = 4.0
 PATIENCE_PER_TOKEN = 0.1
 """Seconds per max_tokens an accepter has to generate: 10 tokens/s, below any CPU the real model runs on."""
 
-_OPEN_STATES = frozenset({JobState.CREATED, JobState.ACCEPTED})
+MAX_HOLDING_ACCEPTS = 2
+"""Accepters whose patience adds up to how long a job is held: an honest rival, and one more."""
+HOLD_SLACK = 2.0
+"""Seconds before the last moment a node could still take a job at which any claim on it runs out."""
+
+_OPEN_STATES = frozenset({JobState.CREATED, JobState.ACCEPTED, JobState.COMPLETED})
 
 
 def claim_rank(node_id: bytes, job_id: bytes) -> float:
@@ -66,6 +75,7 @@ class JobScheduler:
         self.tried: set[bytes] = set()
         self._claims: dict[bytes, _Claim] = {}
         self._rival_seen = False  # another node has claimed a job for a model we serve: delays spread us apart
+        self.unbacked: set[tuple[bytes, bytes]] = set()  # (job id, node) of testaments whose stake never showed
 
     def rank(self, job_id: bytes) -> float:
         return claim_rank(self._node_id, job_id)
@@ -86,7 +96,7 @@ class JobScheduler:
         params = record.params
         return (
             record.state in _OPEN_STATES
-            and not record.testaments
+            and not self._backed(record)
             and record.job_id not in self.tried
             and record.client_node != self._node_id
             and self._node_id not in record.accepted_by
@@ -120,7 +130,7 @@ class JobScheduler:
         times = (
             _claim_ends(record)
             for record in jobs
-            if record.state in _OPEN_STATES and not record.testaments and record.job_id not in self.tried
+            if record.state in _OPEN_STATES and not self._backed(record) and record.job_id not in self.tried
         )
         return min((at for at in times if at is not None and at > now), default=None)
 
@@ -140,8 +150,14 @@ class JobScheduler:
         first = min(rivals, key=lambda node: claim_rank(node, record.job_id), default=None)
         return first if first is not None and claim_rank(first, record.job_id) < self.rank(record.job_id) else None
 
+    def _backed(self, record: JobRecord) -> bool:
+        """Whether a testament of the job may have a stake behind it (not yet found missing)."""
+        return any((record.job_id, node) not in self.unbacked for node in record.testaments)
+
     def forget(self, live: Iterable[bytes]) -> None:
-        """Keep `tried` and the claims to the jobs still in the pool (`live`): as bounded as the pool."""
+        """Keep `tried`, the claims and `unbacked` to the jobs still in the pool (`live`): as bounded as the pool."""
+        live = set(live)
+        self.unbacked = {(job_id, node) for job_id, node in self.unbacked if job_id in live}
         self.tried.intersection_update(live)
         self._claims = {job_id: claim for job_id, claim in self._claims.items() if job_id in self.tried}
 
@@ -152,8 +168,12 @@ def _held_by_another(record: JobRecord, now: float) -> bool:
 
 
 def _claim_ends(record: JobRecord) -> float | None:
-    """When the accepters have run out of patience (one patience each, from the first accept); None if unclaimed."""
+    """When the accepters have run out of patience (one patience each, from the first accept, for at most
+    MAX_HOLDING_ACCEPTS of them), and never later than HOLD_SLACK before the last moment a node could still
+    compute the job by its deadline; None if unclaimed."""
     first_accept = next((at for state, at in record.history if state == JobState.ACCEPTED), None)
     if first_accept is None:
         return None
-    return first_accept + len(record.accepted_by) * patience(record.params.max_tokens)
+    params = record.params
+    held = first_accept + min(len(record.accepted_by), MAX_HOLDING_ACCEPTS) * patience(params.max_tokens)
+    return min(held, params.timestamp + params.timelock - patience(params.max_tokens) - HOLD_SLACK)

@@ -18,13 +18,20 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from camelid.chain.jobpool import JobPool, JobRecord, JobRejected, JobState, TestamentRecord
+from camelid.chain.jobpool import JobPool, JobRecord, JobRejected, JobState
 from camelid.chain.jobstore import JobStore
 from camelid.chain.storage import LevelDBStore
 from camelid.node.config import ComputePolicy, Misbehaviour
 from camelid.node.events import BlockConnected, JobChanged, TxAccepted
 from camelid.node.jobs.client import DEFAULT_TIMELOCK, JobClient
-from camelid.node.jobs.common import JobContext, hex_id
+from camelid.node.jobs.common import (
+    JobContext,
+    delivery_message,
+    delivery_record,
+    hex_id,
+    testament_message,
+    testament_record,
+)
 from camelid.node.jobs.compute import JobComputer
 from camelid.node.jobs.journal import JobJournal
 from camelid.node.jobs.market import Market, take_by, untaken
@@ -77,6 +84,7 @@ class JobService:
         misbehave: Misbehaviour | None = None,
         store_dir: Path | None = None,
         policy: ComputePolicy | None = None,
+        verifiers: int = 2,
     ) -> None:
         """`serve`: act as a compute node for the models the store holds (needs `wallets`).
 
@@ -85,6 +93,8 @@ class JobService:
         `misbehave` (regtest only): cheat on purpose as a compute node or a client, to test disputes.
 
         `policy`: what the compute role accepts (default: ComputePolicy's safe defaults).
+
+        `verifiers`: how many independent verifiers must pass a delivery of a model we do not hold.
         """
         self.chain = chain
         self.pool = JobPool(chain.params.dispute_window)
@@ -92,7 +102,7 @@ class JobService:
         self._bus = bus
         self._manager = p2p.manager
         self._ctx = JobContext(chain, self.pool, p2p.manager, p2p.node_key, models, wallets, compute)
-        verifiers = OutsourcedVerification(self._ctx)
+        verifiers = OutsourcedVerification(self._ctx, verifiers)
         self._client = JobClient(self._ctx, verifiers, misbehave)
         self._compute = JobComputer(
             self._ctx, serving=serve and wallets is not None, misbehave=misbehave, policy=policy or ComputePolicy()
@@ -199,6 +209,7 @@ class JobService:
                 checked_by=client.checked_by,
                 take_by=take_by(record),
                 untaken=untaken(record, client.reward, self.market, time.time()),
+                tokens=client.tokens,
             )
             if client.testament is not None and record.reached(JobState.PAID):
                 info["paid_node"] = client.testament.node.hex()
@@ -245,18 +256,15 @@ class JobService:
             self._manager.broadcast(message, exclude={peer.id})
 
     async def _on_testament(self, peer: Peer, message: JobTestament) -> None:
-        testament = TestamentRecord(
-            message.node, message.node_pubkey, message.commitment, message.signature, message.stake_txid
-        )
+        testament = testament_record(message)
         if not self._checked(lambda: self.pool.add_testament(message.job_id, testament)):
             return
         self._manager.broadcast(message, exclude={peer.id})
         self._client.on_testament(message.job_id, testament)
+        self._compute.on_testament(message.job_id, testament)
 
     async def _on_delivery(self, peer: Peer, message: JobDelivery) -> None:
-        delivery = self._checked(
-            lambda: self.pool.add_delivery(message.job_id, message.node, message.sealed, message.signature)
-        )
+        delivery = self._checked(lambda: self.pool.add_delivery(message.job_id, delivery_record(message)))
         if delivery is None:
             return
         self._manager.broadcast(message, exclude={peer.id})
@@ -277,11 +285,9 @@ class JobService:
                 JobMessage(record.params.to_bytes(), record.escrow_txid, record.client_node, record.signature)
             ]
             messages += [JobAccept(job_id, node, sig) for node, sig in record.accept_signatures.items()]
-            messages += [
-                JobTestament(job_id, t.node, t.node_pubkey, t.commitment, t.signature, t.stake_txid)
-                for t in record.testaments.values()
-            ]
-            messages += [JobDelivery(job_id, d.node, d.sealed, d.signature) for d in record.deliveries.values()]
+            # A testament or delivery a journal kept from before node keys signed them cannot be relayed.
+            messages += [testament_message(job_id, t) for t in record.testaments.values() if t.node_signature]
+            messages += [delivery_message(job_id, d) for d in record.deliveries.values() if d.node_signature]
             # The job's transactions may be unconfirmed, and mempools are not exchanged on connect: offer them.
             txids = [record.escrow_txid, *(t.stake_txid for t in record.testaments.values())]
             txids += [payment.txid for payment in record.payments.values() if payment.seen_at is not None]

@@ -1,14 +1,22 @@
 """Outsourced RASTiC over the network (whitepaper 2.5.3): neighbours that hold the model check for clients that don't.
 
-A client without the model can neither tokenize its prompt nor read or check the delivered tokens. It asks up
-to VERIFIERS_ASKED direct peers that announce the model (never the node that computed the job) with a
-`rasticask` carrying the delivered tokens and the commitment the node signed. A verifier answers only for a
-job in its own pool whose testament carries that commitment: it takes the prompt and sampling parameters from
-the pool, checks that the tokens are the committed ones, runs RASTiC on every position (one prefill) and
-answers a verdict signed with its node key, plus the text. The client accepts a verdict only if it answers
-its exact request (job, commitment, positions) and is signed by the node it asked. One failing verdict fails
-the job; a client cannot slash without the model (its mempool cannot check the fraud proof), so the job
-stays disputed and the verdict says which verifier rejected how many positions.
+A client whose model cannot run here cannot check the delivered tokens. It asks the direct peers that announce
+the model (never the node that computed the job, at most `needed` + SPARE_VERIFIERS of them) with a `rasticask`
+carrying the delivered tokens and the commitment the node signed. A verifier answers only for a job in its own
+pool whose testament carries that commitment: it takes the prompt and sampling parameters from the pool,
+checks that the tokens are the committed ones, runs RASTiC on every position (one prefill) and answers a verdict
+signed with its node key over the job, the commitment and the hash of the exact tokens (no text: the client
+reads the tokens itself, with the model's vocabulary). The client counts a verdict only if it answers its exact
+request and is signed by the node it asked. The job is verified when `needed` distinct verifiers pass it, and
+failed when any one fails it: a sybil can only make a job fail (which costs the client nothing it would not
+lose to a cheater), and making a tampered output pass takes `needed` colluding verifiers among our peers.
+A client cannot slash without the model (its mempool cannot check the fraud proof), so a failed job stays
+disputed and the verdict says which verifier rejected how many positions.
+
+What a verifier learns: the job's output tokens. The prompt, seed and model are public in the flooded job, so
+anyone holding the model (every verifier does) can compute the same output with one generation; it is asked
+only after the job was paid, so it cannot underbid or front-run the node for that job; and it learns which node
+asked (the directed envelope's sender), which the flooded job message already names. Nothing it could sell.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from camelid.compute.outsourced import (
     VerificationRequest,
     request_digest,
     sign_results,
+    tokens_hash,
     verdict_digest,
 )
 from camelid.compute.worker_client import EngineUnavailable
@@ -41,25 +50,29 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-VERIFIERS_ASKED = 2
+SPARE_VERIFIERS = 1
+"""Verifiers asked beyond the number needed, so that one that does not answer does not leave the job unverified."""
 ANSWER_TIMEOUT = 60.0
 """Seconds to wait for verifiers' answers: one prefill of the job, and the engine may be busy with another."""
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What the verifiers said: the job's verdict, from a passing verifier the output's text, and who checked."""
+    """What the verifiers said: the job's verdict, and who checked it."""
 
     verdict: Verdict
-    text: str | None
     checked_by: list[str]
 
 
 class OutsourcedVerification:
     """Both sides of outsourced RASTiC: answering peers' asks, and asking peers about our own deliveries."""
 
-    def __init__(self, ctx: JobContext) -> None:
+    def __init__(self, ctx: JobContext, needed: int = 2) -> None:
+        """`needed`: distinct verifiers that must pass a delivery before it is verified."""
+        if needed < 1:
+            raise ValueError(f"at least one verifier must check a delivery, not {needed}")
         self._ctx = ctx
+        self.needed = needed
         self._waiting: dict[tuple[bytes, bytes], asyncio.Future[RasticAnswer]] = {}
         self._engine_lock = asyncio.Lock()  # one outsourced check at a time: neighbours share our CPU, not own it
 
@@ -70,14 +83,16 @@ class OutsourcedVerification:
     ) -> Outcome:
         """Ask neighbours holding `model_id` to check `tokens` against `commitment`; their combined verdict."""
         ctx = self._ctx
-        verifiers = [
-            peer.node_id
-            for peer in ctx.manager.peers()
-            if model_id in peer.models and peer.node_id not in (computed_by, ctx.node_id)
-        ][:VERIFIERS_ASKED]
-        if not verifiers:
-            why = "this node does not hold the model and no peer that does can check it"
-            return Outcome(unverified(Cause.UNCHECKABLE, why), None, [])
+        verifiers = list(
+            dict.fromkeys(
+                peer.node_id
+                for peer in ctx.manager.peers()
+                if model_id in peer.models and peer.node_id not in (computed_by, ctx.node_id)
+            )
+        )[: self.needed + SPARE_VERIFIERS]
+        if len(verifiers) < self.needed:
+            why = f"{len(verifiers)} peers that hold the model can check it, and {self.needed} must pass it"
+            return Outcome(unverified(Cause.UNCHECKABLE, why), [])
         positions = tuple(range(len(tokens)))
         ask = RasticAsk(job_id, commitment, struct.pack(f"<{len(tokens)}I", *tokens))
         loop = asyncio.get_running_loop()
@@ -90,33 +105,27 @@ class OutsourcedVerification:
         finally:
             for verifier in verifiers:
                 self._waiting.pop((job_id, verifier), None)
-        expected = request_digest(job_id, commitment, positions)
-        passed: list[tuple[bytes, str]] = []
+        expected = request_digest(job_id, commitment, tokens_hash(tokens), positions)
+        passed: list[str] = []
         refusals: list[str] = []
         for verifier, future in futures.items():
             if future not in done:
                 refusals.append(f"{verifier.hex()[:16]}: no answer")
                 continue
-            answer = future.result()
             try:
-                verdict = _verdict_of(answer, verifier, expected, positions)
+                verdict = _verdict_of(future.result(), verifier, expected, positions)
             except ValueError as exc:
                 refusals.append(f"{verifier.hex()[:16]}: {exc}")
                 continue
-            if not verdict.ok:
+            if not verdict.ok:  # any failure wins
                 failed = sum(not r.ok for r in verdict.results)
                 rejected = f"verifier {verifier.hex()[:16]} rejected {failed} of {len(positions)} positions"
-                return Outcome(
-                    failed_verdict(Cause.VERIFIER, rejected),
-                    None,
-                    [verifier.hex()],
-                )
-            else:
-                passed.append((verifier, answer.text.decode("utf-8", errors="replace")))
-        if not passed:
-            why = f"no verifier could check it ({'; '.join(refusals)})"
-            return Outcome(unverified(Cause.UNCHECKABLE, why), None, [])
-        return Outcome(VERIFIED, passed[0][1], [verifier.hex() for verifier, _ in passed])
+                return Outcome(failed_verdict(Cause.VERIFIER, rejected), [verifier.hex()])
+            passed.append(verifier.hex())
+        if len(passed) < self.needed:
+            why = f"{len(passed)} of the {self.needed} verifiers needed passed it ({'; '.join(refusals)})"
+            return Outcome(unverified(Cause.UNCHECKABLE, why), passed)
+        return Outcome(VERIFIED, passed)
 
     async def on_verdict(self, peer: Peer, directed: Directed) -> None:
         answer = decode_directed(RasticAnswer, directed)
@@ -133,28 +142,28 @@ class OutsourcedVerification:
         if ask is None:
             return
         async with self._engine_lock:
-            verdict, text, refusal = await self._answer(ask)
+            verdict, refusal = await self._answer(ask)
         if refusal:
             log.info("rasticask for %s from %s refused: %s", hex_id(ask.job_id), directed.sender.hex(), refusal)
-        reply = RasticAnswer(ask.job_id, ask.commitment, verdict, text, refusal)
+        reply = RasticAnswer(ask.job_id, ask.commitment, verdict, refusal)
         self._ctx.manager.send_directed(directed.sender, RasticAnswer.command, reply.to_payload())
 
-    async def _answer(self, ask: RasticAsk) -> tuple[bytes, bytes, str]:
-        """(msgpack SignedVerdict, UTF-8 text, "") or (b"", b"", why we cannot answer)."""
+    async def _answer(self, ask: RasticAsk) -> tuple[bytes, str]:
+        """(msgpack SignedVerdict, "") or (b"", why we cannot answer)."""
         ctx = self._ctx
         record = ctx.pool.get(ask.job_id)
         if record is None:
-            return b"", b"", "the job is not in this node's pool"
+            return b"", "the job is not in this node's pool"
         if not any(t.commitment == ask.commitment for t in record.testaments.values()):
-            return b"", b"", "no testament of this job carries that commitment"
+            return b"", "no testament of this job carries that commitment"
         if len(ask.output) % 4:
-            return b"", b"", "the output is not a whole number of u32 tokens"
+            return b"", "the output is not a whole number of u32 tokens"
         try:
             engine = await ctx.engine_for(record.params.model_id)
         except EngineUnavailable as exc:
-            return b"", b"", f"this node's worker for the model is unavailable ({exc})"
+            return b"", f"this node's worker for the model is unavailable ({exc})"
         if engine is None:
-            return b"", b"", "this node does not hold the model"
+            return b"", "this node does not hold the model"
         params = record.params
         tokens = tuple(struct.unpack(f"<{len(ask.output) // 4}I", ask.output))
         try:
@@ -170,14 +179,13 @@ class OutsourcedVerification:
                 tuple(range(len(tokens))),
             )
             if request.commitment() != ask.commitment:
-                return b"", b"", "the output is not the one the commitment names"
+                return b"", "the output is not the one the commitment names"
             verdict = sign_results(request, await engine.check_request(request), ctx.node_key.secret)
-            text = await engine.detokenize(tokens)
         except ValueError as exc:  # tokens this model does not have, or a job its context cannot hold
-            return b"", b"", f"cannot check it: {exc}"
+            return b"", f"cannot check it: {exc}"
         except EngineUnavailable as exc:
-            return b"", b"", f"this node's worker for the model died while checking ({exc})"
-        return msgpack.packb(verdict.to_dict(), use_bin_type=True), text.encode("utf-8"), ""
+            return b"", f"this node's worker for the model died while checking ({exc})"
+        return msgpack.packb(verdict.to_dict(), use_bin_type=True), ""
 
 
 def _verdict_of(

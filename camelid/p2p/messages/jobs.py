@@ -53,10 +53,11 @@ class JobAccept(Message):
 
 @dataclass(frozen=True)
 class JobTestament(Message):
-    """A node's output commitment C, signed with its job key Pn, and the stake transaction standing behind it."""
+    """A node's output commitment C, signed with its job key Pn, and the stake transaction standing behind it;
+    the whole signed by the node's key (job_testament_digest in camelid.chain.jobpool)."""
 
     command: ClassVar[str] = "testament"
-    max_payload: ClassVar[int] = 384
+    max_payload: ClassVar[int] = 512
 
     job_id: bytes = wire(Blob(JOB_ID_SIZE))
     node: bytes = wire(NodeId())
@@ -64,6 +65,7 @@ class JobTestament(Message):
     commitment: bytes = wire(Blob(32))
     signature: bytes = wire(Blob(1, MAX_SIGNATURE))
     stake_txid: bytes = wire(Blob(TXID_SIZE))
+    node_signature: bytes = wire(Blob(1, MAX_SIGNATURE))
 
 
 @dataclass(frozen=True)
@@ -81,14 +83,16 @@ class JobPayment(Message):
 class JobDelivery(Message):
     """A node's output tokens (u32 LE each), ECIES-encrypted to Pc with aad = Job ID, signed with its job key Pn.
 
-    The signature covers job_delivery_digest(job_id, sealed) (camelid.chain.jobpool); `node` names the
-    testament whose Pn must have signed it.
+    Both signatures cover job_delivery_digest(job_id, node, stake_txid, sealed) (camelid.chain.jobpool):
+    `signature` by the Pn of the testament that `node` and `stake_txid` name, `node_signature` by the node key.
     """
 
     command: ClassVar[str] = "jobdelivery"
-    max_payload: ClassVar[int] = MAX_SEALED_OUTPUT + 256
+    max_payload: ClassVar[int] = MAX_SEALED_OUTPUT + 384
 
     job_id: bytes = wire(Blob(JOB_ID_SIZE))
     node: bytes = wire(NodeId())
     sealed: bytes = wire(Blob(1, MAX_SEALED_OUTPUT))
     signature: bytes = wire(Blob(1, MAX_SIGNATURE))
+    stake_txid: bytes = wire(Blob(TXID_SIZE))
+    node_signature: bytes = wire(Blob(1, MAX_SIGNATURE))

@@ -2,9 +2,9 @@
 
 The client sends a neighbour that holds the model the output tokens it was delivered and the commitment the
 compute node signed; the neighbour takes the prompt and sampling parameters from the job in its own pool,
-checks the tokens against the commitment, and answers a SignedVerdict (camelid.compute.outsourced) with the
-output's text, or a refusal saying why it cannot answer. The verdict is signed by the neighbour's node key,
-so a relay cannot forge it; the envelope is not.
+checks the tokens against the commitment, and answers a SignedVerdict (camelid.compute.outsourced) over the
+hash of those exact tokens, or a refusal saying why it cannot answer; never text, which the client reads
+itself. The verdict is signed by the neighbour's node key, so a relay cannot forge it; the envelope is not.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from camelid.p2p.schema import MAX_TEXT_LEN, Blob, Message, Text, wire
 
 TOKEN_SIZE = 4  # u32 LE, as in deliveries
 MAX_VERDICT_BYTES = 64 * MAX_JOB_TOKENS + 256  # msgpack of one position result per output token, with the signature
-MAX_TEXT_BYTES = 64 * MAX_JOB_TOKENS  # UTF-8 of the output: no token detokenizes to more
 
 
 @dataclass(frozen=True)
@@ -35,14 +34,13 @@ class RasticAsk(Message):
 
 @dataclass(frozen=True)
 class RasticAnswer(Message):
-    """Directed verifier -> client: a msgpack SignedVerdict over every output position and the output's text,
-    or empty ones and a refusal naming why the verifier could not check."""
+    """Directed verifier -> client: a msgpack SignedVerdict over every output position, or an empty one and a
+    refusal naming why the verifier could not check."""
 
     command: ClassVar[str] = "rasticanswer"
-    max_payload: ClassVar[int] = MAX_VERDICT_BYTES + MAX_TEXT_BYTES + MAX_TEXT_LEN + 256
+    max_payload: ClassVar[int] = MAX_VERDICT_BYTES + MAX_TEXT_LEN + 256
 
     job_id: bytes = wire(Blob(JOB_ID_SIZE))
     commitment: bytes = wire(Blob(32))
     verdict: bytes = wire(Blob(0, MAX_VERDICT_BYTES))
-    text: bytes = wire(Blob(0, MAX_TEXT_BYTES))
     refusal: str = wire(Text(MAX_TEXT_LEN))

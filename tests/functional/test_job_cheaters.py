@@ -1,0 +1,113 @@
+"""No compute node or verifier can cheat a client into a verified job (issue 14): each attack on the real wire.
+
+The cheaters are tests/functional/hostile_compute.py: a compute node that stakes for real (its STAKE funded
+through the miner, its testament signed by its node key and Pn) and then delivers what it likes, and a sybil
+verifier that claims the model and signs "pass" on anything. Each test runs one attack against real camelidd
+processes and shows the rule that stops it (docs/jobs-design.md, "Attacks by a compute node, an impostor or a
+verifier"), or the bound that holds until the fraud proof for bad deliveries exists.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from decimal import Decimal
+
+import pytest
+from tiny_model import write_tiny_model
+
+from camelid.compute.engine import Engine
+from camelid.compute.tamper import tamper_output
+from camelid.core.consensus import COIN
+from camelid.crypto.keys import PrivateKey
+from camelid.node.jobs.common import RELEASE_FEE
+
+from .framework import wait_until
+from .hostile_compute import HostileComputeNode, SybilVerifier
+from .jobnet import funded_network, mine_until
+
+pytestmark = pytest.mark.slow
+
+REWARD = Decimal(1)
+RELEASE = Decimal(RELEASE_FEE) / COIN  # fee of the client's one-input claim on the stake
+
+
+def verdict_of(client, job: str) -> dict:
+    wait_until(lambda: client.getjob(job)["verdict"] is not None, timeout=60, what="the client's verdict")
+    return client.getjob(job)
+
+
+@pytest.mark.parametrize("sealed_to", ["garbage", "another key"])
+def test_a_delivery_that_does_not_open_fails_the_job_and_shows_nothing(camelid_nodes, tmp_path, sealed_to):
+    """The node staked and was paid, then delivered bytes the client cannot open. Bound until the fraud proof
+    for bad deliveries exists: the job fails and shows nothing, but the node's stake is not taken (its
+    delivery is on record, so the mempool refuses the non-delivery claim) and the reward is lost."""
+    model = write_tiny_model(tmp_path / "tiny.gguf")
+    miner, (client,), mine_to = funded_network(camelid_nodes, [[f"--serve-model={model}", "--nocompute"]])
+    cheater = HostileComputeNode(miner, mine_to, client, "127.0.0.21")
+    job = client.submitjob("The llama", 8, None, 0, 0, REWARD, 30)
+    work = cheater.take(COIN)
+    cheater.wait_payment(work)
+    other = PrivateKey.generate(network="regtest").public_key.to_bytes()
+    sealed = os.urandom(80) if sealed_to == "garbage" else cheater.seal(work, [1, 2, 3], to=other)
+    cheater.deliver(work, sealed)
+    info = verdict_of(client, job)
+    assert info["verdict"].startswith("failed: the delivery does not decrypt")
+    assert info["state"] == "disputed" and info["text"] is None and info["tokens"] is None
+    assert info["delivered_by"] == [cheater.node_id.hex()] and info["slash_txid"] is None
+    cheater.close()
+
+
+def test_a_sybil_verifier_that_passes_a_tampered_output_is_outvoted_by_one_honest_failure(camelid_nodes, tmp_path):
+    """A client without the model needs --verifiers passes; any failure wins, so a sybil cannot pass a
+    tampered output while one honest verifier among those asked fails it."""
+    model = write_tiny_model(tmp_path / "tiny.gguf")
+    (miner,) = camelid_nodes(1)
+    connect = f"--connect=127.0.0.1:{miner.p2p_port}"
+    (verifier,) = camelid_nodes(1, [[connect, f"--serve-model={model}", "--nocompute"]])
+    (client,) = camelid_nodes(1, [[connect, f"--connect=127.0.0.1:{verifier.p2p_port}", "--verifiers=2"]])
+    wait_until(lambda: client.getconnectioncount() == 2, what="the client connected")
+    for node in (miner, client):
+        node.createwallet("default")
+    mine_to = miner.getnewaddress()
+    miner.generatetoaddress(101, mine_to)
+    miner.sendtoaddress(client.getnewaddress(), 5)
+    miner.generatetoaddress(1, mine_to)
+    wait_until(lambda: client.getbalance() == 5, what="the client funded")
+    model_id = verifier.listmodels()[0]["id"]
+    cheater = HostileComputeNode(miner, mine_to, client, "127.0.0.22")
+    sybil = SybilVerifier(client, "127.0.0.23", bytes.fromhex(model_id))
+    with Engine(model, n_threads=1, n_ctx=512) as engine:
+        prompt = engine.tokenize("The llama")
+        tampered = tamper_output(engine, prompt, engine.generate(prompt, 8))
+    job = client.submitjob("The llama", 8, model_id, 0, 0, REWARD, 60)
+    work = cheater.take(COIN, tampered, prompt)
+    cheater.wait_payment(work)
+    cheater.deliver(work, cheater.seal(work, tampered))
+    sybil.answer_pass()
+    info = verdict_of(client, job)
+    verifier_id = verifier.getnetworkinfo()["nodeid"]
+    assert re.fullmatch(rf"failed: verifier {verifier_id[:16]} rejected [1-8] of 8 positions", info["verdict"])
+    assert info["state"] == "disputed" and info["text"] is None
+    cheater.close()
+    sybil.close()
+
+
+def test_a_paid_node_that_never_delivers_loses_its_stake_to_the_client(camelid_nodes, tmp_path):
+    """Paid, and nothing delivered by D: the client publishes the payment and, a dispute window after it was
+    seen, takes the stake through its claim branch. Bound: a node that bribes every miner to leave the claim
+    out until D + W, when its own reclaim of the stake opens, keeps it; one honest block in [D, D + W) is enough."""
+    model = write_tiny_model(tmp_path / "tiny.gguf")
+    miner, (client,), mine_to = funded_network(camelid_nodes, [[f"--serve-model={model}", "--nocompute"]])
+    cheater = HostileComputeNode(miner, mine_to, client, "127.0.0.24")
+    job = client.submitjob("The llama", 8, None, 0, 0, REWARD, 12)
+    escrowed = client.getbalance()
+    cheater.wait_payment(cheater.take(COIN))
+    mine_until(miner, mine_to, lambda: client.getjob(job)["state"] == "slashed", "the non-delivery claim")
+    info = client.getjob(job)
+    assert info["verdict"] == "failed: not delivered" and info["delivered_by"] == [] and not info["text"]
+    mine_until(miner, mine_to, lambda: (miner.gettxout(info["slash_txid"], 0) or {}).get("confirmations", 0) > 0,
+               "the claim mined")
+    # The client paid the reward and took the stake (stake = reward): it is out only the claim's fee.
+    mine_until(miner, mine_to, lambda: client.getbalance() == escrowed + REWARD - RELEASE, "the stake in the wallet")
+    cheater.close()
