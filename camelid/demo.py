@@ -8,7 +8,9 @@ payment, the encrypted delivery and the client's RASTiC verdict. The demo mines 
 settles and until the provider has taken its payout and stake back (their time locks open
 TIMELOCK + the dispute window after the job), then prints the completion, the job's history, the
 verdict and every party's balance before and after, which add up to exactly the coins mined.
-Every process it starts is stopped however it ends (Ctrl-C and errors included).
+Every process it starts is stopped however it ends (Ctrl-C and errors included). Every wait watches
+all three processes: a node that dies fails the demo at once, naming it, its exit status or signal
+and the end of its debug.log (NodeFailed), rather than after the wait's timeout.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from camelid.compute.models import default_model_path
 from camelid.core.consensus import COIN, block_subsidy
 from camelid.core.params import REGTEST
 from camelid.progress import Progress
-from camelid.regtest_network import START_TIMEOUT, RegtestNetwork, RegtestNode
+from camelid.regtest_network import START_TIMEOUT, NodeFailed, RegtestNetwork, RegtestNode, poll_until
 
 PROMPT = "The three most useful things to know about llamas are"
 MAX_TOKENS = 48
@@ -49,16 +51,22 @@ def coins(base_units: int) -> str:
     return f"{Decimal(base_units) * SATOSHI:.8f}"
 
 
-def wait_for(label: str, check: Callable[[], Any], timeout: float, detail: Callable[[], str] = str) -> Any:
-    """Poll `check` under a spinner until it returns something truthy (returned); DemoFailed after `timeout`."""
+def wait_for(
+    network: RegtestNetwork, label: str, check: Callable[[], Any], timeout: float, detail: Callable[[], str] = str
+) -> Any:
+    """Poll `check` under a spinner until it returns something truthy (returned).
+
+    NodeFailed as soon as any node of `network` has died, DemoFailed after `timeout`.
+    """
     progress = Progress(label)
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            progress.finish("timed out")
-            raise DemoFailed(f"{label}: nothing after {timeout:.0f} s ({detail()})")
-        progress.update(detail=detail())
-        time.sleep(0.25)
+    try:
+        result = poll_until(check, network.nodes, timeout, tick=lambda: progress.update(detail=detail()))
+    except NodeFailed as failed:
+        progress.finish(f"{failed.name} died")
+        raise
+    if result is None:
+        progress.finish("timed out")
+        raise DemoFailed(f"{label}: nothing after {timeout:.0f} s ({detail()})")
     progress.finish(detail())
     return result
 
@@ -77,11 +85,12 @@ def synced(nodes: list[RegtestNode]) -> bool:
     )
 
 
-def mine(miner: RegtestNode, count: int, address: str, label: str) -> None:
-    """Mine `count` blocks in steps, with a bar."""
+def mine(network: RegtestNetwork, miner: RegtestNode, count: int, address: str, label: str) -> None:
+    """Mine `count` blocks in steps, with a bar; NodeFailed as soon as any node has died."""
     progress = Progress(label, total=count)
     done = 0
     while done < count:
+        network.check()
         step = min(10, count - done)
         miner.call("generatetoaddress", step, address)
         done += step
@@ -89,7 +98,9 @@ def mine(miner: RegtestNode, count: int, address: str, label: str) -> None:
     progress.finish(f"height {miner.call('getblockcount')}")
 
 
-def mine_until(miner: RegtestNode, address: str, label: str, check: Callable[[], bool], timeout: float) -> None:
+def mine_until(
+    network: RegtestNetwork, miner: RegtestNode, address: str, label: str, check: Callable[[], bool], timeout: float
+) -> None:
     """Mine one block at a time, a little apart so relays and wallets keep up, until `check` holds."""
 
     def mined() -> bool:
@@ -99,7 +110,7 @@ def mine_until(miner: RegtestNode, address: str, label: str, check: Callable[[],
         time.sleep(0.5)
         return False
 
-    wait_for(label, mined, timeout, lambda: f"height {miner.call('getblockcount')}")
+    wait_for(network, label, mined, timeout, lambda: f"height {miner.call('getblockcount')}")
 
 
 def coinbase_income(miner: RegtestNode, first: int, last: int) -> tuple[int, int, int]:
@@ -125,12 +136,14 @@ def start_network(network: RegtestNetwork) -> tuple[RegtestNode, RegtestNode, Re
             f"  {node.name:<9} pid {node.process.pid:<7} RPC 127.0.0.1:{node.rpc_port}  P2P 127.0.0.1:{node.p2p_port}"
         )
     wait_for(
+        network,
         "waiting for the nodes to answer RPC",
         lambda: all(n.ready() for n in nodes),
         START_TIMEOUT,
         lambda: _waiting_on(nodes),
     )
     wait_for(
+        network,
         "waiting for provider and client to connect to the miner",
         lambda: miner.call("getconnectioncount") == 2,
         60,
@@ -157,37 +170,39 @@ def run() -> None:
     with RegtestNetwork(prefix="camelid-demo-") as network:
         print(f"\n[2/7] Starting three camelidd nodes on 127.0.0.1 (regtest), datadirs in {network.root}")
         miner, provider, client = start_network(network)
-        model = wait_for("waiting for provider and client to hold the model", lambda: _held_model(provider, client), 60)
+        model = wait_for(
+            network, "waiting for provider and client to hold the model", lambda: _held_model(provider, client), 60
+        )
         print("  miner mines blocks (generatetoaddress) and holds no model")
         print(f"  provider serves model {model[:16]}... (--serve-model=default) and computes jobs for pay")
         print("  client holds the same model (--nocompute: it sells none), so it verifies every output locally")
 
         print(f"\n[3/7] Mining {MATURITY_BLOCKS} blocks so the first coinbase matures")
         mine_to = miner.call("getnewaddress")
-        mine(miner, MATURITY_BLOCKS, mine_to, "mining to maturity")
+        mine(network, miner, MATURITY_BLOCKS, mine_to, "mining to maturity")
 
         print(f"\n[4/7] The miner funds the client and the provider with {FUNDS} coins each")
         for node in (client, provider):
             miner.call("sendtoaddress", node.call("getnewaddress"), FUNDS)
         miner.call("generatetoaddress", 1, mine_to)
         nodes = [miner, provider, client]
-        wait_for("waiting for the wallets to see the funding", lambda: synced(nodes), 60)
+        wait_for(network, "waiting for the wallets to see the funding", lambda: synced(nodes), 60)
         first_block = miner.call("getblockcount") + 1
         before = {node.name: total_balance(node) for node in nodes}
 
         print(f"\n[5/7] The client submits a paid job (reward {REWARD} coin, {MAX_TOKENS} tokens, greedy)")
-        job = submit_and_verify(client, model)
+        job = submit_and_verify(network, client, model)
 
         print("\n[6/7] Mining until the payment is in a block (after the dispute window) and the job settles")
         settled = lambda: all(n.call("getjob", job["jobid"])["state"] == "settled" for n in nodes)  # noqa: E731
-        mine_until(miner, mine_to, "mining the payment", settled, 120)
+        mine_until(network, miner, mine_to, "mining the payment", settled, 120)
 
         print(
             "\n[7/7] The provider takes its payout and stake back once their time locks open "
             f"(job time + {TIMELOCK + REGTEST.dispute_window} s)"
         )
-        wait_for_release(miner, provider.call("getjob", job["jobid"]), mine_to)
-        wait_for("waiting for the wallets to catch up", lambda: synced(nodes), 60)
+        wait_for_release(network, miner, provider.call("getjob", job["jobid"]), mine_to)
+        wait_for(network, "waiting for the wallets to catch up", lambda: synced(nodes), 60)
         after = {node.name: total_balance(node) for node in nodes}
         history = client.call("getjob", job["jobid"])["history"]
         income = coinbase_income(miner, first_block, miner.call("getblockcount"))
@@ -203,34 +218,36 @@ def _held_model(*nodes: RegtestNode) -> str | None:
     return min(common) if common else None
 
 
-def submit_and_verify(client: RegtestNode, model: str) -> dict[str, Any]:
+def submit_and_verify(network: RegtestNetwork, client: RegtestNode, model: str) -> dict[str, Any]:
     """Submit the demo's job and wait for the client's verdict; the client's getjob, DemoFailed unless verified."""
     print(f"  prompt: {PROMPT!r}")
     job_id = client.call("submitjob", PROMPT, MAX_TOKENS, model, 0, 0, REWARD, TIMELOCK)
     print(f"  job id {job_id}")
     state = lambda: client.call("getjob", job_id)["state"]  # noqa: E731
-    wait_for("escrow, testament + stake, payment, delivery, RASTiC", lambda: state() in FINAL_STATES, 300, state)
+    wait_for(
+        network, "escrow, testament + stake, payment, delivery, RASTiC", lambda: state() in FINAL_STATES, 300, state
+    )
     job = client.call("getjob", job_id)
     if job["verdict"] != "verified":
         raise DemoFailed(f"the job ended {job['state']}: verdict {job['verdict']!r}")
     return job
 
 
-def wait_for_release(miner: RegtestNode, work: dict[str, Any], mine_to: str) -> None:
+def wait_for_release(network: RegtestNetwork, miner: RegtestNode, work: dict[str, Any], mine_to: str) -> None:
     """Wait out the provider's time locks, then mine until its PAYOUT and STAKE spends are in blocks.
 
     `work` is the provider's getjob. The STAKE unlocks last, at the job's refund time (job time + timelock +
     dispute window); the provider's node submits both spends itself once the wall clock passes their lock times.
     """
     stake = _stake_outpoint(miner, work["testaments"][0])
-    _wait_for_unlock(work["timestamp"] + work["timelock"] + REGTEST.dispute_window)
+    _wait_for_unlock(network, work["timestamp"] + work["timelock"] + REGTEST.dispute_window)
 
     def released() -> bool:
         payout_unspent = miner.call("gettxout", work["payment_txid"], 0)
         stake_unspent = miner.call("gettxout", *stake)
         return not (payout_unspent or stake_unspent or miner.call("getrawmempool"))
 
-    mine_until(miner, mine_to, "mining the provider's release spends", released, 120)
+    mine_until(network, miner, mine_to, "mining the provider's release spends", released, 120)
 
 
 def _stake_outpoint(node: RegtestNode, testament: dict[str, Any]) -> tuple[str, int]:
@@ -240,11 +257,12 @@ def _stake_outpoint(node: RegtestNode, testament: dict[str, Any]) -> tuple[str, 
     return testament["stake_txid"], index
 
 
-def _wait_for_unlock(unlock_time: int) -> None:
-    """A countdown to the wall-clock time the provider's release spends become valid."""
+def _wait_for_unlock(network: RegtestNetwork, unlock_time: int) -> None:
+    """A countdown to the wall-clock time the provider's release spends become valid; NodeFailed if a node dies."""
     total = max(0, round(unlock_time - time.time()))
     progress = Progress("waiting for the time locks", total=total)
     while (left := unlock_time - time.time()) > 0:
+        network.check()
         progress.update(total - round(left), f"{left:.0f} s left")
         time.sleep(0.25)
     progress.finish("open")

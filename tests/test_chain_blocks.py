@@ -23,11 +23,12 @@ from chain_helpers import (
 from camelid.chain.chainstate import ChainState
 from camelid.chain.errors import BlockRejected
 from camelid.chain.template import make_coinbase
+from camelid.chain.validation import script_sigops
 from camelid.core.block import Block
 from camelid.core.consensus import MAX_BLOCK_SIGOPS, MAX_FUTURE_BLOCK_TIME, MAX_MONEY, block_subsidy
 from camelid.core.opcodes import Opcode
 from camelid.core.params import REGTEST
-from camelid.core.script import null_data_script
+from camelid.core.script import ScriptError, null_data_script, p2pkh_script_sig, parse_script
 from camelid.core.transaction import NULL_HASH, NULL_INDEX, OutPoint, Transaction, TxIn, TxOut
 
 KEY = make_key(1)
@@ -214,3 +215,30 @@ def test_genesis_coinbase_is_not_spendable(tmp_path: Path) -> None:
     assert chain.utxo_set_stats().count == 0
     chain.close()
 
+
+
+def _parsed_sigops(script: bytes) -> int:
+    """The definition script_sigops shortcuts: CHECKSIG and CHECKSIGVERIFY opcodes, 0 if the script does not parse."""
+    try:
+        ops = parse_script(script)
+    except ScriptError:
+        return 0
+    return sum(op.opcode in (Opcode.OP_CHECKSIG, Opcode.OP_CHECKSIGVERIFY) for op in ops)
+
+
+def test_sigop_shortcuts_count_as_the_parse_does() -> None:
+    sig = bytes([Opcode.OP_CHECKSIG, Opcode.OP_CHECKSIGVERIFY]) * 36  # signature bytes that look like sigops
+    pub = KEY.public_key.to_bytes()
+    scripts = [
+        b"",
+        p2pkh_for(KEY),
+        p2pkh_script_sig(sig, pub),
+        p2pkh_script_sig(sig, pub) + bytes([Opcode.OP_CHECKSIG]),
+        p2pkh_script_sig(sig, pub)[:-1],  # truncated push: does not parse
+        b"\x4c" + bytes([len(sig)]) + sig,  # PUSHDATA1 of sigop-looking bytes
+        bytes([Opcode.OP_CHECKSIG, Opcode.OP_CHECKSIGVERIFY, Opcode.OP_CHECKSIG]),
+        b"\x01\xac\x00\xac",  # OP_0 between pushes is not a direct push of 1..75 bytes
+        p2pkh_for(KEY)[:-1] + bytes([Opcode.OP_CHECKSIGVERIFY]),
+    ]
+    for script in scripts:
+        assert script_sigops(script) == _parsed_sigops(script), script.hex()

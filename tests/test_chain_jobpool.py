@@ -7,6 +7,7 @@ import pytest
 from camelid.chain.errors import ValidationError
 from camelid.chain.jobpool import (
     RETAIN_SECONDS,
+    IllegalTransition,
     JobPool,
     JobRejected,
     JobState,
@@ -186,10 +187,24 @@ def test_a_stake_claim_needs_a_payment_seen_a_window_ago_and_no_delivery(pool, c
 def test_a_slashed_job_stays_slashed_when_its_payment_is_mined(pool):
     job = params()
     record = pool.add_job(*offer(job))
-    pool.advance(record, JobState.SLASHED)
+    for state in (JobState.PAID, JobState.DISPUTED, JobState.SLASHED):
+        pool.advance(record, state)
     payment = Transaction(inputs=(TxIn(ESCROW_TXID, 0, b"\x51"),), outputs=(TxOut(1, b"\x51"),), job_id=job.job_id())
     assert pool.settle_block([payment]) == []
     assert record.state == JobState.SLASHED
+
+
+def test_a_job_moves_only_as_the_transition_table_allows(pool):
+    record = pool.add_job(*offer(params()))
+    with pytest.raises(IllegalTransition, match="cannot go from created to verified"):
+        pool.advance(record, JobState.VERIFIED)
+    assert pool.advance(record, JobState.COMPLETED) and not pool.advance(record, JobState.COMPLETED)
+    assert not pool.advance(record, JobState.ACCEPTED)  # a jobaccept that arrives late does not move it back
+    assert [state for state, _ in record.history] == [JobState.CREATED, JobState.COMPLETED]
+    pool.advance(record, JobState.REFUNDED)
+    for later in (JobState.SETTLED, JobState.EXPIRED):  # refunded ends the job
+        with pytest.raises(IllegalTransition):
+            pool.advance(record, later)
 
 
 @pytest.mark.parametrize(

@@ -208,6 +208,32 @@ def test_payout_waits_for_the_dispute_window(tmp_path: Path) -> None:
     assert world.chain.get_coin(TxIn(payment.hash, 0).prevout).tx_out.script_pubkey == world.payout
 
 
+def test_a_compute_node_checks_a_payment_by_every_mempool_rule_but_the_dispute_window(tmp_path: Path) -> None:
+    """Mempool.check: what a compute node asks before it delivers for a payment nobody can mine yet."""
+    world = JobWorld(tmp_path / "chain", STUB_CLAIM)
+    payment = world.payment()
+    world.pool.check(payment)  # the dispute window alone keeps it out of the pool
+    assert world.pool_reason(payment) == "job-dispute-window"
+    non_final = _signed(
+        replace(payment, inputs=[TxIn(world.funding.hash, 0, sequence=SEQUENCE_LOCKED)], lock_time=499_999_999),
+        [(world.escrow, REWARD, CLIENT, escrow_script_sig)],
+    )
+    overpaying = world.payment(value=REWARD + 1)
+    for bad, reason in ((non_final, "non-final"), (overpaying, "bad-txns-in-belowout")):
+        with pytest.raises(TxRejected, match=reason):
+            world.pool.check(bad)
+    world.mine()
+    elsewhere = world.payment(script=payout_script(*world._lock_args(), world.t0 + 1))  # another PAYOUT
+    world.pool.accept(elsewhere, now=REGTEST_NOW)
+    with pytest.raises(TxRejected, match="txn-mempool-conflict"):
+        world.pool.check(payment)
+    world.pool.check(elsewhere)  # already in the pool: fine
+    world.connect(elsewhere)
+    world.pool.remove_for_block(world.blocks[-1])
+    with pytest.raises(TxRejected, match="bad-txns-inputs-missingorspent"):
+        world.pool.check(payment)
+
+
 def test_escrow_refunds_only_from_the_refund_time(tmp_path: Path) -> None:
     world = JobWorld(tmp_path / "chain", STUB_CLAIM)
     world.mine(2)  # median time past is now past the refund time

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from chain_helpers import Spendable, make_key, p2pkh_for, spend
 
-from camelid.chain.scripts import verify_input_script
+from camelid.chain.checkqueue import CheckQueue
+from camelid.chain.coins import Coin
+from camelid.chain.errors import ValidationError
+from camelid.chain.scripts import p2pkh_spend, verify_input_script
+from camelid.chain.validation import raise_deferred_failure, verify_tx_scripts
 from camelid.core.interpreter import verify_script
-from camelid.core.script import ScriptError, build_script, p2pkh_script_sig, push_data
+from camelid.core.jobproof import JobProofContext, ProofPolicy
+from camelid.core.script import ScriptError, build_script, p2pkh_script, p2pkh_script_sig, push_data
 from camelid.core.sigchecker import SighashCache, TransactionSignatureChecker
 from camelid.core.transaction import SIGHASH_ALL, OutPoint, Transaction, TxIn, TxOut
+from camelid.crypto.hashes import hash160
 
 KEY = make_key(1)
 OTHER = make_key(2)
@@ -104,3 +112,119 @@ def test_p2pkh_shortcut_agrees_with_the_interpreter() -> None:
         ), script_sig.hex()
     assert _verdict(verify_input_script, variants[0], code, checker) == "ok"
     assert _verdict(verify_input_script, variants[0], p2pkh_for(OTHER), checker) == "EQUALVERIFY"
+
+
+# The block path: standard P2PKH signature checks queued (camelid.chain.checkqueue), the rest interpreted.
+
+SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+AMOUNT = 50_000
+
+
+def _der(r: int, s: int) -> bytes:
+    def integer(value: int) -> bytes:
+        raw = value.to_bytes((value.bit_length() + 8) // 8, "big")  # a leading zero keeps it positive
+        return b"\x02" + bytes([len(raw)]) + raw
+
+    body = integer(r) + integer(s)
+    return b"\x30" + bytes([len(body)]) + body
+
+
+def _high_s(der: bytes) -> bytes:
+    r_size = der[3]
+    r = int.from_bytes(der[4 : 4 + r_size], "big")
+    s = int.from_bytes(der[6 + r_size :], "big")
+    return _der(r, SECP256K1_ORDER - s)
+
+
+def _spend_variants() -> list[tuple[str, bytes, bytes]]:
+    """(name, scriptSig, pubkey the spent P2PKH output pays to), valid and invalid in every way the fast
+    path must either judge exactly as the interpreter does or leave to it."""
+    compressed = KEY.public_key.to_bytes()
+    uncompressed = KEY.public_key.to_bytes(compressed=False)
+    hybrid = bytes([6 + uncompressed[-1] % 2]) + uncompressed[1:]  # libsecp256k1 parses it; consensus does not
+    off_curve = b"\x02" + bytes(31) + b"\x05"
+    variants = []
+    for name, pubkey in (("compressed", compressed), ("uncompressed", uncompressed), ("hybrid", hybrid)):
+        der = KEY.sign(_sighash(pubkey))
+        sig = der + bytes([SIGHASH_ALL])
+        variants += [
+            (f"{name} valid", p2pkh_script_sig(sig, pubkey), pubkey),
+            (f"{name} hash type 2", p2pkh_script_sig(der + b"\x02", pubkey), pubkey),
+            (f"{name} high S", p2pkh_script_sig(_high_s(der) + bytes([SIGHASH_ALL]), pubkey), pubkey),
+            (f"{name} other digest", p2pkh_script_sig(KEY.sign(bytes(32)) + b"\x01", pubkey), pubkey),
+            (f"{name} not DER", p2pkh_script_sig(bytes(70) + b"\x01", pubkey), pubkey),
+            (f"{name} two-byte sig", p2pkh_script_sig(b"\x30\x01", pubkey), pubkey),
+            (f"{name} one-byte sig", p2pkh_script_sig(b"\x01", pubkey), pubkey),
+            (f"{name} empty sig", p2pkh_script_sig(b"", pubkey), pubkey),
+            (f"{name} PUSHDATA1 sig", b"\x4c" + bytes([len(sig)]) + sig + push_data(pubkey), pubkey),
+            (f"{name} extra item", p2pkh_script_sig(sig, pubkey) + b"\x51", pubkey),
+            (f"{name} only sig", push_data(sig), pubkey),
+            (f"{name} key of other hash", p2pkh_script_sig(sig, pubkey), OTHER.public_key.to_bytes()),
+        ]
+    variants += [
+        ("off-curve key", p2pkh_script_sig(b"\x30\x06" + bytes(5) + b"\x01", off_curve), off_curve),
+        ("34-byte key", p2pkh_script_sig(KEY.sign(bytes(32)) + b"\x01", compressed + b"\x00"), compressed + b"\x00"),
+        ("truncated key push", push_data(b"\x30\x01") + b"\x21" + compressed[:10], compressed),
+        ("empty scriptSig", b"", compressed),
+    ]
+    return variants
+
+
+def _unsigned() -> Transaction:
+    return Transaction(inputs=[TxIn(b"\x05" * 32, 1, b"", 3)], outputs=[TxOut(AMOUNT - 100, p2pkh_for(OTHER))])
+
+
+def _sighash(pubkey: bytes) -> bytes:
+    return _unsigned().signature_hash(0, p2pkh_script(hash160(pubkey)), AMOUNT)
+
+
+def _block_verdict(tx: Transaction, coin: Coin, threads: int) -> str:
+    queue = CheckQueue(threads)
+    try:
+        deferred = queue.session()
+        jobs = JobProofContext(None, ProofPolicy.BLOCK)
+        verify_tx_scripts(tx, [coin], jobs, deferred)
+        raise_deferred_failure(deferred, jobs)
+    except ValidationError as exc:
+        return exc.reason
+    finally:
+        queue.close()
+    return "ok"
+
+
+VARIANTS = _spend_variants()
+
+
+@pytest.mark.parametrize(("name", "script_sig", "paid_to"), VARIANTS, ids=[name for name, *_ in VARIANTS])
+def test_queued_and_immediate_checks_give_the_interpreters_verdict(name: str, script_sig: bytes, paid_to: bytes):
+    script_pubkey = p2pkh_script(hash160(paid_to))
+    tx = replace(_unsigned(), inputs=(replace(_unsigned().inputs[0], script_sig=script_sig),))
+    coin = Coin(TxOut(AMOUNT, script_pubkey), 1, False)
+    interpreted = _verdict(verify_script, script_sig, script_pubkey, TransactionSignatureChecker(tx, 0, AMOUNT))
+    expected = "ok" if interpreted == "ok" else f"mandatory-script-verify-flag-failed ({interpreted})"
+    try:
+        verify_tx_scripts(tx, [coin])
+        immediate = "ok"
+    except ValidationError as exc:
+        immediate = exc.reason
+    assert immediate == expected
+    assert _block_verdict(tx, coin, 1) == _block_verdict(tx, coin, 3) == expected
+    assert (expected == "ok") == name.endswith(("compressed valid", "uncompressed valid"))
+
+
+def test_only_standard_spends_are_queued() -> None:
+    pubkey = KEY.public_key.to_bytes()
+    sig = KEY.sign(_sighash(pubkey)) + bytes([SIGHASH_ALL])
+    assert p2pkh_spend(p2pkh_script_sig(sig, pubkey), p2pkh_script(hash160(pubkey))) == (sig, pubkey)
+    assert p2pkh_spend(p2pkh_script_sig(sig, pubkey), p2pkh_script(hash160(pubkey)) + b"\x00") is None
+    assert p2pkh_spend(p2pkh_script_sig(sig, pubkey), p2pkh_for(OTHER)) is None
+    assert p2pkh_spend(b"\x4c" + bytes([len(sig)]) + sig + push_data(pubkey), p2pkh_script(hash160(pubkey))) is None
+
+
+def test_sighash_cache_handles_long_script_sigs_and_many_inputs() -> None:
+    inputs = [TxIn(bytes([n]) * 32, n, bytes([n]) * (n * 40), n) for n in range(12)]  # up to 440-byte scriptSigs
+    tx = Transaction(inputs=inputs, outputs=[TxOut(9, bytes(300))], lock_time=77, job_id=b"\x09" * 32)
+    tx = Transaction.from_bytes(tx.to_bytes())
+    cache = SighashCache(tx)
+    for index in range(len(inputs)):
+        assert cache.digest(index, p2pkh_for(KEY), index) == tx.signature_hash(index, p2pkh_for(KEY), index)

@@ -1,4 +1,4 @@
-"""The storage seam: LevelDB behind KeyValueStore, atomic batches, prefix iteration and the datadir lock."""
+"""The storage seam: LevelDB behind KeyValueStore, atomic batches, prefix iteration, the datadir lock, coin records."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from camelid.chain.coins import Coin
 from camelid.chain.storage import LevelDBStore, StorageError, WriteBatch
+from camelid.core.transaction import TxOut
 
 
 @pytest.fixture
@@ -58,3 +60,25 @@ def test_second_opener_gets_a_clear_error(store: LevelDBStore, tmp_path: Path) -
     with pytest.raises(StorageError, match="is another camelidd running on this datadir"):
         LevelDBStore(tmp_path / "db")
 
+
+
+@pytest.mark.parametrize("script_size", [0, 1, 25, 252, 253, 300, 70_000])
+@pytest.mark.parametrize("is_coinbase", [False, True])
+def test_coin_records_round_trip_whichever_decoder_reads_them(script_size: int, is_coinbase: bool) -> None:
+    coin = Coin(TxOut(-1 if script_size == 1 else 5_000_000_000, bytes([7]) * script_size), 654_321, is_coinbase)
+    assert Coin.from_bytes(coin.to_bytes()) == coin
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda raw: raw[:4] + b"\x02" + raw[5:], "coin flags 0x2"),
+        (lambda raw: raw[:-1], "truncated"),
+        (lambda raw: raw + b"\x00", "trailing"),
+        (lambda raw: raw[:13] + b"\xfd\x19\x00" + raw[14:], "non-canonical"),
+    ],
+)
+def test_malformed_coin_records_are_refused_with_a_reason(mutate, message: str) -> None:
+    raw = Coin(TxOut(1, bytes(25)), 1, False).to_bytes()
+    with pytest.raises(ValueError, match=message):
+        Coin.from_bytes(mutate(raw))

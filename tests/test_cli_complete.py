@@ -32,8 +32,11 @@ def test_the_arguments_become_submitjobs_named_parameters():
         "temperature": 0.5,
         "seed": 0,
         "reward": "0.1",
+        "max_reward": None,
     }
     assert timeout == 660
+    params, _ = submitjob_params(("llamas", "--max-tokens", "8", "--max-reward", "0.2"))
+    assert (params["reward"], params["max_reward"]) == (None, "0.2")  # submitjob's estimate, capped
 
 
 @pytest.mark.parametrize(

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import numpy as np
 import pytest
 from tiny_model import EOS, VOCAB, write_tiny_model
 
-from camelid.compute.engine import Engine
+from camelid.compute.engine import Engine, Generations
 from camelid.compute.model_id import model_id_of_file
 from camelid.compute.sampling import choose_token, gumbel_noise, token_gap
 
@@ -148,7 +147,28 @@ def test_closed_engine_refuses_work(model_path: Path) -> None:
         eng.generate([1, 5], 2)
 
 
-async def test_agenerate_matches_generate_and_serialises_jobs(engine: Engine) -> None:
-    prompts = [engine.tokenize(f"async job {i}") for i in range(4)]
-    results = await asyncio.gather(*(engine.agenerate(p, 12, seed=i, temperature=0.7) for i, p in enumerate(prompts)))
-    assert results == [engine.generate(p, 12, seed=i, temperature=0.7) for i, p in enumerate(prompts)]
+def test_generations_join_and_leave_a_running_batch(model_path: Path) -> None:
+    jobs = [([1, 5, 6, 7], 12, 0, 0.0), ([1, 40, 41], 9, 5, 0.8), ([1, 90], 16, 2, 0.3)]
+    with Engine(model_path, n_threads=1, n_ctx=128, slots=2) as engine:
+        alone = [engine.generate(*job) for job in jobs]
+        generations = Generations(engine)
+        generations.admit("a", *jobs[0])
+        generations.admit("b", *jobs[1])
+        with pytest.raises(ValueError, match="all 2 generation slots are busy"):
+            generations.admit("c", *jobs[2])
+        finished = dict(generations.step() + generations.step())
+        # A RASTiC prefill between steps uses its own sequence and disturbs nothing.
+        engine.logits_at([1, 2, 3, 4], [3])
+        while generations.free_slots == 0:
+            finished.update(generations.step())
+        generations.admit("c", *jobs[2])  # joins the batch while another job is still running
+        while len(finished) < 3:
+            finished.update(generations.step())
+    assert [finished[key] for key in "abc"] == alone  # the tiny model has no near-ties to break differently
+    for (_, max_tokens, _, _), out in zip(jobs, alone, strict=True):
+        assert len(out) == max_tokens or out[-1] == EOS
+
+
+def test_slots_are_bounded(model_path: Path) -> None:
+    with pytest.raises(ValueError, match="slots must be in"):
+        Engine(model_path, slots=0)

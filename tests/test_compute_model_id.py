@@ -1,4 +1,4 @@
-"""Model ids: Merkle root over 1 MiB chunk hashes, and manifests received from peers."""
+"""Model ids: sizes and a Merkle root over 1 MiB chunk hashes, and manifests received from peers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from camelid.compute import default_model_path
-from camelid.compute.model_id import CHUNK_SIZE, Manifest, manifest_of_file, model_id_of_file
+from camelid.compute.model_id import (
+    CHUNK_SIZE,
+    MODEL_ID_TAG,
+    Manifest,
+    chunk_root,
+    manifest_of_file,
+    model_id,
+    model_id_of_file,
+)
 from camelid.compute.models import DEFAULT_MODEL_FILE, MODEL_DIR_ENV
 from camelid.crypto.merkle import merkle_root
 
@@ -22,14 +30,15 @@ def test_chunk_size_is_one_mebibyte() -> None:
 
 
 @pytest.mark.parametrize("size", [1, 99, 100, 101, 250])
-def test_id_is_merkle_root_of_double_sha_chunks(tmp_path: Path, size: int) -> None:
+def test_id_commits_to_the_sizes_and_the_root_of_double_sha_chunks(tmp_path: Path, size: int) -> None:
     data = bytes(i % 251 for i in range(size))
     path = tmp_path / "m.gguf"
     path.write_bytes(data)
     manifest = manifest_of_file(path, chunk_size=100)
     expected_hashes = [_sha256d(data[i : i + 100]) for i in range(0, size, 100)]
     assert manifest.chunk_hashes == tuple(expected_hashes)
-    assert manifest.id == merkle_root(expected_hashes)
+    sizes = size.to_bytes(8, "little") + (100).to_bytes(4, "little")
+    assert manifest.id == _sha256d(MODEL_ID_TAG + sizes + chunk_root(expected_hashes))
     assert manifest.file_size == size
     assert manifest.name == "m.gguf"
 
@@ -56,12 +65,32 @@ def test_one_changed_byte_changes_id_and_only_its_chunk(tmp_path: Path) -> None:
     assert differing == [5]
 
 
-def test_empty_file_has_zero_id(tmp_path: Path) -> None:
+def test_an_odd_level_carries_its_last_node_up_rather_than_duplicating_it() -> None:
+    a, b, c = (bytes([n]) * 32 for n in (1, 2, 3))
+    assert chunk_root([a]) == a
+    assert chunk_root([a, b, c]) == _sha256d(_sha256d(a + b) + c)
+    assert chunk_root([a, b, c]) != chunk_root([a, b, c, c])  # Bitcoin's tree gives both one root:
+    assert merkle_root([a, b, c]) == merkle_root([a, b, c, c])  # CVE-2012-2459
+
+
+def test_a_manifest_with_its_last_chunk_repeated_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "m.gguf"
+    path.write_bytes(bytes(range(250)))
+    manifest = manifest_of_file(path, chunk_size=100)
+    hashes = (*manifest.chunk_hashes, manifest.chunk_hashes[-1])
+    assert model_id(400, 100, hashes) != manifest.id
+    with pytest.raises(ValueError, match="does not commit"):
+        Manifest.from_dict(manifest.to_dict() | {"file_size": 400, "chunk_hashes": list(hashes)})
+    # The same bytes cut differently are another model: the chunk size is part of the id.
+    assert manifest_of_file(path, chunk_size=50).id != manifest.id
+    assert [manifest.chunk_length(i) for i in range(3)] == [100, 100, 50]
+
+
+def test_an_empty_file_is_no_model(tmp_path: Path) -> None:
     path = tmp_path / "empty.gguf"
     path.write_bytes(b"")
-    manifest = manifest_of_file(path)
-    assert manifest.chunk_hashes == ()
-    assert manifest.id == bytes(32)
+    with pytest.raises(ValueError, match="file_size"):
+        manifest_of_file(path)
 
 
 def test_manifest_round_trips_through_dict(tmp_path: Path) -> None:
@@ -75,11 +104,12 @@ def test_manifest_round_trips_through_dict(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda d: d.update(id=bytes(32)), "Merkle root"),
+        (lambda d: d.update(id=bytes(32)), "does not commit"),
         (lambda d: d.update(id=b"short"), "32 bytes"),
         (lambda d: d.update(file_size=10**9), "need"),
         (lambda d: d.update(file_size=-1), "file_size"),
         (lambda d: d.update(chunk_size=0), "chunk_size"),
+        (lambda d: d.update(chunk_size=CHUNK_SIZE + 1), "chunk_size"),
         (lambda d: d.update(chunk_hashes="nope"), "list"),
         (lambda d: d["chunk_hashes"].__setitem__(0, b"\x00" * 31), "32 bytes"),
         (lambda d: d.update(name=5), "name"),

@@ -17,7 +17,6 @@ from camelid.compute.rastic import (
     MISMATCH,
     OVERLONG,
     TRUNCATED,
-    averify,
     output_commitment,
     position_gaps,
     spot_positions,
@@ -236,9 +235,3 @@ def test_bad_verify_arguments_raise(engine: Engine, kwargs: dict, message: str) 
     args = {"prompt_tokens": [1, 5, 6], "output_tokens": [7, 8], "max_tokens": 2} | kwargs
     with pytest.raises(ValueError, match=message):
         verify(engine, **args)
-
-
-async def test_averify_runs_off_the_event_loop(engine: Engine) -> None:
-    prompt, output, _ = _long_job(engine)
-    verdict = await averify(engine, prompt, output, MAX_TOKENS, mode="spot", nonce=b"n")
-    assert verdict.ok

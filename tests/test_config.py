@@ -6,7 +6,8 @@ import pytest
 from click.testing import CliRunner
 
 from camelid.cli.camelidd import main as camelidd
-from camelid.node.config import ConfigError, load_config, network_datadir, read_conf_file
+from camelid.core.consensus import COIN
+from camelid.node.config import CONF_FILENAME, ComputePolicy, ConfigError, load_config, network_datadir, read_conf_file
 
 REGTEST_ADDRESS = "mipcBbFg9gMiCh81Kj8tqqdgoZub1ZJRfn"
 
@@ -106,3 +107,37 @@ def test_camelidd_configuration_error_exits_1(tmp_path):
     result = CliRunner().invoke(camelidd, ["--datadir", str(tmp_path)])
     assert result.exit_code == 1
     assert "unknown key 'colour'" in result.output
+
+
+def test_par_sets_the_signature_check_threads(tmp_path):
+    assert load_config({}, tmp_path).par is None  # one per CPU core
+    write_conf(tmp_path, "par=3\n")
+    assert load_config({}, tmp_path).par == 3
+    write_conf(tmp_path, "par=0\n")
+    with pytest.raises(ConfigError, match="line 1: bad value for par"):
+        load_config({}, tmp_path)
+
+
+def test_the_compute_policy_has_safe_defaults_and_takes_the_operators_limits(tmp_path):
+    assert load_config({}, tmp_path).compute_policy == ComputePolicy()
+    assert ComputePolicy().payment_confirmations == ComputePolicy().escrow_confirmations == 1
+    regtest = load_config({"regtest": True}, tmp_path).compute_policy
+    assert (regtest.escrow_confirmations, regtest.payment_confirmations) == (0, 0)
+    (tmp_path / CONF_FILENAME).write_text("compute-max-stake=0.5\n[regtest]\ncompute-payment-confirmations=2\n")
+    policy = load_config({"regtest": True, "compute-max-timelock": 900}, tmp_path).compute_policy
+    assert (policy.max_stake, policy.payment_confirmations, policy.max_timelock) == (COIN // 2, 2, 900)
+    assert policy.to_json()["max_total_stake"] == 10 * COIN
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("compute-max-stake=-1", "non-negative"),
+        ("compute-max-stake=1e-9", "8 decimals"),
+        ("compute-escrow-confirmations=x", "whole number"),
+    ],
+)
+def test_bad_compute_limits_name_the_key(tmp_path, text, fragment):
+    (tmp_path / CONF_FILENAME).write_text(text + "\n")
+    with pytest.raises(ConfigError, match=fragment):
+        load_config({}, tmp_path)

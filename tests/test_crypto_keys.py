@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import sys
+import threading
 
 import pytest
 from ecdsa import SECP256k1, SigningKey, VerifyingKey
@@ -11,7 +13,7 @@ from ecdsa.util import sigdecode_der, sigencode_der, sigencode_der_canonize
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from camelid.crypto.keys import SECP256K1_ORDER, PrivateKey, PublicKey, encode_wif
+from camelid.crypto.keys import SECP256K1_ORDER, PrivateKey, PublicKey, encode_wif, verify_signature
 
 secrets = st.integers(1, SECP256K1_ORDER - 1).map(lambda n: n.to_bytes(32, "big"))
 digests = st.binary(min_size=32, max_size=32)
@@ -151,3 +153,58 @@ def test_repr_hides_the_secret_and_unknown_network_is_refused() -> None:
     assert "42" * 32 not in repr(key)
     with pytest.raises(ValueError, match="unknown network"):
         PrivateKey.from_bytes(b"\x42" * 32, network="main")
+
+
+def test_verify_signature_agrees_with_public_key_verify() -> None:
+    key = PrivateKey.from_bytes(bytes(31) + b"\x05")
+    digest = hashlib.sha256(b"checkqueue").digest()
+    der = key.sign(digest)
+    for pubkey in (key.public_key.to_bytes(), key.public_key.to_bytes(compressed=False)):
+        assert verify_signature(pubkey, der, digest) and PublicKey.from_bytes(pubkey).verify(der, digest)
+        assert not verify_signature(pubkey, der, bytes(32))
+        assert not verify_signature(pubkey, der[:-1], digest)  # not DER
+    hybrid = b"\x06" + key.public_key.to_bytes(compressed=False)[1:]  # libsecp256k1 would parse it
+    assert not verify_signature(hybrid, der, digest) and not verify_signature(hybrid[:-1] + b"\x07", der, digest)
+    assert not verify_signature(b"\x02" + bytes(31) + b"\x05", der, digest)  # not on the curve
+    assert not verify_signature(b"", der, digest)
+
+
+def test_verify_signature_releases_the_gil() -> None:
+    """Block validation checks signatures on several threads only because this holds. With forced GIL
+    switching off, a thread runs only when the holder gives the GIL up in a C call: of two verifying
+    threads, the second advances while the first runs, where of two threads of GIL-holding work (small
+    sha256) the second starts only once the first is done."""
+    key = PrivateKey.from_bytes(bytes(31) + b"\x09")
+    checks = [(key.public_key.to_bytes(), key.sign(digest), digest) for digest in (bytes([n]) * 32 for n in range(200))]
+    progress = {"a": 0, "b": 0}
+    other_at_finish: list[int] = []
+
+    def verify(name: str, other: str) -> None:
+        for check in checks:
+            assert verify_signature(*check)
+            progress[name] += 1
+        other_at_finish.append(progress[other])
+
+    def hash_small(name: str, other: str) -> None:
+        for pubkey, _, _ in checks:
+            hashlib.sha256(pubkey).digest()
+            progress[name] += 1
+        other_at_finish.append(progress[other])
+
+    def race(work) -> int:
+        progress.update(a=0, b=0)
+        other_at_finish.clear()
+        threads = [threading.Thread(target=work, args=pair) for pair in (("a", "b"), ("b", "a"))]
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1_000.0)
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            sys.setswitchinterval(interval)
+        return other_at_finish[0]  # how far the other thread got when the first finished
+
+    assert race(verify) > 0
+    assert race(hash_small) == 0

@@ -70,6 +70,16 @@ def test_stake_and_payout_round_trip_and_only_the_stake_has_the_claim_branch() -
     assert job_t0(stake) == job_t0(payout) == LOCK.t0
 
 
+def test_the_shortest_job_scripts_still_match() -> None:
+    """The matchers refuse anything shorter than the shortest template (times of 0) without parsing it."""
+    escrow = escrow_script(JOB_ID, CLIENT, 0, 0)
+    assert match_escrow(escrow) == JobEscrow(JOB_ID, CLIENT, 0, 0)
+    assert match_escrow(escrow[:-1]) is None
+    for lock in (replace(LOCK, t0=0, release_time=0), replace(STAKE, t0=0, release_time=0, claim_time=0)):
+        assert match_job_lock(job_lock_script(lock)) == lock
+        assert job_t0(job_lock_script(lock)) == 0
+
+
 def test_scripts_that_only_resemble_a_template_do_not_match() -> None:
     for lock in (LOCK, STAKE):
         script = job_lock_script(lock)

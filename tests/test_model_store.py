@@ -78,7 +78,7 @@ def test_a_partial_file_that_does_not_hash_to_its_id_is_discarded(tmp_path, mode
     store = ModelStore(tmp_path / "models")
     partial = store.open_partial(manifest)
     for index in partial.missing():
-        partial.write_chunk(index, b"\x01" * partial.chunk_length(index))
+        partial.write_chunk(index, b"\x01" * partial.manifest.chunk_length(index))
     with pytest.raises(ValueError, match="does not hash to its id"):
         partial.finish()
     assert store.get(manifest.id) is None
@@ -89,7 +89,7 @@ def test_manifest_json_round_trips_and_refuses_a_wrong_root(model_file):
     manifest = manifest_of_file(model_file, chunk_size=CHUNK)
     assert manifest_from_json(json.loads(json.dumps(manifest_to_json(manifest)))) == manifest
     forged = manifest_to_json(manifest) | {"id": "00" * 32}
-    with pytest.raises(ValueError, match="Merkle root"):
+    with pytest.raises(ValueError, match="does not commit"):
         manifest_from_json(forged)
     with pytest.raises(ValueError, match="chunk_hashes"):
         manifest_from_json({"id": "00" * 32})

@@ -12,6 +12,7 @@ from camelid.core.jobscripts import JOB_PAYOUT_FEE_CAP, escrow_script, escrow_sc
 from camelid.core.transaction import SIGHASH_ALL, OutPoint, Transaction, TxIn, TxOut
 from camelid.crypto.keys import PrivateKey
 from camelid.node.jobs import ComputeJob, payment_problem
+from camelid.node.jobs.contract import JobTerms
 
 CLIENT = PrivateKey.from_bytes(b"\x11" * 32)
 NODE = PrivateKey.from_bytes(b"\x22" * 32).public_key.to_bytes()
@@ -22,6 +23,7 @@ REWARD = 100_000_000
 PARAMS = JobParams(b"\x01" * 32, "llamas", 8, 0, 0, T0, 600, CLIENT.public_key.to_bytes(), "", 9733)
 JOB = PARAMS.job_id()
 REFUND = T0 + 600 + 5
+TERMS = JobTerms(PARAMS, 5)
 ESCROW = escrow_script(JOB, PARAMS.client_pubkey, T0, REFUND)
 WORK = ComputeJob(
     [7, 8], NODE, COMMITMENT, OutPoint(b"\x55" * 32, 1), ESCROW, REWARD, OutPoint(b"\x66" * 32, 0), TxOut(REWARD, b"")
@@ -44,8 +46,8 @@ def payment(
 
 
 def test_the_clients_signed_payment_to_our_payout_is_accepted():
-    assert payment_problem(payment(), JOB, WORK, PARAMS, REFUND) is None
-    assert payment_problem(payment(value=REWARD - JOB_PAYOUT_FEE_CAP), JOB, WORK, PARAMS, REFUND) is None
+    assert payment_problem(payment(), TERMS, WORK) is None
+    assert payment_problem(payment(value=REWARD - JOB_PAYOUT_FEE_CAP), TERMS, WORK) is None
 
 
 @pytest.mark.parametrize(
@@ -60,4 +62,4 @@ def test_the_clients_signed_payment_to_our_payout_is_accepted():
     ],
 )
 def test_anything_else_is_refused_with_the_reason(tx, problem):
-    assert problem in payment_problem(tx, JOB, WORK, PARAMS, REFUND)
+    assert problem in payment_problem(tx, TERMS, WORK)

@@ -182,3 +182,14 @@ def test_a_node_that_has_never_seen_a_rival_claims_at_once(pool):
     accept(pool, add_job(pool, "taken"), RIVAL)
     assert mine.claim_delay(record.job_id, pool.jobs()) == mine.rank(record.job_id) * CLAIM_SPREAD > 0
     assert mine.claim_delay(record.job_id, []) > 0  # once seen, remembered
+
+
+def test_a_node_takes_the_best_paying_open_job_first_then_the_best_ranked(pool, clock):
+    mine = scheduler()
+    records = [add_job(pool, f"job {i}") for i in range(4)]
+    rewards = {records[0].job_id: 10, records[1].job_id: 30, records[2].job_id: 30}
+    rate = {r.job_id: rewards.get(r.job_id, 0) / MAX_TOKENS for r in records}
+    best = mine.choose(pool.jobs(), clock.now, pay=lambda r: rate[r.job_id])
+    assert best is min(records[1:3], key=lambda r: mine.rank(r.job_id))
+    mine.tried.update(r.job_id for r in records[1:3])
+    assert mine.choose(pool.jobs(), clock.now, pay=lambda r: rate[r.job_id]) is records[0]

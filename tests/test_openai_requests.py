@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
 import openai.types as oai
 import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from tiny_model import write_tiny_model
 
 from camelid.compute.vocab import ModelVocab
+from camelid.rpc.job_outcome import failure
 from camelid.rpc.openai_answer import CHAT_KIND, COMPLETION_KIND, Answer
-from camelid.rpc.openai_jobs import failure, verified_text, wait_for_verdict
+from camelid.rpc.openai_jobs import verified_text, wait_for_verdict
 from camelid.rpc.openai_requests import (
     DEFAULT_CHAT_TOKENS,
     DEFAULT_COMPLETION_TOKENS,
@@ -28,11 +33,14 @@ def seven() -> int:
 
 def test_a_completion_body_becomes_job_parameters():
     job = parse_completion({"model": "default", "prompt": ["The llama"], "max_tokens": 5, "temperature": 0.7}, seven)
-    assert (job.prompt, job.max_tokens, job.temperature_milli, job.seed, job.reward) == ("The llama", 5, 700, 7, 10**8)
+    assert (job.prompt, job.max_tokens, job.temperature_milli, job.seed) == ("The llama", 5, 700, 7)
+    assert job.reward is None and job.max_reward is None  # the market's estimate, uncapped
     assert not job.chat and not job.stream
-    defaults = parse_completion({"model": "m", "prompt": "x", "seed": 3, "camelid_reward": "0.25", "stream": True})
+    defaults = parse_completion(
+        {"model": "m", "prompt": "x", "seed": 3, "camelid_reward": "0.25", "camelid_max_reward": 2, "stream": True}
+    )
     assert (defaults.max_tokens, defaults.temperature_milli, defaults.seed) == (DEFAULT_COMPLETION_TOKENS, 1000, 3)
-    assert defaults.reward == 25_000_000 and defaults.stream
+    assert defaults.reward == 25_000_000 and defaults.max_reward == 2 * 10**8 and defaults.stream
 
 
 def test_a_chat_body_keeps_its_messages_and_reads_text_parts():
@@ -72,6 +80,7 @@ def test_a_chat_body_keeps_its_messages_and_reads_text_parts():
         ({"camelid_reward": 0}, "camelid_reward"),
         ({"camelid_reward": "0.000000001"}, "camelid_reward"),
         ({"camelid_reward": [1]}, "camelid_reward"),
+        ({"camelid_max_reward": -1}, "camelid_max_reward"),
     ],
 )
 def test_a_bad_parameter_is_a_400_naming_it(change, param):
@@ -167,13 +176,21 @@ def test_a_streamed_answer_carries_the_text_then_the_finish():
 
 
 class ScriptedJobs:
-    """A job pool view whose job goes through `states` one look at a time (the last one repeats)."""
+    """A job pool view whose job goes through `states`, changing (JobChanged) after each look until the last."""
 
     def __init__(self, *states: dict | None) -> None:
         self._states = list(states)
+        self._changed = asyncio.Event()
 
     def job_info(self, job_id: bytes) -> dict | None:
-        return self._states.pop(0) if len(self._states) > 1 else self._states[0]
+        if len(self._states) == 1:
+            return self._states[0]
+        asyncio.get_running_loop().call_soon(self._changed.set)
+        return self._states.pop(0)
+
+    @contextlib.asynccontextmanager
+    async def watch(self, job_id: bytes) -> AsyncIterator[asyncio.Event]:
+        yield self._changed
 
 
 JOB_ID = bytes(range(32))

@@ -16,6 +16,8 @@ from camelid.p2p.addrbook import (
     RETRIES,
     AddressBook,
     address_group,
+    is_routable,
+    is_routable_or_loopback,
 )
 from camelid.p2p.messages import NetAddress
 
@@ -30,8 +32,13 @@ class Clock:
         return self.now
 
 
+def any_address(ip: str) -> bool:
+    """A routability rule that takes every address, so that tests can use private ones freely."""
+    return True
+
+
 def book(seed: int = 1, clock: Clock | None = None) -> AddressBook:
-    return AddressBook(bytes([seed]) * 32, clock=clock or Clock(), rng=random.Random(seed))
+    return AddressBook(bytes([seed]) * 32, clock=clock or Clock(), rng=random.Random(seed), routable=any_address)
 
 
 def addr(ip: str, port: int = 9733, last_seen: int = NOW - 60) -> NetAddress:
@@ -48,6 +55,24 @@ def test_groups_are_slash_16_for_ipv4_and_slash_32_for_ipv6():
     assert address_group("10.2.0.1") != address_group("10.1.0.1")
     assert address_group("2001:db8:1::1") == address_group("2001:db8:ffff::2")
     assert address_group("2001:db9::1") != address_group("2001:db8::1")
+
+
+def test_non_routable_addresses_are_neither_learnt_nor_shared_unless_the_rule_allows_loopback(tmp_path):
+    internal = ["127.0.0.5", "10.1.2.3", "172.16.0.9", "192.168.1.1", "169.254.7.7", "100.64.0.1", "0.0.0.0",
+                "224.0.0.1", "255.255.255.255", "::1", "fe80::1", "fd00::1"]  # fmt: skip
+    public = ["1.2.3.4", "2a00:1450::1"]
+    b = AddressBook(clock=Clock())
+    assert b.add([addr(ip) for ip in internal + public], source="8.8.8.8") == len(public)
+    b.good("192.168.1.1", 9733)  # one the operator told us to dial, and that answered: kept, never told
+    assert {a.ip for a in b.sample_for_gossip()} == set(public)
+    path = tmp_path / "peers.json"
+    b.save(path)
+    assert ("192.168.1.1", 9733) in AddressBook.load(path)
+
+    regtest = AddressBook(clock=Clock(), routable=is_routable_or_loopback)
+    assert regtest.add([addr(ip) for ip in internal + public], source="127.0.0.1") == 2 + len(public)
+    assert {a.ip for a in regtest.sample_for_gossip()} == {"127.0.0.5", "::1", *public}
+    assert not is_routable("203.0.113.9") and is_routable("203.0.114.9")  # documentation ranges are not routable
 
 
 def test_added_addresses_are_new_until_good_moves_them_to_tried():
@@ -141,7 +166,7 @@ def test_the_book_survives_a_save_and_load(tmp_path):
     b.attempt("12.0.1.2", 9733)
     b.save(path)
     assert [p.name for p in tmp_path.iterdir()] == ["peers.json"]  # no temporary file left behind
-    again = AddressBook.load(path, clock=Clock())
+    again = AddressBook.load(path, clock=Clock(), routable=any_address)
     assert again.secret == b.secret
     assert (len(again), again.new_count, again.tried_count) == (len(b), b.new_count, b.tried_count)
     assert again.get("12.0.1.2", 9733) == b.get("12.0.1.2", 9733)
@@ -186,15 +211,15 @@ def test_a_corrupt_file_is_reported_and_replaced_by_an_empty_book(tmp_path, capl
     path = tmp_path / "peers.json"
     path.write_bytes(content)
     with caplog.at_level(logging.WARNING, logger="camelid.p2p.addrbook"):
-        b = AddressBook.load(path)
+        b = AddressBook.load(path, routable=any_address)
     assert len(b) == 0
     assert "corrupt" in caplog.text
     b.add([addr("10.9.9.9")], source="192.0.2.1")
     b.save(path)
-    assert ("10.9.9.9", 9733) in AddressBook.load(path)
+    assert ("10.9.9.9", 9733) in AddressBook.load(path, routable=any_address)
 
 
 def test_the_valid_document_used_for_corruption_loads(tmp_path):
     path = tmp_path / "peers.json"
     path.write_text(json.dumps(valid_document()))
-    assert ("10.0.0.1", 9733) in AddressBook.load(path)
+    assert ("10.0.0.1", 9733) in AddressBook.load(path, routable=any_address)

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from camelid.p2p.banlist import BanList
-from camelid.p2p.limits import RecentSet, TokenBucket
+from camelid.p2p.limits import KeyedBuckets, RecentSet, TokenBucket
 from camelid.p2p.schema import canonical_ip
 
 
@@ -81,3 +81,14 @@ def test_recent_set_forgets_the_least_recently_added_keys():
     assert not seen.add("a")  # refreshes "a"
     assert seen.add("d")
     assert "b" not in seen and "a" in seen and len(seen) == 3
+
+
+def test_keyed_buckets_give_each_key_its_own_budget_and_keep_only_the_most_recent_keys():
+    clock = Clock()
+    buckets = KeyedBuckets(rate=1.0, burst=2.0, capacity=2, clock=clock)
+    assert [buckets.take("junk") for _ in range(3)] == [True, True, False]
+    assert buckets.take("honest") and buckets.take("honest")  # untouched by the other key's spending
+    assert not buckets.take("junk", 0.5)
+    buckets.take("third")  # over capacity: "honest", the least recently used, is forgotten
+    assert len(buckets) == 2 and not buckets.take("junk")
+    assert buckets.take("honest", 2.0)  # back with a fresh burst, as any new key would get

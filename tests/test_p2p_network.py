@@ -14,6 +14,7 @@ import pytest
 
 from camelid.core.params import get_params
 from camelid.crypto.keys import PrivateKey
+from camelid.p2p.auth import INITIATOR, sign_handshake
 from camelid.p2p.errors import ProtocolViolation
 from camelid.p2p.manager import PEERS_FILENAME, P2PSettings, PeerManager
 from camelid.p2p.messages import (
@@ -30,6 +31,7 @@ from camelid.p2p.wire import FrameDecoder, encode_frame
 
 REGTEST = get_params("regtest")
 LOCALHOST = "127.0.0.1"
+IMPOSTOR = "127.0.0.2"  # discouragement is per IP: an impostor must not lock the honest nodes out
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -37,7 +39,7 @@ def settings(**changes: object) -> P2PSettings:
     """Settings for a test node: a fresh identity, any free port, and timers short enough for tests."""
     base = P2PSettings(
         params=REGTEST,
-        node_id=PrivateKey.generate().public_key.to_bytes(),
+        node_key=PrivateKey.generate(),
         bind=LOCALHOST,
         port=0,
         handshake_timeout=2.0,
@@ -76,8 +78,10 @@ def connected_to(manager: PeerManager, other: PeerManager) -> bool:
     return any(info.node_id == other.node_id for info in manager.peers())
 
 
-async def raw_client(manager: PeerManager) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    return await asyncio.open_connection(*at(manager))
+async def raw_client(
+    manager: PeerManager, source: str = LOCALHOST
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection(*at(manager), local_addr=(source, 0))
 
 
 async def read_until_closed(reader: asyncio.StreamReader) -> bytes:
@@ -127,9 +131,25 @@ async def test_a_node_of_another_network_is_refused_without_being_discouraged(ca
         assert not a.bans.is_discouraged(LOCALHOST)
 
 
-def raw_version(protocol_version: int = PROTOCOL_VERSION) -> Version:
-    node_id = PrivateKey.generate().public_key.to_bytes()
-    return Version("regtest", protocol_version, 1, 0, node_id, (), "/raw/", int(time.time()), 0, 1)
+def raw_version(protocol_version: int = PROTOCOL_VERSION, node_id: bytes | None = None) -> Version:
+    node_id = PrivateKey.generate().public_key.to_bytes() if node_id is None else node_id
+    return Version("regtest", protocol_version, 1, 0, node_id, (), "/raw/", int(time.time()), 0, 1, os.urandom(32))
+
+
+async def raw_handshake(
+    manager: PeerManager, key: PrivateKey, claimed_id: bytes | None = None, source: str = LOCALHOST
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Dial `manager` from `source` as `claimed_id` (by default key's own id) and sign the handshake with `key`."""
+    reader, writer = await raw_client(manager, source)
+    ours = raw_version(node_id=key.public_key.to_bytes() if claimed_id is None else claimed_id)
+    writer.write(encode_frame(REGTEST.magic, ours))
+    decoder = FrameDecoder(REGTEST.magic)
+    theirs: list[Version] = []
+    while not theirs:
+        theirs = [m for m in decoder.feed(await reader.read(65536)) if isinstance(m, Version)]
+    signature = sign_handshake(key, REGTEST.magic, ours, theirs[0], INITIATOR)
+    writer.write(encode_frame(REGTEST.magic, Verack(signature)))
+    return reader, writer
 
 
 async def test_a_peer_with_an_obsolete_protocol_version_is_refused(caplog):
@@ -158,13 +178,12 @@ async def test_a_silent_connection_is_dropped_when_the_handshake_times_out(caplo
 async def test_a_peer_that_stops_answering_pings_is_dropped(caplog):
     caplog.set_level(logging.INFO, logger="camelid.p2p")
     async with running(settings(ping_timeout=0.2)) as a:
-        reader, writer = await raw_client(a)
-        writer.write(encode_frame(REGTEST.magic, raw_version()) + encode_frame(REGTEST.magic, Verack()))
+        reader, writer = await raw_handshake(a, PrivateKey.generate())
         await eventually(lambda: a.peers())
         received = list(FrameDecoder(REGTEST.magic).feed(await read_until_closed(reader)))
         writer.close()
-        assert [m.command for m in received[:2]] == ["version", "verack"]
-        assert {m.command for m in received[2:]} == {"ping"}
+        assert {m.command for m in received} <= {"verack", "ping"}
+        assert any(m.command == "ping" for m in received)
         assert "no pong" in caplog.text
 
 
@@ -298,11 +317,43 @@ async def test_handlers_receive_messages_and_may_punish_the_sender(caplog):
         assert a.bans.is_discouraged(LOCALHOST)
 
 
-def test_a_manager_needs_a_valid_node_identity():
-    with pytest.raises(ValueError, match="33 bytes"):
-        PeerManager(settings(node_id=b"\x02" * 32))
-    with pytest.raises(ValueError, match="not a point"):
-        PeerManager(settings(node_id=b"\x02" + b"\xff" * 32))
+async def test_handshakes_prove_node_ids_and_a_peer_may_sign_only_for_its_own(caplog):
+    caplog.set_level(logging.INFO, logger="camelid.p2p")
+    async with running(settings()) as a, running(settings(connect=(at(a),), listen=False)) as b:
+        await eventually(lambda: connected_to(a, b) and connected_to(b, a))
+        assert all(peer.authenticated for peer in a._ready_peers())
+
+        honest_key = PrivateKey.generate()
+        reader, writer = await raw_handshake(a, honest_key)
+        await eventually(lambda: len(a.peers()) == 2)
+        writer.close()
+
+        # An impostor claims b's node id, but can only sign with its own key.
+        reader, writer = await raw_handshake(a, PrivateKey.generate(), claimed_id=b.node_id, source=IMPOSTOR)
+        received = list(FrameDecoder(REGTEST.magic).feed(await read_until_closed(reader)))
+        writer.close()
+        assert {m.command for m in received} <= {"verack"}  # its own verack, then nothing: dropped
+        assert "bad-handshake-signature" in caplog.text
+        assert a.bans.is_discouraged(IMPOSTOR) and not a.bans.is_discouraged(LOCALHOST)
+        assert [info.node_id for info in a.peers()] == [b.node_id]  # the real b is still a's only b
+
+
+async def test_directed_messages_for_a_node_never_reach_an_impostor_of_it():
+    """Routing trusts a direct peer's node id: an impostor of b that connects before b must not draw b's messages."""
+    b_settings = settings(listen=False)
+    async with running(settings()) as a:
+        reader, writer = await raw_handshake(a, PrivateKey.generate(), claimed_id=b_settings.node_id, source=IMPOSTOR)
+        async with running(replace(b_settings, connect=(at(a),))) as b:
+            received: list[bytes] = []
+
+            async def on_offer(peer: Peer, message: Directed) -> None:
+                received.append(message.payload)
+
+            b.register_directed_handler("joboffer", on_offer)
+            await eventually(lambda: connected_to(a, b))
+            a.send_directed(b.node_id, "joboffer", b"for b only")
+            await eventually(lambda: received == [b"for b only"])
+        writer.close()
 
 
 def test_handlers_cannot_take_over_built_in_or_unknown_commands():

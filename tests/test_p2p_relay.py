@@ -19,10 +19,11 @@ from camelid.core.transaction import OutPoint, TxOut
 from camelid.crypto.keys import PrivateKey
 from camelid.node.bus import EventBus
 from camelid.node.chain_service import ChainService
-from camelid.node.p2p_service import load_node_key, parse_peer_address
+from camelid.node.p2p_service import load_node_key
 from camelid.p2p.manager import P2PSettings, PeerManager
 from camelid.p2p.messages import MAX_HEADERS, BlockMessage, GetData, GetHeaders, Headers, TxMessage
 from camelid.p2p.peer import Peer
+from camelid.p2p.peer_address import parse_peer_address
 from camelid.p2p.relay import Relay, is_misbehaviour
 from camelid.p2p.sync import DOWNLOAD_WINDOW, MAX_WANTED, NO_STOP, BlockSync, headers_after, missing_blocks
 
@@ -120,7 +121,7 @@ async def eventually(condition: Callable[[], object], timeout: float = 5.0) -> N
 def p2p_settings(**changes: object) -> P2PSettings:
     base = P2PSettings(
         params=REGTEST,
-        node_id=PrivateKey.generate().public_key.to_bytes(),
+        node_key=PrivateKey.generate(),
         bind=LOCALHOST,
         port=0,
         dial_interval=0.05,
@@ -210,8 +211,7 @@ async def test_blocks_a_peer_sits_on_are_fetched_from_another_peer(tmp_path):
         assert syncing.tip_hash == REGTEST.genesis_hash
         await honest.start()
         await eventually(lambda: syncing.tip_hash == blocks[-1].hash_bytes)
-        assert node.manager.peers()  # stalling is slow, not malicious: both peers stay connected
-        assert len(node.manager.peers()) == 2
+        assert honest.manager.peers()  # the staller may be dropped (see sync.MAX_STALLS), never the honest peer
     finally:
         staller_task.cancel()
         await asyncio.gather(staller_task, return_exceptions=True)

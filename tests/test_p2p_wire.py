@@ -40,11 +40,13 @@ from camelid.p2p.messages import (
     JobPayment,
     JobTestament,
     ManifestMessage,
+    ModelPrice,
     NetAddress,
     NoModel,
     NotFound,
     Ping,
     Pong,
+    Prices,
     RasticAnswer,
     RasticAsk,
     SendHeaders,
@@ -90,6 +92,7 @@ def small_version(**changes: object) -> Version:
         timestamp=1_795_564_800,
         listen_port=29733,
         nonce=42,
+        challenge=b"\x21" * 32,
     )
     fields.update(changes)
     return Version(**fields)  # type: ignore[arg-type]
@@ -97,7 +100,7 @@ def small_version(**changes: object) -> Version:
 
 SMALL_MESSAGES = [
     small_version(),
-    Verack(),
+    Verack(b"\x30\x06sig"),
     Ping(7),
     Pong(U64),
     GetAddr(),
@@ -120,6 +123,7 @@ SMALL_MESSAGES = [
     JobAccept(b"\x13" * 32, NODE_B, b"\x30\x06sig"),
     JobTestament(b"\x14" * 32, NODE_B, NODE_A, b"\x15" * 32, b"\x30\x06sig", b"\x16" * 32),
     JobDelivery(b"\x18" * 32, NODE_B, b"sealed output", b"\x30\x06sig"),
+    Prices((ModelPrice(b"\x19" * 32, 250_000),)),
 ]
 
 DIRECTED_PAYLOADS = [
@@ -139,6 +143,7 @@ LARGEST_MESSAGES = [
         listen_port=65535,
         nonce=U64,
     ),
+    Verack(b"\xff" * 72),
     Ping(U64),
     Pong(U64),
     Addr(tuple(NetAddress("ffff::ffff", 65535, U64, U64) for _ in range(MAX_ADDR))),
@@ -159,6 +164,7 @@ LARGEST_MESSAGES = [
     JobDelivery(b"\xff" * 32, NODE_B, b"\xff" * MAX_SEALED_OUTPUT, b"\xff" * 72),
     RasticAsk(b"\xff" * 32, b"\xff" * 32, b"\xff" * 4 * MAX_JOB_TOKENS),
     RasticAnswer(b"\xff" * 32, b"\xff" * 32, b"\xff" * MAX_VERDICT_BYTES, b"\xff" * MAX_TEXT_BYTES, "~" * 256),
+    Prices(tuple(ModelPrice(bytes([i]) * 32, U64) for i in range(MAX_MODELS))),
 ]
 
 
@@ -215,7 +221,7 @@ def test_encoding_refuses_a_message_outside_its_schema():
 
 
 def stream_of_messages() -> tuple[bytes, list]:
-    messages = [small_version(), Verack(), Ping(1), Headers((b"\x01" * 80, b"\x02" * 80)), Pong(1)]
+    messages = [small_version(), Verack(b"\x30\x06sig"), Ping(1), Headers((b"\x01" * 80, b"\x02" * 80)), Pong(1)]
     return b"".join(encode_frame(MAGIC, m) for m in messages), messages
 
 
@@ -336,6 +342,10 @@ def version_with(**changes: object) -> bytes:
         (b"ping", b"\x81\xa5nonce\xd4\x01\x00", "not a msgpack value"),  # ext type
         (b"ping", b"\x81\x01\x01", "not a msgpack value"),  # integer map key
         (b"verack", pack([]), "verack: expected a map"),
+        (b"verack", pack({}), "verack: keys must be exactly ['signature']"),
+        (b"verack", pack({"signature": b""}), "verack.signature: expected 1-72 bytes"),
+        (b"verack", pack({"signature": b"\x30" * 73}), "verack.signature: expected 1-72 bytes"),
+        (b"version", version_with(challenge=b"\x21" * 31), "version.challenge: expected 32 bytes"),
         (b"version", version_with(node_id=b"\x05" + NODE_A[1:]), "version.node_id: public key"),
         (b"version", version_with(node_id=NODE_A[:32]), "version.node_id: expected 33 bytes"),
         (b"version", version_with(models=[b"\x00" * 31]), "version.models[0]: expected 32 bytes"),
@@ -353,6 +363,8 @@ def version_with(**changes: object) -> bytes:
         (b"headers", pack({"headers": [b"\0" * 79]}), "headers.headers[0]: expected 80 bytes"),
         (b"block", pack({"block": b""}), "block.block: expected 1-4000000 bytes"),
         (b"tx", pack({"tx": "raw"}), "tx.tx: expected bin"),
+        (b"prices", pack({"prices": [[b"\0" * 32, -1]]}), "prices.prices[0].per_1000_tokens: expected an integer"),
+        (b"prices", pack({"prices": [[b"\0" * 31, 1]]}), "prices.prices[0].model_id: expected 32 bytes"),
         (
             b"directed",
             pack(

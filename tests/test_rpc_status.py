@@ -16,7 +16,6 @@ from multidict import CIMultiDictProxy
 from camelid.core.block import Block
 from camelid.node.config import load_config
 from camelid.p2p.peer import Direction, PeerInfo
-from camelid.rpc.registry import METHODS
 from camelid.rpc.server import RPCServer
 from camelid.rpc.status import PEERS_LISTED, peers_json
 from camelid.rpc.status_page import PAGE_HTML, PAGE_JS
@@ -28,9 +27,7 @@ ADDRESS = KEY.public_key.address("regtest")
 @asynccontextmanager
 async def status_server(harness: RPCHarness, *, status_page: bool = True) -> AsyncIterator[str]:
     """A second RPC server on the harness's node, with the status page on or off; its base URL."""
-    server = RPCServer(
-        METHODS, harness.context, harness.server.credentials, "127.0.0.1", free_port(), status_page=status_page
-    )
+    server = RPCServer(harness.context, harness.server.credentials, "127.0.0.1", free_port(), status_page=status_page)
     await server.start()
     try:
         yield f"http://127.0.0.1:{server.port}"

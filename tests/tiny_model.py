@@ -95,3 +95,12 @@ def write_tiny_model(path: Path, seed: int = 0) -> Path:
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def write_broken_tiny_model(path: Path) -> Path:
+    """The tiny model with its last 4 KiB of weights overwritten by 0xFF (NaN): it loads, then computes garbage."""
+    write_tiny_model(path)
+    with path.open("r+b") as file:
+        file.seek(-4096, 2)
+        file.write(b"\xff" * 4096)
+    return path

@@ -23,6 +23,7 @@ from typing import Literal, NamedTuple
 
 from camelid.chain import layout
 from camelid.chain.blockindex import BlockIndex, BlockIndexEntry, BlockStatus
+from camelid.chain.checkqueue import CheckQueue
 from camelid.chain.coins import Coin, CoinsView
 from camelid.chain.difficulty import next_bits
 from camelid.chain.errors import BlockRejected, ValidationError
@@ -81,6 +82,7 @@ class ChainState:
 
     `job_verifier` judges fraud proofs with the models this node holds; without one (or
     for a model it lacks) a block's fraud proofs are accepted (docs/jobs-design.md).
+    `script_threads` threads, this one included, verify a block's signatures (-par).
     """
 
     def __init__(
@@ -89,26 +91,35 @@ class ChainState:
         params: ChainParams,
         orphans: OrphanPool | None = None,
         job_verifier: JobProofVerifier | None = None,
+        script_threads: int = 1,
     ) -> None:
         self.params = params
         self.job_verifier = job_verifier
+        self._checks = CheckQueue(script_threads)
         self.orphans = orphans if orphans is not None else OrphanPool()
         self._store = store
         self._index = BlockIndex()
         self._candidates: set[BlockIndexEntry] = set()  # entries that may beat the tip
-        self._load()
+        try:
+            self._load()
+        except BaseException:
+            self._checks.close()
+            raise
 
     @classmethod
-    def open(cls, path: Path, params: ChainParams, job_verifier: JobProofVerifier | None = None) -> ChainState:
+    def open(
+        cls, path: Path, params: ChainParams, job_verifier: JobProofVerifier | None = None, script_threads: int = 1
+    ) -> ChainState:
         """Open (or create, with the genesis block) the chain state in directory `path`."""
         store = LevelDBStore(Path(path))
         try:
-            return cls(store, params, job_verifier=job_verifier)
+            return cls(store, params, job_verifier=job_verifier, script_threads=script_threads)
         except BaseException:
             store.close()
             raise
 
     def close(self) -> None:
+        self._checks.close()
         self._store.close()
 
     # Reads.
@@ -328,7 +339,9 @@ class ChainState:
             try:
                 assert entry.prev is not None  # the genesis block is never connected here
                 median_time_past = self._index.median_time_past(entry.prev)
-                spent = connect_block(block, entry.height, view, self.params, median_time_past, self.job_verifier)
+                spent = connect_block(
+                    block, entry.height, view, self.params, median_time_past, self.job_verifier, self._checks
+                )
             except ValidationError as exc:
                 for pending in newly_valid:
                     pending.status &= ~BlockStatus.VALID

@@ -7,12 +7,17 @@ an invalid block never leaves half its spends on disk.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 from camelid.chain.layout import coin_key
 from camelid.chain.storage import KeyValueStore, WriteBatch
 from camelid.core.serialize import ByteReader, var_bytes
 from camelid.core.transaction import OutPoint, TxOut
+
+_HEAD = struct.Struct("<IBq")  # height, flags, value
+_SCRIPT_AT = _HEAD.size + 1  # after the script's one-byte length
+_UNCHANGED = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,12 +29,7 @@ class Coin:
     is_coinbase: bool  # coinbase outputs mature only after params.coinbase_maturity blocks
 
     def to_bytes(self) -> bytes:
-        return (
-            self.height.to_bytes(4, "little")
-            + (b"\x01" if self.is_coinbase else b"\x00")
-            + self.tx_out.value.to_bytes(8, "little", signed=True)
-            + var_bytes(self.tx_out.script_pubkey)
-        )
+        return _HEAD.pack(self.height, self.is_coinbase, self.tx_out.value) + var_bytes(self.tx_out.script_pubkey)
 
     @classmethod
     def read(cls, r: ByteReader) -> Coin:
@@ -42,6 +42,11 @@ class Coin:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Coin:
+        # Every block input reads one coin: the usual record (a script under 253 bytes) skips the reader.
+        if len(data) >= _SCRIPT_AT and data[_SCRIPT_AT - 1] < 0xFD and len(data) == _SCRIPT_AT + data[_SCRIPT_AT - 1]:
+            height, flag, value = _HEAD.unpack_from(data)
+            if flag <= 1:
+                return cls(TxOut(value, data[_SCRIPT_AT:]), height, flag == 1)
         r = ByteReader(data)
         coin = cls.read(r)
         r.finish("coin")
@@ -53,25 +58,27 @@ class CoinsView:
 
     def __init__(self, store: KeyValueStore) -> None:
         self._store = store
-        self._changes: dict[OutPoint, Coin | None] = {}
+        self._changes: dict[bytes, Coin | None] = {}  # by coin_key: bytes hash in C, and the store needs the key
 
     def get(self, outpoint: OutPoint) -> Coin | None:
-        if outpoint in self._changes:
-            return self._changes[outpoint]
-        raw = self._store.get(coin_key(outpoint))
+        key = coin_key(outpoint)
+        coin = self._changes.get(key, _UNCHANGED)
+        if coin is not _UNCHANGED:
+            return coin
+        raw = self._store.get(key)
         return Coin.from_bytes(raw) if raw is not None else None
 
     def add(self, outpoint: OutPoint, coin: Coin) -> None:
-        self._changes[outpoint] = coin
+        self._changes[coin_key(outpoint)] = coin
 
     def spend(self, outpoint: OutPoint) -> None:
         """Mark the coin spent (callers have already fetched and checked it)."""
-        self._changes[outpoint] = None
+        self._changes[coin_key(outpoint)] = None
 
     def write_to(self, batch: WriteBatch) -> None:
         """Stage the accumulated changes into `batch` (the caller writes it)."""
-        for outpoint, coin in self._changes.items():
+        for key, coin in self._changes.items():
             if coin is None:
-                batch.delete(coin_key(outpoint))
+                batch.delete(key)
             else:
-                batch.put(coin_key(outpoint), coin.to_bytes())
+                batch.put(key, coin.to_bytes())

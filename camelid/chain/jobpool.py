@@ -57,6 +57,36 @@ class JobState(StrEnum):
     CANCELLED = "cancelled"
 
 
+_S = JobState
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    _S.CREATED: frozenset({_S.ACCEPTED, _S.COMPLETED, _S.PAID, _S.CANCELLED, _S.REFUNDED, _S.EXPIRED}),
+    _S.ACCEPTED: frozenset({_S.COMPLETED, _S.PAID, _S.CANCELLED, _S.REFUNDED, _S.EXPIRED}),
+    _S.COMPLETED: frozenset({_S.PAID, _S.DELIVERED, _S.CANCELLED, _S.REFUNDED, _S.EXPIRED}),
+    _S.PAID: frozenset({_S.DELIVERED, _S.SETTLED, _S.DISPUTED, _S.REFUNDED, _S.EXPIRED}),
+    _S.DELIVERED: frozenset({_S.PAID, _S.VERIFIED, _S.DISPUTED, _S.SETTLED, _S.REFUNDED, _S.EXPIRED}),
+    _S.VERIFIED: frozenset({_S.SETTLED, _S.REFUNDED, _S.EXPIRED}),
+    _S.DISPUTED: frozenset({_S.VERIFIED, _S.SLASHED, _S.SETTLED, _S.REFUNDED, _S.EXPIRED}),
+    _S.SETTLED: frozenset({_S.DELIVERED, _S.VERIFIED, _S.DISPUTED, _S.SLASHED}),
+    _S.SLASHED: frozenset(),
+    _S.REFUNDED: frozenset(),
+    _S.EXPIRED: frozenset({_S.DELIVERED, _S.VERIFIED, _S.DISPUTED, _S.SLASHED, _S.SETTLED, _S.REFUNDED}),
+    _S.CANCELLED: frozenset({_S.REFUNDED, _S.EXPIRED}),
+}
+"""Every allowed change of a job's state: the one place that says how a job moves (JobPool.advance).
+
+A settled payment (mined) may come before the delivery it paid for and its verdict; a job disputed
+for a missing delivery is verified when the delivery comes late; an expired job may still be
+settled, refunded or slashed by the chain. SLASHED and REFUNDED end a job."""
+
+LATE_FACTS = frozenset({_S.ACCEPTED, _S.COMPLETED, _S.PAID, _S.DELIVERED})
+"""States that record what the network reported: one that arrives after the job moved past it (flooding
+reorders messages, a restarted node catches up) is kept in the record but does not move the job back."""
+
+
+class IllegalTransition(RuntimeError):
+    """A role tried to move a job in a way TRANSITIONS does not allow: a bug, not bad input."""
+
+
 class JobRejected(ValueError):
     """A job message that no honest node sends; `reason` is a short tag for logs and the peer's penalty."""
 
@@ -97,10 +127,10 @@ class DeliveryRecord:
 
 @dataclass(frozen=True)
 class PaymentRecord:
-    """A published payment moving a job's escrow to a node's PAYOUT, and when this node first saw it."""
+    """A payment moving a job's escrow to a node's PAYOUT, and when this node first saw it published."""
 
     txid: bytes
-    seen_at: float
+    seen_at: float | None  # None: signed and sent directed, not yet in a mempool or block
 
 
 @dataclass(frozen=True)
@@ -270,16 +300,23 @@ class JobPool:
         self.advance(record, JobState.DELIVERED)
         return delivery
 
-    def record_payment(self, tx: Transaction) -> JobRecord | None:
-        """Note `tx` (in the mempool or a block) if it pays a known job's escrow to a PAYOUT; its record if new."""
+    def record_payment(self, tx: Transaction, published: bool = True) -> JobRecord | None:
+        """Note `tx` if it pays a known job's escrow to a PAYOUT, and mark the job paid; its record if new.
+
+        The one place a job becomes PAID: the client calls it when it signs a payment, the compute node
+        when it accepts one (`published` False: only the two of them know it yet), every node when one
+        reaches its mempool or a block. Only a published payment starts the node's dispute window
+        before a non-delivery claim (judge_stake_claim).
+        """
         record = self._escrow_spent_by(tx)
         payout = match_job_lock(tx.outputs[0].script_pubkey) if record is not None and tx.outputs else None
         if record is None or payout is None or payout.is_stake or payout.job_id != record.job_id:
             return None
         key = payout.node_pubkey + payout.commitment
-        if key in record.payments:
+        known = record.payments.get(key)
+        if known is not None and (known.seen_at is not None or not published):
             return None
-        record.payments[key] = PaymentRecord(tx.hash, self._clock())
+        record.payments[key] = PaymentRecord(tx.hash, self._clock() if published else None)
         self.advance(record, JobState.PAID)
         return record
 
@@ -298,7 +335,7 @@ class JobPool:
         if record is not None and stake.node_pubkey in record.deliveries:
             raise ValidationError("job-delivered", f"the node delivered job {job}; its stake is not the client's")
         payment = record.payments.get(stake.node_pubkey + stake.commitment) if record is not None else None
-        if payment is None:
+        if payment is None or payment.seen_at is None:
             raise ValidationError("job-not-paid", f"no payment of job {job} to this stake's node has been seen")
         opens_at = payment.seen_at + self.dispute_window
         if self._clock() < opens_at:
@@ -306,12 +343,20 @@ class JobPool:
                                   f"{opens_at:.0f} for the node's delivery")
 
     def advance(self, record: JobRecord, state: JobState) -> bool:
-        """Append `state` to the job's history unless it was reached before; True if appended."""
-        appended = not record.reached(state)
-        if appended:
+        """Move the job to `state` as TRANSITIONS allows; True if it moved.
+
+        A state reached before, or a late fact (LATE_FACTS) the job has moved past, changes nothing;
+        any other move the table does not list raises IllegalTransition.
+        """
+        moved = not record.reached(state)
+        if moved and state not in TRANSITIONS[record.state]:
+            if state not in LATE_FACTS:
+                raise IllegalTransition(f"job {record.job_id[::-1].hex()} cannot go from {record.state} to {state}")
+            moved = False
+        if moved:
             record.history.append((state, self._clock()))
         self.on_change(record.job_id)  # callers advance after changing the job, so it changed either way
-        return appended
+        return moved
 
     def settle_block(self, txs: list[Transaction]) -> list[JobRecord]:
         """Close every known job whose escrow a mined transaction spends: settled (a payment) or refunded.
@@ -325,8 +370,11 @@ class JobPool:
                 continue
             self.record_payment(tx)
             paid = any(payment.txid == tx.hash for payment in record.payments.values())
-            if self.advance(record, JobState.SETTLED if paid else JobState.REFUNDED):
-                closed.append(record)
+            try:
+                if self.advance(record, JobState.SETTLED if paid else JobState.REFUNDED):
+                    closed.append(record)
+            except IllegalTransition:
+                continue  # a reorganisation mined another spend of an escrow whose first one ended the job
         return closed
 
     def _escrow_spent_by(self, tx: Transaction) -> JobRecord | None:

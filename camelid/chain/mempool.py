@@ -116,6 +116,34 @@ class Mempool:
     def accept(self, tx: Transaction, now: int | None = None) -> MempoolEntry:
         """Validate `tx` against the tip and the pool and add it; raises TxRejected naming the rule."""
         now = int(time.time()) if now is None else now
+        fee, coins = self._validate(tx, dispute_window=True)
+        tip = self.chainstate.tip
+        entry = MempoolEntry(
+            tx, fee, tx.size, transaction_sigops(tx), now, tip.height, fraud_proof_inputs(tx, coins)
+        )
+        self._add(entry)
+        self._trim()
+        if tx.hash not in self._entries:
+            raise TxRejected("mempool full", f"fee rate {entry.fee_rate:.2f} is among the lowest")
+        return entry
+
+    def check(self, tx: Transaction) -> None:
+        """Raise TxRejected unless `tx` would enter the pool now by every rule but the job dispute window.
+
+        A compute node checks a payment with it before it delivers: a payment the mempool would refuse
+        (non-final, spending more than its input, conflicting with a pool transaction or spending an
+        escrow the chain already spent) would never be mined. The dispute window alone keeps an honest
+        payment out until t0 + W, so it is the one rule left out. A payment already in the pool passes.
+        """
+        if tx.hash not in self._entries:
+            self._validate(tx, dispute_window=False)
+
+    def spender(self, outpoint: OutPoint) -> bytes | None:
+        """The txid of the pool transaction spending `outpoint`, if any."""
+        return self._spenders.get(outpoint)
+
+    def _validate(self, tx: Transaction, dispute_window: bool) -> tuple[int, list[Coin]]:
+        """(fee, spent coins) of `tx` if it may enter the pool; TxRejected naming the rule it breaks."""
         txid = tx.hash
         if txid in self._entries:
             raise TxRejected("txn-already-in-mempool", tx.txid())
@@ -152,19 +180,13 @@ class Mempool:
             if fee < required:
                 reason = "min relay fee not met" if self._evicted_fee_rate == 0 else "mempool min fee not met"
                 raise ValidationError(reason, f"fee {fee} is below {required:.0f} for {tx.size} bytes")
-            check_dispute_window(tx, coins, median_time_past, self.chainstate.params, "job-dispute-window")
+            if dispute_window:
+                check_dispute_window(tx, coins, median_time_past, self.chainstate.params, "job-dispute-window")
             verify_tx_scripts(tx, coins, JobProofContext(self.chainstate.job_verifier, ProofPolicy.MEMPOOL))
             check_stake_claims(tx, coins, self.stake_claims)
         except ValidationError as exc:
             raise TxRejected(exc.reason, exc.message) from None
-        entry = MempoolEntry(
-            tx, fee, tx.size, transaction_sigops(tx), now, tip.height, fraud_proof_inputs(tx, coins)
-        )
-        self._add(entry)
-        self._trim()
-        if txid not in self._entries:
-            raise TxRejected("mempool full", f"fee rate {entry.fee_rate:.2f} is among the lowest")
-        return entry
+        return fee, coins
 
     def _add(self, entry: MempoolEntry) -> None:
         for txin in entry.tx.inputs:

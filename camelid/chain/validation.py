@@ -10,7 +10,9 @@ these; they raise ValidationError, which callers turn into BlockRejected or TxRe
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
+from camelid.chain.checkqueue import CheckQueue, CheckSession
 from camelid.chain.coins import Coin, CoinsView
 from camelid.chain.errors import ValidationError
 from camelid.chain.jobrules import (
@@ -19,7 +21,7 @@ from camelid.chain.jobrules import (
     check_dispute_window,
     fraud_proof_inputs,
 )
-from camelid.chain.scripts import verify_input_script
+from camelid.chain.scripts import p2pkh_spend, verify_input_script
 from camelid.core.block import Block, BlockHeader
 from camelid.core.consensus import (
     COINBASE_SCRIPT_MAX,
@@ -34,15 +36,17 @@ from camelid.core.consensus import (
     block_subsidy,
     money_range,
 )
+from camelid.core.interpreter import verify_script
 from camelid.core.jobproof import JobProofContext, JobProofVerifier, ProofPolicy
-from camelid.core.opcodes import Opcode
+from camelid.core.opcodes import MAX_DIRECT_PUSH, Opcode
 from camelid.core.params import ChainParams
 from camelid.core.script import ScriptError, is_unspendable, match_p2pkh, parse_script, push_int
 from camelid.core.sigchecker import SighashCache, TransactionSignatureChecker
 from camelid.core.transaction import NULL_HASH, NULL_INDEX, OutPoint, Transaction
 
 _SIGOP_CODES = frozenset((Opcode.OP_CHECKSIG, Opcode.OP_CHECKSIGVERIFY))
-_SIGOP_BYTES = frozenset(int(code) for code in _SIGOP_CODES)  # no such byte anywhere: no parse needed
+_CHECKSIG = bytes([Opcode.OP_CHECKSIG])
+_CHECKSIGVERIFY = bytes([Opcode.OP_CHECKSIGVERIFY])
 _MIN_TX_SIZE = 4 + 1 + 1 + 4 + 32
 
 
@@ -71,20 +75,33 @@ def check_transaction(tx: Transaction) -> None:
         if not COINBASE_SCRIPT_MIN <= length <= COINBASE_SCRIPT_MAX:
             allowed = f"{COINBASE_SCRIPT_MIN}..{COINBASE_SCRIPT_MAX}"
             raise ValidationError("bad-cb-length", f"coinbase scriptSig is {length} bytes, allowed {allowed}")
-    elif any(txin.prev_txid == NULL_HASH and txin.prev_index == NULL_INDEX for txin in tx.inputs):
+    elif (NULL_HASH, NULL_INDEX) in prevouts:
         raise ValidationError("bad-txns-prevout-null", "non-coinbase transaction spends the null outpoint")
 
 
 def script_sigops(script: bytes) -> int:
     """Signature operations in a script, counted statically; a script that does not parse can never run: 0."""
-    if _SIGOP_BYTES.isdisjoint(script):
+    if _CHECKSIG not in script and _CHECKSIGVERIFY not in script:  # no such byte anywhere: no parse needed
         return 0
     if match_p2pkh(script) is not None:
         return 1
+    if _direct_pushes_only(script):  # the usual scriptSig, whose signature or key holds such a byte
+        return 0
     try:
         return sum(1 for op in parse_script(script) if op.opcode in _SIGOP_CODES)
     except ScriptError:
         return 0
+
+
+def _direct_pushes_only(script: bytes) -> bool:
+    """True if `script` is nothing but complete pushes of 1 to 75 bytes (opcode = length)."""
+    position = 0
+    while position < len(script):
+        size = script[position]
+        if not 1 <= size <= MAX_DIRECT_PUSH:
+            return False
+        position += 1 + size
+    return position == len(script)
 
 
 def transaction_sigops(tx: Transaction) -> int:
@@ -182,19 +199,64 @@ def check_tx_inputs(
     return value_in - value_out, coins
 
 
-def verify_tx_scripts(tx: Transaction, coins: list[Coin], jobs: JobProofContext | None = None) -> None:
+class _Deferred(NamedTuple):
+    """A queued P2PKH input: what the interpreter needs to re-judge it if its signature check fails."""
+
+    tx: Transaction
+    index: int
+    coin: Coin
+    sighashes: SighashCache
+
+
+def verify_tx_scripts(
+    tx: Transaction,
+    coins: list[Coin],
+    jobs: JobProofContext | None = None,
+    deferred: CheckSession[_Deferred] | None = None,
+) -> None:
     """Every input's scriptSig satisfies the output it spends, signed over this transaction.
 
-    `jobs` judges fraud proofs (block or mempool policy); without it none passes.
+    `jobs` judges fraud proofs (block or mempool policy); without it none passes. With
+    `deferred` (a block's check queue), the signature check of each standard P2PKH input
+    is queued there instead of run now; `raise_deferred_failure` judges the queue.
     """
     sighashes = SighashCache(tx)
     for index, (txin, coin) in enumerate(zip(tx.inputs, coins, strict=True)):
-        checker = TransactionSignatureChecker(tx, index, coin.tx_out.value, sighashes, jobs)
+        if deferred is not None:
+            script_pubkey = coin.tx_out.script_pubkey
+            spend = p2pkh_spend(txin.script_sig, script_pubkey)
+            if spend is not None:
+                check = sighashes.signature_check(index, *spend, script_pubkey, coin.tx_out.value)
+                if check is not None:
+                    deferred.add(check, _Deferred(tx, index, coin, sighashes))
+                    continue
+        _judge_input(tx, index, coin, sighashes, jobs, verify_input_script)
+
+
+def _judge_input(
+    tx: Transaction,
+    index: int,
+    coin: Coin,
+    sighashes: SighashCache,
+    jobs: JobProofContext | None,
+    verify: Callable[[bytes, bytes, TransactionSignatureChecker], None],
+) -> None:
+    checker = TransactionSignatureChecker(tx, index, coin.tx_out.value, sighashes, jobs)
+    try:
+        verify(tx.inputs[index].script_sig, coin.tx_out.script_pubkey, checker)
+    except ScriptError as exc:
+        reason = JOB_SCRIPT_REJECTIONS.get(exc.reason, f"mandatory-script-verify-flag-failed ({exc.reason})")
+        raise ValidationError(reason, f"input {index} of {tx.txid()}: {exc}") from None
+
+
+def raise_deferred_failure(deferred: CheckSession[_Deferred], jobs: JobProofContext) -> None:
+    """Wait for the queued checks; the first input (in block order) whose check failed is judged by the
+    full interpreter, which raises with the reason the one-by-one path would give."""
+    for item in deferred.failures():
         try:
-            verify_input_script(txin.script_sig, coin.tx_out.script_pubkey, checker)
-        except ScriptError as exc:
-            reason = JOB_SCRIPT_REJECTIONS.get(exc.reason, f"mandatory-script-verify-flag-failed ({exc.reason})")
-            raise ValidationError(reason, f"input {index} of {tx.txid()}: {exc}") from None
+            _judge_input(*item, jobs, verify_script)
+        except ValidationError as exc:
+            raise ValidationError(exc.reason, f"transaction {item.tx.txid()}: {exc.message}") from None
 
 
 def add_outputs(view: CoinsView, tx: Transaction, height: int) -> None:
@@ -212,6 +274,7 @@ def connect_block(
     params: ChainParams,
     median_time_past: int,
     job_verifier: JobProofVerifier | None = None,
+    checks: CheckQueue | None = None,
 ) -> list[Coin]:
     """Apply a block to `view` after checking every input; returns its undo data (the coins spent).
 
@@ -219,10 +282,17 @@ def connect_block(
     ones, and never an output already spent (in the block or before). `median_time_past`
     is the parent's (BIP113), which the dispute window is judged against; fraud proofs
     are judged by `job_verifier` under the block policy (without one, they are accepted).
+
+    Standard signature checks are queued during the walk and run on `checks`' threads
+    after it. Every check queued before a failure precedes it in block order, so on any
+    failure the queued checks are judged first: the first failing rule in block order
+    names the rejection, as if the inputs had been checked one by one, on any number of
+    threads.
     """
     coinbase, *others = block.transactions
     add_outputs(view, coinbase, height)
     jobs = JobProofContext(job_verifier, ProofPolicy.BLOCK)
+    deferred: CheckSession[_Deferred] = (checks or CheckQueue()).session()
     spent: list[Coin] = []
     fees = 0
     proofs = 0
@@ -232,14 +302,16 @@ def connect_block(
             check_dispute_window(tx, coins, median_time_past, params, "bad-job-dispute-window")
             proofs += fraud_proof_inputs(tx, coins)
             check_block_job_proofs(proofs)
-            verify_tx_scripts(tx, coins, jobs)
+            verify_tx_scripts(tx, coins, jobs, deferred)
         except ValidationError as exc:
+            raise_deferred_failure(deferred, jobs)
             raise ValidationError(exc.reason, f"transaction {tx.txid()}: {exc.message}") from None
         fees += fee
         for txin in tx.inputs:
             view.spend(txin.prevout)
         spent += coins
         add_outputs(view, tx, height)
+    raise_deferred_failure(deferred, jobs)
     reward = sum(out.value for out in coinbase.outputs)
     allowed = block_subsidy(height) + fees
     if reward > allowed:

@@ -24,14 +24,15 @@ import click
 
 from camelid.cli import complete
 from camelid.node.config import ConfigError, NodeConfig, load_config
-from camelid.rpc import jsonenc, methods  # noqa: F401 -- importing methods fills the registry
+from camelid.rpc import jsonenc
 from camelid.rpc.auth import Credentials, read_cookie
 from camelid.rpc.client import AuthorizationError, JSONRPCError, RPCClient
 from camelid.rpc.errors import RPCErrorCode
-from camelid.rpc.registry import METHODS
+from camelid.rpc.methods import build_registry
 
 RPCWAIT_INTERVAL = 1.0
 FETCH_POLL_INTERVAL = 0.5
+METHODS = build_registry()  # the node's methods, to tell which arguments are strings
 
 
 def parse_argument(method: str, position: int | str, text: str) -> Any:

@@ -19,6 +19,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from camelid.app import DataDirLocked, Node
 from camelid.node.config import (
     SETTINGS,
     ConfigError,
@@ -26,12 +27,12 @@ from camelid.node.config import (
     Setting,
     load_config,
     parse_ip,
+    parse_path,
     parse_port,
     parse_positive_int,
     parse_text,
 )
-from camelid.node.daemon import DataDirLocked, Node
-from camelid.node.p2p_service import parse_peer_address
+from camelid.p2p.peer_address import parse_peer_address
 from camelid.wallet import WalletError
 
 LOG_FILENAME = "debug.log"
@@ -59,6 +60,7 @@ _METAVARS = {
     parse_ip: "IP",
     parse_text: "TEXT",
     parse_peer_address: "IP[:PORT]",
+    parse_path: "PATH",
 }
 
 

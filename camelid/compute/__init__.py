@@ -1,7 +1,7 @@
 """Compute: the llama.cpp engine, RASTiC verification and model ids.
 
 Modules: engine (Engine: one loaded model), sampling (position-keyed token choice), rastic (verify),
-outsourced (signed per-position verdicts), model_id (Merkle-root ids and manifests), models (the
+outsourced (signed per-position verdicts), model_id (ids and manifests), models (the
 default model on disk). Only the light model-id helpers are re-exported here, so importing the
 package does not load llama.cpp.
 """

@@ -7,15 +7,13 @@ or all of them (`logits_all`), and all of them costs about three times more on a
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 import llama_cpp
 import numpy as np
@@ -23,11 +21,11 @@ import numpy as np
 from camelid.compute.model_id import manifest_of_file
 from camelid.compute.sampling import check_sampling_params, choose_token
 
-Result = TypeVar("Result")
-
 # Logits rows per llama_decode: at 1 MiB a row (262k vocabulary) this bounds the logits buffer
 # to 64 MiB while still amortising the output projection over many rows.
 OUTPUTS_PER_DECODE = 64
+MAX_SLOTS = 16
+"""Most jobs one engine decodes together (generate_batch)."""
 
 _backend_lock = threading.Lock()
 _backend_ready = False
@@ -53,21 +51,42 @@ def init_backend() -> None:
         _backend_ready = True
 
 
+def build_info() -> str:
+    """llama.cpp's own line of the CPU features its build uses ("AVX2 = 1 | ..."), as ggml reports them."""
+    return llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip()
+
+
 class Engine:
     """A loaded model: tokenizer, greedy/seeded generation and logits at chosen positions.
 
-    llama.cpp contexts are not thread-safe, so every call into the context holds a lock, and
-    the async wrappers run on one dedicated worker thread so the event loop never blocks.
+    llama.cpp contexts are not thread-safe, so every call into the context holds a lock. The node never
+    loads one itself: its engines live in worker processes (camelid.compute.worker), so that a native
+    crash takes down one worker, not the node.
     """
 
     def __init__(
-        self, model_path: Path | str, n_threads: int | None = None, n_ctx: int = 2048, n_batch: int = 512
+        self,
+        model_path: Path | str,
+        n_threads: int | None = None,
+        n_ctx: int = 2048,
+        n_batch: int = 512,
+        gpu_layers: int = 0,
+        slots: int = 1,
     ) -> None:
+        """`gpu_layers`: layers llama.cpp offloads to a GPU (n_gpu_layers; -1 all), for a build with one.
+
+        `slots`: generations decoded together (Generations), each a llama.cpp sequence with n_ctx of its own;
+        one more sequence serves logits_at, so a RASTiC check never disturbs generations in progress.
+        """
         path = Path(model_path)
         if not path.is_file():
             raise ValueError(f"model file {path} does not exist")
         if n_threads is not None and n_threads < 1:
             raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+        if gpu_layers < -1:
+            raise ValueError(f"gpu_layers must be -1 (all) or >= 0, got {gpu_layers}")
+        if not 1 <= slots <= MAX_SLOTS:
+            raise ValueError(f"slots must be in [1, {MAX_SLOTS}], got {slots}")
         if n_ctx < 2 or n_batch < 1:
             raise ValueError(f"n_ctx must be >= 2 and n_batch >= 1, got {n_ctx}, {n_batch}")
         init_backend()
@@ -76,15 +95,19 @@ class Engine:
         self.n_threads = n_threads or os.cpu_count() or 1
         self.n_ctx = n_ctx
         self.n_batch = n_batch
+        self.slots = slots
         self._lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="camelid-engine")
 
+        self.gpu_layers = gpu_layers
         model_params = llama_cpp.llama_model_default_params()
+        model_params.n_gpu_layers = gpu_layers if gpu_layers >= 0 else 2**31 - 1
         self._model = llama_cpp.llama_model_load_from_file(str(path).encode(), model_params)
         if not self._model:
             raise ValueError(f"llama.cpp could not load {path}")
         ctx_params = llama_cpp.llama_context_default_params()
-        ctx_params.n_ctx = n_ctx
+        ctx_params.n_ctx = n_ctx * (slots + 1)
+        ctx_params.n_seq_max = slots + 1  # the last sequence is logits_at's
+        ctx_params.kv_unified = False  # each sequence its own n_ctx cells: jobs share no prefix
         ctx_params.n_batch = n_batch
         ctx_params.n_ubatch = n_batch
         ctx_params.n_threads = self.n_threads
@@ -101,15 +124,28 @@ class Engine:
 
     @property
     def model_id(self) -> bytes:
-        """Merkle root of the model file's chunk hashes (whitepaper 2.6.1)."""
+        """The model file's id (camelid.compute.model_id; whitepaper 2.6.1)."""
         return self.manifest.id
+
+    def describe(self) -> dict[str, object]:
+        """What was loaded and how, for the node's getcomputeinfo: model, sizes, threads and the build in use."""
+        return {
+            "model_id": self.model_id,
+            "n_vocab": self.n_vocab,
+            "n_ctx": self.n_ctx,
+            "n_threads": self.n_threads,
+            "slots": self.slots,
+            "gpu_layers": self.gpu_layers,
+            "llama_cpp_version": llama_cpp.__version__,
+            "system_info": build_info(),
+            "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
+        }
 
     def close(self) -> None:
         """Free the llama.cpp objects; the engine is unusable afterwards."""
         with self._lock:
             if self._ctx is None:
                 return
-            self._executor.shutdown(wait=False)
             llama_cpp.llama_batch_free(self._batch)
             llama_cpp.llama_free(self._ctx)
             llama_cpp.llama_model_free(self._model)
@@ -151,19 +187,11 @@ class Engine:
         self, prompt_tokens: Sequence[int], max_tokens: int, seed: int = 0, temperature: float = 0.0
     ) -> list[int]:
         """Output token ids: one decode per token, stopping after an end token or max_tokens."""
-        self._check_job(prompt_tokens, max_tokens)
-        check_sampling_params(seed, temperature)
-        prompt = list(prompt_tokens)
-        output: list[int] = []
-        with self._lock:
-            self._clear()
-            logits = self._forward(prompt, 0, [len(prompt) - 1])[0]
-            while True:
-                token = choose_token(logits, seed, len(output), temperature)
-                output.append(token)
-                if self.is_end(token) or len(output) == max_tokens:
-                    return output
-                logits = self._forward([token], len(prompt) + len(output) - 1, [0])[0]
+        generations = Generations(self)
+        generations.admit(0, prompt_tokens, max_tokens, seed, temperature)
+        while not (done := generations.step()):
+            pass
+        return done[0][1]
 
     def logits_at(self, tokens: Sequence[int], positions: Sequence[int]) -> np.ndarray:
         """Logits predicting the token after each of `positions`, from one batched prefill.
@@ -179,17 +207,11 @@ class Engine:
         if positions and not 0 <= positions[0] <= positions[-1] < len(tokens):
             raise ValueError(f"positions must lie in [0, {len(tokens)})")
         with self._lock:
-            self._clear()
-            return self._forward(list(tokens), 0, list(positions))
-
-    async def run(self, fn: Callable[..., Result], *args: object) -> Result:
-        """Run `fn(*args)` on the engine's worker thread, off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    async def agenerate(
-        self, prompt_tokens: Sequence[int], max_tokens: int, seed: int = 0, temperature: float = 0.0
-    ) -> list[int]:
-        return await self.run(self.generate, prompt_tokens, max_tokens, seed, temperature)
+            self._clear(self.slots)
+            try:
+                return self._forward(list(tokens), 0, list(positions))
+            finally:
+                self._clear(self.slots)
 
     def check_tokens(self, tokens: Sequence[int], what: str) -> None:
         """ValueError naming `what` unless every entry is a token id of this model."""
@@ -208,32 +230,40 @@ class Engine:
                 f"prompt ({len(prompt_tokens)}) + max_tokens ({max_tokens}) exceeds n_ctx ({self.n_ctx})"
             )
 
-    def _clear(self) -> None:
+    def _clear(self, seq: int) -> None:
+        """Forget sequence `seq`'s cache (the others keep theirs)."""
         if self._ctx is None:
             raise ValueError("engine is closed")
-        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx), True)
+        llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(self._ctx), seq, -1, -1)
 
     def _forward(self, tokens: list[int], start: int, outputs: list[int]) -> np.ndarray:
-        """Decode `tokens` at positions start..; return the logits rows for indices in `outputs`.
+        """Decode `tokens` in logits_at's sequence at positions start..; the logits rows for indices in `outputs`."""
+        seq = self.slots
+        entries = [(seq, token, start + index) for index, token in enumerate(tokens)]
+        return self._forward_entries(entries, {(seq, start + index) for index in outputs})
 
-        Each llama_decode gets at most n_batch tokens and OUTPUTS_PER_DECODE logits rows: long
-        batches make the prefill fast, and the row cap bounds llama.cpp's logits buffer (1 MiB per
-        row with a 262k vocabulary). Rows are copied out after each decode, which overwrites them.
+    def _forward_entries(self, entries: list[tuple[int, int, int]], wanted: set[tuple[int, int]]) -> np.ndarray:
+        """Decode (sequence, token, position) entries in order; the logits rows of the `wanted` (sequence,
+        position) pairs, in entry order.
+
+        Each llama_decode gets at most n_batch tokens and OUTPUTS_PER_DECODE logits rows: long batches make
+        the prefill fast, and the row cap bounds llama.cpp's logits buffer (1 MiB per row with a 262k
+        vocabulary). Rows are copied out after each decode, which overwrites them.
         """
-        result = np.empty((len(outputs), self.n_vocab), dtype=np.float32)
-        wanted = set(outputs)
+        result = np.empty((len(wanted), self.n_vocab), dtype=np.float32)
         row = 0
         chunk_start = 0
-        while chunk_start < len(tokens):
+        while chunk_start < len(entries):
             flagged: list[int] = []
             size = 0
-            while chunk_start + size < len(tokens) and size < self.n_batch:
-                index = chunk_start + size
-                if index in wanted:
+            while chunk_start + size < len(entries) and size < self.n_batch:
+                seq, token, pos = entries[chunk_start + size]
+                want = (seq, pos) in wanted
+                if want:
                     if len(flagged) == OUTPUTS_PER_DECODE:
                         break
                     flagged.append(size)
-                self._put(size, tokens[index], start + index, index in wanted)
+                self._put(size, token, pos, want, seq)
                 size += 1
             self._batch.n_tokens = size
             status = llama_cpp.llama_decode(self._ctx, self._batch)
@@ -246,10 +276,81 @@ class Engine:
             chunk_start += size
         return result
 
-    def _put(self, slot: int, token: int, pos: int, want_logits: bool) -> None:
+    def _put(self, slot: int, token: int, pos: int, want_logits: bool, seq: int = 0) -> None:
         batch = self._batch
         batch.token[slot] = token
         batch.pos[slot] = pos
         batch.n_seq_id[slot] = 1
-        batch.seq_id[slot][0] = 0
+        batch.seq_id[slot][0] = seq
         batch.logits[slot] = want_logits
+
+
+@dataclass
+class _Generation:
+    key: object  # the caller's name for it (a request id)
+    prompt: list[int]
+    max_tokens: int
+    seed: int
+    temperature: float
+    output: list[int] = field(default_factory=list)
+    prefilled: bool = False
+
+
+class Generations:
+    """Continuous batching over an engine's slots, as llama.cpp's server does with --parallel.
+
+    `admit` a job into a free slot at any time; each `step` decodes, in one batch, the prompts of the jobs
+    admitted since the last step and one token of every other unfinished job, and returns the jobs that
+    finished. A job's tokens are chosen from its own logits as a lone job's are, but a batched decode's
+    floats differ slightly from a lone one's, so a near-tie may break the other way: RASTiC's EPS_ACCEPT
+    covers that (docs/rastic.md, "Batched generation"). One thread drives it (the worker's).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._running: dict[int, _Generation] = {}  # by slot (= llama.cpp sequence)
+
+    @property
+    def free_slots(self) -> int:
+        return self.engine.slots - len(self._running)
+
+    def admit(self, key: object, prompt_tokens: Sequence[int], max_tokens: int, seed: int, temperature: float) -> None:
+        """Start a job in a free slot; ValueError (naming the problem) for a bad job or no free slot."""
+        engine = self.engine
+        engine._check_job(prompt_tokens, max_tokens)
+        check_sampling_params(seed, temperature)
+        slot = next((i for i in range(engine.slots) if i not in self._running), None)
+        if slot is None:
+            raise ValueError(f"all {engine.slots} generation slots are busy")
+        with engine._lock:
+            engine._clear(slot)
+        self._running[slot] = _Generation(key, list(prompt_tokens), max_tokens, seed, temperature)
+
+    def step(self) -> list[tuple[object, list[int]]]:
+        """Decode one step of every running job; the (key, output) of the jobs that finished."""
+        entries: list[tuple[int, int, int]] = []
+        wanted: list[tuple[int, int]] = []
+        for slot, job in self._running.items():
+            if job.prefilled:
+                position = len(job.prompt) + len(job.output) - 1
+                entries.append((slot, job.output[-1], position))
+            else:
+                entries.extend((slot, token, position) for position, token in enumerate(job.prompt))
+                position = len(job.prompt) - 1
+                job.prefilled = True
+            wanted.append((slot, position))
+        if not entries:
+            return []
+        with self.engine._lock:
+            rows = self.engine._forward_entries(entries, set(wanted))
+        finished = []
+        for (slot, _), logits in zip(wanted, rows, strict=True):
+            job = self._running[slot]
+            token = choose_token(logits, job.seed, len(job.output), job.temperature)
+            job.output.append(token)
+            if self.engine.is_end(token) or len(job.output) == job.max_tokens:
+                finished.append((job.key, job.output))
+                del self._running[slot]
+                with self.engine._lock:
+                    self.engine._clear(slot)
+        return finished

@@ -1,7 +1,15 @@
-"""Model identity: the Merkle root over fixed-size chunks of a GGUF file (whitepaper 2.6.1).
+"""Model identity: a hash of the file size, the chunk size and a Merkle root over the chunks (whitepaper 2.6.1).
 
 Chunking lets a node fetch a model from many peers in parallel and check every chunk on
-arrival; the root names the exact bytes, so two nodes that agree on the id run the same model.
+arrival; the id names the exact bytes, so two nodes that agree on the id run the same model.
+
+    model id = sha256d(MODEL_ID_TAG | file_size u64 LE | chunk_size u32 LE | chunk_root)
+
+`chunk_root` is a Merkle tree over the chunks' sha256d hashes in which a level of odd length
+carries its last node up unchanged. Bitcoin's tree duplicates that node instead, so the hash
+lists [a, b, c] and [a, b, c, c] share a root (CVE-2012-2459): a manifest could then name a
+chunk that does not exist. Committing to the sizes pins the number of chunks, and with it each
+chunk's exact length, so one id has exactly one valid manifest.
 """
 
 from __future__ import annotations
@@ -11,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from camelid.crypto.hashes import sha256d
-from camelid.crypto.merkle import merkle_root
 
 CHUNK_SIZE = 1 << 20  # 1 MiB: small enough to fetch from many peers, few enough hashes to ship
+MODEL_ID_TAG = b"CamelidCoin model id v2"
 
 
 @dataclass(frozen=True)
@@ -29,10 +37,10 @@ class Manifest:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str):
             raise ValueError("manifest name must be a string")
-        if not isinstance(self.file_size, int) or self.file_size < 0:
-            raise ValueError(f"manifest file_size must be a non-negative int, got {self.file_size!r}")
-        if not isinstance(self.chunk_size, int) or self.chunk_size <= 0:
-            raise ValueError(f"manifest chunk_size must be a positive int, got {self.chunk_size!r}")
+        if not isinstance(self.file_size, int) or not 0 < self.file_size < 1 << 64:
+            raise ValueError(f"manifest file_size must be a positive 64-bit int, got {self.file_size!r}")
+        if not isinstance(self.chunk_size, int) or not 0 < self.chunk_size <= CHUNK_SIZE:
+            raise ValueError(f"manifest chunk_size must be an int in 1-{CHUNK_SIZE}, got {self.chunk_size!r}")
         if not all(isinstance(h, bytes) and len(h) == 32 for h in self.chunk_hashes):
             raise ValueError("every chunk hash must be 32 bytes")
         expected_chunks = -(-self.file_size // self.chunk_size)
@@ -41,12 +49,16 @@ class Manifest:
                 f"{self.file_size} bytes in chunks of {self.chunk_size} need {expected_chunks} hashes, "
                 f"got {len(self.chunk_hashes)}"
             )
-        if self.id != merkle_root(self.chunk_hashes):
-            raise ValueError("manifest id is not the Merkle root of its chunk hashes")
+        if self.id != model_id(self.file_size, self.chunk_size, self.chunk_hashes):
+            raise ValueError("manifest id does not commit to its sizes and chunk hashes")
 
     @property
     def id_hex(self) -> str:
         return self.id.hex()
+
+    def chunk_length(self, index: int) -> int:
+        """The exact length chunk `index` has: the chunk size, less for the last one."""
+        return min(self.chunk_size, self.file_size - index * self.chunk_size)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,6 +95,23 @@ def chunk_hash(chunk: bytes) -> bytes:
     return sha256d(chunk)
 
 
+def chunk_root(hashes: tuple[bytes, ...] | list[bytes]) -> bytes:
+    """Merkle root of chunk hashes, an odd level's last node carried up unchanged; 32 zero bytes for none."""
+    if not hashes:
+        return bytes(32)
+    level = list(hashes)
+    while len(level) > 1:
+        paired = [sha256d(level[i] + level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        level = paired + level[-1:] if len(level) % 2 else paired
+    return level[0]
+
+
+def model_id(file_size: int, chunk_size: int, hashes: tuple[bytes, ...] | list[bytes]) -> bytes:
+    """The id of a model file of `file_size` bytes cut into `chunk_size`-byte chunks with these hashes."""
+    sizes = file_size.to_bytes(8, "little") + chunk_size.to_bytes(4, "little")
+    return sha256d(MODEL_ID_TAG + sizes + chunk_root(hashes))
+
+
 def manifest_of_file(path: Path, name: str | None = None, chunk_size: int = CHUNK_SIZE) -> Manifest:
     """Hash `path` chunk by chunk; `name` defaults to the file name."""
     hashes: list[bytes] = []
@@ -92,7 +121,7 @@ def manifest_of_file(path: Path, name: str | None = None, chunk_size: int = CHUN
             hashes.append(chunk_hash(chunk))
             size += len(chunk)
     return Manifest(
-        id=merkle_root(hashes),
+        id=model_id(size, chunk_size, hashes),
         file_size=size,
         chunk_size=chunk_size,
         chunk_hashes=tuple(hashes),
@@ -101,5 +130,5 @@ def manifest_of_file(path: Path, name: str | None = None, chunk_size: int = CHUN
 
 
 def model_id_of_file(path: Path) -> bytes:
-    """The model id of a GGUF file: the root of its 1 MiB chunk hashes."""
+    """The model id of a GGUF file cut into 1 MiB chunks."""
     return manifest_of_file(path).id

@@ -7,7 +7,7 @@ Layout, in <network datadir>/models/:
     <id_hex>.partial         a model being fetched: the full-size file, chunks written where they belong
     <id_hex>.progress.json   the partial's manifest and a bitmap of the chunks written and fsynced
 
-A complete model appears only by rename, after the Merkle root of the whole file was checked, so a
+A complete model appears only by rename, after the whole file was checked against its id, so a
 crash never leaves a wrong file under a final name; a crash mid-fetch loses at most the chunks written
 since the last progress flush.
 """
@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from camelid.atomicfile import write_atomically
-from camelid.compute.model_id import CHUNK_SIZE, Manifest, chunk_hash, manifest_of_file
-from camelid.crypto.merkle import merkle_root
+from camelid.compute.model_id import CHUNK_SIZE, Manifest, chunk_hash, manifest_of_file, model_id
 
 MODEL_SUFFIX = ".gguf"
 MANIFEST_SUFFIX = ".manifest.json"
@@ -102,14 +101,10 @@ class PartialModel:
 
     @property
     def bytes_done(self) -> int:
-        return sum(self.chunk_length(i) for i, done in enumerate(self.done) if done)
+        return sum(self.manifest.chunk_length(i) for i, done in enumerate(self.done) if done)
 
     def missing(self) -> list[int]:
         return [i for i, done in enumerate(self.done) if not done]
-
-    def chunk_length(self, index: int) -> int:
-        manifest = self.manifest
-        return min(manifest.chunk_size, manifest.file_size - index * manifest.chunk_size)
 
     def write_chunk(self, index: int, data: bytes) -> None:
         """Store a chunk the caller has checked against the manifest."""
@@ -130,7 +125,7 @@ class PartialModel:
         write_atomically(self.progress_path, json.dumps(record).encode())
 
     def finish(self) -> Path:
-        """Check the whole file's Merkle root and rename it into place; ValueError (and a restart) if wrong."""
+        """Check the whole file against its id and rename it into place; ValueError (the partial discarded) if wrong."""
         self.flush()
         self._file.close()
         manifest = self.manifest
@@ -138,9 +133,9 @@ class PartialModel:
         with open(self.path, "rb") as f:
             while chunk := f.read(manifest.chunk_size):
                 hashes.append(chunk_hash(chunk))
-        if merkle_root(hashes) != manifest.id:
+        if model_id(manifest.file_size, manifest.chunk_size, hashes) != manifest.id:
             self.discard()
-            raise ValueError(f"model {manifest.id_hex}: assembled file does not hash to its id; starting over")
+            raise ValueError(f"model {manifest.id_hex}: assembled file does not hash to its id; discarded")
         self._store.adopt(self.path, manifest)
         self.progress_path.unlink(missing_ok=True)
         return self._store.model_path(manifest.id)
@@ -184,6 +179,10 @@ class ModelStore:
 
     def get(self, model_id: bytes) -> Manifest | None:
         return self._manifests.get(model_id)
+
+    def path_of(self, model_id: bytes) -> Path | None:
+        """The file of a model the store holds whole; None for one it lacks (or still fetches)."""
+        return self.model_path(model_id) if model_id in self._manifests else None
 
     def import_file(self, source: Path, chunk_size: int = CHUNK_SIZE) -> Manifest:
         """Hash a GGUF file and put it in the store: hard-linked when possible, else copied."""

@@ -186,10 +186,10 @@ def verdict_digest(request_digest: bytes, results: Sequence[PositionResult]) -> 
     return sha256d(_VERDICT_DOMAIN + request_digest + struct.pack("<I", len(results)) + packed)
 
 
-def answer_request(
-    engine: Engine, request: VerificationRequest, secret: bytes, eps_accept: float = EPS_ACCEPT
-) -> SignedVerdict:
-    """Check the requested positions with `engine` and sign the verdict with the 32-byte `secret`."""
+def check_request(
+    engine: Engine, request: VerificationRequest, eps_accept: float = EPS_ACCEPT
+) -> tuple[PositionResult, ...]:
+    """The verdict on each requested position, checked with `engine` (which must run the request's model)."""
     if request.model_id != engine.model_id:
         raise ValueError(f"request is for model {request.model_id.hex()}, engine runs {engine.model_id.hex()}")
     engine.check_tokens(request.prompt_tokens, "prompt_tokens")
@@ -201,16 +201,27 @@ def answer_request(
     gaps = position_gaps(
         engine, request.prompt_tokens, request.output_tokens, request.positions, request.seed, request.temperature
     )
-    results = tuple(
+    return tuple(
         PositionResult(j, False, GAP_CAP)
-        if j in structural
-        else PositionResult(j, bool(gap <= eps_accept), float(min(gap, GAP_CAP)))
+        if j in structural or not gap <= GAP_CAP  # a NaN gap is a failure, never a pass
+        else PositionResult(j, bool(gap <= eps_accept), float(gap))
         for j, gap in zip(request.positions, gaps, strict=True)
     )
+
+
+def sign_results(request: VerificationRequest, results: Sequence[PositionResult], secret: bytes) -> SignedVerdict:
+    """The verdict on `request` signed with the 32-byte `secret` (the verifier's node key)."""
     key = coincurve.PrivateKey(secret)
     request_digest = request.digest()
     signature = key.sign(verdict_digest(request_digest, results), hasher=None)
-    return SignedVerdict(request_digest, results, key.public_key.format(compressed=True), signature)
+    return SignedVerdict(request_digest, tuple(results), key.public_key.format(compressed=True), signature)
+
+
+def answer_request(
+    engine: Engine, request: VerificationRequest, secret: bytes, eps_accept: float = EPS_ACCEPT
+) -> SignedVerdict:
+    """Check the requested positions with `engine` and sign the verdict with the 32-byte `secret`."""
+    return sign_results(request, check_request(engine, request, eps_accept), secret)
 
 
 def check_verdict(request: VerificationRequest, verdict: SignedVerdict, pubkey: bytes | None = None) -> None:

@@ -28,7 +28,7 @@ _JOB_ID_TAG = b"camelid/job-id/v1"
 
 @dataclass(frozen=True)
 class JobParams:
-    model_id: bytes  # Merkle root of the model's chunk hashes (whitepaper 2.6.1)
+    model_id: bytes  # the model's id (camelid.compute.model_id; whitepaper 2.6.1)
     prompt: str
     max_tokens: int
     seed: int

@@ -17,6 +17,9 @@ opposite block verdicts on the same proof.
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -56,6 +59,37 @@ class JobProofVerifier(Protocol):
     ) -> Judgement | None:
         """The structural failure of the output, if any, else the gap of output_tokens[position]."""
         ...
+
+
+class JudgementPending(Exception):  # noqa: N818 -- a signal to the caller, not an error
+    """A verifier asked to defer (`deferring_judgements`) has no verdict on a proof yet.
+
+    The caller leaves the chain thread, awaits `resolve()` (which makes the model check and keeps its
+    verdict), and validates again: the model check never holds up the chain thread, and so block
+    processing, as it would if it ran there (issue 15).
+    """
+
+    def __init__(self, resolve: Callable[[], Awaitable[None]]) -> None:
+        super().__init__("a fraud proof's model check is pending")
+        self.resolve = resolve
+
+
+_deferral = threading.local()
+
+
+@contextmanager
+def deferring_judgements(defer: bool = True) -> Iterator[None]:
+    """In this thread, verifiers raise JudgementPending instead of making a model check there and then."""
+    before = getattr(_deferral, "on", False)
+    _deferral.on = defer
+    try:
+        yield
+    finally:
+        _deferral.on = before
+
+
+def judgements_deferred() -> bool:
+    return bool(getattr(_deferral, "on", False))
 
 
 class ProofPolicy(Enum):

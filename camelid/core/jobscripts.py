@@ -186,6 +186,8 @@ def payout_script(
 
 def match_escrow(script: bytes) -> JobEscrow | None:
     """The escrow's fields if `script` is exactly what escrow_script builds, else None."""
+    if len(script) < _MIN_ESCROW_SIZE:  # cheap refusal of the usual scripts (P2PKH)
+        return None
     data = _template_data(script, _ESCROW_SHAPE)
     if data is None:
         return None
@@ -200,6 +202,8 @@ def match_escrow(script: bytes) -> JobEscrow | None:
 
 def match_job_lock(script: bytes) -> JobLock | None:
     """The fields if `script` is exactly what job_lock_script builds (a STAKE or PAYOUT), else None."""
+    if len(script) < _MIN_JOB_LOCK_SIZE:  # cheap refusal of the usual scripts (P2PKH)
+        return None
     claim_time: bytes | None = None
     data = _template_data(script, _PAYOUT_SHAPE)
     if data is not None:
@@ -403,3 +407,14 @@ def _check_times(*times: int) -> None:
     for value in times:
         if not 0 <= value < 2**32:
             raise ValueError(f"job time {value} must fit an unsigned 32-bit lock time")
+
+
+# The shortest scripts the builders can produce: every field has a fixed size except the times,
+# pushed as minimal script numbers, shortest at 0.
+_MIN_ESCROW_SIZE = len(escrow_script(bytes(JOB_ID_SIZE), bytes(PUBKEY_SIZE), 0, 0))
+_MIN_JOB_LOCK_SIZE = len(
+    job_lock_script(
+        JobLock(bytes(JOB_ID_SIZE), 0, bytes(PUBKEY_SIZE), bytes(PUBKEY_SIZE), bytes(COMMITMENT_SIZE),
+                bytes(MODEL_ID_SIZE), 0)
+    )
+)

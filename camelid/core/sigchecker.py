@@ -9,13 +9,15 @@ supplied through a JobProofContext).
 
 from __future__ import annotations
 
+import hashlib
+from typing import NamedTuple
+
 from camelid.core.consensus import LOCKTIME_THRESHOLD, SEQUENCE_FINAL
 from camelid.core.jobproof import JobProofContext, ProofOutcome, outcome
 from camelid.core.jobscripts import JOB_PAYOUT_FEE_CAP, FraudProof, commitment_signature_digest, match_job_lock
 from camelid.core.serialize import compact_size, var_bytes
 from camelid.core.transaction import SIGHASH_ALL, Transaction
-from camelid.crypto.hashes import sha256d
-from camelid.crypto.keys import PublicKey
+from camelid.crypto.keys import PublicKey, verify_signature
 
 _HASH_TYPE_BYTES = SIGHASH_ALL.to_bytes(4, "little")
 
@@ -23,34 +25,63 @@ _HASH_TYPE_BYTES = SIGHASH_ALL.to_bytes(4, "little")
 class SighashCache:
     """Transaction.signature_hash for every input of one transaction, without reserializing it each time.
 
-    The preimage differs between inputs only in which input carries the script code,
-    so it is assembled from slices of the transaction's own serialization: the head
-    (version, input count), each input's outpoint and sequence, and the tail
-    (outputs, lock time, job id). Tests check the result equals signature_hash.
+    The preimage of input i is the transaction with every scriptSig empty ("blank"),
+    except that input i carries the script code; so it is hashed as three pieces of
+    one blank serialization -- up to input i's empty script, the script code, the rest --
+    with no copy and no Python loop over the other inputs (the legacy sighash still
+    hashes the whole transaction per input). Tests check the result equals signature_hash.
     """
 
-    __slots__ = ("_head", "_tail", "_inputs")
+    __slots__ = ("_blank", "_script_at")
 
     def __init__(self, tx: Transaction) -> None:
         raw = tx.to_bytes()
         position = 4 + len(compact_size(len(tx.inputs)))
-        self._head = raw[:position]
-        self._inputs: list[tuple[bytes, bytes]] = []  # (outpoint bytes, sequence bytes) per input
+        parts = [raw[:position]]
+        self._script_at: list[int] = []  # where each input's (empty) script length byte sits in _blank
+        blank_position = position
         for txin in tx.inputs:
-            end = position + 36 + len(var_bytes(txin.script_sig)) + 4
-            self._inputs.append((raw[position : position + 36], raw[end - 4 : end]))
-            position = end
-        self._tail = raw[position:]
+            sequence = txin.sequence.to_bytes(4, "little")
+            parts += (txin.prev_txid, txin.prev_index.to_bytes(4, "little"), b"\x00", sequence)
+            self._script_at.append(blank_position + 36)
+            blank_position += 41
+            position += 40 + len(var_bytes(txin.script_sig))
+        parts.append(raw[position:])  # outputs, lock time, job id
+        self._blank = memoryview(b"".join(parts))
 
     def digest(self, index: int, script_code: bytes, amount: int) -> bytes:
-        if not 0 <= index < len(self._inputs):
-            raise ValueError(f"input index {index} out of range for {len(self._inputs)} inputs")
-        parts = [self._head]
-        for position, (outpoint, sequence) in enumerate(self._inputs):
-            script = var_bytes(script_code) if position == index else b"\x00"
-            parts += (outpoint, script, sequence)
-        parts += (self._tail, amount.to_bytes(8, "little", signed=True), _HASH_TYPE_BYTES)
-        return sha256d(b"".join(parts))
+        if not 0 <= index < len(self._script_at):
+            raise ValueError(f"input index {index} out of range for {len(self._script_at)} inputs")
+        at = self._script_at[index]
+        hasher = hashlib.sha256(self._blank[:at])
+        hasher.update(var_bytes(script_code))
+        hasher.update(self._blank[at + 1 :])
+        hasher.update(amount.to_bytes(8, "little", signed=True) + _HASH_TYPE_BYTES)
+        return hashlib.sha256(hasher.digest()).digest()
+
+    def signature_check(
+        self, index: int, sig: bytes, pubkey: bytes, script_code: bytes, amount: int
+    ) -> SignatureCheck | None:
+        """What CHECKSIG verifies for input `index`, to run now or on another thread; None where the
+        answer is false without a verification (no SIGHASH_ALL byte)."""
+        if len(sig) < 2 or sig[-1] != SIGHASH_ALL:
+            return None
+        return SignatureCheck(pubkey, sig[:-1], self.digest(index, script_code, amount))
+
+
+class SignatureCheck(NamedTuple):
+    """The one ECDSA verification a CHECKSIG comes down to once the hash type and sighash are settled.
+
+    It needs nothing from the transaction any more, so block validation can run it on
+    another thread (camelid.chain.checkqueue).
+    """
+
+    pubkey: bytes
+    signature: bytes  # DER, without the hash-type byte
+    digest: bytes
+
+    def verify(self) -> bool:
+        return verify_signature(self.pubkey, self.signature, self.digest)
 
 
 class TransactionSignatureChecker:
@@ -80,13 +111,8 @@ class TransactionSignatureChecker:
 
     def check_sig(self, sig: bytes, pubkey: bytes, script_code: bytes) -> bool:
         """True if `sig` is a DER signature plus the SIGHASH_ALL byte over this input's sighash."""
-        if len(sig) < 2 or sig[-1] != SIGHASH_ALL:
-            return False
-        try:
-            key = PublicKey.from_bytes(pubkey)
-        except ValueError:
-            return False
-        return key.verify(sig[:-1], self._sighashes.digest(self.input_index, script_code, self.amount))
+        check = self._sighashes.signature_check(self.input_index, sig, pubkey, script_code, self.amount)
+        return check is not None and check.verify()
 
     def check_locktime(self, locktime: int) -> bool:
         """BIP65: same kind (height or time) as the transaction's lock time, not above it, and not disabled."""

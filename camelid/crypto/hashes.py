@@ -31,10 +31,13 @@ def _openssl_ripemd160_available() -> bool:
 
 
 if _openssl_ripemd160_available():
+    _RIPEMD160 = hashlib.new("ripemd160")  # copied, never updated: copy() skips hashlib.new's name lookup
 
     def ripemd160(data: bytes) -> bytes:
         """RIPEMD-160 (OpenSSL)."""
-        return hashlib.new("ripemd160", data).digest()
+        hasher = _RIPEMD160.copy()
+        hasher.update(data)
+        return hasher.digest()
 
 else:
 

@@ -61,6 +61,19 @@ class PublicKey:
         except ValueError:
             return False
 
+    def multiply(self, scalar: int) -> PublicKey:
+        """scalar * self, for a scalar in [1, n-1] (the order is prime, so never infinity)."""
+        if not 0 < scalar < SECP256K1_ORDER:
+            raise ValueError("scalar must be in [1, n-1] for the secp256k1 order n")
+        return PublicKey(self._point.multiply(scalar.to_bytes(SECRET_LENGTH, "big")))
+
+    def add(self, other: PublicKey) -> PublicKey | None:
+        """self + other, or None when the sum is the point at infinity (which has no SEC1 encoding)."""
+        try:
+            return PublicKey(coincurve.PublicKey.combine_keys([self._point, other._point]))
+        except ValueError:  # libsecp256k1 refuses a sum at infinity
+            return None
+
     def hash160(self, compressed: bool = True) -> bytes:
         """HASH160 of the SEC1 encoding: the 20 bytes an address commits to."""
         return hash160(self.to_bytes(compressed))
@@ -141,8 +154,27 @@ class PrivateKey:
         """Shared secret with `public_key`: SHA-256 of the compressed shared point (libsecp256k1's ECDH)."""
         return self._secret.ecdh(public_key.to_bytes())
 
+    def ecdh_point(self, public_key: PublicKey) -> PublicKey:
+        """The unhashed shared point secret * public_key: what a client reveals (with a DLEQ proof) to open a blob."""
+        return public_key.multiply(int.from_bytes(self.secret, "big"))
+
     def __repr__(self) -> str:
         return f"PrivateKey(public_key={self.public_key.to_bytes().hex()}, network={self.network!r})"
+
+
+def verify_signature(pubkey: bytes, signature: bytes, digest: bytes) -> bool:
+    """PublicKey.from_bytes(pubkey).verify(signature, digest), False where the key does not parse.
+
+    Block validation's hot path, and safe to call from several threads: libsecp256k1
+    releases the GIL, so signature checks can run on every core.
+    """
+    prefixes = _PUBKEY_FORMS.get(len(pubkey))
+    if prefixes is None or pubkey[0] not in prefixes:
+        return False
+    try:
+        return coincurve.PublicKey(pubkey).verify(signature, digest, hasher=None)
+    except ValueError:
+        return False
 
 
 class DecodedWif(NamedTuple):

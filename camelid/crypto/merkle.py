@@ -1,7 +1,9 @@
 """Bitcoin-style Merkle root over 32-byte hashes.
 
-Shared by block headers (root of txids) and model ids (root of chunk hashes).
-An odd level duplicates its last hash, exactly as Bitcoin does.
+The root of a block's txids. An odd level duplicates its last hash, exactly as
+Bitcoin does; that lets [a, b, c] and [a, b, c, c] share a root (CVE-2012-2459),
+which block validation defeats by refusing duplicate transactions. Model ids use
+a tree without the duplication (camelid.compute.model_id.chunk_root).
 """
 
 from __future__ import annotations

@@ -19,7 +19,9 @@ for each block added, then one TipChanged. Other services (RPC, the miner) call:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +32,7 @@ from camelid.chain.chainstate import BlockResult, ChainState
 from camelid.chain.mempool import Mempool
 from camelid.chain.template import build_block_template
 from camelid.core.block import Block
+from camelid.core.jobproof import JudgementPending, deferring_judgements
 from camelid.core.params import ChainParams
 from camelid.core.serialize import hash_to_hex
 from camelid.core.transaction import Transaction
@@ -37,6 +40,9 @@ from camelid.node.bus import EventBus
 from camelid.node.events import BlockConnected, BlockDisconnected, TipChanged, TxAccepted
 
 log = logging.getLogger(__name__)
+
+MAX_DEFERRED_JUDGEMENTS = 4
+"""Model checks of one transaction made off the chain thread (one per distinct proof it carries)."""
 T = TypeVar("T")
 
 
@@ -52,13 +58,26 @@ class ChainService:
 
     @classmethod
     async def open(
-        cls, path: Path, params: ChainParams, bus: EventBus, *, mempool_bytes: int, reindex: bool = False
+        cls,
+        path: Path,
+        params: ChainParams,
+        bus: EventBus,
+        *,
+        mempool_bytes: int,
+        reindex: bool = False,
+        script_threads: int | None = None,
     ) -> ChainService:
-        """Open (and with `reindex`, rebuild) the chain state at `path` on a fresh chain thread."""
+        """Open (and with `reindex`, rebuild) the chain state at `path` on a fresh chain thread.
+
+        `script_threads` threads, the chain thread included, verify block signatures (default: one per core).
+        """
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain")
         loop = asyncio.get_running_loop()
+        threads = script_threads if script_threads is not None else os.cpu_count() or 1
         try:
-            chainstate = await loop.run_in_executor(executor, ChainState.open, path, params)
+            chainstate = await loop.run_in_executor(
+                executor, functools.partial(ChainState.open, path, params, script_threads=threads)
+            )
             if reindex:
                 log.info("reindexing the chain state from stored blocks")
                 await loop.run_in_executor(executor, chainstate.reindex)
@@ -112,11 +131,27 @@ class ChainService:
         return [(blk, self.chainstate.get_entry(blk.hash_bytes).height) for blk in blocks]
 
     async def submit_transaction(self, tx: Transaction) -> Any:
-        """Add `tx` to the mempool and publish TxAccepted. Raises TxRejected."""
-        async with self._submit_lock:
-            entry = await self.call(self.mempool.accept, tx)
-            await self.bus.publish(TxAccepted(tx))
-            return entry
+        """Add `tx` to the mempool and publish TxAccepted. Raises TxRejected.
+
+        A fraud proof's model check is made off the chain thread and without the submit lock (blocks and
+        other transactions go on meanwhile); then the transaction is validated again, and the verdict comes
+        from the verifier's cache. After MAX_DEFERRED_JUDGEMENTS rounds the check is made in place.
+        """
+        for round_ in range(MAX_DEFERRED_JUDGEMENTS + 1):
+            async with self._submit_lock:
+                try:
+                    entry = await self.call(self._accept, tx, round_ < MAX_DEFERRED_JUDGEMENTS)
+                except JudgementPending as pending:
+                    resolve = pending.resolve
+                else:
+                    await self.bus.publish(TxAccepted(tx))
+                    return entry
+            await resolve()
+        raise AssertionError("unreachable: the last round does not defer")
+
+    def _accept(self, tx: Transaction, defer: bool) -> Any:
+        with deferring_judgements(defer):
+            return self.mempool.accept(tx)
 
     async def block_template(self, coinbase_script: bytes, extra_nonce: int = 0) -> Block:
         """An unsolved block on the current tip paying `coinbase_script`, with mempool transactions."""

@@ -16,20 +16,26 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from camelid.compute.engine import MAX_SLOTS as MAX_COMPUTE_SLOTS
+from camelid.compute.model_store import parse_model_id
+from camelid.core.consensus import COIN, MAX_BLOCK_SIZE
 from camelid.core.params import ChainParams, get_params
 from camelid.crypto.address import address_to_hash160
-from camelid.node.p2p_service import parse_peer_address
 from camelid.p2p.messages.models import MAX_CHUNK_SIZE as MAX_MODEL_CHUNK_SIZE
+from camelid.p2p.peer_address import parse_peer_address
 
 DEFAULT_DATADIR = Path("~/.camelid")
 CONF_FILENAME = "camelid.conf"
 NETWORK_SUBDIRS = {"mainnet": "", "testnet": "testnet", "regtest": "regtest"}
 DEFAULT_MEMPOOL_BYTES = 300_000_000
+DEFAULT_WORK_QUEUE = 64  # RPC requests served at once; an OpenAI request holds its slot until its job is verified
+MAX_REQUEST_BYTES = 2 * MAX_BLOCK_SIZE + (1 << 20)  # a hex-encoded maximum block plus JSON framing
 
 
 class ConfigError(ValueError):
@@ -56,12 +62,16 @@ def parse_port(text: str) -> int:
 
 
 def parse_positive_int(text: str) -> int:
+    return _parse_int(text, 1, "a positive integer")
+
+
+def parse_gpu_layers(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise ValueError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise ValueError(f"expected a positive integer, got {value}")
+        raise ValueError(f"expected a layer count (-1 for all), got {text!r}") from None
+    if value < -1:
+        raise ValueError(f"expected a layer count >= 0 or -1 for all, got {value}")
     return value
 
 
@@ -72,10 +82,93 @@ def parse_ip(text: str) -> str:
         raise ValueError(f"expected an IP address, got {text!r}") from None
 
 
+def parse_path(text: str) -> Path:
+    if not text.strip():
+        raise ValueError("expected a file path")
+    return Path(text.strip()).expanduser()
+
+
 def parse_text(text: str) -> str:
     if not text:
         raise ValueError("value is empty")
     return text
+
+
+def parse_count(text: str) -> int:
+    return _parse_int(text, 0, "a whole number (0 or more)")
+
+
+def _parse_int(text: str, minimum: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"expected {what}, got {text!r}") from None
+    if value < minimum:
+        raise ValueError(f"expected {what}, got {value}")
+    return value
+
+
+def parse_coins(text: str) -> int:
+    """An amount in coins ("1.5") as base units."""
+    try:
+        coins = Decimal(text.strip())
+    except InvalidOperation:
+        raise ValueError(f"expected an amount in coins, got {text!r}") from None
+    units = coins * COIN
+    if not coins.is_finite() or units < 0 or units != units.to_integral_value():
+        raise ValueError(f"expected a non-negative amount with at most 8 decimals, got {text!r}")
+    return int(units)
+
+
+@dataclass(frozen=True)
+class ComputePolicy:
+    """What a compute node accepts, so that no client can make it lock more, or longer, than its operator allows.
+
+    A job outside the policy is declined (logged with its reason) before the node computes or stakes.
+    Confirmations protect against a client that spends the escrow twice: an escrow or a payment that
+    is not yet in a block can still be replaced by one the client's own miner mines (regtest: 0).
+    """
+
+    max_timelock: int = 3600
+    """Longest delivery deadline D - t0 (seconds): the stake stays locked until D plus the dispute window."""
+    max_job_age: int = 120
+    """A job whose t0 is further behind our clock is declined: a backdated t0 shortens the dispute window."""
+    max_clock_ahead: int = 60
+    """A job whose t0 is further ahead of our clock is declined: it would lock the stake for longer."""
+    max_stake: int = COIN
+    """Most base units staked on one job."""
+    max_total_stake: int = 10 * COIN
+    """Most base units staked on all open jobs together."""
+    escrow_confirmations: int = 1
+    """Blocks the escrow must be in before the node computes."""
+    payment_confirmations: int = 1
+    """Blocks the payment must be in before the node delivers (or until the client's claim would open)."""
+    min_price: int = 0
+    """Base units per 1,000 output tokens below which a job is declined (0: any reward). A job is judged by
+    its reward against its max_tokens, the most it can ask us to compute."""
+    model_prices: tuple[tuple[bytes, int], ...] = ()
+    """(model id, base units per 1,000 output tokens) that replace min_price for those models."""
+
+    def price_for(self, model_id: bytes) -> int:
+        """Our price for `model_id`, base units per 1,000 output tokens."""
+        return dict(self.model_prices).get(model_id, self.min_price)
+
+    def price_problem(self, model_id: bytes, max_tokens: int, reward: int) -> str | None:
+        """Why a job paying `reward` for up to `max_tokens` tokens pays too little (None if it pays enough)."""
+        price = self.price_for(model_id)
+        if reward * 1000 >= price * max_tokens:
+            return None
+        return f"its reward {reward} for {max_tokens} tokens is below our price of {price} per 1,000 tokens"
+
+    def to_json(self) -> dict[str, Any]:
+        """For getcomputeinfo: seconds, base units (prices: per 1,000 output tokens) and counts."""
+        info = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        info["model_prices"] = {model_id.hex(): price for model_id, price in self.model_prices}
+        return info
+
+
+REGTEST_COMPUTE_POLICY = ComputePolicy(escrow_confirmations=0, payment_confirmations=0)
+"""Regtest jobs finish without blocks being mined; the hostile-client tests ask for confirmations."""
 
 
 class Misbehaviour(StrEnum):
@@ -84,6 +177,18 @@ class Misbehaviour(StrEnum):
     TAMPER_OUTPUT = "tamper-output"  # compute: commit to and deliver an output with one token swapped
     NEVER_DELIVER = "never-deliver"  # compute: take the payment, publish it, deliver nothing
     NEVER_PAY = "never-pay"  # client: answer no testament
+
+
+def parse_min_price(text: str) -> tuple[bytes | None, int]:
+    """--min-price: "PRICE" (every model) or "MODEL_ID:PRICE", in coins per 1,000 output tokens."""
+    model_text, _, price_text = text.strip().rpartition(":")
+    model_id = None
+    if model_text:
+        try:
+            model_id = parse_model_id(model_text)
+        except ValueError as exc:
+            raise ValueError(f"expected PRICE or MODEL_ID:PRICE, got {text!r}: {exc}") from None
+    return model_id, parse_coins(price_text)
 
 
 def parse_misbehaviour(text: str) -> Misbehaviour:
@@ -113,6 +218,13 @@ SETTINGS: dict[str, Setting] = {
     "rpcuser": Setting(parse_text, None, "JSON-RPC user name (default: cookie authentication)."),
     "rpcpassword": Setting(parse_text, None, "JSON-RPC password, with --rpcuser."),
     "nostatus": Setting(parse_bool, False, "Do not serve the status page (GET /) on the RPC port.", is_flag=True),
+    "rpcworkqueue": Setting(
+        parse_positive_int, DEFAULT_WORK_QUEUE, "Most requests the RPC port serves at once; more get HTTP 503."
+    ),
+    "rpcmaxbody": Setting(parse_positive_int, MAX_REQUEST_BYTES, "Largest request body the RPC port takes, in bytes."),
+    "rpcallowhost": Setting(
+        parse_text, (), "A DNS name the status page answers to, besides IPs and localhost (repeatable).", multiple=True
+    ),
     "mine": Setting(parse_bool, False, "Mine blocks continuously on the current tip.", is_flag=True),
     "mine-address": Setting(parse_text, None, "Address the mined coinbase pays (required with --mine)."),
     "mine-processes": Setting(parse_positive_int, None, "Hashing processes for --mine (default: CPU count)."),
@@ -125,7 +237,9 @@ SETTINGS: dict[str, Setting] = {
     "connect": Setting(parse_peer_address, (), "Connect only to this IP[:port] (repeatable).", multiple=True),
     "addnode": Setting(parse_peer_address, (), "Keep this IP[:port] connected (repeatable).", multiple=True),
     "seednode": Setting(parse_peer_address, (), "Learn addresses from this IP[:port] (repeatable).", multiple=True),
+    "seedfile": Setting(parse_path, None, "Read seed addresses from this JSON file, not the packaged seeds.json."),
     "maxconnections": Setting(parse_positive_int, 125, "Most P2P connections, inbound and outbound."),
+    "par": Setting(parse_positive_int, None, "Block signature-check threads, chain thread included (default: CPUs)."),
     "serve-model": Setting(
         parse_text, (), "Serve a GGUF file PATH, 'default', or a model ID to fetch (repeatable).", multiple=True
     ),
@@ -135,11 +249,44 @@ SETTINGS: dict[str, Setting] = {
         "Hold the --serve-model models to verify your jobs and serve their files, but take no jobs.",
         is_flag=True,
     ),
+    "compute-threads": Setting(
+        parse_positive_int, None, "llama.cpp threads per model worker (default: CPU count)."
+    ),
+    "compute-slots": Setting(
+        parse_positive_int, 1, "Jobs a compute node generates at once per model, batched as llama.cpp sequences."
+    ),
+    "gpu-layers": Setting(
+        parse_gpu_layers, 0, "Model layers to offload to a GPU (llama.cpp n_gpu_layers; -1: all; needs a GPU build)."
+    ),
     "model-upload-rate": Setting(parse_positive_int, 20480, "KiB per second of model uploads, all peers together."),
     "model-peer-upload-rate": Setting(parse_positive_int, 8192, "KiB per second of model uploads to one peer."),
     "model-chunk-size": Setting(parse_positive_int, None, "regtest only: chunk size in bytes for --serve-model files."),
     "corrupt-model-chunks": Setting(
         parse_bool, False, "regtest only: serve model chunks with a flipped byte (to test fetchers).", is_flag=True
+    ),
+    "compute-max-timelock": Setting(
+        parse_positive_int, None, f"Longest delivery deadline (seconds after t0) of a job we take (default: "
+        f"{ComputePolicy.max_timelock})."
+    ),
+    "compute-max-job-age": Setting(
+        parse_count, None, f"Seconds a job's t0 may be behind our clock (default: {ComputePolicy.max_job_age})."
+    ),
+    "compute-max-clock-ahead": Setting(
+        parse_count, None, f"Seconds a job's t0 may be ahead of our clock (default: {ComputePolicy.max_clock_ahead})."
+    ),
+    "min-price": Setting(
+        parse_min_price,
+        (),
+        "Coins per 1,000 output tokens below which a job is declined; MODEL_ID:PRICE for one model (repeatable).",
+        multiple=True,
+    ),
+    "compute-max-stake": Setting(parse_coins, None, "Most coins staked on one job (default: 1)."),
+    "compute-max-total-stake": Setting(parse_coins, None, "Most coins staked on all open jobs (default: 10)."),
+    "compute-escrow-confirmations": Setting(
+        parse_count, None, "Blocks a job's escrow must be in before we compute (default: 1; regtest 0)."
+    ),
+    "compute-payment-confirmations": Setting(
+        parse_count, None, "Blocks a payment must be in before we deliver (default: 1; regtest 0)."
     ),
     "misbehave": Setting(
         parse_misbehaviour,
@@ -162,6 +309,9 @@ class NodeConfig:
     rpcuser: str | None = None
     rpcpassword: str | None = None
     nostatus: bool = False
+    rpcworkqueue: int = DEFAULT_WORK_QUEUE
+    rpcmaxbody: int = MAX_REQUEST_BYTES
+    rpcallowhost: tuple[str, ...] = ()
     mine: bool = False
     mine_address: str | None = None
     mine_processes: int | None = None
@@ -174,14 +324,27 @@ class NodeConfig:
     connect: tuple[tuple[str, int | None], ...] = ()
     addnode: tuple[tuple[str, int | None], ...] = ()
     seednode: tuple[tuple[str, int | None], ...] = ()
+    seedfile: Path | None = None  # None: the packaged camelid/p2p/seeds.json
     maxconnections: int = 125
+    par: int | None = None  # script-check threads, the chain thread included; None: one per CPU core
     serve_model: tuple[str, ...] = ()  # GGUF paths, "default" or model ids (see camelid.node.model_service)
     nocompute: bool = False  # hold the models but sell no completions
+    compute_threads: int | None = None  # llama.cpp threads per worker
+    compute_slots: int = 1  # generations batched together per worker
+    gpu_layers: int = 0  # llama.cpp n_gpu_layers per worker
     model_upload_rate: int = 20480  # KiB/s
     model_peer_upload_rate: int = 8192  # KiB/s
     model_chunk_size: int | None = None  # regtest only; None: 1 MiB
     corrupt_model_chunks: bool = False  # regtest only
     misbehave: Misbehaviour | None = None  # regtest only
+    compute_max_timelock: int | None = None  # None: the network's ComputePolicy default (compute_policy)
+    compute_max_job_age: int | None = None
+    compute_max_clock_ahead: int | None = None
+    compute_max_stake: int | None = None
+    min_price: tuple[tuple[bytes | None, int], ...] = ()  # (model id or None for every model, base units)
+    compute_max_total_stake: int | None = None
+    compute_escrow_confirmations: int | None = None
+    compute_payment_confirmations: int | None = None
     mempool_bytes: int = DEFAULT_MEMPOOL_BYTES
     conf_file: Path | None = None  # the camelid.conf that was read, if any
 
@@ -200,6 +363,24 @@ class NodeConfig:
     @property
     def rpc_port(self) -> int:
         return self.rpcport or self.params.rpc_port
+
+    @property
+    def compute_policy(self) -> ComputePolicy:
+        """The --compute-* settings over the network's defaults."""
+        base = REGTEST_COMPUTE_POLICY if self.network == "regtest" else ComputePolicy()
+        given = {
+            "max_timelock": self.compute_max_timelock,
+            "max_job_age": self.compute_max_job_age,
+            "max_clock_ahead": self.compute_max_clock_ahead,
+            "max_stake": self.compute_max_stake,
+            "max_total_stake": self.compute_max_total_stake,
+            "escrow_confirmations": self.compute_escrow_confirmations,
+            "payment_confirmations": self.compute_payment_confirmations,
+        }
+        policy = replace(base, **{name: value for name, value in given.items() if value is not None})
+        every = [price for model_id, price in self.min_price if model_id is None]
+        per_model = tuple((model_id, price) for model_id, price in self.min_price if model_id is not None)
+        return replace(policy, min_price=every[-1] if every else policy.min_price, model_prices=per_model)
 
 
 def network_datadir(root: Path, network: str) -> Path:
@@ -316,6 +497,8 @@ def load_config(
     for key in ("model-chunk-size", "corrupt-model-chunks", "misbehave"):
         if values[key] and network != "regtest":
             raise ConfigError(f"{key} is only allowed on regtest")
+    if values["compute-slots"] > MAX_COMPUTE_SLOTS:
+        raise ConfigError(f"compute-slots is at most {MAX_COMPUTE_SLOTS}")
     if values["model-chunk-size"] is not None and values["model-chunk-size"] > MAX_MODEL_CHUNK_SIZE:
         raise ConfigError(f"model-chunk-size is at most {MAX_MODEL_CHUNK_SIZE} bytes")
     if values["mine-address"] is not None:

@@ -55,3 +55,13 @@ class ShutdownRequested:
     """Some service (the `stop` RPC, a signal handler, a fatal error) asks the node to stop."""
 
     reason: str
+
+
+@dataclass(frozen=True)
+class JobChanged:
+    """Job `job_id` changed: its state in the job pool, or this node's part in it (a verdict, a txid).
+
+    Published by the job service; the /v1 API and waitforjob (camelid-cli complete) wait on it.
+    """
+
+    job_id: bytes

@@ -24,8 +24,7 @@ from camelid.p2p.addrbook import AddressKey
 from camelid.p2p.manager import P2PSettings, PeerManager
 from camelid.p2p.messages import NetAddress, ServiceFlags
 from camelid.p2p.relay import Relay
-from camelid.p2p.schema import canonical_ip
-from camelid.p2p.seeds import SEEDS
+from camelid.p2p.seeds import load_seeds
 from camelid.p2p.sync import BlockSync
 
 if TYPE_CHECKING:
@@ -35,28 +34,6 @@ log = logging.getLogger(__name__)
 
 NODEKEY_FILENAME = "nodekey"
 MAX_OUTBOUND = 8  # as Bitcoin's full-relay outbound connections
-
-
-def parse_peer_address(text: str) -> tuple[str, int | None]:
-    """Parse "IP", "IP:port" or "[IPv6]:port" into (canonical IP, port or None for the network's default)."""
-    text = text.strip()
-    host, port_text = text, ""
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        if rest and not rest.startswith(":"):
-            raise ValueError(f"expected [IPv6]:port, got {text!r}")
-        port_text = rest[1:]
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-    try:
-        ip = canonical_ip(host)
-    except ValueError:
-        raise ValueError(f"expected IP or IP:port (host names are not resolved), got {text!r}") from None
-    if not port_text:
-        return ip, None
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ValueError(f"bad port in {text!r}")
-    return ip, int(port_text)
 
 
 def load_node_key(path: Path, network: str) -> PrivateKey:
@@ -83,11 +60,11 @@ class P2PService:
         """`models`: the ids of the models the node serves, announced with the COMPUTE service bit."""
         params = config.params
         key = load_node_key(config.net_datadir / NODEKEY_FILENAME, config.network)
-        self.node_key = key  # signs jobaccept messages (camelid.node.jobs)
+        self.node_key = key  # signs handshakes (camelid.p2p.auth) and jobaccept messages (camelid.node.jobs)
         max_outbound = min(MAX_OUTBOUND, config.maxconnections)
         settings = P2PSettings(
             params=params,
-            node_id=key.public_key.to_bytes(),
+            node_key=key,
             datadir=config.net_datadir,
             listen=config.listen,
             bind=config.bind,
@@ -103,7 +80,8 @@ class P2PService:
         self.manager = PeerManager(settings, best_height=lambda: chain.chainstate.tip.height)
         self.sync = BlockSync(self.manager, chain)
         self.relay = Relay(self.manager, chain, self.sync)
-        self._seed_address_book(SEEDS[params.name] + self._with_ports(config.seednode, params.default_port))
+        seeds = load_seeds(params.name, params.default_port, config.seedfile)
+        self._seed_address_book(seeds + self._with_ports(config.seednode, params.default_port))
         bus.subscribe(TxAccepted, self._on_tx_accepted)
         bus.subscribe(TipChanged, self._on_tip_changed, lossless=False)  # only the latest tip is worth announcing
 

@@ -6,6 +6,7 @@ Layers, lowest first:
 * schema    -- strict msgpack payload schemas (exact keys, types, bounds, canonical encoding);
 * messages/ -- one module per message family, and MESSAGE_TYPES (command -> class);
 * wire      -- the 24-byte frame header and the streaming FrameDecoder;
+* peer_address -- the "IP[:port]" text users give --connect, --addnode and the addnode RPC;
 * addrbook  -- new/tried address tables, bucketed against flooding, saved as peers.json;
 * banlist   -- operator bans (banlist.json) and automatic discouragement;
 * limits    -- token buckets and bounded recency sets for peer-controlled traffic;

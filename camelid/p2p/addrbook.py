@@ -17,6 +17,15 @@ picking whom to dial, `select` flips a coin between the tables (so the few tried
 addresses are far likelier per entry than the many new ones) and then weighs
 each candidate down by its recent failed attempts.
 
+Only addresses a peer could reach are learnt and shared: `add` skips, and
+`sample_for_gossip` leaves out, any address the book's `routable` test refuses.
+By default that is every non-public address (loopback, RFC 1918 and fc00::/7,
+link-local, shared, multicast, reserved), so a peer cannot make us -- or, through
+us, others -- dial hosts on an internal network. On regtest, whose nodes all live
+on 127.0.0.1, the manager lets loopback through too. Addresses the operator gives
+(--connect, --addnode) are dialled whatever they are, and one that answers is
+kept in the tried table, but it is never gossiped unless routable.
+
 The book is saved as JSON (peers.json) with an atomic replace, and a corrupt
 file is logged and replaced by an empty book rather than stopping the node.
 """
@@ -60,6 +69,17 @@ MAX_FILE_SIZE = 32 << 20
 SECRET_SIZE = 32
 
 AddressKey = tuple[str, int]
+
+
+def is_routable(ip: str) -> bool:
+    """Whether `ip` is a public unicast address, one worth learning from and telling peers."""
+    address = ipaddress.ip_address(ip)
+    return address.is_global and not address.is_multicast
+
+
+def is_routable_or_loopback(ip: str) -> bool:
+    """The regtest rule: public addresses and loopback, where every regtest node lives."""
+    return is_routable(ip) or ipaddress.ip_address(ip).is_loopback
 
 
 def address_group(ip: str) -> str:
@@ -116,7 +136,9 @@ class AddressBook:
         *,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        routable: Callable[[str], bool] = is_routable,
     ) -> None:
+        self.routable = routable
         self.secret = os.urandom(SECRET_SIZE) if secret is None else secret
         if len(self.secret) != SECRET_SIZE:
             raise ValueError(f"address book secret must be {SECRET_SIZE} bytes, got {len(self.secret)}")
@@ -163,7 +185,7 @@ class AddressBook:
         now = self._now()
         added = 0
         for address in addresses:
-            if address.port == 0:
+            if address.port == 0 or not self.routable(address.ip):
                 continue
             last_seen = address.last_seen if address.last_seen <= now + RECENT_ATTEMPT else now
             known = self._entries.get((address.ip, address.port))
@@ -214,7 +236,7 @@ class AddressBook:
     def sample_for_gossip(self, limit: int = MAX_ADDR) -> list[NetAddress]:
         """A random sample to answer getaddr with: at most GETADDR_PERCENT of the book, terrible ones left out."""
         now = self._now()
-        usable = [e for e in self._entries.values() if not e.is_terrible(now)]
+        usable = [e for e in self._entries.values() if not e.is_terrible(now) and self.routable(e.ip)]
         count = min(limit, len(usable), max(math.ceil(len(usable) * GETADDR_PERCENT / 100), GETADDR_MIN))
         return [e.net_address() for e in self._rng.sample(usable, count)]
 
@@ -254,35 +276,47 @@ class AddressBook:
 
     @classmethod
     def load(
-        cls, path: Path, *, clock: Callable[[], float] = time.time, rng: random.Random | None = None
+        cls,
+        path: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        routable: Callable[[str], bool] = is_routable,
     ) -> AddressBook:
-        """The book saved at `path`; an empty one if there is none, or if it is unreadable (logged)."""
+        """The book saved at `path`; an empty one if there is none, or if it is unreadable (logged).
+
+        Untried addresses `routable` refuses are dropped: a book saved before the rule may hold them.
+        """
         try:
             with open(path, "rb") as file:
                 data = file.read(MAX_FILE_SIZE + 1)
         except FileNotFoundError:
-            return cls(clock=clock, rng=rng)
+            return cls(clock=clock, rng=rng, routable=routable)
         except OSError as exc:
             log.warning("cannot read address book %s (%s); starting with an empty one", path, exc)
-            return cls(clock=clock, rng=rng)
+            return cls(clock=clock, rng=rng, routable=routable)
         try:
-            return cls._parse(data, clock, rng)
+            return cls._parse(data, clock, rng, routable)
         except ValueError as exc:
             log.warning("address book %s is corrupt (%s); starting with an empty one", path, exc)
-            return cls(clock=clock, rng=rng)
+            return cls(clock=clock, rng=rng, routable=routable)
 
     @classmethod
-    def _parse(cls, data: bytes, clock: Callable[[], float], rng: random.Random | None) -> AddressBook:
+    def _parse(
+        cls, data: bytes, clock: Callable[[], float], rng: random.Random | None, routable: Callable[[str], bool]
+    ) -> AddressBook:
         if len(data) > MAX_FILE_SIZE:
             raise ValueError(f"file is larger than {MAX_FILE_SIZE} bytes")
         document = json.loads(data)
         if not isinstance(document, dict) or document.get("version") != FILE_FORMAT_VERSION:
             raise ValueError(f"not a version {FILE_FORMAT_VERSION} address book")
         secret = _typed(document, "secret", str)
-        book = cls(bytes.fromhex(secret), clock=clock, rng=rng)
+        book = cls(bytes.fromhex(secret), clock=clock, rng=rng, routable=routable)
         now = book._now()
         for item in _typed(document, "addresses", list):
             entry = _entry_from_json(item)
+            if not entry.tried and not book.routable(entry.ip):
+                continue
             if entry.key in book._entries:
                 raise ValueError(f"address {entry.ip} port {entry.port} appears twice")
             if entry.tried:

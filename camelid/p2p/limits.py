@@ -1,6 +1,6 @@
-"""Bounded bookkeeping for traffic a peer controls: a token bucket and a recency set.
+"""Bounded bookkeeping for traffic a peer controls: token buckets (one, or one per key) and a recency set.
 
-Both have a fixed ceiling on memory and work per message, whatever a peer sends.
+Each has a fixed ceiling on memory and work per message, whatever a peer sends.
 """
 
 from __future__ import annotations
@@ -53,3 +53,31 @@ class RecentSet:
         if len(self._keys) > self.capacity:
             self._keys.popitem(last=False)
         return True
+
+
+class KeyedBuckets:
+    """A TokenBucket per key (a sender id, say), for at most `capacity` keys; the least recently used goes first.
+
+    A forgotten key comes back with a full burst, which buys nothing a new key would not get anyway.
+    """
+
+    def __init__(self, rate: float, burst: float, capacity: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.capacity = capacity
+        self._clock = clock
+        self._buckets: OrderedDict[Hashable, TokenBucket] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def take(self, key: Hashable, count: float = 1.0) -> bool:
+        """Spend `count` of `key`'s tokens if it has that many; False (and nothing spent) if not."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, self._clock)
+            if len(self._buckets) > self.capacity:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(key)
+        return bucket.take(count)

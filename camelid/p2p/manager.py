@@ -1,28 +1,21 @@
-"""PeerManager: the node's P2P service -- listening, dialling, gossip, directed routing, misbehaviour.
+"""PeerManager: the node's P2P service -- listening, dialling, the connections' lifecycle, misbehaviour.
 
 `await manager.run()` listens (unless told not to), keeps up to `max_outbound`
 outbound connections (the --connect list only, when one is given; else the
 --addnode list plus addresses drawn from the address book), and serves every
 peer until cancelled, when it closes all connections and saves the address book.
 
-Built in: the handshake, ping/pong (latency per peer), getaddr/addr (answering
-inbound peers once per connection, relaying small fresh announcements to two
-random peers), and `directed` routing. Everything else -- inv, getdata,
-headers, blocks, transactions -- goes to handlers the relay/sync layer registers
-with `register_handler`.
+Built in: the handshake (which proves each peer's node id, camelid.p2p.auth) and
+ping/pong (latency per peer) here; getaddr/addr in camelid.p2p.addr_relay;
+`directed` delivery and routing in camelid.p2p.routing. Everything else -- inv,
+getdata, headers, blocks, transactions -- goes to handlers the relay/sync layer
+registers with `register_handler`.
 
 Misbehaviour rule (Bitcoin Core's discouragement, simplified): any
 ProtocolViolation, from the decoder or raised by a handler, drops the message,
 closes the connection and discourages the peer's IP for a day: we neither dial
 it nor accept it. The other peers are unaffected. A handler that fails in any
 other way is a bug of ours: it is logged and the peer stays connected.
-
-Directed messages addressed to this node's identity go to the handler registered
-for their inner command; others are forwarded with one hop fewer, to the
-recipient if it is a peer, else to every peer but the one it came from and its
-sender. Each message id is handled once (a bounded recency set) and each peer
-may feed us only so many directed messages per second (a token bucket); the
-excess is dropped.
 """
 
 from __future__ import annotations
@@ -30,37 +23,34 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import time
 from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from camelid import __version__
 from camelid.core.params import ChainParams
-from camelid.p2p.addrbook import AddressBook, AddressKey, KnownAddress
+from camelid.crypto.keys import PrivateKey
+from camelid.p2p.addr_relay import AddressRelay
+from camelid.p2p.addrbook import AddressBook, AddressKey, KnownAddress, is_routable, is_routable_or_loopback
 from camelid.p2p.banlist import BanList
 from camelid.p2p.errors import HandshakeRefused, ProtocolViolation
-from camelid.p2p.limits import RecentSet
 from camelid.p2p.messages import (
     DEFAULT_HOPS,
-    MESSAGE_ID_SIZE,
     MESSAGE_TYPES,
     MIN_PROTOCOL_VERSION,
     PROTOCOL_VERSION,
-    Addr,
-    Directed,
-    GetAddr,
     Message,
-    NetAddress,
     Ping,
     Pong,
     ServiceFlags,
     Version,
 )
+from camelid.p2p.messages.version import CHALLENGE_SIZE
 from camelid.p2p.peer import Direction, Peer, PeerInfo
-from camelid.p2p.schema import NodeId, canonical_ip
+from camelid.p2p.routing import DirectedRouter
+from camelid.p2p.schema import canonical_ip
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +62,6 @@ DEFAULT_USER_AGENT = f"/camelid:{__version__}/"
 CONNECT_TIMEOUT = 5.0
 REDIAL_DELAY = 60.0  # seconds before an address from the book is dialled again
 SAVE_INTERVAL = 15 * 60.0  # the address book is also saved at shutdown
-SEEN_DIRECTED = 100_000  # directed message ids remembered for duplicate suppression
-ADDR_ANNOUNCEMENT_MAX = 10  # an addr this small is an announcement worth relaying ...
-ADDR_FRESH = 600  # ... for its addresses heard of in the last ten minutes ...
-ADDR_RELAY_FANOUT = 2  # ... to this many random peers, as Bitcoin
 
 
 @dataclass(frozen=True)
@@ -83,7 +69,7 @@ class P2PSettings:
     """What the daemon's configuration tells the P2P service (--listen, --bind, --port, --connect, --addnode)."""
 
     params: ChainParams
-    node_id: bytes  # our identity: a 33-byte compressed public key
+    node_key: PrivateKey  # our identity; its public key is our node id, proven in every handshake
     datadir: Path | None = None  # holds peers.json and banlist.json; None keeps them in memory
     listen: bool = True
     bind: str = "0.0.0.0"
@@ -99,8 +85,13 @@ class P2PSettings:
     ping_interval: float = 120.0
     ping_timeout: float = 1200.0  # a ping unanswered this long disconnects the peer
     dial_interval: float = 5.0  # how often free outbound slots are filled
-    directed_rate: float = 20.0  # directed messages per second one peer may send us ...
-    directed_burst: float = 200.0  # ... beyond an initial burst
+    directed_rate: float = 20.0  # directed messages per second one peer may send us, and may relay to us ...
+    directed_burst: float = 200.0  # ... beyond an initial burst (camelid.p2p.routing)
+
+    @property
+    def node_id(self) -> bytes:
+        """Our identity: the 33-byte compressed public key of node_key."""
+        return self.node_key.public_key.to_bytes()
 
     @property
     def fixed_peers(self) -> tuple[AddressKey, ...]:
@@ -112,21 +103,24 @@ class PeerManager:
     """The P2P service: `await run()` in the node's event loop; `best_height` reports our chain's height."""
 
     def __init__(self, settings: P2PSettings, best_height: Callable[[], int] = lambda: 0) -> None:
-        NodeId().encode(settings.node_id)  # ValueError now rather than at the first handshake
         self.settings = settings
         self.node_id = settings.node_id
         datadir = settings.datadir
-        self.book = AddressBook.load(datadir / PEERS_FILENAME) if datadir else AddressBook()
+        # Regtest nodes all live on 127.0.0.1; elsewhere a loopback address from a peer points at the listener.
+        routable = is_routable_or_loopback if settings.params.name == "regtest" else is_routable
+        self.book = (
+            AddressBook.load(datadir / PEERS_FILENAME, routable=routable) if datadir else AddressBook(routable=routable)
+        )
         self.bans = BanList(datadir / BANLIST_FILENAME if datadir else None)
         self.listen_port: int | None = None  # the port actually bound, once run() has started
         self._best_height = best_height
         self._nonce = int.from_bytes(os.urandom(8), "little")
-        self._rng = random.Random()
         self._peers: dict[int, Peer] = {}  # every open connection, handshake done or not
         self._next_peer_id = 1
         self._dialing: set[AddressKey] = set()
         self._own_addresses: set[AddressKey] = set()  # addresses that turned out to be ourselves
-        self._seen_directed = RecentSet(SEEN_DIRECTED)
+        self.addr_relay = AddressRelay(self.book, self._ready_peers)
+        self.router = DirectedRouter(self.node_id, self._ready_peers)
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = asyncio.Event()
         self._handlers: dict[str, Handler] = {
@@ -134,12 +128,11 @@ class PeerManager:
             "verack": self._on_repeated_handshake,
             "ping": self._on_ping,
             "pong": self._on_pong,
-            "getaddr": self._on_getaddr,
-            "addr": self._on_addr,
-            "directed": self._on_directed,
+            "getaddr": self.addr_relay.on_getaddr,
+            "addr": self.addr_relay.on_addr,
+            "directed": self.router.on_directed,
         }
         self._builtin = frozenset(self._handlers)
-        self._directed_handlers: dict[str, Handler] = {}
         self._ready_listeners: list[Callable[[Peer], None]] = []
 
     # -- interface for the relay/sync layer and RPC --------------------------------------------------
@@ -160,9 +153,7 @@ class PeerManager:
 
     def register_directed_handler(self, inner_command: str, handler: Handler) -> None:
         """Have `await handler(peer, directed)` called for directed messages to us with this inner command."""
-        if inner_command in self._directed_handlers:
-            raise ValueError(f"a directed handler for {inner_command!r} is already registered")
-        self._directed_handlers[inner_command] = handler
+        self.router.register_handler(inner_command, handler)
 
     def add_ready_listener(self, listener: Callable[[Peer], None]) -> None:
         """Have `listener(peer)` called once per connection, right after its handshake.
@@ -184,18 +175,8 @@ class PeerManager:
         return len(targets)
 
     def send_directed(self, recipient: bytes, inner_command: str, payload: bytes, hops: int = DEFAULT_HOPS) -> bytes:
-        """Start a directed message toward the node `recipient`; returns its message id."""
-        if recipient == self.node_id:
-            raise ValueError("a directed message cannot be addressed to ourselves")
-        message = Directed(self.node_id, recipient, hops, os.urandom(MESSAGE_ID_SIZE), inner_command, payload)
-        message.to_payload()  # ValueError now, before anything is sent, if a field is out of bounds
-        self._seen_directed.add(message.message_id)
-        targets = self._route(message, came_from=None)
-        if not targets:
-            log.info("directed %s to %s: no peer to send it to", inner_command, recipient.hex())
-        for peer in targets:
-            peer.send(message)
-        return message.message_id
+        """Start a directed message toward the node `recipient`; returns its message id (camelid.p2p.routing)."""
+        return self.router.send(recipient, inner_command, payload, hops)
 
     def peers(self) -> list[PeerInfo]:
         """Every peer that has completed its handshake, by id."""
@@ -246,6 +227,7 @@ class PeerManager:
             self.listen_port = server.sockets[0].getsockname()[1]
             log.info("P2P listening on %s port %d", settings.bind, self.listen_port)
         self._started.set()
+        self._spawn(self.router.run(), "p2p-directed-announce")
         try:
             await self._keep_outbound()
         finally:
@@ -368,7 +350,9 @@ class PeerManager:
         self._peers[peer.id] = peer
         pinger: asyncio.Task[None] | None = None
         try:
-            version = await peer.handshake(self._our_version(), self._check_version, self.settings.handshake_timeout)
+            version = await peer.handshake(
+                self._our_version(), self._check_version, self.settings.handshake_timeout, self.settings.node_key
+            )
             log.info("%r connected: %s height %d", peer, version.user_agent, version.best_height)
             self._on_handshake(peer, version)
             pinger = asyncio.create_task(self._ping_loop(peer), name=f"p2p-ping-{peer.id}")
@@ -405,6 +389,7 @@ class PeerManager:
             timestamp=int(time.time()),
             listen_port=self.listen_port or 0,
             nonce=self._nonce,
+            challenge=os.urandom(CHALLENGE_SIZE),
         )
 
     def _check_version(self, version: Version) -> None:
@@ -416,14 +401,7 @@ class PeerManager:
             raise HandshakeRefused("self-connection")
 
     def _on_handshake(self, peer: Peer, version: Version) -> None:
-        if peer.direction is Direction.OUTBOUND:
-            self.book.good(peer.host, peer.port, version.services)
-            peer.send(GetAddr())
-        elif version.listen_port:
-            address = NetAddress(peer.host, version.listen_port, version.services, int(time.time()))
-            peer.known_addresses.add((address.ip, address.port))
-            if self.book.add([address], source=peer.host):
-                self._relay_addresses([address], origin=peer)
+        self.addr_relay.on_handshake(peer, version)
         for listener in self._ready_listeners:
             try:
                 listener(peer)
@@ -465,61 +443,3 @@ class PeerManager:
 
     async def _on_pong(self, peer: Peer, pong: Pong) -> None:
         peer.pong_received(pong.nonce)
-
-    async def _on_getaddr(self, peer: Peer, _: GetAddr) -> None:
-        # As Bitcoin: only inbound peers are answered, once, so that a node cannot be fingerprinted by its book.
-        if peer.direction is Direction.OUTBOUND or peer.answered_getaddr:
-            return
-        peer.answered_getaddr = True
-        addresses = self.book.sample_for_gossip()
-        for address in addresses:
-            peer.known_addresses.add((address.ip, address.port))
-        peer.send(Addr(tuple(addresses)))
-
-    async def _on_addr(self, peer: Peer, addr: Addr) -> None:
-        accepted = []
-        for address in addr.addresses:
-            if not peer.addr_tokens.take():
-                break
-            peer.known_addresses.add((address.ip, address.port))
-            accepted.append(address)
-        self.book.add(accepted, source=peer.host)
-        if len(addr.addresses) <= ADDR_ANNOUNCEMENT_MAX:
-            now = time.time()
-            self._relay_addresses([a for a in accepted if now - a.last_seen < ADDR_FRESH], origin=peer)
-
-    def _relay_addresses(self, addresses: list[NetAddress], origin: Peer) -> None:
-        if not addresses:
-            return
-        others = [p for p in self._ready_peers() if p is not origin]
-        for target in self._rng.sample(others, min(ADDR_RELAY_FANOUT, len(others))):
-            unknown = [a for a in addresses if target.known_addresses.add((a.ip, a.port))]
-            if unknown:
-                target.send(Addr(tuple(unknown)))
-
-    async def _on_directed(self, peer: Peer, message: Directed) -> None:
-        if not peer.directed_tokens.take():
-            log.debug("%r: directed rate limit exceeded, dropping", peer)
-            return
-        if not self._seen_directed.add(message.message_id):
-            return
-        if message.recipient == self.node_id:
-            handler = self._directed_handlers.get(message.inner_command)
-            if handler is None:
-                sender = message.sender.hex()
-                log.info("%r: directed %s from %s delivered, no handler for it", peer, message.inner_command, sender)
-                return
-            await handler(peer, message)
-            return
-        if message.hops_left == 0:
-            return
-        forward = replace(message, hops_left=message.hops_left - 1)
-        for target in self._route(message, came_from=peer):
-            target.send(forward)
-
-    def _route(self, message: Directed, came_from: Peer | None) -> list[Peer]:
-        ready = self._ready_peers()
-        direct = [p for p in ready if p.node_id == message.recipient]
-        if direct:
-            return direct[:1]
-        return [p for p in ready if p is not came_from and p.node_id != message.sender]

@@ -1,11 +1,15 @@
 """Fetching one model from many peers at once, chunk by chunk, checked as it arrives (whitepaper 2.6.1).
 
-The manifest is taken only from a peer whose answer hashes to the id we asked for, so after that every
-chunk can be checked on arrival: a wrong chunk is a ProtocolViolation (the peer is discouraged and
-dropped) and the chunk is asked of another peer. Requests are spread over the peers that announce the
+The manifest is taken only from a peer whose answer hashes to the id we asked for; as the id commits
+to the file and chunk sizes, that is the one manifest the id has (a list ending [..., c, c] is refused
+as a ProtocolViolation, and its sender discouraged and dropped). After that every chunk can be checked
+on arrival, its exact length first and then its hash: a wrong chunk is a ProtocolViolation and the
+chunk is asked of another peer. Requests are spread over the peers that announce the
 model (else over every peer), a few in flight per peer; one unanswered past `chunk_timeout` is asked of
 someone else. Written chunks are fsynced with a progress bitmap every `flush_interval` seconds, so a
-restarted node resumes where it was (see camelid.compute.model_store.PartialModel).
+restarted node resumes where it was (see camelid.compute.model_store.PartialModel). A file that
+still fails the final check (our disk, not a peer, since every chunk matched) fails the fetch with
+that error: it is never downloaded again in a loop.
 """
 
 from __future__ import annotations
@@ -87,7 +91,7 @@ class ModelFetch:
     # -- messages, routed here by the model service ---------------------------------------------------
 
     def on_manifest(self, peer: Peer, message: ManifestMessage) -> None:
-        """Take the first manifest whose chunk hashes have our id as Merkle root; a wrong one is a violation."""
+        """Take the first manifest our id commits to; a wrong one is a violation."""
         if message.model != self.model_id:
             return  # another model's: not what we are fetching
         try:
@@ -111,12 +115,18 @@ class ModelFetch:
         partial = self.partial
         if partial is None:
             return  # not asked for yet (or after a restart): ignore rather than guess
-        hashes = partial.manifest.chunk_hashes
-        if message.index >= len(hashes) or chunk_hash(message.data) != hashes[message.index]:
-            if self._in_flight.get(message.index, (None,))[0] == peer.id:
-                del self._in_flight[message.index]
+        manifest = partial.manifest
+        index = message.index
+        wrong = (
+            index >= len(manifest.chunk_hashes)
+            or len(message.data) != manifest.chunk_length(index)  # pinned: cheaper than hashing, and no gaps
+            or chunk_hash(message.data) != manifest.chunk_hashes[index]
+        )
+        if wrong:
+            if self._in_flight.get(index, (None,))[0] == peer.id:
+                del self._in_flight[index]
             self._wake.set()
-            raise ProtocolViolation(f"bad-chunk: {message.index} of model {self.model_id.hex()}")
+            raise ProtocolViolation(f"bad-chunk: {index} of model {self.model_id.hex()}")
         self._in_flight.pop(message.index, None)
         if not partial.done[message.index]:
             partial.write_chunk(message.index, message.data)
@@ -130,20 +140,14 @@ class ModelFetch:
             manifest = self.manifest or await self._get_manifest()
             self.state = "fetching"
             self.partial = await asyncio.to_thread(self.store.open_partial, manifest)
-            while True:
-                await self._fetch_chunks(self.partial)
-                self.state = "verifying"
-                try:
-                    await asyncio.to_thread(self.partial.finish)
-                except ValueError as exc:  # chunks checked one by one made a wrong file: disk trouble, or our bug
-                    log.error("%s", exc)
-                    self.state = "fetching"
-                    self.partial = await asyncio.to_thread(self.store.open_partial, manifest)
-                    continue
-                self.state = "done"
-                log.info("model %s fetched: %d bytes from peers %s", manifest.id_hex, manifest.file_size,
-                         sorted(self._delivered))
-                return manifest
+            await self._fetch_chunks(self.partial)
+            self.state = "verifying"
+            # ValueError if the chunks, each checked, still make a wrong file: disk trouble, or our bug.
+            await asyncio.to_thread(self.partial.finish)
+            self.state = "done"
+            log.info("model %s fetched: %d bytes from peers %s", manifest.id_hex, manifest.file_size,
+                     sorted(self._delivered))
+            return manifest
         except BaseException as exc:
             if self.state != "done":
                 self.state = "failed" if not isinstance(exc, asyncio.CancelledError) else "stopped"

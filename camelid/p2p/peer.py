@@ -18,6 +18,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from camelid.crypto.keys import PrivateKey
+from camelid.p2p.auth import INITIATOR, RESPONDER, handshake_signature_valid, sign_handshake
 from camelid.p2p.errors import ProtocolViolation
 from camelid.p2p.limits import RecentSet, TokenBucket
 from camelid.p2p.messages import Message, Verack, Version
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 
 READ_CHUNK = 64 * 1024
 MAX_SEND_BUFFER = 16 << 20  # a few blocks' worth of unsent frames
+SEND_HIGH_WATER = 1 << 20  # unsent bytes above which drain() waits: what one getdata may have in flight
 KNOWN_ADDRESSES = 5000  # addresses remembered per peer, so gossip does not echo them back
 ADDR_RATE = 0.1  # addresses per second a peer may feed our address book (as Bitcoin) ...
 ADDR_BURST = 1000  # ... after an initial allowance of one full addr message
@@ -58,7 +61,11 @@ class PeerInfo:
 
 
 class Peer:
-    """A TCP connection speaking the CamelidCoin protocol; `version` is set once the handshake is done."""
+    """A TCP connection speaking the CamelidCoin protocol; `version` is set once the handshake is done.
+
+    The handshake only completes when the peer has signed it with the key behind its node id
+    (camelid.p2p.auth), so `node_id` is authenticated wherever it is not None.
+    """
 
     def __init__(
         self,
@@ -85,9 +92,12 @@ class Peer:
         self.answered_getaddr = False
         self.known_addresses = RecentSet(KNOWN_ADDRESSES)
         self.addr_tokens = TokenBucket(ADDR_RATE, ADDR_BURST)
-        self.directed_tokens = TokenBucket(directed_rate, directed_burst)
+        self.directed_tokens = TokenBucket(directed_rate, directed_burst)  # directed messages it sends us itself
+        self.relay_tokens = TokenBucket(directed_rate, directed_burst)  # ... and those it relays from others
+        self.neighbours: frozenset[bytes] = frozenset()  # node ids it says are its peers (camelid.p2p.routing)
         self._reader = reader
         self._writer = writer
+        writer.transport.set_write_buffer_limits(high=SEND_HIGH_WATER)
         self._decoder = FrameDecoder(magic)
         self._pending: deque[Message] = deque()
         self._ping: tuple[int, float] | None = None  # nonce and monotonic send time of the unanswered ping
@@ -97,7 +107,13 @@ class Peer:
 
     @property
     def node_id(self) -> bytes | None:
+        """The peer's node id, proven by its handshake signature; None before the handshake completes."""
         return None if self.version is None else self.version.node_id
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether the peer has proven it holds the key of `node_id` (true once the handshake completes)."""
+        return self.version is not None
 
     @property
     def closed(self) -> bool:
@@ -114,6 +130,11 @@ class Peer:
             log.warning("%r: send buffer over %d bytes, disconnecting", self, MAX_SEND_BUFFER)
             self.close()
 
+    async def drain(self) -> None:
+        """Wait until the unsent data is below SEND_HIGH_WATER (at once if it is, or if the peer is gone)."""
+        with contextlib.suppress(OSError):  # closed meanwhile: the caller looks at `closed`
+            await self._writer.drain()
+
     async def read(self) -> Message:
         """The next message; ProtocolViolation on bad bytes, EOFError when the peer has closed."""
         while not self._pending:
@@ -124,18 +145,29 @@ class Peer:
             self._pending.extend(self._decoder.feed(data))
         return self._pending.popleft()
 
-    async def handshake(self, ours: Version, check: Callable[[Version], None], timeout: float) -> Version:
-        """Exchange version/verack within `timeout` seconds; `check` raises HandshakeRefused to refuse theirs."""
+    async def handshake(
+        self, ours: Version, check: Callable[[Version], None], timeout: float, node_key: PrivateKey
+    ) -> Version:
+        """Exchange version/verack within `timeout` seconds; `check` raises HandshakeRefused to refuse theirs.
+
+        Our verack signs the handshake with `node_key` (whose id `ours` announces); a verack that does not
+        sign it with the key of the node id the peer announced is a ProtocolViolation.
+        """
         async with asyncio.timeout(timeout):
             self.send(ours)
             theirs = await self.read()
             if not isinstance(theirs, Version):
                 raise ProtocolViolation(f"unexpected-message: {theirs.command} before version")
             check(theirs)
-            self.send(Verack())
+            outbound = self.direction is Direction.OUTBOUND
+            initiator, responder = (ours, theirs) if outbound else (theirs, ours)
+            our_role, their_role = (INITIATOR, RESPONDER) if outbound else (RESPONDER, INITIATOR)
+            self.send(Verack(sign_handshake(node_key, self.magic, initiator, responder, our_role)))
             ack = await self.read()
             if not isinstance(ack, Verack):
                 raise ProtocolViolation(f"unexpected-message: {ack.command} before verack")
+            if not handshake_signature_valid(ack.signature, self.magic, initiator, responder, their_role):
+                raise ProtocolViolation("bad-handshake-signature: verack not signed by the key of its node id")
         self.version = theirs
         self.best_height = theirs.best_height
         return theirs

@@ -6,6 +6,13 @@ as inv(BLOCK) to the rest. An inv for a transaction we lack is answered with
 getdata; an inv for an unknown block starts a headers exchange (camelid.p2p.sync
 fetches the blocks). getdata is answered with the objects or `notfound`.
 
+A getdata is served lazily: each object is read on the chain thread only once the
+peer has taken the previous ones (its unsent data is below the send buffer's high
+water mark), so one request costs at most one object of memory beyond that mark,
+however much it names. A getdata of more than MAX_GETDATA_ITEMS items, or naming
+an item twice, is a ProtocolViolation: no honest node sends one (ours split and
+deduplicate what they ask for).
+
 Misbehaviour: a transaction that breaks a consensus rule (bad structure, a
 failing script, outputs above inputs) is a ProtocolViolation; one refused by
 policy, already known, or spending outputs we have not seen yet is not -- an
@@ -39,6 +46,7 @@ from camelid.p2p.sync import BlockSync, ChainBackend, ready_peers
 
 log = logging.getLogger(__name__)
 
+MAX_GETDATA_ITEMS = 1000  # items one getdata may name; more than a download window or a mempool batch
 RECENT_REJECTS = 50_000  # transaction ids refused lately, not requested again
 # Transaction rejections that do not show the sender misbehaving: timing, our pool's state, or our policy.
 BLAMELESS_TX_REASONS = frozenset(
@@ -54,19 +62,32 @@ def is_misbehaviour(rejection: TxRejected) -> bool:
     return reason.startswith("bad-txns-") and reason not in BLAMELESS_TX_REASONS
 
 
-def objects_for(chainstate: ChainState, mempool: Mempool, items: tuple[InvItem, ...]) -> list[InvItem | bytes]:
-    """Chain thread: for each item the serialised object (tagged by its type below), or the item if we lack it."""
-    found: list[InvItem | bytes] = []
-    for item in items:
-        if item.type is InvType.TX:
-            entry = mempool.get(item.hash)
-            found.append(entry.tx.to_bytes() if entry is not None else item)
-        elif item.type is InvType.BLOCK:
-            block = chainstate.get_block(item.hash)
-            found.append(block.to_bytes() if block is not None else item)
-        else:
-            found.append(item)
-    return found
+def object_for(chainstate: ChainState, mempool: Mempool, item: InvItem) -> bytes | None:
+    """Chain thread: the serialised transaction or block `item` names, or None if we lack it."""
+    if item.type is InvType.TX:
+        entry = mempool.get(item.hash)
+        return entry.tx.to_bytes() if entry is not None else None
+    if item.type is InvType.BLOCK:
+        block = chainstate.get_block(item.hash)
+        return block.to_bytes() if block is not None else None
+    return None
+
+
+def check_getdata(getdata: GetData) -> None:
+    """ProtocolViolation for a getdata no honest node sends: too many items, or one item twice."""
+    if len(getdata.items) > MAX_GETDATA_ITEMS:
+        raise ProtocolViolation(f"getdata-too-large: {len(getdata.items)} items, at most {MAX_GETDATA_ITEMS}")
+    if len(set(getdata.items)) != len(getdata.items):
+        raise ProtocolViolation("getdata-duplicate: an item is named twice")
+
+
+def getdata_batches(inv_type: InvType, hashes: list[bytes]) -> list[GetData]:
+    """getdata messages asking for `hashes` (duplicates dropped), each within MAX_GETDATA_ITEMS."""
+    unique = list(dict.fromkeys(hashes))
+    return [
+        GetData(tuple(InvItem(inv_type, h) for h in unique[start : start + MAX_GETDATA_ITEMS]))
+        for start in range(0, len(unique), MAX_GETDATA_ITEMS)
+    ]
 
 
 def unknown_transactions(mempool: Mempool, txids: list[bytes]) -> list[bytes]:
@@ -134,23 +155,24 @@ class Relay:
         blocks = [item.hash for item in inv.items if item.type is InvType.BLOCK]
         if txids:
             txids = await self.chain.call(unknown_transactions, self.chain.mempool, txids)
-        if txids:
-            peer.send(GetData(tuple(InvItem(InvType.TX, txid) for txid in txids)))
+        for request in getdata_batches(InvType.TX, txids):
+            peer.send(request)
         if blocks and await self.chain.call(unknown_blocks, self.chain.chainstate, blocks):
             await self.sync.request_headers(peer)
 
     async def _on_getdata(self, peer: Peer, getdata: GetData) -> None:
-        answers = await self.chain.call(objects_for, self.chain.chainstate, self.chain.mempool, getdata.items)
+        check_getdata(getdata)
         missing = []
-        for item, answer in zip(getdata.items, answers, strict=True):
-            if isinstance(answer, InvItem):
-                missing.append(answer)
+        for item in getdata.items:
+            await peer.drain()  # the peer takes what it was sent before we read the next object
+            if peer.closed:
+                return
+            answer = await self.chain.call(object_for, self.chain.chainstate, self.chain.mempool, item)
+            if answer is None:
+                missing.append(item)
                 continue
             self._known.add(peer, item.hash)
-            if item.type is InvType.TX:
-                peer.send(TxMessage(answer))
-            else:
-                peer.send(BlockMessage(answer))
+            peer.send(TxMessage(answer) if item.type is InvType.TX else BlockMessage(answer))
         if missing:
             peer.send(NotFound(tuple(missing)))
 

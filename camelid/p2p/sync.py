@@ -8,7 +8,15 @@ unanswered for BLOCK_TIMEOUT seconds is taken from its peer and given to
 another one that has the block. A full `headers` message (MAX_HEADERS entries)
 means the peer has more: we ask again from its last header, at once while
 fewer than MAX_WANTED blocks are queued, else once the queue has drained to
-half, so memory stays bounded however long the peer's chain is.
+half, so memory stays bounded however long the peer's chain is. Unsolicited
+headers are bound the same way: past MAX_WANTED queued blocks, the rest of a
+message waits (we ask its sender again from where we stopped once the queue has
+drained), so no number of cheap minimum-work headers grows the queue further.
+
+A peer whose requests time out MAX_STALLS ticks running, without a block or a
+notfound in between, announced blocks it does not serve: it is disconnected and
+its announcements forgotten, rather than asked again forever. It is not
+discouraged, since an honest peer on a slow link can stall too.
 
 Blocks go to the chain backend (camelid.node.chain_service.ChainService
 satisfies ChainBackend); a block that breaks a consensus rule is a
@@ -46,6 +54,7 @@ BLOCK_TIMEOUT = 10.0  # seconds before an unanswered block request goes to anoth
 TICK = 0.5  # seconds between checks for new peers and stalled requests
 KNOWN_INVENTORY = 50_000  # hashes remembered per peer as known to it
 MAX_WANTED = 8 * MAX_HEADERS  # blocks queued for download; headers beyond wait until the queue drains to half
+MAX_STALLS = 3  # request timeouts in a row, with nothing served between, before a peer is dropped
 # Rejections that say nothing bad about the sender: its clock, our reorg limit, or a block it could not know.
 BLAMELESS_BLOCK_REASONS = frozenset({"time-too-new", "reorg-too-deep", "duplicate-invalid"})
 
@@ -132,6 +141,7 @@ class BlockSync:
         self._in_flight: dict[bytes, tuple[int, float]] = {}  # block hash -> (peer id, monotonic deadline)
         self._more_headers: dict[int, bytes] = {}  # peer id -> last header of a full batch, to continue from
         self._submitting: set[bytes] = set()  # blocks received and waiting for, or in, the chain thread
+        self._stalls: Counter[int] = Counter()  # peer id -> timeouts in a row without a block served
         manager.register_handler("getheaders", self._on_getheaders)
         manager.register_handler("headers", self._on_headers)
         manager.register_handler("block", self._on_block)
@@ -148,6 +158,7 @@ class BlockSync:
 
     def not_found(self, peer: Peer, block_hashes: list[bytes]) -> None:
         """`peer` cannot serve these blocks: ask someone else."""
+        self._stalls.pop(peer.id, None)  # an answer, if not the one hoped for
         for block_hash in block_hashes:
             if self._in_flight.get(block_hash, (None,))[0] == peer.id:
                 del self._in_flight[block_hash]
@@ -172,14 +183,24 @@ class BlockSync:
                     peer.send(GetHeaders((self._more_headers.pop(peer.id),), NO_STOP))
         self._more_headers = {peer_id: last for peer_id, last in self._more_headers.items() if peer_id in ready_ids}
         now = time.monotonic()
+        stalled = set()
         for block_hash, (peer_id, deadline) in list(self._in_flight.items()):
             if peer_id not in ready_ids or deadline < now:
                 if peer_id in ready_ids:
                     log.info("block %s stalled at peer %d; asking another peer", hash_to_hex(block_hash), peer_id)
+                    stalled.add(peer_id)
                 del self._in_flight[block_hash]
                 sources = self._wanted.get(block_hash, set())
                 if sources - {peer_id}:
                     sources.discard(peer_id)
+        for peer_id in stalled:
+            self._stalls[peer_id] += 1
+            if self._stalls[peer_id] >= MAX_STALLS:
+                log.warning("peer %d served none of the blocks it announced %d times running; disconnecting",
+                            peer_id, MAX_STALLS)
+                self.manager.disconnect(peer_id)
+                ready_ids.discard(peer_id)
+        self._stalls = Counter({peer_id: n for peer_id, n in self._stalls.items() if peer_id in ready_ids})
         for block_hash, sources in list(self._wanted.items()):
             sources &= ready_ids
             if not sources:
@@ -243,14 +264,29 @@ class BlockSync:
             log.info("%r: headers from %s do not connect; asking from our tip", peer, hash_to_hex(headers[0].prev_hash))
             await self.request_headers(peer)  # an announcement past what we know: fill the gap first
             return
+        room = MAX_WANTED - len(self._wanted)
         for block_hash in missing:
-            self._wanted.setdefault(block_hash, set()).add(peer.id)
+            if block_hash in self._wanted:
+                self._wanted[block_hash].add(peer.id)
+            elif room > 0:
+                self._wanted[block_hash] = {peer.id}
+                room -= 1
+            else:  # the queue is full: continue from the header before this one once it has drained
+                index = next(i for i, header in enumerate(headers) if header.hash_bytes == block_hash)
+                log.info("%r: download queue full (%d blocks); its other headers wait", peer, len(self._wanted))
+                self._more_headers[peer.id] = headers[index - 1].hash_bytes if index else headers[0].prev_hash
+                break
+        else:
+            self._continue_headers(peer, headers)
+        self._schedule()
+
+    def _continue_headers(self, peer: Peer, headers: list[BlockHeader]) -> None:
+        """A full headers message means the peer has more: ask now, or once the queue has drained."""
         if len(headers) == MAX_HEADERS:
             if len(self._wanted) < MAX_WANTED:
                 peer.send(GetHeaders((headers[-1].hash_bytes,), NO_STOP))
             else:
                 self._more_headers[peer.id] = headers[-1].hash_bytes  # _tick asks once the queue has drained
-        self._schedule()
 
     async def _on_block(self, peer: Peer, message: BlockMessage) -> None:
         try:
@@ -259,6 +295,7 @@ class BlockSync:
             raise ProtocolViolation(f"bad-payload: block: {exc}") from None
         block_hash = block.hash_bytes
         self.known.add(peer, block_hash)
+        self._stalls.pop(peer.id, None)
         self._in_flight.pop(block_hash, None)
         self._wanted.pop(block_hash, None)
         self._submitting.add(block_hash)

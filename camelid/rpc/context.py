@@ -1,4 +1,4 @@
-"""What RPC handlers can reach: the chain service, the miner, the bus, and node facts."""
+"""What RPC handlers can reach: the node's services, the bus, node facts, and the method table (for help)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING
 from camelid.core.params import ChainParams
 from camelid.node.bus import EventBus
 from camelid.rpc.errors import RPCError, RPCErrorCode
+from camelid.rpc.registry import MethodRegistry
 
 if TYPE_CHECKING:
     from camelid.node.chain_service import ChainService
+    from camelid.node.compute_service import ComputeService
     from camelid.node.jobs import JobService
     from camelid.node.miner import Miner
     from camelid.node.model_service import ModelService
@@ -25,6 +27,7 @@ class RPCContext:
 
     params: ChainParams
     bus: EventBus
+    methods: MethodRegistry = field(default_factory=MethodRegistry)  # what the server answers, and help lists
     started: float = field(default_factory=time.monotonic)
     warmup_status: str = "Loading block index..."
     chain_service: ChainService | None = None
@@ -34,6 +37,7 @@ class RPCContext:
     p2p_service: P2PService | None = None
     model_service: ModelService | None = None
     job_service: JobService | None = None
+    compute_service: ComputeService | None = None
 
     @property
     def p2p(self) -> P2PService:
@@ -48,6 +52,13 @@ class RPCContext:
         if self.model_service is None or self.p2p_service is None:
             raise RPCError(RPCErrorCode.IN_WARMUP, self.warmup_status)
         return self.model_service
+
+    @property
+    def compute(self) -> ComputeService:
+        """The llama.cpp workers; -28 until the served models' self-checks are done."""
+        if self.compute_service is None or self.p2p_service is None:
+            raise RPCError(RPCErrorCode.IN_WARMUP, self.warmup_status)
+        return self.compute_service
 
     @property
     def jobs(self) -> JobService:

@@ -6,8 +6,9 @@
 
 The API key is the RPC password (or the cookie's), sent as `Authorization: Bearer <password>`; Basic auth
 with the RPC credentials works too. Each request becomes one paid network job (the default wallet pays
-`camelid_reward` coins, default 1) and the answer comes only once the job's output is verified, with an
-extra `camelid` member: job_id, verdict, state, history, paid_node. With `"stream": true` the answer is
+`camelid_reward` coins; by default the market's estimate, as estimatejobreward, capped at
+`camelid_max_reward`) and the answer comes only once the job's output is verified, with an extra
+`camelid` member: job_id, verdict, state, history, paid_node. With `"stream": true` the answer is
 Server-Sent Events in OpenAI's chunk format, but the tokens still arrive only once verified: a job's
 output is delivered, and checked, whole. Usage counts the prompt's tokens exactly and the completion's by
 re-tokenizing its text, so `completion_tokens` (and `finish_reason`, "length" when it reaches max_tokens)
@@ -29,6 +30,7 @@ from camelid.rpc import jsonenc
 from camelid.rpc.auth import Credentials
 from camelid.rpc.context import RPCContext
 from camelid.rpc.errors import RPCError, RPCErrorCode
+from camelid.rpc.methods.market import estimated_reward
 from camelid.rpc.openai_answer import CHAT_KIND, COMPLETION_KIND, Answer
 from camelid.rpc.openai_jobs import camelid_extra, job_id_hex, submit, verified_text, wait_for_verdict
 from camelid.rpc.openai_models import ModelCatalog, OfferedModel
@@ -101,6 +103,8 @@ class OpenAIAPI:
                 return await handler(request)
             except OpenAIError as exc:
                 return error_response(exc)
+            except web.HTTPException:  # aiohttp's own answers, such as 413 for a body past the bound
+                raise
             except RPCError as exc:
                 status = 503 if exc.code == RPCErrorCode.IN_WARMUP else 500
                 return error_response(OpenAIError(status, exc.message, "server_error"))
@@ -130,7 +134,10 @@ class OpenAIAPI:
         jobs = self._ctx.jobs
         model = await self.catalog.resolve(job.model)
         prompt = job.prompt if job.prompt is not None else chat_prompt(model, job.messages)
-        job_id = await submit(jobs, prompt, job.max_tokens, model.model_id, job.seed, job.temperature_milli, job.reward)
+        reward = job.reward
+        if reward is None:
+            reward = estimated_reward(self._ctx, model.model_id, job.max_tokens, job.max_reward)
+        job_id = await submit(jobs, prompt, job.max_tokens, model.model_id, job.seed, job.temperature_milli, reward)
         log.info("OpenAI API: %s request is job %s", kind, job_id_hex(job_id))
         info = await wait_for_verdict(jobs, job_id)
         text = verified_text(info)

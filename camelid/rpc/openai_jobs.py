@@ -8,41 +8,25 @@ one still running when the wait ends is a 504 with its id, so the caller can fol
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
 from camelid.chain.errors import TxRejected
-from camelid.chain.jobpool import JobState
 from camelid.node.jobs import DEFAULT_TIMELOCK
+from camelid.rpc.job_outcome import failure, stopped_waiting, wake_by
 from camelid.rpc.openai_requests import OpenAIError
 from camelid.wallet.errors import WalletError, WalletErrorCode
 
 if TYPE_CHECKING:
     from camelid.node.jobs import JobService
 
-POLL_INTERVAL = 0.1  # seconds between looks at the job pool while a request waits
 WAIT_TIMEOUT = DEFAULT_TIMELOCK + 60  # the delivery deadline, plus time to verify
-ENDED = frozenset(
-    {
-        JobState.VERIFIED,
-        JobState.SETTLED,
-        JobState.DISPUTED,
-        JobState.SLASHED,
-        JobState.REFUNDED,
-        JobState.EXPIRED,
-        JobState.CANCELLED,
-    }
-)
 _WALLET_STATUS = {
     WalletErrorCode.INSUFFICIENT_FUNDS: (402, "insufficient_funds"),
     WalletErrorCode.UNLOCK_NEEDED: (403, "wallet_locked"),
     WalletErrorCode.WALLET_NOT_FOUND: (403, "wallet_not_found"),
 }
-
-
-def stopped_waiting(info: dict[str, Any]) -> bool:
-    """True once a job has a verdict or has ended: nothing more will come of waiting for it."""
-    return info.get("verdict") is not None or info["state"] in ENDED
 
 
 def job_id_hex(job_id: bytes) -> str:
@@ -70,35 +54,37 @@ async def submit(
 
 
 async def wait_for_verdict(jobs: JobService, job_id: bytes, timeout: float = WAIT_TIMEOUT) -> dict[str, Any]:
-    """The job's getjob record once it has a verdict or has ended; 504 if neither happens within `timeout`."""
+    """The job's getjob record once it has a verdict or has ended; 504 if neither happens within `timeout`.
+
+    Wakes on the job's JobChanged events, not on a timer.
+    """
     deadline = time.monotonic() + timeout
-    while True:
-        info = jobs.job_info(job_id)
-        if info is None:  # pruned from the pool: it ended long ago without us seeing it
-            raise OpenAIError(502, f"job {job_id_hex(job_id)} left the job pool before it ended", "job_error")
-        if stopped_waiting(info):
-            return info
-        if time.monotonic() >= deadline:
-            raise OpenAIError(
-                504,
-                f"job {job_id_hex(job_id)} is still {info['state']} after {timeout:.0f} s; follow it with getjob",
-                "timeout",
-                None,
-                "job_timeout",
-            )
-        await asyncio.sleep(POLL_INTERVAL)
-
-
-def failure(info: dict[str, Any]) -> str | None:
-    """Why a finished wait gave no verified output (the verdict, or the state the job ended in); None if it did."""
-    if info.get("verdict") == "verified" and info.get("text") is not None:
-        return None
-    return info.get("verdict") or f"ended {info['state']} without a delivered output"
+    async with jobs.watch(job_id) as changed:
+        while True:
+            changed.clear()
+            info = jobs.job_info(job_id)
+            if info is None:  # pruned from the pool: it ended long ago without us seeing it
+                raise OpenAIError(502, f"job {job_id_hex(job_id)} left the job pool before it ended", "job_error")
+            if stopped_waiting(info):
+                return info
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise OpenAIError(
+                    504,
+                    f"job {job_id_hex(job_id)} is still {info['state']} after {timeout:.0f} s; follow it with getjob",
+                    "timeout",
+                    None,
+                    "job_timeout",
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), wake_by(info, left, time.time()))
 
 
 def verified_text(info: dict[str, Any]) -> str:
     """The output of a verified job; 502 naming the verdict (or the state it ended in) for any other."""
     why = failure(info)
+    if info.get("untaken") is not None:  # the client can act on this one: offer the going reward
+        raise OpenAIError(402, f"job {info['jobid']} was not taken: {why}", "job_error", None, "job_not_taken")
     if why is not None:
         raise OpenAIError(502, f"job {info['jobid']} was not verified: {why}", "job_error", None, "job_not_verified")
     return str(info["text"])

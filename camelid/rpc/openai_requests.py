@@ -20,7 +20,6 @@ from camelid.rpc.methods.wallet import parse_amount
 DEFAULT_COMPLETION_TOKENS = 16  # OpenAI's default for /v1/completions
 DEFAULT_CHAT_TOKENS = 128  # OpenAI lets a chat run to the context's end; a paid, verified job needs a bound
 DEFAULT_TEMPERATURE = 1.0  # OpenAI's default
-DEFAULT_REWARD = "1"  # coins paid per job unless the body's camelid_reward says otherwise
 CHAT_ROLES = ("system", "developer", "user", "assistant")
 SEED_BITS = 32
 
@@ -80,7 +79,8 @@ class JobRequest:
     max_tokens: int
     temperature_milli: int
     seed: int
-    reward: int  # base units
+    reward: int | None  # base units; None: the market's estimate (estimatejobreward), capped at max_reward
+    max_reward: int | None  # base units; the body's camelid_max_reward
     stream: bool
     prompt: str | None = None
     messages: tuple[tuple[str, str], ...] = ()
@@ -128,7 +128,11 @@ def _common(body: Any, default_tokens: int, random_seed: Callable[[], int] | Non
         "max_tokens": default_tokens if max_tokens is None else _max_tokens(max_tokens, "max_tokens"),
         "temperature_milli": _temperature(body.get("temperature", DEFAULT_TEMPERATURE)),
         "seed": _seed(body.get("seed"), random_seed or (lambda: secrets.randbits(SEED_BITS))),
-        "reward": _reward(body.get("camelid_reward", DEFAULT_REWARD)),
+        "reward": None if body.get("camelid_reward") is None else _reward(body["camelid_reward"], "camelid_reward"),
+        "max_reward": (
+            None if body.get("camelid_max_reward") is None
+            else _reward(body["camelid_max_reward"], "camelid_max_reward")
+        ),
         "stream": stream,
     }
 
@@ -159,15 +163,15 @@ def _seed(value: Any, random_seed: Callable[[], int]) -> int:
     return value
 
 
-def _reward(value: Any) -> int:
+def _reward(value: Any, param: str) -> int:
     if not (_is_number(value) or isinstance(value, str)):
-        raise invalid("camelid_reward", f"camelid_reward must be an amount in coins, got {value!r}")
+        raise invalid(param, f"{param} must be an amount in coins, got {value!r}")
     try:
-        amount = parse_amount(value, "camelid_reward")
+        amount = parse_amount(value, param)
     except RPCError as exc:
-        raise invalid("camelid_reward", exc.message) from None
+        raise invalid(param, exc.message) from None
     if amount <= 0:
-        raise invalid("camelid_reward", "camelid_reward must be positive")
+        raise invalid(param, f"{param} must be positive")
     return amount
 
 

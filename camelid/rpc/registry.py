@@ -9,7 +9,7 @@ duplicated named argument -8.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,7 +124,11 @@ class Method:
 
 
 class MethodRegistry:
-    """Name -> Method; methods register with the `method` decorator at import time."""
+    """Name -> Method, filled by the `method` decorator.
+
+    Each module of camelid.rpc.methods fills its own; camelid.rpc.methods.build_registry
+    merges them into the one table the server answers from.
+    """
 
     def __init__(self) -> None:
         self._methods: dict[str, Method] = {}
@@ -133,22 +137,25 @@ class MethodRegistry:
         """Register `async def name(ctx, *args)` as RPC method `name` taking `params`."""
 
         def register(handler: Handler) -> Handler:
-            name = handler.__name__
-            if name in self._methods:
-                raise ValueError(f"RPC method {name} registered twice")
             doc = (handler.__doc__ or "").strip()
-            self._methods[name] = Method(
-                name, category, params, handler, doc.splitlines()[0] if doc else "", doc, during_warmup
-            )
+            summary = doc.splitlines()[0] if doc else ""
+            self.add(Method(handler.__name__, category, params, handler, summary, doc, during_warmup))
             return handler
 
         return register
 
+    def add(self, method: Method) -> None:
+        if method.name in self._methods:
+            raise ValueError(f"RPC method {method.name} registered twice")
+        self._methods[method.name] = method
+
+    def include(self, other: MethodRegistry) -> None:
+        """Add every method of `other`; ValueError if a name is already taken."""
+        for method in other:
+            self.add(method)
+
     def get(self, name: str) -> Method | None:
         return self._methods.get(name)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Method]:
         return iter(sorted(self._methods.values(), key=lambda m: (m.category, m.name)))
-
-
-METHODS = MethodRegistry()

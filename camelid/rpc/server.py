@@ -10,6 +10,9 @@
 * JSON-RPC 2.0: replies carry "jsonrpc": "2.0" and either "result" or "error",
   always HTTP 200; a call without "id" is a notification and gets no reply.
 * While the chain state loads, methods not marked `during_warmup` answer -28.
+* Every request first passes camelid.rpc.http_guard: a bound on requests served at once (503 past
+  it), Content-Type and Origin checks against CSRF, a Host check on the status page against DNS
+  rebinding, and a body size bound.
 
 No request can take the node down: every failure, expected or not, becomes an
 error reply, and unexpected ones are logged with their traceback.
@@ -24,19 +27,17 @@ from typing import Any
 
 from aiohttp import web
 
-from camelid.core.consensus import MAX_BLOCK_SIZE
 from camelid.rpc import jsonenc
 from camelid.rpc.auth import Credentials
 from camelid.rpc.context import RPCContext
 from camelid.rpc.errors import RPCError, RPCErrorCode
+from camelid.rpc.http_guard import HTTPLimits, http_guard
 from camelid.rpc.openai_api import OpenAIAPI
-from camelid.rpc.registry import MethodRegistry
 from camelid.rpc.status import add_status_routes
 
 log = logging.getLogger(__name__)
 
 AUTH_FAILURE_DELAY = 0.25  # seconds, as Bitcoin Core, to make password guessing slow
-MAX_REQUEST_BYTES = 2 * MAX_BLOCK_SIZE + (1 << 20)  # a hex-encoded maximum block plus JSON framing
 _LEGACY_HTTP_STATUS = {RPCErrorCode.INVALID_REQUEST: 400, RPCErrorCode.METHOD_NOT_FOUND: 404}
 
 
@@ -45,24 +46,23 @@ def _reject_constant(name: str) -> Any:
 
 
 class RPCServer:
-    """The aiohttp application serving `registry` to callers holding `credentials`."""
+    """The aiohttp application serving `context.methods` to callers holding `credentials`."""
 
     def __init__(
         self,
-        registry: MethodRegistry,
         context: RPCContext,
         credentials: Credentials,
         host: str,
         port: int,
         *,
         status_page: bool = False,
+        limits: HTTPLimits = HTTPLimits(),
     ) -> None:
-        self.registry = registry
         self.context = context
         self.credentials = credentials
         self.host = host
         self.port = port
-        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+        app = web.Application(client_max_size=limits.max_body, middlewares=[http_guard(limits)])
         if status_page:  # GET routes first: the catch-all below would answer GET / with 405
             add_status_routes(app.router, context)
         OpenAIAPI(context, credentials, AUTH_FAILURE_DELAY).add_routes(app)
@@ -145,7 +145,7 @@ class RPCServer:
         params = call.get("params")
         if params is not None and not isinstance(params, list | dict):
             raise RPCError(RPCErrorCode.INVALID_REQUEST, "Params must be an array or object")
-        method = self.registry.get(name)
+        method = self.context.methods.get(name)
         if method is None:
             raise RPCError(RPCErrorCode.METHOD_NOT_FOUND, "Method not found")
         if self.context.warming_up and not method.during_warmup:

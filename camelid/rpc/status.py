@@ -7,9 +7,11 @@ show is the chain tip, mempool size and peer list (which any peer can largely
 learn over P2P) plus whether this node mines and its hash rate. They listen
 where the RPC server does, on rpcbind (127.0.0.1 unless the operator widens it),
 and requiring Basic auth would make the page unusable with the default cookie
-credentials (a 64-hex-digit password typed into a browser prompt). An operator
-who binds RPC to a public address and does not want this visible, or who worries
-about a web page reading it through DNS rebinding, turns it off with --nostatus.
+credentials (a 64-hex-digit password typed into a browser prompt). A web page
+cannot read them through DNS rebinding: camelid.rpc.http_guard answers them only
+to a Host header naming an IP, localhost or an --rpcallowhost name. An operator
+who binds RPC to a public address and does not want this visible turns them off
+with --nostatus.
 
 Every response carries a Content-Security-Policy allowing only the page's own
 script, style and status.json: no inline script runs, and the script inserts
@@ -18,6 +20,7 @@ peer-controlled strings (user agents) with textContent, never as HTML.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +31,7 @@ from camelid.core.serialize import hash_to_hex, hex_to_hash
 from camelid.p2p.peer import Direction, PeerInfo
 from camelid.rpc import jsonenc
 from camelid.rpc.context import RPCContext
+from camelid.rpc.status_charts import block_intervals, charts
 from camelid.rpc.status_page import PAGE_CSS, PAGE_HTML, PAGE_JS
 
 if TYPE_CHECKING:
@@ -46,7 +50,8 @@ SECURITY_HEADERS = {
 
 
 async def status_snapshot(ctx: RPCContext) -> dict[str, Any]:
-    """What status.json serves: tip, peers, mempool, mining, models served, and the job pool's state.
+    """What status.json serves: tip, peers, mempool, mining, models served, the job pool's state, and the
+    charts' series (camelid.rpc.status_charts).
 
     `peers` and `models` are null when the node runs no P2P or model service, rather than an empty list
     that would claim there are none.
@@ -60,13 +65,17 @@ async def status_snapshot(ctx: RPCContext) -> dict[str, Any]:
         return {
             "tip": {"height": tip.height, "hash": hash_to_hex(tip.hash), "time": tip.header.time},
             "mempool": {"count": mempool["size"], "bytes": mempool["bytes"]},
+            "intervals": block_intervals(tip),
         }
 
     snapshot: dict[str, Any] = {"ready": True, "network": ctx.params.name}
     snapshot.update(await chain.call(read, chain.chainstate))
+    records = None if ctx.job_service is None else ctx.job_service.pool.jobs()
+    snapshot["charts"] = charts(snapshot.pop("intervals"), records, time.time())
     snapshot["peers"] = None if ctx.p2p_service is None else peers_json(ctx.p2p_service.manager.peers())
     snapshot["mining"] = {"mining": ctx.mining, "hashps": ctx.miner.hashrate}
     snapshot["models"] = None if ctx.model_service is None else _served_models(ctx.model_service.list_models())
+    snapshot["compute"] = None if ctx.compute_service is None else ctx.compute_service.info()
     snapshot["jobs"] = None if ctx.job_service is None else jobs_json(ctx.job_service)
     return snapshot
 

@@ -11,6 +11,7 @@ Not thread-safe: the daemon calls it from its event loop.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from camelid.core.block import Block
 from camelid.core.params import get_params
 from camelid.core.script import match_p2pkh, p2pkh_script
 from camelid.core.transaction import NULL_HASH, Transaction
+from camelid.crypto import ecies
 from camelid.crypto.address import address_to_hash160, hash160_to_address
 from camelid.crypto.hashes import hash160
 from camelid.crypto.keys import PrivateKey
@@ -69,6 +71,7 @@ class Wallet:
         self._labels = dict(labels or {})  # address book of our handed-out and imported addresses
         self._fee_rate = fee_rate  # settxfee's rate; None means DEFAULT_FEE_RATE
         self._ledger = Ledger(get_params(network).coinbase_maturity, self.is_mine)
+        self._held_job_keys: dict[bytes, tuple[PrivateKey, float]] = {}  # hold_job_key: usable while locked
 
     # -- files -----------------------------------------------------------------------------------
 
@@ -441,8 +444,29 @@ class Wallet:
         self.save()
         return public_key
 
-    def job_private_key(self, public_key: bytes) -> PrivateKey:
-        """The private key of a key from new_job_key, to sign job spends and open deliveries (needs unlocking)."""
+    def hold_job_key(self, public_key: bytes, until: float) -> None:
+        """Keep the job key `public_key` usable until UNIX time `until`, even after the wallet relocks.
+
+        A compute node that staked must still sign its delivery and take back its STAKE and PAYOUT
+        after the operator's unlock timeout runs out, or the client takes the stake; it holds the key
+        until then (needs unlocking now). Only that key is held, never the seed.
+        """
+        self._held_job_keys[public_key] = (self._job_key(public_key), until)
+
+    def sign_job_digest(self, public_key: bytes, digest: bytes) -> bytes:
+        """A DER signature of `digest` by a key from new_job_key (a held one, or needs unlocking)."""
+        return self._job_key(public_key).sign(digest)
+
+    def open_job_delivery(self, public_key: bytes, sealed: bytes, aad: bytes) -> bytes:
+        """Decrypt a delivery sealed to the job key `public_key` (ecies.DecryptionError if it does not open)."""
+        return ecies.decrypt(self._job_key(public_key), sealed, aad=aad)
+
+    def _job_key(self, public_key: bytes) -> PrivateKey:
+        held = self._held_job_keys.get(public_key)
+        if held is not None:
+            if time.time() < held[1]:
+                return held[0]
+            del self._held_job_keys[public_key]
         if self.is_locked:
             raise unlock_needed()
         if self._keys.public_key(hash160(public_key)) is None:

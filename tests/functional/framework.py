@@ -12,6 +12,13 @@ to it over JSON-RPC with the cookie the node writes:
 
 The `camelid_nodes` fixture (conftest.py) starts nodes and stops or kills every
 one of them at teardown, whatever the test did.
+
+Every node the framework starts is watched until its teardown: `wait_until`
+polls each one's process (a waitpid) every round, and an RPC to a node whose
+connection breaks checks it too, so a node that dies unasked fails the test at
+once with NodeFailed (its name, exit status or signal, the end of its debug.log
+and stderr) rather than with a timeout. Only stop(), kill(), signal(),
+wait_for_exit() and restart() make a node's exit expected.
 """
 
 from __future__ import annotations
@@ -21,14 +28,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from camelid.regtest_network import answers_rpc, free_port
+from camelid.regtest_network import WatchedNode, answers_rpc, free_port, poll_until
 from camelid.rpc.auth import Credentials, read_cookie
 from camelid.rpc.client import RPCClient
 
@@ -36,31 +43,33 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 60.0
 
 
+_watched: weakref.WeakSet[TestNode] = weakref.WeakSet()
+"""Nodes started and not yet torn down: every wait_until checks them."""
+
+
 def wait_until(predicate: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.05, what: str = "") -> Any:
-    """Poll `predicate` until it returns something truthy (returned); AssertionError after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(interval)
+    """Poll `predicate` until it returns something truthy (returned); AssertionError after `timeout` seconds.
+
+    NodeFailed at once if a node the test started has died unasked.
+    """
+    result = poll_until(predicate, _watched, timeout, interval)
+    if result is None:
+        raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+    return result
 
 
-class TestNode:
+class TestNode(WatchedNode):
     """One camelidd process, started and stopped on demand; unknown attributes are RPC methods."""
 
     __test__ = False  # not a pytest test class
 
     def __init__(self, index: int, basedir: Path, extra_args: Sequence[str] = ()) -> None:
+        super().__init__(f"node{index}", basedir / f"node{index}")
         self.index = index
-        self.datadir = basedir / f"node{index}"
         self.net_datadir = self.datadir / "regtest"
         self.rpc_port = free_port()
         self.p2p_port = free_port()
         self.extra_args = list(extra_args)
-        self.process: subprocess.Popen[bytes] | None = None
         self.datadir.mkdir(parents=True)
         self.conf_file = self.datadir / "camelid.conf"
         self.conf_file.write_text(
@@ -69,53 +78,46 @@ class TestNode:
 
     # Process control.
 
-    @property
-    def debug_log(self) -> Path:
-        return self.net_datadir / "debug.log"
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
     def start(self, extra_args: Sequence[str] | None = None, *, wait: bool = True) -> None:
         """Launch camelidd; with `wait`, return once RPC answers past warm-up."""
         assert not self.running, f"node{self.index} is already running"
         args = self.extra_args if extra_args is None else list(extra_args)
         command = [sys.executable, "-m", "camelid.cli.camelidd", f"--datadir={self.datadir}", *args]
-        self._stderr = open(self.datadir / "stderr.txt", "ab")  # noqa: SIM115 -- closed in _reap
+        self._stderr = open(self.stderr_file, "ab")  # noqa: SIM115 -- closed in wait_for_exit or teardown
         # A session of its own, so kill() can take down the node's mining worker processes with it.
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=self._stderr, start_new_session=True
-        )
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self._stderr, start_new_session=True)
+        self.exit_expected = False
+        _watched.add(self)
         if wait:
             self.wait_for_rpc()
 
     def wait_for_rpc(self, timeout: float = START_TIMEOUT) -> None:
-        def ready() -> bool:
-            if not self.running:
-                raise AssertionError(f"node{self.index} exited with {self.process.returncode}: {self.stderr_tail()}")
-            return answers_rpc(self.getblockcount)
-
-        wait_until(ready, timeout=timeout, interval=0.1, what=f"node{self.index} RPC")
+        """Return once RPC answers past warm-up; NodeFailed if the node exits first."""
+        wait_until(lambda: answers_rpc(self.getblockcount), timeout=timeout, interval=0.1, what=f"{self.name} RPC")
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int:
         """Ask the node to stop over RPC and wait for it to exit; its exit status."""
         assert self.process is not None
-        self.call("stop")
+        self.call("stop")  # NodeFailed if it had died already
         return self.wait_for_exit(timeout)
 
     def kill(self) -> None:
         """SIGKILL the node and every process it started: no shutdown code runs, as in a power cut."""
         assert self.process is not None
+        self.exit_expected = True
         os.killpg(self.process.pid, signal.SIGKILL)
         self.wait_for_exit(STOP_TIMEOUT)
 
     def signal(self, signum: int) -> None:
+        """Send `signum` to the node; whatever it does next, its exit is no failure."""
         assert self.process is not None
+        self.exit_expected = True
         self.process.send_signal(signum)
 
     def wait_for_exit(self, timeout: float = STOP_TIMEOUT) -> int:
+        """Wait for the node to exit (an expected exit); its exit status."""
         assert self.process is not None
+        self.exit_expected = True
         code = self.process.wait(timeout)
         self._stderr.close()
         return code
@@ -125,18 +127,18 @@ class TestNode:
         self.start(extra_args)
 
     def teardown(self) -> None:
-        """Stop the node if it still runs: politely, then by force."""
+        """Stop watching the node and stop it if it still runs: politely, then by force."""
+        _watched.discard(self)
+        if self.process is None:
+            return
+        self.exit_expected = True
         if not self.running:
+            self._stderr.close()
             return
         try:
             self.stop(timeout=15)
         except Exception:
             self.kill()
-
-    def stderr_tail(self, lines: int = 20) -> str:
-        path = self.datadir / "stderr.txt"
-        text = path.read_text(errors="replace") if path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
 
     # RPC.
 
@@ -144,7 +146,12 @@ class TestNode:
         return RPCClient("127.0.0.1", self.rpc_port, read_cookie(self.net_datadir))
 
     def call(self, method: str, *args: Any, **named: Any) -> Any:
-        return self.client().call(method, *args, **named)
+        """The RPC's result; NodeFailed rather than a connection error if the node died unasked."""
+        try:
+            return self.client().call(method, *args, **named)
+        except OSError as error:
+            self.call_failed(error)
+            raise
 
     def __getattr__(self, method: str) -> Callable[..., Any]:
         if method.startswith("_"):
@@ -180,4 +187,3 @@ class TestNode:
             text = new_text()
             missing = [line for line in expected if line not in text]
             raise AssertionError(f"node{self.index} debug.log lacks {missing}; new lines:\n{text[-3000:]}") from None
-

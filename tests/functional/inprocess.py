@@ -23,11 +23,10 @@ from camelid.node.bus import EventBus
 from camelid.node.chain_service import ChainService
 from camelid.node.miner import Miner
 from camelid.regtest_network import free_port
-from camelid.rpc import methods  # noqa: F401 -- registers the methods
 from camelid.rpc.auth import Credentials
 from camelid.rpc.client import JSONRPCError
 from camelid.rpc.context import RPCContext
-from camelid.rpc.registry import METHODS
+from camelid.rpc.methods import build_registry
 from camelid.rpc.server import RPCServer
 
 TEST_CREDENTIALS = Credentials("tester", "correct horse")
@@ -70,8 +69,8 @@ async def rpc_harness(datadir: Path, *, warm: bool = True) -> AsyncIterator[RPCH
     """A regtest chain in `datadir` behind an RPC server; with warm=False the server stays in warm-up."""
     params = get_params("regtest")
     bus = EventBus()
-    context = RPCContext(params, bus)
-    server = RPCServer(METHODS, context, TEST_CREDENTIALS, "127.0.0.1", free_port())
+    context = RPCContext(params, bus, methods=build_registry())
+    server = RPCServer(context, TEST_CREDENTIALS, "127.0.0.1", free_port())
     await server.start()
     chain = await ChainService.open(datadir / "chainstate", params, bus, mempool_bytes=10_000_000)
     miner = Miner(bus, chain, None, processes=1)

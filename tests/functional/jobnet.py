@@ -27,13 +27,20 @@ def job_network(
     `compute_flags`), and each gets FUNDS coins, confirmed. Further compute nodes are nodes[3:] of the fixture.
     """
     model = write_tiny_model(tmp_path / "tiny.gguf")
+    flags = [[f"--serve-model={model}", *client_flags]]
+    flags += [[f"--serve-model={model}", *compute_flags] for _ in range(computers)]
+    miner, others, mine_to = funded_network(camelid_nodes, flags)
+    return miner, others[0], others[1], mine_to
+
+
+def funded_network(
+    camelid_nodes: Callable[..., list[TestNode]], flags: Sequence[Sequence[str]]
+) -> tuple[TestNode, list[TestNode], str]:
+    """(miner, one node per entry of `flags`, the miner's address): each node connected to the miner
+    and given FUNDS coins, confirmed."""
     (miner,) = camelid_nodes(1)
     connect = f"--connect=127.0.0.1:{miner.p2p_port}"
-    others = camelid_nodes(
-        1 + computers,
-        [[connect, f"--serve-model={model}", *client_flags]]
-        + [[connect, f"--serve-model={model}", *compute_flags] for _ in range(computers)],
-    )
+    others = camelid_nodes(len(flags), [[connect, *node_flags] for node_flags in flags])
     wait_until(lambda: miner.getconnectioncount() == len(others), what="every node connected to the miner")
     for node in (miner, *others):
         node.createwallet("default")
@@ -44,7 +51,7 @@ def job_network(
     miner.generatetoaddress(1, mine_to)
     for node in others:
         wait_until(lambda node=node: node.getbalance() == FUNDS, what=f"node{node.index} funded")
-    return miner, others[0], others[1], mine_to
+    return miner, others, mine_to
 
 
 def mine_until(miner: TestNode, mine_to: str, predicate: Callable[[], Any], what: str, timeout: float = 60) -> None:

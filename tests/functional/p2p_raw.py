@@ -4,7 +4,7 @@ Unlike a camelidd peer it sends whatever it is told -- a frame with a wrong magi
 a header promising 4 GiB, one byte at a time -- and reads what the node answers:
 
     peer = RawPeer.connect(node.p2p_port, source="127.0.0.7")
-    peer.handshake(piece_size=1)            # version and verack, each in 1-byte writes
+    peer.handshake(piece_size=1)            # version and signed verack, each in 1-byte writes
     peer.send(Ping(7)); peer.expect(Pong)   # a Pong
     peer.send_bytes(b"junk"); assert peer.closed_by_node()
 
@@ -22,7 +22,9 @@ import time
 
 from camelid.core.params import REGTEST
 from camelid.crypto.keys import PrivateKey
+from camelid.p2p.auth import INITIATOR, sign_handshake
 from camelid.p2p.messages import PROTOCOL_VERSION, Message, ServiceFlags, Verack, Version
+from camelid.p2p.messages.version import CHALLENGE_SIZE
 from camelid.p2p.wire import CHECKSUM_SIZE, COMMAND_SIZE, FrameDecoder, checksum, encode_frame
 
 MAGIC = REGTEST.magic
@@ -49,19 +51,20 @@ def raw_frame(
     return header + payload
 
 
-def our_version(listen_port: int = 0) -> Version:
-    """A valid regtest version message from a fresh identity."""
+def our_version(listen_port: int = 0, node_id: bytes | None = None) -> Version:
+    """A valid regtest version message, from a fresh identity unless `node_id` is given."""
     return Version(
         network=REGTEST.name,
         protocol_version=PROTOCOL_VERSION,
         services=int(ServiceFlags.NONE),
         best_height=0,
-        node_id=PrivateKey.generate(network="regtest").public_key.to_bytes(),
+        node_id=PrivateKey.generate(network="regtest").public_key.to_bytes() if node_id is None else node_id,
         models=(),
         user_agent=USER_AGENT,
         timestamp=int(time.time()),
         listen_port=listen_port,
         nonce=int.from_bytes(os.urandom(8), "little"),
+        challenge=os.urandom(CHALLENGE_SIZE),
     )
 
 
@@ -72,6 +75,7 @@ class RawPeer:
         self.sock = sock
         self._decoder = FrameDecoder(MAGIC)
         self._pending: list[Message] = []
+        self.node_id: bytes | None = None  # the identity this peer announced, once it has shaken hands
 
     @classmethod
     def connect(cls, port: int, source: str = "127.0.0.1", patience: float = 10.0) -> RawPeer:
@@ -123,11 +127,24 @@ class RawPeer:
             if isinstance(message, message_type):
                 return message
 
-    def handshake(self, piece_size: int | None = None, listen_port: int = 0) -> Version:
-        """Complete the version/verack exchange, our frames cut into `piece_size`-byte writes; the node's version."""
-        self.send(our_version(listen_port), piece_size)
+    def handshake(
+        self,
+        piece_size: int | None = None,
+        listen_port: int = 0,
+        key: PrivateKey | None = None,
+        claimed_id: bytes | None = None,
+    ) -> Version:
+        """Complete the version/verack exchange, our frames cut into `piece_size`-byte writes; the node's version.
+
+        The verack is signed with `key` (a fresh one by default) for the node id `claimed_id` (by default
+        key's own): a claimed id that is not the key's is an impostor, whom the node disconnects.
+        """
+        key = PrivateKey.generate(network="regtest") if key is None else key
+        ours = our_version(listen_port, key.public_key.to_bytes() if claimed_id is None else claimed_id)
+        self.node_id = ours.node_id
+        self.send(ours, piece_size)
         theirs = self.expect(Version)
-        self.send(Verack(), piece_size)
+        self.send(Verack(sign_handshake(key, MAGIC, ours, theirs, INITIATOR)), piece_size)
         self.expect(Verack)
         return theirs
 

@@ -6,14 +6,19 @@ the real gemma-3-270m model, so this is the slowest functional test (about a min
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import time
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+
+from .framework import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.realmodel]
 
@@ -75,7 +80,8 @@ def test_demo_runs_one_paid_verified_job_over_three_nodes_and_stops_them():
     assert "All nodes stopped" in out
 
 
-def test_ctrl_c_during_the_demo_stops_every_node_it_started():
+def demo_until(pattern: str) -> tuple[subprocess.Popen[str], str, re.Match[str]]:
+    """Start the demo and read its output up to the line that matches `pattern`: (the demo, its datadirs, the match)."""
     demo = subprocess.Popen(
         [sys.executable, "-m", "camelid.demo"],
         stdout=subprocess.PIPE,
@@ -85,10 +91,18 @@ def test_ctrl_c_during_the_demo_stops_every_node_it_started():
     )
     try:
         lines = []
-        while not (line := demo.stdout.readline()).startswith("[3/7]"):  # the nodes answer RPC
+        while not (found := re.match(pattern, line := demo.stdout.readline())):
             assert line, "the demo ended early: " + "".join(lines) + demo.stderr.read()
             lines.append(line)
-        datadirs = re.search(r"datadirs in (\S+)", "".join(lines)).group(1)
+    except BaseException:
+        demo.kill()
+        raise
+    return demo, re.search(r"datadirs in (\S+)", "".join(lines)).group(1), found
+
+
+def test_ctrl_c_during_the_demo_stops_every_node_it_started():
+    demo, datadirs, _ = demo_until(r"\[3/7\]")  # the nodes answer RPC
+    try:
         assert processes_naming(datadirs)  # the three nodes run
         demo.send_signal(signal.SIGINT)
         _, err = demo.communicate(timeout=120)
@@ -98,3 +112,24 @@ def test_ctrl_c_during_the_demo_stops_every_node_it_started():
     assert "demo interrupted; every node it started has been stopped" in err
     assert processes_naming(datadirs) == []
     assert not Path(datadirs).exists()
+
+
+def test_a_node_that_dies_fails_the_demo_at_once_naming_it():
+    demo, datadirs, provider = demo_until(r"^  provider +pid (\d+)")
+    provider_log = Path(datadirs, "provider", "regtest", "debug.log")
+    try:
+        wait_until(lambda: provider_log.exists() and provider_log.stat().st_size, what="the provider's first log line")
+        os.kill(int(provider.group(1)), signal.SIGKILL)
+        started = time.monotonic()
+        _, err = demo.communicate(timeout=60)
+        elapsed = time.monotonic() - started
+    finally:
+        demo.kill()
+    try:
+        assert demo.returncode == 1
+        assert elapsed < 10  # not the 120 s the wait for RPC allows: the two other nodes just take a moment to stop
+        assert "demo failed: NodeFailed: provider died: killed by SIGKILL" in err
+        assert f"last lines of {provider_log}:" in err
+        assert processes_naming(datadirs) == []
+    finally:
+        shutil.rmtree(datadirs, ignore_errors=True)

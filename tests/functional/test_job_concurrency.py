@@ -61,3 +61,19 @@ def test_a_burst_of_jobs_spreads_over_two_compute_nodes_and_each_is_computed_onc
     for node in (client, *computers):
         for job in jobs:
             assert len(node.getjob(job)["testaments"]) == 1, (node.index, node.getjob(job))
+
+
+def test_a_node_with_four_slots_computes_four_jobs_at_once(camelid_nodes, tmp_path):
+    _, client, computer, _ = job_network(camelid_nodes, tmp_path, "--compute-slots=4")
+    assert computer.getcomputeinfo()["worker_settings"]["slots"] == 4
+    with ThreadPoolExecutor(4) as pool:
+        jobs = list(pool.map(lambda i: client.submitjob(f"alpaca number {i}", 8, None, i, 0, REWARD), range(4)))
+    wait_until(lambda: all(client.getjob(job)["verdict"] for job in jobs), timeout=60, what="a verdict on every job")
+    assert [client.getjob(job)["verdict"] for job in jobs] == ["verified"] * 4
+
+    def when(job: str, state: str) -> float:
+        return next(entry["time"] for entry in computer.getjob(job)["history"] if entry["state"] == state)
+
+    # All four were taken before the first was done: one at a time, each would wait for the one before
+    # (its contest window alone is 0.2 s).
+    assert max(when(job, "accepted") for job in jobs) < min(when(job, "completed") for job in jobs)

@@ -19,8 +19,10 @@ from camelid.core.transaction import SIGHASH_ALL, Transaction, TxIn, TxOut
 from camelid.crypto.address import hash160_to_address
 from camelid.crypto.hashes import hash160
 from camelid.crypto.keys import PrivateKey, decode_wif
-from camelid.node.jobs.client import NOT_DELIVERED, PAYMENT_FEE
-from camelid.node.jobs.common import NON_FINAL, RELEASE_FEE
+from camelid.node.jobs.client import PAYMENT_FEE
+from camelid.node.jobs.common import RELEASE_FEE
+from camelid.node.jobs.contract import NON_FINAL
+from camelid.node.jobs.verdict import NOT_DELIVERED
 from camelid.rpc.client import JSONRPCError
 
 from .framework import TestNode, wait_until
@@ -57,12 +59,19 @@ def stake_claim(client: TestNode, job: str) -> Transaction:
         deadline + REGTEST.dispute_window,
     )
     stake_txid = testament["stake_txid"]
-    candidates = {i: client.gettxout(stake_txid, i) for i in range(2)}  # the stake and the node's change
-    index, value = next(
-        (i, int(out["value"] * COIN))
-        for i, out in candidates.items()
-        if out is not None and out["scriptPubKey"]["hex"] == script.hex()
-    )
+
+    def stake_output() -> tuple[int, int] | None:  # the testament can outrun the stake transaction's relay
+        candidates = {i: client.gettxout(stake_txid, i) for i in range(2)}  # the stake and the node's change
+        return next(
+            (
+                (i, int(out["value"] * COIN))
+                for i, out in candidates.items()
+                if out is not None and out["scriptPubKey"]["hex"] == script.hex()
+            ),
+            None,
+        )
+
+    index, value = wait_until(stake_output, what="the stake transaction at the client")
     address = hash160_to_address(hash160(client_pubkey), "regtest")
     key = PrivateKey.from_bytes(decode_wif(client.dumpprivkey(address)).secret)
     outputs = (TxOut(value - RELEASE_FEE, p2pkh_script(hash160(client_pubkey))),)
@@ -132,7 +141,7 @@ def test_a_paid_node_that_never_delivers_loses_its_stake_to_the_client(camelid_n
         mine_until(miner, mine_to, lambda: confirmed(miner, info["slash_txid"]), "the claim mined")
     history = states(client, job)  # "settled" may come between: the payment is mined whenever a block is found
     assert history[:4] == ["created", "accepted", "completed", "paid"] and history[-2:] == ["disputed", "slashed"]
-    assert info["verdict"] == NOT_DELIVERED == "failed: not delivered" and info["slash_txid"] and not info["text"]
+    assert info["verdict"] == str(NOT_DELIVERED) == "failed: not delivered" and info["slash_txid"] and not info["text"]
     assert cheater.getjob(job)["delivered_by"] == [] and "paid" in states(miner, job)
     # The client paid the reward and took the stake (stake = reward): it is out only the escrow's and claim's fees.
     mine_until(miner, mine_to, lambda: client.getbalance() == escrowed + REWARD - RELEASE, "the stake in the wallet")

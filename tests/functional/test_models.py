@@ -1,9 +1,8 @@
 """Real nodes distributing a model: a parallel fetch from three peers (one of them lying), and a resumed fetch.
 
 The tiny test model is ~470 KB, one chunk at the real 1 MiB chunk size, so the serving nodes use the
-regtest-only --model-chunk-size=32768 (15 chunks). The chunk size is part of the manifest and so of the
-id: every node serving the model must import it with the same chunk size, and the id tests use is the
-root of the 32 KiB chunks.
+regtest-only --model-chunk-size=32768 (15 chunks). The chunk size is part of the id: every node serving
+the model must import it with the same chunk size, and the id tests use is that of the 32 KiB chunks.
 """
 
 from __future__ import annotations

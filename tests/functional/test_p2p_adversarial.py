@@ -118,3 +118,23 @@ def test_a_flood_of_junk_connections_leaves_an_honest_peer_syncing(camelid_nodes
     log = node0.debug_log.read_text(errors="replace")
     assert log.count("discouraged") >= flood_size
     assert "127.0.0.1 discouraged" not in log
+
+
+def test_a_peer_claiming_another_nodes_id_without_its_key_is_dropped(camelid_nodes):
+    """Node ids are proven at the handshake: an impostor of node1 is cut off and discouraged, node1 stays."""
+    node0, node1 = camelid_nodes(2)
+    node1.addnode(f"127.0.0.1:{node0.p2p_port}", "add")
+    wait_until(lambda: node0.getconnectioncount() == 1, what="node1 connected")
+    node1_id = bytes.fromhex(node1.getnetworkinfo()["nodeid"])
+
+    impostor = RawPeer.connect(node0.p2p_port, "127.0.0.50")
+    with node0.assert_debug_log(["protocol violation (bad-handshake-signature", "127.0.0.50 discouraged"]):
+        impostor.handshake(claimed_id=node1_id)  # announces node1's id, signs with a key of its own
+        assert impostor.closed_by_node()
+    impostor.close()
+
+    assert [peer["nodeid"] for peer in node0.getpeerinfo()] == [node1_id.hex()]
+    honest = RawPeer.connect(node0.p2p_port, "127.0.0.51")  # who signs for its own id is welcome
+    honest.handshake()
+    wait_until(lambda: node0.getconnectioncount() == 2, what="the honest raw peer connected")
+    honest.close()

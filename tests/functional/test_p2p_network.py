@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from camelid.core.params import REGTEST
@@ -62,6 +64,18 @@ def test_a_node_seeded_with_one_address_finds_the_others_through_addr_gossip(cam
     wait_until(lambda: wanted <= peer_addresses(newcomer, inbound=False), what="the newcomer dialled both listeners")
     listener_ids = {n.getnetworkinfo()["nodeid"] for n in listeners}
     assert listener_ids <= {p["nodeid"] for p in newcomer.getpeerinfo()}
+
+
+def test_a_node_given_only_a_seed_file_finds_the_network(camelid_nodes, tmp_path):
+    (hub,) = camelid_nodes(1)
+    listeners = camelid_nodes(2, [[f"--connect=127.0.0.1:{hub.p2p_port}"]] * 2)
+    wait_until(lambda: len(peer_addresses(hub, inbound=True)) == 2, what="both listeners connected to the hub")
+    seedfile = tmp_path / "private-seeds.json"
+    seedfile.write_text(json.dumps({"_comment": "a private network", "regtest": [f"127.0.0.1:{hub.p2p_port}"]}))
+
+    (newcomer,) = camelid_nodes(1, [[f"--seedfile={seedfile}"]])  # no --connect, --addnode or --seednode
+    wanted = {f"127.0.0.1:{n.p2p_port}" for n in [hub, *listeners]}
+    wait_until(lambda: wanted <= peer_addresses(newcomer, inbound=False), what="the newcomer dialled all three")
 
 
 def test_a_directed_message_crosses_two_hops(camelid_nodes):

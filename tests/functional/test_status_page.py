@@ -116,7 +116,7 @@ def hostile_peer(p2p_port: int) -> Iterator[None]:
     """A P2P peer, in a thread of its own, connected to 127.0.0.1:`p2p_port` with HTML for a user agent."""
     settings = P2PSettings(
         params=get_params("regtest"),
-        node_id=PrivateKey.generate().public_key.to_bytes(),
+        node_key=PrivateKey.generate(),
         listen=False,
         connect=(("127.0.0.1", p2p_port),),
         user_agent=HOSTILE_AGENT,
@@ -171,6 +171,12 @@ def test_browser_shows_the_live_tip_and_peer_text_stays_text(camelid_nodes, chro
     assert page.text["models"].startswith("tiny") and page.text["models"].endswith(f"id {model_id})")
     assert page.text["jobs"] == "no jobs seen"
     assert page.text["state"].startswith("Updated ")
+    # The charts: inline SVG drawn by the page's own script, one bar per block interval.
+    assert page.text["chart-blocks-caption"].startswith("last 5 blocks: median ")
+    assert page.text["chart-jobs-caption"] == "no jobs in the last 30 minutes"
+    assert page.text["chart-latency-caption"] == "no delivered jobs yet"
+    assert "svg" in page.tags and page.tags.count("rect") >= 5
+    assert "max " in page.text["chart-blocks"]
     assert screenshot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 

@@ -20,26 +20,25 @@ import struct
 import time
 from dataclasses import dataclass
 
-from camelid.chain.jobpool import DeliveryRecord, JobRecord, JobState, TestamentRecord, job_offer_digest
-from camelid.compute.rastic import EPS_SLASH, averify
-from camelid.core.job import JobParams
-from camelid.core.jobscripts import (
-    FraudProof,
-    claim_script_sig,
-    escrow_script,
-    escrow_script_sig,
-    fraud_proof_script_sig,
-    output_commitment,
-    payout_script,
-    stake_script,
+from camelid.chain.jobpool import (
+    TRANSITIONS,
+    DeliveryRecord,
+    JobRecord,
+    JobState,
+    TestamentRecord,
+    job_offer_digest,
 )
+from camelid.compute.rastic import EPS_SLASH
+from camelid.compute.worker_client import EngineUnavailable
+from camelid.core.job import JobParams
+from camelid.core.jobscripts import FraudProof, output_commitment
 from camelid.core.script import p2pkh_script
-from camelid.core.transaction import SIGHASH_ALL, OutPoint, Transaction, TxIn, TxOut
+from camelid.core.transaction import OutPoint, Transaction, TxOut
 from camelid.crypto import ecies
 from camelid.crypto.hashes import hash160
-from camelid.crypto.keys import PrivateKey
 from camelid.node.config import Misbehaviour
 from camelid.node.jobs.common import (
+    RELEASE_FEE,
     RELEASE_PATIENCE,
     STAKE_MULTIPLE,
     TIMED_RETRY,
@@ -47,6 +46,8 @@ from camelid.node.jobs.common import (
     TimedSpend,
     hex_id,
 )
+from camelid.node.jobs.contract import Spent
+from camelid.node.jobs.verdict import NOT_DELIVERED, VERIFIED, Cause, Outcome, Verdict, failed, unverified
 from camelid.node.jobs.verify import OutsourcedVerification
 from camelid.p2p.messages import JobMessage, JobPayment
 
@@ -60,9 +61,9 @@ SLASH_FEE = 100_000
 """Fee of the client's fraud-proof spend of STAKE + PAYOUT: >= 5 per byte even with two 2,210-token proofs."""
 VERIFY_MODES = ("full", "spot", "off")
 SPOT_NONCE_SIZE = 16
+JUDGE_ATTEMPTS = 3
+"""Checks of one delivery cut short by a dying llama.cpp worker before the client leaves it unverified."""
 """Random bytes that choose the spot positions: the node cannot know them when it commits."""
-NOT_DELIVERED = "failed: not delivered"
-"""The verdict on a paid job whose node delivered nothing by the deadline D."""
 
 
 @dataclass
@@ -75,13 +76,17 @@ class ClientJob:
     client_pubkey: bytes
     verify: str = "full"  # VERIFY_MODES: how the delivery is checked
     testament: TestamentRecord | None = None  # the one we pay (or check the stake of, before paying)
-    verdict: str | None = None  # "verified", "failed: ...", or "unverified: ..."
+    verdict: Verdict | None = None
     text: str | None = None
     cancelled: bool = False
     payment: Transaction | None = None  # the escrow spend we sent the node; we publish it ourselves to dispute
     slash_txid: str | None = None  # our fraud-proof spend or non-delivery claim, once the mempool took it
     refund_txid: str | None = None  # our escrow refund of a job never paid, once the mempool took it
     checked_by: list[str] | None = None  # node ids of the verifiers that passed it; [] when checked locally
+
+    @property
+    def escrow_spent(self) -> Spent:
+        return Spent(self.escrow, TxOut(self.reward, self.escrow_script))
 
 
 class JobClient:
@@ -128,17 +133,19 @@ class JobClient:
             "",  # client_host/port: informational; deliveries are routed to our node id
             ctx.manager.listen_port or ctx.chain.params.default_port,
         )
-        job_id = params.job_id()
-        script = escrow_script(job_id, client_pubkey, params.timestamp, ctx.pool.refund_time(params))
+        terms = ctx.terms(params)
+        job_id, script = terms.job_id, terms.escrow_script
+        # Pc signs the payment, opens the delivery and takes back escrow or stake until the refund time
+        # and after: held, so that a relocking wallet cannot cost us the job.
+        wallet.hold_job_key(client_pubkey, terms.refund_time + RELEASE_PATIENCE)
         created = await wallets.pay(wallet, lambda: wallet.create_script_payment(script, reward, job_id))
         escrow_index = next(i for i, out in enumerate(created.tx.outputs) if out.script_pubkey == script)
         escrow_txid = created.tx.hash
-        key = wallet.job_private_key(client_pubkey)
         message = JobMessage(
             params.to_bytes(),
             escrow_txid,
             ctx.node_id,
-            key.sign(job_offer_digest(job_id, escrow_txid, ctx.node_id)),
+            wallet.sign_job_digest(client_pubkey, job_offer_digest(job_id, escrow_txid, ctx.node_id)),
         )
         self.jobs[job_id] = ClientJob(OutPoint(escrow_txid, escrow_index), script, reward, client_pubkey, verify)
         ctx.pool.add_job(message.params, message.escrow_txid, message.client_node, message.signature)
@@ -155,6 +162,8 @@ class JobClient:
             raise ValueError(f"job {hex_id(job_id)} is not one this node submitted")
         if record.reached(JobState.PAID):
             raise ValueError(f"job {hex_id(job_id)} is already paid")
+        if JobState.CANCELLED not in TRANSITIONS[record.state]:
+            raise ValueError(f"job {hex_id(job_id)} is {record.state} and can no longer be cancelled")
         client.cancelled = True
         self._ctx.pool.advance(record, JobState.CANCELLED)
 
@@ -174,9 +183,7 @@ class JobClient:
             if testament is not None:
                 self.on_testament(job_id, testament)
             return
-        if client.verdict is not None and (client.verdict == NOT_DELIVERED or client.slash_txid is not None):
-            return
-        if client.verdict is not None and not client.verdict.startswith("failed: RASTiC"):
+        if client.verdict is not None and (client.verdict.cause is not Cause.RASTIC or client.slash_txid is not None):
             return
         client.verdict = None
         delivery = record.deliveries.get(client.testament.node_pubkey) if client.testament else None
@@ -196,8 +203,8 @@ class JobClient:
         ctx = self._ctx
         record = ctx.pool.get(job_id)
         assert record is not None  # the testament was just added to it
-        params = record.params
-        stake = self._stake_script(record, testament)
+        terms = ctx.terms(record.params)
+        stake = terms.stake_script(testament.node_pubkey, testament.commitment)
         if await ctx.wait_for_output(testament.stake_txid, stake, client.reward * STAKE_MULTIPLE) is None:
             log.info(
                 "job %s: stake %s never showed; waiting for another testament",
@@ -209,28 +216,19 @@ class JobClient:
         if client.cancelled:
             return
         pay_time = int(time.time()) + ctx.chain.params.dispute_window
-        payout = payout_script(
-            job_id,
+        payment = terms.payment(
+            client.escrow_spent,
             testament.node_pubkey,
-            params.client_pubkey,
             testament.commitment,
-            params.model_id,
-            params.timestamp,
             pay_time,
-        )
-        outputs = (TxOut(client.reward - PAYMENT_FEE, payout),)
-        unsigned = Transaction(inputs=(TxIn(client.escrow.txid, client.escrow.index),), outputs=outputs, job_id=job_id)
-        key = ctx.require_wallets().get().job_private_key(client.client_pubkey)
-        signature = key.sign(unsigned.signature_hash(0, client.escrow_script, client.reward, SIGHASH_ALL))
-        script_sig = escrow_script_sig(signature + bytes([SIGHASH_ALL]))
-        payment = Transaction(
-            inputs=(TxIn(client.escrow.txid, client.escrow.index, script_sig),), outputs=outputs, job_id=job_id
+            PAYMENT_FEE,
+            ctx.require_wallets().get(),
         )
         client.payment = payment
         ctx.manager.send_directed(
             testament.node, JobPayment.command, JobPayment(job_id, payment.to_bytes()).to_payload()
         )
-        ctx.pool.advance(record, JobState.PAID)
+        ctx.pool.record_payment(payment, published=False)
         log.info("job %s: paid node %s with %s", hex_id(job_id), testament.node.hex(), payment.txid())
 
     async def on_delivery(self, job_id: bytes, delivery: DeliveryRecord) -> None:
@@ -247,9 +245,8 @@ class JobClient:
             or client.verdict not in (None, NOT_DELIVERED)  # a late delivery is still opened and judged
         ):
             return
-        key = ctx.require_wallets().get().job_private_key(client.client_pubkey)
         try:
-            plain = ecies.decrypt(key, delivery.sealed, aad=job_id)
+            plain = ctx.require_wallets().get().open_job_delivery(client.client_pubkey, delivery.sealed, job_id)
         except ecies.DecryptionError as exc:
             log.warning("job %s: delivery does not decrypt: %s", hex_id(job_id), exc)
             return
@@ -257,11 +254,13 @@ class JobClient:
             log.warning("job %s: delivery is not a whole number of u32 tokens", hex_id(job_id))
             return
         tokens = list(struct.unpack(f"<{len(plain) // 4}I", plain))
-        verdict, client.text, slash_at = await self._judge(record, tokens, client)
+        verdict, client.text, slash_at = await self._judge_despite_crashes(record, tokens, client)
         client.verdict = verdict
-        if verdict == "verified":
+        if record.reached(JobState.SLASHED):  # a delivery after we took the stake: its verdict is for the record
+            ctx.pool.on_change(job_id)
+        elif verdict.outcome is Outcome.VERIFIED:
             ctx.pool.advance(record, JobState.VERIFIED)
-        elif verdict.startswith("failed"):
+        elif verdict.failed:
             ctx.pool.advance(record, JobState.DISPUTED)
             if slash_at is not None:
                 ctx.spawn(self._slash(record, client, tokens, slash_at), f"job-slash-{hex_id(job_id)[:16]}")
@@ -269,9 +268,20 @@ class JobClient:
             ctx.pool.on_change(job_id)  # an "unverified" verdict changes our record, not the job's state
         log.info("job %s delivered: %s", hex_id(job_id), client.verdict)
 
-    async def _judge(
+    async def _judge_despite_crashes(
         self, record: JobRecord, tokens: list[int], client: ClientJob
     ) -> tuple[str, str | None, int | None]:
+        """_judge, again if the llama.cpp worker dies during it: a crash is no verdict on the output."""
+        for _ in range(JUDGE_ATTEMPTS):
+            try:
+                return await self._judge(record, tokens, client)
+            except EngineUnavailable as exc:
+                log.warning("job %s: its check was cut short (%s); checking again", hex_id(record.job_id), exc)
+        return "unverified: the model's llama.cpp worker kept dying while checking this job", None, None
+
+    async def _judge(
+        self, record: JobRecord, tokens: list[int], client: ClientJob
+    ) -> tuple[Verdict, str | None, int | None]:
         """(verdict, text, position): the commitment and RASTiC checked with our copy of the model, or by neighbours.
 
         `position` is the first failure a fraud proof can win with (gap above EPS_SLASH, or structural),
@@ -281,26 +291,25 @@ class JobClient:
         params, testament = record.params, client.testament
         assert testament is not None  # only the delivery of the node we paid is judged
         commitment = testament.commitment
-        engine = await self._ctx.engine_for(params.model_id)
+        engine = await self._ctx.engine_when_ready(params.model_id)
         if engine is None:
             outcome = await self._verifiers.ask(record.job_id, params.model_id, testament.node, commitment, tokens)
             client.checked_by = outcome.checked_by
             return outcome.verdict, outcome.text, None
         client.checked_by = []
-        prompt_tokens = await engine.run(engine.tokenize, params.prompt)
+        prompt_tokens = await engine.tokenize(params.prompt)
         expected = output_commitment(
             params.model_id, prompt_tokens, tokens, params.max_tokens, params.seed, params.temperature
         )
         if expected != commitment:
-            return "failed: the delivered output is not the one the node committed to", None, None
+            return failed(Cause.NOT_COMMITTED, "the delivered output is not the one the node committed to"), None, None
         try:
-            text = await engine.run(engine.detokenize, tokens)
+            text = await engine.detokenize(tokens)
         except ValueError as exc:  # token ids the model does not have
-            return f"failed: the output is not text of this model ({exc})", None, None
+            return failed(Cause.NOT_TEXT, f"the output is not text of this model ({exc})"), None, None
         if client.verify == "off":
-            return "unverified: verification switched off for this job", text, None
-        verdict = await averify(
-            engine,
+            return unverified(Cause.SWITCHED_OFF, "verification switched off for this job"), text, None
+        verdict = await engine.verify(
             prompt_tokens,
             tokens,
             params.max_tokens,
@@ -310,9 +319,10 @@ class JobClient:
             nonce=os.urandom(SPOT_NONCE_SIZE),
         )
         if verdict.ok:
-            return "verified", text, None
+            return VERIFIED, text, None
         slash_at = next((f.position for f in verdict.failures if f.gap > EPS_SLASH), None)
-        return f"failed: RASTiC rejected {len(verdict.failures)} of {len(verdict.checked)} positions", text, slash_at
+        rejected = f"RASTiC rejected {len(verdict.failures)} of {len(verdict.checked)} positions"
+        return failed(Cause.RASTIC, rejected), text, slash_at
 
     async def _slash(self, record: JobRecord, client: ClientJob, tokens: list[int], position: int) -> None:
         """Take the STAKE and the PAYOUT to a fresh wallet address with a fraud proof at `position`, in one spend.
@@ -325,13 +335,14 @@ class JobClient:
         ctx = self._ctx
         testament, payment, params = client.testament, client.payment, record.params
         assert testament is not None and payment is not None  # a delivery is judged only after we paid
-        stake = self._stake_script(record, testament)
+        terms = ctx.terms(params)
+        stake = terms.stake_script(testament.node_pubkey, testament.commitment)
         found = await ctx.wait_for_output(testament.stake_txid, stake, 1)
-        engine = await ctx.engine_for(params.model_id)
+        engine = await ctx.engine_when_ready(params.model_id)
         if found is None or engine is None:
             log.warning("job %s: the stake or the model is gone; cannot dispute", hex_id(record.job_id))
             return
-        prompt_tokens = await engine.run(engine.tokenize, params.prompt)
+        prompt_tokens = await engine.tokenize(params.prompt)
         proof = FraudProof(
             tuple(prompt_tokens),
             tuple(tokens),
@@ -341,16 +352,16 @@ class JobClient:
             position,
             testament.signature,
         )
-        give_up_at = ctx.pool.refund_time(params) + RELEASE_PATIENCE
+        give_up_at = terms.refund_time + RELEASE_PATIENCE
         await ctx.publish(payment, give_up_at)  # refused as already known when the node published it first
-        stake_in = (OutPoint(testament.stake_txid, found[0]), TxOut(found[1], stake))
-        payout_in = (OutPoint(payment.hash, 0), payment.outputs[0])
-        choices = [(stake_in, payout_in), (stake_in,)] if await ctx.holds(*payout_in) else [(stake_in,)]
+        stake_in = Spent(OutPoint(testament.stake_txid, found[0]), TxOut(found[1], stake))
+        payout_in = Spent(OutPoint(payment.hash, 0), payment.outputs[0])
+        held = await ctx.holds(payout_in.outpoint, payout_in.out)
+        choices = [(stake_in, payout_in), (stake_in,)] if held else [(stake_in,)]
         wallet = ctx.require_wallets().get()
         pay_to = p2pkh_script(hash160(wallet.new_job_key()))
-        key = wallet.job_private_key(client.client_pubkey)
         for spent in choices:
-            slash = _fraud_spend(record.job_id, spent, proof, key, pay_to)
+            slash = terms.slash(spent, proof, pay_to, SLASH_FEE, wallet)
             if await ctx.publish(slash, give_up_at):
                 client.slash_txid = slash.txid()
                 ctx.pool.advance(record, JobState.SLASHED)
@@ -383,9 +394,10 @@ class JobClient:
         await asyncio.sleep(max(0.0, ctx.pool.refund_time(params) - time.time()))
         if client.payment is not None:  # paid in the last moments before the refund time
             return
-        escrow = TxOut(client.reward, client.escrow_script)
+        terms = ctx.terms(params)
+        escrow = client.escrow_spent
         refund = TimedSpend(
-            job_id, client.escrow, escrow, ctx.pool.refund_time(params), client.client_pubkey, escrow_script_sig
+            job_id, escrow, terms.refund_time, lambda pay_to, signer: terms.refund(escrow, pay_to, RELEASE_FEE, signer)
         )
         spent = await ctx.take_when_allowed(refund)
         if spent is not None:
@@ -405,59 +417,23 @@ class JobClient:
         client.verdict = NOT_DELIVERED
         ctx.pool.advance(record, JobState.DISPUTED)
         log.warning("job %s: %s by node %s", hex_id(record.job_id), NOT_DELIVERED, testament.node.hex())
-        stake = self._stake_script(record, testament)
+        terms = ctx.terms(params)
+        stake = terms.stake_script(testament.node_pubkey, testament.commitment)
         found = await ctx.wait_for_output(testament.stake_txid, stake, 1)
         if found is None:
             log.warning("job %s: the stake %s is gone; nothing to claim", hex_id(record.job_id), testament.stake_txid)
             return
-        give_up_at = ctx.pool.refund_time(params) + RELEASE_PATIENCE
+        give_up_at = terms.refund_time + RELEASE_PATIENCE
         await ctx.publish(payment, give_up_at)  # refused as already known when the node published it
+        staked = Spent(OutPoint(testament.stake_txid, found[0]), TxOut(found[1], stake))
         claim = TimedSpend(
             record.job_id,
-            OutPoint(testament.stake_txid, found[0]),
-            TxOut(found[1], stake),
-            params.timestamp + params.timelock,
-            client.client_pubkey,
-            claim_script_sig,
+            staked,
+            terms.deadline,
+            lambda pay_to, signer: terms.claim(staked, pay_to, RELEASE_FEE, signer),
         )
         spent = await ctx.take_when_allowed(claim, TIMED_RETRY | {"job-not-paid", "job-paid-recently"})
         if spent is not None:
             client.slash_txid = spent.txid()
             ctx.pool.advance(record, JobState.SLASHED)
             log.info("job %s: claimed the stake for non-delivery by %s", hex_id(record.job_id), client.slash_txid)
-
-    def _stake_script(self, record: JobRecord, testament: TestamentRecord) -> bytes:
-        """The STAKE output the testament's node must have funded for this job."""
-        params = record.params
-        return stake_script(
-            record.job_id,
-            testament.node_pubkey,
-            params.client_pubkey,
-            testament.commitment,
-            params.model_id,
-            params.timestamp,
-            params.timestamp + params.timelock,
-            self._ctx.pool.refund_time(params),
-        )
-
-
-def _fraud_spend(
-    job_id: bytes, spent: tuple[tuple[OutPoint, TxOut], ...], proof: FraudProof, key: PrivateKey, pay_to: bytes
-) -> Transaction:
-    """The client's spend of job locks `spent` through the fraud-proof branch, less SLASH_FEE, to `pay_to`."""
-    outputs = (TxOut(sum(out.value for _, out in spent) - SLASH_FEE, pay_to),)
-    unsigned = Transaction(
-        inputs=tuple(TxIn(outpoint.txid, outpoint.index) for outpoint, _ in spent), outputs=outputs, job_id=job_id
-    )
-    script_sigs = [
-        fraud_proof_script_sig(
-            key.sign(unsigned.signature_hash(i, out.script_pubkey, out.value, SIGHASH_ALL)) + bytes([SIGHASH_ALL]),
-            proof,
-        )
-        for i, (_, out) in enumerate(spent)
-    ]
-    inputs = tuple(
-        TxIn(outpoint.txid, outpoint.index, script_sig)
-        for (outpoint, _), script_sig in zip(spent, script_sigs, strict=True)
-    )
-    return Transaction(inputs=inputs, outputs=outputs, job_id=job_id)

@@ -1,6 +1,6 @@
 """What the client and compute roles of the job service share (whitepaper 2.4, docs/jobs-design.md).
 
-JobContext holds the chain, the job pool, the peer manager, the wallets and the one loaded engine, and the
+JobContext holds the chain, the job pool, the peer manager, the wallets and the llama.cpp workers, and the
 chain look-ups and background tasks both roles use; each role gets it instead of reaching into the other.
 """
 
@@ -16,17 +16,20 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from camelid.chain.errors import TxRejected
 from camelid.chain.jobpool import JobPool
-from camelid.compute.engine import Engine
-from camelid.compute.fraudproof import EngineProofVerifier
+from camelid.compute.worker_client import EngineUnavailable, EngineWorker
+from camelid.core.job import JobParams
 from camelid.core.script import p2pkh_script
-from camelid.core.transaction import SIGHASH_ALL, OutPoint, Transaction, TxIn, TxOut
+from camelid.core.transaction import OutPoint, Transaction, TxOut
 from camelid.crypto.hashes import hash160
 from camelid.crypto.keys import PrivateKey
+from camelid.node.jobs.contract import JobSigner, JobTerms, Spent
 from camelid.p2p.errors import ProtocolViolation
 from camelid.p2p.schema import Message
+from camelid.wallet.errors import WalletError
 
 if TYPE_CHECKING:
     from camelid.node.chain_service import ChainService
+    from camelid.node.compute_service import ComputeService
     from camelid.node.model_service import ModelService
     from camelid.node.wallet_service import WalletService
     from camelid.p2p.manager import PeerManager
@@ -45,22 +48,31 @@ MAX_OUTPUTS_SEARCHED = 4
 """A confirmed escrow or stake is looked for among its transaction's first outputs (ours have two: it and change)."""
 RELEASE_FEE = 10_000
 """Fee of a one-input time-locked spend (release, reclaim, refund, non-delivery claim): ~30 per byte."""
-NON_FINAL = 0xFFFFFFFE
-"""Input sequence that lets the lock time (and so CHECKLOCKTIMEVERIFY) apply."""
+ENGINE_PATIENCE = 120.0
+"""Seconds a client's check waits for a crashed llama.cpp worker to come back before it gives the check up."""
 TIMED_RETRY = frozenset({"non-final", "job-dispute-window", "bad-txns-inputs-missingorspent"})
 """Mempool refusals of a time-locked spend that only time (or a parent reaching the chain) cures."""
 
 
 @dataclass(frozen=True)
 class TimedSpend:
-    """A job output this node may take through a time-locked branch: where it is, from when, and how to unlock it."""
+    """A job output this node may take through a time-locked branch: where it is, from when, and how to spend it."""
 
     job_id: bytes
-    outpoint: OutPoint
-    locked: TxOut
+    spent: Spent
     lock_time: int
-    key: bytes  # the wallet job key (Pc or Pn) whose signature opens the branch
-    unlock: Callable[[bytes], bytes]  # signature (with its hash type byte) -> scriptSig selecting the branch
+    build: Callable[[bytes, JobSigner], Transaction]  # (pay-to script, the wallet) -> the signed spend
+
+
+@dataclass(frozen=True)
+class Located:
+    """Where a job output is: its index and value, how deep its transaction is (0: the mempool), and
+    the pool transaction that already spends it, if any."""
+
+    index: int
+    value: int
+    confirmations: int
+    spent_by: bytes | None
 
 
 class JobContext:
@@ -74,6 +86,7 @@ class JobContext:
         node_key: PrivateKey,
         models: ModelService,
         wallets: WalletService | None,
+        compute: ComputeService,
     ) -> None:
         self.chain = chain
         self.pool = pool
@@ -82,7 +95,7 @@ class JobContext:
         self.node_id = node_key.public_key.to_bytes()
         self.models = models
         self.wallets = wallets
-        self._engine: Engine | None = None
+        self.compute = compute
         self._tasks: set[asyncio.Task[object]] = set()
         self._arrivals: dict[bytes, asyncio.Event] = {}
 
@@ -96,22 +109,35 @@ class JobContext:
         if arrival is not None:
             arrival.set()
 
+    def terms(self, params: JobParams) -> JobTerms:
+        """The job's contract terms on this network."""
+        return JobTerms(params, self.chain.params.dispute_window)
+
     def require_wallets(self) -> WalletService:
         if self.wallets is None:
             raise ValueError("jobs need a wallet (the node runs with -disablewallet)")
         return self.wallets
 
-    async def engine_for(self, model_id: bytes) -> Engine | None:
-        """An engine for a model in our store, loaded off the event loop; one is kept loaded at a time."""
+    async def engine_for(self, model_id: bytes) -> EngineWorker | None:
+        """The llama.cpp worker of a model in our store (started on first use); None if we lack the model.
+
+        EngineUnavailable while the worker restarts after a crash or once it has failed for good.
+        """
         if self.models.store.get(model_id) is None:
             return None
-        if self._engine is None or self._engine.path != self.models.store.model_path(model_id):
-            old, self._engine = self._engine, await asyncio.to_thread(Engine, self.models.store.model_path(model_id))
-            # Block and mempool validation judge fraud proofs for this model with it (jobs-design "asymmetric rule").
-            self.chain.chainstate.job_verifier = EngineProofVerifier({model_id: self._engine})
-            if old is not None:
-                await old.run(old.close)
-        return self._engine
+        return await self.compute.engine_for(model_id)
+
+    async def engine_when_ready(self, model_id: bytes) -> EngineWorker | None:
+        """engine_for, waiting out a worker restart (up to ENGINE_PATIENCE); None if there will be none."""
+        give_up_at = time.monotonic() + ENGINE_PATIENCE
+        while True:
+            try:
+                return await self.engine_for(model_id)
+            except EngineUnavailable as exc:
+                if not self.compute.usable(model_id) or time.monotonic() > give_up_at:
+                    log.warning("model %s: no engine: %s", model_id.hex()[:16], exc)
+                    return None
+            await asyncio.sleep(1.0)
 
     async def wait_for_output(self, txid: bytes, script: bytes, min_value: int) -> tuple[int, int] | None:
         """(index, value) of the output of `txid` paying `script` at least `min_value`, seen in the mempool or chain."""
@@ -132,6 +158,24 @@ class JobContext:
     async def holds(self, outpoint: OutPoint, locked: TxOut) -> bool:
         """True while the mempool or the UTXO set shows `locked` at `outpoint`'s transaction."""
         return await self.chain.call(self._find_output, outpoint.txid, locked.script_pubkey) is not None
+
+    async def locate(self, txid: bytes, script: bytes) -> Located | None:
+        """The output of `txid` paying `script` in the mempool or the UTXO set (None: neither holds it)."""
+        return await self.chain.call(self._locate, txid, script)
+
+    def confirmations(self, txid: bytes) -> int:
+        """Chain thread: blocks that hold `txid`'s output 0 (0: not in the chain, or that output is spent)."""
+        coin = self.chain.chainstate.get_coin(OutPoint(txid, 0))
+        return 0 if coin is None else self.chain.chainstate.tip.height - coin.height + 1
+
+    def _locate(self, txid: bytes, script: bytes) -> Located | None:
+        found = self._find_output(txid, script)
+        if found is None:
+            return None
+        index, value = found
+        coin = None if txid in self.chain.mempool else self.chain.chainstate.get_coin(OutPoint(txid, index))
+        depth = 0 if coin is None else self.chain.chainstate.tip.height - coin.height + 1
+        return Located(index, value, depth, self.chain.mempool.spender(OutPoint(txid, index)))
 
     def _find_output(self, txid: bytes, script: bytes) -> tuple[int, int] | None:
         """Chain thread: the output of `txid` paying `script`, from the mempool or the UTXO set."""
@@ -167,26 +211,30 @@ class JobContext:
 
         The mempool refuses the spend until the median time past passes its lock time and the job's
         dispute window; we also wait for the wall clock, since block times can run ahead of it (fast
-        regtest mining does) and the other party is owed its whole window in real time. The spend, or
+        regtest mining does) and the other party is owed its whole window in real time. A wallet that
+        cannot sign yet (locked, and the key not held) is asked again every second. The spend, or
         None: the output was taken by another spend (one we saw once and no longer find), the mempool
         refused it for a reason not in `retry`, or RELEASE_PATIENCE past the lock time ran out.
         """
         wallets = self.require_wallets()
         pay_to = p2pkh_script(hash160(wallets.get().new_job_key()))
-        outputs = (TxOut(spend.locked.value - RELEASE_FEE, pay_to),)
-        seen = await self.holds(spend.outpoint, spend.locked)
-        where = f"{hex_id(spend.outpoint.txid)}:{spend.outpoint.index}"
+        outpoint, locked = spend.spent.outpoint, spend.spent.out
+        seen = await self.holds(outpoint, locked)
+        where = f"{hex_id(outpoint.txid)}:{outpoint.index}"
         while time.time() < spend.lock_time + RELEASE_PATIENCE:
             await asyncio.sleep(1.0)
-            present = await self.holds(spend.outpoint, spend.locked)
+            present = await self.holds(outpoint, locked)
             if seen and not present:
                 log.warning("job %s: %s was taken by another spend; not taking it", hex_id(spend.job_id), where)
                 return None
             seen = seen or present
-            wallet = wallets.get()
-            if time.time() < spend.lock_time or wallet.is_locked:
+            if time.time() < spend.lock_time:
                 continue
-            tx = self._timed_spend(spend, outputs, wallet.job_private_key(spend.key))
+            try:
+                tx = spend.build(pay_to, wallets.get())
+            except WalletError as exc:
+                log.warning("job %s: cannot sign the spend of %s yet: %s", hex_id(spend.job_id), where, exc.message)
+                continue
             try:
                 await self.chain.submit_transaction(tx)
             except TxRejected as exc:
@@ -194,20 +242,10 @@ class JobContext:
                     continue
                 log.info("job %s: spending %s stopped: %s", hex_id(spend.job_id), where, exc)
                 return None
-            log.info("job %s: took %d from %s into the wallet", hex_id(spend.job_id), spend.locked.value, where)
+            log.info("job %s: took %d from %s into the wallet", hex_id(spend.job_id), locked.value, where)
             return tx
         log.warning("job %s: gave up taking %s", hex_id(spend.job_id), where)
         return None
-
-    @staticmethod
-    def _timed_spend(spend: TimedSpend, outputs: tuple[TxOut, ...], key: PrivateKey) -> Transaction:
-        """The signed one-input spend of `spend`, lock time = its lock time, sequence non-final."""
-        txin = TxIn(spend.outpoint.txid, spend.outpoint.index, sequence=NON_FINAL)
-        unsigned = Transaction(inputs=(txin,), outputs=outputs, lock_time=spend.lock_time, job_id=spend.job_id)
-        digest = unsigned.signature_hash(0, spend.locked.script_pubkey, spend.locked.value, SIGHASH_ALL)
-        script_sig = spend.unlock(key.sign(digest) + bytes([SIGHASH_ALL]))
-        signed = TxIn(spend.outpoint.txid, spend.outpoint.index, script_sig, NON_FINAL)
-        return Transaction(inputs=(signed,), outputs=outputs, lock_time=spend.lock_time, job_id=spend.job_id)
 
     def spawn(self, coroutine: Coroutine[Any, Any, object], name: str) -> None:
         task = asyncio.create_task(coroutine, name=name)
@@ -220,12 +258,10 @@ class JobContext:
             log.error("%s failed", task.get_name(), exc_info=task.exception())
 
     async def close(self) -> None:
-        """Cancel the background tasks and unload the engine."""
+        """Cancel the background tasks (the compute service stops the workers)."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._engine is not None:
-            await asyncio.to_thread(self._engine.close)
 
 
 _Inner = TypeVar("_Inner", bound=Message)

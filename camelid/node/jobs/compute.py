@@ -1,16 +1,22 @@
 """The compute side of a job (whitepaper 2.4, docs/jobs-design.md): what a serving node does for other nodes' jobs.
 
-With --serve-model and a wallet, an idle node takes a job for a served model whose escrow it can see,
-broadcasts jobaccept, generates on the engine's own thread, signs the commitment with a fresh wallet key
-Pn, funds the STAKE (STAKE_MULTIPLE x the reward) and broadcasts the testament. On a payment that moves
-that escrow to the right PAYOUT with a valid signature it delivers the encrypted output and publishes the
-payment, retrying while the dispute window keeps it out of the mempool, then takes the STAKE and the PAYOUT
-into the wallet once their time locks open. A payment counts whether it comes directed or is published
-(mempool or block), and however late: the delivery is a flooded, signed jobdelivery, the counter-proof
-every node holds against the client's non-delivery claim on the stake, so delivering is never worse than
-not (the mempool gives a node one dispute window after a payment appears to deliver for it). Regtest
---misbehave=tamper-output commits to and delivers a tampered output; never-deliver takes the payment,
-publishes it and delivers nothing. It knows the client side only through the pool and the messages.
+With --serve-model and a wallet, an idle node takes a job for a served model that its ComputePolicy allows
+(t0 near its clock, timelock and stake within limits, a reward at its --min-price, the escrow here, unspent
+and deep enough; a declined job is logged with the reason and counted by kind), the best-paying per token
+first, broadcasts jobaccept, generates on the engine's own thread, signs the
+commitment with a fresh wallet key Pn that the wallet holds usable until D + W, funds the STAKE
+(STAKE_MULTIPLE x the reward) and broadcasts the testament. It takes a payment that moves that escrow to
+the right PAYOUT with a valid signature and that its mempool would admit but for the dispute window
+(nothing unminable, no conflicting spend of the escrow in its mempool or chain), publishes it, retrying
+while the dispute window keeps it out of the mempool, and delivers the encrypted output once the payment
+is as deep as the policy asks (retrying a delivery that fails), nothing if another spend of the escrow
+wins; it then takes the STAKE and the PAYOUT into the wallet once their time locks open. A payment counts
+whether it comes directed or is published (mempool or block), and however late: the delivery is a
+flooded, signed jobdelivery, the counter-proof every node holds against the client's non-delivery claim
+on the stake (the mempool gives a node one dispute window after a payment appears to deliver for it).
+Regtest --misbehave=tamper-output commits to and delivers a tampered output; never-deliver takes the
+payment, publishes it and delivers nothing. It knows the client side only through the pool and the
+messages.
 """
 
 from __future__ import annotations
@@ -18,31 +24,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import struct
 import time
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from camelid.chain.jobpool import JobRecord, JobState, TestamentRecord, job_accept_digest, job_delivery_digest
-from camelid.compute.tamper import tamper_output
+from camelid.chain.errors import TxRejected
+from camelid.chain.jobpool import JobRecord, TestamentRecord, job_accept_digest, job_delivery_digest
+from camelid.compute.worker_client import EngineUnavailable
 from camelid.core.interpreter import verify_script
-from camelid.core.job import JobParams
-from camelid.core.jobscripts import (
-    JOB_PAYOUT_FEE_CAP,
-    commitment_signature_digest,
-    escrow_script,
-    match_job_lock,
-    output_commitment,
-    release_script_sig,
-    stake_script,
-)
+from camelid.core.jobscripts import JOB_PAYOUT_FEE_CAP, commitment_signature_digest, match_job_lock, output_commitment
 from camelid.core.script import ScriptError
 from camelid.core.sigchecker import TransactionSignatureChecker
 from camelid.core.transaction import OutPoint, Transaction, TxOut
 from camelid.crypto import ecies
 from camelid.crypto.keys import PublicKey
-from camelid.node.config import Misbehaviour
+from camelid.node.config import ComputePolicy, Misbehaviour
 from camelid.node.jobs.common import (
+    POLL,
+    RELEASE_FEE,
+    RELEASE_PATIENCE,
     SEEN_WAIT,
     STAKE_MULTIPLE,
     JobContext,
@@ -50,14 +53,23 @@ from camelid.node.jobs.common import (
     decode_directed,
     hex_id,
 )
+from camelid.node.jobs.contract import JobTerms, Spent
 from camelid.node.jobs.scheduler import ESCROW_RECHECK, JobScheduler
 from camelid.p2p.messages import JobAccept, JobDelivery, JobPayment, JobTestament
+from camelid.wallet.errors import WalletError
 
 if TYPE_CHECKING:
     from camelid.p2p.messages import Directed
     from camelid.p2p.peer import Peer
 
 log = logging.getLogger(__name__)
+
+
+class Decline(NamedTuple):
+    """Why we will not take a job: `kind` (getcomputeinfo counts by it) and the detail the log shows."""
+
+    kind: str  # "terms" (t0, timelock), "price", "stake", "escrow"
+    reason: str
 
 
 @dataclass
@@ -80,42 +92,92 @@ class ComputeJob:
 class JobComputer:
     """This node's compute work (`jobs`, by Job ID): one job at a time, from accept to release."""
 
-    def __init__(self, ctx: JobContext, serving: bool, misbehave: Misbehaviour | None) -> None:
-        """`serving`: take jobs for the models the store holds; `misbehave` (regtest only): cheat on purpose."""
+    def __init__(
+        self, ctx: JobContext, serving: bool, misbehave: Misbehaviour | None, policy: ComputePolicy
+    ) -> None:
+        """`serving`: take jobs for the models the store holds; `misbehave` (regtest only): cheat on purpose;
+        `policy`: the jobs we take and the payments we deliver for."""
         self._ctx = ctx
+        self.policy = policy
         self._serving = serving
         self._misbehave = misbehave
-        self._scheduler = JobScheduler(ctx.node_id, lambda model_id: ctx.models.store.get(model_id) is not None)
+        self._scheduler = JobScheduler(
+            ctx.node_id,
+            lambda model_id: ctx.models.store.get(model_id) is not None and ctx.compute.usable(model_id),
+        )
         self._offered = asyncio.Event()  # set by offer: a job came in that the idle _work loop should look at
+        self._slots = asyncio.Semaphore(ctx.compute.settings.slots)  # jobs computed at once
+        self._reserved = 0  # stakes of the jobs being computed now, not staked yet
+        self._escrows_seen: set[bytes] = set()  # escrow txids once found (then only confirmations are awaited)
+        self._rewards: dict[bytes, int] = {}  # open jobs' escrow values, by Job ID, once located
         self.jobs: dict[bytes, ComputeJob] = {}
+        self.declined: Counter[str] = Counter()  # since start, by Decline.kind
+        self.taken = 0  # jobs staked on since start
+        self.tokens_computed = 0  # output tokens of those jobs
+        self.earned = 0  # base units of the PAYOUTs of payments taken since start
 
-    async def preload(self) -> None:
-        """Load the first served model now: the chain judges fraud proofs with it from the start."""
-        held = self._ctx.models.announced()
-        if self._serving and held:
-            try:
-                await self._ctx.engine_for(held[0])
-            except ValueError as exc:
-                log.warning("model %s cannot run here (%s); serving its file but no jobs for it", held[0].hex(), exc)
-        if self._serving:  # only now, so that a job's engine load never races this one
+    def policy_info(self) -> dict[str, Any]:
+        """The policy, and the stake locked in our open jobs now (base units)."""
+        return {**self.policy.to_json(), "staked": self.staked()}
+
+    def selling(self) -> tuple[ComputePolicy, tuple[bytes, ...]] | None:
+        """(our policy, the models we take jobs for) if this node sells compute, else None: what we announce."""
+        if not self._serving:
+            return None
+        ctx = self._ctx
+        return self.policy, tuple(m for m in ctx.models.announced() if ctx.compute.usable(m))
+
+    def stats(self) -> dict[str, Any]:
+        """For getcomputeinfo: since start, jobs taken and declined by kind, tokens, earnings; stake locked now."""
+        return {
+            "taken": self.taken,
+            "declined": dict(self.declined),
+            "tokens_computed": self.tokens_computed,
+            "earned": self.earned,
+            "staked": self.staked(),
+        }
+
+    def staked(self) -> int:
+        """Base units in STAKEs of ours not yet taken back, of jobs whose stakes are still in play, and
+        reserved for the jobs being computed now."""
+        now, pool = time.time(), self._ctx.pool
+        total = self._reserved
+        for job_id, work in self.jobs.items():
+            record = pool.get(job_id)
+            in_play = record is not None and now < self._ctx.terms(record.params).refund_time + RELEASE_PATIENCE
+            total += work.stake_out.value if in_play and work.stake not in work.released else 0
+        return total
+
+    def start(self) -> None:
+        """Take jobs from now on, if this node sells compute (its models' workers passed their self-check)."""
+        if self._serving:
             self._ctx.spawn(self._work(), "job-work")
 
     def offer(self, record: JobRecord) -> None:
         """A new valid job reached the pool: wake the _work loop if it is idle (a busy one looks when free)."""
         self._offered.set()
 
+    def on_block(self) -> None:
+        """A block connected: an escrow waiting for confirmations may have them now."""
+        self._offered.set()
+
     async def _work(self) -> None:
-        """For the node's life: take open jobs one at a time; when none is open, sleep until a job is
-        offered or another node's claim on one runs out. A busy node so accepts nothing new, and takes
-        the jobs offered while it was busy once it is free."""
+        """For the node's life: take open jobs, as many at once as the workers have slots (--compute-slots,
+        one by default); when none is open, sleep until a job is offered or another node's claim on one
+        runs out. A node with no free slot so accepts nothing new, and takes the jobs offered meanwhile
+        once a slot is free. Jobs computed at once are generated batched in the model's worker."""
         while True:
+            await self._slots.acquire()  # a free slot before looking: a busy node claims nothing
             self._offered.clear()  # before looking: a job or escrow arriving during the look wakes the wait below
             record, unfunded = await self._next_claim()
             if record is not None:
-                await self._compute(record)
+                self._ctx.spawn(self._compute_in_slot(record), f"job-compute-{hex_id(record.job_id)[:16]}")
                 continue
+            self._slots.release()
             jobs = self._ctx.pool.jobs()
             self._scheduler.forget(job.job_id for job in jobs)
+            self._escrows_seen &= {job.escrow_txid for job in jobs}
+            self._rewards = {job.job_id: self._rewards[job.job_id] for job in jobs if job.job_id in self._rewards}
             now = time.time()
             # A late escrow is looked for again soon; a few ms late for a claim running out is no harm.
             wake_at = now + ESCROW_RECHECK if unfunded else self._scheduler.next_reopening(jobs, now)
@@ -123,26 +185,100 @@ class JobComputer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._offered.wait(), timeout)
 
+    async def _compute_in_slot(self, record: JobRecord) -> None:
+        try:
+            await self._compute(record)
+        finally:
+            self._slots.release()
+            self._offered.set()  # a slot is free: look at the open jobs again
+
     async def _next_claim(self) -> tuple[JobRecord | None, bool]:
         """(the open job this node claims now, after its claim delay, or None; whether jobs wait for their escrow).
 
-        Only a job whose escrow is already here is claimed, so that the jobaccept follows the claim at once
-        and other nodes see the claim as early as they can. A job whose escrow has not shown SEEN_WAIT
-        after the job did is given up.
+        Only a job our policy allows and whose escrow is already here, as deep as the policy asks and
+        not spent, is claimed, so that the jobaccept follows the claim at once and other nodes see the
+        claim as early as they can. A job whose escrow has not shown SEEN_WAIT after the job did (or
+        has not confirmed by half its deadline) is given up; a job outside the policy is declined.
         """
         unfunded: set[bytes] = set()
-        while (choice := self._scheduler.choose(self._ctx.pool.jobs(), time.time(), unfunded)) is not None:
-            if not await self._escrow_seen(choice):
-                arrived = choice.history[0][1]  # when the job reached our pool (its CREATED entry)
-                if time.time() < arrived + SEEN_WAIT:
-                    unfunded.add(choice.job_id)
-                else:
-                    self._scheduler.tried.add(choice.job_id)
+        shallow: set[bytes] = set()  # escrows short of their confirmations: looked at again on the next block
+        while (
+            choice := self._scheduler.choose(self._ctx.pool.jobs(), time.time(), unfunded | shallow, self._pay_rate)
+        ) is not None:
+            reward_known = choice.job_id in self._rewards
+            problem = self._terms_problem(choice)
+            if problem is None:
+                ready, problem = await self._escrow_ready(choice)
+                if not ready and problem is None:
+                    (unfunded if choice.escrow_txid not in self._escrows_seen else shallow).add(choice.job_id)
+                    continue
+                if ready and not reward_known:  # its reward is known now: choose again, best-paying first
+                    continue
+            if problem is not None:
+                self._decline(choice, problem)
                 continue
             await asyncio.sleep(self._scheduler.claim_delay(choice.job_id, self._ctx.pool.jobs()))
             if self._scheduler.is_open(choice, time.time()):  # nobody's jobaccept came in while we waited
                 return choice, bool(unfunded)
         return None, bool(unfunded)
+
+    def _pay_rate(self, record: JobRecord) -> float:
+        """The scheduler's order: reward per max_tokens token; a job whose escrow we have not located yet
+        comes first, so that every candidate's reward is known before we choose among them."""
+        reward = self._rewards.get(record.job_id)
+        return math.inf if reward is None else reward / record.params.max_tokens
+
+    def _decline(self, record: JobRecord, problem: Decline) -> None:
+        self._scheduler.tried.add(record.job_id)
+        self.declined[problem.kind] += 1
+        log.info("job %s declined: %s (%s)", hex_id(record.job_id), problem.reason, problem.kind)
+
+    def _terms_problem(self, record: JobRecord) -> Decline | None:
+        """Why the policy refuses the job's times (None if it does not): t0 is judged against our clock
+        when the job reached us, so a client cannot backdate it to shorten the dispute window."""
+        params, policy = record.params, self.policy
+        arrived = record.history[0][1]  # when the job reached our pool (its CREATED entry)
+        when = f"it reached us at {arrived:.0f}"
+        if params.timestamp < arrived - policy.max_job_age:
+            return Decline(
+                "terms", f"its t0 {params.timestamp} is more than {policy.max_job_age} s in the past ({when})"
+            )
+        if params.timestamp > arrived + policy.max_clock_ahead:
+            return Decline(
+                "terms", f"its t0 {params.timestamp} is more than {policy.max_clock_ahead} s in the future ({when})"
+            )
+        if params.timelock > policy.max_timelock:
+            return Decline(
+                "terms", f"its timelock {params.timelock} s is longer than our limit of {policy.max_timelock} s"
+            )
+        return None
+
+    async def _escrow_ready(self, record: JobRecord) -> tuple[bool, Decline | None]:
+        """(whether we may take the job now, why we never will): the escrow must be here, unspent, as deep
+        as the policy asks, and its value (the reward) at our price and (our stake) within our stake limits."""
+        escrow = await self._ctx.locate(record.escrow_txid, self._ctx.terms(record.params).escrow_script)
+        now, arrived = time.time(), record.history[0][1]
+        if escrow is None:
+            return False, None if now < arrived + SEEN_WAIT else Decline("escrow", "its escrow never showed")
+        self._escrows_seen.add(record.escrow_txid)
+        self._rewards[record.job_id] = escrow.value
+        if escrow.spent_by is not None:
+            return False, Decline("escrow", f"its escrow is already spent by {hex_id(escrow.spent_by)}")
+        stake, policy = escrow.value * STAKE_MULTIPLE, self.policy
+        price_problem = policy.price_problem(record.params.model_id, record.params.max_tokens, escrow.value)
+        if price_problem is not None:
+            return False, Decline("price", price_problem)
+        if stake > policy.max_stake:
+            return False, Decline("stake", f"its stake {stake} is above our per-job limit {policy.max_stake}")
+        if self.staked() + stake > policy.max_total_stake:
+            return False, Decline(
+                "stake", f"its stake {stake} would take our staked total above {policy.max_total_stake}"
+            )
+        if escrow.confirmations < policy.escrow_confirmations:
+            half_time = record.params.timestamp + record.params.timelock / 2
+            late = Decline("escrow", f"its escrow has {escrow.confirmations} confirmations")
+            return False, None if now < half_time else late
+        return True, None
 
     async def _yields(self, record: JobRecord) -> bool:
         """Whether a better-ranked node claimed the job at the same moment as we did, so that it, not we,
@@ -153,58 +289,70 @@ class JobComputer:
             log.info("job %s: %s claimed it at the same moment and ranks first", hex_id(record.job_id), rival.hex())
         return rival is not None
 
-    async def _escrow_seen(self, record: JobRecord) -> bool:
-        params, pool = record.params, self._ctx.pool
-        escrow = escrow_script(record.job_id, params.client_pubkey, params.timestamp, pool.refund_time(params))
-        # holds() looks for the script among the transaction's outputs: the index and value are not compared.
-        return await self._ctx.holds(OutPoint(record.escrow_txid, 0), TxOut(0, escrow))
-
     async def _compute(self, record: JobRecord) -> None:
         """Compute one claimed job; a failure is logged and ends only that job, never the node's job-taking."""
         self._scheduler.claim(record, time.time())
         try:
             await self._compute_and_stake(record)
+        except EngineUnavailable as exc:  # nothing staked yet: the job is given up, another node or a refund ends it
+            log.warning("job %s: given up, the llama.cpp worker is unavailable: %s", hex_id(record.job_id), exc)
         except Exception:
             log.exception("job %s: computing it failed", hex_id(record.job_id))
 
     async def _compute_and_stake(self, record: JobRecord) -> None:
-        ctx = self._ctx
-        params, job_id = record.params, record.job_id
-        escrow = escrow_script(job_id, params.client_pubkey, params.timestamp, ctx.pool.refund_time(params))
+        ctx, job_id = self._ctx, record.job_id
+        escrow = ctx.terms(record.params).escrow_script
         found = await ctx.wait_for_output(record.escrow_txid, escrow, 1)
         if found is None:
             log.info("job %s: escrow %s not seen; not taking it", hex_id(job_id), hex_id(record.escrow_txid))
             return
         escrow_index, reward = found
+        stake_value = reward * STAKE_MULTIPLE
+        if self.staked() + stake_value > self.policy.max_total_stake:  # jobs computed at once count too
+            log.info("job %s: not taking it: its stake would take our staked total above our limit", hex_id(job_id))
+            return
+        self._reserved += stake_value
+        try:
+            await self._compute_and_stake_reserved(record, escrow_index, reward)
+        finally:
+            self._reserved -= stake_value
+
+    async def _compute_and_stake_reserved(self, record: JobRecord, escrow_index: int, reward: int) -> None:
+        ctx = self._ctx
+        params, job_id, terms = record.params, record.job_id, ctx.terms(record.params)
+        escrow = terms.escrow_script
         engine = await ctx.engine_for(params.model_id)
         assert engine is not None  # the scheduler claims only jobs for models the store holds
         accept = JobAccept(job_id, ctx.node_id, ctx.node_key.sign(job_accept_digest(job_id, ctx.node_id)))
         ctx.pool.add_accept(accept.job_id, accept.node, accept.signature)
         ctx.manager.broadcast(accept)
-        prompt_tokens = await engine.run(engine.tokenize, params.prompt)
-        output = await engine.agenerate(prompt_tokens, params.max_tokens, params.seed, params.temperature)
+        prompt_tokens = await engine.tokenize(params.prompt)
+        output = await engine.generate(prompt_tokens, params.max_tokens, params.seed, params.temperature)
         if self._misbehave is Misbehaviour.TAMPER_OUTPUT:
-            output = await engine.run(tamper_output, engine, prompt_tokens, output)
+            output = await engine.tamper(prompt_tokens, output)
             log.warning("job %s: --misbehave=tamper-output: delivering a tampered output", hex_id(job_id))
         if await self._yields(record):
             return
         commitment = output_commitment(
             params.model_id, prompt_tokens, output, params.max_tokens, params.seed, params.temperature
         )
+        still = await ctx.locate(record.escrow_txid, escrow)
+        if still is None or still.spent_by is not None:
+            log.info("job %s: its escrow was spent while we computed; not staking", hex_id(job_id))
+            return
         wallets = ctx.require_wallets()
         wallet = wallets.get()
         node_pubkey = wallet.new_job_key()
-        signature = wallet.job_private_key(node_pubkey).sign(commitment_signature_digest(commitment))
-        stake = stake_script(
-            job_id,
-            node_pubkey,
-            params.client_pubkey,
-            commitment,
-            params.model_id,
-            params.timestamp,
-            params.timestamp + params.timelock,
-            ctx.pool.refund_time(params),
-        )
+        # Pn signs the delivery and takes back the STAKE and PAYOUT until D + W and after: a wallet that
+        # relocks before then would cost us the stake, so we hold the key, or (locked now) do not stake.
+        try:
+            wallet.hold_job_key(node_pubkey, terms.refund_time + RELEASE_PATIENCE)
+        except WalletError as exc:
+            log.warning("job %s: not staking: the wallet cannot sign for this job until D + W (%s)", hex_id(job_id),
+                        exc.message)
+            return
+        signature = wallet.sign_job_digest(node_pubkey, commitment_signature_digest(commitment))
+        stake = terms.stake_script(node_pubkey, commitment)
         created = await wallets.pay(
             wallet, lambda: wallet.create_script_payment(stake, reward * STAKE_MULTIPLE, job_id)
         )
@@ -225,6 +373,8 @@ class JobComputer:
             job_id, TestamentRecord(ctx.node_id, node_pubkey, commitment, signature, created.tx.hash)
         )
         ctx.manager.broadcast(testament)
+        self.taken += 1
+        self.tokens_computed += len(output)
         log.info("job %s: generated %d tokens, staked in %s", hex_id(job_id), len(output), created.tx.txid())
 
     async def on_payment(self, peer: Peer, directed: Directed) -> None:
@@ -239,7 +389,7 @@ class JobComputer:
                 "job %s: payment from %s is no transaction: %s", hex_id(message.job_id), directed.sender.hex(), exc
             )
             return
-        self._take_payment(message.job_id, tx, published=False)
+        await self._take_payment(message.job_id, tx, published=False)
 
     def on_published(self, tx: Transaction) -> None:
         """A transaction reached the mempool or a block: a job's escrow, or a payment for a job of ours."""
@@ -249,29 +399,39 @@ class JobComputer:
         work = self.jobs.get(tx.job_id)
         spends_escrow = work is not None and any(OutPoint(i.prev_txid, i.prev_index) == work.escrow for i in tx.inputs)
         if spends_escrow and tx.outputs and match_job_lock(tx.outputs[0].script_pubkey) is not None:  # not a refund
-            self._take_payment(tx.job_id, tx, published=True)
+            self._ctx.spawn(self._take_payment(tx.job_id, tx, published=True), f"job-paid-{tx.txid()[:16]}")
 
-    def _take_payment(self, job_id: bytes, tx: Transaction, published: bool) -> None:
-        """Deliver for a valid payment (once per job), publish it if it is not yet, and claim the PAYOUT later."""
+    async def _take_payment(self, job_id: bytes, tx: Transaction, published: bool) -> None:
+        """Take a payment we can rely on (once per job), publish it if it is not yet, deliver once it is safe
+        to (deliver_when_paid), and claim the PAYOUT later.
+
+        A directed payment must pass payment_problem and every mempool rule but the dispute window,
+        against our mempool and chain: a payment that can never be mined, or whose escrow the client
+        already spent elsewhere, earns nothing (mempool.check).
+        """
         ctx = self._ctx
         work = self.jobs[job_id]
         record = ctx.pool.get(job_id)
         if record is None or work.payment_txid is not None:
             return
-        params = record.params
-        problem = payment_problem(tx, job_id, work, params, ctx.pool.refund_time(params))
+        terms = ctx.terms(record.params)
+        problem = payment_problem(tx, terms, work)
+        if problem is None and not published:
+            try:
+                await ctx.chain.call(ctx.chain.mempool.check, tx)
+            except TxRejected as exc:
+                problem = f"the mempool would refuse it: {exc}"
         if problem is not None:
             log.warning("job %s: refusing payment %s: %s", hex_id(job_id), tx.txid(), problem)
             return
+        if work.payment_txid is not None:  # another payment was taken while we checked this one
+            return
         work.payment_txid, work.payment = tx.txid(), tx
-        ctx.pool.advance(record, JobState.PAID)
-        if self._misbehave is Misbehaviour.NEVER_DELIVER:
-            log.warning("job %s: --misbehave=never-deliver: paid by %s, delivering nothing", hex_id(job_id), tx.txid())
-        else:
-            self._deliver(record, work)
-            log.info("job %s: paid by %s, output delivered", hex_id(job_id), tx.txid())
+        self.earned += tx.outputs[0].value
+        ctx.pool.record_payment(tx, published)
         if not published:
-            ctx.spawn(ctx.publish(tx, ctx.pool.refund_time(params)), f"job-publish-{tx.txid()[:16]}")
+            ctx.spawn(ctx.publish(tx, terms.refund_time), f"job-publish-{tx.txid()[:16]}")
+        ctx.spawn(self._deliver_when_paid(record, work, tx), f"job-deliver-{hex_id(job_id)[:16]}")
         self._release(job_id, work, OutPoint(tx.hash, 0), tx.outputs[0])
 
     def resume(self, job_id: bytes) -> None:
@@ -279,21 +439,74 @@ class JobComputer:
         work, record = self.jobs[job_id], self._ctx.pool.get(job_id)
         if record is None:
             return
-        undelivered = work.payment is not None and work.node_pubkey not in record.deliveries
-        if undelivered and self._misbehave is not Misbehaviour.NEVER_DELIVER:
-            self._deliver(record, work)
+        if work.payment is not None and work.node_pubkey not in record.deliveries:
+            self._ctx.spawn(self._deliver_when_paid(record, work, work.payment), f"job-deliver-{hex_id(job_id)[:16]}")
         if work.stake not in work.released:
             self._release(job_id, work, work.stake, work.stake_out)
         if work.payment is not None and OutPoint(work.payment.hash, 0) not in work.released:
             self._release(job_id, work, OutPoint(work.payment.hash, 0), work.payment.outputs[0])
+
+    async def _deliver_when_paid(self, record: JobRecord, work: ComputeJob, payment: Transaction) -> None:
+        """Deliver once the payment cannot be undone, retrying a delivery that fails (a locked wallet).
+
+        With policy.payment_confirmations > 0 we wait for that many blocks over the payment, since a
+        client can race a payment it sent us with another spend of the escrow that its own miner
+        mines; once the escrow is spent by anything else, we deliver nothing. We stop waiting shortly
+        before the client's non-delivery claim would open (a dispute window after the payment was
+        published, and not before D): from then on holding back would risk the stake.
+        """
+        ctx, job_id = self._ctx, record.job_id
+        terms = ctx.terms(record.params)
+        if not await self._paid_for_good(record, work, payment, terms):
+            log.warning("job %s: payment %s lost to another spend of the escrow; delivering nothing", hex_id(job_id),
+                        payment.txid())
+            work.payment_txid, work.payment = None, None
+            ctx.pool.on_change(job_id)
+            return
+        if self._misbehave is Misbehaviour.NEVER_DELIVER:
+            log.warning("job %s: --misbehave=never-deliver: paid by %s, delivering nothing", hex_id(job_id),
+                        payment.txid())
+            return
+        while time.time() < terms.refund_time + RELEASE_PATIENCE:
+            try:
+                self._deliver(record, work)
+            except WalletError as exc:
+                log.warning("job %s: delivery failed (%s); retrying", hex_id(job_id), exc.message)
+                await asyncio.sleep(1.0)
+                continue
+            log.info("job %s: paid by %s, output delivered", hex_id(job_id), payment.txid())
+            return
+        log.error("job %s: gave up delivering for payment %s", hex_id(job_id), payment.txid())
+
+    async def _paid_for_good(self, record: JobRecord, work: ComputeJob, payment: Transaction, terms: JobTerms) -> bool:
+        """True once `payment` has the policy's confirmations (or the claim guard time came with it still
+        standing); False once something else spent the escrow, or the job's refund time and
+        RELEASE_PATIENCE passed without either."""
+        ctx, wanted = self._ctx, self.policy.payment_confirmations
+        while time.time() < terms.refund_time + RELEASE_PATIENCE:
+            depth = await ctx.chain.call(ctx.confirmations, payment.hash)
+            if depth >= wanted:
+                return True
+            pooled = await ctx.chain.call(ctx.chain.mempool.get, payment.hash)
+            escrow = await ctx.locate(work.escrow.txid, work.escrow_script)
+            if pooled is None and (escrow is None or escrow.spent_by is not None) and depth == 0:
+                return False  # the escrow is gone, and not to our payment
+            seen = record.payments.get(work.node_pubkey + work.commitment)
+            if seen is not None and seen.seen_at is not None:
+                guard = max(terms.deadline, seen.seen_at + terms.dispute_window) - terms.dispute_window / 2
+                if time.time() >= guard:
+                    return pooled is not None
+            await asyncio.sleep(POLL)
+        return False
 
     def _deliver(self, record: JobRecord, work: ComputeJob) -> None:
         """Flood our output, encrypted to the client and signed with our job key: the proof that we delivered."""
         ctx = self._ctx
         plain = struct.pack(f"<{len(work.output_tokens)}I", *work.output_tokens)
         sealed = ecies.encrypt(PublicKey.from_bytes(record.params.client_pubkey), plain, aad=record.job_id)
-        key = ctx.require_wallets().get().job_private_key(work.node_pubkey)
-        signature = key.sign(job_delivery_digest(record.job_id, sealed))
+        signature = ctx.require_wallets().get().sign_job_digest(
+            work.node_pubkey, job_delivery_digest(record.job_id, sealed)
+        )
         ctx.pool.add_delivery(record.job_id, ctx.node_id, sealed, signature)
         ctx.manager.broadcast(JobDelivery(record.job_id, ctx.node_id, sealed, signature))
 
@@ -304,9 +517,14 @@ class JobComputer:
         non-delivery claim the mempool allows only for a paid job we did not deliver); then we stop.
         """
         lock = match_job_lock(locked.script_pubkey)
-        assert lock is not None  # our own STAKE, or a PAYOUT payment_problem checked
+        record = self._ctx.pool.get(job_id)
+        assert lock is not None and record is not None  # our own STAKE, or a PAYOUT payment_problem checked
+        terms, ours = self._ctx.terms(record.params), Spent(outpoint, locked)
         spend = TimedSpend(
-            job_id, outpoint, locked, lock.release_time, work.node_pubkey, lambda sig: release_script_sig(sig, lock)
+            job_id,
+            ours,
+            lock.release_time,
+            lambda pay_to, signer: terms.release(ours, lock, pay_to, RELEASE_FEE, signer),
         )
 
         async def release() -> None:
@@ -317,26 +535,20 @@ class JobComputer:
         self._ctx.spawn(release(), f"job-release-{hex_id(outpoint.txid)[:16]}")
 
 
-def payment_problem(
-    tx: Transaction, job_id: bytes, work: ComputeJob, params: JobParams, refund_time: int
-) -> str | None:
+def payment_problem(tx: Transaction, terms: JobTerms, work: ComputeJob) -> str | None:
     """Why `tx` is not a payment we can rely on (None if it is): it must move our escrow to our PAYOUT.
 
     The PAYOUT must release to us no later than our stake does (refund_time): a client could
     otherwise pay with a lock that keeps the reward from us for years.
     """
+    job_id, refund_time = terms.job_id, terms.refund_time
     if tx.job_id != job_id:
         return "it carries another Job ID"
     spends = [i for i, txin in enumerate(tx.inputs) if OutPoint(txin.prev_txid, txin.prev_index) == work.escrow]
     if not spends:
         return "it does not spend the job's escrow"
     lock = match_job_lock(tx.outputs[0].script_pubkey) if tx.outputs else None
-    expected = (job_id, params.timestamp, work.node_pubkey, params.client_pubkey, work.commitment, params.model_id)
-    if (
-        lock is None
-        or lock.is_stake
-        or (lock.job_id, lock.t0, lock.node_pubkey, lock.client_pubkey, lock.commitment, lock.model_id) != expected
-    ):
+    if lock is None or lock != terms.payout_lock(work.node_pubkey, work.commitment, lock.release_time):
         return "its output 0 is not a PAYOUT to our key for our commitment"
     if lock.release_time > refund_time:
         return f"its PAYOUT releases at {lock.release_time}, after the job's refund time {refund_time}"

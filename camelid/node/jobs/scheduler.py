@@ -95,16 +95,25 @@ class JobScheduler:
             and self._serves(params.model_id)
         )
 
-    def choose(self, jobs: Iterable[JobRecord], now: float, skip: Set[bytes] = frozenset()) -> JobRecord | None:
+    def choose(
+        self,
+        jobs: Iterable[JobRecord],
+        now: float,
+        skip: Set[bytes] = frozenset(),
+        pay: Callable[[JobRecord], float] | None = None,
+    ) -> JobRecord | None:
         """Of the MAX_CANDIDATES oldest open jobs (`jobs` oldest first, as the pool lists them) not in `skip`,
-        the best-ranked."""
+        the best-paying by `pay` (reward per token), then the best-ranked."""
         candidates: list[JobRecord] = []
         for record in jobs:
             if record.job_id not in skip and self.is_open(record, now):
                 candidates.append(record)
                 if len(candidates) == MAX_CANDIDATES:
                     break
-        return min(candidates, key=lambda record: self.rank(record.job_id), default=None)
+        def order(record: JobRecord) -> tuple[float, float]:
+            return (-pay(record) if pay else 0.0, self.rank(record.job_id))
+
+        return min(candidates, key=order, default=None)
 
     def next_reopening(self, jobs: Iterable[JobRecord], now: float) -> float | None:
         """The earliest time after `now` at which another node's claim on a job without a testament runs out."""

@@ -11,20 +11,23 @@ getjob, listjobs, canceljob) call in here, and read both roles' records to descr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from camelid.chain.jobpool import JobPool, JobRecord, JobRejected, JobState, TestamentRecord
 from camelid.chain.jobstore import JobStore
 from camelid.chain.storage import LevelDBStore
-from camelid.node.config import Misbehaviour
-from camelid.node.events import BlockConnected, TxAccepted
+from camelid.node.config import ComputePolicy, Misbehaviour
+from camelid.node.events import BlockConnected, JobChanged, TxAccepted
 from camelid.node.jobs.client import DEFAULT_TIMELOCK, JobClient
 from camelid.node.jobs.common import JobContext, hex_id
 from camelid.node.jobs.compute import JobComputer
 from camelid.node.jobs.journal import JobJournal
+from camelid.node.jobs.market import Market, take_by, untaken
 from camelid.node.jobs.verify import OutsourcedVerification
 from camelid.p2p.errors import ProtocolViolation
 from camelid.p2p.messages import (
@@ -36,6 +39,7 @@ from camelid.p2p.messages import (
     JobMessage,
     JobPayment,
     JobTestament,
+    Prices,
     RasticAnswer,
     RasticAsk,
 )
@@ -44,6 +48,7 @@ from camelid.p2p.schema import Message
 if TYPE_CHECKING:
     from camelid.node.bus import EventBus
     from camelid.node.chain_service import ChainService
+    from camelid.node.compute_service import ComputeService
     from camelid.node.model_service import ModelService
     from camelid.node.p2p_service import P2PService
     from camelid.node.wallet_service import WalletService
@@ -67,24 +72,32 @@ class JobService:
         p2p: P2PService,
         models: ModelService,
         wallets: WalletService | None,
+        compute: ComputeService,
         serve: bool,
         misbehave: Misbehaviour | None = None,
         store_dir: Path | None = None,
+        policy: ComputePolicy | None = None,
     ) -> None:
         """`serve`: act as a compute node for the models the store holds (needs `wallets`).
 
         `store_dir`: the LevelDB directory the job journal keeps jobs in across restarts (None: memory only).
 
         `misbehave` (regtest only): cheat on purpose as a compute node or a client, to test disputes.
+
+        `policy`: what the compute role accepts (default: ComputePolicy's safe defaults).
         """
         self.chain = chain
         self.pool = JobPool(chain.params.dispute_window)
         chain.mempool.stake_claims = self.pool
+        self._bus = bus
         self._manager = p2p.manager
-        self._ctx = JobContext(chain, self.pool, p2p.manager, p2p.node_key, models, wallets)
+        self._ctx = JobContext(chain, self.pool, p2p.manager, p2p.node_key, models, wallets, compute)
         verifiers = OutsourcedVerification(self._ctx)
         self._client = JobClient(self._ctx, verifiers, misbehave)
-        self._compute = JobComputer(self._ctx, serving=serve and wallets is not None, misbehave=misbehave)
+        self._compute = JobComputer(
+            self._ctx, serving=serve and wallets is not None, misbehave=misbehave, policy=policy or ComputePolicy()
+        )
+        self.market = Market(p2p.manager, self._ctx.node_id, self._compute.selling)
         self._journal: JobJournal | None = None
         self._restored: list[bytes] = []
         if store_dir is not None:
@@ -92,8 +105,10 @@ class JobService:
                 JobStore(LevelDBStore(store_dir)), self.pool, self._client.jobs, self._compute.jobs
             )
             self._restored = self._journal.restore()
-            self.pool.on_change = self._journal.save
+        self.pool.on_change = self._changed
         self._manager.add_ready_listener(self._bring_up_to_date)
+        self._manager.add_ready_listener(self.market.announce)
+        self._manager.register_handler(Prices.command, self.market.on_prices)
         for command, handler in (
             (JobMessage.command, self._on_job),
             (JobAccept.command, self._on_accept),
@@ -113,7 +128,7 @@ class JobService:
                 self._client.resume(job_id)
             if job_id in self._compute.jobs:
                 self._compute.resume(job_id)
-        await self._compute.preload()
+        self._compute.start()
         try:
             while True:
                 await asyncio.sleep(PRUNE_INTERVAL)
@@ -122,6 +137,30 @@ class JobService:
             await self._ctx.close()
             if self._journal is not None:
                 self._journal.close()
+
+    def _changed(self, job_id: bytes) -> None:
+        """A job changed (JobPool.on_change): keep it in the journal and tell the bus."""
+        if self._journal is not None:
+            self._journal.save(job_id)
+        self._ctx.spawn(self._bus.publish(JobChanged(job_id)), "job-changed")
+
+    @contextlib.asynccontextmanager
+    async def watch(self, job_id: bytes) -> AsyncIterator[asyncio.Event]:
+        """An event set on every JobChanged of `job_id` while the block runs.
+
+        Subscribe, then look at the job, then wait: a change between the look and the wait is not missed.
+        """
+        changed = asyncio.Event()
+
+        async def on_change(event: JobChanged) -> None:
+            if event.job_id == job_id:
+                changed.set()
+
+        subscription = self._bus.subscribe(JobChanged, on_change)
+        try:
+            yield changed
+        finally:
+            await self._bus.unsubscribe(subscription)
 
     # -- RPC -------------------------------------------------------------------------------------
 
@@ -153,17 +192,27 @@ class JobService:
         if client is not None:
             info.update(
                 reward=client.reward,
-                verdict=client.verdict,
+                verdict=None if client.verdict is None else str(client.verdict),
                 text=client.text,
                 slash_txid=client.slash_txid,
                 refund_txid=client.refund_txid,
                 checked_by=client.checked_by,
+                take_by=take_by(record),
+                untaken=untaken(record, client.reward, self.market, time.time()),
             )
             if client.testament is not None and record.reached(JobState.PAID):
                 info["paid_node"] = client.testament.node.hex()
         elif work is not None:
             info["payment_txid"] = work.payment_txid
         return info
+
+    def compute_policy(self) -> dict[str, Any]:
+        """What this node accepts as a compute node, and what it has staked now (for getcomputeinfo)."""
+        return self._compute.policy_info()
+
+    def compute_stats(self) -> dict[str, Any]:
+        """Jobs taken and declined by kind, tokens computed, earnings since start; stake locked now (base units)."""
+        return self._compute.stats()
 
     def list_jobs(self) -> list[dict[str, Any]]:
         return [
@@ -235,7 +284,7 @@ class JobService:
             messages += [JobDelivery(job_id, d.node, d.sealed, d.signature) for d in record.deliveries.values()]
             # The job's transactions may be unconfirmed, and mempools are not exchanged on connect: offer them.
             txids = [record.escrow_txid, *(t.stake_txid for t in record.testaments.values())]
-            txids += [payment.txid for payment in record.payments.values()]
+            txids += [payment.txid for payment in record.payments.values() if payment.seen_at is not None]
             messages.append(Inv(tuple(InvItem(InvType.TX, txid) for txid in txids)))
             payloads = [message.to_payload() for message in messages]
             budget -= sum(len(payload) for payload in payloads)
@@ -256,7 +305,8 @@ class JobService:
 
     async def _on_tx_accepted(self, event: TxAccepted) -> None:
         self._ctx.tx_arrived(event.tx.hash)
-        if self.pool.record_payment(event.tx) is not None:
+        if (paid := self.pool.record_payment(event.tx)) is not None:
+            self.market.on_paid(paid, event.tx)
             log.info("job %s: payment %s seen", hex_id(event.tx.job_id), event.tx.txid())
         self._compute.on_published(event.tx)
 
@@ -266,3 +316,4 @@ class JobService:
             log.info("job %s %s in block %d", hex_id(record.job_id), record.state.value, event.height)
         for tx in transactions[1:]:
             self._compute.on_published(tx)
+        self._compute.on_block()

@@ -24,12 +24,15 @@ import msgpack
 from camelid.compute.outsourced import (
     SignedVerdict,
     VerificationRequest,
-    answer_request,
     request_digest,
+    sign_results,
     verdict_digest,
 )
+from camelid.compute.worker_client import EngineUnavailable
 from camelid.crypto.keys import PublicKey
 from camelid.node.jobs.common import JobContext, decode_directed, hex_id
+from camelid.node.jobs.verdict import VERIFIED, Cause, Verdict, unverified
+from camelid.node.jobs.verdict import failed as failed_verdict
 from camelid.p2p.messages.verify import RasticAnswer, RasticAsk
 
 if TYPE_CHECKING:
@@ -47,7 +50,7 @@ ANSWER_TIMEOUT = 60.0
 class Outcome:
     """What the verifiers said: the job's verdict, from a passing verifier the output's text, and who checked."""
 
-    verdict: str
+    verdict: Verdict
     text: str | None
     checked_by: list[str]
 
@@ -73,7 +76,8 @@ class OutsourcedVerification:
             if model_id in peer.models and peer.node_id not in (computed_by, ctx.node_id)
         ][:VERIFIERS_ASKED]
         if not verifiers:
-            return Outcome("unverified: this node does not hold the model and no peer that does can check it", None, [])
+            why = "this node does not hold the model and no peer that does can check it"
+            return Outcome(unverified(Cause.UNCHECKABLE, why), None, [])
         positions = tuple(range(len(tokens)))
         ask = RasticAsk(job_id, commitment, struct.pack(f"<{len(tokens)}I", *tokens))
         loop = asyncio.get_running_loop()
@@ -101,16 +105,18 @@ class OutsourcedVerification:
                 continue
             if not verdict.ok:
                 failed = sum(not r.ok for r in verdict.results)
+                rejected = f"verifier {verifier.hex()[:16]} rejected {failed} of {len(positions)} positions"
                 return Outcome(
-                    f"failed: verifier {verifier.hex()[:16]} rejected {failed} of {len(positions)} positions",
+                    failed_verdict(Cause.VERIFIER, rejected),
                     None,
                     [verifier.hex()],
                 )
             else:
                 passed.append((verifier, answer.text.decode("utf-8", errors="replace")))
         if not passed:
-            return Outcome(f"unverified: no verifier could check it ({'; '.join(refusals)})", None, [])
-        return Outcome("verified", passed[0][1], [verifier.hex() for verifier, _ in passed])
+            why = f"no verifier could check it ({'; '.join(refusals)})"
+            return Outcome(unverified(Cause.UNCHECKABLE, why), None, [])
+        return Outcome(VERIFIED, passed[0][1], [verifier.hex() for verifier, _ in passed])
 
     async def on_verdict(self, peer: Peer, directed: Directed) -> None:
         answer = decode_directed(RasticAnswer, directed)
@@ -143,13 +149,16 @@ class OutsourcedVerification:
             return b"", b"", "no testament of this job carries that commitment"
         if len(ask.output) % 4:
             return b"", b"", "the output is not a whole number of u32 tokens"
-        engine = await ctx.engine_for(record.params.model_id)
+        try:
+            engine = await ctx.engine_for(record.params.model_id)
+        except EngineUnavailable as exc:
+            return b"", b"", f"this node's worker for the model is unavailable ({exc})"
         if engine is None:
             return b"", b"", "this node does not hold the model"
         params = record.params
         tokens = tuple(struct.unpack(f"<{len(ask.output) // 4}I", ask.output))
         try:
-            prompt = tuple(await engine.run(engine.tokenize, params.prompt))
+            prompt = tuple(await engine.tokenize(params.prompt))
             request = VerificationRequest(
                 ask.job_id,
                 params.model_id,
@@ -162,10 +171,12 @@ class OutsourcedVerification:
             )
             if request.commitment() != ask.commitment:
                 return b"", b"", "the output is not the one the commitment names"
-            verdict = await engine.run(answer_request, engine, request, ctx.node_key.secret)
-            text = await engine.run(engine.detokenize, tokens)
+            verdict = sign_results(request, await engine.check_request(request), ctx.node_key.secret)
+            text = await engine.detokenize(tokens)
         except ValueError as exc:  # tokens this model does not have, or a job its context cannot hold
             return b"", b"", f"cannot check it: {exc}"
+        except EngineUnavailable as exc:
+            return b"", b"", f"this node's worker for the model died while checking ({exc})"
         return msgpack.packb(verdict.to_dict(), use_bin_type=True), text.encode("utf-8"), ""
 
 

@@ -14,9 +14,17 @@ from camelid.p2p.messages.inv import MAX_INV, GetData, Inv, InvItem, InvType, No
 from camelid.p2p.messages.jobs import JobAccept, JobDelivery, JobMessage, JobPayment, JobTestament
 from camelid.p2p.messages.models import Chunk, GetChunk, GetManifest, ManifestMessage, NoModel
 from camelid.p2p.messages.ping import Ping, Pong
+from camelid.p2p.messages.prices import ModelPrice, Prices
 from camelid.p2p.messages.tx import TxMessage
 from camelid.p2p.messages.verify import RasticAnswer, RasticAsk
-from camelid.p2p.messages.version import MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ServiceFlags, Verack, Version
+from camelid.p2p.messages.version import (
+    MIN_PROTOCOL_VERSION,
+    PRICES_VERSION,
+    PROTOCOL_VERSION,
+    ServiceFlags,
+    Verack,
+    Version,
+)
 from camelid.p2p.schema import Message
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
@@ -46,6 +54,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         JobAccept,
         JobTestament,
         JobDelivery,
+        Prices,
     )
 }
 
@@ -64,6 +73,7 @@ __all__ = [
     "MESSAGE_TYPES",
     "MIN_PROTOCOL_VERSION",
     "PROTOCOL_VERSION",
+    "PRICES_VERSION",
     "RasticAsk",
     "RasticAnswer",
     "Addr",
@@ -84,12 +94,14 @@ __all__ = [
     "JobMessage",
     "JobPayment",
     "ManifestMessage",
+    "ModelPrice",
     "Message",
     "NetAddress",
     "NoModel",
     "NotFound",
     "Ping",
     "Pong",
+    "Prices",
     "SendHeaders",
     "ServiceFlags",
     "JobTestament",

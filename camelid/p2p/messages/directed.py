@@ -3,9 +3,9 @@
 Job offers, completion outputs and verification requests are meant for a single
 node, named by its identity key (the `node_id` of its version message), which
 may not be a direct peer. The envelope names sender and recipient; a node that
-is not the recipient forwards it with `hops_left` reduced by one -- to the
-recipient itself when connected, else to every peer but the one it came from --
-and drops it when `hops_left` is 0 or its `message_id` was seen before.
+is not the recipient forwards it with `hops_left` reduced by one to the one peer
+its route names (camelid.p2p.routing), and drops it when it knows no route,
+`hops_left` is 0 or its `message_id` was seen before.
 
 The inner `command` and `payload` are opaque here: the job layer defines and
 checks them (and signs what needs to be authentic; the envelope is not signed).

@@ -1,8 +1,8 @@
 """getmanifest / manifest / nomodel, getchunk / chunk: fetching a model's file from peers (whitepaper 2.6.1).
 
-A model is named by the Merkle root of its chunk hashes, so a manifest is checked against the id it was
-asked for and every chunk against the manifest's hash as it arrives: a peer can waste our time but never
-make us keep a wrong byte.
+A model's id commits to its sizes and chunk hashes (camelid.compute.model_id), so a manifest is checked
+against the id it was asked for and every chunk against the manifest's hash as it arrives: a peer can
+waste our time but never make us keep a wrong byte.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class GetManifest(Message):
 
 @dataclass(frozen=True)
 class ManifestMessage(Message):
-    """A model's manifest; the receiver accepts it only if the chunk hashes' Merkle root is `model`."""
+    """A model's manifest; the receiver accepts it only if `model` is the id of its sizes and chunk hashes."""
 
     command: ClassVar[str] = "manifest"
     max_payload: ClassVar[int] = MAX_MODEL_CHUNKS * (MODEL_ID_SIZE + 2) + 512

@@ -1,9 +1,11 @@
-"""version / verack: the handshake that opens every connection.
+"""version / verack: the handshake that opens every connection, and proves each side's identity.
 
 Each side sends `version` first and answers the other's `version` with `verack`;
 no other message is valid before both have crossed. `version` says who the node
 is (its identity key, which directed messages are addressed to), what it serves
-(service bits and the model ids it can run) and how far its chain reaches.
+(service bits and the model ids it can run) and how far its chain reaches, and
+carries a fresh random `challenge`. `verack` signs both challenges with the
+identity key (camelid.p2p.auth), so a node id is never merely claimed.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from typing import ClassVar
 
 from camelid.p2p.schema import COMMAND_CHARS, Blob, ListOf, Message, NodeId, Text, UInt, wire
 
-PROTOCOL_VERSION = 1
-MIN_PROTOCOL_VERSION = 1  # peers announcing less are disconnected during the handshake
+PROTOCOL_VERSION = 3  # 2: version carries a challenge and verack signs the handshake; 3: `prices`
+PRICES_VERSION = 3  # peers announcing less refuse unknown commands: they are sent no `prices`
+MIN_PROTOCOL_VERSION = 2  # peers announcing less are disconnected during the handshake
 MAX_MODELS = 64  # model ids one node may announce
 MAX_USER_AGENT = 256
 MODEL_ID_SIZE = 32
+CHALLENGE_SIZE = 32
+MAX_SIGNATURE_SIZE = 72  # strict DER ECDSA
 
 
 class ServiceFlags(enum.IntFlag):
@@ -45,11 +50,17 @@ class Version(Message):
     timestamp: int = wire(UInt(64))  # sender's clock, seconds since the epoch
     listen_port: int = wire(UInt(16))  # 0: the sender accepts no inbound connections
     nonce: int = wire(UInt(64))  # random per node; seeing our own nonce means we dialled ourselves
+    challenge: bytes = wire(Blob(CHALLENGE_SIZE))  # random per connection; the peer's verack signs it
 
 
 @dataclass(frozen=True)
 class Verack(Message):
-    """Acknowledges the peer's version; the connection is usable once both sides have one."""
+    """Acknowledges the peer's version and proves the sender holds its node key; usable once both have one.
+
+    `signature`: ECDSA by the sender's node id over camelid.p2p.auth.handshake_digest.
+    """
 
     command: ClassVar[str] = "verack"
-    max_payload: ClassVar[int] = 1  # the empty map
+    max_payload: ClassVar[int] = 96
+
+    signature: bytes = wire(Blob(1, MAX_SIGNATURE_SIZE))

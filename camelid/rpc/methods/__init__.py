@@ -1,5 +1,29 @@
-"""RPC method modules; importing this package registers every method in camelid.rpc.registry.METHODS."""
+"""The RPC method modules, and the one place that says which of them the node serves.
 
-from camelid.rpc.methods import blockchain, control, jobs, mining, models, network, rawtransactions, wallet
+Each module fills its own METHODS table; build_registry merges the tables of
+MODULES, so a new module serves nothing until it is listed here.
+"""
 
-__all__ = ["blockchain", "control", "jobs", "mining", "models", "network", "rawtransactions", "wallet"]
+from camelid.rpc.methods import (
+    blockchain,
+    compute,
+    control,
+    jobs,
+    market,
+    mining,
+    models,
+    network,
+    rawtransactions,
+    wallet,
+)
+from camelid.rpc.registry import MethodRegistry
+
+MODULES = (blockchain, compute, control, jobs, market, mining, models, network, rawtransactions, wallet)
+
+
+def build_registry() -> MethodRegistry:
+    """Every RPC method of MODULES in one table; ValueError if two modules define the same name."""
+    registry = MethodRegistry()
+    for module in MODULES:
+        registry.include(module.METHODS)
+    return registry

@@ -11,7 +11,9 @@ from camelid.rpc.context import RPCContext
 from camelid.rpc.errors import RPCError, RPCErrorCode
 from camelid.rpc.formatting import difficulty, parse_hash, script_pubkey_json, transaction_json
 from camelid.rpc.jsonenc import amount
-from camelid.rpc.registry import METHODS, Param
+from camelid.rpc.registry import MethodRegistry, Param
+
+METHODS = MethodRegistry()  # this module's methods; build_registry merges them
 
 BLOCKHASH = Param("blockhash", ("string",), "the block hash")
 

@@ -10,7 +10,9 @@ from camelid.crypto.address import address_to_hash160
 from camelid.node.events import ShutdownRequested
 from camelid.rpc.context import RPCContext
 from camelid.rpc.errors import RPCError, RPCErrorCode
-from camelid.rpc.registry import METHODS, Param
+from camelid.rpc.registry import MethodRegistry, Param
+
+METHODS = MethodRegistry()  # this module's methods; build_registry merges them
 
 STOP_MESSAGE = "CamelidCoin server stopping"
 
@@ -21,13 +23,13 @@ STOP_MESSAGE = "CamelidCoin server stopping"
 async def help(ctx: RPCContext, command: str | None) -> str:
     """List all methods, or explain one in detail."""
     if command is not None:
-        method = METHODS.get(command)
+        method = ctx.methods.get(command)
         if method is None:
             return f"help: unknown command: {command}"
         return method.help_text()
     lines: list[str] = []
     category = None
-    for method in METHODS:
+    for method in ctx.methods:
         if method.category != category:
             if lines:
                 lines.append("")

@@ -6,6 +6,9 @@ the time (UNIX seconds, float) this node saw it reach it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from typing import Any
 
 from camelid.chain.errors import TxRejected
@@ -14,11 +17,17 @@ from camelid.core.job import MAX_TEMPERATURE_MILLI
 from camelid.node.jobs import DEFAULT_TIMELOCK
 from camelid.rpc.context import RPCContext
 from camelid.rpc.errors import RPCError, RPCErrorCode
+from camelid.rpc.job_outcome import stopped_waiting, wake_by
+from camelid.rpc.methods.market import estimated_reward
 from camelid.rpc.methods.wallet import parse_amount
-from camelid.rpc.registry import METHODS, Param
+from camelid.rpc.registry import MethodRegistry, Param
 from camelid.wallet.errors import WalletError
 
+METHODS = MethodRegistry()  # this module's methods; build_registry merges them
+
 CATEGORY = "Jobs"
+MAX_WAIT = 60
+"""waitforjob's longest wait, under the RPC client's HTTP timeout."""
 JOB_ID = Param("id", ("string",), "the job id (64 hex digits, as submitjob returned it)")
 
 
@@ -50,9 +59,16 @@ def _default_model(ctx: RPCContext) -> bytes:
     Param("model", ("string",), "model id; default: one this node or a peer serves", False, None),
     Param("seed", ("number",), "sampling seed", False, 0, integer=True),
     Param("temperature", ("number",), "sampling temperature, 0 for greedy (0..2, in thousandths)", False, 0),
-    Param("reward", ("number", "string"), "coins paid to the node that computes it", False, 1),
+    Param(
+        "reward",
+        ("number", "string"),
+        "coins paid to the node that computes it; default: estimatejobreward's, capped at max_reward",
+        False,
+        None,
+    ),
     Param("timelock", ("number",), "seconds the node has to deliver", False, DEFAULT_TIMELOCK, integer=True),
     Param("verify", ("string",), "RASTiC on the delivery: full (every position), spot or off", False, "full"),
+    Param("max_reward", ("number", "string"), "most coins the default reward may be", False, None),
 )
 async def submitjob(
     ctx: RPCContext,
@@ -61,9 +77,10 @@ async def submitjob(
     model: str | None,
     seed: int,
     temperature: float,
-    reward: int | float | str,
+    reward: int | float | str | None,
     timelock: int,
     verify: str,
+    max_reward: int | float | str | None,
 ) -> str:
     """Fund an escrow with the wallet and publish the job; returns its job id. Follow it with getjob."""
     try:
@@ -73,7 +90,11 @@ async def submitjob(
     temperature_milli = round(temperature * 1000)
     if not 0 <= temperature_milli <= MAX_TEMPERATURE_MILLI or abs(temperature * 1000 - temperature_milli) > 1e-6:
         raise RPCError(RPCErrorCode.INVALID_PARAMETER, f"temperature must be 0..2 in steps of 0.001, got {temperature}")
-    amount = parse_amount(reward, "reward")
+    if reward is None:
+        cap = None if max_reward is None else parse_amount(max_reward, "max_reward")
+        amount = estimated_reward(ctx, model_id, max_tokens, cap)
+    else:
+        amount = parse_amount(reward, "reward")
     if amount <= 0:
         raise RPCError(RPCErrorCode.TYPE_ERROR, "reward must be positive")
     try:
@@ -94,6 +115,32 @@ async def getjob(ctx: RPCContext, id: str) -> dict[str, Any]:
     if info is None:
         raise RPCError(RPCErrorCode.INVALID_ADDRESS_OR_KEY, f"job {id} is not in the job pool")
     return info
+
+
+@METHODS.method(
+    CATEGORY,
+    JOB_ID,
+    Param("states", ("number",), "history entries the caller has seen already", False, 0, integer=True),
+    Param("timeout", ("number",), f"seconds to wait at most (0..{MAX_WAIT})", False, MAX_WAIT),
+)
+async def waitforjob(ctx: RPCContext, id: str, states: int, timeout: int | float) -> dict[str, Any]:
+    """getjob once the job has more than `states` history entries, has a verdict or has ended, or after `timeout`.
+
+    A long poll on the job's JobChanged events: camelid-cli complete follows a job with it.
+    """
+    job_id = _job_id(id)
+    if not 0 <= timeout <= MAX_WAIT:
+        raise RPCError(RPCErrorCode.INVALID_PARAMETER, f"timeout must be 0..{MAX_WAIT} seconds, got {timeout}")
+    deadline = time.monotonic() + timeout
+    async with ctx.jobs.watch(job_id) as changed:
+        while True:
+            changed.clear()
+            info = await getjob(ctx, id)
+            left = deadline - time.monotonic()
+            if len(info["history"]) > states or stopped_waiting(info) or left <= 0:
+                return info
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), wake_by(info, left, time.time()))
 
 
 @METHODS.method(CATEGORY)

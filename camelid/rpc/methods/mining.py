@@ -11,7 +11,9 @@ from camelid.rpc.context import RPCContext
 from camelid.rpc.errors import RPCError, RPCErrorCode
 from camelid.rpc.formatting import decode_block, difficulty
 from camelid.rpc.methods.control import address_script
-from camelid.rpc.registry import METHODS, Param
+from camelid.rpc.registry import MethodRegistry, Param
+
+METHODS = MethodRegistry()  # this module's methods; build_registry merges them
 
 NETWORK_HASHPS_BLOCKS = 120  # as Bitcoin Core's getnetworkhashps default
 

@@ -1,6 +1,6 @@
 """Model RPCs: the models a node holds or is fetching from peers (whitepaper 2.6.1).
 
-A model is named by its id, the 64 hex digits of the Merkle root of its chunk hashes.
+A model is named by its id, 64 hex digits committing to its sizes and chunk hashes (camelid.compute.model_id).
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from typing import Any
 from camelid.compute.model_store import parse_model_id
 from camelid.rpc.context import RPCContext
 from camelid.rpc.errors import RPCError, RPCErrorCode
-from camelid.rpc.registry import METHODS, Param
+from camelid.rpc.registry import MethodRegistry, Param
+
+METHODS = MethodRegistry()  # this module's methods; build_registry merges them
 
 MODEL_ID = Param("id", ("string",), "the model id (64 hex digits)")
 

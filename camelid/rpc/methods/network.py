@@ -9,14 +9,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from camelid.node.p2p_service import parse_peer_address
 from camelid.p2p.addrbook import AddressKey
 from camelid.p2p.messages import PROTOCOL_VERSION, Ping
 from camelid.p2p.peer import Direction, PeerInfo
+from camelid.p2p.peer_address import parse_peer_address
 from camelid.p2p.schema import canonical_ip
 from camelid.rpc.context import RPCContext
 from camelid.rpc.errors import RPCError, RPCErrorCode
-from camelid.rpc.registry import METHODS, Param
+from camelid.rpc.registry import MethodRegistry, Param
+
+METHODS = MethodRegistry()  # this module's methods; build_registry merges them
 
 DEFAULT_BAN_SECONDS = 24 * 60 * 60
 

@@ -10,7 +10,9 @@ from camelid.rpc.context import RPCContext
 from camelid.rpc.errors import RPCError, RPCErrorCode
 from camelid.rpc.formatting import decode_transaction, parse_hash, transaction_json
 from camelid.rpc.jsonenc import amount
-from camelid.rpc.registry import METHODS, Param
+from camelid.rpc.registry import MethodRegistry, Param
+
+METHODS = MethodRegistry()  # this module's methods; build_registry merges them
 
 MISSING_INPUTS = "bad-txns-inputs-missingorspent"
 ALREADY_CONFIRMED = "txn-already-known"

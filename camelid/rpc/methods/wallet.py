@@ -19,10 +19,12 @@ from camelid.core.serialize import hash_to_hex
 from camelid.rpc.context import RPCContext
 from camelid.rpc.errors import RPCError, RPCErrorCode
 from camelid.rpc.jsonenc import amount
-from camelid.rpc.registry import METHODS, Param
+from camelid.rpc.registry import MethodRegistry, Param
 from camelid.wallet import Wallet, WalletError
 from camelid.wallet.history import TransactionEntry, UnspentEntry
 from camelid.wallet.wallet import FILE_FORMAT, MAX_CONFIRMATIONS
+
+METHODS = MethodRegistry()  # this module's methods; build_registry merges them
 
 CATEGORY = "Wallet"
 FEE_RATE_BYTES = 1000  # settxfee and paytxfee quote a rate per kB

@@ -1,4 +1,10 @@
-"""The node process: one asyncio loop running every service, as ElectrumX's Controller does.
+"""The composition root: the one module that builds a node from its parts and runs it.
+
+It sits above every package (only camelid/cli imports it), because it must
+import both the node's services and the RPC server that exposes them, and the
+RPC methods import the services: built anywhere lower, the wiring would make an
+import run back up the package map. The node runs one asyncio loop, as
+ElectrumX's Controller does.
 
 Start-up order matters for a node that may be killed at any instant:
 
@@ -8,12 +14,14 @@ Start-up order matters for a node that may be killed at any instant:
    -28 "warming up" while
 3. the chain state opens (and, with --reindex, rebuilds) on the chain thread;
 4. the wallets load and catch up with the chain (unless --disablewallet);
-5. the services run in one TaskGroup -- P2P, and the miner with --mine -- until a
+5. the model, P2P and job services are built, and all services run in one
+   TaskGroup -- P2P, models, jobs, and the miner with --mine -- until a
    ShutdownRequested event (the stop RPC, SIGTERM, SIGINT) or a service fails.
 
 Shutdown runs the same steps backwards: cancel the services, stop the RPC
-server, close the chain state (LevelDB flushed and closed on the chain thread),
-stop the bus, remove the cookie and pid file, release the lock.
+server, close what was opened newest first (wallets, miner, chain state: LevelDB
+flushed and closed on the chain thread), stop the bus, remove the cookie and
+pid file, release the lock.
 """
 
 from __future__ import annotations
@@ -23,14 +31,17 @@ import fcntl
 import logging
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
+from camelid.compute.worker_client import WorkerSettings
 from camelid.core.script import p2pkh_script
 from camelid.crypto.address import address_to_hash160
 from camelid.node.bus import EventBus
 from camelid.node.chain_service import ChainService
+from camelid.node.compute_service import ComputeService
 from camelid.node.config import NodeConfig
 from camelid.node.events import ShutdownRequested
 from camelid.node.jobs import JobService
@@ -38,18 +49,23 @@ from camelid.node.miner import Miner
 from camelid.node.model_service import ModelService
 from camelid.node.p2p_service import P2PService
 from camelid.node.wallet_service import WalletService
-from camelid.rpc import methods  # noqa: F401 -- importing registers every RPC method
 from camelid.rpc.auth import Credentials, delete_cookie, write_cookie
 from camelid.rpc.context import RPCContext
-from camelid.rpc.registry import METHODS
+from camelid.rpc.http_guard import HTTPLimits
+from camelid.rpc.methods import build_registry
 from camelid.rpc.server import RPCServer
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PID_FILENAME = "camelidd.pid"
 LOCK_FILENAME = ".lock"
 CHAINSTATE_DIRNAME = "chainstate"
 JOBS_DIRNAME = "jobs"
+
+
+class _StoppedWhileStarting(Exception):
+    """A shutdown request came during a long start-up step, which was cancelled."""
 
 
 class DataDirLocked(RuntimeError):
@@ -101,6 +117,8 @@ class Node:
             credentials = self._credentials(net_datadir)
             try:
                 await self._run_services(credentials)
+            except _StoppedWhileStarting:
+                log.info("stopped while starting")
             finally:
                 delete_cookie(net_datadir)
         log.info("shutdown complete")
@@ -119,11 +137,12 @@ class Node:
             loop.add_signal_handler(signum, self.request_shutdown, signal.Signals(signum).name)
         bus = EventBus()
         bus.subscribe(ShutdownRequested, self._on_shutdown_requested)
-        context = RPCContext(config.params, bus, mining=config.mine)
-        rpc = RPCServer(METHODS, context, credentials, config.rpcbind, config.rpc_port, status_page=not config.nostatus)
-        chain: ChainService | None = None
-        miner: Miner | None = None
-        wallets: WalletService | None = None
+        context = RPCContext(config.params, bus, methods=build_registry(), mining=config.mine)
+        limits = HTTPLimits(config.rpcworkqueue, config.rpcmaxbody, config.rpcallowhost)
+        rpc = RPCServer(
+            context, credentials, config.rpcbind, config.rpc_port, status_page=not config.nostatus, limits=limits
+        )
+        closers: list[Callable[[], Awaitable[None]]] = []  # awaited newest first, once the RPC server has stopped
         try:
             await rpc.start()
             chain = await ChainService.open(
@@ -132,14 +151,32 @@ class Node:
                 bus,
                 mempool_bytes=config.mempool_bytes,
                 reindex=config.reindex,
+                script_threads=config.par,
             )
+            closers.append(chain.close)
             miner = Miner(bus, chain, self._coinbase_script(), config.mine_processes)
+            closers.append(miner.close)  # joins the worker processes generate() keeps warm
+            wallets: WalletService | None = None
             if not config.disablewallet:
                 context.warmup_status = "Loading wallet..."
                 wallets = WalletService(config.net_datadir, chain, bus)
+                closers.append(wallets.close)
                 await wallets.start(wallets.startup_wallets(config.wallet))
             context.model_service = models = await asyncio.to_thread(ModelService, config)  # hashes files
-            context.p2p_service = p2p = P2PService(config, chain, bus, models.announced())
+            context.compute_service = compute = ComputeService(
+                WorkerSettings(config.compute_threads, gpu_layers=config.gpu_layers, slots=config.compute_slots),
+                models.store.path_of,
+            )
+            closers.append(compute.close)
+            chain.chainstate.job_verifier = compute  # fraud proofs are judged in the models' workers
+            context.warmup_status = "Self-checking the served models..."
+            served = models.announced() if config.serve_model else ()
+            if served:
+                log.info("self-checking the llama.cpp workers of %d served model(s)", len(served))
+            await self._unless_stopped(compute.start([(m, models.store.model_path(m)) for m in served]))
+            context.p2p_service = p2p = P2PService(
+                config, chain, bus, tuple(m for m in models.announced() if compute.usable(m))
+            )
             models.attach(p2p.manager)
             context.job_service = jobs = JobService(
                 chain,
@@ -147,31 +184,52 @@ class Node:
                 p2p,
                 models,
                 wallets,
+                compute,
                 serve=bool(config.serve_model) and not config.nocompute,
                 misbehave=config.misbehave,
                 store_dir=config.net_datadir / JOBS_DIRNAME,
+                policy=config.compute_policy,
             )
             context.finish_warmup(chain, miner, wallets)
             log.info("node ready on %s (RPC port %d)", config.network, config.rpc_port)
-            async with asyncio.TaskGroup() as services:
-                running = [services.create_task(p2p.run(), name="p2p")]
-                running.append(services.create_task(models.run(), name="models"))
-                running.append(services.create_task(jobs.run(), name="jobs"))
-                running += [services.create_task(miner.run(), name="miner")] if config.mine else []
-                await self._shutdown.wait()
-                for task in running:
-                    task.cancel()
+            services: dict[str, Coroutine[Any, Any, None]] = {
+                "p2p": p2p.run(),
+                "models": models.run(),
+                "jobs": jobs.run(),
+            }
+            if config.mine:
+                services["miner"] = miner.run()
+            await self._run_until_shutdown(services)
         finally:
             await rpc.stop()
-            if wallets is not None:
-                await wallets.close()
-            if miner is not None:
-                await miner.close()  # joins the worker processes generate() keeps warm
-            if chain is not None:
-                await chain.close()
+            for close in reversed(closers):
+                await close()
             await bus.close()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
+
+    async def _run_until_shutdown(self, services: dict[str, Coroutine[Any, Any, None]]) -> None:
+        """Run each service as a task until shutdown is requested; a service that fails stops them all."""
+        async with asyncio.TaskGroup() as group:
+            running = [group.create_task(run, name=name) for name, run in services.items()]
+            await self._shutdown.wait()
+            for task in running:
+                task.cancel()
+
+    async def _unless_stopped(self, step: Coroutine[Any, Any, T]) -> T:
+        """Await a long start-up step (the served models' self-checks), cancelled at once by a shutdown request,
+        so that Ctrl-C or SIGTERM during start-up stops the node in moments rather than after the step."""
+        task = asyncio.ensure_future(step)
+        stop = asyncio.ensure_future(self._shutdown.wait())
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            raise _StoppedWhileStarting
+        return task.result()
 
     async def _on_shutdown_requested(self, event: ShutdownRequested) -> None:
         self.request_shutdown(event.reason)

@@ -1,0 +1,155 @@
+"""Every job contract and transaction, built from one terms object (whitepaper 2.4, docs/jobs-design.md).
+
+A job's scripts (ESCROW, STAKE, PAYOUT) and the transactions that move them (payment, refund, release,
+non-delivery claim, fraud-proof slash) all follow from the job's parameters, the network's dispute window
+and, once a node has committed, its key Pn and commitment C. `JobTerms` holds those and builds each of
+them, so the client, the compute node and the tests cannot disagree on a field. Nothing here holds a key:
+each builder returns the unsigned transaction and signs its inputs through a `JobSigner` (the wallet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from camelid.core.job import JobParams
+from camelid.core.jobscripts import (
+    FraudProof,
+    JobLock,
+    claim_script_sig,
+    escrow_script_sig,
+    fraud_proof_script_sig,
+    job_lock_script,
+    release_script_sig,
+)
+from camelid.core.jobscripts import escrow_script as build_escrow_script
+from camelid.core.transaction import SIGHASH_ALL, OutPoint, Transaction, TxIn, TxOut
+
+NON_FINAL = 0xFFFFFFFE
+"""Input sequence that lets the lock time (and so CHECKLOCKTIMEVERIFY) apply."""
+
+
+class JobSigner(Protocol):
+    """Who holds the job keys (the wallet): signs with a key it made by public key; the key never leaves it."""
+
+    def sign_job_digest(self, public_key: bytes, digest: bytes) -> bytes:
+        """A DER signature of `digest` by the job key `public_key`."""
+
+
+@dataclass(frozen=True)
+class Spent:
+    """An output a job transaction spends: where it is and what it holds."""
+
+    outpoint: OutPoint
+    out: TxOut
+
+
+@dataclass(frozen=True)
+class JobTerms:
+    """A job's parameters and the network's dispute window: everything its contracts depend on."""
+
+    params: JobParams
+    dispute_window: int
+    job_id: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "job_id", self.params.job_id())
+
+    @property
+    def t0(self) -> int:
+        return self.params.timestamp
+
+    @property
+    def deadline(self) -> int:
+        """D: the node must deliver by then; the client's non-delivery claim opens."""
+        return self.params.timestamp + self.params.timelock
+
+    @property
+    def refund_time(self) -> int:
+        """D + W: the client may refund an unpaid escrow, the node reclaim its stake."""
+        return self.deadline + self.dispute_window
+
+    @property
+    def escrow_script(self) -> bytes:
+        return build_escrow_script(self.job_id, self.params.client_pubkey, self.t0, self.refund_time)
+
+    def stake_lock(self, node_pubkey: bytes, commitment: bytes) -> JobLock:
+        p = self.params
+        return JobLock(
+            self.job_id, self.t0, node_pubkey, p.client_pubkey, commitment, p.model_id, self.refund_time, self.deadline
+        )
+
+    def stake_script(self, node_pubkey: bytes, commitment: bytes) -> bytes:
+        return job_lock_script(self.stake_lock(node_pubkey, commitment))
+
+    def payout_lock(self, node_pubkey: bytes, commitment: bytes, pay_time: int) -> JobLock:
+        p = self.params
+        return JobLock(self.job_id, self.t0, node_pubkey, p.client_pubkey, commitment, p.model_id, pay_time)
+
+    def payout_script(self, node_pubkey: bytes, commitment: bytes, pay_time: int) -> bytes:
+        return job_lock_script(self.payout_lock(node_pubkey, commitment, pay_time))
+
+    # -- transactions ------------------------------------------------------------------------------
+
+    def payment(
+        self, escrow: Spent, node_pubkey: bytes, commitment: bytes, pay_time: int, fee: int, signer: JobSigner
+    ) -> Transaction:
+        """The client's move of the escrow to the node's PAYOUT (value less `fee`), signed with Pc."""
+        outputs = (TxOut(escrow.out.value - fee, self.payout_script(node_pubkey, commitment, pay_time)),)
+        return self._signed((escrow,), outputs, 0, self.params.client_pubkey, signer, lambda _: escrow_script_sig)
+
+    def refund(self, escrow: Spent, pay_to: bytes, fee: int, signer: JobSigner) -> Transaction:
+        """The client's refund of an escrow never paid, valid from the refund time."""
+        outputs = (TxOut(escrow.out.value - fee, pay_to),)
+        return self._signed(
+            (escrow,), outputs, self.refund_time, self.params.client_pubkey, signer, lambda _: escrow_script_sig
+        )
+
+    def claim(self, stake: Spent, pay_to: bytes, fee: int, signer: JobSigner) -> Transaction:
+        """The client's non-delivery claim on a STAKE, valid by consensus from D (guarded by mempool policy)."""
+        outputs = (TxOut(stake.out.value - fee, pay_to),)
+        return self._signed(
+            (stake,), outputs, self.deadline, self.params.client_pubkey, signer, lambda _: claim_script_sig
+        )
+
+    def release(self, locked: Spent, lock: JobLock, pay_to: bytes, fee: int, signer: JobSigner) -> Transaction:
+        """The node's spend of its STAKE or PAYOUT through the time-locked branch, from the lock's release time."""
+        outputs = (TxOut(locked.out.value - fee, pay_to),)
+        return self._signed(
+            (locked,), outputs, lock.release_time, lock.node_pubkey, signer,
+            lambda _: lambda sig: release_script_sig(sig, lock),
+        )
+
+    def slash(
+        self, spent: Sequence[Spent], proof: FraudProof, pay_to: bytes, fee: int, signer: JobSigner
+    ) -> Transaction:
+        """The client's fraud-proof spend of job locks `spent` (STAKE, and PAYOUT if it is there), less `fee`."""
+        outputs = (TxOut(sum(s.out.value for s in spent) - fee, pay_to),)
+        return self._signed(
+            spent, outputs, 0, self.params.client_pubkey, signer,
+            lambda _: lambda sig: fraud_proof_script_sig(sig, proof),
+        )
+
+    def _signed(
+        self,
+        spent: Sequence[Spent],
+        outputs: tuple[TxOut, ...],
+        lock_time: int,
+        key: bytes,
+        signer: JobSigner,
+        unlock: Callable[[int], Callable[[bytes], bytes]],
+    ) -> Transaction:
+        """A transaction carrying J spending `spent` into `outputs`, each input signed by `key` (SIGHASH_ALL).
+
+        A lock time makes the inputs non-final so that it (and CHECKLOCKTIMEVERIFY) applies.
+        """
+        sequence = NON_FINAL if lock_time else 0xFFFFFFFF
+        inputs = tuple(TxIn(s.outpoint.txid, s.outpoint.index, sequence=sequence) for s in spent)
+        unsigned = Transaction(inputs=inputs, outputs=outputs, lock_time=lock_time, job_id=self.job_id)
+        signed = []
+        for index, (txin, s) in enumerate(zip(inputs, spent, strict=True)):
+            digest = unsigned.signature_hash(index, s.out.script_pubkey, s.out.value, SIGHASH_ALL)
+            signature = signer.sign_job_digest(key, digest) + bytes([SIGHASH_ALL])
+            signed.append(replace(txin, script_sig=unlock(index)(signature)))
+        return replace(unsigned, inputs=tuple(signed))

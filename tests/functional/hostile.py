@@ -1,0 +1,226 @@
+"""A hostile client for functional tests: keys of its own, transactions built by hand, job messages on the raw wire.
+
+Nothing in camelidd helps it cheat. It holds a key the miner funds on regtest, builds its escrow, payments and
+self-payouts itself (camelid.node.jobs.contract builds the honest shapes, which it then bends), pushes its
+transactions through the miner's RPC as any wallet could, and speaks to the compute node over a RawPeer
+(tests/functional/p2p_raw.py): the job message, and the payment as a directed message. The compute node under
+test is a real camelidd that sees only what a real cheating client would send.
+
+    client = HostileClient.connect(miner, compute, mine_to)
+    job = client.submit(reward=COIN)              # escrow in the miner's mempool, job message to the compute node
+    testament = client.testament(job)             # the compute node's signed commitment, flooded to us
+    client.send_payment(job, client.payment(job, testament))
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+from camelid.chain.jobpool import job_offer_digest
+from camelid.core.consensus import COIN
+from camelid.core.job import JobParams
+from camelid.core.jobscripts import escrow_script_sig
+from camelid.core.params import REGTEST
+from camelid.core.script import p2pkh_script, p2pkh_script_sig
+from camelid.core.transaction import SIGHASH_ALL, OutPoint, Transaction, TxIn, TxOut
+from camelid.crypto.address import hash160_to_address
+from camelid.crypto.hashes import hash160
+from camelid.crypto.keys import PrivateKey
+from camelid.node.jobs.client import PAYMENT_FEE
+from camelid.node.jobs.contract import JobTerms, Spent
+from camelid.p2p.messages import (
+    DEFAULT_HOPS,
+    MESSAGE_ID_SIZE,
+    Directed,
+    JobDelivery,
+    JobMessage,
+    JobPayment,
+    JobTestament,
+    Message,
+)
+
+from .framework import TestNode, wait_until
+from .p2p_raw import RawPeer
+
+FUNDING = Decimal(5)
+"""Coins the miner sends the hostile client per job it funds."""
+ESCROW_TX_FEE = 10_000
+
+
+class KeySigner:
+    """A JobSigner over keys the hostile client holds in memory (a real client's keys stay in its wallet)."""
+
+    def __init__(self, *keys: PrivateKey) -> None:
+        self._keys = {key.public_key.to_bytes(): key for key in keys}
+
+    def sign_job_digest(self, public_key: bytes, digest: bytes) -> bytes:
+        return self._keys[public_key].sign(digest)
+
+
+@dataclass
+class HostileJob:
+    terms: JobTerms
+    client_key: PrivateKey  # Pc
+    escrow: Spent
+
+    @property
+    def job_id(self) -> bytes:
+        return self.terms.job_id
+
+    @property
+    def rpc_id(self) -> str:
+        return self.job_id[::-1].hex()
+
+
+class HostileClient:
+    """One cheating client: a raw P2P connection to the compute node, and the miner's RPC for its transactions."""
+
+    def __init__(self, miner: TestNode, compute: TestNode, mine_to: str, peer: RawPeer, node_id: bytes) -> None:
+        self.miner, self.compute, self.mine_to = miner, compute, mine_to
+        self.peer, self.node_id = peer, node_id
+        self.compute_id = bytes.fromhex(compute.getnetworkinfo()["nodeid"])
+        self.model_id = bytes.fromhex(compute.listmodels()[0]["id"])
+        self.received: list[Message] = []
+
+    @classmethod
+    def connect(cls, miner: TestNode, compute: TestNode, mine_to: str, source: str = "127.0.0.66") -> HostileClient:
+        peer = RawPeer.connect(compute.p2p_port, source=source)
+        peer.handshake()
+        return cls(miner, compute, mine_to, peer, peer.node_id)
+
+    def close(self) -> None:
+        self.peer.close()
+
+    # -- coins -----------------------------------------------------------------------------------
+
+    def fund(self, key: PrivateKey) -> Spent:
+        """A confirmed output of FUNDING coins to `key`, from the miner."""
+        address = hash160_to_address(hash160(key.public_key.to_bytes()), "regtest")
+        txid = self.miner.sendtoaddress(address, FUNDING)
+        self.miner.generatetoaddress(1, self.mine_to)
+        script = p2pkh_script(hash160(key.public_key.to_bytes()))
+        for index in range(2):
+            out = self.miner.gettxout(txid, index)
+            if out is not None and out["scriptPubKey"]["hex"] == script.hex():
+                return Spent(OutPoint(bytes.fromhex(txid)[::-1], index), TxOut(int(out["value"] * COIN), script))
+        raise AssertionError(f"funding {txid} has no output to the hostile client")
+
+    def broadcast(self, tx: Transaction) -> str:
+        """Hand `tx` to the miner, as a client with its own miner (or paying one) would."""
+        return self.miner.sendrawtransaction(tx.to_bytes().hex())
+
+    # -- a job -----------------------------------------------------------------------------------
+
+    def submit(
+        self, reward: int = COIN, t0: int | None = None, timelock: int = 30, max_tokens: int = 8
+    ) -> HostileJob:
+        """Fund an escrow for a new job and send the job message to the compute node; the job."""
+        funder, client_key = PrivateKey.generate(network="regtest"), PrivateKey.generate(network="regtest")
+        coin = self.fund(funder)
+        params = JobParams(
+            self.model_id,
+            "The llama",
+            max_tokens,
+            0,
+            0,
+            int(time.time()) if t0 is None else t0,
+            timelock,
+            client_key.public_key.to_bytes(),
+            "",
+            REGTEST.default_port,
+        )
+        terms = JobTerms(params, REGTEST.dispute_window)
+        change = TxOut(coin.out.value - reward - ESCROW_TX_FEE, coin.out.script_pubkey)
+        unsigned = Transaction(
+            inputs=(TxIn(coin.outpoint.txid, coin.outpoint.index),),
+            outputs=(TxOut(reward, terms.escrow_script), change),
+            job_id=terms.job_id,
+        )
+        digest = unsigned.signature_hash(0, coin.out.script_pubkey, coin.out.value, SIGHASH_ALL)
+        script_sig = p2pkh_script_sig(funder.sign(digest) + bytes([SIGHASH_ALL]), funder.public_key.to_bytes())
+        escrow_tx = replace(unsigned, inputs=(replace(unsigned.inputs[0], script_sig=script_sig),))
+        self.broadcast(escrow_tx)
+        signature = client_key.sign(job_offer_digest(terms.job_id, escrow_tx.hash, self.node_id))
+        self.peer.send(JobMessage(params.to_bytes(), escrow_tx.hash, self.node_id, signature))
+        return HostileJob(terms, client_key, Spent(OutPoint(escrow_tx.hash, 0), escrow_tx.outputs[0]))
+
+    def testament(self, job: HostileJob, timeout: float = 60) -> JobTestament:
+        """The compute node's testament for `job`, as it floods it to us."""
+        return self._expect(JobTestament, job, timeout)
+
+    def delivery(self, job: HostileJob, timeout: float) -> JobDelivery | None:
+        """The compute node's delivery for `job` if it floods one within `timeout` seconds."""
+        try:
+            return self._expect(JobDelivery, job, timeout)
+        except TimeoutError:
+            return None
+
+    def _expect(self, kind: type, job: HostileJob, timeout: float):  # noqa: ANN202 (returns a `kind`)
+        deadline = time.monotonic() + timeout
+        for message in self.received:
+            if isinstance(message, kind) and message.job_id == job.job_id:
+                return message
+        while time.monotonic() < deadline:
+            self.peer.sock.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                message = self.peer.receive()
+            except (TimeoutError, OSError):
+                break
+            self.received.append(message)
+            if isinstance(message, kind) and message.job_id == job.job_id:
+                return message
+        raise TimeoutError(f"no {kind.__name__} for job {job.rpc_id} within {timeout} s")
+
+    # -- paying (honestly or not) ----------------------------------------------------------------
+
+    def payment(self, job: HostileJob, testament: JobTestament, pay_time: int | None = None) -> Transaction:
+        """The honest payment: the escrow moved to the testament node's PAYOUT."""
+        pay_time = int(time.time()) + REGTEST.dispute_window if pay_time is None else pay_time
+        return job.terms.payment(
+            job.escrow, testament.node_pubkey, testament.commitment, pay_time, PAYMENT_FEE, KeySigner(job.client_key)
+        )
+
+    def escrow_spend(
+        self, job: HostileJob, outputs: tuple[TxOut, ...], lock_time: int = 0, sequence: int = 0xFFFFFFFF
+    ) -> Transaction:
+        """Any spend of the escrow the client likes, signed with Pc (consensus decides whether it is valid)."""
+        txin = TxIn(job.escrow.outpoint.txid, job.escrow.outpoint.index, sequence=sequence)
+        unsigned = Transaction(inputs=(txin,), outputs=outputs, lock_time=lock_time, job_id=job.job_id)
+        digest = unsigned.signature_hash(0, job.escrow.out.script_pubkey, job.escrow.out.value, SIGHASH_ALL)
+        signed = replace(txin, script_sig=escrow_script_sig(job.client_key.sign(digest) + bytes([SIGHASH_ALL])))
+        return replace(unsigned, inputs=(signed,))
+
+    def self_payout(self, job: HostileJob) -> Transaction:
+        """The escrow moved to a PAYOUT for this job whose "node" is a key of the client's own."""
+        own = PrivateKey.generate(network="regtest").public_key.to_bytes()
+        payout = job.terms.payout_script(own, os.urandom(32), job.terms.t0 + REGTEST.dispute_window)
+        return self.escrow_spend(job, (TxOut(job.escrow.out.value - PAYMENT_FEE, payout),))
+
+    def send_payment(self, job: HostileJob, tx: Transaction) -> None:
+        """The payment as a directed message to the compute node, straight over our connection to it."""
+        payload = JobPayment(job.job_id, tx.to_bytes()).to_payload()
+        message_id = os.urandom(MESSAGE_ID_SIZE)
+        self.peer.send(Directed(self.node_id, self.compute_id, DEFAULT_HOPS, message_id, JobPayment.command, payload))
+
+    def admit(self, tx: Transaction, mine: bool = False, timeout: float = 60) -> None:
+        """Get `tx` into the miner's mempool the moment the rules allow, mining blocks until they do (the
+        dispute window waits for the median time past), and with `mine` into a block: what a client with
+        its own miner does. Each block is followed at once by the transaction, before any other node can
+        react to that block."""
+
+        def admitted() -> bool:
+            self.miner.generatetoaddress(1, self.mine_to)
+            try:
+                self.broadcast(tx)
+            except Exception as exc:  # the RPC's error names the rule; only the dispute window is worth waiting out
+                if "job-dispute-window" not in str(exc):
+                    raise
+                return False
+            return True
+
+        wait_until(admitted, timeout=timeout, interval=0.2, what="the miner to admit the client's transaction")
+        if mine:
+            self.miner.generatetoaddress(1, self.mine_to)
