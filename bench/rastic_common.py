@@ -11,9 +11,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import llama_cpp
+import numpy as np
 
 from camelid.compute.engine import Engine, init_backend
 from camelid.compute.models import default_model_path, model_dir
+from camelid.compute.rastic import EPS_ACCEPT, EPS_SLASH
 
 REPO = Path(__file__).resolve().parent.parent
 IMG_DIR = REPO / "docs" / "img"
@@ -50,6 +52,48 @@ def prompts(n: int) -> list[str]:
 
 def engine(path: Path | None = None, **config: int) -> Engine:
     return Engine(path or default_model_path(), **config)
+
+
+Job = tuple[list[int], list[int], int, float]  # prompt tokens, output tokens, seed, temperature
+
+
+def honest_jobs(gen: Engine, n_prompts: int, max_tokens: int, temperatures: Sequence[float]) -> list[Job]:
+    """What an honest node produces for each prompt at each temperature (seed = prompt index when sampled)."""
+    jobs: list[Job] = []
+    for i, text in enumerate(prompts(n_prompts)):
+        prompt = gen.tokenize(text)
+        for temperature in temperatures:
+            seed = i if temperature > 0 else 0
+            progress(f"generating job {len(jobs) + 1}/{n_prompts * len(temperatures)}")
+            jobs.append((prompt, gen.generate(prompt, max_tokens, seed, temperature), seed, temperature))
+    return jobs
+
+
+# Columns of gap_columns(), which summarise the honest gaps of a set of jobs.
+GAP_HEADER = [
+    "jobs",
+    "positions with gap > 0",
+    "jobs an exact match rejects",
+    "max gap",
+    "99.9th pct of nonzero gaps",
+    f"jobs rejected (eps_accept={EPS_ACCEPT})",
+    f"jobs slashable (eps_slash={EPS_SLASH})",
+]
+
+
+def gap_columns(job_gaps: Sequence[np.ndarray]) -> list[object]:
+    """One table row's worth of figures for the per-position gaps of honest jobs (GAP_HEADER)."""
+    flat = np.concatenate(job_gaps)
+    nonzero = flat[flat > 0]
+    return [
+        len(job_gaps),
+        f"{np.mean(flat > 0):.2%}",
+        sum(bool((g > 0).any()) for g in job_gaps),
+        f"{flat.max():.3f}",
+        f"{np.quantile(nonzero, 0.999) if nonzero.size else 0:.3f}",
+        sum(bool((g > EPS_ACCEPT).any()) for g in job_gaps),
+        sum(bool((g > EPS_SLASH).any()) for g in job_gaps),
+    ]
 
 
 def cheap_model_path() -> Path:

@@ -13,7 +13,17 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from rastic_common import GENERATOR_CONFIG, IMG_DIR, VERIFIER_CONFIG, engine, markdown_table, progress, prompts
+from rastic_common import (
+    GAP_HEADER,
+    GENERATOR_CONFIG,
+    IMG_DIR,
+    VERIFIER_CONFIG,
+    engine,
+    gap_columns,
+    honest_jobs,
+    markdown_table,
+    progress,
+)
 
 from camelid.compute.rastic import EPS_ACCEPT, EPS_SLASH, position_gaps
 
@@ -26,13 +36,7 @@ VERIFIER_CONFIGS = [VERIFIER_CONFIG, {"n_threads": 2, "n_batch": 512}, {"n_threa
 def main() -> None:
     gen = engine(**GENERATOR_CONFIG)
     verifiers = [engine(**config) for config in VERIFIER_CONFIGS]
-    jobs = []
-    for i, text in enumerate(prompts(N_PROMPTS)):
-        prompt = gen.tokenize(text)
-        for temperature in TEMPERATURES:
-            seed = i if temperature > 0 else 0
-            progress(f"generating job {len(jobs) + 1}/{N_PROMPTS * len(TEMPERATURES)}")
-            jobs.append((prompt, gen.generate(prompt, MAX_TOKENS, seed, temperature), seed, temperature))
+    jobs = honest_jobs(gen, N_PROMPTS, MAX_TOKENS, TEMPERATURES)
 
     # gaps[config][temperature] = list of per-job gap arrays
     gaps: list[dict[float, list[np.ndarray]]] = [{t: [] for t in TEMPERATURES} for _ in verifiers]
@@ -46,34 +50,12 @@ def main() -> None:
     n_positions = sum(len(o) for _, o, _, _ in jobs)
     print(f"model {gen.model_id.hex()}  generator {GENERATOR_CONFIG}")
     print(f"{len(jobs)} honest jobs, {n_positions} output positions, max_tokens={MAX_TOKENS}\n")
-    rows = []
-    for config, per_temperature in zip(VERIFIER_CONFIGS, gaps, strict=True):
-        for temperature, job_gaps in per_temperature.items():
-            flat = np.concatenate(job_gaps)
-            rows.append(
-                [
-                    f"threads={config['n_threads']} n_batch={config['n_batch']}",
-                    temperature,
-                    len(job_gaps),
-                    f"{np.mean(flat > 0):.2%}",
-                    f"{sum(bool((g > 0).any()) for g in job_gaps)}",
-                    f"{flat.max():.3f}",
-                    f"{np.quantile(flat[flat > 0], 0.999) if (flat > 0).any() else 0:.3f}",
-                    sum(bool((g > EPS_ACCEPT).any()) for g in job_gaps),
-                    sum(bool((g > EPS_SLASH).any()) for g in job_gaps),
-                ]
-            )
-    header = [
-        "verifier",
-        "T",
-        "jobs",
-        "positions with gap > 0",
-        "jobs an exact match rejects",
-        "max gap",
-        "99.9th pct of nonzero gaps",
-        f"jobs rejected (eps_accept={EPS_ACCEPT})",
-        f"jobs slashable (eps_slash={EPS_SLASH})",
+    rows = [
+        [f"threads={config['n_threads']} n_batch={config['n_batch']}", temperature, *gap_columns(job_gaps)]
+        for config, per_temperature in zip(VERIFIER_CONFIGS, gaps, strict=True)
+        for temperature, job_gaps in per_temperature.items()
     ]
+    header = ["verifier", "T", *GAP_HEADER]
     print(markdown_table(header, rows))
     every = np.concatenate([g for per_t in gaps for job_gaps in per_t.values() for g in job_gaps])
     false_rejects = sum(
