@@ -138,7 +138,10 @@ SETTINGS: dict[str, Setting] = {
     "seednode": Setting(parse_peer_address, (), "Learn addresses from this IP[:port] (repeatable).", multiple=True),
     "maxconnections": Setting(parse_positive_int, 125, "Most P2P connections, inbound and outbound."),
     "serve-model": Setting(
-        parse_text, (), "Serve a GGUF file PATH, 'default', or a model ID to fetch (repeatable).", multiple=True
+        parse_text,
+        (),
+        "Serve a GGUF file PATH, a NAME ('default', 'smollm2') or a model ID to fetch (repeatable).",
+        multiple=True,
     ),
     "nocompute": Setting(
         parse_bool,

@@ -2,7 +2,8 @@
 
     GET  /v1/models, /v1/models/{id}   the models this node holds (camelid.rpc.openai_models)
     POST /v1/completions               a prompt
-    POST /v1/chat/completions          messages, rendered into one prompt
+    POST /v1/chat/completions          messages, rendered into one prompt by the model's chat template
+                                       (camelid.compute.chat; the answer's camelid.chat_format says how)
 
 The API key is the RPC password (or the cookie's), sent as `Authorization: Bearer <password>`; Basic auth
 with the RPC credentials works too. Each request becomes one paid network job (the default wallet pays
@@ -38,7 +39,6 @@ from camelid.rpc.openai_requests import (
     invalid,
     parse_chat,
     parse_completion,
-    render_chat_plain,
 )
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,8 @@ class OpenAIAPI:
     async def _answer(self, request: web.Request, job: JobRequest, kind: str, id_prefix: str) -> web.StreamResponse:
         jobs = self._ctx.jobs
         model = await self.catalog.resolve(job.model)
-        prompt = job.prompt if job.prompt is not None else chat_prompt(model, job.messages)
+        chat = model.render_chat(job.messages) if job.chat else None
+        prompt = chat.prompt if chat is not None else job.prompt
         job_id = await submit(jobs, prompt, job.max_tokens, model.model_id, job.seed, job.temperature_milli, job.reward)
         log.info("OpenAI API: %s request is job %s", kind, job_id_hex(job_id))
         info = await wait_for_verdict(jobs, job_id)
@@ -147,17 +148,11 @@ class OpenAIAPI:
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
             },
-            camelid=camelid_extra(info),
+            camelid=camelid_extra(info) | ({"chat_format": chat.chat_format} if chat is not None else {}),
         )
         if job.stream:
             return await _stream(request, answer)
         return web.json_response(answer.body(), dumps=jsonenc.dumps)
-
-
-def chat_prompt(model: OfferedModel, messages: tuple[tuple[str, str], ...]) -> str:
-    """The model's own chat template when llama.cpp knows it, else the plain "role: content" rendering."""
-    templated = model.vocab.apply_chat_template(messages)
-    return templated if templated is not None else render_chat_plain(messages)
 
 
 def _token_counts(model: OfferedModel, prompt: str, text: str, max_tokens: int) -> tuple[int, int]:
