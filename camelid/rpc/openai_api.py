@@ -8,9 +8,9 @@
 The API key is the RPC password (or the cookie's), sent as `Authorization: Bearer <password>`; Basic auth
 with the RPC credentials works too. Each request becomes one paid network job (the default wallet pays
 `camelid_reward` coins, default 1) and the answer comes only once the job's output is verified, with an
-extra `camelid` member: job_id, verdict, state, history, paid_node. With `"stream": true` the answer is
-Server-Sent Events in OpenAI's chunk format, but the tokens still arrive only once verified: a job's
-output is delivered, and checked, whole. Usage counts the prompt's tokens exactly and the completion's by
+extra `camelid` member: job_id, verdict, state, history, paid_node, and for chat chat_format and the prompt
+the messages became. With `"stream": true` the answer is Server-Sent Events in OpenAI's chunk format, but
+the tokens still arrive only once verified: a job's output is delivered, and checked, whole. Usage counts the prompt's tokens exactly and the completion's by
 re-tokenizing its text, so `completion_tokens` (and `finish_reason`, "length" when it reaches max_tokens)
 can be off by a token or two for outputs whose text does not round-trip.
 """
@@ -26,6 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
+from camelid.compute.chat import RenderedChat
 from camelid.rpc import jsonenc
 from camelid.rpc.auth import Credentials
 from camelid.rpc.context import RPCContext
@@ -148,11 +149,16 @@ class OpenAIAPI:
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
             },
-            camelid=camelid_extra(info) | ({"chat_format": chat.chat_format} if chat is not None else {}),
+            camelid=camelid_extra(info) | _chat_extra(chat),
         )
         if job.stream:
             return await _stream(request, answer)
         return web.json_response(answer.body(), dumps=jsonenc.dumps)
+
+
+def _chat_extra(chat: RenderedChat | None) -> dict[str, Any]:
+    """What a chat answer adds to `camelid`: how its messages became the job's prompt, and that prompt."""
+    return {} if chat is None else {"chat_format": chat.chat_format, "prompt": chat.prompt}
 
 
 def _token_counts(model: OfferedModel, prompt: str, text: str, max_tokens: int) -> tuple[int, int]:
