@@ -10,9 +10,10 @@ with the RPC credentials works too. Each request becomes one paid network job (t
 `camelid_reward` coins, default 1) and the answer comes only once the job's output is verified, with an
 extra `camelid` member: job_id, verdict, state, history, paid_node, and for chat chat_format and the prompt
 the messages became. With `"stream": true` the answer is Server-Sent Events in OpenAI's chunk format, but
-the tokens still arrive only once verified: a job's output is delivered, and checked, whole. Usage counts the prompt's tokens exactly and the completion's by
-re-tokenizing its text, so `completion_tokens` (and `finish_reason`, "length" when it reaches max_tokens)
-can be off by a token or two for outputs whose text does not round-trip.
+the tokens still arrive only once verified: a job's output is delivered, and checked, whole. Usage counts
+the prompt's tokens exactly and the completion's by re-tokenizing its text, so `completion_tokens` (and
+`finish_reason`, "length" when it reaches max_tokens) can be off by a token or two for outputs whose text
+does not round-trip.
 """
 
 from __future__ import annotations
