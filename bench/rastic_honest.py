@@ -1,6 +1,6 @@
 """Experiment 2: honest false rejects, and the float-noise gaps that calibrate EPS_ACCEPT / EPS_SLASH.
 
-Run: .venv/bin/python bench/rastic_honest.py
+Run: .venv/bin/python bench/rastic_honest.py [--model smollm2|PATH]   (default: the default model, gemma-3-270m)
 200 honest jobs (100 prompts, greedy and temperature 0.8) are generated with one configuration
 and verified in full mode with others (different thread counts and batch sizes). Every
 position's gap is recorded; an honest job is falsely rejected if any gap exceeds EPS_ACCEPT.
@@ -13,7 +13,16 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from rastic_common import GENERATOR_CONFIG, IMG_DIR, VERIFIER_CONFIG, engine, markdown_table, progress, prompts
+from rastic_common import (
+    GENERATOR_CONFIG,
+    VERIFIER_CONFIG,
+    bench_prompts,
+    describe,
+    engine,
+    image_path,
+    markdown_table,
+    progress,
+)
 
 from camelid.compute.rastic import EPS_ACCEPT, EPS_SLASH, position_gaps
 
@@ -27,7 +36,7 @@ def main() -> None:
     gen = engine(**GENERATOR_CONFIG)
     verifiers = [engine(**config) for config in VERIFIER_CONFIGS]
     jobs = []
-    for i, text in enumerate(prompts(N_PROMPTS)):
+    for i, text in enumerate(bench_prompts(N_PROMPTS)):
         prompt = gen.tokenize(text)
         for temperature in TEMPERATURES:
             seed = i if temperature > 0 else 0
@@ -44,15 +53,15 @@ def main() -> None:
     progress("")
 
     n_positions = sum(len(o) for _, o, _, _ in jobs)
-    print(f"model {gen.model_id.hex()}  generator {GENERATOR_CONFIG}")
+    print(f"model {gen.model_id.hex()}  generator {describe(gen)}")
     print(f"{len(jobs)} honest jobs, {n_positions} output positions, max_tokens={MAX_TOKENS}\n")
     rows = []
-    for config, per_temperature in zip(VERIFIER_CONFIGS, gaps, strict=True):
+    for verifier, per_temperature in zip(verifiers, gaps, strict=True):
         for temperature, job_gaps in per_temperature.items():
             flat = np.concatenate(job_gaps)
             rows.append(
                 [
-                    f"threads={config['n_threads']} n_batch={config['n_batch']}",
+                    describe(verifier),
                     temperature,
                     len(job_gaps),
                     f"{np.mean(flat > 0):.2%}",
@@ -79,7 +88,7 @@ def main() -> None:
     false_rejects = sum(
         bool((g > EPS_ACCEPT).any()) for job_gaps in gaps[0].values() for g in job_gaps
     )
-    print(f"\nfalse rejects with the main verifier {VERIFIER_CONFIG}: {false_rejects} of {len(jobs)} (goal 0)")
+    print(f"\nfalse rejects with the main verifier {describe(verifiers[0])}: {false_rejects} of {len(jobs)} (goal 0)")
     print(f"largest honest gap over all configurations: {every.max():.3f} "
           f"(eps_accept {EPS_ACCEPT}, eps_slash {EPS_SLASH})")
 
@@ -94,8 +103,8 @@ def main() -> None:
     ax.set_title(f"Honest gaps > 0: {len(nonzero)} of {len(every)} checks, all verifier configurations")
     ax.legend()
     fig.tight_layout()
-    path = IMG_DIR / "rastic_honest_gaps.png"
-    IMG_DIR.mkdir(parents=True, exist_ok=True)
+    path = image_path("rastic_honest_gaps")
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     print(f"wrote {path}")
 
