@@ -10,6 +10,7 @@ from tiny_model import write_tiny_model
 from camelid.compute.vocab import ModelVocab
 from camelid.rpc.openai_answer import CHAT_KIND, COMPLETION_KIND, Answer
 from camelid.rpc.openai_jobs import failure, verified_text, wait_for_verdict
+from camelid.rpc.openai_models import OfferedModel
 from camelid.rpc.openai_requests import (
     DEFAULT_CHAT_TOKENS,
     DEFAULT_COMPLETION_TOKENS,
@@ -111,6 +112,22 @@ def test_a_vocab_reads_the_name_and_counts_tokens(tmp_path):
     try:
         assert vocab.name == "camelid-tiny-0" and vocab.chat_template is None
         assert (vocab.count_tokens("The llama", True), vocab.count_tokens("The llama", False)) == (10, 9)
+    finally:
+        vocab.close()
+
+
+def test_a_chat_its_model_template_refuses_is_a_400_naming_the_messages(tmp_path):
+    refusing = (
+        "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+        "{{ messages[0]['content'] }}"
+    )
+    vocab = ModelVocab(write_tiny_model(tmp_path / "chat.gguf", chat_template=refusing))
+    model = OfferedModel(b"\x01" * 32, "chat.gguf", vocab, 0)
+    try:
+        with pytest.raises(OpenAIError, match="System role not supported") as refused:
+            model.render_chat((("system", "Be brief."), ("user", "Hi")))
+        assert (refused.value.status, refused.value.param) == (400, "messages")
+        assert model.render_chat((("user", "Hi"),)).prompt == "Hi"
     finally:
         vocab.close()
 
