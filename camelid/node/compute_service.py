@@ -48,9 +48,11 @@ PROBE_PROMPT = "The llama is a domesticated South American camelid"
 PROBE_JOBS = ((8, 0, 0.0), (32, 1, 0.8))
 """The self-check's jobs (max_tokens, seed, temperature): a greedy one, and a sampled one where near-ties are
 commoner."""
-PROBE_MARGIN = 0.25
-"""The self-check warns when an honest gap comes within this of EPS_ACCEPT: honest jobs of that model (or on
-that build) risk being rejected (docs/rastic.md, "Across model families")."""
+PROBE_MARGIN = 0.1
+"""The self-check warns when an honest gap comes within this of EPS_ACCEPT (above 0.65): closer than the
+largest honest gaps measured for gemma-3 (0.655) and SmolLM2 (0.589), so the model or the build is noisier
+than the thresholds were calibrated on and honest jobs risk rejection (docs/rastic.md, "Across model
+families")."""
 JUDGE_TIMEOUT = 120.0
 """Seconds the chain thread waits for a fraud proof's model check before treating the model as absent."""
 
