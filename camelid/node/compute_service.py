@@ -45,7 +45,7 @@ MAX_QUICK_DEATHS = 3
 BACKOFF = (0.5, 1.0, 2.0)
 """Seconds before a restart, by the quick deaths in a row so far (0: the worker had run for a while)."""
 PROBE_PROMPT = "The llama is a domesticated South American camelid"
-PROBE_JOBS = ((8, 0, 0.0), (32, 1, 0.8))
+PROBE_JOBS = ((8, 0, 0.0), (16, 1, 0.8))
 """The self-check's jobs (max_tokens, seed, temperature): a greedy one, and a sampled one where near-ties are
 commoner."""
 PROBE_MARGIN = 0.1

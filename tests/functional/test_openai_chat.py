@@ -37,7 +37,9 @@ def network(tmp_path_factory) -> Iterator[tuple[TestNode, Path]]:
     smollm2 = known_model_path("smollm2")  # cached once here, not by two nodes at the same time
     tiny = write_tiny_model(basedir / "tiny.gguf")
     with node_starter(basedir) as start:
-        _, client, _, _ = job_network(start, basedir, models=["smollm2", str(tiny)])
+        # One llama.cpp thread a worker: on a shared machine a second one waiting at ggml's barriers slows it down.
+        one = ("--compute-threads=1",)
+        _, client, _, _ = job_network(start, basedir, *one, client_flags=one, models=["smollm2", str(tiny)])
         yield client, smollm2
 
 
@@ -56,6 +58,8 @@ def test_both_models_are_offered_and_picked_by_name(network, client):
     assert smollm2.model_extra["known_as"] == ["smollm2"] and smollm2.model_extra["chat_template"] is True
     assert client.models.retrieve("SmolLM2-135M-Instruct.Q4_1.gguf").id == smollm2.id
     assert client.models.retrieve("camelid-tiny-0").id != smollm2.id  # the tiny model, by its general.name
+    (worker,) = [w for w in node.getcomputeinfo()["models"] if w["model_id"] == smollm2.id]
+    assert worker["state"] == "ready" and 0.0 <= worker["self_check_gap"] <= 0.65  # the self-check saw no warning
 
     plain = client.chat.completions.create(
         model="camelid-tiny-0", messages=[{"role": "user", "content": "Hi"}], max_tokens=3, temperature=0
