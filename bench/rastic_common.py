@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import os
 import statistics
@@ -14,8 +15,9 @@ import llama_cpp
 import numpy as np
 
 from camelid.compute.engine import Engine, init_backend
-from camelid.compute.models import default_model_path, model_dir
+from camelid.compute.models import DEFAULT_MODEL, KNOWN_MODELS, known_model_path, model_dir
 from camelid.compute.rastic import EPS_ACCEPT, EPS_SLASH
+from camelid.compute.vocab import ModelVocab
 
 REPO = Path(__file__).resolve().parent.parent
 IMG_DIR = REPO / "docs" / "img"
@@ -50,8 +52,52 @@ def prompts(n: int) -> list[str]:
     return [_FORMS[(k + k // len(_TOPICS)) % len(_FORMS)].format(_TOPICS[k % len(_TOPICS)]) for k in range(n)]
 
 
+def _options() -> argparse.Namespace:
+    """`--model NAME|PATH` (a known name or a GGUF file; default the default model) and `--max-threads N`
+    (caps every engine's threads: on a shared machine a second thread waiting at ggml's barriers costs more
+    than it brings)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--max-threads", type=int, default=None)
+    return parser.parse_known_args()[0]
+
+
+def bench_model() -> str:
+    return str(_options().model)
+
+
+def model_path() -> Path:
+    name = bench_model()
+    return known_model_path(name) if name in KNOWN_MODELS else Path(name)
+
+
+def image_path(stem: str) -> Path:
+    """docs/img/<stem>.png for the default model, <stem>_<model>.png for another."""
+    name = bench_model()
+    return IMG_DIR / (f"{stem}.png" if name == DEFAULT_MODEL else f"{stem}_{Path(name).stem}.png")
+
+
+def bench_prompts(n: int) -> list[str]:
+    """prompts(n) as a client would send them: through the model's chat template when it has one (an instruct
+    model answers what it is asked), as plain text for a base model."""
+    vocab = ModelVocab(model_path())
+    try:
+        if vocab.chat_template is None:
+            return prompts(n)
+        return [vocab.chat_template.render([("user", text)]) for text in prompts(n)]
+    finally:
+        vocab.close()
+
+
 def engine(path: Path | None = None, **config: int) -> Engine:
-    return Engine(path or default_model_path(), **config)
+    cap = _options().max_threads
+    if cap is not None:
+        config["n_threads"] = min(config.get("n_threads", cap), cap)
+    return Engine(path or model_path(), **config)
+
+
+def describe(eng: Engine) -> str:
+    return f"threads={eng.n_threads} n_batch={eng.n_batch}"
 
 
 Job = tuple[list[int], list[int], int, float]  # prompt tokens, output tokens, seed, temperature
@@ -97,8 +143,10 @@ def gap_columns(job_gaps: Sequence[np.ndarray]) -> list[object]:
 
 
 def cheap_model_path() -> Path:
-    """The default model requantized to Q2_K: a cheaper model a lazy node might run instead."""
-    target = model_dir() / "gemma-3-270m-q2_k.gguf"
+    """The model under test requantized to Q2_K: a cheaper model a lazy node might run instead."""
+    source = model_path()
+    name = "gemma-3-270m" if bench_model() == DEFAULT_MODEL else source.stem
+    target = model_dir() / f"{name}-q2_k.gguf"
     if target.exists():
         return target
     init_backend()  # routes llama.cpp's per-tensor log into Python logging
@@ -108,7 +156,7 @@ def cheap_model_path() -> Path:
     params.nthread = os.cpu_count() or 1
     partial = target.with_suffix(".partial")
     status = llama_cpp.llama_model_quantize(
-        str(default_model_path()).encode(), str(partial).encode(), ctypes.byref(params)
+        str(source).encode(), str(partial).encode(), ctypes.byref(params)
     )
     if status != 0:
         raise RuntimeError(f"llama_model_quantize failed with status {status}")

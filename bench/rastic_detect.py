@@ -1,6 +1,6 @@
 """Experiment 3: how often RASTiC catches each cheating strategy, in spot and full mode.
 
-Run: .venv/bin/python bench/rastic_detect.py
+Run: .venv/bin/python bench/rastic_detect.py [--model smollm2|PATH]   (default: the default model, gemma-3-270m)
 Every job asks for MAX_TOKENS tokens. For each strategy the verifier records the gap at every
 position of the cheat's output (one full prefill), which gives the full-mode verdict and, for spot
 mode, the exact detection probability over the verifier's random choice of positions; a real spot
@@ -19,13 +19,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 from rastic_common import (
     GENERATOR_CONFIG,
-    IMG_DIR,
     VERIFIER_CONFIG,
+    bench_prompts,
     cheap_model_path,
     engine,
+    image_path,
     markdown_table,
     progress,
-    prompts,
 )
 
 from camelid.compute.engine import Engine
@@ -92,7 +92,7 @@ def build_jobs(gen: Engine, cheap: Engine, rng: random.Random) -> dict[str, list
             "other seed, T=0.8",
         )
     }
-    for i, text in enumerate(prompts(N_JOBS)):
+    for i, text in enumerate(bench_prompts(N_JOBS)):
         progress(f"building job {i + 1}/{N_JOBS}")
         prompt = gen.tokenize(text)
         honest = gen.generate(prompt, MAX_TOKENS)
@@ -220,7 +220,7 @@ def main() -> None:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = IMG_DIR / "rastic_detection.png"
+    path = image_path("rastic_detection")
     fig.savefig(path, dpi=110)
     print(f"wrote {path}")
 

@@ -1,6 +1,6 @@
 """Experiment 2: honest false rejects, and the float-noise gaps that calibrate EPS_ACCEPT / EPS_SLASH.
 
-Run: .venv/bin/python bench/rastic_honest.py
+Run: .venv/bin/python bench/rastic_honest.py [--model smollm2|PATH]   (default: the default model, gemma-3-270m)
 200 honest jobs (100 prompts, greedy and temperature 0.8) are generated with one configuration
 and verified in full mode with others (different thread counts and batch sizes). Every
 position's gap is recorded; an honest job is falsely rejected if any gap exceeds EPS_ACCEPT.
@@ -14,13 +14,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from rastic_common import (
-    GAP_HEADER,
     GENERATOR_CONFIG,
-    IMG_DIR,
     VERIFIER_CONFIG,
+    bench_prompts,
+    describe,
     engine,
-    gap_columns,
-    honest_jobs,
+    image_path,
     markdown_table,
     progress,
 )
@@ -36,7 +35,13 @@ VERIFIER_CONFIGS = [VERIFIER_CONFIG, {"n_threads": 2, "n_batch": 512}, {"n_threa
 def main() -> None:
     gen = engine(**GENERATOR_CONFIG)
     verifiers = [engine(**config) for config in VERIFIER_CONFIGS]
-    jobs = honest_jobs(gen, N_PROMPTS, MAX_TOKENS, TEMPERATURES)
+    jobs = []
+    for i, text in enumerate(bench_prompts(N_PROMPTS)):
+        prompt = gen.tokenize(text)
+        for temperature in TEMPERATURES:
+            seed = i if temperature > 0 else 0
+            progress(f"generating job {len(jobs) + 1}/{N_PROMPTS * len(TEMPERATURES)}")
+            jobs.append((prompt, gen.generate(prompt, MAX_TOKENS, seed, temperature), seed, temperature))
 
     # gaps[config][temperature] = list of per-job gap arrays
     gaps: list[dict[float, list[np.ndarray]]] = [{t: [] for t in TEMPERATURES} for _ in verifiers]
@@ -48,20 +53,42 @@ def main() -> None:
     progress("")
 
     n_positions = sum(len(o) for _, o, _, _ in jobs)
-    print(f"model {gen.model_id.hex()}  generator {GENERATOR_CONFIG}")
+    print(f"model {gen.model_id.hex()}  generator {describe(gen)}")
     print(f"{len(jobs)} honest jobs, {n_positions} output positions, max_tokens={MAX_TOKENS}\n")
-    rows = [
-        [f"threads={config['n_threads']} n_batch={config['n_batch']}", temperature, *gap_columns(job_gaps)]
-        for config, per_temperature in zip(VERIFIER_CONFIGS, gaps, strict=True)
-        for temperature, job_gaps in per_temperature.items()
+    rows = []
+    for verifier, per_temperature in zip(verifiers, gaps, strict=True):
+        for temperature, job_gaps in per_temperature.items():
+            flat = np.concatenate(job_gaps)
+            rows.append(
+                [
+                    describe(verifier),
+                    temperature,
+                    len(job_gaps),
+                    f"{np.mean(flat > 0):.2%}",
+                    f"{sum(bool((g > 0).any()) for g in job_gaps)}",
+                    f"{flat.max():.3f}",
+                    f"{np.quantile(flat[flat > 0], 0.999) if (flat > 0).any() else 0:.3f}",
+                    sum(bool((g > EPS_ACCEPT).any()) for g in job_gaps),
+                    sum(bool((g > EPS_SLASH).any()) for g in job_gaps),
+                ]
+            )
+    header = [
+        "verifier",
+        "T",
+        "jobs",
+        "positions with gap > 0",
+        "jobs an exact match rejects",
+        "max gap",
+        "99.9th pct of nonzero gaps",
+        f"jobs rejected (eps_accept={EPS_ACCEPT})",
+        f"jobs slashable (eps_slash={EPS_SLASH})",
     ]
-    header = ["verifier", "T", *GAP_HEADER]
     print(markdown_table(header, rows))
     every = np.concatenate([g for per_t in gaps for job_gaps in per_t.values() for g in job_gaps])
     false_rejects = sum(
         bool((g > EPS_ACCEPT).any()) for job_gaps in gaps[0].values() for g in job_gaps
     )
-    print(f"\nfalse rejects with the main verifier {VERIFIER_CONFIG}: {false_rejects} of {len(jobs)} (goal 0)")
+    print(f"\nfalse rejects with the main verifier {describe(verifiers[0])}: {false_rejects} of {len(jobs)} (goal 0)")
     print(f"largest honest gap over all configurations: {every.max():.3f} "
           f"(eps_accept {EPS_ACCEPT}, eps_slash {EPS_SLASH})")
 
@@ -76,8 +103,8 @@ def main() -> None:
     ax.set_title(f"Honest gaps > 0: {len(nonzero)} of {len(every)} checks, all verifier configurations")
     ax.legend()
     fig.tight_layout()
-    path = IMG_DIR / "rastic_honest_gaps.png"
-    IMG_DIR.mkdir(parents=True, exist_ok=True)
+    path = image_path("rastic_honest_gaps")
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     print(f"wrote {path}")
 

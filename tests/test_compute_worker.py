@@ -146,6 +146,29 @@ async def test_the_self_check_fails_on_a_corrupt_model(tmp_path: Path) -> None:
         await service.close()
 
 
+async def test_the_self_check_records_the_largest_honest_gap_and_warns_near_eps_accept(
+    model_path: Path, monkeypatch, caplog
+) -> None:
+    model_id = model_id_of_file(model_path)
+    service = ComputeService(SETTINGS, {model_id: model_path}.get)
+    try:
+        assert await service.start([(model_id, model_path)]) == [model_id]
+        gap = service.workers[model_id].self_check_gap
+        assert gap is not None and 0.0 <= gap <= compute_service.EPS_ACCEPT - compute_service.PROBE_MARGIN
+        assert service.workers[model_id].status()["self_check_gap"] == gap
+        assert "within" not in caplog.text
+    finally:
+        await service.close()
+    # A margin wider than EPS_ACCEPT puts every gap, even 0, too close: the same check now warns.
+    monkeypatch.setattr(compute_service, "PROBE_MARGIN", compute_service.EPS_ACCEPT + 1)
+    service = ComputeService(SETTINGS, {model_id: model_path}.get)
+    try:
+        assert await service.start([(model_id, model_path)]) == [model_id]  # a warning, not a failure
+        assert "verifiers may reject honest jobs of this model" in caplog.text
+    finally:
+        await service.close()
+
+
 async def test_fraud_proofs_are_judged_in_the_worker_from_another_thread(model_path: Path) -> None:
     model_id = model_id_of_file(model_path)
     service = ComputeService(SETTINGS, {model_id: model_path}.get)

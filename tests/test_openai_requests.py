@@ -15,16 +15,14 @@ from camelid.compute.vocab import ModelVocab
 from camelid.rpc.job_outcome import failure
 from camelid.rpc.openai_answer import CHAT_KIND, COMPLETION_KIND, Answer
 from camelid.rpc.openai_jobs import verified_text, wait_for_verdict
+from camelid.rpc.openai_models import OfferedModel
 from camelid.rpc.openai_requests import (
     DEFAULT_CHAT_TOKENS,
     DEFAULT_COMPLETION_TOKENS,
     OpenAIError,
     parse_chat,
     parse_completion,
-    render_chat_plain,
 )
-
-GEMMA_TEMPLATE = "{{ bos_token }}{% for message in messages %}<start_of_turn>{{ message['role'] }}{% endfor %}"
 
 
 def seven() -> int:
@@ -118,25 +116,27 @@ def test_unused_defaults_of_unsupported_parameters_are_accepted():
     assert parse_completion(body).prompt == "x"
 
 
-def test_chat_without_a_template_renders_role_lines_ending_with_the_assistant():
-    messages = (("system", "Be brief."), ("user", "Why?"))
-    assert render_chat_plain(messages) == "system: Be brief.\nuser: Why?\nassistant:"
-
-
-def test_a_vocab_reads_the_name_counts_tokens_and_applies_a_known_template(tmp_path):
+def test_a_vocab_reads_the_name_and_counts_tokens(tmp_path):
     vocab = ModelVocab(write_tiny_model(tmp_path / "tiny.gguf"))
     try:
         assert vocab.name == "camelid-tiny-0" and vocab.chat_template is None
-        assert vocab.apply_chat_template([("user", "Hi")]) is None  # the caller falls back to the plain rendering
         assert (vocab.count_tokens("The llama", True), vocab.count_tokens("The llama", False)) == (10, 9)
-        vocab.chat_template = GEMMA_TEMPLATE  # llama.cpp recognises a template by its markers
-        rendered = vocab.apply_chat_template([("user", "Hi"), ("assistant", "Hello"), ("user", "Why?")])
-        assert rendered == (
-            "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\nHello<end_of_turn>\n"
-            "<start_of_turn>user\nWhy?<end_of_turn>\n<start_of_turn>model\n"
-        )
-        vocab.chat_template = "{{ not a template llama.cpp knows }}"
-        assert vocab.apply_chat_template([("user", "Hi")]) is None
+    finally:
+        vocab.close()
+
+
+def test_a_chat_its_model_template_refuses_is_a_400_naming_the_messages(tmp_path):
+    refusing = (
+        "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+        "{{ messages[0]['content'] }}"
+    )
+    vocab = ModelVocab(write_tiny_model(tmp_path / "chat.gguf", chat_template=refusing))
+    model = OfferedModel(b"\x01" * 32, "chat.gguf", vocab, 0)
+    try:
+        with pytest.raises(OpenAIError, match="System role not supported") as refused:
+            model.render_chat((("system", "Be brief."), ("user", "Hi")))
+        assert (refused.value.status, refused.value.param) == (400, "messages")
+        assert model.render_chat((("user", "Hi"),)).prompt == "Hi"
     finally:
         vocab.close()
 

@@ -66,8 +66,8 @@ def _weights(rng: np.random.Generator) -> dict[str, np.ndarray]:
     return tensors
 
 
-def write_tiny_model(path: Path, seed: int = 0) -> Path:
-    """Write the tiny model for `seed` to `path` and return `path`."""
+def write_tiny_model(path: Path, seed: int = 0, chat_template: str | None = None) -> Path:
+    """Write the tiny model for `seed` (with `chat_template` as its tokenizer.chat_template) to `path`."""
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_name(f"camelid-tiny-{seed}")
     writer.add_context_length(N_CTX)
@@ -88,6 +88,8 @@ def write_tiny_model(path: Path, seed: int = 0) -> Path:
     writer.add_eos_token_id(EOS)
     writer.add_add_bos_token(True)
     writer.add_add_space_prefix(False)
+    if chat_template is not None:
+        writer.add_chat_template(chat_template)
     for name, tensor in _weights(np.random.default_rng(seed)).items():
         writer.add_tensor(name, tensor)
     writer.write_header_to_file()

@@ -27,6 +27,9 @@ from camelid.compute.sampling import check_sampling_params, choose_token
 OUTPUTS_PER_DECODE = 64
 MAX_SLOTS = 16
 """Most jobs one engine decodes together (generate_batch)."""
+PARSE_SPECIAL = True
+"""Consensus: a prompt's special-token text (`<|im_start|>`, `<start_of_turn>`) is that special token, as in
+llama-server, so a chat template's rendering reaches the model as it was trained (docs/protocol.md)."""
 
 _backend_lock = threading.Lock()
 _backend_ready = False
@@ -50,6 +53,18 @@ def init_backend() -> None:
         llama_cpp.llama_log_set(_forward_llama_log, ctypes.c_void_p(0))
         llama_cpp.llama_backend_init()
         _backend_ready = True
+
+
+def tokenize(vocab: llama_cpp.llama_vocab_p, text: str, add_bos: bool) -> list[int]:
+    """`text` as a job's prompt is tokenized: special-token text is the special token (PARSE_SPECIAL)."""
+    data = text.encode("utf-8")
+    capacity = len(data) + 8
+    while True:
+        buf = (llama_cpp.llama_token * capacity)()
+        n = llama_cpp.llama_tokenize(vocab, data, len(data), buf, capacity, add_bos, PARSE_SPECIAL)
+        if n >= 0:
+            return list(buf[:n])
+        capacity = -n
 
 
 def build_info() -> str:
@@ -163,7 +178,7 @@ class Engine:
         return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
     def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
-        return tokenize_with(self._vocab, text, add_bos)
+        return tokenize(self._vocab, text, add_bos)
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         """Text of `tokens`; special tokens render as nothing, invalid UTF-8 is replaced."""
@@ -270,18 +285,6 @@ class Engine:
         batch.n_seq_id[slot] = 1
         batch.seq_id[slot][0] = seq
         batch.logits[slot] = want_logits
-
-
-def tokenize_with(vocab: Any, text: str, add_bos: bool) -> list[int]:
-    """`text` split by the llama.cpp vocabulary `vocab` (an Engine's, or a vocab-only load's: the same split)."""
-    data = text.encode("utf-8")
-    capacity = len(data) + 8
-    while True:
-        buf = (llama_cpp.llama_token * capacity)()
-        n = llama_cpp.llama_tokenize(vocab, data, len(data), buf, capacity, add_bos, False)
-        if n >= 0:
-            return list(buf[:n])
-        capacity = -n
 
 
 def detokenize_with(vocab: Any, tokens: Sequence[int]) -> str:

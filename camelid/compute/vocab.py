@@ -1,10 +1,10 @@
 """A model's vocabulary and GGUF metadata, loaded without its weights, for callers that do not run it.
 
 The API needs three things from a model it does not run: its name (an alias clients can ask for), its
-chat template (to turn chat messages into the one prompt a job carries), and token counts (for `usage`).
-A client whose model cannot run here turns a delivery's tokens into text itself, and tokenizes the prompt
-to recompute the commitment, rather than trust a verifier's word for either. A vocab-only llama.cpp load
-reads all that in a fraction of the time and memory a full Engine takes.
+chat template (camelid.compute.chat: chat messages into the one prompt a job carries), and token counts
+(for `usage`). A client whose model cannot run here turns a delivery's tokens into text itself, and
+tokenizes the prompt to recompute the commitment, rather than trust a verifier's word for either. A
+vocab-only llama.cpp load reads all that in a fraction of the time and memory a full Engine takes.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+import jinja2
 import llama_cpp
 
-from camelid.compute.engine import detokenize_with, init_backend, tokenize_with
+from camelid.compute.chat import ChatTemplate, RenderedChat, render_chat
+from camelid.compute.engine import detokenize_with, init_backend, tokenize
 
 META_BUFFER = 256  # bytes for a metadata string value such as general.name
 
@@ -34,8 +36,7 @@ class ModelVocab:
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
         self._lock = threading.Lock()
         self.name = self._meta("general.name")
-        template = llama_cpp.llama_model_chat_template(self._model, None)
-        self.chat_template: str | None = template.decode("utf-8", "replace") if template else None
+        self.chat_template, self.plain_reason = self._compile_template()
 
     def close(self) -> None:
         with self._lock:
@@ -49,13 +50,13 @@ class ModelVocab:
         return buf.value.decode("utf-8", "replace") if n >= 0 else None
 
     def count_tokens(self, text: str, add_bos: bool) -> int:
-        """Tokens in `text` as Engine.tokenize splits it (special-token text is not parsed)."""
+        """Tokens in `text` as Engine.tokenize splits a job's prompt (special-token text parsed)."""
         return len(self.tokenize(text, add_bos))
 
     def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
         """`text` split as Engine.tokenize splits it (the same llama.cpp call on the same vocabulary)."""
         with self._lock:
-            return tokenize_with(self._vocab, text, add_bos)
+            return tokenize(self._vocab, text, add_bos)
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         """Text of `tokens` as Engine.detokenize renders it; ValueError for ids the vocabulary lacks."""
@@ -66,22 +67,24 @@ class ModelVocab:
                 raise ValueError(f"token id {bad} is outside the vocabulary of {n_vocab}")
             return detokenize_with(self._vocab, tokens)
 
-    def apply_chat_template(self, messages: Sequence[tuple[str, str]]) -> str | None:
-        """The model's chat template applied to (role, content) pairs, ending where the assistant speaks;
-        None when the model has none, or llama.cpp does not know it (it supports a fixed list, not Jinja)."""
-        if self.chat_template is None:
-            return None
-        chat = (llama_cpp.llama_chat_message * len(messages))()
-        encoded = [(role.encode(), content.encode()) for role, content in messages]  # kept alive for the call
-        for slot, (role, content) in zip(chat, encoded, strict=True):
-            slot.role, slot.content = role, content
-        template = self.chat_template.encode()
-        capacity = 2 * sum(len(r) + len(c) for r, c in encoded) + 256
-        while True:
-            buf = ctypes.create_string_buffer(capacity)
-            n = llama_cpp.llama_chat_apply_template(template, chat, len(messages), True, buf, capacity)
-            if n < 0:
-                return None
-            if n <= capacity:
-                return buf.raw[:n].decode("utf-8", "replace")
-            capacity = n
+    def _token_text(self, token: int) -> str:
+        if token < 0:  # LLAMA_TOKEN_NULL: the vocabulary has no such token
+            return ""
+        return llama_cpp.llama_vocab_get_text(self._vocab, token).decode("utf-8", "replace")
+
+    def _compile_template(self) -> tuple[ChatTemplate | None, str]:
+        """(the model's chat template, compiled; "") or (None, why the plain format is used instead)."""
+        source = llama_cpp.llama_model_chat_template(self._model, None)
+        if not source:
+            return None, "the model has no chat template"
+        bos = self._token_text(llama_cpp.llama_vocab_bos(self._vocab))
+        eos = self._token_text(llama_cpp.llama_vocab_eos(self._vocab))
+        adds_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
+        try:
+            return ChatTemplate(source.decode("utf-8", "replace"), bos, eos, adds_bos), ""
+        except jinja2.TemplateError as exc:
+            return None, f"the model's chat template does not compile: {exc}"
+
+    def render_chat(self, messages: Sequence[tuple[str, str]]) -> RenderedChat:
+        """The prompt a chat request becomes on this model (camelid.compute.chat); ChatTemplateError if refused."""
+        return render_chat(self.chat_template, messages, self.plain_reason)

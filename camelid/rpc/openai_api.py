@@ -2,17 +2,19 @@
 
     GET  /v1/models, /v1/models/{id}   the models this node holds (camelid.rpc.openai_models)
     POST /v1/completions               a prompt
-    POST /v1/chat/completions          messages, rendered into one prompt
+    POST /v1/chat/completions          messages, rendered into one prompt by the model's chat template
+                                       (camelid.compute.chat; the answer's camelid.chat_format says how)
 
 The API key is the RPC password (or the cookie's), sent as `Authorization: Bearer <password>`; Basic auth
 with the RPC credentials works too. Each request becomes one paid network job (the default wallet pays
 `camelid_reward` coins; by default the market's estimate, as estimatejobreward, capped at
 `camelid_max_reward`) and the answer comes only once the job's output is verified, with an extra
-`camelid` member: job_id, verdict, state, history, paid_node. With `"stream": true` the answer is
-Server-Sent Events in OpenAI's chunk format, but the tokens still arrive only once verified: a job's
-output is delivered, and checked, whole. Usage counts the prompt's tokens exactly and the completion's by
-re-tokenizing its text, so `completion_tokens` (and `finish_reason`, "length" when it reaches max_tokens)
-can be off by a token or two for outputs whose text does not round-trip.
+`camelid` member: job_id, verdict, state, history, paid_node, and for chat chat_format and the prompt
+the messages became. With `"stream": true` the answer is Server-Sent Events in OpenAI's chunk format, but
+the tokens still arrive only once verified: a job's output is delivered, and checked, whole. Usage counts
+the prompt's tokens exactly and the completion's by re-tokenizing its text, so `completion_tokens` (and
+`finish_reason`, "length" when it reaches max_tokens) can be off by a token or two for outputs whose text
+does not round-trip.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
+from camelid.compute.chat import RenderedChat
 from camelid.rpc import jsonenc
 from camelid.rpc.auth import Credentials
 from camelid.rpc.context import RPCContext
@@ -40,7 +43,6 @@ from camelid.rpc.openai_requests import (
     invalid,
     parse_chat,
     parse_completion,
-    render_chat_plain,
 )
 
 log = logging.getLogger(__name__)
@@ -133,7 +135,8 @@ class OpenAIAPI:
     async def _answer(self, request: web.Request, job: JobRequest, kind: str, id_prefix: str) -> web.StreamResponse:
         jobs = self._ctx.jobs
         model = await self.catalog.resolve(job.model)
-        prompt = job.prompt if job.prompt is not None else chat_prompt(model, job.messages)
+        chat = model.render_chat(job.messages) if job.chat else None
+        prompt = chat.prompt if chat is not None else job.prompt
         reward = job.reward
         if reward is None:
             reward = estimated_reward(self._ctx, model.model_id, job.max_tokens, job.max_reward)
@@ -154,17 +157,16 @@ class OpenAIAPI:
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
             },
-            camelid=camelid_extra(info),
+            camelid=camelid_extra(info) | _chat_extra(chat),
         )
         if job.stream:
             return await _stream(request, answer)
         return web.json_response(answer.body(), dumps=jsonenc.dumps)
 
 
-def chat_prompt(model: OfferedModel, messages: tuple[tuple[str, str], ...]) -> str:
-    """The model's own chat template when llama.cpp knows it, else the plain "role: content" rendering."""
-    templated = model.vocab.apply_chat_template(messages)
-    return templated if templated is not None else render_chat_plain(messages)
+def _chat_extra(chat: RenderedChat | None) -> dict[str, Any]:
+    """What a chat answer adds to `camelid`: how its messages became the job's prompt, and that prompt."""
+    return {} if chat is None else {"chat_format": chat.chat_format, "prompt": chat.prompt}
 
 
 def _token_counts(model: OfferedModel, prompt: str, text: str, max_tokens: int) -> tuple[int, int]:

@@ -9,7 +9,7 @@ does not mean what they asked for.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,12 +104,6 @@ def parse_chat(body: Any, random_seed: Callable[[], int] | None = None) -> JobRe
     return JobRequest(messages=_messages(body.get("messages")), **fields)
 
 
-def render_chat_plain(messages: Sequence[tuple[str, str]]) -> str:
-    """The prompt for a model without a chat template llama.cpp knows: one "role: content" line per message,
-    then "assistant:" for the model to continue."""
-    return "".join(f"{role}: {content}\n" for role, content in messages) + "assistant:"
-
-
 def _common(body: Any, default_tokens: int, random_seed: Callable[[], int] | None) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise invalid(None, "the request body must be a JSON object")
@@ -118,7 +112,7 @@ def _common(body: Any, default_tokens: int, random_seed: Callable[[], int] | Non
             raise invalid(name, f"{name} is not supported: a job produces one completion of max_tokens tokens")
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise invalid("model", "model must be a non-empty string (a model id, its name, or 'default')")
+        raise invalid("model", "model must be a non-empty string (a model id, its name, or a name such as 'default')")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise invalid("stream", "stream must be true or false")

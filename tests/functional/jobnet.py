@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +15,41 @@ FUNDS = 10
 """Coins the miner sends the client and each compute node."""
 
 
+@contextmanager
+def node_starter(basedir: Path) -> Iterator[Callable[..., list[TestNode]]]:
+    """A `camelid_nodes`-like starter for a module-scoped network; every node it started is stopped on exit."""
+    nodes: list[TestNode] = []
+
+    def start(count: int, extra_args: Sequence[Sequence[str]] | None = None) -> list[TestNode]:
+        new = [TestNode(len(nodes) + i, basedir, extra_args[i] if extra_args else ()) for i in range(count)]
+        nodes.extend(new)
+        for node in new:
+            node.start()
+        return new
+
+    try:
+        yield start
+    finally:
+        for node in nodes:
+            node.teardown()
+
+
 def job_network(
     camelid_nodes: Callable[..., list[TestNode]],
     tmp_path: Path,
     *compute_flags: str,
     client_flags: Sequence[str] = (),
     computers: int = 1,
+    models: Sequence[str] | None = None,
 ) -> tuple[TestNode, TestNode, TestNode, str]:
     """(miner, client, first compute node, the miner's address), all connected through the miner.
 
-    The client and `computers` compute nodes hold the tiny test model (the compute nodes serve it with
-    `compute_flags`), and each gets FUNDS coins, confirmed. Further compute nodes are nodes[3:] of the fixture.
+    The client and `computers` compute nodes hold `models` (--serve-model values; default the tiny test
+    model), the compute nodes serving them with `compute_flags`, and each gets FUNDS coins, confirmed.
+    Further compute nodes are nodes[3:] of the fixture.
     """
-    model = write_tiny_model(tmp_path / "tiny.gguf")
-    flags = [[f"--serve-model={model}", *client_flags]]
-    flags += [[f"--serve-model={model}", *compute_flags] for _ in range(computers)]
+    serve = [f"--serve-model={m}" for m in (models or [write_tiny_model(tmp_path / "tiny.gguf")])]
+    flags = [[*serve, *client_flags]] + [[*serve, *compute_flags] for _ in range(computers)]
     miner, others, mine_to = funded_network(camelid_nodes, flags)
     return miner, others[0], others[1], mine_to
 

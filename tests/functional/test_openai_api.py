@@ -16,7 +16,7 @@ import pytest
 from camelid.rpc.auth import read_cookie
 
 from .framework import TestNode
-from .jobnet import job_network
+from .jobnet import job_network, node_starter
 
 pytestmark = pytest.mark.slow
 
@@ -25,21 +25,9 @@ pytestmark = pytest.mark.slow
 def network(tmp_path_factory) -> Iterator[tuple[TestNode, TestNode]]:
     """(client, compute node) of one job network, stopped when the module's tests are done."""
     basedir = tmp_path_factory.mktemp("openai")
-    nodes: list[TestNode] = []
-
-    def start(count: int, extra_args=None) -> list[TestNode]:
-        new = [TestNode(len(nodes) + i, basedir, extra_args[i] if extra_args else ()) for i in range(count)]
-        nodes.extend(new)
-        for node in new:
-            node.start()
-        return new
-
-    try:
+    with node_starter(basedir) as start:
         _, client, compute, _ = job_network(start, basedir)
         yield client, compute
-    finally:
-        for node in nodes:
-            node.teardown()
 
 
 def api(node: TestNode, api_key: str | None = None) -> openai.OpenAI:
