@@ -4,10 +4,21 @@ Each module fills its own METHODS table; build_registry merges the tables of
 MODULES, so a new module serves nothing until it is listed here.
 """
 
-from camelid.rpc.methods import blockchain, compute, control, jobs, mining, models, network, rawtransactions, wallet
+from camelid.rpc.methods import (
+    blockchain,
+    compute,
+    control,
+    jobs,
+    mining,
+    models,
+    network,
+    rawtransactions,
+    tasks,
+    wallet,
+)
 from camelid.rpc.registry import MethodRegistry
 
-MODULES = (blockchain, compute, control, jobs, mining, models, network, rawtransactions, wallet)
+MODULES = (blockchain, compute, control, jobs, mining, models, network, rawtransactions, tasks, wallet)
 
 
 def build_registry() -> MethodRegistry:

@@ -14,10 +14,10 @@ from typing import Any
 from camelid.chain.errors import TxRejected
 from camelid.compute.model_store import parse_model_id
 from camelid.core.job import MAX_TEMPERATURE_MILLI
+from camelid.node.job_outcome import stopped_waiting
 from camelid.node.jobs import DEFAULT_TIMELOCK
 from camelid.rpc.context import RPCContext
 from camelid.rpc.errors import RPCError, RPCErrorCode
-from camelid.rpc.job_outcome import stopped_waiting
 from camelid.rpc.methods.wallet import parse_amount
 from camelid.rpc.registry import MethodRegistry, Param
 from camelid.wallet.errors import WalletError
@@ -40,7 +40,7 @@ def _job_id(text: str) -> bytes:
     return raw[::-1]
 
 
-def _default_model(ctx: RPCContext) -> bytes:
+def default_model(ctx: RPCContext) -> bytes:
     """A model we hold, else one a peer serves: what a job names when the caller names none."""
     held = ctx.models.announced()
     if held:
@@ -75,7 +75,7 @@ async def submitjob(
 ) -> str:
     """Fund an escrow with the wallet and publish the job; returns its job id. Follow it with getjob."""
     try:
-        model_id = _default_model(ctx) if model is None else parse_model_id(model)
+        model_id = default_model(ctx) if model is None else parse_model_id(model)
     except ValueError as exc:
         raise RPCError(RPCErrorCode.INVALID_PARAMETER, str(exc)) from None
     temperature_milli = round(temperature * 1000)
