@@ -11,6 +11,7 @@ from camelid.core.job import MAX_JOB_TOKENS
 from camelid.node.tasks import TaskParams
 from camelid.rpc.context import RPCContext
 from camelid.rpc.errors import RPCError, RPCErrorCode
+from camelid.rpc.jsonenc import amount
 from camelid.rpc.methods.jobs import default_model
 from camelid.rpc.methods.wallet import parse_amount
 from camelid.rpc.registry import MethodRegistry, Param
@@ -91,12 +92,12 @@ async def submittask(ctx: RPCContext, goal: str, options: dict[str, Any] | None)
 
 @METHODS.method(CATEGORY, TASK_ID)
 async def gettask(ctx: RPCContext, id: str) -> dict[str, Any]:
-    """A task: its parameters, state (running, done, cancelled), jobs and reward committed, its tree (each
+    """A task: its parameters, state (running, done, cancelled), jobs and reward committed (coins), its tree (each
     node's subtask, job id, state, verdict and text) and, once finished, the assembled document."""
     info = ctx.tasks.info(_task_id(id))
     if info is None:
         raise RPCError(RPCErrorCode.INVALID_ADDRESS_OR_KEY, f"task {id} is not known to this node")
-    return info
+    return info | {key: amount(info[key]) for key in ("reward_per_job", "max_total_reward", "reward_committed")}
 
 
 @METHODS.method(CATEGORY)
