@@ -5,17 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from camelid.chain.errors import TxRejected
 from camelid.compute.model_store import parse_model_id
 from camelid.core.job import MAX_JOB_TOKENS
 from camelid.node.tasks import TaskParams
 from camelid.rpc.context import RPCContext
 from camelid.rpc.errors import RPCError, RPCErrorCode
 from camelid.rpc.jsonenc import amount
-from camelid.rpc.methods.jobs import default_model
+from camelid.rpc.methods.jobs import default_model, parse_id, submit_errors
 from camelid.rpc.methods.wallet import parse_amount
 from camelid.rpc.registry import MethodRegistry, Param
-from camelid.wallet.errors import WalletError
 
 METHODS = MethodRegistry()
 
@@ -25,13 +23,7 @@ TASK_ID = Param("id", ("string",), "the task id (32 hex digits, as submittask re
 
 
 def _task_id(text: str) -> bytes:
-    try:
-        raw = bytes.fromhex(text)
-    except ValueError:
-        raw = b""
-    if len(raw) != 16:
-        raise RPCError(RPCErrorCode.INVALID_PARAMETER, f"task id must be 32 hex digits, got {text!r}")
-    return raw
+    return parse_id(text, 16, "task id")
 
 
 def _integer(options: dict[str, Any], name: str) -> int:
@@ -79,14 +71,8 @@ async def submittask(ctx: RPCContext, goal: str, options: dict[str, Any] | None)
     """Break GOAL into a tree of paid, verified jobs computed in parallel; returns the task id. Follow it with
     gettask. The root's outline job is funded before this returns; the rest of the tree grows as jobs verify."""
     params = task_params(ctx, options or {})
-    try:
+    with submit_errors():
         task_id = await ctx.tasks.submit(goal, params)
-    except WalletError as exc:
-        raise RPCError(exc.code, exc.message) from None
-    except TxRejected as exc:
-        raise RPCError(RPCErrorCode.VERIFY_REJECTED, str(exc)) from None
-    except ValueError as exc:
-        raise RPCError(RPCErrorCode.INVALID_PARAMETER, str(exc)) from None
     return task_id.hex()
 
 
