@@ -147,14 +147,17 @@ class Task:
                 parts.append(f"[{node.state}: {node.error or node.verdict or 'not computed'}]")
         return "\n\n".join(part for part in parts if part) + "\n"
 
+    @property
+    def state(self) -> str:
+        return "running" if self.finished is None else CANCELLED if self.cancelled else "done"
+
     def to_json(self) -> dict[str, Any]:
         nodes = self.root.walk()
         jobs = sum(node.job_id is not None for node in nodes)
-        state = "running" if self.finished is None else CANCELLED if self.cancelled else "done"
         return {
             "taskid": self.task_id.hex(),
             "goal": self.goal,
-            "state": state,
+            "state": self.state,
             "depth": self.params.depth,
             "fanout": self.params.fanout,
             "max_tokens": self.params.max_tokens,
@@ -210,9 +213,7 @@ class TaskService:
         return None if task is None else task.to_json()
 
     def list_tasks(self) -> list[dict[str, Any]]:
-        return [
-            {"taskid": t.task_id.hex(), "goal": t.goal, "state": t.to_json()["state"]} for t in self._tasks.values()
-        ]
+        return [{"taskid": t.task_id.hex(), "goal": t.goal, "state": t.state} for t in self._tasks.values()]
 
     def cancel(self, task_id: bytes) -> int:
         """canceltask: spawn nothing more and cancel every job of the task not yet paid; how many were cancelled.
@@ -242,7 +243,8 @@ class TaskService:
             await self._follow(task, task.root)
         finally:
             task.finished = time.time()
-            log.info("task %s finished: %d jobs", task.task_id.hex()[:16], task.to_json()["jobs"])
+            jobs = sum(node.job_id is not None for node in task.root.walk())
+            log.info("task %s %s: %d jobs", task.task_id.hex()[:16], task.state, jobs)
 
     async def _submit(self, task: Task, node: TaskNode) -> None:
         params, path = task.params, [n.title for n in self._ancestry(task, node)]

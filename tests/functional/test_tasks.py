@@ -42,6 +42,7 @@ def test_a_depth_2_task_is_a_tree_of_verified_jobs_that_costs_its_rewards_and_fe
         ("", "Build a web shop"), ("1", "cd"), ("1.1", "cd"), ("1.2", "ab"), ("2", "ab"), ("2.1", "cd"), ("2.2", "ab")
     ]  # fmt: skip
     assert info["state"] == "done" and info["jobs"] == 7 and info["counts"] == {"verified": 7}
+    assert client.listtasks() == [{"taskid": task, "goal": "Build a web shop", "state": "done"}]
     assert info["reward_committed"] == 7 * REWARD and info["max_total_reward"] == 13 * REWARD  # the worst case
     computed_by = {computer.getnetworkinfo()["nodeid"] for computer in computers}
     for node in nodes:
