@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from camelid.cli.task_progress import TaskProgress, tree_lines
-from camelid.node.task_outline import leaf_prompt, outline_prompt, parse_subtasks
+from camelid.node.task_outline import leaf_prompt, outline_prompt, read_outline
 from camelid.node.tasks import MAX_TASK_JOBS, TaskParams, TaskService, subtree_jobs
 
 REWARD = 1000
@@ -28,36 +28,42 @@ MODEL = b"\x11" * 32
 
 
 def test_parser_reads_the_lists_small_models_write():
-    text = (
-        "Sure! Here are the parts:\n"
-        "1. **Users**: sign up\n"
+    output = (  # after the prompt's "1."
+        " **Users**: sign up\n"
+        "   with an e-mail address\n"  # a continuation line
         "2) Products\n"
+        "\n"
         "   - Orders\n"
         "Step 4: Payments.\n"
         "(5) users: sign up\n"  # a duplicate, in another case
-        "7: Shipping\n"
+        "6. Build a shop\n"  # the task itself
+        "7: Ship\x07ping\n"
+        "Task: Make a cup of coffee\n"  # the model invents the next example: the list is over
+        "1. Grind the beans\n"
     )
-    assert parse_subtasks(text, 8) == ["Users: sign up", "Products", "Orders", "Payments", "Shipping"]
-    assert parse_subtasks(text, 2) == ["Users: sign up", "Products"]
+    assert read_outline(output, 8, "Build a shop") == ["Users: sign up", "Products", "Orders", "Payments", "Shipping"]
+    assert read_outline(output, 2, "Build a shop") == ["Users: sign up", "Products"]
 
 
 def test_an_outline_without_a_list_makes_a_leaf():
-    assert parse_subtasks("Users sign up with an e-mail address and a password.", 3) == []
-    assert parse_subtasks("\x01\ufffd 7\n--\n3. 42\n-\n", 3) == []  # gibberish: no item with a letter
-    assert parse_subtasks("", 3) == []
+    assert read_outline("", 3, "goal") == []
+    assert read_outline(" 42\n\x01\ufffd 7\n--\n3. a1\n-\n", 3, "goal") == []  # gibberish: no word in any item
+    assert read_outline(" Goal\n2. GOAL", 3, "goal") == []  # the task repeated is no breakdown
 
 
 def test_a_long_subtask_is_cut():
-    (item,) = parse_subtasks("1. " + "a" * 1000, 3)
+    (item,) = read_outline(" " + "a" * 1000, 3, "goal")
     assert len(item) == 200
 
 
 def test_prompts_say_where_the_node_stands():
     root = outline_prompt("Build a shop", [], 3)
-    assert root.startswith("Goal: Build a shop\nTask: Build a shop\n") and "at most 3" in root
-    assert root.endswith("Subtasks:\n") and "Parent tasks" not in root
-    deep = leaf_prompt("Build a shop", ["Users", "Login"])
-    assert "Task: Login\nParent tasks: Users\n" in deep and deep.endswith("Answer:")
+    assert root.startswith("Break each task into at most 3 smaller subtasks, as a numbered list.\n\nTask: Make a cup")
+    assert root.endswith("\nTask: Build a shop\nSubtasks:\n1.") and "Part of" not in root
+    child = outline_prompt("Build a shop", ["Users", "Login"], 2)
+    assert child.endswith("\nTask: Login\nPart of: Build a shop > Users\nSubtasks:\n1.")
+    leaf = leaf_prompt("Build a shop", ["Users"])
+    assert leaf == "Task: Users\nPart of: Build a shop\nHere is how to do it, in a few sentences:\n"
 
 
 # -- the tree over a scripted job service ------------------------------------------------------------------
@@ -120,14 +126,15 @@ class ScriptedJobs:
 
 
 def task_of(prompt: str) -> str:
-    return re.search(r"^Task: (.*)$", prompt, re.MULTILINE)[1]
+    """The node's task: the prompt's last Task: line (an outline prompt's first is its example's)."""
+    return re.findall(r"^Task: (.*)$", prompt, re.MULTILINE)[-1]
 
 
 def lists_three(prompt: str) -> tuple[str, str]:
     """Outline jobs list three subtasks named after their parent; leaf jobs answer with their task."""
     task = task_of(prompt)
-    if prompt.endswith("Subtasks:\n"):
-        return "verified", "".join(f"{i}. {task}/{i}\n" for i in (1, 2, 3))
+    if prompt.endswith("Subtasks:\n1."):
+        return "verified", f" {task}/1\n2. {task}/2\n3. {task}/3\n"
     return "verified", f"done {task}"
 
 
@@ -157,7 +164,7 @@ async def test_a_depth_2_tree_runs_each_level_in_parallel_and_reads_in_tree_orde
     document = info["document"]
     assert document.startswith("# goal\n\n## 1 goal/1\n\n### 1.1 goal/1/1\n\ndone goal/1/1\n\n### 1.2 goal/1/2")
     assert document.index("done goal/1/3") < document.index("## 2 goal/2") < document.index("done goal/3/3")
-    assert "Parent tasks: goal/2\n" in jobs.prompts[bytes.fromhex(tree[6]["jobid"])[::-1]]
+    assert "Part of: goal > goal/2\n" in jobs.prompts[bytes.fromhex(tree[6]["jobid"])[::-1]]
 
 
 async def test_the_reward_cap_skips_what_it_cannot_cover():
@@ -191,9 +198,9 @@ async def test_a_failed_node_shows_in_place_and_the_rest_goes_on():
 
 
 async def test_no_list_makes_a_leaf_whose_outline_is_its_answer():
-    info = await run_task(ScriptedJobs(lambda prompt: ("verified", "\x07 garbled 9")), depth=3)
+    info = await run_task(ScriptedJobs(lambda prompt: ("verified", "\x07 9\nno list here")), depth=3)
     assert info["jobs"] == 1 and info["tree"]["children"] == []
-    assert info["document"] == "# goal\n\n\x07 garbled 9\n"
+    assert info["document"] == "# goal\n\n\x07 9\nno list here\n"
 
 
 async def test_cancel_stops_what_is_not_paid():

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from camelid.chain.errors import TxRejected
 from camelid.node.job_outcome import failure, stopped_waiting
 from camelid.node.jobs import DEFAULT_TIMELOCK
-from camelid.node.task_outline import leaf_prompt, outline_prompt, parse_subtasks
+from camelid.node.task_outline import leaf_prompt, outline_prompt, read_outline
 from camelid.wallet.errors import WalletError
 
 if TYPE_CHECKING:
@@ -293,7 +293,7 @@ class TaskService:
             return
         node.state, node.text = VERIFIED, str(info["text"])
         if len(node.path) < task.params.depth and not task.cancelled:
-            await self._spawn(task, node, parse_subtasks(node.text, task.params.fanout))
+            await self._spawn(task, node, read_outline(node.text, task.params.fanout, node.title))
 
     async def _spawn(self, task: Task, node: TaskNode, subtasks: list[str]) -> None:
         """Hand each subtask its worst case out of the node's budget (the node's own job used one), then run
