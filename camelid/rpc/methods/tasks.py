@@ -33,7 +33,7 @@ def _integer(options: dict[str, Any], name: str) -> int:
     return int(value)
 
 
-def task_params(ctx: RPCContext, options: dict[str, Any]) -> TaskParams:
+def _task_params(ctx: RPCContext, options: dict[str, Any]) -> TaskParams:
     """TaskParams from submittask's options object; an RPC error naming the first bad or unknown option."""
     unknown = sorted(set(options) - {*DEFAULTS, "max_total_reward", "model"})
     if unknown:
@@ -70,7 +70,7 @@ def task_params(ctx: RPCContext, options: dict[str, Any]) -> TaskParams:
 async def submittask(ctx: RPCContext, goal: str, options: dict[str, Any] | None) -> str:
     """Break GOAL into a tree of paid, verified jobs computed in parallel; returns the task id. Follow it with
     gettask. The root's outline job is funded before this returns; the rest of the tree grows as jobs verify."""
-    params = task_params(ctx, options or {})
+    params = _task_params(ctx, options or {})
     with submit_errors():
         task_id = await ctx.tasks.submit(goal, params)
     return task_id.hex()
