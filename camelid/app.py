@@ -48,6 +48,7 @@ from camelid.node.jobs import JobService
 from camelid.node.miner import Miner
 from camelid.node.model_service import ModelService
 from camelid.node.p2p_service import P2PService
+from camelid.node.tasks import TaskService
 from camelid.node.wallet_service import WalletService
 from camelid.rpc.auth import Credentials, delete_cookie, write_cookie
 from camelid.rpc.context import RPCContext
@@ -191,12 +192,14 @@ class Node:
                 policy=config.compute_policy,
                 verifiers=config.verifiers,
             )
+            context.task_service = tasks = TaskService(jobs)
             context.finish_warmup(chain, miner, wallets)
             log.info("node ready on %s (RPC port %d)", config.network, config.rpc_port)
             services: dict[str, Coroutine[Any, Any, None]] = {
                 "p2p": p2p.run(),
                 "models": models.run(),
                 "jobs": jobs.run(),
+                "tasks": tasks.run(),
             }
             if config.mine:
                 services["miner"] = miner.run()

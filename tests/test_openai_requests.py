@@ -12,7 +12,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from tiny_model import write_tiny_model
 
 from camelid.compute.vocab import ModelVocab
-from camelid.rpc.job_outcome import failure
+from camelid.node.job_outcome import failure
 from camelid.rpc.openai_answer import CHAT_KIND, COMPLETION_KIND, Answer
 from camelid.rpc.openai_jobs import verified_text, wait_for_verdict
 from camelid.rpc.openai_models import OfferedModel

@@ -9,6 +9,7 @@ exercise the end-of-generation paths.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import gguf
@@ -66,10 +67,49 @@ def _weights(rng: np.random.Generator) -> dict[str, np.ndarray]:
     return tensors
 
 
-def write_tiny_model(path: Path, seed: int = 0, chat_template: str | None = None) -> Path:
-    """Write the tiny model for `seed` (with `chat_template` as its tokenizer.chat_template) to `path`."""
+LIST_CYCLE = b"1.ab\n2)cd\r"
+"""What the list model writes, over and over: a numbered list of two subtasks, every byte a different token."""
+
+
+def _list_weights(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The tiny model rewired into a next-byte table that cycles through LIST_CYCLE whatever the prompt.
+
+    The blocks add nothing (their output projections are zero), so the last hidden state is the last token's
+    embedding: each cycle byte embeds as its own basis vector, which the output matrix maps to the next byte;
+    every other token embeds as the cycle's last byte, so the list starts over after any prompt."""
+    tensors = _weights(rng)
+    for name, tensor in tensors.items():
+        if name.endswith(("attn_output.weight", "ffn_down.weight")):
+            tensor[:] = 0
+    cycle = [len(SPECIAL_TOKENS) + byte for byte in LIST_CYCLE]
+    embedding = np.zeros((len(VOCAB), N_EMBD), dtype=np.float32)
+    embedding[:, len(cycle) - 1] = 1
+    output = np.zeros((len(VOCAB), N_EMBD), dtype=np.float32)
+    for i, token in enumerate(cycle):
+        embedding[token] = 0
+        embedding[token, i] = 1
+        output[cycle[(i + 1) % len(cycle)], i] = 4
+    tensors.update({"token_embd.weight": embedding, "output.weight": output})
+    return tensors
+
+
+def write_list_model(path: Path) -> Path:
+    """A tiny model whose every output is LIST_CYCLE repeated (greedy): outlines that parse as a list of two
+    subtasks, so a fractal task grows a real tree on the test network."""
+    return write_tiny_model(path, model_name="camelid-list", weights=_list_weights)
+
+
+def write_tiny_model(
+    path: Path,
+    seed: int = 0,
+    model_name: str | None = None,
+    weights: Callable[[np.random.Generator], dict[str, np.ndarray]] | None = None,
+    chat_template: str | None = None,
+) -> Path:
+    """Write the tiny model for `seed` to `path` and return `path` (`weights`: other tensors, named `model_name`;
+    `chat_template`: its tokenizer.chat_template)."""
     writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_name(f"camelid-tiny-{seed}")
+    writer.add_name(model_name or f"camelid-tiny-{seed}")
     writer.add_context_length(N_CTX)
     writer.add_embedding_length(N_EMBD)
     writer.add_block_count(N_LAYER)
@@ -90,7 +130,7 @@ def write_tiny_model(path: Path, seed: int = 0, chat_template: str | None = None
     writer.add_add_space_prefix(False)
     if chat_template is not None:
         writer.add_chat_template(chat_template)
-    for name, tensor in _weights(np.random.default_rng(seed)).items():
+    for name, tensor in (weights or _weights)(np.random.default_rng(seed)).items():
         writer.add_tensor(name, tensor)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

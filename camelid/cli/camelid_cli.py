@@ -9,7 +9,8 @@ string result prints bare, null prints nothing, anything else as indented JSON.
 An RPC error prints "error code: N" and "error message:" on stderr and exits 1.
 
 `camelid-cli complete PROMPT --max-tokens N` is not an RPC method but a command of its own
-(camelid.cli.complete): it submits a job and follows it to its verified text.
+(camelid.cli.complete): it submits a job and follows it to its verified text; so is
+`camelid-cli fractal GOAL` (camelid.cli.fractal), which submits a task and follows its tree to the document.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from camelid.cli import complete
+from camelid.cli import complete, fractal
 from camelid.node.config import ConfigError, NodeConfig, load_config
 from camelid.rpc import jsonenc
 from camelid.rpc.auth import Credentials, read_cookie
@@ -119,9 +121,11 @@ def main(
         config = load_config({k: v for k, v in given.items() if v not in (None, False)}, datadir, conf)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    completing = method == complete.COMMAND
-    if completing:
-        method, (params, job_timeout) = "submitjob", complete.submitjob_params(args)
+    follow: Callable[[RPCClient, str, float], None] | None = None  # a command that follows what it submitted
+    if method == complete.COMMAND:
+        follow, method, (params, follow_timeout) = complete.follow_job, "submitjob", complete.submitjob_params(args)
+    elif method == fractal.COMMAND:
+        follow, method, (params, follow_timeout) = fractal.follow_task, "submittask", fractal.submittask_params(args)
     else:
         params = build_params(method, args, named)
     deadline = time.monotonic() + rpcwaittimeout if rpcwaittimeout else None
@@ -141,8 +145,8 @@ def main(
         if not rpcwait or (deadline is not None and time.monotonic() > deadline):
             raise click.ClickException(failure)
         time.sleep(RPCWAIT_INTERVAL)
-    if completing:
-        complete.follow_job(RPCClient(rpcconnect, config.rpc_port, _credentials(config)), result, job_timeout)
+    if follow is not None:
+        follow(RPCClient(rpcconnect, config.rpc_port, _credentials(config)), result, follow_timeout)
         return
     if wait and method == "fetchmodel":
         result = _follow_fetch(RPCClient(rpcconnect, config.rpc_port, _credentials(config)), result["id"])

@@ -20,9 +20,9 @@ import click
 
 from camelid.cli.job_progress import JobProgress
 from camelid.core.job import MAX_JOB_TOKENS
+from camelid.node.job_outcome import failure, stopped_waiting
 from camelid.node.jobs import DEFAULT_TIMELOCK
 from camelid.rpc.client import RPCClient
-from camelid.rpc.job_outcome import failure, stopped_waiting
 
 COMMAND = "complete"
 LONG_POLL = 30

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from camelid.node.miner import Miner
     from camelid.node.model_service import ModelService
     from camelid.node.p2p_service import P2PService
+    from camelid.node.tasks import TaskService
     from camelid.node.wallet_service import WalletService
 
 
@@ -38,6 +39,7 @@ class RPCContext:
     model_service: ModelService | None = None
     job_service: JobService | None = None
     compute_service: ComputeService | None = None
+    task_service: TaskService | None = None
 
     @property
     def p2p(self) -> P2PService:
@@ -66,6 +68,13 @@ class RPCContext:
         if self.job_service is None:
             raise RPCError(RPCErrorCode.IN_WARMUP, self.warmup_status)
         return self.job_service
+
+    @property
+    def tasks(self) -> TaskService:
+        """Fractal tasks over the job service; -28 while the node is still starting."""
+        if self.task_service is None:
+            raise RPCError(RPCErrorCode.IN_WARMUP, self.warmup_status)
+        return self.task_service
 
     @property
     def warming_up(self) -> bool:

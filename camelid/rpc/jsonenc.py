@@ -13,17 +13,9 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-from camelid.core.consensus import COIN
+from camelid.core.amounts import amount
 
-
-def amount(base_units: int) -> Decimal:
-    """Base units as a coin amount with 8 decimals (5000000000 -> Decimal('50.00000000')).
-
-    Built from its digits rather than by division, because Decimal writes small
-    quotients in exponent form (0E-8) and Bitcoin Core always writes 0.00000000.
-    """
-    whole, fraction = divmod(abs(base_units), COIN)
-    return Decimal(f"{'-' if base_units < 0 else ''}{whole}.{fraction:08d}")
+__all__ = ["amount", "dumps"]  # amount lives in core (the node's job texts use it too); RPC code takes it here
 
 
 def dumps(value: Any, indent: int | None = None) -> str:

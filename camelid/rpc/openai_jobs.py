@@ -13,8 +13,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from camelid.chain.errors import TxRejected
+from camelid.node.job_outcome import failure, stopped_waiting, wake_by
 from camelid.node.jobs import DEFAULT_TIMELOCK
-from camelid.rpc.job_outcome import failure, stopped_waiting, wake_by
 from camelid.rpc.openai_requests import OpenAIError
 from camelid.wallet.errors import WalletError, WalletErrorCode
 

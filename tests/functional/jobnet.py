@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +86,9 @@ def mine_until(miner: TestNode, mine_to: str, predicate: Callable[[], Any], what
         return bool(predicate())
 
     wait_until(mined, timeout=timeout, interval=0.5, what=what)
+
+
+def fee_of(node: TestNode, txid: str) -> Decimal:
+    """What the node's wallet paid in fees for one of its own transactions."""
+    (fee,) = {-entry["fee"] for entry in node.listtransactions("*", 1000) if entry["txid"] == txid and "fee" in entry}
+    return fee

@@ -27,7 +27,7 @@ from camelid.node.jobs.common import RELEASE_FEE
 from camelid.rpc.client import JSONRPCError
 
 from .framework import TestNode, wait_until
-from .jobnet import mine_until
+from .jobnet import fee_of, mine_until
 
 pytestmark = pytest.mark.slow
 
@@ -40,12 +40,6 @@ RELEASE = RELEASE_FEE / COIN
 
 def states(node: TestNode, job: str) -> list[str]:
     return [entry["state"] for entry in node.getjob(job)["history"]]
-
-
-def fee_of(node: TestNode, txid: str) -> Decimal:
-    """What the node's wallet paid in fees for one of its own transactions."""
-    (fee,) = {-entry["fee"] for entry in node.listtransactions("*", 1000) if entry["txid"] == txid and "fee" in entry}
-    return fee
 
 
 def test_paid_jobs_on_a_network_of_every_role(camelid_nodes, tmp_path):

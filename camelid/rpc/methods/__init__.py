@@ -14,11 +14,12 @@ from camelid.rpc.methods import (
     models,
     network,
     rawtransactions,
+    tasks,
     wallet,
 )
 from camelid.rpc.registry import MethodRegistry
 
-MODULES = (blockchain, compute, control, jobs, market, mining, models, network, rawtransactions, wallet)
+MODULES = (blockchain, compute, control, jobs, market, mining, models, network, rawtransactions, tasks, wallet)
 
 
 def build_registry() -> MethodRegistry:

@@ -9,15 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from camelid.chain.errors import TxRejected
 from camelid.compute.model_store import parse_model_id
 from camelid.core.job import MAX_TEMPERATURE_MILLI
+from camelid.node.job_outcome import stopped_waiting, wake_by
 from camelid.node.jobs import DEFAULT_TIMELOCK
 from camelid.rpc.context import RPCContext
 from camelid.rpc.errors import RPCError, RPCErrorCode
-from camelid.rpc.job_outcome import stopped_waiting, wake_by
 from camelid.rpc.methods.market import estimated_reward
 from camelid.rpc.methods.wallet import parse_amount
 from camelid.rpc.registry import MethodRegistry, Param
@@ -31,17 +32,35 @@ MAX_WAIT = 60
 JOB_ID = Param("id", ("string",), "the job id (64 hex digits, as submitjob returned it)")
 
 
-def _job_id(text: str) -> bytes:
+def parse_id(text: str, size: int, what: str) -> bytes:
+    """`size` bytes from hex digits (a job or task id argument); -8 naming `what` otherwise."""
     try:
         raw = bytes.fromhex(text)
     except ValueError:
         raw = b""
-    if len(raw) != 32:
-        raise RPCError(RPCErrorCode.INVALID_PARAMETER, f"job id must be 64 hex digits, got {text!r}")
-    return raw[::-1]
+    if len(raw) != size:
+        raise RPCError(RPCErrorCode.INVALID_PARAMETER, f"{what} must be {2 * size} hex digits, got {text!r}")
+    return raw
 
 
-def _default_model(ctx: RPCContext) -> bytes:
+def _job_id(text: str) -> bytes:
+    return parse_id(text, 32, "job id")[::-1]
+
+
+@contextlib.contextmanager
+def submit_errors() -> Iterator[None]:
+    """What submitting a job can refuse (the wallet, the escrow, the job's limits) as the RPC error to answer."""
+    try:
+        yield
+    except WalletError as exc:
+        raise RPCError(exc.code, exc.message) from None
+    except TxRejected as exc:
+        raise RPCError(RPCErrorCode.VERIFY_REJECTED, str(exc)) from None
+    except ValueError as exc:
+        raise RPCError(RPCErrorCode.INVALID_PARAMETER, str(exc)) from None
+
+
+def default_model(ctx: RPCContext) -> bytes:
     """A model we hold, else one a peer serves: what a job names when the caller names none."""
     held = ctx.models.announced()
     if held:
@@ -84,7 +103,7 @@ async def submitjob(
 ) -> str:
     """Fund an escrow with the wallet and publish the job; returns its job id. Follow it with getjob."""
     try:
-        model_id = _default_model(ctx) if model is None else parse_model_id(model)
+        model_id = default_model(ctx) if model is None else parse_model_id(model)
     except ValueError as exc:
         raise RPCError(RPCErrorCode.INVALID_PARAMETER, str(exc)) from None
     temperature_milli = round(temperature * 1000)
@@ -97,14 +116,8 @@ async def submitjob(
         amount = parse_amount(reward, "reward")
     if amount <= 0:
         raise RPCError(RPCErrorCode.TYPE_ERROR, "reward must be positive")
-    try:
+    with submit_errors():
         job_id = await ctx.jobs.submit(prompt, max_tokens, model_id, seed, temperature_milli, amount, timelock, verify)
-    except WalletError as exc:
-        raise RPCError(exc.code, exc.message) from None
-    except TxRejected as exc:
-        raise RPCError(RPCErrorCode.VERIFY_REJECTED, str(exc)) from None
-    except ValueError as exc:
-        raise RPCError(RPCErrorCode.INVALID_PARAMETER, str(exc)) from None
     return job_id[::-1].hex()
 
 

@@ -1,12 +1,12 @@
-"""When waiting for one of our jobs is over, and why it gave no verified output: the /v1 API, waitforjob and
-`camelid-cli complete` judge a getjob record the same way."""
+"""When waiting for one of our jobs is over, and why it gave no verified output: the /v1 API, waitforjob,
+`camelid-cli complete` and the task service (a fractal task's nodes) judge a getjob record the same way."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from camelid.chain.jobpool import JobState
-from camelid.rpc.jsonenc import amount
+from camelid.core.amounts import amount
 
 ENDED = frozenset(
     {
