@@ -14,6 +14,7 @@ from camelid.node.jobs.scheduler import (
     CLAIM_SPREAD,
     CONTEST_WINDOW,
     MAX_CANDIDATES,
+    ClaimQueue,
     JobScheduler,
     claim_rank,
     patience,
@@ -182,3 +183,29 @@ def test_a_node_that_has_never_seen_a_rival_claims_at_once(pool):
     accept(pool, add_job(pool, "taken"), RIVAL)
     assert mine.claim_delay(record.job_id, pool.jobs()) == mine.rank(record.job_id) * CLAIM_SPREAD > 0
     assert mine.claim_delay(record.job_id, []) > 0  # once seen, remembered
+
+
+def test_a_look_for_work_passes_a_closed_job_once_and_set_aside_jobs_not_at_all(pool, clock):
+    """Issue 15: a look cost a walk of the whole pool (0.84 s at 4,000 jobs, every 50 ms); now it passes
+    only the jobs still open to us."""
+    walked = []
+    mine = scheduler()
+    queue = ClaimQueue(mine, lambda job_id: walked.append(job_id) is None and pool.get(job_id) is not None)
+    records = [add_job(pool, f"job {i}") for i in range(4_000)]
+    for record in records:
+        queue.add(record, clock.now)
+    mine.tried.update(r.job_id for r in records[:3_990])  # taken or declined: closed to us for good
+    walked.clear()
+    first = queue.choose(clock.now)
+    assert first in records[3_990:] and len(walked) > 3_990
+    walked.clear()
+    assert queue.choose(clock.now) is first and len(walked) <= 2 * MAX_CANDIDATES  # the closed ones are gone
+    for record in records[3_990:]:
+        queue.set_aside(record, until_block=True)  # escrows short of confirmations
+    walked.clear()
+    assert queue.choose(clock.now) is None and walked == []
+    queue.take_back(block=False)
+    assert queue.choose(clock.now) is None  # a transaction does not bring back what waits for a block
+    queue.take_back(block=True)
+    assert queue.choose(clock.now) is first
+    assert [r.job_id for r in queue.jobs()] == [r.job_id for r in records[3_990:]]  # oldest first again

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from camelid.chain.errors import TxRejected
-from camelid.chain.jobpool import JobRecord, TestamentRecord, job_accept_digest, job_delivery_digest
+from camelid.chain.jobpool import MAX_JOBS, JobRecord, TestamentRecord, job_accept_digest, job_delivery_digest
 from camelid.compute.worker_client import EngineUnavailable
 from camelid.core.interpreter import verify_script
 from camelid.core.jobscripts import JOB_PAYOUT_FEE_CAP, commitment_signature_digest, match_job_lock, output_commitment
@@ -51,7 +51,8 @@ from camelid.node.jobs.common import (
     hex_id,
 )
 from camelid.node.jobs.contract import JobTerms, Spent
-from camelid.node.jobs.scheduler import ESCROW_RECHECK, JobScheduler
+from camelid.node.jobs.scheduler import ESCROW_RECHECK, ClaimQueue, JobScheduler
+from camelid.p2p.limits import RecentSet
 from camelid.p2p.messages import JobAccept, JobDelivery, JobPayment, JobTestament
 from camelid.wallet.errors import WalletError
 
@@ -95,8 +96,9 @@ class JobComputer:
             ctx.node_id,
             lambda model_id: ctx.models.store.get(model_id) is not None and ctx.compute.usable(model_id),
         )
+        self._queue = ClaimQueue(self._scheduler, lambda job_id: ctx.pool.get(job_id) is not None)
         self._offered = asyncio.Event()  # set by offer: a job came in that the idle _work loop should look at
-        self._escrows_seen: set[bytes] = set()  # escrow txids once found (then only confirmations are awaited)
+        self._escrows_seen = RecentSet(MAX_JOBS)  # escrow txids once found (then only confirmations are awaited)
         self.jobs: dict[bytes, ComputeJob] = {}
 
     def policy_info(self) -> dict[str, Any]:
@@ -119,57 +121,65 @@ class JobComputer:
             self._ctx.spawn(self._work(), "job-work")
 
     def offer(self, record: JobRecord) -> None:
-        """A new valid job reached the pool: wake the _work loop if it is idle (a busy one looks when free)."""
+        """A new valid job reached the pool: queue it and wake the _work loop if it is idle (a busy one looks
+        when free)."""
+        self._queue.add(record, time.time())
         self._offered.set()
 
     def on_block(self) -> None:
-        """A block connected: an escrow waiting for confirmations may have them now."""
+        """A block connected: an escrow waiting for confirmations may have them now. Also the time to keep
+        what we remember of jobs as bounded as the pool (once a block, not once a look)."""
+        pool = self._ctx.pool
+        self._scheduler.forget([job_id for job_id in self._scheduler.tried if pool.get(job_id) is not None])
+        self._queue.take_back(block=True)
         self._offered.set()
 
     async def _work(self) -> None:
         """For the node's life: take open jobs one at a time; when none is open, sleep until a job is
         offered or another node's claim on one runs out. A busy node so accepts nothing new, and takes
         the jobs offered while it was busy once it is free."""
+        for record in self._ctx.pool.open_jobs():  # those restored at start, or heard before we served
+            self._queue.add(record, time.time())
         while True:
             self._offered.clear()  # before looking: a job or escrow arriving during the look wakes the wait below
-            record, unfunded = await self._next_claim()
+            record = await self._next_claim()
             if record is not None:
                 await self._compute(record)
                 continue
-            jobs = self._ctx.pool.jobs()
-            self._scheduler.forget(job.job_id for job in jobs)
-            self._escrows_seen &= {job.escrow_txid for job in jobs}
             now = time.time()
             # A late escrow is looked for again soon; a few ms late for a claim running out is no harm.
-            wake_at = now + ESCROW_RECHECK if unfunded else self._scheduler.next_reopening(jobs, now)
+            if self._queue.waiting_for_tx():
+                wake_at: float | None = now + ESCROW_RECHECK
+            else:
+                wake_at = self._scheduler.next_reopening(self._queue.jobs(), now)
             timeout = None if wake_at is None else wake_at - now
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._offered.wait(), timeout)
+            self._queue.take_back(block=False)
 
-    async def _next_claim(self) -> tuple[JobRecord | None, bool]:
-        """(the open job this node claims now, after its claim delay, or None; whether jobs wait for their escrow).
+    async def _next_claim(self) -> JobRecord | None:
+        """The open job this node claims now, after its claim delay, or None.
 
         Only a job our policy allows and whose escrow is already here, as deep as the policy asks and
         not spent, is claimed, so that the jobaccept follows the claim at once and other nodes see the
         claim as early as they can. A job whose escrow has not shown SEEN_WAIT after the job did (or
-        has not confirmed by half its deadline) is given up; a job outside the policy is declined.
+        has not confirmed by half its deadline) is given up; a job outside the policy is declined; one
+        whose escrow is not here yet, or not deep enough, is set aside until a transaction or a block.
         """
-        unfunded: set[bytes] = set()
-        shallow: set[bytes] = set()  # escrows short of their confirmations: looked at again on the next block
-        while (choice := self._scheduler.choose(self._ctx.pool.jobs(), time.time(), unfunded | shallow)) is not None:
+        while (choice := self._queue.choose(time.time())) is not None:
             problem = self._terms_problem(choice)
             if problem is None:
                 ready, problem = await self._escrow_ready(choice)
                 if not ready and problem is None:
-                    (unfunded if choice.escrow_txid not in self._escrows_seen else shallow).add(choice.job_id)
+                    self._queue.set_aside(choice, until_block=choice.escrow_txid in self._escrows_seen)
                     continue
             if problem is not None:
                 self._decline(choice, problem)
                 continue
-            await asyncio.sleep(self._scheduler.claim_delay(choice.job_id, self._ctx.pool.jobs()))
+            await asyncio.sleep(self._scheduler.claim_delay(choice.job_id, self._queue.jobs()))
             if self._scheduler.is_open(choice, time.time()):  # nobody's jobaccept came in while we waited
-                return choice, bool(unfunded)
-        return None, bool(unfunded)
+                return choice
+        return None
 
     def _decline(self, record: JobRecord, reason: str) -> None:
         self._scheduler.tried.add(record.job_id)
@@ -309,6 +319,7 @@ class JobComputer:
         """A transaction reached the mempool or a block: a job's escrow, or a payment for a job of ours."""
         record = self._ctx.pool.get(tx.job_id)
         if record is not None and record.escrow_txid == tx.hash:
+            self._queue.take_back(block=False)
             self._offered.set()  # a job waiting for this escrow can be claimed now, not at the next ESCROW_RECHECK
         work = self.jobs.get(tx.job_id)
         spends_escrow = work is not None and any(OutPoint(i.prev_txid, i.prev_index) == work.escrow for i in tx.inputs)

@@ -14,11 +14,18 @@ from all computing the same job:
 - two claims closer together than a jobaccept's trip still happen, so before staking a claimant waits
   until CONTEST_WINDOW after its claim and leaves the job if a node that accepted it since ranks first
   (`rival_first`); every claimant applies the same rule, so one testament is published, not two.
+
+A node looks for work after every job, block and claim that runs out, so that look must not cost a walk
+of the pool (issue 15 measured 0.84 s per look at 4,000 jobs, every 50 ms). ClaimQueue holds the jobs the
+node may yet take, oldest first: a job closed to it for good leaves the queue when a look first passes it,
+and a job waiting for its escrow (or its escrow's confirmations) is set aside until a transaction (or a
+block) arrives. A look so passes only the jobs that other nodes hold and MAX_CANDIDATES open ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Set
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from camelid.chain.jobpool import JobRecord, JobState
@@ -83,24 +90,26 @@ class JobScheduler:
 
     def is_open(self, record: JobRecord, now: float) -> bool:
         """Whether this node may take `record` now: see the module docstring."""
+        return not self.closed(record, now) and not _held_by_another(record, now)
+
+    def closed(self, record: JobRecord, now: float) -> bool:
+        """Whether this node will never take `record`: every condition here only ever becomes true."""
         params = record.params
         return (
-            record.state in _OPEN_STATES
-            and not record.testaments
-            and record.job_id not in self.tried
-            and record.client_node != self._node_id
-            and self._node_id not in record.accepted_by
-            and now + patience(params.max_tokens) <= params.timestamp + params.timelock
-            and not _held_by_another(record, now)
-            and self._serves(params.model_id)
+            record.state not in _OPEN_STATES
+            or bool(record.testaments)
+            or record.job_id in self.tried
+            or record.client_node == self._node_id
+            or self._node_id in record.accepted_by
+            or now + patience(params.max_tokens) > params.timestamp + params.timelock
+            or not self._serves(params.model_id)
         )
 
-    def choose(self, jobs: Iterable[JobRecord], now: float, skip: Set[bytes] = frozenset()) -> JobRecord | None:
-        """Of the MAX_CANDIDATES oldest open jobs (`jobs` oldest first, as the pool lists them) not in `skip`,
-        the best-ranked."""
+    def choose(self, jobs: Iterable[JobRecord], now: float) -> JobRecord | None:
+        """Of the MAX_CANDIDATES oldest open jobs (`jobs` oldest first), the best-ranked."""
         candidates: list[JobRecord] = []
         for record in jobs:
-            if record.job_id not in skip and self.is_open(record, now):
+            if self.is_open(record, now):
                 candidates.append(record)
                 if len(candidates) == MAX_CANDIDATES:
                     break
@@ -135,6 +144,64 @@ class JobScheduler:
         """Keep `tried` and the claims to the jobs still in the pool (`live`): as bounded as the pool."""
         self.tried.intersection_update(live)
         self._claims = {job_id: claim for job_id, claim in self._claims.items() if job_id in self.tried}
+
+
+class ClaimQueue:
+    """The jobs this node may yet take, oldest first, with those waiting for an escrow set aside (module docstring)."""
+
+    def __init__(self, scheduler: JobScheduler, live: Callable[[bytes], bool]) -> None:
+        """`live(job_id)`: whether the pool still holds the job (an evicted one is never taken)."""
+        self._scheduler = scheduler
+        self._live = live
+        self._jobs: OrderedDict[bytes, JobRecord] = OrderedDict()
+        self._until_tx: dict[bytes, JobRecord] = {}  # escrow not found yet
+        self._until_block: dict[bytes, JobRecord] = {}  # escrow short of its confirmations
+
+    def __len__(self) -> int:
+        return len(self._jobs) + len(self._until_tx) + len(self._until_block)
+
+    def jobs(self) -> Iterator[JobRecord]:
+        """The queued jobs, oldest first (not those set aside)."""
+        return iter(self._jobs.values())
+
+    def add(self, record: JobRecord, now: float) -> None:
+        if not self._scheduler.closed(record, now):
+            self._jobs[record.job_id] = record
+
+    def choose(self, now: float) -> JobRecord | None:
+        """JobScheduler.choose over the queue, dropping the jobs it finds closed on the way."""
+        closed: list[bytes] = []
+
+        def walk() -> Iterator[JobRecord]:
+            for job_id, record in self._jobs.items():
+                if not self._live(job_id) or self._scheduler.closed(record, now):
+                    closed.append(job_id)
+                else:
+                    yield record
+
+        choice = self._scheduler.choose(walk(), now)
+        for job_id in closed:
+            del self._jobs[job_id]
+        return choice
+
+    def set_aside(self, record: JobRecord, until_block: bool) -> None:
+        """Leave `record` out of looks until the next `take_back` (of a block with `until_block`, else a tx)."""
+        self._jobs.pop(record.job_id, None)
+        (self._until_block if until_block else self._until_tx)[record.job_id] = record
+
+    def waiting_for_tx(self) -> bool:
+        return bool(self._until_tx)
+
+    def take_back(self, block: bool) -> None:
+        """Queue again, ahead of the rest (they came first), the jobs set aside until a transaction, and with
+        `block` those set aside until a block."""
+        returning = list(self._until_tx.values()) + (list(self._until_block.values()) if block else [])
+        self._until_tx.clear()
+        if block:
+            self._until_block.clear()
+        for record in sorted(returning, key=lambda record: record.history[0][1], reverse=True):
+            self._jobs[record.job_id] = record
+            self._jobs.move_to_end(record.job_id, last=False)
 
 
 def _held_by_another(record: JobRecord, now: float) -> bool:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from camelid.chain.jobpool import JobPool, JobRecord, JobRejected, JobState, TestamentRecord
+from camelid.chain.jobpool import JobPool, JobRecord, JobState, TestamentRecord
 from camelid.chain.jobstore import JobStore
 from camelid.chain.storage import LevelDBStore
 from camelid.node.config import ComputePolicy, Misbehaviour
@@ -25,9 +25,9 @@ from camelid.node.events import BlockConnected, JobChanged, TxAccepted
 from camelid.node.jobs.client import DEFAULT_TIMELOCK, JobClient
 from camelid.node.jobs.common import JobContext, hex_id
 from camelid.node.jobs.compute import JobComputer
+from camelid.node.jobs.intake import JobIntake, checked
 from camelid.node.jobs.journal import JobJournal
 from camelid.node.jobs.verify import OutsourcedVerification
-from camelid.p2p.errors import ProtocolViolation
 from camelid.p2p.messages import (
     Inv,
     InvItem,
@@ -102,6 +102,8 @@ class JobService:
             )
             self._restored = self._journal.restore()
         self.pool.on_change = self._changed
+        self.pool.pinned = lambda job_id: job_id in self._client.jobs or job_id in self._compute.jobs
+        self._intake = JobIntake(self.pool, chain.params.dispute_window, self._escrow_seen, self._admitted)
         self._manager.add_ready_listener(self._bring_up_to_date)
         for command, handler in (
             (JobMessage.command, self._on_job),
@@ -220,29 +222,31 @@ class JobService:
     # -- flooded messages --------------------------------------------------------------------------
 
     async def _on_job(self, peer: Peer, message: JobMessage) -> None:
-        record = self._checked(
-            lambda: self.pool.add_job(message.params, message.escrow_txid, message.client_node, message.signature)
-        )
-        if record is None:
-            return
-        self._manager.broadcast(message, exclude={peer.id})
+        await self._intake.on_job(peer.id, message)
+
+    def _admitted(self, record: JobRecord, message: JobMessage, peer_id: int) -> None:
+        """A peer's job came into the pool (its escrow is here): relay it and show it to the compute side."""
+        self._manager.broadcast(message, exclude={peer_id})
         self._compute.offer(record)
 
+    async def _escrow_seen(self, txid: bytes, script: bytes) -> bool:
+        return await self._ctx.locate(txid, script) is not None
+
     async def _on_accept(self, peer: Peer, message: JobAccept) -> None:
-        if self._checked(lambda: self.pool.add_accept(message.job_id, message.node, message.signature)):
+        if checked(lambda: self.pool.add_accept(message.job_id, message.node, message.signature)):
             self._manager.broadcast(message, exclude={peer.id})
 
     async def _on_testament(self, peer: Peer, message: JobTestament) -> None:
         testament = TestamentRecord(
             message.node, message.node_pubkey, message.commitment, message.signature, message.stake_txid
         )
-        if not self._checked(lambda: self.pool.add_testament(message.job_id, testament)):
+        if not checked(lambda: self.pool.add_testament(message.job_id, testament)):
             return
         self._manager.broadcast(message, exclude={peer.id})
         self._client.on_testament(message.job_id, testament)
 
     async def _on_delivery(self, peer: Peer, message: JobDelivery) -> None:
-        delivery = self._checked(
+        delivery = checked(
             lambda: self.pool.add_delivery(message.job_id, message.node, message.sealed, message.signature)
         )
         if delivery is None:
@@ -284,15 +288,9 @@ class JobService:
         if sent:
             log.info("sent %r the %d jobs still in play", peer, sent)
 
-    @staticmethod
-    def _checked(add: Callable[[], Any]) -> Any:
-        try:
-            return add()
-        except JobRejected as exc:
-            raise ProtocolViolation(f"bad-job: {exc}") from None
-
     async def _on_tx_accepted(self, event: TxAccepted) -> None:
         self._ctx.tx_arrived(event.tx.hash)
+        self._intake.on_transaction(event.tx)
         if self.pool.record_payment(event.tx) is not None:
             log.info("job %s: payment %s seen", hex_id(event.tx.job_id), event.tx.txid())
         self._compute.on_published(event.tx)
@@ -302,5 +300,6 @@ class JobService:
         for record in self.pool.settle_block(transactions):
             log.info("job %s %s in block %d", hex_id(record.job_id), record.state.value, event.height)
         for tx in transactions[1:]:
+            self._intake.on_transaction(tx)
             self._compute.on_published(tx)
         self._compute.on_block()
