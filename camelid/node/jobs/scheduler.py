@@ -199,7 +199,7 @@ class ClaimQueue:
         self._until_tx.clear()
         if block:
             self._until_block.clear()
-        for record in sorted(returning, key=lambda record: record.history[0][1], reverse=True):
+        for record in reversed(sorted(returning, key=lambda record: record.history[0][1])):
             self._jobs[record.job_id] = record
             self._jobs.move_to_end(record.job_id, last=False)
 
