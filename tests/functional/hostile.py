@@ -50,6 +50,54 @@ FUNDING = Decimal(5)
 ESCROW_TX_FEE = 10_000
 
 
+def fund(miner: TestNode, mine_to: str, key: PrivateKey) -> Spent:
+    """A confirmed output of FUNDING coins to `key`, from `miner`."""
+    address = hash160_to_address(hash160(key.public_key.to_bytes()), "regtest")
+    txid = miner.sendtoaddress(address, FUNDING)
+    miner.generatetoaddress(1, mine_to)
+    script = p2pkh_script(hash160(key.public_key.to_bytes()))
+    for index in range(2):
+        out = miner.gettxout(txid, index)
+        if out is not None and out["scriptPubKey"]["hex"] == script.hex():
+            return Spent(OutPoint(bytes.fromhex(txid)[::-1], index), TxOut(int(out["value"] * COIN), script))
+    raise AssertionError(f"funding {txid} has no output to the hostile client")
+
+
+def escrowed_jobs(
+    miner: TestNode, mine_to: str, client_node: bytes, count: int, model_id: bytes, reward: int = COIN // 100
+) -> list[JobMessage]:
+    """`count` signed job messages from `client_node` whose escrows are outputs of one transaction, in the
+    miner's mempool: job spam as cheap as it gets once every job needs an escrow (one fee for many jobs)."""
+    funder, client_key = PrivateKey.generate(network="regtest"), PrivateKey.generate(network="regtest")
+    coin = fund(miner, mine_to, funder)
+    now = int(time.time())
+    terms = [
+        JobTerms(
+            JobParams(model_id, f"spam {i}", 8, 0, 0, now, 600, client_key.public_key.to_bytes(), "", 1),
+            REGTEST.dispute_window,
+        )
+        for i in range(count)
+    ]
+    change = TxOut(coin.out.value - count * reward - ESCROW_TX_FEE * (1 + count // 10), coin.out.script_pubkey)
+    unsigned = Transaction(
+        inputs=(TxIn(coin.outpoint.txid, coin.outpoint.index),),
+        outputs=(*(TxOut(reward, t.escrow_script) for t in terms), change),
+    )
+    digest = unsigned.signature_hash(0, coin.out.script_pubkey, coin.out.value, SIGHASH_ALL)
+    script_sig = p2pkh_script_sig(funder.sign(digest) + bytes([SIGHASH_ALL]), funder.public_key.to_bytes())
+    escrow_tx = replace(unsigned, inputs=(replace(unsigned.inputs[0], script_sig=script_sig),))
+    miner.sendrawtransaction(escrow_tx.to_bytes().hex())
+    return [
+        JobMessage(
+            t.params.to_bytes(),
+            escrow_tx.hash,
+            client_node,
+            client_key.sign(job_offer_digest(t.job_id, escrow_tx.hash, client_node)),
+        )
+        for t in terms
+    ]
+
+
 class KeySigner:
     """A JobSigner over keys the hostile client holds in memory (a real client's keys stay in its wallet)."""
 
@@ -98,15 +146,7 @@ class HostileClient:
 
     def fund(self, key: PrivateKey) -> Spent:
         """A confirmed output of FUNDING coins to `key`, from the miner."""
-        address = hash160_to_address(hash160(key.public_key.to_bytes()), "regtest")
-        txid = self.miner.sendtoaddress(address, FUNDING)
-        self.miner.generatetoaddress(1, self.mine_to)
-        script = p2pkh_script(hash160(key.public_key.to_bytes()))
-        for index in range(2):
-            out = self.miner.gettxout(txid, index)
-            if out is not None and out["scriptPubKey"]["hex"] == script.hex():
-                return Spent(OutPoint(bytes.fromhex(txid)[::-1], index), TxOut(int(out["value"] * COIN), script))
-        raise AssertionError(f"funding {txid} has no output to the hostile client")
+        return fund(self.miner, self.mine_to, key)
 
     def broadcast(self, tx: Transaction) -> str:
         """Hand `tx` to the miner, as a client with its own miner (or paying one) would."""
