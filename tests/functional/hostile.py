@@ -63,6 +63,19 @@ def fund(miner: TestNode, mine_to: str, key: PrivateKey) -> Spent:
     raise AssertionError(f"funding {txid} has no output to the hostile client")
 
 
+UNSERVED_MODEL = b"\x5a" * 32
+"""A model nobody serves: jobs for it are only stored and relayed, never computed."""
+
+
+def unfunded_job(client_node: bytes, model_id: bytes = UNSERVED_MODEL) -> JobMessage:
+    """A job correctly signed by its client, naming an escrow that does not exist: free to make."""
+    client = PrivateKey.generate(network="regtest")
+    params = JobParams(model_id, "free", 8, 0, 0, int(time.time()), 600, client.public_key.to_bytes(), "", 1)
+    escrow = os.urandom(32)
+    signature = client.sign(job_offer_digest(params.job_id(), escrow, client_node))
+    return JobMessage(params.to_bytes(), escrow, client_node, signature)
+
+
 def escrowed_jobs(
     miner: TestNode, mine_to: str, client_node: bytes, count: int, model_id: bytes, reward: int = COIN // 100
 ) -> list[JobMessage]:

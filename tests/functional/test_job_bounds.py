@@ -7,25 +7,19 @@ has a job rate. The honest peer (the miner) shows what would have been relayed.
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
 
-from camelid.chain.jobpool import job_offer_digest
 from camelid.core.job import JobParams
-from camelid.crypto.keys import PrivateKey
 from camelid.node.jobs.intake import JOB_BURST, JOBS_PER_SECOND
-from camelid.p2p.messages import JobMessage
 
 from .framework import TestNode, wait_until
-from .hostile import escrowed_jobs
+from .hostile import UNSERVED_MODEL, escrowed_jobs, unfunded_job
 from .p2p_raw import RawPeer
 
 pytestmark = pytest.mark.slow
 
-MODEL = b"\x5a" * 32
-"""A model nobody serves: the jobs are only stored and relayed, never computed."""
 QUIET = 3.0
 """Seconds a refused job is given to show up anyway (a relayed one shows in milliseconds)."""
 
@@ -47,22 +41,13 @@ def attacker(node: TestNode, source: str) -> RawPeer:
     return peer
 
 
-def unfunded_job(client_node: bytes) -> JobMessage:
-    """A job correctly signed by its client, naming an escrow that does not exist."""
-    client = PrivateKey.generate(network="regtest")
-    params = JobParams(MODEL, "free", 8, 0, 0, int(time.time()), 600, client.public_key.to_bytes(), "", 1)
-    escrow = os.urandom(32)
-    return JobMessage(params.to_bytes(), escrow, client_node, client.sign(job_offer_digest(params.job_id(), escrow,
-                                                                                            client_node)))
-
-
 def test_a_job_is_kept_and_relayed_only_once_its_escrow_is_seen(camelid_nodes):
     node, miner, mine_to = network(camelid_nodes)
     peer = attacker(node, "127.0.0.21")
     assert peer.node_id is not None
     for _ in range(20):
         peer.send(unfunded_job(peer.node_id))
-    (funded,) = escrowed_jobs(miner, mine_to, peer.node_id, 1, MODEL)
+    (funded,) = escrowed_jobs(miner, mine_to, peer.node_id, 1, UNSERVED_MODEL)
     peer.send(funded)  # its escrow is in the miner's mempool, on its way to the node
     rpc_id = JobParams.from_bytes(funded.params).job_id()[::-1].hex()
     wait_until(lambda: [j["jobid"] for j in node.listjobs()] == [rpc_id], what="the funded job kept")
@@ -78,7 +63,7 @@ def test_a_peer_cannot_send_jobs_faster_than_its_rate(camelid_nodes):
     peer = attacker(node, "127.0.0.22")
     assert peer.node_id is not None
     count = int(JOB_BURST) + 100
-    jobs = escrowed_jobs(miner, mine_to, peer.node_id, count, MODEL)
+    jobs = escrowed_jobs(miner, mine_to, peer.node_id, count, UNSERVED_MODEL)
     wait_until(lambda: node.getmempoolinfo()["size"] >= 1, what="the escrows at the node")
     started = time.monotonic()
     with node.assert_debug_log(["sends jobs faster than"]):
