@@ -27,11 +27,13 @@ import argparse
 import http.client
 import itertools
 import os
+import re
 import socket
 import statistics
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -249,7 +251,7 @@ def run_job(network: RegtestNetwork, client: RegtestNode) -> float:
     history = {entry["state"]: entry["time"] for entry in client.call("getjob", job)["history"]}
     if "verified" not in history:
         raise RuntimeError(f"honest job {job} ended {client.call('getjob', job)['state']}, not verified")
-    return history["verified"] - history["created"]
+    return float(history["verified"] - history["created"])
 
 
 class Mining(threading.Thread):
@@ -272,6 +274,12 @@ class Mining(threading.Thread):
             except Exception as exc:
                 self.error = repr(exc)
                 return
+
+
+def violations(target: RegtestNode) -> Counter[str]:
+    """How often the target cut a peer off, by the reason's tag (its debug.log): the attacks did land."""
+    found = re.findall(r"protocol violation \(([a-z-]+)", target.debug_log.read_text(errors="replace"))
+    return Counter(found)
 
 
 def honest_discouraged(target: RegtestNode) -> bool:
@@ -338,6 +346,7 @@ def soak(seconds: float, attackers: int, plot_path: Path | None) -> bool:
         network.check()
         peak = max(r for _, r in samples)
         discouraged = honest_discouraged(target)
+        cut_off = violations(target)
         connected = target.call("getpeerinfo")
         honest_left = sum(1 for p in connected if p["addr"].startswith("127.0.0.1:"))
 
@@ -347,6 +356,7 @@ def soak(seconds: float, attackers: int, plot_path: Path | None) -> bool:
     idle_median, soak_median = statistics.median(idle), statistics.median(latencies)
     print(f"\n{seconds:.0f} s under {attackers} attackers: {swarm.attacks} attack connections; "
           f"{len(latencies)} honest jobs; {height - start_height} blocks synced by the client and compute node")
+    print("peers cut off, by reason: " + ", ".join(f"{reason} {n}" for reason, n in cut_off.most_common()))
     shown = samples[:: max(1, len(samples) // 12)]
     print("RSS over time (MiB): " + ", ".join(f"{t:.0f}s {r / 2**20:.0f}" for t, r in shown))
     mib = 2**20
