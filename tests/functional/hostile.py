@@ -63,6 +63,16 @@ def fund(miner: TestNode, mine_to: str, key: PrivateKey) -> Spent:
     raise AssertionError(f"funding {txid} has no output to the hostile client")
 
 
+def p2pkh_spend(coin: Spent, key: PrivateKey, outputs: tuple[TxOut, ...], job_id: bytes | None = None) -> Transaction:
+    """`coin` (paying `key`'s P2PKH) spent to `outputs`, signed."""
+    unsigned = Transaction(inputs=(TxIn(coin.outpoint.txid, coin.outpoint.index),), outputs=outputs)
+    if job_id is not None:
+        unsigned = replace(unsigned, job_id=job_id)
+    digest = unsigned.signature_hash(0, coin.out.script_pubkey, coin.out.value, SIGHASH_ALL)
+    script_sig = p2pkh_script_sig(key.sign(digest) + bytes([SIGHASH_ALL]), key.public_key.to_bytes())
+    return replace(unsigned, inputs=(replace(unsigned.inputs[0], script_sig=script_sig),))
+
+
 UNSERVED_MODEL = b"\x5a" * 32
 """A model nobody serves: jobs for it are only stored and relayed, never computed."""
 
@@ -92,13 +102,7 @@ def escrowed_jobs(
         for i in range(count)
     ]
     change = TxOut(coin.out.value - count * reward - ESCROW_TX_FEE * (1 + count // 10), coin.out.script_pubkey)
-    unsigned = Transaction(
-        inputs=(TxIn(coin.outpoint.txid, coin.outpoint.index),),
-        outputs=(*(TxOut(reward, t.escrow_script) for t in terms), change),
-    )
-    digest = unsigned.signature_hash(0, coin.out.script_pubkey, coin.out.value, SIGHASH_ALL)
-    script_sig = p2pkh_script_sig(funder.sign(digest) + bytes([SIGHASH_ALL]), funder.public_key.to_bytes())
-    escrow_tx = replace(unsigned, inputs=(replace(unsigned.inputs[0], script_sig=script_sig),))
+    escrow_tx = p2pkh_spend(coin, funder, (*(TxOut(reward, t.escrow_script) for t in terms), change))
     miner.sendrawtransaction(escrow_tx.to_bytes().hex())
     return [
         JobMessage(
@@ -187,14 +191,7 @@ class HostileClient:
         )
         terms = JobTerms(params, REGTEST.dispute_window)
         change = TxOut(coin.out.value - reward - ESCROW_TX_FEE, coin.out.script_pubkey)
-        unsigned = Transaction(
-            inputs=(TxIn(coin.outpoint.txid, coin.outpoint.index),),
-            outputs=(TxOut(reward, terms.escrow_script), change),
-            job_id=terms.job_id,
-        )
-        digest = unsigned.signature_hash(0, coin.out.script_pubkey, coin.out.value, SIGHASH_ALL)
-        script_sig = p2pkh_script_sig(funder.sign(digest) + bytes([SIGHASH_ALL]), funder.public_key.to_bytes())
-        escrow_tx = replace(unsigned, inputs=(replace(unsigned.inputs[0], script_sig=script_sig),))
+        escrow_tx = p2pkh_spend(coin, funder, (TxOut(reward, terms.escrow_script), change), terms.job_id)
         self.broadcast(escrow_tx)
         signature = client_key.sign(job_offer_digest(terms.job_id, escrow_tx.hash, self.node_id))
         self.peer.send(JobMessage(params.to_bytes(), escrow_tx.hash, self.node_id, signature))

@@ -10,16 +10,27 @@ from __future__ import annotations
 import time
 
 import pytest
+from tiny_model import write_tiny_model
 
+from camelid.compute.engine import Engine
+from camelid.core.consensus import COIN
 from camelid.core.job import JobParams
+from camelid.core.jobscripts import FraudProof, commitment_signature_digest, output_commitment
+from camelid.core.params import REGTEST
+from camelid.core.script import p2pkh_script
+from camelid.core.transaction import OutPoint, TxOut
+from camelid.crypto.keys import PrivateKey
+from camelid.node.jobs.contract import JobTerms, Spent
 from camelid.node.jobs.intake import JOB_BURST, JOBS_PER_SECOND
+from camelid.p2p.messages import TxMessage
 
 from .framework import TestNode, wait_until
-from .hostile import UNSERVED_MODEL, escrowed_jobs, unfunded_job
+from .hostile import UNSERVED_MODEL, KeySigner, escrowed_jobs, fund, p2pkh_spend, unfunded_job
 from .p2p_raw import RawPeer
 
 pytestmark = pytest.mark.slow
 
+MAX_TOKENS = 4
 QUIET = 3.0
 """Seconds a refused job is given to show up anyway (a relayed one shows in milliseconds)."""
 
@@ -75,3 +86,43 @@ def test_a_peer_cannot_send_jobs_faster_than_its_rate(camelid_nodes):
     assert JOB_BURST <= kept <= allowed < count
     wait_until(lambda: len(miner.listjobs()) == kept, what="the jobs within the rate relayed")
     peer.close()
+
+
+def test_a_peer_sending_a_refuted_fraud_proof_is_discouraged(camelid_nodes, tmp_path):
+    """A fraud proof against an honest output costs a model-holding node a ~2,000-token check; one used to be
+    refused as bad-job-proof with no penalty, so a peer could make a node check proof after proof."""
+    model = write_tiny_model(tmp_path / "tiny.gguf")
+    (node,) = camelid_nodes(1, [[f"--serve-model={model}", "--nocompute"]])
+    node.createwallet("default")
+    mine_to = node.getnewaddress()
+    node.generatetoaddress(101, mine_to)
+    with Engine(model, n_threads=1, n_ctx=512) as engine:
+        model_id, prompt = engine.model_id, engine.tokenize("The llama")
+        honest = engine.generate(prompt, MAX_TOKENS)
+    client, pn, funder = (PrivateKey.generate(network="regtest") for _ in range(3))
+    params = JobParams(model_id, "The llama", MAX_TOKENS, 0, 0, int(time.time()) - 60, 600,
+                       client.public_key.to_bytes(), "", 1)
+    terms = JobTerms(params, REGTEST.dispute_window)
+    commitment = output_commitment(model_id, prompt, honest, MAX_TOKENS, 0, 0.0)
+    # The stake of a "node" whose output is the model's own: every fraud proof against it is refuted.
+    coin = fund(node, mine_to, funder)
+    stake_out = TxOut(COIN, terms.stake_script(pn.public_key.to_bytes(), commitment))
+    change = TxOut(coin.out.value - COIN - 10_000, coin.out.script_pubkey)
+    stake_tx = p2pkh_spend(coin, funder, (stake_out, change), terms.job_id)
+    node.sendrawtransaction(stake_tx.to_bytes().hex())
+    node.generatetoaddress(1, mine_to)
+    signature = pn.sign(commitment_signature_digest(commitment))
+    stake = Spent(OutPoint(stake_tx.hash, 0), stake_out)
+    proofs = [
+        terms.slash([stake], FraudProof(tuple(prompt), tuple(honest), MAX_TOKENS, 0, 0, position, signature),
+                    p2pkh_script(bytes(20)), 20_000, KeySigner(client))
+        for position in range(MAX_TOKENS)
+    ]
+    peer = attacker(node, "127.0.0.23")
+    expected = ["protocol violation (invalid-tx: bad-job-proof", "127.0.0.23 discouraged"]
+    with node.assert_debug_log(expected, timeout=60):
+        for proof in proofs:  # each a distinct check (its own position); the first refuted ends the peer
+            peer.send(TxMessage(proof.to_bytes()))
+        assert peer.closed_by_node(timeout=60)
+    peer.close()
+    assert node.getrawmempool() == []
