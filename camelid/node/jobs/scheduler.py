@@ -82,11 +82,15 @@ class JobScheduler:
         claiming a job (in `jobs`, the pool) for a model we serve; nothing before, since with nobody to spread
         apart from the wait is only latency (the contest window still settles a first collision)."""
         if not self._rival_seen:
-            self._rival_seen = any(
-                self._serves(record.params.model_id) and any(node != self._node_id for node in record.accepted_by)
-                for record in jobs
-            )
+            self._rival_seen = any(self.rival_in(record) for record in jobs)
         return self.rank(job_id) * CLAIM_SPREAD if self._rival_seen else 0.0
+
+    def rival_in(self, record: JobRecord) -> bool:
+        """Whether another node claimed `record`, a job for a model we serve (remembered: see claim_delay)."""
+        self._rival_seen = self._rival_seen or (
+            self._serves(record.params.model_id) and any(node != self._node_id for node in record.accepted_by)
+        )
+        return self._rival_seen
 
     def is_open(self, record: JobRecord, now: float) -> bool:
         """Whether this node may take `record` now: see the module docstring."""
@@ -175,6 +179,7 @@ class ClaimQueue:
         def walk() -> Iterator[JobRecord]:
             for job_id, record in self._jobs.items():
                 if not self._live(job_id) or self._scheduler.closed(record, now):
+                    self._scheduler.rival_in(record)  # a job leaving the queue may be the first sign of a rival
                     closed.append(job_id)
                 else:
                     yield record
