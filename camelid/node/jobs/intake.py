@@ -69,7 +69,8 @@ class JobIntake:
         self._admitted = admitted
         self._clock = clock
         self._rates = KeyedBuckets(JOBS_PER_SECOND, JOB_BURST, PEERS_TRACKED, clock)
-        self._waiting: OrderedDict[bytes, _Waiting] = OrderedDict()  # by escrow txid
+        self._waiting: OrderedDict[bytes, _Waiting] = OrderedDict()  # by Job ID, oldest first
+        self._by_escrow: dict[bytes, set[bytes]] = {}  # escrow txid -> the waiting jobs naming it
         self.dropped = 0  # job messages over their peer's rate (for logs and tests)
 
     def waiting(self) -> int:
@@ -87,7 +88,8 @@ class JobIntake:
             params = JobParams.from_bytes(message.params)
         except ValueError as exc:
             raise ProtocolViolation(f"bad-job: bad-job-params: {exc}") from None
-        if self._pool.get(params.job_id()) is not None or message.escrow_txid in self._waiting:
+        job_id = params.job_id()
+        if self._pool.get(job_id) is not None or job_id in self._waiting:
             return
         checked(lambda: self._pool.check_offer(message.params, message.escrow_txid, message.client_node,
                                                message.signature))
@@ -95,18 +97,23 @@ class JobIntake:
             self._admit(message, peer_id)
             return
         self._expire()
-        self._waiting[message.escrow_txid] = _Waiting(message, params, peer_id, self._clock() + ESCROW_WAIT)
+        self._waiting[job_id] = _Waiting(message, params, peer_id, self._clock() + ESCROW_WAIT)
+        self._by_escrow.setdefault(message.escrow_txid, set()).add(job_id)
         if len(self._waiting) > MAX_WAITING_JOBS:
-            self._waiting.popitem(last=False)
+            self._drop(next(iter(self._waiting)))
 
     def on_transaction(self, tx: Transaction) -> None:
-        """A transaction reached our mempool or chain: the escrow a waiting job needed, perhaps."""
-        waiting = self._waiting.get(tx.hash)
-        if waiting is None:
-            return
-        script = self._escrow_script(waiting.params)
-        if any(out.script_pubkey == script for out in tx.outputs):
-            del self._waiting[tx.hash]
+        """A transaction reached our mempool or chain: the escrow some waiting jobs needed, perhaps.
+
+        Several jobs may name one transaction (a forger can copy an escrow's txid into a job of its own):
+        each is taken only if the transaction pays its own ESCROW script.
+        """
+        scripts = {out.script_pubkey for out in tx.outputs}
+        for job_id in list(self._by_escrow.get(tx.hash, ())):
+            waiting = self._waiting[job_id]
+            if self._escrow_script(waiting.params) not in scripts:
+                continue
+            self._drop(job_id)
             try:
                 self._admit(waiting.message, waiting.peer_id)
             except ProtocolViolation as exc:  # checked on arrival; only the pool's clock can differ now
@@ -121,8 +128,15 @@ class JobIntake:
 
     def _expire(self) -> None:
         now = self._clock()
-        while self._waiting and next(iter(self._waiting.values())).until < now:
-            self._waiting.popitem(last=False)
+        while self._waiting and (oldest := next(iter(self._waiting.items())))[1].until < now:
+            self._drop(oldest[0])
+
+    def _drop(self, job_id: bytes) -> None:
+        escrow = self._waiting.pop(job_id).message.escrow_txid
+        named = self._by_escrow[escrow]
+        named.discard(job_id)
+        if not named:
+            del self._by_escrow[escrow]
 
     def _escrow_script(self, params: JobParams) -> bytes:
         return JobTerms(params, self._dispute_window).escrow_script
