@@ -6,9 +6,10 @@ and paid job they run crosses the target. First an idle run times honest jobs (s
 "verified", from the client's own job history). Then, for --seconds, --attackers threads each open raw
 connections from fresh loopback addresses (one address per connection: discouragement is per IP) and cycle
 through every attack of issue 15: getdata amplification, junk and oversized frames, directed floods to unknown
-recipients, job spam (unfunded and escrow-less jobs), invalid transactions, unsolicited headers, non-routable
-addr, bad manifests and RPC abuse (unauthenticated, oversized, cross-origin, many at once). Meanwhile the miner
-mines and pays the compute node now and then, and the client runs paid jobs one after another.
+recipients, job spam (jobs without an escrow), invalid transactions, refuted fraud proofs (the target holds the
+model, so each costs it a model check), unsolicited headers, non-routable addr, bad manifests and RPC abuse
+(unauthenticated, oversized, cross-origin, many at once). Meanwhile the miner mines and pays the compute node
+now and then, and the client runs paid jobs one after another.
 
 It prints the target's RSS over time (and plots it, --plot), honest job latency under attack against idle,
 and the blocks the honest nodes synced, and checks:
@@ -54,7 +55,7 @@ from camelid.p2p.messages import (
     TxMessage,
 )
 from camelid.regtest_network import START_TIMEOUT, RegtestNetwork, RegtestNode, poll_until
-from tests.functional.hostile import unfunded_job
+from tests.functional.hostile import fraud_proofs, unfunded_job
 from tests.functional.p2p_raw import RawPeer, header_branch, raw_frame
 from tests.tiny_model import write_tiny_model
 
@@ -88,6 +89,16 @@ def until(nodes: list[RegtestNode], check: Callable[[], object], timeout: float,
         raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+class Rpc:
+    """A RegtestNode's RPC as methods (node.getblockcount()), as the test helpers call a node."""
+
+    def __init__(self, node: RegtestNode) -> None:
+        self._node = node
+
+    def __getattr__(self, method: str) -> Callable[..., object]:
+        return lambda *args: self._node.call(method, *args)
+
+
 def random_id() -> bytes:
     return PrivateKey.generate(network="regtest").public_key.to_bytes()
 
@@ -119,9 +130,19 @@ def job_spam(peer: RawPeer, target: RegtestNode) -> None:
 
 
 def invalid_transactions(peer: RawPeer, target: RegtestNode) -> None:
-    """A transaction no consensus allows (an output above the money supply): discouraged at once."""
-    tx = Transaction(inputs=(TxIn(os.urandom(32), 0),), outputs=(TxOut(22_000_000 * 10**8, b"\x51"),))
-    peer.send(TxMessage(tx.to_bytes()))
+    """A transaction no consensus allows (one input spent twice): discouraged at once."""
+    txin = TxIn(os.urandom(32), 0)
+    peer.send(TxMessage(Transaction(inputs=(txin, txin), outputs=(TxOut(1000, b"\x51"),)).to_bytes()))
+
+
+REFUTED: list[Transaction] = []
+"""Fraud proofs against the target's own stakes of honest outputs (start_network makes them)."""
+
+
+def refuted_proofs(peer: RawPeer, target: RegtestNode) -> None:
+    """Fraud proofs the model refutes: a model check each, the first time; the sender is discouraged."""
+    for proof in REFUTED[:: max(1, len(REFUTED) // 3)]:
+        peer.send(TxMessage(proof.to_bytes()))
 
 
 def unsolicited_headers(peer: RawPeer, target: RegtestNode) -> None:
@@ -141,8 +162,8 @@ def bad_manifest(peer: RawPeer, target: RegtestNode) -> None:
 
 
 P2P_ATTACKS: list[Callable[[RawPeer, RegtestNode], None]] = [
-    getdata_amplification, junk_frames, directed_flood, job_spam, invalid_transactions, unsolicited_headers,
-    non_routable_addr, bad_manifest,
+    getdata_amplification, junk_frames, directed_flood, job_spam, invalid_transactions, refuted_proofs,
+    unsolicited_headers, non_routable_addr, bad_manifest,
 ]
 
 
@@ -224,7 +245,9 @@ def start_network(network: RegtestNetwork) -> tuple[RegtestNode, RegtestNode, Re
     """(target, miner, client, compute node, the miner's address): the honest three connect only to the target,
     the client and the compute node holding the tiny model, each funded."""
     model = write_tiny_model(network.root / "tiny.gguf")
-    target = network.add("target")
+    target = network.add("target", [f"--serve-model={model}", "--nocompute"])  # it can check fraud proofs
+    until([target], target.ready, START_TIMEOUT, "the target to answer RPC")
+    REFUTED[:] = fraud_proofs(Rpc(target), model, lambda honest, i: honest, 12)
     connect = f"--connect={target.address}"
     miner = network.add("miner", [connect])
     client = network.add("client", [connect, f"--serve-model={model}", "--nocompute"])

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from pathlib import Path
 
 from camelid.chain.jobpool import job_offer_digest
+from camelid.compute.engine import Engine
 from camelid.core.consensus import COIN
 from camelid.core.job import JobParams
-from camelid.core.jobscripts import escrow_script_sig
+from camelid.core.jobscripts import FraudProof, commitment_signature_digest, escrow_script_sig, output_commitment
 from camelid.core.params import REGTEST
 from camelid.core.script import p2pkh_script, p2pkh_script_sig
 from camelid.core.transaction import SIGHASH_ALL, OutPoint, Transaction, TxIn, TxOut
@@ -112,6 +115,41 @@ def escrowed_jobs(
             client_key.sign(job_offer_digest(t.job_id, escrow_tx.hash, client_node)),
         )
         for t in terms
+    ]
+
+
+def fraud_proofs(
+    node: TestNode, model: Path, tamper: Callable[[list[int], int], list[int]], count: int, max_tokens: int = 4
+) -> list[Transaction]:
+    """`count` fraud-proof spends, each of its own STAKE (one staking transaction, mined on `node`): the STAKE
+    of a "node" that committed to `tamper(the model's own output, i)`, taken with a proof at position 0."""
+    node.createwallet("soak")
+    mine_to = node.getnewaddress()
+    node.generatetoaddress(101, mine_to)
+    with Engine(model, n_threads=1, n_ctx=512) as engine:
+        model_id, prompt = engine.model_id, engine.tokenize("The llama")
+        honest = engine.generate(prompt, max_tokens)
+    client, pn, funder = (PrivateKey.generate(network="regtest") for _ in range(3))
+    params = JobParams(model_id, "The llama", max_tokens, 0, 0, int(time.time()) - 60, 600,
+                       client.public_key.to_bytes(), "", 1)
+    terms = JobTerms(params, REGTEST.dispute_window)
+    outputs = [tamper(honest, i) for i in range(count)]
+    commitments = [output_commitment(model_id, prompt, output, max_tokens, 0, 0.0) for output in outputs]
+    stakes = [TxOut(COIN // 10, terms.stake_script(pn.public_key.to_bytes(), c)) for c in commitments]
+    coin = fund(node, mine_to, funder)
+    change = TxOut(coin.out.value - count * COIN // 10 - 10_000, coin.out.script_pubkey)
+    stake_tx = p2pkh_spend(coin, funder, (*stakes, change), terms.job_id)
+    node.sendrawtransaction(stake_tx.to_bytes().hex())
+    node.generatetoaddress(1, mine_to)
+    return [
+        terms.slash(
+            [Spent(OutPoint(stake_tx.hash, i), stakes[i])],
+            FraudProof(tuple(prompt), tuple(outputs[i]), max_tokens, 0, 0, 0, pn.sign(commitment_signature_digest(c))),
+            p2pkh_script(bytes(20)),
+            20_000,
+            KeySigner(client),
+        )
+        for i, c in enumerate(commitments)
     ]
 
 

@@ -8,27 +8,17 @@ has a job rate. The honest peer (the miner) shows what would have been relayed.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from tiny_model import write_tiny_model
 
-from camelid.compute.engine import Engine
-from camelid.core.consensus import COIN
 from camelid.core.job import JobParams
-from camelid.core.jobscripts import FraudProof, commitment_signature_digest, output_commitment
-from camelid.core.params import REGTEST
-from camelid.core.script import p2pkh_script
-from camelid.core.transaction import OutPoint, Transaction, TxOut
-from camelid.crypto.keys import PrivateKey
-from camelid.node.jobs.contract import JobTerms, Spent
 from camelid.node.jobs.intake import JOB_BURST, JOBS_PER_SECOND
 from camelid.p2p.messages import TxMessage
 from camelid.p2p.relay import MODEL_CHECK_BURST
 
 from .framework import TestNode, wait_until
-from .hostile import UNSERVED_MODEL, KeySigner, escrowed_jobs, fund, p2pkh_spend, unfunded_job
+from .hostile import UNSERVED_MODEL, escrowed_jobs, fraud_proofs, unfunded_job
 from .p2p_raw import RawPeer
 
 pytestmark = pytest.mark.slow
@@ -92,47 +82,13 @@ def test_a_peer_cannot_send_jobs_faster_than_its_rate(camelid_nodes):
     peer.close()
 
 
-def fraud_proofs(node: TestNode, model: Path, tamper: Callable[[list[int], int], list[int]], count: int
-                 ) -> list[Transaction]:
-    """`count` fraud-proof spends, each of its own STAKE (one staking transaction, mined on `node`): the STAKE
-    of a "node" that committed to `tamper(the model's own output, i)`, taken with a proof at position 0."""
-    node.createwallet("default")
-    mine_to = node.getnewaddress()
-    node.generatetoaddress(101, mine_to)
-    with Engine(model, n_threads=1, n_ctx=512) as engine:
-        model_id, prompt = engine.model_id, engine.tokenize("The llama")
-        honest = engine.generate(prompt, MAX_TOKENS)
-    client, pn, funder = (PrivateKey.generate(network="regtest") for _ in range(3))
-    params = JobParams(model_id, "The llama", MAX_TOKENS, 0, 0, int(time.time()) - 60, 600,
-                       client.public_key.to_bytes(), "", 1)
-    terms = JobTerms(params, REGTEST.dispute_window)
-    outputs = [tamper(honest, i) for i in range(count)]
-    commitments = [output_commitment(model_id, prompt, output, MAX_TOKENS, 0, 0.0) for output in outputs]
-    stakes = [TxOut(COIN // 10, terms.stake_script(pn.public_key.to_bytes(), c)) for c in commitments]
-    coin = fund(node, mine_to, funder)
-    change = TxOut(coin.out.value - count * COIN // 10 - 10_000, coin.out.script_pubkey)
-    stake_tx = p2pkh_spend(coin, funder, (*stakes, change), terms.job_id)
-    node.sendrawtransaction(stake_tx.to_bytes().hex())
-    node.generatetoaddress(1, mine_to)
-    return [
-        terms.slash(
-            [Spent(OutPoint(stake_tx.hash, i), stakes[i])],
-            FraudProof(tuple(prompt), tuple(outputs[i]), MAX_TOKENS, 0, 0, 0, pn.sign(commitment_signature_digest(c))),
-            p2pkh_script(bytes(20)),
-            20_000,
-            KeySigner(client),
-        )
-        for i, c in enumerate(commitments)
-    ]
-
-
 def test_a_peer_sending_a_refuted_fraud_proof_is_discouraged(camelid_nodes, tmp_path):
     """A fraud proof against an honest output costs a model-holding node a ~2,000-token check; one used to be
     refused as bad-job-proof with no penalty, so a peer could make a node check proof after proof."""
     model = write_tiny_model(tmp_path / "tiny.gguf")
     (node,) = camelid_nodes(1, [[f"--serve-model={model}", "--nocompute"]])
     # Stakes of a "node" whose output is the model's own: every fraud proof against them is refuted.
-    proofs = fraud_proofs(node, model, lambda honest, i: honest, MODEL_CHECK_BURST_SENT)
+    proofs = fraud_proofs(node, model, lambda honest, i: honest, MODEL_CHECK_BURST_SENT, MAX_TOKENS)
     peer = attacker(node, "127.0.0.23")
     expected = ["protocol violation (invalid-tx: bad-job-proof", "127.0.0.23 discouraged"]
     with node.assert_debug_log(expected, timeout=60):
@@ -149,7 +105,7 @@ def test_a_peer_gets_a_few_model_checks_at_once_and_then_waits(camelid_nodes, tm
     model = write_tiny_model(tmp_path / "tiny.gguf")
     (node,) = camelid_nodes(1, [[f"--serve-model={model}", "--nocompute"]])
     # Stakes of a "node" that committed to a token outside the vocabulary: every proof holds.
-    proofs = fraud_proofs(node, model, lambda honest, i: [10_000 + i, *honest[1:]], MODEL_CHECK_BURST_SENT)
+    proofs = fraud_proofs(node, model, lambda honest, i: [10_000 + i, *honest[1:]], MODEL_CHECK_BURST_SENT, MAX_TOKENS)
     peer = attacker(node, "127.0.0.24")
     for proof in proofs:
         peer.send(TxMessage(proof.to_bytes()))
