@@ -301,7 +301,7 @@ class Mining(threading.Thread):
 
 def violations(target: RegtestNode) -> Counter[str]:
     """How often the target cut a peer off, by the reason's tag (its debug.log): the attacks did land."""
-    found = re.findall(r"protocol violation \(([a-z-]+)", target.debug_log.read_text(errors="replace"))
+    found = re.findall(r"protocol violation \(([a-z-]+(?:: [a-z-]+)?)", target.debug_log.read_text(errors="replace"))
     return Counter(found)
 
 
