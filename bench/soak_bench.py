@@ -63,7 +63,7 @@ RSS_HEADROOM = 200 * 2**20
 """Bytes the target's RSS may grow above its idle baseline under attack."""
 LATENCY_FACTOR = 2.0
 """How much slower an honest job may be under attack than idle (medians)."""
-IDLE_JOBS = 3
+IDLE_JOBS = 5
 REWARD = 0.01
 MAX_TOKENS = 8
 TIMELOCK = 120
