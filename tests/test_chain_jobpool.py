@@ -264,6 +264,29 @@ def test_the_pool_evicts_the_oldest_job_when_full(clock):
     assert [r.job_id for r in pool.jobs()] == [jobs[1].job_id(), jobs[2].job_id()]
 
 
+def test_a_job_this_node_has_a_part_in_is_never_evicted(clock):
+    """Issue 15: spam that fills the pool must not make the node forget its own escrow, stake or payment."""
+    pool = JobPool(WINDOW, max_jobs=2, clock=clock)
+    own, other, *spam = [params(prompt=f"job {i}") for i in range(5)]
+    pool.pinned = lambda job_id: job_id == own.job_id()
+    for job in (own, other, spam[0]):
+        pool.add_job(*offer(job))
+    assert [r.job_id for r in pool.jobs()] == [own.job_id(), spam[0].job_id()]  # the oldest unpinned went
+    pool.pinned = lambda job_id: True
+    assert pool.add_job(*offer(spam[1])) is None  # full of jobs we are part of: the newcomer waits
+    assert pool.get(own.job_id()) is not None
+
+
+def test_the_open_index_holds_the_jobs_in_play_oldest_first(pool, clock):
+    first, second = (pool.add_job(*offer(params(prompt=p))) for p in ("a", "b"))
+    assert pool.open_jobs() == [first, second]
+    pool.advance(first, JobState.CANCELLED)
+    assert pool.open_jobs() == [second]
+    clock.now = pool.refund_time(second.params) + 1
+    pool.prune()
+    assert pool.open_jobs() == []
+
+
 def test_an_open_job_expires_after_its_refund_time_and_is_forgotten_later(pool, clock):
     job = params()
     record = pool.add_job(*offer(job))

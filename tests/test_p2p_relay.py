@@ -75,6 +75,9 @@ def test_missing_blocks_are_those_neither_indexed_nor_held_as_orphans(chainstate
         ("txn-already-in-mempool", False),
         ("min relay fee not met", False),
         ("txn-mempool-conflict", False),
+        ("bad-job-proof", True),  # a refuted fraud proof: its sender made it up (issue 15)
+        ("job-proof-unverifiable", False),
+        ("job-proof-rate-limited", False),
     ],
 )
 def test_only_consensus_failures_count_as_misbehaviour(reason, punished):

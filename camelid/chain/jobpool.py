@@ -6,7 +6,9 @@ reach the mempool or a block, deliveries as they arrive signed: together they ar
 asks (judge_stake_claim) before it lets a client take a STAKE for non-delivery. Every transition is
 recorded with its time, so an operator can see where a job stopped. The pool is bounded in count
 and age: a job is kept until its refund time (t0 + timelock + dispute window) plus RETAIN_SECONDS,
-and the oldest go first when it is full. A message that is malformed or carries a bad signature
+and the oldest go first when it is full -- except the jobs this node has a part in (`pinned`), which
+only age out. The jobs still in play are indexed apart, so a compute node's look for work never walks
+the finished ones. A message that is malformed or carries a bad signature
 raises JobRejected, which the P2P layer turns into a protocol violation; one that is merely late
 (an expired job, a testament for a job we never saw) is ignored without blame, since honest relays
 can send those.
@@ -221,6 +223,9 @@ class JobPool:
         self.max_jobs = max_jobs
         self._clock = clock
         self._jobs: OrderedDict[bytes, JobRecord] = OrderedDict()
+        self._open: dict[bytes, JobRecord] = {}  # the jobs not in a final state, oldest first
+        self.pinned: Callable[[bytes], bool] = lambda job_id: False
+        """Whether this node has a part in a job (its client or compute record): such a job is never evicted."""
         self.on_change: Callable[[bytes], None] = lambda job_id: None
         """Called with a Job ID whenever that job changed, was added, or was dropped (the node's job journal)."""
 
@@ -234,30 +239,56 @@ class JobPool:
         return list(self._jobs.values())
 
     def add_job(self, raw_params: bytes, escrow_txid: bytes, client_node: bytes, signature: bytes) -> JobRecord | None:
-        """Record a new job; None if it is known already or expired. JobRejected if invalid or unsigned."""
+        """Record a new job; None if it is known already, expired, or the pool is full of pinned jobs.
+
+        JobRejected if invalid or unsigned.
+        """
+        params = self.check_offer(raw_params, escrow_txid, client_node, signature)
+        job_id = params.job_id()
+        now = self._clock()
+        if job_id in self._jobs or self.refund_time(params) + RETAIN_SECONDS < now:
+            return None
+        if len(self._jobs) >= self.max_jobs:
+            self.prune()  # only when full: a walk of the whole pool per job would be its own flood
+        if len(self._jobs) >= self.max_jobs and not self._evict_oldest():
+            return None
+        record = JobRecord(params, job_id, escrow_txid, client_node, signature)
+        record.history.append((JobState.CREATED, now))
+        self._jobs[job_id] = record
+        self._open[job_id] = record
+        self.on_change(job_id)
+        return record
+
+    def check_offer(self, raw_params: bytes, escrow_txid: bytes, client_node: bytes, signature: bytes) -> JobParams:
+        """The job a job message offers, checked as add_job checks it; JobRejected if invalid or unsigned."""
         try:
             params = JobParams.from_bytes(raw_params)
         except ValueError as exc:
             raise JobRejected("bad-job-params", str(exc)) from None
         job_id = params.job_id()
-        if job_id in self._jobs:
-            return None
         digest = job_offer_digest(job_id, escrow_txid, client_node)
         if not _signed_by(params.client_pubkey, signature, digest):
             raise JobRejected("bad-job-signature", f"job {job_id[::-1].hex()} is not signed by its client key")
         now = self._clock()
         if params.timestamp > now + MAX_FUTURE_SECONDS:
             raise JobRejected("job-time-too-new", f"job created at {params.timestamp}, our clock says {now:.0f}")
-        if self.refund_time(params) + RETAIN_SECONDS < now:
-            return None
-        self.prune()
-        while len(self._jobs) >= self.max_jobs:
-            self.on_change(self._jobs.popitem(last=False)[0])
-        record = JobRecord(params, job_id, escrow_txid, client_node, signature)
-        record.history.append((JobState.CREATED, now))
-        self._jobs[job_id] = record
+        return params
+
+    def _evict_oldest(self) -> bool:
+        """Drop the oldest job this node has no part in; False if every job is pinned.
+
+        Pinned jobs are few (this node's own), so the walk past them is short.
+        """
+        victim = next((job_id for job_id in self._jobs if not self.pinned(job_id)), None)
+        if victim is None:
+            return False
+        self._forget(victim)
+        return True
+
+    def _forget(self, job_id: bytes) -> None:
+        del self._jobs[job_id]
+        self._open.pop(job_id, None)
         self.on_change(job_id)
-        return record
 
     def restore(self, record: JobRecord) -> bool:
         """Put back a record this node stored before a restart (it was checked when it first arrived).
@@ -267,11 +298,18 @@ class JobPool:
         if self.refund_time(record.params) + RETAIN_SECONDS < self._clock() or record.job_id != record.params.job_id():
             return False
         self._jobs[record.job_id] = record
+        self._index(record)
         return True
 
     def open_jobs(self) -> list[JobRecord]:
-        """Jobs still in play (not settled, slashed, refunded, expired or cancelled), oldest first."""
-        return [record for record in self._jobs.values() if record.state not in _FINAL]
+        """Jobs still in play (not settled, slashed, refunded, expired or cancelled), oldest first, from the index."""
+        return list(self._open.values())
+
+    def _index(self, record: JobRecord) -> None:
+        if record.state in _FINAL:
+            self._open.pop(record.job_id, None)
+        elif record.job_id in self._jobs:
+            self._open.setdefault(record.job_id, record)
 
     def add_accept(self, job_id: bytes, node: bytes, signature: bytes) -> bool:
         """Record a node's claim on a known job; True if new. JobRejected for a bad signature.
@@ -396,6 +434,7 @@ class JobPool:
             moved = False
         if moved:
             record.history.append((state, self._clock()))
+            self._index(record)
         self.on_change(record.job_id)  # callers advance after changing the job, so it changed either way
         return moved
 
@@ -437,8 +476,7 @@ class JobPool:
             if refund < now and record.state not in _FINAL:
                 self.advance(record, JobState.EXPIRED)
             if refund + RETAIN_SECONDS < now:
-                del self._jobs[job_id]
-                self.on_change(job_id)
+                self._forget(job_id)
 
 
 _FINAL = frozenset({JobState.SETTLED, JobState.SLASHED, JobState.REFUNDED, JobState.EXPIRED, JobState.CANCELLED})

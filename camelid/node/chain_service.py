@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from camelid.chain.chainstate import BlockResult, ChainState
+from camelid.chain.errors import TxRejected
 from camelid.chain.mempool import Mempool
 from camelid.chain.template import build_block_template
 from camelid.core.block import Block
@@ -130,12 +131,14 @@ class ChainService:
     def _with_heights(self, blocks: list[Block]) -> list[tuple[Block, int]]:
         return [(blk, self.chainstate.get_entry(blk.hash_bytes).height) for blk in blocks]
 
-    async def submit_transaction(self, tx: Transaction) -> Any:
+    async def submit_transaction(self, tx: Transaction, may_check: Callable[[], bool] | None = None) -> Any:
         """Add `tx` to the mempool and publish TxAccepted. Raises TxRejected.
 
         A fraud proof's model check is made off the chain thread and without the submit lock (blocks and
         other transactions go on meanwhile); then the transaction is validated again, and the verdict comes
         from the verifier's cache. After MAX_DEFERRED_JUDGEMENTS rounds the check is made in place.
+        `may_check()` is asked before each model check not yet cached (the relay's per-peer budget): False
+        refuses the transaction as "job-proof-rate-limited", unjudged.
         """
         for round_ in range(MAX_DEFERRED_JUDGEMENTS + 1):
             async with self._submit_lock:
@@ -146,6 +149,8 @@ class ChainService:
                 else:
                     await self.bus.publish(TxAccepted(tx))
                     return entry
+            if may_check is not None and not may_check():
+                raise TxRejected("job-proof-rate-limited", f"{tx.txid()}: no model check left for its sender now")
             await resolve()
         raise AssertionError("unreachable: the last round does not defer")
 

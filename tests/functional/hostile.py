@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from pathlib import Path
 
 from camelid.chain.jobpool import job_offer_digest
+from camelid.compute.engine import Engine
 from camelid.core.consensus import COIN
 from camelid.core.job import JobParams
-from camelid.core.jobscripts import escrow_script_sig
+from camelid.core.jobscripts import FraudProof, commitment_signature_digest, escrow_script_sig, output_commitment
 from camelid.core.params import REGTEST
 from camelid.core.script import p2pkh_script, p2pkh_script_sig
 from camelid.core.transaction import SIGHASH_ALL, OutPoint, Transaction, TxIn, TxOut
@@ -60,18 +63,100 @@ def fund(miner: TestNode, mine_to: str, key: PrivateKey) -> Spent:
         out = miner.gettxout(txid, index)
         if out is not None and out["scriptPubKey"]["hex"] == script.hex():
             return Spent(OutPoint(bytes.fromhex(txid)[::-1], index), TxOut(int(out["value"] * COIN), script))
-    raise AssertionError(f"funding {txid} has no output to {key.public_key.to_bytes().hex()}")
+    raise AssertionError(f"funding {txid} has no output to the hostile client")
+
+
+def p2pkh_spend(coin: Spent, key: PrivateKey, outputs: tuple[TxOut, ...], job_id: bytes | None = None) -> Transaction:
+    """`coin` (paying `key`'s P2PKH) spent to `outputs`, signed."""
+    unsigned = Transaction(inputs=(TxIn(coin.outpoint.txid, coin.outpoint.index),), outputs=outputs)
+    if job_id is not None:
+        unsigned = replace(unsigned, job_id=job_id)
+    digest = unsigned.signature_hash(0, coin.out.script_pubkey, coin.out.value, SIGHASH_ALL)
+    script_sig = p2pkh_script_sig(key.sign(digest) + bytes([SIGHASH_ALL]), key.public_key.to_bytes())
+    return replace(unsigned, inputs=(replace(unsigned.inputs[0], script_sig=script_sig),))
 
 
 def pay_to_script(coin: Spent, key: PrivateKey, script: bytes, value: int, job_id: bytes) -> Transaction:
     """`coin` (a P2PKH output to `key`) spent to `value` on `script` for job `job_id`, the change back to it."""
     change = TxOut(coin.out.value - value - ESCROW_TX_FEE, coin.out.script_pubkey)
-    unsigned = Transaction(
-        inputs=(TxIn(coin.outpoint.txid, coin.outpoint.index),), outputs=(TxOut(value, script), change), job_id=job_id
-    )
-    digest = unsigned.signature_hash(0, coin.out.script_pubkey, coin.out.value, SIGHASH_ALL)
-    script_sig = p2pkh_script_sig(key.sign(digest) + bytes([SIGHASH_ALL]), key.public_key.to_bytes())
-    return replace(unsigned, inputs=(replace(unsigned.inputs[0], script_sig=script_sig),))
+    return p2pkh_spend(coin, key, (TxOut(value, script), change), job_id)
+
+
+UNSERVED_MODEL = b"\x5a" * 32
+"""A model nobody serves: jobs for it are only stored and relayed, never computed."""
+
+
+def unfunded_job(client_node: bytes, model_id: bytes = UNSERVED_MODEL) -> JobMessage:
+    """A job correctly signed by its client, naming an escrow that does not exist: free to make."""
+    client = PrivateKey.generate(network="regtest")
+    params = JobParams(model_id, "free", 8, 0, 0, int(time.time()), 600, client.public_key.to_bytes(), "", 1)
+    escrow = os.urandom(32)
+    signature = client.sign(job_offer_digest(params.job_id(), escrow, client_node))
+    return JobMessage(params.to_bytes(), escrow, client_node, signature)
+
+
+def escrowed_jobs(
+    miner: TestNode, mine_to: str, client_node: bytes, count: int, model_id: bytes, reward: int = COIN // 100
+) -> list[JobMessage]:
+    """`count` signed job messages from `client_node` whose escrows are outputs of one transaction, in the
+    miner's mempool: job spam as cheap as it gets once every job needs an escrow (one fee for many jobs)."""
+    funder, client_key = PrivateKey.generate(network="regtest"), PrivateKey.generate(network="regtest")
+    coin = fund(miner, mine_to, funder)
+    now = int(time.time())
+    terms = [
+        JobTerms(
+            JobParams(model_id, f"spam {i}", 8, 0, 0, now, 600, client_key.public_key.to_bytes(), "", 1),
+            REGTEST.dispute_window,
+        )
+        for i in range(count)
+    ]
+    change = TxOut(coin.out.value - count * reward - ESCROW_TX_FEE * (1 + count // 10), coin.out.script_pubkey)
+    escrow_tx = p2pkh_spend(coin, funder, (*(TxOut(reward, t.escrow_script) for t in terms), change))
+    miner.sendrawtransaction(escrow_tx.to_bytes().hex())
+    return [
+        JobMessage(
+            t.params.to_bytes(),
+            escrow_tx.hash,
+            client_node,
+            client_key.sign(job_offer_digest(t.job_id, escrow_tx.hash, client_node)),
+        )
+        for t in terms
+    ]
+
+
+def fraud_proofs(
+    node: TestNode, model: Path, tamper: Callable[[list[int], int], list[int]], count: int, max_tokens: int = 4
+) -> list[Transaction]:
+    """`count` fraud-proof spends, each of its own STAKE (one staking transaction, mined on `node`): the STAKE
+    of a "node" that committed to `tamper(the model's own output, i)`, taken with a proof at position 0."""
+    node.createwallet("soak")
+    mine_to = node.getnewaddress()
+    node.generatetoaddress(101, mine_to)
+    with Engine(model, n_threads=1, n_ctx=512) as engine:
+        model_id, prompt = engine.model_id, engine.tokenize("The llama")
+        honest = engine.generate(prompt, max_tokens)
+    client, pn, funder = (PrivateKey.generate(network="regtest") for _ in range(3))
+    params = JobParams(model_id, "The llama", max_tokens, 0, 0, int(time.time()) - 60, 600,
+                       client.public_key.to_bytes(), "", 1)
+    terms = JobTerms(params, REGTEST.dispute_window)
+    outputs = [tamper(honest, i) for i in range(count)]
+    commitments = [output_commitment(model_id, prompt, output, max_tokens, 0, 0.0) for output in outputs]
+    stakes = [TxOut(COIN // 10, terms.stake_script(pn.public_key.to_bytes(), c)) for c in commitments]
+    coin = fund(node, mine_to, funder)
+    change = TxOut(coin.out.value - count * COIN // 10 - 10_000, coin.out.script_pubkey)
+    stake_tx = p2pkh_spend(coin, funder, (*stakes, change), terms.job_id)
+    node.sendrawtransaction(stake_tx.to_bytes().hex())
+    node.generatetoaddress(1, mine_to)
+    return [
+        terms.slash(
+            [Spent(OutPoint(stake_tx.hash, i), stakes[i])],
+            FraudProof(tuple(prompt), tuple(outputs[i]), max_tokens, 0, 0, 0, pn.sign(commitment_signature_digest(c))),
+            p2pkh_script(bytes(20)),
+            20_000,
+            KeySigner(client),
+        )
+        for i, c in enumerate(commitments)
+    ]
 
 
 class KeySigner:

@@ -20,6 +20,7 @@ import socket
 import struct
 import time
 
+from camelid.core.block import BlockHeader
 from camelid.core.params import REGTEST
 from camelid.crypto.keys import PrivateKey
 from camelid.p2p.auth import INITIATOR, sign_handshake
@@ -160,3 +161,15 @@ class RawPeer:
         except TimeoutError:
             return False
         return True
+
+
+def header_branch(parent: BlockHeader, count: int, tag: int) -> list[BlockHeader]:
+    """`count` chained headers on `parent` with the least proof of work regtest allows; `tag` makes a branch."""
+    headers, prev = [], parent
+    for _ in range(count):
+        header = BlockHeader(1, prev.hash_bytes, tag.to_bytes(32, "little"), prev.time + 1, prev.bits, 0)
+        while not header.check_pow(REGTEST.pow_limit):
+            header = header.with_nonce(header.nonce + 1)
+        headers.append(header)
+        prev = header
+    return headers

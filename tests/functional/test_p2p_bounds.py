@@ -47,7 +47,7 @@ from camelid.p2p.sync import MAX_STALLS, MAX_WANTED
 from camelid.p2p.wire import encode_frame
 
 from .framework import TestNode, wait_until
-from .p2p_raw import MAGIC, RawPeer
+from .p2p_raw import MAGIC, RawPeer, header_branch
 from .util import MINER_ADDRESS
 
 pytestmark = pytest.mark.slow
@@ -105,18 +105,6 @@ def test_non_routable_addresses_from_a_peer_are_neither_stored_nor_relayed(camel
     assert {a.ip for a in asker.expect(Addr).addresses} == set(allowed)
     for peer in (listener, gossip, asker):
         peer.close()
-
-
-def header_branch(parent: BlockHeader, count: int, tag: int) -> list[BlockHeader]:
-    """`count` chained headers on `parent` with the least proof of work regtest allows; `tag` makes a branch."""
-    headers, prev = [], parent
-    for _ in range(count):
-        header = BlockHeader(1, prev.hash_bytes, tag.to_bytes(32, "little"), prev.time + 1, prev.bits, 0)
-        while not header.check_pow(REGTEST.pow_limit):
-            header = header.with_nonce(header.nonce + 1)
-        headers.append(header)
-        prev = header
-    return headers
 
 
 def test_unsolicited_headers_fill_a_bounded_queue_and_a_peer_that_never_serves_is_dropped(camelid_nodes):

@@ -14,11 +14,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from camelid.chain.jobpool import JobPool, JobRecord, JobRejected, JobState
+from camelid.chain.jobpool import JobPool, JobRecord, JobState
 from camelid.chain.jobstore import JobStore
 from camelid.chain.storage import LevelDBStore
 from camelid.node.config import ComputePolicy, Misbehaviour
@@ -33,10 +33,10 @@ from camelid.node.jobs.common import (
     testament_record,
 )
 from camelid.node.jobs.compute import JobComputer
+from camelid.node.jobs.intake import JobIntake, checked
 from camelid.node.jobs.journal import JobJournal
 from camelid.node.jobs.market import Market, take_by, untaken
 from camelid.node.jobs.verify import OutsourcedVerification
-from camelid.p2p.errors import ProtocolViolation
 from camelid.p2p.messages import (
     Inv,
     InvItem,
@@ -116,6 +116,8 @@ class JobService:
             )
             self._restored = self._journal.restore()
         self.pool.on_change = self._changed
+        self.pool.pinned = lambda job_id: job_id in self._client.jobs or job_id in self._compute.jobs
+        self._intake = JobIntake(self.pool, chain.params.dispute_window, self._escrow_seen, self._admitted)
         self._manager.add_ready_listener(self._bring_up_to_date)
         self._manager.add_ready_listener(self.market.announce)
         self._manager.register_handler(Prices.command, self.market.on_prices)
@@ -243,28 +245,30 @@ class JobService:
     # -- flooded messages --------------------------------------------------------------------------
 
     async def _on_job(self, peer: Peer, message: JobMessage) -> None:
-        record = self._checked(
-            lambda: self.pool.add_job(message.params, message.escrow_txid, message.client_node, message.signature)
-        )
-        if record is None:
-            return
-        self._manager.broadcast(message, exclude={peer.id})
+        await self._intake.on_job(peer.id, message)
+
+    def _admitted(self, record: JobRecord, message: JobMessage, peer_id: int) -> None:
+        """A peer's job came into the pool (its escrow is here): relay it and show it to the compute side."""
+        self._manager.broadcast(message, exclude={peer_id})
         self._compute.offer(record)
 
+    async def _escrow_seen(self, txid: bytes, script: bytes) -> bool:
+        return await self._ctx.locate(txid, script) is not None
+
     async def _on_accept(self, peer: Peer, message: JobAccept) -> None:
-        if self._checked(lambda: self.pool.add_accept(message.job_id, message.node, message.signature)):
+        if checked(lambda: self.pool.add_accept(message.job_id, message.node, message.signature)):
             self._manager.broadcast(message, exclude={peer.id})
 
     async def _on_testament(self, peer: Peer, message: JobTestament) -> None:
         testament = testament_record(message)
-        if not self._checked(lambda: self.pool.add_testament(message.job_id, testament)):
+        if not checked(lambda: self.pool.add_testament(message.job_id, testament)):
             return
         self._manager.broadcast(message, exclude={peer.id})
         self._client.on_testament(message.job_id, testament)
         self._compute.on_testament(message.job_id, testament)
 
     async def _on_delivery(self, peer: Peer, message: JobDelivery) -> None:
-        delivery = self._checked(lambda: self.pool.add_delivery(message.job_id, delivery_record(message)))
+        delivery = checked(lambda: self.pool.add_delivery(message.job_id, delivery_record(message)))
         if delivery is None:
             return
         self._manager.broadcast(message, exclude={peer.id})
@@ -302,15 +306,9 @@ class JobService:
         if sent:
             log.info("sent %r the %d jobs still in play", peer, sent)
 
-    @staticmethod
-    def _checked(add: Callable[[], Any]) -> Any:
-        try:
-            return add()
-        except JobRejected as exc:
-            raise ProtocolViolation(f"bad-job: {exc}") from None
-
     async def _on_tx_accepted(self, event: TxAccepted) -> None:
         self._ctx.tx_arrived(event.tx.hash)
+        self._intake.on_transaction(event.tx)
         if (paid := self.pool.record_payment(event.tx)) is not None:
             self.market.on_paid(paid, event.tx)
             log.info("job %s: payment %s seen", hex_id(event.tx.job_id), event.tx.txid())
@@ -321,5 +319,6 @@ class JobService:
         for record in self.pool.settle_block(transactions):
             log.info("job %s %s in block %d", hex_id(record.job_id), record.state.value, event.height)
         for tx in transactions[1:]:
+            self._intake.on_transaction(tx)
             self._compute.on_published(tx)
         self._compute.on_block()

@@ -1,0 +1,78 @@
+"""The job intake (issue 15): no job into the pool before its escrow, a bounded wait for it, a rate per peer."""
+
+from __future__ import annotations
+
+import asyncio
+
+from camelid.chain.jobpool import JobPool, job_offer_digest
+from camelid.core.job import JobParams
+from camelid.core.transaction import Transaction, TxIn, TxOut
+from camelid.crypto.keys import PrivateKey
+from camelid.node.jobs.contract import JobTerms
+from camelid.node.jobs.intake import JOB_BURST, MAX_WAITING_JOBS, JobIntake
+from camelid.p2p.messages import JobMessage
+
+WINDOW = 5
+T0 = 1_800_000_000
+CLIENT_NODE = PrivateKey.from_bytes(b"\x44" * 32).public_key.to_bytes()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = float(T0)
+
+    def __call__(self) -> float:
+        return self.now
+
+
+HONEST = PrivateKey.from_bytes(b"\x11" * 32)
+
+
+def job(prompt: str, escrow_txid: bytes, client: PrivateKey | None = None) -> tuple[JobMessage, bytes]:
+    """A signed job message naming `escrow_txid`, and the ESCROW script its escrow must pay."""
+    client = PrivateKey.generate() if client is None else client
+    params = JobParams(b"\x01" * 32, prompt, 8, 0, 0, T0, 600, client.public_key.to_bytes(), "", 1)
+    signature = client.sign(job_offer_digest(params.job_id(), escrow_txid, CLIENT_NODE))
+    return JobMessage(params.to_bytes(), escrow_txid, CLIENT_NODE, signature), JobTerms(params, WINDOW).escrow_script
+
+
+def intake(clock: Clock) -> tuple[JobIntake, JobPool, list[bytes]]:
+    pool = JobPool(WINDOW, clock=clock)
+    admitted: list[bytes] = []
+
+    async def nowhere(txid: bytes, script: bytes) -> bool:
+        return False
+
+    return JobIntake(pool, WINDOW, nowhere, lambda r, m, p: admitted.append(r.job_id), clock), pool, admitted
+
+
+def escrow_paying(*scripts: bytes) -> Transaction:
+    return Transaction(inputs=(TxIn(b"\x07" * 32, 0),), outputs=tuple(TxOut(1000, s) for s in scripts))
+
+
+def test_a_job_waits_for_its_escrow_and_a_forged_copy_of_the_txid_blocks_nobody():
+    clock = Clock()
+    jobs, pool, admitted = intake(clock)
+    escrow = escrow_paying(job("honest", b"\x00" * 32, HONEST)[1])
+    honest, _ = job("honest", escrow.hash, HONEST)
+    forged, _ = job("forged", escrow.hash)  # names the honest escrow, which pays another script
+    asyncio.run(jobs.on_job(1, forged))
+    asyncio.run(jobs.on_job(2, honest))
+    assert len(pool) == 0 and jobs.waiting() == 2
+    jobs.on_transaction(escrow)
+    assert admitted == [JobParams.from_bytes(honest.params).job_id()] and jobs.waiting() == 1
+
+
+def test_the_wait_for_escrows_and_a_peers_job_rate_are_bounded():
+    clock = Clock()
+    jobs, _, _ = intake(clock)
+    for i in range(int(JOB_BURST) + 10):
+        asyncio.run(jobs.on_job(1, job(f"spam {i}", bytes([i % 256, i // 256]) * 16)[0]))
+    assert jobs.waiting() == JOB_BURST and jobs.dropped == 10
+    for peer in range(2, 2 + MAX_WAITING_JOBS // int(JOB_BURST) + 1):
+        for i in range(int(JOB_BURST)):
+            asyncio.run(jobs.on_job(peer, job(f"spam {peer} {i}", bytes([peer, i]) * 16)[0]))
+    assert jobs.waiting() == MAX_WAITING_JOBS
+    clock.now += 31
+    asyncio.run(jobs.on_job(99, job("late", b"\x09" * 32)[0]))
+    assert jobs.waiting() == 1  # the rest waited their 30 s
