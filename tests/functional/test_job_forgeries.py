@@ -14,9 +14,10 @@ import pytest
 from tiny_model import write_tiny_model
 
 from camelid.core.consensus import COIN
+from camelid.rpc.client import JSONRPCError
 
 from .forger import Forger
-from .framework import wait_until
+from .framework import TestNode, wait_until
 from .hostile_compute import HostileComputeNode
 from .jobnet import funded_network, job_network
 
@@ -54,6 +55,7 @@ def test_throwaway_accepts_delay_a_job_but_cannot_hold_it_past_its_deadline(came
     forger = Forger(miner, "127.0.0.8")
     job = client.submitjob("The llama", 8, None, 0, 0, REWARD, 40)
     job_id = bytes.fromhex(job)[::-1]
+    wait_until(lambda: in_pool(miner, job) and in_pool(compute, job), what="the job, admitted once its escrow is seen")
     forger.next_job()
     for accept in forger.throwaway_accepts(job_id, 16):
         forger.peer.send(accept)
@@ -73,6 +75,7 @@ def test_a_testament_with_no_stake_behind_it_does_not_take_the_job(camelid_nodes
     miner, (client, compute), mine_to = funded_network(camelid_nodes, [[f"--serve-model={model}"], serve])
     forger = Forger(miner, "127.0.0.9")
     job = client.submitjob("The llama", 8, None, 0, 0, REWARD, 60)
+    wait_until(lambda: in_pool(miner, job) and in_pool(compute, job), what="the job, admitted once its escrow is seen")
     forger.next_job()
     with compute.assert_debug_log(["testament has no stake behind it; ignored"], timeout=40):
         forger.peer.send(forger.free_testament(bytes.fromhex(job)[::-1]))
@@ -99,3 +102,12 @@ def test_a_free_testament_first_does_not_keep_the_client_from_paying_a_staked_on
     assert client.getjob(job)["paid_node"] == staker.node_id.hex()
     forger.close()
     staker.close()
+
+
+def in_pool(node: TestNode, job: str) -> bool:
+    """Whether `node`'s job pool holds `job` (a job is admitted only once its escrow is seen)."""
+    try:
+        node.getjob(job)
+    except JSONRPCError:
+        return False
+    return True
