@@ -14,11 +14,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from rastic_common import (
+    GAP_HEADER,
     GENERATOR_CONFIG,
     VERIFIER_CONFIG,
     bench_prompts,
     describe,
     engine,
+    gap_columns,
     image_path,
     markdown_table,
     progress,
@@ -55,34 +57,12 @@ def main() -> None:
     n_positions = sum(len(o) for _, o, _, _ in jobs)
     print(f"model {gen.model_id.hex()}  generator {describe(gen)}")
     print(f"{len(jobs)} honest jobs, {n_positions} output positions, max_tokens={MAX_TOKENS}\n")
-    rows = []
-    for verifier, per_temperature in zip(verifiers, gaps, strict=True):
-        for temperature, job_gaps in per_temperature.items():
-            flat = np.concatenate(job_gaps)
-            rows.append(
-                [
-                    describe(verifier),
-                    temperature,
-                    len(job_gaps),
-                    f"{np.mean(flat > 0):.2%}",
-                    f"{sum(bool((g > 0).any()) for g in job_gaps)}",
-                    f"{flat.max():.3f}",
-                    f"{np.quantile(flat[flat > 0], 0.999) if (flat > 0).any() else 0:.3f}",
-                    sum(bool((g > EPS_ACCEPT).any()) for g in job_gaps),
-                    sum(bool((g > EPS_SLASH).any()) for g in job_gaps),
-                ]
-            )
-    header = [
-        "verifier",
-        "T",
-        "jobs",
-        "positions with gap > 0",
-        "jobs an exact match rejects",
-        "max gap",
-        "99.9th pct of nonzero gaps",
-        f"jobs rejected (eps_accept={EPS_ACCEPT})",
-        f"jobs slashable (eps_slash={EPS_SLASH})",
+    rows = [
+        [describe(verifier), temperature, *gap_columns(job_gaps)]
+        for verifier, per_temperature in zip(verifiers, gaps, strict=True)
+        for temperature, job_gaps in per_temperature.items()
     ]
+    header = ["verifier", "T", *GAP_HEADER]
     print(markdown_table(header, rows))
     every = np.concatenate([g for per_t in gaps for job_gaps in per_t.values() for g in job_gaps])
     false_rejects = sum(
