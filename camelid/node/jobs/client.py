@@ -8,8 +8,10 @@ ID) and, if this node holds the model, checks the commitment and runs RASTiC. A 
 (gap > EPS_SLASH, or structural) is disputed: the client publishes the payment itself and takes the STAKE
 and the PAYOUT back in one fraud-proof spend. A paid job with no delivery from its node by the deadline D
 is disputed too ("failed: not delivered"): the client publishes the payment and takes the STAKE through
-its claim branch once the mempool allows it. A job never paid gets its escrow back through the refund
-branch at its refund time. It knows the compute side only through the pool's records.
+its claim branch once the chain allows it (a delivery mined before D spent it). A delivery is read from the
+signed jobdelivery message or from the delivery transaction in the mempool or a block, whichever comes
+first. A job never paid gets its escrow back through the refund branch at its refund time. It knows the
+compute side only through the pool's records.
 """
 
 from __future__ import annotations
@@ -57,8 +59,9 @@ log = logging.getLogger(__name__)
 
 PAYMENT_FEE = 20_000
 """Fee the client leaves when moving the escrow to the PAYOUT (~40 per byte; under JOB_PAYOUT_FEE_CAP)."""
-DEFAULT_TIMELOCK = 600
-"""Seconds a node has to deliver (JobParams.timelock) unless submitjob says otherwise."""
+DEFAULT_TIMELOCK = 1200
+"""Seconds a node has to deliver (JobParams.timelock) unless submitjob says otherwise: two dispute windows on
+mainnet, since a payment waits one out and the delivery must be mined before D (compute nodes decline less)."""
 SLASH_FEE = 100_000
 """Fee of the client's fraud-proof spend of STAKE + PAYOUT: >= 5 per byte even with two 2,210-token proofs."""
 VERIFY_MODES = ("full", "spot", "off")
@@ -470,8 +473,9 @@ class JobClient:
     ) -> None:
         """Take the STAKE of a node we paid that delivered nothing by D, through the STAKE's claim branch.
 
-        The mempool admits the claim only once it has seen our payment for a dispute window (so we
-        publish it, if the node did not) and no signed delivery from that node; we retry until then.
+        Consensus admits the claim from D unless the node's delivery transaction was mined before it (then
+        the stake is spent, and we stop); the mempool admits it only once it has seen our payment (so we
+        publish it, if the node did not); we retry until then.
         """
         ctx, params = self._ctx, record.params
         client.verdict = NOT_DELIVERED
@@ -492,7 +496,7 @@ class JobClient:
             terms.deadline,
             lambda pay_to, signer: terms.claim(staked, pay_to, RELEASE_FEE, signer),
         )
-        spent = await ctx.take_when_allowed(claim, TIMED_RETRY | {"job-not-paid", "job-paid-recently"})
+        spent = await ctx.take_when_allowed(claim, TIMED_RETRY | {"job-not-paid"})
         if spent is not None:
             client.slash_txid = spent.txid()
             ctx.pool.advance(record, JobState.SLASHED)
