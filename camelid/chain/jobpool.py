@@ -417,12 +417,12 @@ class JobPool:
 
         The one place a job becomes PAID: the client calls it when it signs a payment, the compute node
         when it accepts one (`published` False: only the two of them know it yet), every node when one
-        reaches its mempool or a block. Only a published payment starts the node's dispute window
-        before a non-delivery claim (judge_stake_claim).
+        reaches its mempool or a block. Only a published payment lets the client's non-delivery claim
+        into the mempool (judge_stake_claim).
         """
         record = self._escrow_spent_by(tx)
         payout = match_job_lock(tx.outputs[0].script_pubkey) if record is not None and tx.outputs else None
-        if record is None or payout is None or payout.is_stake or payout.job_id != record.job_id:
+        if record is None or payout is None or not payout.is_payout or payout.job_id != record.job_id:
             return None
         key = payout.node_pubkey + payout.commitment
         known = record.payments.get(key)

@@ -153,6 +153,10 @@ class JobLock:
     def is_stake(self) -> bool:
         return self.claim_time is not None
 
+    @property
+    def is_payout(self) -> bool:
+        return self.claim_time is None and self.delivery_hash is None
+
     def delivered(self, blob: bytes) -> JobLock:
         """The DELIVERED lock this STAKE's delivery branch must move it into for `blob`."""
         if not self.is_stake:
