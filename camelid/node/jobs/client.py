@@ -393,16 +393,17 @@ class JobClient:
         The PAYOUT exists only once the payment is in the mempool or the chain, and the node may hold
         the payment back, so we publish it ourselves (waiting out the dispute window) and then spend
         both outputs together: one transaction, one model check. If the node's release took the
-        PAYOUT first (its branch opens at t_pay), the stake alone is still ours to take.
+        PAYOUT first (its branch opens at t_pay), the stake alone is still ours to take. A node that
+        delivered on chain moved its stake into the DELIVERED lock, whose fraud-proof branch is the
+        same: we take it there (`_stake_now`).
         """
         ctx = self._ctx
         testament, payment, params = client.testament, client.payment, record.params
         assert testament is not None and payment is not None  # a delivery is judged only after we paid
         terms = ctx.terms(params)
-        stake = terms.stake_script(testament.node_pubkey, testament.commitment)
-        found = await ctx.wait_for_output(testament.stake_txid, stake, 1)
+        staked = await self._stake_now(record, testament)
         engine = await ctx.engine_when_ready(params.model_id)
-        if found is None or engine is None:
+        if staked is None or engine is None:
             log.warning("job %s: the stake or the model is gone; cannot dispute", hex_id(record.job_id))
             return
         prompt_tokens = await engine.tokenize(params.prompt)
@@ -417,25 +418,39 @@ class JobClient:
         )
         give_up_at = terms.refund_time + RELEASE_PATIENCE
         await ctx.publish(payment, give_up_at)  # refused as already known when the node published it first
-        stake_in = Spent(OutPoint(testament.stake_txid, found[0]), TxOut(found[1], stake))
         payout_in = Spent(OutPoint(payment.hash, 0), payment.outputs[0])
         held = await ctx.holds(payout_in.outpoint, payout_in.out)
-        choices = [(stake_in, payout_in), (stake_in,)] if held else [(stake_in,)]
         wallet = ctx.require_wallets().get()
         pay_to = p2pkh_script(hash160(wallet.new_job_key()))
-        for spent in choices:
-            slash = terms.slash(spent, proof, pay_to, SLASH_FEE, wallet)
-            if await ctx.publish(slash, give_up_at):
-                client.slash_txid = slash.txid()
-                ctx.pool.advance(record, JobState.SLASHED)
-                log.info(
-                    "job %s: slashed %d outputs at position %d by %s",
-                    hex_id(record.job_id),
-                    len(spent),
-                    position,
-                    slash.txid(),
-                )
-                return
+        while staked is not None:
+            for spent in [(staked, payout_in), (staked,)] if held else [(staked,)]:
+                slash = terms.slash(spent, proof, pay_to, SLASH_FEE, wallet)
+                if await ctx.publish(slash, give_up_at):
+                    client.slash_txid = slash.txid()
+                    ctx.pool.advance(record, JobState.SLASHED)
+                    log.info(
+                        "job %s: slashed %d outputs at position %d by %s",
+                        hex_id(record.job_id),
+                        len(spent),
+                        position,
+                        slash.txid(),
+                    )
+                    return
+            moved = await self._stake_now(record, testament)  # the delivery may have moved it meanwhile
+            staked = moved if moved is not None and moved.outpoint != staked.outpoint else None
+
+    async def _stake_now(self, record: JobRecord, testament: TestamentRecord) -> Spent | None:
+        """Where the node's stake is: the DELIVERED output of its delivery transaction once the pool saw one,
+        else the STAKE output (waited for, as a testament can outrun it); None if neither is there."""
+        ctx = self._ctx
+        delivery_txid = record.delivery_txids.get(testament.node_pubkey)
+        if delivery_txid is not None:
+            delivered = await ctx.output_at(OutPoint(delivery_txid, 0))
+            if delivered is not None:
+                return Spent(OutPoint(delivery_txid, 0), delivered)
+        stake = ctx.terms(record.params).stake_script(testament.node_pubkey, testament.commitment)
+        found = await ctx.wait_for_output(testament.stake_txid, stake, 1)
+        return None if found is None else Spent(OutPoint(testament.stake_txid, found[0]), TxOut(found[1], stake))
 
     async def _close_unfinished(self, job_id: bytes) -> None:
         """At the deadline D: dispute a paid job its node did not deliver. At the refund time: refund one never paid.

@@ -176,6 +176,17 @@ class JobContext:
         """True while the mempool or the UTXO set shows `locked` at `outpoint`'s transaction."""
         return await self.chain.call(self._find_output, outpoint.txid, locked.script_pubkey) is not None
 
+    async def output_at(self, outpoint: OutPoint) -> TxOut | None:
+        """The output at `outpoint` while the mempool or the UTXO set holds it."""
+        return await self.chain.call(self._output_at, outpoint)
+
+    def _output_at(self, outpoint: OutPoint) -> TxOut | None:
+        entry = self.chain.mempool.get(outpoint.txid)
+        if entry is not None:
+            return entry.tx.outputs[outpoint.index] if outpoint.index < len(entry.tx.outputs) else None
+        coin = self.chain.chainstate.get_coin(outpoint)
+        return None if coin is None else coin.tx_out
+
     async def locate(self, txid: bytes, script: bytes) -> Located | None:
         """The output of `txid` paying `script` in the mempool or the UTXO set (None: neither holds it)."""
         return await self.chain.call(self._locate, txid, script)

@@ -522,12 +522,13 @@ class JobComputer:
                           "%d); not delivering", hex_id(job_id), payment.txid(), terms.deadline, median_time_past)
                 return
             try:
-                await self._deliver(record, work, terms)
+                delivered = await self._deliver(record, work, terms)
             except WalletError as exc:
                 log.warning("job %s: delivery failed (%s); retrying", hex_id(job_id), exc.message)
                 await asyncio.sleep(1.0)
                 continue
-            log.info("job %s: paid by %s, output delivered", hex_id(job_id), payment.txid())
+            if delivered:
+                log.info("job %s: paid by %s, output delivered", hex_id(job_id), payment.txid())
             return
         log.error("job %s: gave up delivering for payment %s", hex_id(job_id), payment.txid())
 
@@ -550,10 +551,11 @@ class JobComputer:
             await asyncio.sleep(POLL)
         return False
 
-    async def _deliver(self, record: JobRecord, work: ComputeJob, terms: JobTerms) -> None:
+    async def _deliver(self, record: JobRecord, work: ComputeJob, terms: JobTerms) -> bool:
         """Put our output, encrypted to the client, on chain: the STAKE moved into its DELIVERED lock with the
-        sealed output, the proof that we delivered. The same blob is flooded as a signed jobdelivery, which
-        reaches the client before a block does."""
+        sealed output, the proof that we delivered. Once our mempool took it, the same blob is flooded as a
+        signed jobdelivery, which reaches the client before a block does; a delivery the mempool refuses (it
+        would not be mined before D) is not sent at all."""
         ctx = self._ctx
         wallet = ctx.require_wallets().get()
         plain = struct.pack(f"<{len(work.output_tokens)}I", *work.output_tokens)
@@ -566,11 +568,14 @@ class JobComputer:
             ctx.node_id, work.node_pubkey, sealed, signature, work.stake.txid, ctx.node_key.sign(digest)
         )
         work.delivery = tx
-        ctx.pool.add_delivery(record.job_id, delivery)  # saves `work` with it (the journal)
-        ctx.manager.broadcast(delivery_message(record.job_id, delivery))
+        ctx.pool.on_change(record.job_id)  # the journal keeps it: a restarted node submits it again
         if not await ctx.publish(tx, terms.refund_time):
-            log.error("job %s: our delivery %s was refused; the stake is at risk", hex_id(record.job_id), tx.txid())
+            log.error("job %s: our delivery %s was refused; not delivering", hex_id(record.job_id), tx.txid())
+            return False
+        ctx.pool.add_delivery(record.job_id, delivery)
+        ctx.manager.broadcast(delivery_message(record.job_id, delivery))
         self._release(record.job_id, work, OutPoint(tx.hash, 0), tx.outputs[0])
+        return True
 
     def _release(self, job_id: bytes, work: ComputeJob, outpoint: OutPoint, locked: TxOut) -> None:
         """Take our STAKE or PAYOUT into the wallet through its time-locked branch once the chain allows it.
