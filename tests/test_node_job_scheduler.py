@@ -1,7 +1,10 @@
-"""Which pool job a free compute node takes: open jobs only, oldest first by rank, others' claims honoured."""
+"""Which pool job a free compute node takes: open jobs only, oldest first by rank, others' claims honoured;
+the claim queue chooses as a walk of the pool would, without walking it."""
 
 from __future__ import annotations
 
+import math
+import random
 import statistics
 from dataclasses import replace
 
@@ -11,6 +14,7 @@ from camelid.chain.jobpool import (
     MAX_ACCEPTS_PER_JOB,
     JobPool,
     JobRecord,
+    JobState,
     TestamentRecord,
     job_accept_digest,
     job_offer_digest,
@@ -18,6 +22,7 @@ from camelid.chain.jobpool import (
 from camelid.core.job import JobParams
 from camelid.core.jobscripts import commitment_signature_digest
 from camelid.crypto.keys import PrivateKey
+from camelid.node.jobs.claim_queue import ClaimQueue
 from camelid.node.jobs.scheduler import (
     CLAIM_SPREAD,
     CONTEST_WINDOW,
@@ -240,3 +245,160 @@ def test_a_node_takes_the_best_paying_open_job_first_then_the_best_ranked(pool, 
     assert best is min(records[1:3], key=lambda r: mine.rank(r.job_id))
     mine.tried.update(r.job_id for r in records[1:3])
     assert mine.choose(pool.jobs(), clock.now, pay=lambda r: rate[r.job_id]) is records[0]
+
+
+# -- the claim queue --------------------------------------------------------------------------------------
+
+
+class CountingScheduler(JobScheduler):
+    """A real scheduler that counts the jobs a look judges (`closed` is called once per job passed)."""
+
+    def __init__(self, serves=lambda model_id: model_id == SERVED) -> None:
+        super().__init__(ME, serves)
+        self.judged = 0
+
+    def closed(self, record: JobRecord, now: float) -> bool:
+        self.judged += 1
+        return super().closed(record, now)
+
+
+def queued(queue: ClaimQueue) -> list[bytes]:
+    return [record.job_id for record in queue.jobs()]
+
+
+def test_jobs_closed_for_good_leave_the_queue_on_the_first_look_and_others_stay(pool, clock):
+    mine = scheduler()
+    queue = ClaimQueue(mine)
+    fresh = add_job(pool, "fresh")
+    held = add_job(pool, "held by a rival")
+    accept(pool, held, RIVAL)
+    unchecked = add_job(pool, "a testament whose stake is not checked yet")
+    add_testament(pool, unchecked, RIVAL)
+    backed = add_job(pool, "a testament whose stake showed")
+    add_testament(pool, backed, THIRD)
+    declined = add_job(pool, "declined")
+    late = add_job(pool, "due in 5 s", timelock=5)
+    for record in (fresh, held, unchecked, backed, declined, late):
+        queue.add(record, clock.now)
+    queue.add(add_job(pool, "our own", client_node=ME), clock.now)  # never queued
+    assert len(queue) == 6
+    mine.backed.add(backed.job_id)
+    mine.tried.add(declined.job_id)
+    clock.now = T0 + 1  # too late to take `late` (5 s less patience(8), 4.8 s); the rival still holds `held`
+    assert queue.choose(clock.now) is fresh
+    assert queued(queue) == [fresh.job_id, held.job_id, unchecked.job_id]
+    mine.claim(fresh, clock.now)
+    assert queue.choose(clock.now) is None
+    assert queued(queue) == [held.job_id, unchecked.job_id]  # either may open again
+    mine.unbacked.add((unchecked.job_id, RIVAL.public_key.to_bytes()))
+    assert queue.choose(clock.now) is unchecked
+    mine.claim(unchecked, clock.now)
+    clock.now = T0 + patience(MAX_TOKENS)  # the rival ran out of patience
+    assert queue.choose(clock.now) is held
+    queue.discard(held.job_id)  # the pool dropped it
+    assert queue.choose(clock.now) is None and len(queue) == 0
+
+
+def test_set_aside_jobs_come_back_in_their_places_on_a_transaction_or_a_block(pool, clock):
+    served = {SERVED}
+    mine = JobScheduler(ME, lambda model_id: model_id in served)
+    queue = ClaimQueue(mine)
+    records = [add_job(pool, f"job {i}") for i in range(4)]
+    unserved = add_job(pool, "a model we fetch later", model=OTHER_MODEL)
+    for record in [*records, unserved]:
+        queue.add(record, clock.now)
+    queue.set_aside(records[1], until_block=False)  # escrow not seen yet
+    queue.set_aside(records[2], until_block=True)  # escrow short of its confirmations
+    assert queue.waiting_for_tx()
+    assert queue.choose(clock.now) in (records[0], records[3])
+    assert queued(queue) == [records[0].job_id, records[3].job_id]  # the unserved job waits for a block
+    queue.take_back(block=False)
+    assert not queue.waiting_for_tx()
+    assert queued(queue) == [records[0].job_id, records[1].job_id, records[3].job_id]
+    served.add(OTHER_MODEL)
+    queue.take_back(block=True)
+    assert queued(queue) == [r.job_id for r in [*records, unserved]]
+    assert queue.choose(clock.now) in [*records, unserved][:MAX_CANDIDATES]
+    queue.set_aside(records[0], until_block=True)
+    queue.discard(records[0].job_id)  # dropped while set aside: gone for good
+    queue.take_back(block=True)
+    assert queued(queue) == [r.job_id for r in [*records[1:], unserved]] and len(queue) == 4
+
+
+def test_the_queue_chooses_what_a_walk_of_the_whole_pool_chooses(pool, clock):
+    """Best-paying first, held jobs, testaments found unbacked, set-aside jobs, declines and claims, time
+    passing, jobs arriving and leaving: at every look the queue and the old full walk agree."""
+    rng = random.Random(15)
+    mine = scheduler()
+    queue = ClaimQueue(mine)
+    pay: dict[bytes, float] = {}
+    aside: set[bytes] = set()
+    nodes = [PrivateKey.from_bytes(bytes([0x80 + i]) * 32) for i in range(3)]
+
+    def arrive(i: int) -> JobRecord:
+        model = SERVED if rng.random() < 0.8 else OTHER_MODEL
+        record = add_job(pool, f"job {i}", model=model, timelock=rng.choice([20, 60, 600]))
+        pay[record.job_id] = rng.choice([math.inf, 1.0, 2.0, 2.0, 3.0])  # inf: reward not located yet
+        queue.add(record, clock.now)
+        return record
+
+    records = [arrive(i) for i in range(40)]
+    for step in range(300):
+        rate = lambda record: pay[record.job_id]  # noqa: E731
+        walk = mine.choose((r for r in pool.jobs() if r.job_id not in aside), clock.now, rate)
+        assert queue.choose(clock.now, rate) is walk, f"step {step}"
+        record, roll = rng.choice(records), rng.random()
+        if walk is not None and roll < 0.15:
+            mine.claim(walk, clock.now)
+        elif walk is not None and roll < 0.25:
+            mine.tried.add(walk.job_id)  # declined
+        elif walk is not None and roll < 0.35:
+            queue.set_aside(walk, until_block=rng.random() < 0.5)
+            aside.add(walk.job_id)
+        elif roll < 0.45:
+            queue.take_back(block=True)
+            aside.clear()
+        elif roll < 0.55 and len(record.accepted_by) < 2:
+            accept(pool, record, rng.choice(nodes))
+        elif roll < 0.62 and not record.testaments:
+            add_testament(pool, record, rng.choice(nodes))
+        elif roll < 0.7 and record.testaments:
+            node = next(iter(record.testaments))
+            (mine.unbacked.add((record.job_id, node)) if rng.random() < 0.7 else mine.backed.add(record.job_id))
+        elif roll < 0.8:
+            records.append(arrive(len(records)))
+        else:
+            clock.now += rng.choice([0.5, 2.0, 5.0])
+
+
+def bare_job(prompt: str) -> JobRecord:
+    """A job record as the pool keeps it, unsigned: thousands of them without the signature checks."""
+    job = JobParams(SERVED, prompt, MAX_TOKENS, 0, 0, T0, 600, CLIENT.public_key.to_bytes(), "", 9733)
+    return JobRecord(job, job.job_id(), b"\x66" * 32, CLIENT_NODE, history=[(JobState.CREATED, T0)])
+
+
+def test_a_look_walks_the_open_jobs_not_the_closed_ones(clock):
+    """Issue 15: 0.84 s per look at 4,000 jobs when every look walked the pool. After one look has dropped
+    4,000 closed jobs, and set aside 4,000 whose escrows lack confirmations, a look judges a handful."""
+    mine = CountingScheduler()
+    queue = ClaimQueue(mine)
+    for i in range(4_000):
+        record = bare_job(f"closed {i}")
+        queue.add(record, clock.now)
+        mine.tried.add(record.job_id)  # declined, or taken by us
+    waiting = [bare_job(f"waiting {i}") for i in range(4_000)]
+    open_jobs = [bare_job(f"open {i}") for i in range(2 * MAX_CANDIDATES)]
+    for record in waiting + open_jobs:
+        queue.add(record, clock.now)
+    mine.judged = 0
+    waiting_ids = {r.job_id for r in waiting}
+    while (choice := queue.choose(clock.now)) is not None and choice.job_id in waiting_ids:
+        queue.set_aside(choice, until_block=True)
+    assert choice in open_jobs[:MAX_CANDIDATES]
+    assert mine.judged > 4_000
+    for _ in range(10):
+        mine.judged = 0
+        assert queue.choose(clock.now) is choice
+        assert mine.judged <= 2 * MAX_CANDIDATES  # each candidate once in the walk and once in is_open
+    queue.take_back(block=True)  # the block came: the waiting jobs are back in their places
+    assert queued(queue)[:4_000] == [r.job_id for r in waiting]

@@ -45,6 +45,7 @@ from camelid.core.transaction import OutPoint, Transaction, TxOut
 from camelid.crypto import ecies
 from camelid.crypto.keys import PublicKey
 from camelid.node.config import ComputePolicy, Misbehaviour
+from camelid.node.jobs.claim_queue import ClaimQueue
 from camelid.node.jobs.common import (
     DELIVERY_FEE,
     POLL,
@@ -123,6 +124,7 @@ class JobComputer:
             ctx.node_id,
             lambda model_id: ctx.models.store.get(model_id) is not None and ctx.compute.usable(model_id),
         )
+        self._queue = ClaimQueue(self._scheduler)  # the jobs we may yet take: a look never walks the pool
         self._offered = asyncio.Event()  # set by offer: a job came in that the idle _work loop should look at
         self._slots = asyncio.Semaphore(ctx.compute.settings.slots)  # jobs computed at once
         self._reserved = 0  # stakes of the jobs being computed now, not staked yet
@@ -169,11 +171,20 @@ class JobComputer:
     def start(self) -> None:
         """Take jobs from now on, if this node sells compute (its models' workers passed their self-check)."""
         if self._serving:
+            for record in self._ctx.pool.open_jobs():  # those restored from the journal, or heard before now
+                self._queue.add(record, time.time())
             self._ctx.spawn(self._work(), "job-work")
 
     def offer(self, record: JobRecord) -> None:
-        """A new valid job reached the pool: wake the _work loop if it is idle (a busy one looks when free)."""
-        self._offered.set()
+        """A new valid job reached the pool: queue it and wake the _work loop if it is idle (a busy one looks
+        when free)."""
+        if self._serving:
+            self._queue.add(record, time.time())
+            self._offered.set()
+
+    def dropped(self, job_id: bytes) -> None:
+        """The pool dropped a job (evicted or aged out): it leaves the claim queue."""
+        self._queue.discard(job_id)
 
     def on_testament(self, job_id: bytes, testament: TestamentRecord) -> None:
         """Another node's valid testament: it closes the job to us only if its stake shows. A testament
@@ -190,14 +201,22 @@ class JobComputer:
         escrow = await self._ctx.locate(record.escrow_txid, terms.escrow_script)
         least = escrow.value * STAKE_MULTIPLE if escrow is not None else 1
         stake = terms.stake_script(testament.node_pubkey, testament.commitment)
-        if await self._ctx.wait_for_output(testament.stake_txid, stake, least) is None:
-            log.info("job %s: node %s's testament has no stake behind it; ignored", hex_id(job_id),
-                     testament.node.hex())
-            self._scheduler.unbacked.add((job_id, testament.node))
-            self._offered.set()
+        if await self._ctx.wait_for_output(testament.stake_txid, stake, least) is not None:
+            self._scheduler.backed.add(job_id)  # taken for good: the claim queue lets it go
+            return
+        log.info("job %s: node %s's testament has no stake behind it; ignored", hex_id(job_id), testament.node.hex())
+        self._scheduler.unbacked.add((job_id, testament.node))
+        self._offered.set()
 
     def on_block(self) -> None:
-        """A block connected: an escrow waiting for confirmations may have them now."""
+        """A block connected: an escrow waiting for confirmations may have them now, and a model may be served
+        that was not. Also the time to keep what we remember of jobs as bounded as the pool (once a block,
+        not once a look)."""
+        jobs = self._ctx.pool.jobs()
+        self._scheduler.forget(job.job_id for job in jobs)
+        self._escrows_seen &= {job.escrow_txid for job in jobs}
+        self._rewards = {job.job_id: self._rewards[job.job_id] for job in jobs if job.job_id in self._rewards}
+        self._queue.take_back(block=True)
         self._offered.set()
 
     async def _work(self) -> None:
@@ -208,21 +227,21 @@ class JobComputer:
         while True:
             await self._slots.acquire()  # a free slot before looking: a busy node claims nothing
             self._offered.clear()  # before looking: a job or escrow arriving during the look wakes the wait below
-            record, unfunded = await self._next_claim()
+            record = await self._next_claim()
             if record is not None:
                 self._ctx.spawn(self._compute_in_slot(record), f"job-compute-{hex_id(record.job_id)[:16]}")
                 continue
             self._slots.release()
-            jobs = self._ctx.pool.jobs()
-            self._scheduler.forget(job.job_id for job in jobs)
-            self._escrows_seen &= {job.escrow_txid for job in jobs}
-            self._rewards = {job.job_id: self._rewards[job.job_id] for job in jobs if job.job_id in self._rewards}
             now = time.time()
             # A late escrow is looked for again soon; a few ms late for a claim running out is no harm.
-            wake_at = now + ESCROW_RECHECK if unfunded else self._scheduler.next_reopening(jobs, now)
+            if self._queue.waiting_for_tx():
+                wake_at: float | None = now + ESCROW_RECHECK
+            else:
+                wake_at = self._scheduler.next_reopening(self._queue.jobs(), now)
             timeout = None if wake_at is None else wake_at - now
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._offered.wait(), timeout)
+            self._queue.take_back(block=False)  # a transaction or the recheck time came: look for escrows again
 
     async def _compute_in_slot(self, record: JobRecord) -> None:
         try:
@@ -231,35 +250,32 @@ class JobComputer:
             self._slots.release()
             self._offered.set()  # a slot is free: look at the open jobs again
 
-    async def _next_claim(self) -> tuple[JobRecord | None, bool]:
-        """(the open job this node claims now, after its claim delay, or None; whether jobs wait for their escrow).
+    async def _next_claim(self) -> JobRecord | None:
+        """The open job this node claims now, after its claim delay, or None.
 
         Only a job our policy allows and whose escrow is already here, as deep as the policy asks and
         not spent, is claimed, so that the jobaccept follows the claim at once and other nodes see the
         claim as early as they can. A job whose escrow has not shown SEEN_WAIT after the job did (or
-        has not confirmed by half its deadline) is given up; a job outside the policy is declined.
+        has not confirmed by half its deadline) is given up; a job outside the policy is declined; one
+        whose escrow is not here yet, or not deep enough, is set aside until a transaction or a block.
         """
-        unfunded: set[bytes] = set()
-        shallow: set[bytes] = set()  # escrows short of their confirmations: looked at again on the next block
-        while (
-            choice := self._scheduler.choose(self._ctx.pool.jobs(), time.time(), unfunded | shallow, self._pay_rate)
-        ) is not None:
+        while (choice := self._queue.choose(time.time(), self._pay_rate)) is not None:
             reward_known = choice.job_id in self._rewards
             problem = self._terms_problem(choice)
             if problem is None:
                 ready, problem = await self._escrow_ready(choice)
                 if not ready and problem is None:
-                    (unfunded if choice.escrow_txid not in self._escrows_seen else shallow).add(choice.job_id)
+                    self._queue.set_aside(choice, until_block=choice.escrow_txid in self._escrows_seen)
                     continue
                 if ready and not reward_known:  # its reward is known now: choose again, best-paying first
                     continue
             if problem is not None:
                 self._decline(choice, problem)
                 continue
-            await asyncio.sleep(self._scheduler.claim_delay(choice.job_id, self._ctx.pool.jobs()))
+            await asyncio.sleep(self._scheduler.claim_delay(choice.job_id, self._queue.jobs()))
             if self._scheduler.is_open(choice, time.time()):  # nobody's jobaccept came in while we waited
-                return choice, bool(unfunded)
-        return None, bool(unfunded)
+                return choice
+        return None
 
     def _pay_rate(self, record: JobRecord) -> float:
         """The scheduler's order: reward per max_tokens token; a job whose escrow we have not located yet

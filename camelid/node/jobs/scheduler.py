@@ -18,11 +18,15 @@ from all computing the same job:
 - two claims closer together than a jobaccept's trip still happen, so before staking a claimant waits
   until CONTEST_WINDOW after its claim and leaves the job if a node that accepted it since ranks first
   (`rival_first`); every claimant applies the same rule, so one testament is published, not two.
+
+`closed` holds the conditions that, once true, stay true (taken, declined, ours, past the time to take it,
+a testament whose stake showed): the claim queue (camelid.node.jobs.claim_queue) drops such a job for
+good, and keeps the rest for `is_open` to judge at each look.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Set
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from camelid.chain.jobpool import JobRecord, JobState
@@ -71,11 +75,12 @@ class JobScheduler:
     def __init__(self, node_id: bytes, serves: Callable[[bytes], bool]) -> None:
         """`serves(model_id)`: whether this node can compute jobs for that model."""
         self._node_id = node_id
-        self._serves = serves
+        self.serves = serves
         self.tried: set[bytes] = set()
         self._claims: dict[bytes, _Claim] = {}
         self._rival_seen = False  # another node has claimed a job for a model we serve: delays spread us apart
         self.unbacked: set[tuple[bytes, bytes]] = set()  # (job id, node) of testaments whose stake never showed
+        self.backed: set[bytes] = set()  # jobs with a testament whose stake showed: taken for good
 
     def rank(self, job_id: bytes) -> float:
         return claim_rank(self._node_id, job_id)
@@ -85,38 +90,46 @@ class JobScheduler:
         claiming a job (in `jobs`, the pool) for a model we serve; nothing before, since with nobody to spread
         apart from the wait is only latency (the contest window still settles a first collision)."""
         if not self._rival_seen:
-            self._rival_seen = any(
-                self._serves(record.params.model_id) and any(node != self._node_id for node in record.accepted_by)
-                for record in jobs
-            )
+            self._rival_seen = any(self.rival_in(record) for record in jobs)
         return self.rank(job_id) * CLAIM_SPREAD if self._rival_seen else 0.0
+
+    def rival_in(self, record: JobRecord) -> bool:
+        """Whether another node claimed a job for a model we serve: `record`, or one seen before (see claim_delay)."""
+        self._rival_seen = self._rival_seen or (
+            self.serves(record.params.model_id) and any(node != self._node_id for node in record.accepted_by)
+        )
+        return self._rival_seen
 
     def is_open(self, record: JobRecord, now: float) -> bool:
         """Whether this node may take `record` now: see the module docstring."""
+        return (
+            not self.closed(record, now)
+            and not self._backed(record)
+            and not _held_by_another(record, now)
+            and self.serves(record.params.model_id)
+        )
+
+    def closed(self, record: JobRecord, now: float) -> bool:
+        """Whether this node will never take `record`: each condition here, once true, stays true (a testament
+        not yet found backed, another node's claim and a model we do not serve yet can all change)."""
         params = record.params
         return (
-            record.state in _OPEN_STATES
-            and not self._backed(record)
-            and record.job_id not in self.tried
-            and record.client_node != self._node_id
-            and self._node_id not in record.accepted_by
-            and now + patience(params.max_tokens) <= params.timestamp + params.timelock
-            and not _held_by_another(record, now)
-            and self._serves(params.model_id)
+            record.state not in _OPEN_STATES
+            or record.job_id in self.backed
+            or record.job_id in self.tried
+            or record.client_node == self._node_id
+            or self._node_id in record.accepted_by
+            or now + patience(params.max_tokens) > params.timestamp + params.timelock
         )
 
     def choose(
-        self,
-        jobs: Iterable[JobRecord],
-        now: float,
-        skip: Set[bytes] = frozenset(),
-        pay: Callable[[JobRecord], float] | None = None,
+        self, jobs: Iterable[JobRecord], now: float, pay: Callable[[JobRecord], float] | None = None
     ) -> JobRecord | None:
-        """Of the MAX_CANDIDATES oldest open jobs (`jobs` oldest first, as the pool lists them) not in `skip`,
-        the best-paying by `pay` (reward per token), then the best-ranked."""
+        """Of the MAX_CANDIDATES oldest open jobs (`jobs` oldest first, as the pool lists them), the
+        best-paying by `pay` (reward per token), then the best-ranked."""
         candidates: list[JobRecord] = []
         for record in jobs:
-            if record.job_id not in skip and self.is_open(record, now):
+            if self.is_open(record, now):
                 candidates.append(record)
                 if len(candidates) == MAX_CANDIDATES:
                     break
@@ -155,10 +168,12 @@ class JobScheduler:
         return any((record.job_id, node) not in self.unbacked for node in record.testaments)
 
     def forget(self, live: Iterable[bytes]) -> None:
-        """Keep `tried`, the claims and `unbacked` to the jobs still in the pool (`live`): as bounded as the pool."""
+        """Keep `tried`, the claims, `unbacked` and `backed` to the jobs still in the pool (`live`): as bounded
+        as the pool."""
         live = set(live)
         self.unbacked = {(job_id, node) for job_id, node in self.unbacked if job_id in live}
         self.tried.intersection_update(live)
+        self.backed.intersection_update(live)
         self._claims = {job_id: claim for job_id, claim in self._claims.items() if job_id in self.tried}
 
 

@@ -152,9 +152,12 @@ class JobService:
                 self._journal.close()
 
     def _changed(self, job_id: bytes) -> None:
-        """A job changed (JobPool.on_change): keep it in the journal and tell the bus."""
+        """A job changed (JobPool.on_change): keep it in the journal and tell the bus; one the pool dropped
+        leaves the compute side's claim queue."""
         if self._journal is not None:
             self._journal.save(job_id)
+        if self.pool.get(job_id) is None:
+            self._compute.dropped(job_id)
         self._ctx.spawn(self._bus.publish(JobChanged(job_id)), "job-changed")
 
     @contextlib.asynccontextmanager
