@@ -31,6 +31,7 @@ disconnected and discouraged, as a ProtocolViolation would.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -151,6 +152,8 @@ class BlockSync:
         self._arrivals: asyncio.Queue[tuple[Peer, Block]] = asyncio.Queue(DOWNLOAD_WINDOW)  # for the connector
         self._connecting = 0  # blocks the connector has taken from the queue and the chain not yet answered for
         self._stalls: Counter[int] = Counter()  # peer id -> timeouts in a row without a block served
+        self._new_peer = asyncio.Event()  # a handshake completed: greet the peer now, not at the next tick
+        manager.add_ready_listener(lambda _: self._new_peer.set())
         manager.register_handler("getheaders", self._on_getheaders)
         manager.register_handler("headers", self._on_headers)
         manager.register_handler("block", self._on_block)
@@ -160,8 +163,10 @@ class BlockSync:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._connect_arrivals(), name="p2p-sync-connect")
             while True:
+                self._new_peer.clear()
                 await self._tick()
-                await asyncio.sleep(TICK)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._new_peer.wait(), TICK)
 
     async def request_headers(self, peer: Peer, stop: bytes = NO_STOP) -> None:
         """Ask `peer` for the headers after our active chain (up to `stop`)."""
