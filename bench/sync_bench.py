@@ -4,10 +4,10 @@ Regtest camelidd sources hold N blocks (one mines them, the others copy its data
 directory). Each round then times, on the same machine and one after the other:
 (a) a fresh camelidd told to `addnode` the sources, from the first connection
 until it has their tip; (b) ChainState.process_block in this process over the
-same blocks into an empty data directory (LevelDB writes and one fsync per block,
-as a node that is handed blocks one at a time); (c) ChainState.process_blocks over
-runs of DOWNLOAD_WINDOW blocks (one fsync per run, what the sync's connector does
-at best). Prints the median blocks/s of each, with the CPU time each took per block
+same blocks, decoded from their bytes, into an empty data directory (LevelDB
+writes and one fsync per block, as a node that is handed blocks one at a time);
+(c) ChainState.process_blocks over runs of DOWNLOAD_WINDOW blocks (one fsync per
+run, what the sync's connector does at best). Prints the median blocks/s of each, with the CPU time each took per block
 (the syncing node's and the sources' from /proc, which shows what a busy shared
 machine hides), then `ratio sync / local: X`, sync against (b), the goal of issue
 17, and the same against (c).
@@ -82,29 +82,31 @@ def network_sync_seconds(
 
 
 def local_seconds(
-    blocks: list[Block], datadir: Path, connect: Callable[[ChainState, list[Block]], None]
+    raw_blocks: list[bytes], datadir: Path, connect: Callable[[ChainState, list[bytes]], None]
 ) -> tuple[float, float]:
-    """Seconds and CPU seconds `connect` takes to bring an empty chain state in `datadir` to the tip of `blocks`."""
+    """Seconds and CPU seconds `connect` takes to bring an empty chain state in `datadir` to the tip of
+    `raw_blocks`, decoding included (as from disk, and as the syncing node decodes what it receives)."""
     chainstate = ChainState.open(datadir, REGTEST)
     try:
         started, cpu = time.perf_counter(), time.process_time()
-        connect(chainstate, blocks)
+        connect(chainstate, raw_blocks)
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-        assert chainstate.tip.hash == blocks[-1].hash_bytes
+        assert chainstate.tip.hash == Block.from_bytes(raw_blocks[-1]).hash_bytes
         return elapsed, cpu
     finally:
         chainstate.close()
         shutil.rmtree(datadir)
 
 
-def one_at_a_time(chainstate: ChainState, blocks: list[Block]) -> None:
-    for block in blocks:
-        chainstate.process_block(block)
+def one_at_a_time(chainstate: ChainState, raw_blocks: list[bytes]) -> None:
+    for raw in raw_blocks:
+        chainstate.process_block(Block.from_bytes(raw))
 
 
-def in_runs(chainstate: ChainState, blocks: list[Block]) -> None:
-    for start in range(0, len(blocks), DOWNLOAD_WINDOW):
-        results = chainstate.process_blocks(blocks[start : start + DOWNLOAD_WINDOW])
+def in_runs(chainstate: ChainState, raw_blocks: list[bytes]) -> None:
+    for start in range(0, len(raw_blocks), DOWNLOAD_WINDOW):
+        run = [Block.from_bytes(raw) for raw in raw_blocks[start : start + DOWNLOAD_WINDOW]]
+        results = chainstate.process_blocks(run)
         assert all(not isinstance(result, Exception) for result in results)
 
 
@@ -138,15 +140,13 @@ def main() -> None:
         sources = start_sources(basedir, args.peers, args.blocks)
         try:
             source = sources[0]
-            blocks = [
-                Block.from_bytes(bytes.fromhex(source.getblock(source.getblockhash(h), 0)))
-                for h in range(1, args.blocks + 1)
-            ]
+            raw_blocks = [bytes.fromhex(source.getblock(source.getblockhash(h), 0)) for h in range(1, args.blocks + 1)]
+            blocks = [Block.from_bytes(raw) for raw in raw_blocks]
             network, local, batched = [], [], []
             for run in range(args.runs):
                 network.append(network_sync_seconds(sources, basedir, run + 1, blocks))
-                local.append(local_seconds(blocks, basedir / f"local{run}", one_at_a_time))
-                batched.append(local_seconds(blocks, basedir / f"batched{run}", in_runs))
+                local.append(local_seconds(raw_blocks, basedir / f"local{run}", one_at_a_time))
+                batched.append(local_seconds(raw_blocks, basedir / f"batched{run}", in_runs))
         finally:
             for source in sources:
                 source.stop()
