@@ -2,7 +2,10 @@
 
 Every change of the active chain is written as one LevelDB batch with sync=True
 (coins, undo data, txindex, index statuses and the tip together), so a node killed
-at any instant restarts on a consistent tip. A reorganisation is validated in
+at any instant restarts on a consistent tip. `process_blocks` (initial download
+hands it runs of blocks) writes the same batch per block but syncs once, at the
+end of the run: LevelDB applies batches whole and in order, so a crash meanwhile
+loses at most the run's last blocks, never half a block. A reorganisation is validated in
 memory first: nothing is written until the new branch has connected past the old
 tip's work, so a block that fails half-way through leaves the old tip untouched.
 
@@ -100,6 +103,8 @@ class ChainState:
         self._store = store
         self._index = BlockIndex()
         self._candidates: set[BlockIndexEntry] = set()  # entries that may beat the tip
+        self._defer_sync = False  # inside process_blocks: one sync for the whole run ...
+        self._unsynced = False  # ... owed once a chain change was written without it
         try:
             self._load()
         except BaseException:
@@ -132,8 +137,12 @@ class ChainState:
         return self._index.get(block_hash)
 
     def get_block(self, block_hash: bytes) -> Block | None:
-        raw = self._store.get(layout.block_key(block_hash))
+        raw = self.get_block_bytes(block_hash)
         return Block.from_bytes(raw) if raw is not None else None
+
+    def get_block_bytes(self, block_hash: bytes) -> bytes | None:
+        """A stored block as serialised, for peers: no decoding to encode it again."""
+        return self._store.get(layout.block_key(block_hash))
 
     def get_hash_at_height(self, height: int) -> bytes | None:
         entry = self._index.at_height(height)
@@ -210,6 +219,29 @@ class ChainState:
         status: BlockStatusName = "connected" if self.is_in_active_chain(block_hash) else "side-chain"
         connected, disconnected = self._chain_change(old_tip, in_hand)
         return BlockResult(status, connected, disconnected)
+
+    def process_blocks(self, blocks: list[Block], now: int | None = None) -> list[BlockResult | BlockRejected]:
+        """`process_block` on each of `blocks` in order, a BlockRejected in place of each refused block's result.
+
+        Each block's chain change is still its own atomic batch, so the results and the state are those of
+        one call per block; only the fsyncs are shared: one, after the last block, instead of one per block.
+        """
+        results: list[BlockResult | BlockRejected] = []
+        self._defer_sync = True
+        try:
+            for block in blocks:
+                try:
+                    results.append(self.process_block(block, now))
+                except BlockRejected as rejected:
+                    results.append(rejected)
+        finally:
+            self._defer_sync = False
+            if self._unsynced:
+                batch = WriteBatch()
+                batch.put(layout.TIP, self.tip.hash)  # already written; a synced write makes the run's durable
+                self._store.write(batch, sync=True)
+                self._unsynced = False
+        return results
 
     def _accept(self, block: Block, parent: BlockIndexEntry, now: int, in_hand: dict[bytes, Block]) -> None:
         """Contextual checks, store the block, then move to the best chain."""
@@ -356,7 +388,8 @@ class ChainState:
             if entry.chainwork > old_work:
                 batch.put(layout.TIP, entry.hash)
                 view.write_to(batch)
-                self._store.write(batch, sync=True)
+                self._store.write(batch, sync=not self._defer_sync)
+                self._unsynced |= self._defer_sync
                 self._index.set_tip(entry)
                 view, batch, newly_valid = CoinsView(self._store), WriteBatch(), []
 

@@ -12,6 +12,7 @@ for each block added, then one TipChanged. Other services (RPC, the miner) call:
 
     await chain.call(fn, *args)                 # any read/write on the chain thread
     await chain.submit_block(block)             # -> BlockResult; raises BlockRejected
+    await chain.submit_blocks(blocks)           # -> [BlockResult | BlockRejected], one chain-thread call
     await chain.submit_transaction(tx)          # -> mempool entry; raises TxRejected
     await chain.block_template(coinbase_script, extra_nonce)  # -> Block to grind
 """
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from camelid.chain.chainstate import BlockResult, ChainState
-from camelid.chain.errors import TxRejected
+from camelid.chain.errors import BlockRejected, TxRejected
 from camelid.chain.mempool import Mempool
 from camelid.chain.template import build_block_template
 from camelid.core.block import Block
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 MAX_DEFERRED_JUDGEMENTS = 4
 """Model checks of one transaction made off the chain thread (one per distinct proof it carries)."""
 T = TypeVar("T")
+_Heights = list[tuple[Block, int]]
 
 
 class ChainService:
@@ -105,28 +107,43 @@ class ChainService:
 
     async def submit_block(self, block: Block) -> BlockResult:
         """Validate and store `block`; publish the resulting chain events. Raises BlockRejected."""
+        (result,) = await self.submit_blocks([block])
+        if isinstance(result, BlockRejected):
+            raise result
+        return result
+
+    async def submit_blocks(self, blocks: list[Block]) -> list[BlockResult | BlockRejected]:
+        """Validate and store `blocks` in order in one chain-thread call (one fsync); publish the chain events.
+
+        Each block's outcome is what `submit_block` would have given, a BlockRejected in place of a refused one.
+        """
         async with self._submit_lock:
-            result, disconnected, connected = await self.call(self._process_block, block)
-            for blk, height in disconnected:
-                await self.bus.publish(BlockDisconnected(blk, height))
-            for blk, height in connected:
-                await self.bus.publish(BlockConnected(blk, height))
-            if connected:
-                tip = connected[-1]
+            outcomes = await self.call(self._process_blocks, blocks)
+            tip = None
+            for _, disconnected, connected in outcomes:
+                for blk, height in disconnected:
+                    await self.bus.publish(BlockDisconnected(blk, height))
+                for blk, height in connected:
+                    await self.bus.publish(BlockConnected(blk, height))
+                    tip = (blk, height)
+            if tip is not None:
                 log.info("new tip %s at height %d (%d txs)", tip[0].hash(), tip[1], len(tip[0].transactions))
                 await self.bus.publish(TipChanged(tip[0].hash_bytes, tip[1]))
-            return result
+            return [result for result, _, _ in outcomes]
 
-    def _process_block(
-        self, block: Block
-    ) -> tuple[BlockResult, list[tuple[Block, int]], list[tuple[Block, int]]]:
-        """Chain thread: connect the block and bring the mempool in line with the new tip."""
-        result = self.chainstate.process_block(block)
-        for blk in result.connected:
-            self.mempool.remove_for_block(blk)
-        if result.disconnected:
-            self.mempool.add_disconnected(result.disconnected)
-        return result, self._with_heights(result.disconnected), self._with_heights(result.connected)
+    def _process_blocks(self, blocks: list[Block]) -> list[tuple[BlockResult | BlockRejected, _Heights, _Heights]]:
+        """Chain thread: connect the blocks and bring the mempool in line with each new tip."""
+        outcomes: list[tuple[BlockResult | BlockRejected, _Heights, _Heights]] = []
+        for result in self.chainstate.process_blocks(blocks):
+            if isinstance(result, BlockRejected):
+                outcomes.append((result, [], []))
+                continue
+            for blk in result.connected:
+                self.mempool.remove_for_block(blk)
+            if result.disconnected:
+                self.mempool.add_disconnected(result.disconnected)
+            outcomes.append((result, self._with_heights(result.disconnected), self._with_heights(result.connected)))
+        return outcomes
 
     def _with_heights(self, blocks: list[Block]) -> list[tuple[Block, int]]:
         return [(blk, self.chainstate.get_entry(blk.hash_bytes).height) for blk in blocks]

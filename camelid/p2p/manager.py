@@ -193,6 +193,12 @@ class PeerManager:
         peer.close()
         return True
 
+    def punish(self, peer: Peer, reason: str) -> None:
+        """What a ProtocolViolation from a handler does, for a verdict reached after the handler returned."""
+        log.warning("%r: protocol violation (%s); disconnecting, %s discouraged", peer, reason, peer.host)
+        self.bans.discourage(peer.host)
+        peer.close()
+
     def ban(self, ip: str, seconds: float) -> None:
         """Refuse `ip` for `seconds` (persisted) and drop any connection to it now."""
         self.bans.ban(ip, seconds)
@@ -359,8 +365,7 @@ class PeerManager:
             while True:
                 await self._dispatch(peer, await peer.read())
         except ProtocolViolation as violation:
-            log.warning("%r: protocol violation (%s); disconnecting, %s discouraged", peer, violation.reason, peer.host)
-            self.bans.discourage(peer.host)
+            self.punish(peer, violation.reason)
         except HandshakeRefused as refusal:
             log.info("%r: handshake refused: %s", peer, refusal.reason)
             if refusal.reason == "self-connection" and peer.direction is Direction.OUTBOUND:

@@ -126,9 +126,14 @@ class Peer:
         frame = encode_frame(self.magic, message)
         self._writer.write(frame)
         self.bytes_sent += len(frame)
-        if self._writer.transport.get_write_buffer_size() > MAX_SEND_BUFFER:
+        if self.unsent > MAX_SEND_BUFFER:
             log.warning("%r: send buffer over %d bytes, disconnecting", self, MAX_SEND_BUFFER)
             self.close()
+
+    @property
+    def unsent(self) -> int:
+        """Bytes queued on the transport and not yet taken by the peer."""
+        return self._writer.transport.get_write_buffer_size()
 
     async def drain(self) -> None:
         """Wait until the unsent data is below SEND_HIGH_WATER (at once if it is, or if the peer is gone)."""

@@ -6,12 +6,14 @@ as inv(BLOCK) to the rest. An inv for a transaction we lack is answered with
 getdata; an inv for an unknown block starts a headers exchange (camelid.p2p.sync
 fetches the blocks). getdata is answered with the objects or `notfound`.
 
-A getdata is served lazily: each object is read on the chain thread only once the
+A getdata is served lazily: objects are read on the chain thread only once the
 peer has taken the previous ones (its unsent data is below the send buffer's high
-water mark), so one request costs at most one object of memory beyond that mark,
-however much it names. A getdata of more than MAX_GETDATA_ITEMS items, or naming
-an item twice, is a ProtocolViolation: no honest node sends one (ours split and
-deduplicate what they ask for).
+water mark), and one read takes as many as fit under that mark, so one request
+costs at most one object of memory beyond it, however much it names, and a
+download window of small blocks costs one chain-thread trip, not one per block.
+A getdata of more than MAX_GETDATA_ITEMS items, or naming an item twice, is a
+ProtocolViolation: no honest node sends one (ours split and deduplicate what
+they ask for).
 
 Misbehaviour: a transaction that breaks a consensus rule (bad structure, a
 failing script, outputs above inputs) is a ProtocolViolation; one refused by
@@ -47,7 +49,7 @@ from camelid.p2p.messages import (
     SendHeaders,
     TxMessage,
 )
-from camelid.p2p.peer import Peer
+from camelid.p2p.peer import SEND_HIGH_WATER, Peer
 from camelid.p2p.sync import BlockSync, ChainBackend, ready_peers
 
 log = logging.getLogger(__name__)
@@ -82,9 +84,21 @@ def object_for(chainstate: ChainState, mempool: Mempool, item: InvItem) -> bytes
         entry = mempool.get(item.hash)
         return entry.tx.to_bytes() if entry is not None else None
     if item.type is InvType.BLOCK:
-        block = chainstate.get_block(item.hash)
-        return block.to_bytes() if block is not None else None
+        return chainstate.get_block_bytes(item.hash)
     return None
+
+
+def objects_for(chainstate: ChainState, mempool: Mempool, items: list[InvItem], budget: int) -> list[bytes | None]:
+    """Chain thread: `object_for` each of a prefix of `items`, stopping once the answers add up to `budget` bytes."""
+    answers: list[bytes | None] = []
+    size = 0
+    for item in items:
+        answer = object_for(chainstate, mempool, item)
+        answers.append(answer)
+        size += len(answer) if answer is not None else 0
+        if size >= budget:
+            break
+    return answers
 
 
 def check_getdata(getdata: GetData) -> None:
@@ -178,16 +192,20 @@ class Relay:
     async def _on_getdata(self, peer: Peer, getdata: GetData) -> None:
         check_getdata(getdata)
         missing = []
-        for item in getdata.items:
-            await peer.drain()  # the peer takes what it was sent before we read the next object
+        items = list(getdata.items)
+        while items:
+            await peer.drain()  # the peer takes what it was sent before we read the next objects
             if peer.closed:
                 return
-            answer = await self.chain.call(object_for, self.chain.chainstate, self.chain.mempool, item)
-            if answer is None:
-                missing.append(item)
-                continue
-            self._known.add(peer, item.hash)
-            peer.send(TxMessage(answer) if item.type is InvType.TX else BlockMessage(answer))
+            budget = max(SEND_HIGH_WATER - peer.unsent, 1)
+            answers = await self.chain.call(objects_for, self.chain.chainstate, self.chain.mempool, items, budget)
+            for item, answer in zip(items, answers, strict=False):
+                if answer is None:
+                    missing.append(item)
+                    continue
+                self._known.add(peer, item.hash)
+                peer.send(TxMessage(answer) if item.type is InvType.TX else BlockMessage(answer))
+            del items[: len(answers)]
         if missing:
             peer.send(NotFound(tuple(missing)))
 

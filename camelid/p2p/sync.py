@@ -18,14 +18,20 @@ notfound in between, announced blocks it does not serve: it is disconnected and
 its announcements forgotten, rather than asked again forever. It is not
 discouraged, since an honest peer on a slow link can stall too.
 
-Blocks go to the chain backend (camelid.node.chain_service.ChainService
-satisfies ChainBackend); a block that breaks a consensus rule is a
-ProtocolViolation, so the peer that sent it is disconnected and discouraged.
+Download, decode and connect overlap: a received block is decoded on the event
+loop and queued, and the peer's next message is read at once; a connector task
+hands everything queued to the chain backend in one call (one chain-thread trip
+and one fsync for the run, camelid.node.chain_service.ChainService satisfies
+ChainBackend) while the next blocks download. Queued blocks count against the
+download window, and a full queue holds the sender back, so memory stays
+bounded. A block that breaks a consensus rule gets the peer that sent it
+disconnected and discouraged, as a ProtocolViolation would.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -68,6 +74,8 @@ class ChainBackend(Protocol):
     async def call(self, fn: Callable[..., T], *args: Any) -> T: ...
 
     async def submit_block(self, block: Block) -> BlockResult: ...
+
+    async def submit_blocks(self, blocks: list[Block]) -> list[BlockResult | BlockRejected]: ...
 
     async def submit_transaction(self, tx: Transaction, may_check: Callable[[], bool] | None = None) -> Any: ...
 
@@ -140,16 +148,25 @@ class BlockSync:
         self._wanted: dict[bytes, set[int]] = {}  # block hash -> peers that announced it, in chain order
         self._in_flight: dict[bytes, tuple[int, float]] = {}  # block hash -> (peer id, monotonic deadline)
         self._more_headers: dict[int, bytes] = {}  # peer id -> last header of a full batch, to continue from
-        self._submitting: set[bytes] = set()  # blocks received and waiting for, or in, the chain thread
+        self._submitting: Counter[bytes] = Counter()  # blocks received and queued for, or in, the chain thread
+        self._arrivals: asyncio.Queue[tuple[Peer, Block]] = asyncio.Queue(DOWNLOAD_WINDOW)  # for the connector
+        self._connecting = 0  # blocks the connector has taken from the queue and the chain not yet answered for
         self._stalls: Counter[int] = Counter()  # peer id -> timeouts in a row without a block served
+        self._new_peer = asyncio.Event()  # a handshake completed: greet the peer now, not at the next tick
+        manager.add_ready_listener(lambda _: self._new_peer.set())
         manager.register_handler("getheaders", self._on_getheaders)
         manager.register_handler("headers", self._on_headers)
         manager.register_handler("block", self._on_block)
 
     async def run(self) -> None:
-        while True:
-            await self._tick()
-            await asyncio.sleep(TICK)
+        """The scheduler's ticks and the connector, which takes downloaded blocks to the chain."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._connect_arrivals(), name="p2p-sync-connect")
+            while True:
+                self._new_peer.clear()
+                await self._tick()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._new_peer.wait(), TICK)
 
     async def request_headers(self, peer: Peer, stop: bytes = NO_STOP) -> None:
         """Ask `peer` for the headers after our active chain (up to `stop`)."""
@@ -210,28 +227,32 @@ class BlockSync:
     def _schedule(self) -> None:
         """Fill the download window with wanted blocks, each from its least loaded ready source.
 
-        Blocks that arrived ahead of a missing parent wait in the orphan pool; they count against the
-        window, or one slow peer would let the others overflow the pool, and every evicted block would
-        cost a fresh headers download and the block again. With nothing in flight the lowest wanted
-        block is always asked for, so a lost parent cannot stall the sync behind a full pool.
+        Blocks that arrived and wait for the connector or the chain, or ahead of a missing parent in
+        the orphan pool, count against the window, or one slow peer would let the others overflow the
+        pool, and every evicted block would cost a fresh headers download and the block again. With
+        nothing in flight the lowest wanted block is always asked for, so a lost parent cannot stall
+        the sync behind a full pool.
         """
-        waiting = len(self.chain.chainstate.orphans)  # a length read; the chain thread may change it meanwhile
+        waiting = len(self.chain.chainstate.orphans) + self._arrivals.qsize() + self._connecting
         free = max(DOWNLOAD_WINDOW - len(self._in_flight) - waiting, 0 if self._in_flight else 1)
         if free <= 0:
             return
         load = Counter(peer_id for peer_id, _ in self._in_flight.values())
+        open_peers = {peer.id for peer in ready_peers(self.manager) if load[peer.id] < PER_PEER_WINDOW}
         requests: dict[int, list[bytes]] = {}
         deadline = time.monotonic() + self.block_timeout
         for block_hash, sources in self._wanted.items():
-            if free == 0:
-                break
+            if free == 0 or not open_peers:
+                break  # nothing more to ask, or nobody to ask it of: the rest of the queue need not be walked
             if block_hash in self._in_flight:
                 continue
-            candidates = [peer_id for peer_id in sources if load[peer_id] < PER_PEER_WINDOW]
+            candidates = [peer_id for peer_id in sources if peer_id in open_peers]
             if not candidates:
                 continue
             peer_id = min(candidates, key=load.__getitem__)
             load[peer_id] += 1
+            if load[peer_id] >= PER_PEER_WINDOW:
+                open_peers.discard(peer_id)
             free -= 1
             self._in_flight[block_hash] = (peer_id, deadline)
             requests.setdefault(peer_id, []).append(block_hash)
@@ -260,6 +281,7 @@ class BlockSync:
         for header in headers:
             self.known.add(peer, header.hash_bytes)
         connects, missing = await self.chain.call(missing_blocks, self.chain.chainstate, headers)
+        missing = [block_hash for block_hash in missing if block_hash not in self._submitting]  # here already
         if not connects and headers[0].prev_hash not in self._wanted:
             log.info("%r: headers from %s do not connect; asking from our tip", peer, hash_to_hex(headers[0].prev_hash))
             await self.request_headers(peer)  # an announcement past what we know: fill the gap first
@@ -289,6 +311,11 @@ class BlockSync:
                 self._more_headers[peer.id] = headers[-1].hash_bytes  # _tick asks once the queue has drained
 
     async def _on_block(self, peer: Peer, message: BlockMessage) -> None:
+        """Decode the block and queue it for the connector; the peer's next message is read meanwhile.
+
+        A full queue holds the sender until the connector has taken what is queued, so however fast
+        blocks come, no more than DOWNLOAD_WINDOW of them wait in memory.
+        """
         try:
             block = Block.from_bytes(message.block)
         except ValueError as exc:
@@ -298,20 +325,44 @@ class BlockSync:
         self._stalls.pop(peer.id, None)
         self._in_flight.pop(block_hash, None)
         self._wanted.pop(block_hash, None)
-        self._submitting.add(block_hash)
-        try:
-            result = await self.chain.submit_block(block)
-        except BlockRejected as exc:
-            if exc.reason in BLAMELESS_BLOCK_REASONS:
-                log.info("%r: block %s not accepted: %s", peer, block.hash(), exc)
-                return
-            raise ProtocolViolation(f"invalid-block: {exc.reason}") from None
-        finally:
-            self._submitting.discard(block_hash)
-            self._schedule()
+        self._submitting[block_hash] += 1
+        await self._arrivals.put((peer, block))
+
+    async def _connect_arrivals(self) -> None:
+        """Hand every queued block to the chain in one call, then act on each outcome; forever."""
+        while True:
+            arrivals = [await self._arrivals.get()]
+            while not self._arrivals.empty():
+                arrivals.append(self._arrivals.get_nowait())
+            self._connecting = len(arrivals)
+            self._schedule()  # the room they left in the queue goes to the next blocks, which download meanwhile
+            try:
+                outcomes = await self.chain.submit_blocks([block for _, block in arrivals])
+            except Exception:  # a bug or a storage failure of ours, not the peers'
+                log.exception("connecting %d downloaded blocks failed", len(arrivals))
+                outcomes = []
+            finally:
+                self._submitting -= Counter(block.hash_bytes for _, block in arrivals)
+                self._connecting = 0
+                self._schedule()
+            for (peer, block), outcome in zip(arrivals, outcomes, strict=False):
+                try:
+                    await self._after_block(peer, block, outcome)
+                except Exception:
+                    log.exception("%r: handling block %s failed", peer, block.hash())
+
+    async def _after_block(self, peer: Peer, block: Block, outcome: BlockResult | BlockRejected) -> None:
+        """Punish a peer for an invalid block, look for an orphan's ancestors, keep the peer's height."""
+        if isinstance(outcome, BlockRejected):
+            if outcome.reason in BLAMELESS_BLOCK_REASONS:
+                log.info("%r: block %s not accepted: %s", peer, block.hash(), outcome)
+            else:
+                self.manager.punish(peer, f"invalid-block: {outcome.reason}")
+            return
         parent = block.header.prev_hash
         if (
-            result.status == "orphan"
+            outcome.status == "orphan"
+            and not peer.closed
             and parent not in self._wanted
             and parent not in self._in_flight
             and parent not in self._submitting  # arrived from another peer, queued behind this block
@@ -319,5 +370,5 @@ class BlockSync:
         ):
             log.info("%r: block %s builds on unknown %s; asking for headers", peer, block.hash(), hash_to_hex(parent))
             await self.request_headers(peer)  # it builds on blocks we never heard of: learn them
-        if result.connected:
+        if outcome.connected:
             peer.best_height = max(peer.best_height, self.chain.chainstate.tip.height)
