@@ -234,12 +234,14 @@ def submit_and_verify(network: RegtestNetwork, client: RegtestNode, model: str) 
 
 
 def wait_for_release(network: RegtestNetwork, miner: RegtestNode, work: dict[str, Any], mine_to: str) -> None:
-    """Wait out the provider's time locks, then mine until its PAYOUT and STAKE spends are in blocks.
+    """Wait out the provider's time locks, then mine until its PAYOUT and stake spends are in blocks.
 
-    `work` is the provider's getjob. The STAKE unlocks last, at the job's refund time (job time + timelock +
+    `work` is the provider's getjob. The stake unlocks last, at the job's refund time (job time + timelock +
     dispute window); the provider's node submits both spends itself once the wall clock passes their lock times.
+    A provider that delivered on chain moved its stake into the DELIVERED lock (output 0 of its delivery).
     """
-    stake = _stake_outpoint(miner, work["testaments"][0])
+    delivered = work["delivery_txids"]
+    stake = (delivered[0], 0) if delivered else _stake_outpoint(miner, work["testaments"][0])
     _wait_for_unlock(network, work["timestamp"] + work["timelock"] + REGTEST.dispute_window)
 
     def released() -> bool:
@@ -293,7 +295,7 @@ def _report(
     print(f"  client paid the reward {REWARD:.8f} + {client_fees:.8f} in fees (its escrow transaction)")
     print(
         f"  provider earned the reward less {provider_fees:.8f} in fees "
-        "(its stake transaction, the payment it published, its two release spends)"
+        "(its stake transaction, the payment it published, its delivery, its two release spends)"
     )
     print(f"  miner mined {blocks} blocks: {coins(subsidy)} new coins + {coins(fees)} in fees")
     total = sum(delta.values())

@@ -22,7 +22,15 @@ from camelid.chain.jobpool import (
     max_sealed_size,
 )
 from camelid.core.job import JobParams
-from camelid.core.jobscripts import JobLock, commitment_signature_digest, match_job_lock, payout_script, stake_script
+from camelid.core.jobscripts import (
+    JobLock,
+    commitment_signature_digest,
+    delivery_script_sig,
+    job_lock_script,
+    match_job_lock,
+    payout_script,
+    stake_script,
+)
 from camelid.core.transaction import Transaction, TxIn, TxOut
 from camelid.crypto import ecies
 from camelid.crypto.keys import PrivateKey
@@ -189,21 +197,55 @@ def test_a_delivery_too_large_or_not_signed_by_the_testaments_key_is_rejected(po
     assert pool.get(job.job_id()).deliveries == {}
 
 
-def test_a_stake_claim_needs_a_payment_seen_a_window_ago_and_no_delivery(pool, clock):
+def test_a_stake_claim_needs_a_published_payment_to_the_stakes_node(pool):
     job = params()
     assert claim_refusal(pool, job) == "job-not-paid"  # a job we never saw
     record = pool.add_job(*offer(job))
     pool.add_testament(job.job_id(), signed_testament(job.job_id()))
     assert claim_refusal(pool, job) == "job-not-paid"
+    assert pool.record_payment(payment(job), published=False) is record  # directed: only client and node know it
+    assert claim_refusal(pool, job) == "job-not-paid"
     assert pool.record_payment(payment(job, commitment=b"\x99" * 32)) is record  # paid, to another commitment
     assert claim_refusal(pool, job) == "job-not-paid"
     assert pool.record_payment(payment(job)) is record
     assert pool.record_payment(payment(job)) is None
-    assert claim_refusal(pool, job) == "job-paid-recently"
-    clock.now += WINDOW
     assert claim_refusal(pool, job) is None
     pool.add_delivery(*delivery(job.job_id()))
-    assert claim_refusal(pool, job) == "job-delivered"
+    assert claim_refusal(pool, job) is None  # a delivery counts only on chain: consensus, not the pool, decides
+
+
+def delivery_tx(job: JobParams, blob: bytes, stake_txid: bytes = STAKE_TXID, delivered_blob: bytes | None = None):
+    """JOB_KEY's STAKE moved, with `blob` in the scriptSig, into a DELIVERED lock committing to `delivered_blob`
+    (default: `blob`). The signature is consensus's business: the pool sees only mempool- or block-checked ones."""
+    stake_lock = stake(job)
+    assert stake_lock is not None
+    out = TxOut(1, job_lock_script(stake_lock.delivered(blob if delivered_blob is None else delivered_blob)))
+    txin = TxIn(stake_txid, 0, delivery_script_sig(b"\x30sig", blob))
+    return Transaction(inputs=(txin,), outputs=(out,), job_id=job.job_id())
+
+
+def test_a_delivery_transaction_is_a_delivery_read_from_the_chain(pool):
+    job = params()
+    record = pool.add_job(*offer(job))
+    assert pool.record_delivery_tx(delivery_tx(job, b"sealed")) is None  # no testament names that stake yet
+    pool.add_testament(job.job_id(), signed_testament(job.job_id()))
+    assert pool.record_delivery_tx(delivery_tx(job, b"sealed", stake_txid=b"\x78" * 32)) is None  # another stake
+    assert pool.record_delivery_tx(delivery_tx(job, b"sealed", delivered_blob=b"other")) is None
+    tx = delivery_tx(job, b"sealed")
+    delivered = pool.record_delivery_tx(tx)
+    assert delivered is not None and delivered.sealed == b"sealed" and delivered.node == NODE.public_key.to_bytes()
+    assert record.state == JobState.DELIVERED and record.delivery_txids == {JOB_KEY.public_key.to_bytes(): tx.hash}
+    assert pool.record_delivery_tx(tx) is None  # known
+    assert record.to_json()["delivery_txids"] == [tx.txid()]
+
+
+def test_a_delivery_message_then_its_transaction_is_one_delivery(pool):
+    job = params()
+    record = pool.add_job(*offer(job))
+    pool.add_testament(job.job_id(), signed_testament(job.job_id()))
+    assert pool.add_delivery(*delivery(job.job_id(), sealed=b"sealed")) is not None
+    tx = delivery_tx(job, b"sealed")
+    assert pool.record_delivery_tx(tx) is None and record.delivery_txids == {JOB_KEY.public_key.to_bytes(): tx.hash}
 
 
 def test_a_slashed_job_stays_slashed_when_its_payment_is_mined(pool):

@@ -1,4 +1,5 @@
-"""Job contracts on the real chain state: escrow, payout, stake reclaim and claim, fraud proofs, the dispute window.
+"""Job contracts on the real chain state: escrow, payout, stake reclaim, delivery and claim, fraud proofs, the dispute
+window and the delivery deadline.
 
 Every transaction is signed with real keys and every block goes through ChainState and
 the Mempool. Fraud proofs are judged by the tiny model through EngineProofVerifier, except
@@ -8,6 +9,7 @@ the model, is what they test.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -24,20 +26,26 @@ from camelid.compute.engine import Engine
 from camelid.compute.fraudproof import EngineProofVerifier
 from camelid.core.jobproof import JobProofVerifier, Judgement
 from camelid.core.jobscripts import (
+    JOB_PAYOUT_FEE_CAP,
     FraudProof,
     JobLock,
     claim_script_sig,
     commitment_signature_digest,
+    delivery_items,
+    delivery_script_sig,
     escrow_script,
     escrow_script_sig,
     fraud_proof_script_sig,
+    job_lock_script,
     match_job_lock,
     output_commitment,
     payout_script,
     release_script_sig,
     stake_script,
 )
+from camelid.core.opcodes import Opcode
 from camelid.core.params import REGTEST
+from camelid.core.script import build_script
 from camelid.core.transaction import SIGHASH_ALL, Transaction, TxIn, TxOut
 from camelid.crypto.keys import PrivateKey
 
@@ -148,6 +156,20 @@ class JobWorld:
             job_id=JOB_ID,
         )
         return _signed(unsigned, [(self.stake, STAKE, key, claim_script_sig)])
+
+    def delivery(
+        self, blob: bytes = b"sealed output", key: PrivateKey = NODE, script: bytes | None = None, fee: int = FEE,
+        unlock: Callable[[bytes], bytes] | None = None,
+    ) -> Transaction:
+        """The node's move of the stake, with `blob`, into its DELIVERED lock (`script` overrides that output)."""
+        stake = match_job_lock(self.stake)
+        assert stake is not None
+        delivered = job_lock_script(stake.delivered(blob)) if script is None else script
+        unsigned = Transaction(
+            inputs=[TxIn(self.funding.hash, 1)], outputs=[TxOut(STAKE - fee, delivered)], job_id=JOB_ID
+        )
+        make = (lambda sig: delivery_script_sig(sig, blob)) if unlock is None else unlock
+        return _signed(unsigned, [(self.stake, STAKE, key, make)])
 
     def slash(self, proof: FraudProof, payment: Transaction | None = None, stakes: int = 1) -> Transaction:
         """The client's fraud-proof spend of the stake(s) and, if given, the confirmed payout."""
@@ -313,14 +335,14 @@ def test_blocks_accept_a_claim_from_the_deadline_whoever_is_right(tmp_path: Path
     assert world.block_reason(early) == "mandatory-script-verify-flag-failed (UNSATISFIED_LOCKTIME)"
     signed_by_node = world.stake_claim(world.deadline, key=NODE)
     assert world.block_reason(signed_by_node) == "mandatory-script-verify-flag-failed (NULLFAIL)"
-    world.pool.stake_claims = Judge("job-delivered")  # policy only: the block below stays valid
+    world.pool.stake_claims = Judge("job-not-paid")  # policy only: the block below stays valid
     claim = world.stake_claim(world.deadline)
-    assert world.pool_reason(claim) == "job-delivered"
+    assert world.pool_reason(claim) == "job-not-paid"
     world.connect(claim)
     assert world.chain.get_coin(TxIn(claim.hash, 0).prevout).tx_out == TxOut(STAKE - FEE, p2pkh_for(CLIENT))
 
 
-@pytest.mark.parametrize("reason", ["job-delivered", "job-not-paid", None])
+@pytest.mark.parametrize("reason", ["job-not-paid", None])
 def test_the_mempool_admits_a_claim_only_when_the_judge_allows(tmp_path: Path, reason: str | None) -> None:
     world = JobWorld(tmp_path / "chain", STUB_CLAIM)
     world.mine(2)
@@ -339,6 +361,98 @@ def test_a_mempool_without_a_judge_refuses_every_claim(tmp_path: Path) -> None:
     world.mine(2)
     assert world.pool_reason(world.stake_claim(world.deadline)) == "job-claim-unjudged"
     world.pool.accept(world.reclaim(world.release_time), now=REGTEST_NOW)  # the node's reclaim is no claim
+
+
+# The node's delivery: the stake, with the sealed output, into a DELIVERED lock while the median time past is before D.
+
+
+def test_a_delivery_mined_before_the_deadline_leaves_the_claim_nothing_to_spend(tmp_path: Path) -> None:
+    world = JobWorld(tmp_path / "chain", STUB_CLAIM)
+    assert world.chain.median_time_past(world.chain.tip) < world.t0 + REGTEST.dispute_window  # window still open
+    delivery = world.delivery()
+    world.pool.accept(delivery, now=REGTEST_NOW)  # exempt from the dispute window: it moves nothing out of the job
+    world.connect(delivery)
+    world.pool.remove_for_block(world.blocks[-1])
+    world.mine(2)
+    assert world.chain.median_time_past(world.chain.tip) > world.deadline
+    claim = world.stake_claim(world.deadline)
+    assert world.block_reason(claim) == "bad-txns-inputs-missingorspent"  # a client's own miner cannot take it
+    world.pool.stake_claims = Judge(None)
+    assert world.pool_reason(claim) == "bad-txns-inputs-missingorspent"
+    delivered = match_job_lock(delivery.outputs[0].script_pubkey)
+    assert delivered is not None and not delivered.is_stake and delivered.release_time == world.release_time
+    release = Transaction(
+        inputs=[TxIn(delivery.hash, 0, sequence=SEQUENCE_LOCKED)],
+        outputs=[TxOut(STAKE - 2 * FEE, p2pkh_for(NODE))],
+        lock_time=world.release_time,
+    )
+    early = replace(release, lock_time=world.release_time - 1)
+    sign = [(delivery.outputs[0].script_pubkey, STAKE - FEE, NODE, lambda sig: release_script_sig(sig, delivered))]
+    assert world.block_reason(_signed(early, sign)) == "mandatory-script-verify-flag-failed (UNSATISFIED_LOCKTIME)"
+    world.connect(_signed(release, sign))
+
+
+def test_a_delivered_stake_still_answers_a_fraud_proof(tmp_path: Path) -> None:
+    world = JobWorld(tmp_path / "chain", STUB_CLAIM, FixedGapVerifier(3.0))
+    delivery = world.delivery()
+    world.connect(delivery)
+    world.mine(1)
+    script = delivery.outputs[0].script_pubkey
+    unsigned = Transaction(inputs=[TxIn(delivery.hash, 0)], outputs=[TxOut(STAKE - 2 * FEE, p2pkh_for(CLIENT))])
+    proof = STUB_CLAIM.proof()
+    world.connect(_signed(unsigned, [(script, STAKE - FEE, CLIENT, lambda sig: fraud_proof_script_sig(sig, proof))]))
+
+
+def test_a_delivery_is_valid_only_while_the_median_time_past_is_before_the_deadline(tmp_path: Path) -> None:
+    world = JobWorld(tmp_path / "chain", STUB_CLAIM)
+    world.mine(2)
+    assert world.chain.median_time_past(world.chain.tip) >= world.deadline
+    assert world.block_reason(world.delivery()) == "bad-job-delivery-late"
+    assert world.pool_reason(world.delivery()) == "job-delivery-late"
+
+
+def test_the_mempool_drops_a_delivery_once_a_block_makes_it_late(tmp_path: Path) -> None:
+    world = JobWorld(tmp_path / "chain", STUB_CLAIM)
+    delivery = world.delivery()
+    world.pool.accept(delivery, now=REGTEST_NOW)
+    world.pool.remove_for_block(world.blocks[-1])  # the median time past is still before D: it stays
+    assert delivery.hash in world.pool
+    world.mine(1)  # a block without it
+    assert world.chain.median_time_past(world.chain.tip) >= world.deadline
+    world.pool.remove_for_block(world.blocks[-1])
+    assert delivery.hash not in world.pool  # else block templates would carry an invalid transaction
+
+
+def _rechunked(signature: bytes, blob: bytes) -> bytes:
+    """A delivery scriptSig whose blob is cut 519 + rest instead of 520 + rest: same bytes, another layout."""
+    items = [blob[:519], blob[519:], *[b""] * (len(delivery_items(b"")) - 2)]
+    return build_script(signature, *items, Opcode.OP_1, Opcode.OP_0, Opcode.OP_0)
+
+
+@pytest.mark.parametrize(
+    "bend",
+    ["to the node's own key", "a DELIVERED lock for another blob", "more than the fee cap as fee", "re-chunked blob"],
+)
+def test_a_delivery_must_move_the_stake_into_the_delivered_lock_for_its_blob(tmp_path: Path, bend: str) -> None:
+    world = JobWorld(tmp_path / "chain", STUB_CLAIM)
+    stake = match_job_lock(world.stake)
+    assert stake is not None
+    blob = bytes(700)
+    if bend == "to the node's own key":
+        tx = world.delivery(blob, script=p2pkh_for(NODE))  # would escape the fraud-proof branch
+    elif bend == "a DELIVERED lock for another blob":
+        tx = world.delivery(blob, script=job_lock_script(stake.delivered(b"another")))
+    elif bend == "more than the fee cap as fee":
+        tx = world.delivery(blob, fee=JOB_PAYOUT_FEE_CAP + 1)
+    else:
+        tx = world.delivery(blob, unlock=lambda sig: _rechunked(sig, blob))
+    assert world.block_reason(tx) == "bad-job-delivery"
+    assert world.pool_reason(tx) == "bad-job-delivery"
+
+
+def test_only_the_node_can_deliver(tmp_path: Path) -> None:
+    world = JobWorld(tmp_path / "chain", STUB_CLAIM)
+    assert world.block_reason(world.delivery(key=CLIENT)) == "mandatory-script-verify-flag-failed (NULLFAIL)"
 
 
 # Fraud proofs judged by the tiny model.

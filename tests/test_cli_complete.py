@@ -9,6 +9,7 @@ import pytest
 
 from camelid.cli.complete import submitjob_params
 from camelid.cli.job_progress import ERASE_LINE, JobProgress
+from camelid.node.jobs import DEFAULT_TIMELOCK
 
 JOB = "c30f5c8915c099711dabcac96d19d1e8e517575e884bdf329adc57c9cb7861a7"
 
@@ -34,7 +35,7 @@ def test_the_arguments_become_submitjobs_named_parameters():
         "reward": "0.1",
         "max_reward": None,
     }
-    assert timeout == 660
+    assert timeout == DEFAULT_TIMELOCK + 60
     params, _ = submitjob_params(("llamas", "--max-tokens", "8", "--max-reward", "0.2"))
     assert (params["reward"], params["max_reward"]) == (None, "0.2")  # submitjob's estimate, capped
 

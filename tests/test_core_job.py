@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from camelid.core.job import JobParams
+from camelid.core.job import MAX_JOB_TOKENS, JobParams
 
 BASE = JobParams(
     model_id=b"\x01" * 32,
@@ -26,7 +26,7 @@ jobs = st.builds(
     JobParams,
     st.binary(min_size=32, max_size=32),
     st.text(max_size=200),
-    st.integers(1, 4096),
+    st.integers(1, MAX_JOB_TOKENS),
     st.integers(0, 2**64 - 1),
     st.integers(0, 2000),
     st.integers(0, 2**64 - 1),

@@ -1,4 +1,4 @@
-"""Job-contract scripts: templates and their parsers, the fraud-proof layout, the two job opcodes,
+"""Job-contract scripts: templates and their parsers, the fraud-proof and delivery layouts, the three job opcodes,
 the asymmetric rule, and EngineProofVerifier on the tiny model."""
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from camelid.compute.fraudproof import INVALID_PROMPT, EngineProofVerifier
 from camelid.core.interpreter import eval_script, verify_script
 from camelid.core.jobproof import Judgement, ProofOutcome, ProofPolicy, outcome
 from camelid.core.jobscripts import (
+    DELIVERY_CHUNKS,
+    JOB_PAYOUT_FEE_CAP,
+    MAX_DELIVERY_SIZE,
     MAX_PROOF_TOKENS,
     PROOF_ITEMS,
     FraudProof,
@@ -24,6 +27,10 @@ from camelid.core.jobscripts import (
     JobLock,
     claim_script_sig,
     commitment_signature_digest,
+    delivery_blob,
+    delivery_items,
+    delivery_script_sig,
+    delivery_spend,
     escrow_script,
     fraud_proof_script_sig,
     is_fraud_proof_spend,
@@ -200,6 +207,10 @@ class JobChecker:
         self.asked.append((model_id, commitment, node_pubkey, list(proof_items)))
         return self.proof_result
 
+    def check_job_delivery(self, stake_script: bytes, blob: bytes) -> bool:
+        self.asked.append((stake_script, blob))
+        return self.escrow_ok
+
 
 def _reason(run) -> ScriptErrorReason:
     with pytest.raises(ScriptError) as caught:
@@ -360,3 +371,91 @@ def test_transaction_checker_without_job_context_never_passes_a_proof() -> None:
     assert checker.check_job_proof(MODEL_ID, bytes(32), NODE, proof.to_items()) is ProofOutcome.REFUTED
     assert checker.check_job_proof(MODEL_ID, commitment, b"not a key", proof.to_items()) is ProofOutcome.REFUTED
     assert checker.check_job_escrow(JOB_ID, 0, 1_900_000_000) is False
+
+
+# The delivery branch: the STAKE, with the sealed output, into a DELIVERED lock.
+
+
+def test_delivered_lock_round_trips_and_has_no_claim_branch() -> None:
+    delivered = STAKE.delivered(b"sealed")
+    script = job_lock_script(delivered)
+    assert match_job_lock(script) == delivered and not delivered.is_stake
+    assert delivered.release_time == STAKE.release_time and job_t0(script) == STAKE.t0
+    assert claim_script_sig(b"sig") and non_delivery_claim(claim_script_sig(b"sig"), script) is None
+    with pytest.raises(ValueError, match="only a STAKE"):
+        LOCK.delivered(b"sealed")
+    with pytest.raises(ValueError, match="not both"):
+        job_lock_script(replace(delivered, claim_time=1))
+
+
+def test_branch_selectors_tell_a_delivery_from_a_claim_a_reclaim_and_a_proof() -> None:
+    stake = job_lock_script(STAKE)
+    delivery = delivery_script_sig(b"sig", b"")  # every chunk empty: the selectors still end OP_1 OP_0 OP_0
+    assert delivery_spend(delivery, stake) == STAKE
+    assert non_delivery_claim(delivery, stake) is None and not is_fraud_proof_spend(delivery, stake)
+    for other in (claim_script_sig(b"sig"), release_script_sig(b"sig", STAKE), fraud_proof_script_sig(b"sig", PROOF)):
+        assert delivery_spend(other, stake) is None
+    assert delivery_spend(delivery, job_lock_script(LOCK)) is None  # a PAYOUT has no delivery branch
+
+
+@pytest.mark.parametrize("size", [0, 1, 519, 520, 521, 1040, MAX_DELIVERY_SIZE])
+def test_delivery_blob_round_trips_in_its_canonical_chunks(size: int) -> None:
+    blob = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    items = delivery_items(blob)
+    assert len(items) == DELIVERY_CHUNKS and delivery_blob(items) == blob
+    assert len(delivery_script_sig(b"\x30" * 72, blob)) <= MAX_SCRIPT_SIZE
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        ([b"x" * 519, b"y", *[b""] * (DELIVERY_CHUNKS - 2)], "full 520-byte pieces, then the rest"),
+        ([b"", b"y", *[b""] * (DELIVERY_CHUNKS - 2)], "full 520-byte pieces, then the rest"),
+        ([b"y"] * (DELIVERY_CHUNKS - 1), f"needs {DELIVERY_CHUNKS} blob chunks"),
+    ],
+)
+def test_delivery_blob_layout_is_canonical(items: list[bytes], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        delivery_blob(items)
+
+
+def test_a_blob_longer_than_a_scriptsig_carries_is_refused() -> None:
+    with pytest.raises(ValueError, match=f"exceeds the {MAX_DELIVERY_SIZE} a scriptSig carries"):
+        delivery_items(bytes(MAX_DELIVERY_SIZE + 1))
+
+
+def test_delivery_branch_asks_the_checker_with_the_stake_and_the_blob() -> None:
+    stake = job_lock_script(STAKE)
+    checker = JobChecker(signer=NODE)
+    verify_script(delivery_script_sig(b"sig", b"blob" * 200), stake, checker)
+    assert checker.asked == [(stake, b"blob" * 200)]
+    refused = JobChecker(escrow_ok=False, signer=NODE)
+    reason = _reason(lambda: verify_script(delivery_script_sig(b"sig", b"blob"), stake, refused))
+    assert reason == ScriptErrorReason.JOB_DELIVERY
+    wrong_signer = JobChecker(signer=CLIENT)
+    assert _reason(lambda: verify_script(delivery_script_sig(b"sig", b"b"), stake, wrong_signer)) == (
+        ScriptErrorReason.NULLFAIL
+    )
+
+
+def test_a_malformed_blob_fails_the_delivery_opcode_with_its_reason() -> None:
+    bent = build_script(b"sig", b"x" * 519, b"y", *[b""] * (DELIVERY_CHUNKS - 2), Opcode.OP_1, Opcode.OP_0, Opcode.OP_0)
+    with pytest.raises(ScriptError, match="full 520-byte pieces") as caught:
+        verify_script(bent, job_lock_script(STAKE), JobChecker())
+    assert caught.value.reason == ScriptErrorReason.JOB_DELIVERY
+
+
+def test_transaction_checker_wants_the_stakes_delivered_lock_for_the_blob() -> None:
+    stake, blob, value = job_lock_script(STAKE), b"sealed output", 1_000_000
+    delivered = job_lock_script(STAKE.delivered(blob))
+
+    def checker(out: TxOut, job_id: bytes = JOB_ID) -> TransactionSignatureChecker:
+        tx = Transaction(inputs=[TxIn(bytes(32), 0)], outputs=[out], job_id=job_id)
+        return TransactionSignatureChecker(tx, 0, value)
+
+    assert checker(TxOut(value - JOB_PAYOUT_FEE_CAP, delivered)).check_job_delivery(stake, blob)
+    assert not checker(TxOut(value - JOB_PAYOUT_FEE_CAP - 1, delivered)).check_job_delivery(stake, blob)
+    assert not checker(TxOut(value, delivered)).check_job_delivery(stake, b"another blob")
+    assert not checker(TxOut(value, delivered), job_id=bytes(32)).check_job_delivery(stake, blob)
+    assert not checker(TxOut(value, job_lock_script(LOCK))).check_job_delivery(stake, blob)
+    assert not checker(TxOut(value, delivered)).check_job_delivery(job_lock_script(LOCK), blob)  # not a STAKE

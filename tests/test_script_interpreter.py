@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from camelid.core.interpreter import eval_script, verify_script
 from camelid.core.jobproof import ProofOutcome
-from camelid.core.jobscripts import PROOF_ITEMS
+from camelid.core.jobscripts import DELIVERY_CHUNKS, PROOF_ITEMS
 from camelid.core.opcodes import UPGRADABLE_NOPS, Opcode
 from camelid.core.script import (
     MAX_OPS_PER_SCRIPT,
@@ -57,6 +57,9 @@ class EcdsaChecker:
 
     def check_job_proof(self, model_id: bytes, commitment: bytes, node_pubkey: bytes, items: list[bytes]):
         return ProofOutcome.UNVERIFIABLE
+
+    def check_job_delivery(self, stake_script: bytes, blob: bytes) -> bool:
+        return False
 
 
 @dataclass
@@ -525,6 +528,7 @@ FAILING_SPENDS: dict[ScriptErrorReason, tuple[bytes, bytes]] = {
     R.CLEANSTACK: (build_script(1, 1), b""),
     R.JOB_ESCROW: (b"", build_script(1, 2, bytes(32), Op.OP_CHECKJOBESCROWVERIFY)),
     R.JOB_PROOF: (build_script(*[0] * PROOF_ITEMS), build_script(PUBKEY, b"c", b"m", Op.OP_CHECKJOBPROOFVERIFY)),
+    R.JOB_DELIVERY: (build_script(*[0] * DELIVERY_CHUNKS), build_script(Op.OP_CHECKJOBDELIVERYVERIFY)),
     R.JOB_PROOF_UNVERIFIABLE: (
         build_script(*[0] * PROOF_ITEMS),
         build_script(PUBKEY, bytes(32), bytes(32), Op.OP_CHECKJOBPROOFVERIFY),

@@ -2,8 +2,9 @@
 
 Jobs arrive as flooded P2P messages (job, jobaccept, testament, jobdelivery) and leave through the
 chain (the payment mined: settled; the escrow refunded: refunded). Payments are recorded as they
-reach the mempool or a block, deliveries as they arrive signed: together they are what the mempool
-asks (judge_stake_claim) before it lets a client take a STAKE for non-delivery. Every transition is
+reach the mempool or a block (what the mempool asks, judge_stake_claim, before it lets a client take
+a STAKE for non-delivery), deliveries as they arrive signed or as their delivery transaction (the
+STAKE moved, with the sealed output, into its DELIVERED lock) reaches the mempool or a block. Every transition is
 recorded with its time, so an operator can see where a job stopped. The pool is bounded in count
 and age: a job is kept until its refund time (t0 + timelock + dispute window) plus RETAIN_SECONDS,
 and the oldest go first when it is full -- except the jobs this node has a part in (`pinned`), which
@@ -25,7 +26,7 @@ from typing import Any
 
 from camelid.chain.errors import ValidationError
 from camelid.core.job import JobParams
-from camelid.core.jobscripts import JobLock, commitment_signature_digest, match_job_lock
+from camelid.core.jobscripts import JobLock, commitment_signature_digest, delivered_blob, match_job_lock
 from camelid.core.transaction import Transaction
 from camelid.crypto import ecies
 from camelid.crypto.hashes import sha256, sha256d
@@ -178,6 +179,7 @@ class JobRecord:
     testaments: dict[bytes, TestamentRecord] = field(default_factory=dict)
     deliveries: dict[bytes, DeliveryRecord] = field(default_factory=dict)  # by the node's job key Pn
     payments: dict[bytes, PaymentRecord] = field(default_factory=dict)  # by Pn || C of the PAYOUT
+    delivery_txids: dict[bytes, bytes] = field(default_factory=dict)  # by Pn: its delivery transaction, once published
 
     @property
     def state(self) -> JobState:
@@ -211,6 +213,7 @@ class JobRecord:
                 for t in self.testaments.values()
             ],
             "delivered_by": [d.node.hex() for d in self.deliveries.values()],
+            "delivery_txids": [txid[::-1].hex() for txid in self.delivery_txids.values()],
             "payment_txids": [payment.txid[::-1].hex() for payment in self.payments.values()],
         }
 
@@ -379,17 +382,47 @@ class JobPool:
         self.advance(record, JobState.DELIVERED)
         return delivery
 
+    def record_delivery_tx(self, tx: Transaction) -> DeliveryRecord | None:
+        """Note `tx` if it delivers a known testament's STAKE into its DELIVERED lock; the delivery if new.
+
+        Only for transactions the mempool admitted or a block holds: their scripts were verified, so the
+        blob is the one the DELIVERED lock commits to and Pn signed the move. A delivery known from the
+        signed message already keeps that record (the blob is the same); its transaction id is noted.
+        """
+        record = self._jobs.get(tx.job_id)
+        lock = match_job_lock(tx.outputs[0].script_pubkey) if record is not None and tx.outputs else None
+        if record is None or lock is None or lock.delivery_hash is None or lock.job_id != record.job_id:
+            return None
+        stakes = {txin.prev_txid: txin for txin in tx.inputs}
+        testament = next(
+            (t for t in record.testaments.values() if t.node_pubkey == lock.node_pubkey and t.stake_txid in stakes),
+            None,
+        )
+        blob = delivered_blob(stakes[testament.stake_txid].script_sig) if testament is not None else None
+        if testament is None or blob is None or sha256(blob) != lock.delivery_hash:
+            return None
+        known = record.delivery_txids.get(lock.node_pubkey)
+        record.delivery_txids[lock.node_pubkey] = tx.hash
+        if lock.node_pubkey in record.deliveries:
+            if known != tx.hash:
+                self.on_change(record.job_id)
+            return None
+        delivery = DeliveryRecord(testament.node, lock.node_pubkey, blob, b"", testament.stake_txid)
+        record.deliveries[lock.node_pubkey] = delivery
+        self.advance(record, JobState.DELIVERED)
+        return delivery
+
     def record_payment(self, tx: Transaction, published: bool = True) -> JobRecord | None:
         """Note `tx` if it pays a known job's escrow to a PAYOUT, and mark the job paid; its record if new.
 
         The one place a job becomes PAID: the client calls it when it signs a payment, the compute node
         when it accepts one (`published` False: only the two of them know it yet), every node when one
-        reaches its mempool or a block. Only a published payment starts the node's dispute window
-        before a non-delivery claim (judge_stake_claim).
+        reaches its mempool or a block. Only a published payment lets the client's non-delivery claim
+        into the mempool (judge_stake_claim).
         """
         record = self._escrow_spent_by(tx)
         payout = match_job_lock(tx.outputs[0].script_pubkey) if record is not None and tx.outputs else None
-        if record is None or payout is None or payout.is_stake or payout.job_id != record.job_id:
+        if record is None or payout is None or not payout.is_payout or payout.job_id != record.job_id:
             return None
         key = payout.node_pubkey + payout.commitment
         known = record.payments.get(key)
@@ -402,24 +435,17 @@ class JobPool:
     def judge_stake_claim(self, stake: JobLock) -> None:
         """Mempool policy for a client's non-delivery claim on `stake` (jobrules.StakeClaimJudge).
 
-        Refused when the stake's node published a signed delivery (the whitepaper's counter-proof,
-        "existence of signed node output"); when no payment to that node's commitment was seen
-        (otherwise a client could skip paying and still take the stake); and for a dispute window
-        after the payment was first seen, the node's time to deliver for a payment that appears late.
-        The mempool calls this on the chain thread; it makes only single dict look-ups, which the
-        event loop's writes cannot tear.
+        Refused when no published payment to that node's commitment was seen: a node is owed a delivery
+        only once it is paid, so otherwise a client could skip paying and still take the stake. Whether
+        the node delivered is consensus now (a delivery mined before D spends the stake; the claim is
+        valid only after D), so the pool no longer judges that. The mempool calls this on the chain
+        thread; it makes only single dict look-ups, which the event loop's writes cannot tear.
         """
         record = self._jobs.get(stake.job_id)
         job = stake.job_id[::-1].hex()
-        if record is not None and stake.node_pubkey in record.deliveries:
-            raise ValidationError("job-delivered", f"the node delivered job {job}; its stake is not the client's")
         payment = record.payments.get(stake.node_pubkey + stake.commitment) if record is not None else None
         if payment is None or payment.seen_at is None:
             raise ValidationError("job-not-paid", f"no payment of job {job} to this stake's node has been seen")
-        opens_at = payment.seen_at + self.dispute_window
-        if self._clock() < opens_at:
-            raise ValidationError("job-paid-recently", f"job {job} was paid at {payment.seen_at:.0f}; wait until "
-                                  f"{opens_at:.0f} for the node's delivery")
 
     def advance(self, record: JobRecord, state: JobState) -> bool:
         """Move the job to `state` as TRANSITIONS allows; True if it moved.

@@ -18,8 +18,10 @@ from camelid.chain.errors import TxRejected, ValidationError
 from camelid.chain.jobrules import (
     MAX_JOB_PROOFS_PER_BLOCK,
     StakeClaimJudge,
+    check_delivery_deadline,
     check_dispute_window,
     check_stake_claims,
+    delivery_deadline,
     fraud_proof_inputs,
 )
 from camelid.chain.validation import (
@@ -49,6 +51,7 @@ class MempoolEntry:
     time: int  # when it entered the pool
     height: int  # tip height when it entered
     job_proofs: int = 0  # inputs spending a job output through the fraud-proof branch (capped per block)
+    deliver_before: int | None = None  # a STAKE delivery's deadline D: dropped once the median time past reaches it
     parents: set[bytes] = field(default_factory=set)  # txids of pool transactions it spends
     children: set[bytes] = field(default_factory=set)  # txids of pool transactions spending it
 
@@ -119,7 +122,8 @@ class Mempool:
         fee, coins = self._validate(tx, dispute_window=True)
         tip = self.chainstate.tip
         entry = MempoolEntry(
-            tx, fee, tx.size, transaction_sigops(tx), now, tip.height, fraud_proof_inputs(tx, coins)
+            tx, fee, tx.size, transaction_sigops(tx), now, tip.height, fraud_proof_inputs(tx, coins),
+            delivery_deadline(tx, coins),
         )
         self._add(entry)
         self._trim()
@@ -182,6 +186,7 @@ class Mempool:
                 raise ValidationError(reason, f"fee {fee} is below {required:.0f} for {tx.size} bytes")
             if dispute_window:
                 check_dispute_window(tx, coins, median_time_past, self.chainstate.params, "job-dispute-window")
+            check_delivery_deadline(tx, coins, median_time_past, "job-delivery-late")
             verify_tx_scripts(tx, coins, JobProofContext(self.chainstate.job_verifier, ProofPolicy.MEMPOOL))
             check_stake_claims(tx, coins, self.stake_claims)
         except ValidationError as exc:
@@ -229,7 +234,8 @@ class Mempool:
     # Chain updates.
 
     def remove_for_block(self, block: Block) -> None:
-        """Drop the block's transactions and any pool transaction spending the same outputs (with descendants)."""
+        """Drop the block's transactions and any pool transaction spending the same outputs (with descendants),
+        and the STAKE deliveries the new tip's median time past made late (check_delivery_deadline)."""
         for tx in block.transactions[1:]:
             if tx.hash in self._entries:
                 self._remove(tx.hash)
@@ -237,6 +243,10 @@ class Mempool:
                 conflict = self._spenders.get(txin.prevout)
                 if conflict is not None:
                     self._remove_with_descendants(conflict)
+        now = self.chainstate.median_time_past(self.chainstate.tip)
+        late = [e.txid for e in self._entries.values() if e.deliver_before is not None and e.deliver_before <= now]
+        for txid in late:
+            self._remove_with_descendants(txid)
 
     def add_disconnected(self, blocks: list[Block], now: int | None = None) -> None:
         """After a reorganisation: give back the transactions of `blocks` (old tip first).

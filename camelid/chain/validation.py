@@ -18,6 +18,7 @@ from camelid.chain.errors import ValidationError
 from camelid.chain.jobrules import (
     JOB_SCRIPT_REJECTIONS,
     check_block_job_proofs,
+    check_delivery_deadline,
     check_dispute_window,
     fraud_proof_inputs,
 )
@@ -300,6 +301,7 @@ def connect_block(
         try:
             fee, coins = check_tx_inputs(tx, view.get, height, params)
             check_dispute_window(tx, coins, median_time_past, params, "bad-job-dispute-window")
+            check_delivery_deadline(tx, coins, median_time_past, "bad-job-delivery-late")
             proofs += fraud_proof_inputs(tx, coins)
             check_block_job_proofs(proofs)
             verify_tx_scripts(tx, coins, jobs, deferred)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from camelid.core.jobproof import ProofOutcome
-from camelid.core.jobscripts import PROOF_ITEMS
+from camelid.core.jobscripts import DELIVERY_CHUNKS, PROOF_ITEMS, delivery_blob
 from camelid.core.opcodes import UPGRADABLE_NOPS, Opcode
 from camelid.core.script import (
     MAX_LOCKTIME_NUM_SIZE,
@@ -69,6 +69,11 @@ class SignatureChecker(Protocol):
     ) -> ProofOutcome:
         """OP_CHECKJOBPROOFVERIFY: judge the fraud proof in `proof_items` (FraudProof.to_items layout)
         against the node's signed `commitment`. A checker without job context says UNVERIFIABLE."""
+        ...
+
+    def check_job_delivery(self, stake_script: bytes, blob: bytes) -> bool:
+        """OP_CHECKJOBDELIVERYVERIFY: True if the transaction moves the STAKE `stake_script` (the script
+        being run) into the DELIVERED lock committing to `blob`, keeping its value less the fee cap."""
         ...
 
 
@@ -343,6 +348,22 @@ def _op_checkjobproofverify(m: _Machine) -> None:
         raise ScriptError(ScriptErrorReason.JOB_PROOF, "the fraud proof does not show a failing output")
 
 
+def _op_checkjobdeliveryverify(m: _Machine) -> None:
+    """The DELIVERY_CHUNKS blob pushes stay on the stack (this opcode was NOP8); the script drops them.
+
+    The STAKE's fields come from the script being run, so the opcode needs no operands of its own.
+    """
+    m.require(DELIVERY_CHUNKS)
+    try:
+        blob = delivery_blob(m.stack[-DELIVERY_CHUNKS:])
+    except ValueError as exc:
+        raise ScriptError(ScriptErrorReason.JOB_DELIVERY, str(exc)) from None
+    if not m.checker.check_job_delivery(m.script_code, blob):
+        raise ScriptError(
+            ScriptErrorReason.JOB_DELIVERY, "output 0 is not the DELIVERED lock of this stake for the blob it carries"
+        )
+
+
 def _push_constant(value: bytes) -> Callable[[_Machine], None]:
     def run(m: _Machine) -> None:
         m.stack.append(value)
@@ -396,6 +417,7 @@ _HANDLERS: dict[int, Callable[[_Machine], None]] = {
     Opcode.OP_CHECKLOCKTIMEVERIFY: _op_checklocktimeverify,
     Opcode.OP_CHECKJOBESCROWVERIFY: _op_checkjobescrowverify,
     Opcode.OP_CHECKJOBPROOFVERIFY: _op_checkjobproofverify,
+    Opcode.OP_CHECKJOBDELIVERYVERIFY: _op_checkjobdeliveryverify,
 }
 """Every defined opcode except data pushes and IF/NOTIF/ELSE/ENDIF, which the loop handles."""
 

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from camelid.core.jobscripts import MAX_DELIVERY_SIZE
 from camelid.core.serialize import ByteReader, var_bytes
+from camelid.crypto import ecies
 from camelid.crypto.hashes import sha256d
 
 JOB_VERSION = 1
 MAX_PROMPT_BYTES = 64 * 1024
-MAX_JOB_TOKENS = 4096
+MAX_JOB_TOKENS = (MAX_DELIVERY_SIZE - ecies.OVERHEAD) // 4
+"""2,324: the output's u32 tokens, sealed (ECIES), must fit the one delivery scriptSig that puts them on chain."""
 MAX_TEMPERATURE_MILLI = 2000
 MAX_HOST_BYTES = 255
 _JOB_ID_TAG = b"camelid/job-id/v1"

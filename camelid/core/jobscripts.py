@@ -1,24 +1,38 @@
-"""Job-contract scripts (docs/jobs-design.md): ESCROW, STAKE and PAYOUT outputs and the fraud-proof scriptSig.
+"""Job-contract scripts (docs/jobs-design.md): ESCROW, STAKE, PAYOUT and DELIVERED outputs, the fraud-proof
+scriptSig and the delivery scriptSig.
 
     ESCROW  <t0> <refund_time> <J> OP_CHECKJOBESCROWVERIFY OP_2DROP OP_DROP <Pc> OP_CHECKSIG
     PAYOUT  <J> <t0> OP_2DROP
             OP_IF   <Pn> <C> <model_id> OP_CHECKJOBPROOFVERIFY OP_2DROP x 11 <Pc> OP_CHECKSIG
             OP_ELSE <release_time> OP_CHECKLOCKTIMEVERIFY OP_DROP <Pn> OP_CHECKSIG
             OP_ENDIF
-    STAKE   the same, with the client's non-delivery claim from the delivery deadline D in the ELSE:
+    STAKE   the same, with the client's non-delivery claim from the delivery deadline D and the node's
+            delivery in the ELSE:
             OP_ELSE OP_IF   <D> OP_CHECKLOCKTIMEVERIFY OP_DROP <Pc> OP_CHECKSIG
-                    OP_ELSE <release_time> OP_CHECKLOCKTIMEVERIFY OP_DROP <Pn> OP_CHECKSIG
+                    OP_ELSE OP_IF   OP_CHECKJOBDELIVERYVERIFY OP_2DROP x 9 <Pn> OP_CHECKSIG
+                            OP_ELSE <release_time> OP_CHECKLOCKTIMEVERIFY OP_DROP <Pn> OP_CHECKSIG
+                            OP_ENDIF
                     OP_ENDIF
             OP_ENDIF
+    DELIVERED  <J> <t0> OP_2DROP <sha256(blob)> OP_DROP, then the PAYOUT's branches
 
-Both are "job locks". The branch selectors end the scriptSig: OP_1 takes the fraud-proof branch,
-OP_1 OP_0 the STAKE's claim branch, OP_0 (PAYOUT) or OP_0 OP_0 (STAKE) the node's release. Consensus
-cannot see that a delivery was not published, so the claim branch is guarded by mempool policy
-(camelid.chain.jobrules.check_stake_claims), not by the script.
+All but the ESCROW are "job locks". The branch selectors end the scriptSig: OP_1 takes the fraud-proof
+branch, OP_1 OP_0 the STAKE's claim branch, OP_1 OP_0 OP_0 its delivery branch, OP_0 (PAYOUT, DELIVERED)
+or OP_0 OP_0 OP_0 (STAKE) the node's release. The delivery branch puts the sealed output on chain:
+OP_CHECKJOBDELIVERYVERIFY passes only when the transaction moves the STAKE into the DELIVERED lock that
+commits to that blob (same job, keys, commitment and release time, no claim branch), and a block may
+include it only while its median time past is before D (camelid.chain.jobrules.check_delivery_deadline).
+So once a delivery is mined the claim has nothing left to spend; a claim on a stake never delivered
+on chain is valid from D, and mempool policy still refuses it for a job the client never paid
+(camelid.chain.jobrules.check_stake_claims).
 
 Every output carries J and t0 (the job's creation time) as pushes, because the dispute
 window rule needs t0 and a block can see only the script it spends. The new opcodes
 leave the stack as they found it (they replaced NOPs), so scripts drop their operands.
+
+The delivery scriptSig is `<node_sig> <chunk_1> ... <chunk_18> OP_1 OP_0 OP_0`, the blob cut into
+520-byte pieces the same way (at most 18 x 520 = 9,360 bytes, which keeps it under the 10,000-byte
+scriptSig limit).
 
 The fraud-proof scriptSig has a fixed shape so that the script can drop it with a
 fixed number of OP_2DROPs:
@@ -36,18 +50,19 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from camelid.core.opcodes import Opcode
 from camelid.core.script import (
     MAX_LOCKTIME_NUM_SIZE,
     MAX_SCRIPT_ELEMENT_SIZE,
     ScriptError,
+    ScriptOp,
     build_script,
     decode_script_num,
     parse_script,
 )
-from camelid.crypto.hashes import sha256d
+from camelid.crypto.hashes import sha256, sha256d
 
 JOB_ID_SIZE = 32
 COMMITMENT_SIZE = 32
@@ -62,10 +77,16 @@ PROOF_ITEMS = PROOF_CHUNKS + 2
 JOB_PAYOUT_FEE_CAP = 100_000
 """Base units an escrow's payout spend may leave as fee: ~100 times the relay fee of that transaction."""
 
+DELIVERY_CHUNKS = 18
+"""Blob pushes in every delivery scriptSig: 18 x 523 bytes plus a signature stay under the 10,000-byte limit."""
+MAX_DELIVERY_SIZE = DELIVERY_CHUNKS * MAX_SCRIPT_ELEMENT_SIZE
+"""The largest sealed output a delivery can put on chain (JobParams bounds max_tokens to fit it)."""
+
 _HEADER = struct.Struct("<IIQHI")
 _COMMITMENT_TAG = b"camelid/rastic-commitment/v1"
 _TESTAMENT_TAG = b"camelid/testament/v1"
 _PROOF_DROPS = (3 + PROOF_ITEMS) // 2  # operands + proof items, all dropped before the client's CHECKSIG
+_DELIVERY_DROPS = DELIVERY_CHUNKS // 2  # the blob's chunks, dropped before the node's CHECKSIG
 
 
 def output_commitment(
@@ -111,10 +132,11 @@ class JobEscrow:
 
 @dataclass(frozen=True)
 class JobLock:
-    """A STAKE or PAYOUT output: the client takes it with a fraud proof, the node after release_time.
+    """A STAKE, PAYOUT or DELIVERED output: the client takes it with a fraud proof, the node after release_time.
 
-    A STAKE also has `claim_time` (the delivery deadline D): from then on the client may take it
-    without a proof, which mempool policy allows only for a paid job the node did not deliver.
+    A STAKE also has `claim_time` (the delivery deadline D): until then the node may move it, with its
+    sealed output, into a DELIVERED lock; from then on the client may take it without a proof. A
+    DELIVERED lock has `delivery_hash`, the sha256 of the blob that delivery carried.
     """
 
     job_id: bytes
@@ -124,11 +146,22 @@ class JobLock:
     commitment: bytes
     model_id: bytes
     release_time: int
-    claim_time: int | None = None  # None: a PAYOUT
+    claim_time: int | None = None  # None: a PAYOUT or DELIVERED
+    delivery_hash: bytes | None = None  # a DELIVERED lock's sha256(blob)
 
     @property
     def is_stake(self) -> bool:
         return self.claim_time is not None
+
+    @property
+    def is_payout(self) -> bool:
+        return self.claim_time is None and self.delivery_hash is None
+
+    def delivered(self, blob: bytes) -> JobLock:
+        """The DELIVERED lock this STAKE's delivery branch must move it into for `blob`."""
+        if not self.is_stake:
+            raise ValueError("only a STAKE is delivered")
+        return replace(self, claim_time=None, delivery_hash=sha256(blob))
 
 
 def escrow_script(job_id: bytes, client_pubkey: bytes, t0: int, refund_time: int) -> bytes:
@@ -146,15 +179,29 @@ def job_lock_script(lock: JobLock) -> bytes:
         commitment=lock.commitment, model_id=lock.model_id,
     )
     _check_times(lock.t0, lock.release_time)
-    release = (
+    release: tuple[object, ...] = (
         lock.release_time, Opcode.OP_CHECKLOCKTIMEVERIFY, Opcode.OP_DROP, lock.node_pubkey, Opcode.OP_CHECKSIG,
     )
+    head: tuple[object, ...] = (lock.job_id, lock.t0, Opcode.OP_2DROP)
+    if lock.delivery_hash is not None:
+        if lock.claim_time is not None:
+            raise ValueError("a job lock is a STAKE or DELIVERED, not both")
+        _check_fields(delivery_hash=lock.delivery_hash)
+        head += (lock.delivery_hash, Opcode.OP_DROP)
     if lock.claim_time is not None:
         _check_times(lock.claim_time)
         claim = (lock.claim_time, Opcode.OP_CHECKLOCKTIMEVERIFY, Opcode.OP_DROP, lock.client_pubkey, Opcode.OP_CHECKSIG)
-        release = (Opcode.OP_IF, *claim, Opcode.OP_ELSE, *release, Opcode.OP_ENDIF)
+        deliver = (
+            Opcode.OP_CHECKJOBDELIVERYVERIFY, *[Opcode.OP_2DROP] * _DELIVERY_DROPS,
+            lock.node_pubkey, Opcode.OP_CHECKSIG,
+        )
+        release = (
+            Opcode.OP_IF, *claim,
+            Opcode.OP_ELSE, Opcode.OP_IF, *deliver, Opcode.OP_ELSE, *release, Opcode.OP_ENDIF,
+            Opcode.OP_ENDIF,
+        )
     return build_script(
-        lock.job_id, lock.t0, Opcode.OP_2DROP,
+        *head,
         Opcode.OP_IF,
         lock.node_pubkey, lock.commitment, lock.model_id, Opcode.OP_CHECKJOBPROOFVERIFY,
         *[Opcode.OP_2DROP] * _PROOF_DROPS,
@@ -188,7 +235,10 @@ def match_escrow(script: bytes) -> JobEscrow | None:
     """The escrow's fields if `script` is exactly what escrow_script builds, else None."""
     if len(script) < _MIN_ESCROW_SIZE:  # cheap refusal of the usual scripts (P2PKH)
         return None
-    data = _template_data(script, _ESCROW_SHAPE)
+    try:
+        data = _template_data(parse_script(script), _ESCROW_SHAPE)
+    except ScriptError:
+        return None
     if data is None:
         return None
     t0, refund_time, job_id, client_pubkey = data
@@ -201,22 +251,28 @@ def match_escrow(script: bytes) -> JobEscrow | None:
 
 
 def match_job_lock(script: bytes) -> JobLock | None:
-    """The fields if `script` is exactly what job_lock_script builds (a STAKE or PAYOUT), else None."""
+    """The fields if `script` is exactly what job_lock_script builds (a STAKE, PAYOUT or DELIVERED), else None."""
     if len(script) < _MIN_JOB_LOCK_SIZE:  # cheap refusal of the usual scripts (P2PKH)
         return None
     claim_time: bytes | None = None
-    data = _template_data(script, _PAYOUT_SHAPE)
-    if data is not None:
+    delivery_hash: bytes | None = None
+    try:
+        ops = parse_script(script)
+    except ScriptError:
+        return None
+    if (data := _template_data(ops, _PAYOUT_SHAPE)) is not None:
         job_id, t0, node_pubkey, commitment, model_id, client_pubkey, release_time, _node_again = data
+    elif (data := _template_data(ops, _DELIVERED_SHAPE)) is not None:
+        job_id, t0, delivery_hash, node_pubkey, commitment, model_id, client_pubkey, release_time, _node = data
+    elif (data := _template_data(ops, _STAKE_SHAPE)) is not None:
+        (job_id, t0, node_pubkey, commitment, model_id, client_pubkey, claim_time, _client, _deliverer,
+         release_time, _node) = data
     else:
-        data = _template_data(script, _STAKE_SHAPE)
-        if data is None:
-            return None
-        job_id, t0, node_pubkey, commitment, model_id, client_pubkey, claim_time, _client, release_time, _node = data
+        return None
     try:
         lock = JobLock(
             job_id, _decode_time(t0), node_pubkey, client_pubkey, commitment, model_id, _decode_time(release_time),
-            None if claim_time is None else _decode_time(claim_time),
+            None if claim_time is None else _decode_time(claim_time), delivery_hash,
         )
         rebuilt = job_lock_script(lock)
     except ValueError:
@@ -276,9 +332,7 @@ class FraudProof:
     def to_items(self) -> list[bytes]:
         """The PROOF_ITEMS stack elements, bottom first: the token chunks, the header, the node signature."""
         tokens = self.prompt_tokens + self.output_tokens
-        raw = struct.pack(f"<{len(tokens)}I", *tokens)
-        chunks = [raw[i : i + MAX_SCRIPT_ELEMENT_SIZE] for i in range(0, len(raw), MAX_SCRIPT_ELEMENT_SIZE)]
-        chunks += [b""] * (PROOF_CHUNKS - len(chunks))
+        chunks = _split(struct.pack(f"<{len(tokens)}I", *tokens), PROOF_CHUNKS)
         header = _HEADER.pack(
             len(self.prompt_tokens), self.max_tokens, self.seed, self.temperature_milli, self.position
         )
@@ -290,10 +344,7 @@ class FraudProof:
         if len(items) != PROOF_ITEMS:
             raise ValueError(f"fraud proof needs {PROOF_ITEMS} items, got {len(items)}")
         *chunks, header, node_signature = items
-        used = [chunk for chunk in chunks if chunk]
-        if chunks[: len(used)] != used or any(len(c) != MAX_SCRIPT_ELEMENT_SIZE for c in used[:-1]):
-            raise ValueError("fraud proof token chunks must be full 520-byte pieces, then the rest, then empties")
-        raw = b"".join(used)
+        raw = _join(chunks, "fraud proof token")
         if len(raw) % TOKEN_SIZE:
             raise ValueError(f"fraud proof token bytes ({len(raw)}) are not a whole number of u32 tokens")
         if len(header) != _HEADER.size:
@@ -311,10 +362,51 @@ def fraud_proof_script_sig(client_signature: bytes, proof: FraudProof) -> bytes:
 
 
 def release_script_sig(node_signature: bytes, lock: JobLock) -> bytes:
-    """scriptSig taking a STAKE or PAYOUT output through the node's time-locked branch."""
+    """scriptSig taking a STAKE, PAYOUT or DELIVERED output through the node's time-locked branch."""
     if lock.is_stake:
-        return build_script(node_signature, Opcode.OP_0, Opcode.OP_0)
+        return build_script(node_signature, Opcode.OP_0, Opcode.OP_0, Opcode.OP_0)
     return build_script(node_signature, Opcode.OP_0)
+
+
+def delivery_items(blob: bytes) -> list[bytes]:
+    """The DELIVERY_CHUNKS stack elements carrying `blob`; ValueError if it is longer than MAX_DELIVERY_SIZE."""
+    if len(blob) > MAX_DELIVERY_SIZE:
+        raise ValueError(f"a delivery blob of {len(blob)} bytes exceeds the {MAX_DELIVERY_SIZE} a scriptSig carries")
+    return _split(blob, DELIVERY_CHUNKS)
+
+
+def delivery_blob(items: Sequence[bytes]) -> bytes:
+    """The blob of delivery_items; ValueError naming the problem for anything but its one canonical layout."""
+    if len(items) != DELIVERY_CHUNKS:
+        raise ValueError(f"a delivery needs {DELIVERY_CHUNKS} blob chunks, got {len(items)}")
+    return _join(items, "delivery blob")
+
+
+def delivery_script_sig(node_signature: bytes, blob: bytes) -> bytes:
+    """scriptSig moving a STAKE, with the sealed output `blob`, into its DELIVERED lock (open before D)."""
+    return build_script(node_signature, *delivery_items(blob), Opcode.OP_1, Opcode.OP_0, Opcode.OP_0)
+
+
+def delivery_spend(script_sig: bytes, script_pubkey: bytes) -> JobLock | None:
+    """The STAKE an input moves through its delivery branch (selectors OP_1 OP_0 OP_0), else None."""
+    lock = match_job_lock(script_pubkey)
+    if lock is None or not lock.is_stake:
+        return None
+    return lock if _selectors(script_sig)[-3:] == [Opcode.OP_1, Opcode.OP_0, Opcode.OP_0] else None
+
+
+def delivered_blob(script_sig: bytes) -> bytes | None:
+    """The blob a delivery scriptSig carries (its pushes after the signature), None if it has no such shape."""
+    try:
+        pushes = [op.data for op in parse_script(script_sig)]
+    except ScriptError:
+        return None
+    if len(pushes) != DELIVERY_CHUNKS + 4 or any(data is None for data in pushes[1 : 1 + DELIVERY_CHUNKS]):
+        return None
+    try:
+        return delivery_blob([data or b"" for data in pushes[1 : 1 + DELIVERY_CHUNKS]])
+    except ValueError:
+        return None
 
 
 def claim_script_sig(client_signature: bytes) -> bytes:
@@ -352,29 +444,49 @@ def _selectors(script_sig: bytes) -> list[int]:
         return []
 
 
+# Canonical chunking: a byte string over several pushes, every piece full but the last non-empty one.
+
+
+def _split(raw: bytes, count: int) -> list[bytes]:
+    chunks = [raw[i : i + MAX_SCRIPT_ELEMENT_SIZE] for i in range(0, len(raw), MAX_SCRIPT_ELEMENT_SIZE)]
+    return chunks + [b""] * (count - len(chunks))
+
+
+def _join(chunks: Sequence[bytes], what: str) -> bytes:
+    """The bytes _split cut into `chunks`; ValueError for any other cut (so a relay cannot re-chunk them)."""
+    used = [chunk for chunk in chunks if chunk]
+    if list(chunks[: len(used)]) != used or any(len(c) != MAX_SCRIPT_ELEMENT_SIZE for c in used[:-1]):
+        raise ValueError(f"{what} chunks must be full 520-byte pieces, then the rest, then empties")
+    if any(len(c) > MAX_SCRIPT_ELEMENT_SIZE for c in used):
+        raise ValueError(f"{what} chunks must be at most {MAX_SCRIPT_ELEMENT_SIZE} bytes")
+    return b"".join(used)
+
+
 # Template matching helpers.
 
 _PUSH = "push"
 _ESCROW_SHAPE = (
     _PUSH, _PUSH, _PUSH, Opcode.OP_CHECKJOBESCROWVERIFY, Opcode.OP_2DROP, Opcode.OP_DROP, _PUSH, Opcode.OP_CHECKSIG,
 )
+_HEAD = (_PUSH, _PUSH, Opcode.OP_2DROP)
 _PROOF_BRANCH = (
-    _PUSH, _PUSH, Opcode.OP_2DROP, Opcode.OP_IF, _PUSH, _PUSH, _PUSH, Opcode.OP_CHECKJOBPROOFVERIFY,
+    Opcode.OP_IF, _PUSH, _PUSH, _PUSH, Opcode.OP_CHECKJOBPROOFVERIFY,
     *[Opcode.OP_2DROP] * _PROOF_DROPS, _PUSH, Opcode.OP_CHECKSIG, Opcode.OP_ELSE,
 )
 _TIMED_BRANCH = (_PUSH, Opcode.OP_CHECKLOCKTIMEVERIFY, Opcode.OP_DROP, _PUSH, Opcode.OP_CHECKSIG)
-_PAYOUT_SHAPE = (*_PROOF_BRANCH, *_TIMED_BRANCH, Opcode.OP_ENDIF)
+_DELIVER_BRANCH = (Opcode.OP_CHECKJOBDELIVERYVERIFY, *[Opcode.OP_2DROP] * _DELIVERY_DROPS, _PUSH, Opcode.OP_CHECKSIG)
+_PAYOUT_SHAPE = (*_HEAD, *_PROOF_BRANCH, *_TIMED_BRANCH, Opcode.OP_ENDIF)
+_DELIVERED_SHAPE = (*_HEAD, _PUSH, Opcode.OP_DROP, *_PROOF_BRANCH, *_TIMED_BRANCH, Opcode.OP_ENDIF)
 _STAKE_SHAPE = (
-    *_PROOF_BRANCH, Opcode.OP_IF, *_TIMED_BRANCH, Opcode.OP_ELSE, *_TIMED_BRANCH, Opcode.OP_ENDIF, Opcode.OP_ENDIF,
+    *_HEAD, *_PROOF_BRANCH,
+    Opcode.OP_IF, *_TIMED_BRANCH,
+    Opcode.OP_ELSE, Opcode.OP_IF, *_DELIVER_BRANCH, Opcode.OP_ELSE, *_TIMED_BRANCH, Opcode.OP_ENDIF,
+    Opcode.OP_ENDIF, Opcode.OP_ENDIF,
 )
 
 
-def _template_data(script: bytes, shape: tuple[object, ...]) -> list[bytes] | None:
-    """The pushed elements if `script` has exactly `shape` (pushes where it says push), else None."""
-    try:
-        ops = parse_script(script)
-    except ScriptError:
-        return None
+def _template_data(ops: Sequence[ScriptOp], shape: tuple[object, ...]) -> list[bytes] | None:
+    """The pushed elements if the parsed script `ops` has exactly `shape` (pushes where it says push), else None."""
     if len(ops) != len(shape):
         return None
     data = []
@@ -396,7 +508,7 @@ def _decode_time(encoded: bytes) -> int:
 def _check_fields(**fields: bytes) -> None:
     sizes = {
         "job_id": JOB_ID_SIZE, "node_pubkey": PUBKEY_SIZE, "client_pubkey": PUBKEY_SIZE,
-        "commitment": COMMITMENT_SIZE, "model_id": MODEL_ID_SIZE,
+        "commitment": COMMITMENT_SIZE, "model_id": MODEL_ID_SIZE, "delivery_hash": 32,
     }
     for name, value in fields.items():
         if len(value) != sizes[name]:

@@ -19,7 +19,7 @@ MAX_DIRECT_PUSH = 0x4B
 
 
 class Opcode(IntEnum):
-    """Every defined opcode; aliases (OP_FALSE, OP_TRUE, OP_NOP2..OP_NOP5) share a value."""
+    """Every defined opcode; aliases (OP_FALSE, OP_TRUE, OP_NOP2..OP_NOP5, OP_NOP8) share a value."""
 
     # Constants.
     OP_0 = 0x00
@@ -123,6 +123,7 @@ class Opcode(IntEnum):
     OP_NOP5 = 0xB4
     OP_NOP6 = 0xB5
     OP_NOP7 = 0xB6
+    OP_CHECKJOBDELIVERYVERIFY = 0xB7
     OP_NOP8 = 0xB7
     OP_NOP9 = 0xB8
     OP_NOP10 = 0xB9
@@ -131,14 +132,16 @@ class Opcode(IntEnum):
 JOB_CONTRACT_OPCODES = frozenset(Opcode(value) for value in range(Opcode.OP_NOP4, Opcode.OP_NOP10 + 1))
 """0xb3-0xb9, the range reserved for job-contract conditions (docs/jobs-design.md).
 
-0xb3 (OP_CHECKJOBPROOFVERIFY) and 0xb4 (OP_CHECKJOBESCROWVERIFY) have their meaning;
-0xb5-0xb9 still run as no-ops. Each took over a NOP the way OP_CHECKLOCKTIMEVERIFY took
+0xb3 (OP_CHECKJOBPROOFVERIFY), 0xb4 (OP_CHECKJOBESCROWVERIFY) and 0xb7
+(OP_CHECKJOBDELIVERYVERIFY) have their meaning; 0xb5 and 0xb6 are kept for the dispute game's
+opcodes, and they, 0xb8 and 0xb9 still run as no-ops. Each took over a NOP the way OP_CHECKLOCKTIMEVERIFY took
 over NOP2 in Bitcoin: it fails unless its condition holds and otherwise leaves the stack
 as it was, so it only narrows what is valid (a soft fork).
 """
 
 UPGRADABLE_NOPS = frozenset({Opcode.OP_NOP1, Opcode.OP_CHECKSEQUENCEVERIFY}) | (
-    JOB_CONTRACT_OPCODES - {Opcode.OP_CHECKJOBPROOFVERIFY, Opcode.OP_CHECKJOBESCROWVERIFY}
+    JOB_CONTRACT_OPCODES
+    - {Opcode.OP_CHECKJOBPROOFVERIFY, Opcode.OP_CHECKJOBESCROWVERIFY, Opcode.OP_CHECKJOBDELIVERYVERIFY}
 )
 """Opcodes that currently do nothing. OP_CHECKSEQUENCEVERIFY is among them until the
 signature checker can see input sequence numbers (BIP 112 semantics, a soft fork)."""

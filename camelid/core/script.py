@@ -57,6 +57,7 @@ class ScriptErrorReason(StrEnum):
     JOB_ESCROW = "JOB_ESCROW"
     JOB_PROOF = "JOB_PROOF"
     JOB_PROOF_UNVERIFIABLE = "JOB_PROOF_UNVERIFIABLE"
+    JOB_DELIVERY = "JOB_DELIVERY"
 
 
 class ScriptError(ValueError):

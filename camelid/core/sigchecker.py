@@ -2,8 +2,8 @@
 
 It owns what the interpreter must not know: the sighash-type byte (only SIGHASH_ALL
 exists), the signature hash of this input, and the transaction's lock-time fields
-for OP_CHECKLOCKTIMEVERIFY, and the job-contract conditions: the escrow spend rule
-(which needs only the transaction) and fraud proofs (which need a model verdict,
+for OP_CHECKLOCKTIMEVERIFY, and the job-contract conditions: the escrow spend and delivery rules
+(which need only the transaction) and fraud proofs (which need a model verdict,
 supplied through a JobProofContext).
 """
 
@@ -14,7 +14,13 @@ from typing import NamedTuple
 
 from camelid.core.consensus import LOCKTIME_THRESHOLD, SEQUENCE_FINAL
 from camelid.core.jobproof import JobProofContext, ProofOutcome, outcome
-from camelid.core.jobscripts import JOB_PAYOUT_FEE_CAP, FraudProof, commitment_signature_digest, match_job_lock
+from camelid.core.jobscripts import (
+    JOB_PAYOUT_FEE_CAP,
+    FraudProof,
+    commitment_signature_digest,
+    job_lock_script,
+    match_job_lock,
+)
 from camelid.core.serialize import compact_size, var_bytes
 from camelid.core.transaction import SIGHASH_ALL, Transaction
 from camelid.crypto.keys import PublicKey, verify_signature
@@ -139,6 +145,18 @@ class TransactionSignatureChecker:
             and lock.job_id == job_id
             and lock.t0 == t0
             and payout.value >= self.amount - JOB_PAYOUT_FEE_CAP
+        )
+
+    def check_job_delivery(self, stake_script: bytes, blob: bytes) -> bool:
+        """This transaction carries the STAKE's job id and its output 0 is the STAKE's DELIVERED lock for
+        `blob`, worth at least the stake minus JOB_PAYOUT_FEE_CAP."""
+        stake = match_job_lock(stake_script)
+        if stake is None or not stake.is_stake or self.tx.job_id != stake.job_id or not self.tx.outputs:
+            return False
+        delivered = self.tx.outputs[0]
+        return (
+            delivered.script_pubkey == job_lock_script(stake.delivered(blob))
+            and delivered.value >= self.amount - JOB_PAYOUT_FEE_CAP
         )
 
     def check_job_proof(

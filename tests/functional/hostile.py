@@ -22,8 +22,10 @@ from decimal import Decimal
 from pathlib import Path
 
 from camelid.chain.jobpool import job_offer_digest
+from camelid.chain.template import BLOCK_VERSION, make_coinbase
 from camelid.compute.engine import Engine
-from camelid.core.consensus import COIN
+from camelid.core.block import Block, BlockHeader
+from camelid.core.consensus import COIN, block_subsidy
 from camelid.core.job import JobParams
 from camelid.core.jobscripts import FraudProof, commitment_signature_digest, escrow_script_sig, output_commitment
 from camelid.core.params import REGTEST
@@ -32,7 +34,9 @@ from camelid.core.transaction import SIGHASH_ALL, OutPoint, Transaction, TxIn, T
 from camelid.crypto.address import hash160_to_address
 from camelid.crypto.hashes import hash160
 from camelid.crypto.keys import PrivateKey
+from camelid.crypto.merkle import merkle_root
 from camelid.node.jobs.client import PAYMENT_FEE
+from camelid.node.jobs.common import RELEASE_FEE
 from camelid.node.jobs.contract import JobTerms, Spent
 from camelid.p2p.messages import (
     DEFAULT_HOPS,
@@ -297,6 +301,61 @@ class HostileClient:
         payload = JobPayment(job.job_id, tx.to_bytes()).to_payload()
         message_id = os.urandom(MESSAGE_ID_SIZE)
         self.peer.send(Directed(self.node_id, self.compute_id, DEFAULT_HOPS, message_id, JobPayment.command, payload))
+
+    def stake(self, job: HostileJob, testament: JobTestament, timeout: float = 30) -> Spent:
+        """The testament's STAKE output, once it shows (unspent) at the miner."""
+        script = job.terms.stake_script(testament.node_pubkey, testament.commitment)
+        txid = testament.stake_txid[::-1].hex()
+
+        def find() -> Spent | None:
+            for index in range(2):
+                out = self.miner.gettxout(txid, index)
+                if out is not None and out["scriptPubKey"]["hex"] == script.hex():
+                    outpoint = OutPoint(testament.stake_txid, index)
+                    return Spent(outpoint, TxOut(int(out["value"] * COIN), script))
+            return None
+
+        wait_until(lambda: find() is not None, timeout=timeout, what="the stake at the miner")
+        found = find()
+        assert found is not None
+        return found
+
+    def claim(self, job: HostileJob, stake: Spent) -> Transaction:
+        """The client's non-delivery claim on `stake`, to a key of its own (valid by consensus from D, if the
+        stake is still there)."""
+        pay_to = p2pkh_script(hash160(PrivateKey.generate(network="regtest").public_key.to_bytes()))
+        return job.terms.claim(stake, pay_to, RELEASE_FEE, KeySigner(job.client_key))
+
+    def mine_until_median_time(self, when: int, timeout: float = 120) -> None:
+        """Mine a block every half second (through the miner, which includes its mempool) until the median time
+        past passes `when`: the client's miner moving the chain to where its time-locked spends are valid."""
+
+        def passed() -> bool:
+            if self.miner.getblockchaininfo()["mediantime"] > when:
+                return True
+            self.miner.generatetoaddress(1, self.mine_to)
+            return False
+
+        wait_until(passed, timeout=timeout, interval=0.5, what=f"the median time past beyond {when}")
+
+    def own_block(self, *txs: Transaction) -> Block:
+        """A block of the client's own on the miner's tip holding exactly `txs`, whatever any mempool's policy
+        says: what a client that mines, or pays a miner, can publish."""
+        tip = self.miner.getblockheader(self.miner.getbestblockhash())
+        height = tip["height"] + 1
+        coinbase = make_coinbase(height, 0, p2pkh_script(bytes(20)), block_subsidy(height))
+        transactions = (coinbase, *txs)
+        header = BlockHeader(
+            BLOCK_VERSION,
+            bytes.fromhex(tip["hash"])[::-1],
+            merkle_root([tx.hash for tx in transactions]),
+            max(int(time.time()), tip["mediantime"] + 1),
+            int(tip["bits"], 16),
+            0,
+        )
+        while not header.check_pow(REGTEST.pow_limit):
+            header = header.with_nonce(header.nonce + 1)
+        return Block(header, transactions)
 
     def admit(self, tx: Transaction, mine: bool = False, timeout: float = 60) -> None:
         """Get `tx` into the miner's mempool the moment the rules allow, mining blocks until they do (the

@@ -67,7 +67,7 @@ def test_demo_runs_one_paid_verified_job_over_three_nodes_and_stops_them():
     reward, fee_bound = Decimal(1), Decimal("0.001")
     client, provider, miner = (table[name][2] for name in ("client", "provider", "miner"))
     assert -reward - fee_bound < client < -reward  # the reward and the escrow's fee
-    assert reward - fee_bound < provider < reward  # the reward less its stake, payment and release fees
+    assert reward - fee_bound < provider < reward  # the reward less its stake, payment, delivery and release fees
     mined = re.search(r"miner mined (\d+) blocks: ([\d.]+) new coins \+ ([\d.]+) in fees", out)
     blocks, new_coins, fees = mined.groups()
     assert Decimal(new_coins) == 50 * int(blocks)

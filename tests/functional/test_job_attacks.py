@@ -3,24 +3,27 @@
 The client is tests/functional/hostile.py: its own keys, funded by the miner, hand-built transactions and job
 messages on the raw wire; nothing in the node under test cooperates. Each test runs one attack and shows the
 rule that stops it (docs/jobs-design.md, "Attacks by a client"): without that rule the node delivers its
-output for nothing, or locks more than its operator allows.
+output for nothing, loses its stake, or locks more than its operator allows.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 
 import pytest
 from tiny_model import write_tiny_model
 
 from camelid.core.consensus import COIN
 from camelid.core.transaction import TxOut
+from camelid.node.jobs.client import PAYMENT_FEE
+from camelid.node.jobs.common import DELIVERY_FEE, RELEASE_FEE
 from camelid.node.jobs.contract import NON_FINAL
 
 from .framework import TestNode, wait_until
 from .hostile import HostileClient
-from .jobnet import funded_network
+from .jobnet import funded_network, mine_until
 
 pytestmark = pytest.mark.slow
 
@@ -148,3 +151,28 @@ def test_a_wallet_that_relocks_after_staking_still_delivers(network):
     client.send_payment(job, client.payment(job, testament))
     assert client.delivery(job, 30) is not None
     wait_until(lambda: delivered(compute, job.rpc_id) == [compute.getnetworkinfo()["nodeid"]], what="the delivery")
+
+
+def test_a_client_that_mines_cannot_claim_the_stake_of_a_node_that_delivered(network):
+    """The client pays, receives the output, then mines past the deadline D and publishes a block of its own
+    with its non-delivery claim on the stake: no mempool policy is asked. The node delivered on chain before
+    D (its STAKE moved into the DELIVERED lock), so the claim spends nothing and the block is invalid; the
+    node takes back its stake and its reward."""
+    client, compute = network()
+    job = client.submit(timelock=30)
+    testament = client.testament(job)
+    stake = client.stake(job, testament)
+    staked = compute.getbalance()
+    client.send_payment(job, client.payment(job, testament))
+    assert client.delivery(job, 30) is not None  # the client has what it paid for
+    client.mine_until_median_time(job.terms.deadline)
+    block = client.own_block(client.claim(job, stake))
+    assert compute.submitblock(block.to_bytes().hex()) == "bad-txns-inputs-missingorspent"
+    assert client.miner.submitblock(block.to_bytes().hex()) == "bad-txns-inputs-missingorspent"
+    stake_back = Decimal(stake.out.value - DELIVERY_FEE - RELEASE_FEE) / COIN
+    reward = Decimal(job.escrow.out.value - PAYMENT_FEE - RELEASE_FEE) / COIN
+    mine_until(
+        client.miner, client.mine_to, lambda: compute.getbalance() == staked + stake_back + reward,
+        "the stake and the reward in the compute node's wallet",
+    )
+    assert compute.getjob(job.rpc_id)["state"] != "slashed"

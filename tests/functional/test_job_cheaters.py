@@ -94,8 +94,8 @@ def test_a_sybil_verifier_that_passes_a_tampered_output_is_outvoted_by_one_hones
 
 
 def test_a_paid_node_that_never_delivers_loses_its_stake_to_the_client(camelid_nodes, tmp_path):
-    """Paid, and nothing delivered by D: the client publishes the payment and, a dispute window after it was
-    seen, takes the stake through its claim branch. Bound: a node that bribes every miner to leave the claim
+    """Paid, and nothing delivered on chain by D: the client publishes the payment and, once the chain is past D,
+    takes the stake through its claim branch. Bound: a node that bribes every miner to leave the claim
     out until D + W, when its own reclaim of the stake opens, keeps it; one honest block in [D, D + W) is enough."""
     model = write_tiny_model(tmp_path / "tiny.gguf")
     miner, (client,), mine_to = funded_network(camelid_nodes, [[f"--serve-model={model}", "--nocompute"]])

@@ -49,8 +49,10 @@ def block_with(node: TestNode, txid: str) -> dict:
 
 def test_an_honest_job_is_paid_delivered_verified_and_settled(camelid_nodes, tmp_path):
     miner, client, compute, mine_to = job_network(camelid_nodes, tmp_path)
-    # A 10 s delivery deadline: the stake is reclaimable at t0 + 10 + 5 s, within the test.
-    job = client.submitjob("The llama", 8, None, 0, 0, REWARD, 10)
+    # A 30 s delivery deadline: the stake is back at t0 + 30 + 5 s, within the test. No shorter: the regtest
+    # chain's median time past runs ~15 s ahead of the clock after the funding blocks, and the delivery must be
+    # mined while it is before D.
+    job = client.submitjob("The llama", 8, None, 0, 0, REWARD, 30)
     wait_until(lambda: client.getjob(job)["state"] in ("verified", "disputed"), timeout=40, what="the verdict")
     mine = client.getjob(job)
     assert states(client, job) == ["created", "accepted", "completed", "paid", "delivered", "verified"]
@@ -84,10 +86,12 @@ def test_an_honest_job_is_paid_delivered_verified_and_settled(camelid_nodes, tmp
     script = payout["scriptPubKey"]["hex"]
     assert testament["node_pubkey"] in script and testament["commitment"] in script
     # The node takes its PAYOUT after the pay time and its STAKE after the refund time, into its wallet.
-    fees = Decimal("0.001")  # the payment's 0.0002, two release spends of 0.0001 and the stake transaction's fee
+    # the payment's 0.0002, the delivery's 0.0004, two release spends of 0.0001 and the stake transaction's fee
+    fees = Decimal("0.002")
+    assert len(compute.getjob(job)["delivery_txids"]) == 1  # the stake moved into its DELIVERED lock
     wait_until(
         lambda: mined(lambda: compute.getbalance() > 10 + REWARD - fees),
-        timeout=40,
+        timeout=70,
         interval=0.2,
         what="the reward and the stake back in the compute node's wallet",
     )

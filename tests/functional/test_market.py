@@ -53,7 +53,7 @@ def test_a_provider_prices_its_compute_and_clients_read_the_market(camelid_nodes
     assert compute.getcomputeinfo()["market"]["declined"] == {"price": 1}
 
     # The default reward is the estimate: taken, paid, verified.
-    job = client.submitjob("The llama", MAX_TOKENS, model, 0, 0, None, 10)
+    job = client.submitjob("The llama", MAX_TOKENS, model, 0, 0, None, 30)  # the delivery is mined before D
     wait_until(lambda: client.getjob(job)["state"] in ("verified", "disputed"), timeout=40, what="the verdict")
     assert client.getjob(job)["reward"] == 400_000
     market = wait_until(lambda: (m := compute.getcomputeinfo()["market"])["earned"] > 0 and m, what="earnings")

@@ -8,8 +8,10 @@ ID) and, if this node holds the model, checks the commitment and runs RASTiC. A 
 (gap > EPS_SLASH, or structural) is disputed: the client publishes the payment itself and takes the STAKE
 and the PAYOUT back in one fraud-proof spend. A paid job with no delivery from its node by the deadline D
 is disputed too ("failed: not delivered"): the client publishes the payment and takes the STAKE through
-its claim branch once the mempool allows it. A job never paid gets its escrow back through the refund
-branch at its refund time. It knows the compute side only through the pool's records.
+its claim branch once the chain allows it (a delivery mined before D spent it). A delivery is read from the
+signed jobdelivery message or from the delivery transaction in the mempool or a block, whichever comes
+first. A job never paid gets its escrow back through the refund branch at its refund time. It knows the
+compute side only through the pool's records.
 """
 
 from __future__ import annotations
@@ -57,8 +59,9 @@ log = logging.getLogger(__name__)
 
 PAYMENT_FEE = 20_000
 """Fee the client leaves when moving the escrow to the PAYOUT (~40 per byte; under JOB_PAYOUT_FEE_CAP)."""
-DEFAULT_TIMELOCK = 600
-"""Seconds a node has to deliver (JobParams.timelock) unless submitjob says otherwise."""
+DEFAULT_TIMELOCK = 1200
+"""Seconds a node has to deliver (JobParams.timelock) unless submitjob says otherwise: two dispute windows on
+mainnet, since a payment waits one out and the delivery must be mined before D (compute nodes decline less)."""
 SLASH_FEE = 100_000
 """Fee of the client's fraud-proof spend of STAKE + PAYOUT: >= 5 per byte even with two 2,210-token proofs."""
 VERIFY_MODES = ("full", "spot", "off")
@@ -390,16 +393,17 @@ class JobClient:
         The PAYOUT exists only once the payment is in the mempool or the chain, and the node may hold
         the payment back, so we publish it ourselves (waiting out the dispute window) and then spend
         both outputs together: one transaction, one model check. If the node's release took the
-        PAYOUT first (its branch opens at t_pay), the stake alone is still ours to take.
+        PAYOUT first (its branch opens at t_pay), the stake alone is still ours to take. A node that
+        delivered on chain moved its stake into the DELIVERED lock, whose fraud-proof branch is the
+        same: we take it there (`_stake_now`).
         """
         ctx = self._ctx
         testament, payment, params = client.testament, client.payment, record.params
         assert testament is not None and payment is not None  # a delivery is judged only after we paid
         terms = ctx.terms(params)
-        stake = terms.stake_script(testament.node_pubkey, testament.commitment)
-        found = await ctx.wait_for_output(testament.stake_txid, stake, 1)
+        staked = await self._stake_now(record, testament)
         engine = await ctx.engine_when_ready(params.model_id)
-        if found is None or engine is None:
+        if staked is None or engine is None:
             log.warning("job %s: the stake or the model is gone; cannot dispute", hex_id(record.job_id))
             return
         prompt_tokens = await engine.tokenize(params.prompt)
@@ -414,25 +418,39 @@ class JobClient:
         )
         give_up_at = terms.refund_time + RELEASE_PATIENCE
         await ctx.publish(payment, give_up_at)  # refused as already known when the node published it first
-        stake_in = Spent(OutPoint(testament.stake_txid, found[0]), TxOut(found[1], stake))
         payout_in = Spent(OutPoint(payment.hash, 0), payment.outputs[0])
         held = await ctx.holds(payout_in.outpoint, payout_in.out)
-        choices = [(stake_in, payout_in), (stake_in,)] if held else [(stake_in,)]
         wallet = ctx.require_wallets().get()
         pay_to = p2pkh_script(hash160(wallet.new_job_key()))
-        for spent in choices:
-            slash = terms.slash(spent, proof, pay_to, SLASH_FEE, wallet)
-            if await ctx.publish(slash, give_up_at):
-                client.slash_txid = slash.txid()
-                ctx.pool.advance(record, JobState.SLASHED)
-                log.info(
-                    "job %s: slashed %d outputs at position %d by %s",
-                    hex_id(record.job_id),
-                    len(spent),
-                    position,
-                    slash.txid(),
-                )
-                return
+        while staked is not None:
+            for spent in [(staked, payout_in), (staked,)] if held else [(staked,)]:
+                slash = terms.slash(spent, proof, pay_to, SLASH_FEE, wallet)
+                if await ctx.publish(slash, give_up_at):
+                    client.slash_txid = slash.txid()
+                    ctx.pool.advance(record, JobState.SLASHED)
+                    log.info(
+                        "job %s: slashed %d outputs at position %d by %s",
+                        hex_id(record.job_id),
+                        len(spent),
+                        position,
+                        slash.txid(),
+                    )
+                    return
+            moved = await self._stake_now(record, testament)  # the delivery may have moved it meanwhile
+            staked = moved if moved is not None and moved.outpoint != staked.outpoint else None
+
+    async def _stake_now(self, record: JobRecord, testament: TestamentRecord) -> Spent | None:
+        """Where the node's stake is: the DELIVERED output of its delivery transaction once the pool saw one,
+        else the STAKE output (waited for, as a testament can outrun it); None if neither is there."""
+        ctx = self._ctx
+        delivery_txid = record.delivery_txids.get(testament.node_pubkey)
+        if delivery_txid is not None:
+            delivered = await ctx.output_at(OutPoint(delivery_txid, 0))
+            if delivered is not None:
+                return Spent(OutPoint(delivery_txid, 0), delivered)
+        stake = ctx.terms(record.params).stake_script(testament.node_pubkey, testament.commitment)
+        found = await ctx.wait_for_output(testament.stake_txid, stake, 1)
+        return None if found is None else Spent(OutPoint(testament.stake_txid, found[0]), TxOut(found[1], stake))
 
     async def _close_unfinished(self, job_id: bytes) -> None:
         """At the deadline D: dispute a paid job its node did not deliver. At the refund time: refund one never paid.
@@ -470,8 +488,9 @@ class JobClient:
     ) -> None:
         """Take the STAKE of a node we paid that delivered nothing by D, through the STAKE's claim branch.
 
-        The mempool admits the claim only once it has seen our payment for a dispute window (so we
-        publish it, if the node did not) and no signed delivery from that node; we retry until then.
+        Consensus admits the claim from D unless the node's delivery transaction was mined before it (then
+        the stake is spent, and we stop); the mempool admits it only once it has seen our payment (so we
+        publish it, if the node did not); we retry until then.
         """
         ctx, params = self._ctx, record.params
         client.verdict = NOT_DELIVERED
@@ -492,7 +511,7 @@ class JobClient:
             terms.deadline,
             lambda pay_to, signer: terms.claim(staked, pay_to, RELEASE_FEE, signer),
         )
-        spent = await ctx.take_when_allowed(claim, TIMED_RETRY | {"job-not-paid", "job-paid-recently"})
+        spent = await ctx.take_when_allowed(claim, TIMED_RETRY | {"job-not-paid"})
         if spent is not None:
             client.slash_txid = spent.txid()
             ctx.pool.advance(record, JobState.SLASHED)

@@ -49,10 +49,20 @@ MAX_OUTPUTS_SEARCHED = 4
 """A confirmed escrow or stake is looked for among its transaction's first outputs (ours have two: it and change)."""
 RELEASE_FEE = 10_000
 """Fee of a one-input time-locked spend (release, reclaim, refund, non-delivery claim): ~30 per byte."""
+DELIVERY_FEE = 40_000
+"""Fee of a delivery transaction (up to ~9.6 KB, a full sealed output in its scriptSig): ~4 per byte, under
+JOB_PAYOUT_FEE_CAP, which is what the STAKE's delivery branch lets its DELIVERED output lose."""
 ENGINE_PATIENCE = 120.0
 """Seconds a client's check waits for a crashed llama.cpp worker to come back before it gives the check up."""
 TIMED_RETRY = frozenset({"non-final", "job-dispute-window", "bad-txns-inputs-missingorspent"})
 """Mempool refusals of a time-locked spend that only time (or a parent reaching the chain) cures."""
+
+
+def delivery_margin(dispute_window: int) -> int:
+    """Median-time seconds before D from which a compute node no longer starts a delivery: half a dispute
+    window (300 s on mainnet, about 2.5 blocks of median-time advance; 2 s on regtest), so that a delivery
+    started before it is mined while the median time past is still before D."""
+    return max(1, dispute_window // 2)
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,12 @@ class JobContext:
         if arrival is not None:
             arrival.set()
 
+    def median_time_past(self) -> int:
+        """The tip's median time past: what the next block's lock times and job deadlines are judged against.
+        Chain thread only (ChainService.call)."""
+        chainstate = self.chain.chainstate
+        return chainstate.median_time_past(chainstate.tip)
+
     def terms(self, params: JobParams) -> JobTerms:
         """The job's contract terms on this network."""
         return JobTerms(params, self.chain.params.dispute_window)
@@ -159,6 +175,17 @@ class JobContext:
     async def holds(self, outpoint: OutPoint, locked: TxOut) -> bool:
         """True while the mempool or the UTXO set shows `locked` at `outpoint`'s transaction."""
         return await self.chain.call(self._find_output, outpoint.txid, locked.script_pubkey) is not None
+
+    async def output_at(self, outpoint: OutPoint) -> TxOut | None:
+        """The output at `outpoint` while the mempool or the UTXO set holds it."""
+        return await self.chain.call(self._output_at, outpoint)
+
+    def _output_at(self, outpoint: OutPoint) -> TxOut | None:
+        entry = self.chain.mempool.get(outpoint.txid)
+        if entry is not None:
+            return entry.tx.outputs[outpoint.index] if outpoint.index < len(entry.tx.outputs) else None
+        coin = self.chain.chainstate.get_coin(outpoint)
+        return None if coin is None else coin.tx_out
 
     async def locate(self, txid: bytes, script: bytes) -> Located | None:
         """The output of `txid` paying `script` in the mempool or the UTXO set (None: neither holds it)."""

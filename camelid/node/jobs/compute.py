@@ -10,10 +10,13 @@ the right PAYOUT with a valid signature and that its mempool would admit but for
 (nothing unminable, no conflicting spend of the escrow in its mempool or chain), publishes it, retrying
 while the dispute window keeps it out of the mempool, and delivers the encrypted output once the payment
 is as deep as the policy asks (retrying a delivery that fails), nothing if another spend of the escrow
-wins; it then takes the STAKE and the PAYOUT into the wallet once their time locks open. A payment counts
-whether it comes directed or is published (mempool or block), and however late: the delivery is a
-flooded, signed jobdelivery, the counter-proof every node holds against the client's non-delivery claim
-on the stake (the mempool gives a node one dispute window after a payment appears to deliver for it).
+wins; it then takes the STAKE (or what the delivery made of it) and the PAYOUT into the wallet once their
+time locks open. A payment counts whether it comes directed or is published (mempool or block). The
+delivery is a transaction: the STAKE moved, with the sealed output in its scriptSig, into the DELIVERED
+lock, which has no claim branch; mined while the median time past is before D, it leaves the client's
+non-delivery claim nothing to take. So the node delivers only while the median time past is a
+delivery_margin before D, and also floods the signed jobdelivery, which reaches the client before any
+block.
 Regtest --misbehave=tamper-output commits to and delivers a tampered output (other cheats are played by
 tests/functional/hostile_compute.py, on the wire). It knows the client side only through the pool and the
 messages.
@@ -44,6 +47,7 @@ from camelid.crypto.keys import PublicKey
 from camelid.node.config import ComputePolicy, Misbehaviour
 from camelid.node.jobs.claim_queue import ClaimQueue
 from camelid.node.jobs.common import (
+    DELIVERY_FEE,
     POLL,
     RELEASE_FEE,
     RELEASE_PATIENCE,
@@ -52,6 +56,7 @@ from camelid.node.jobs.common import (
     JobContext,
     TimedSpend,
     decode_directed,
+    delivery_margin,
     delivery_message,
     hex_id,
     testament_message,
@@ -89,7 +94,18 @@ class ComputeJob:
     stake_out: TxOut
     payment_txid: str | None = None  # the payment we delivered for
     payment: Transaction | None = None
-    released: list[OutPoint] = field(default_factory=list)  # our STAKE and PAYOUT, once back in the wallet
+    released: list[OutPoint] = field(default_factory=list)  # our STAKE (or DELIVERED) and PAYOUT, once back
+    delivery: Transaction | None = None  # the STAKE moved into its DELIVERED lock with our sealed output
+
+    @property
+    def delivered_out(self) -> OutPoint | None:
+        """Where our stake sits once delivered: output 0 of the delivery transaction."""
+        return None if self.delivery is None else OutPoint(self.delivery.hash, 0)
+
+    @property
+    def stake_back(self) -> bool:
+        """Whether the stake is back in the wallet, through the reclaim or the DELIVERED release."""
+        return self.stake in self.released or (self.delivered_out is not None and self.delivered_out in self.released)
 
 
 class JobComputer:
@@ -149,7 +165,7 @@ class JobComputer:
         for job_id, work in self.jobs.items():
             record = pool.get(job_id)
             in_play = record is not None and now < self._ctx.terms(record.params).refund_time + RELEASE_PATIENCE
-            total += work.stake_out.value if in_play and work.stake not in work.released else 0
+            total += work.stake_out.value if in_play and not work.stake_back else 0
         return total
 
     def start(self) -> None:
@@ -289,6 +305,12 @@ class JobComputer:
         if params.timelock > policy.max_timelock:
             return Decline(
                 "terms", f"its timelock {params.timelock} s is longer than our limit of {policy.max_timelock} s"
+            )
+        shortest = 2 * self._ctx.chain.params.dispute_window
+        if params.timelock < shortest:
+            return Decline(
+                "terms", f"its timelock {params.timelock} s is shorter than two dispute windows ({shortest} s): "
+                "its payment waits one out, and the delivery must be mined before the deadline"
             )
         return None
 
@@ -477,9 +499,14 @@ class JobComputer:
         work, record = self.jobs[job_id], self._ctx.pool.get(job_id)
         if record is None:
             return
-        if work.payment is not None and work.node_pubkey not in record.deliveries:
+        if work.payment is not None and work.delivery is None and work.node_pubkey not in record.deliveries:
             self._ctx.spawn(self._deliver_when_paid(record, work, work.payment), f"job-deliver-{hex_id(job_id)[:16]}")
-        if work.stake not in work.released:
+        if work.delivery is not None and not work.stake_back:  # the mempool is not kept over a restart
+            terms = self._ctx.terms(record.params)
+            publish = self._ctx.publish(work.delivery, terms.refund_time)
+            self._ctx.spawn(publish, f"job-publish-{work.delivery.txid()[:16]}")
+            self._release(job_id, work, OutPoint(work.delivery.hash, 0), work.delivery.outputs[0])
+        if not work.stake_back:
             self._release(job_id, work, work.stake, work.stake_out)
         if work.payment is not None and OutPoint(work.payment.hash, 0) not in work.released:
             self._release(job_id, work, OutPoint(work.payment.hash, 0), work.payment.outputs[0])
@@ -489,9 +516,11 @@ class JobComputer:
 
         With policy.payment_confirmations > 0 we wait for that many blocks over the payment, since a
         client can race a payment it sent us with another spend of the escrow that its own miner
-        mines; once the escrow is spent by anything else, we deliver nothing. We stop waiting shortly
-        before the client's non-delivery claim would open (a dispute window after the payment was
-        published, and not before D): from then on holding back would risk the stake.
+        mines; once the escrow is spent by anything else, we deliver nothing. We stop waiting a
+        delivery_margin before the last moment we may start a delivery (D less that margin, in median
+        time past): from then on holding back would risk the stake. Past that moment we deliver nothing:
+        the delivery might not be mined before D, and the output would be the client's along with the
+        stake.
         """
         ctx, job_id = self._ctx, record.job_id
         terms = ctx.terms(record.params)
@@ -501,14 +530,21 @@ class JobComputer:
             work.payment_txid, work.payment = None, None
             ctx.pool.on_change(job_id)
             return
+        deliver_by = terms.deliver_by(delivery_margin(terms.dispute_window))
         while time.time() < terms.refund_time + RELEASE_PATIENCE:
+            median_time_past = await ctx.chain.call(ctx.median_time_past)
+            if median_time_past >= deliver_by:
+                log.error("job %s: paid by %s too late to deliver on chain before the deadline %d (median time past "
+                          "%d); not delivering", hex_id(job_id), payment.txid(), terms.deadline, median_time_past)
+                return
             try:
-                self._deliver(record, work)
+                delivered = await self._deliver(record, work, terms)
             except WalletError as exc:
                 log.warning("job %s: delivery failed (%s); retrying", hex_id(job_id), exc.message)
                 await asyncio.sleep(1.0)
                 continue
-            log.info("job %s: paid by %s, output delivered", hex_id(job_id), payment.txid())
+            if delivered:
+                log.info("job %s: paid by %s, output delivered", hex_id(job_id), payment.txid())
             return
         log.error("job %s: gave up delivering for payment %s", hex_id(job_id), payment.txid())
 
@@ -525,32 +561,43 @@ class JobComputer:
             escrow = await ctx.locate(work.escrow.txid, work.escrow_script)
             if pooled is None and (escrow is None or escrow.spent_by is not None) and depth == 0:
                 return False  # the escrow is gone, and not to our payment
-            seen = record.payments.get(work.node_pubkey + work.commitment)
-            if seen is not None and seen.seen_at is not None:
-                guard = max(terms.deadline, seen.seen_at + terms.dispute_window) - terms.dispute_window / 2
-                if time.time() >= guard:
-                    return pooled is not None
+            margin = delivery_margin(terms.dispute_window)
+            if await ctx.chain.call(ctx.median_time_past) >= terms.deliver_by(margin) - margin:
+                return pooled is not None
             await asyncio.sleep(POLL)
         return False
 
-    def _deliver(self, record: JobRecord, work: ComputeJob) -> None:
-        """Flood our output, encrypted to the client and signed with our job key: the proof that we delivered."""
+    async def _deliver(self, record: JobRecord, work: ComputeJob, terms: JobTerms) -> bool:
+        """Put our output, encrypted to the client, on chain: the STAKE moved into its DELIVERED lock with the
+        sealed output, the proof that we delivered. Once our mempool took it, the same blob is flooded as a
+        signed jobdelivery, which reaches the client before a block does; a delivery the mempool refuses (it
+        would not be mined before D) is not sent at all."""
         ctx = self._ctx
+        wallet = ctx.require_wallets().get()
         plain = struct.pack(f"<{len(work.output_tokens)}I", *work.output_tokens)
         sealed = ecies.encrypt(PublicKey.from_bytes(record.params.client_pubkey), plain, aad=record.job_id)
+        staked = Spent(work.stake, work.stake_out)
+        tx = terms.delivery(staked, terms.stake_lock(work.node_pubkey, work.commitment), sealed, DELIVERY_FEE, wallet)
         digest = job_delivery_digest(record.job_id, ctx.node_id, work.stake.txid, sealed)
-        signature = ctx.require_wallets().get().sign_job_digest(work.node_pubkey, digest)
+        signature = wallet.sign_job_digest(work.node_pubkey, digest)
         delivery = DeliveryRecord(
             ctx.node_id, work.node_pubkey, sealed, signature, work.stake.txid, ctx.node_key.sign(digest)
         )
+        work.delivery = tx
+        ctx.pool.on_change(record.job_id)  # the journal keeps it: a restarted node submits it again
+        if not await ctx.publish(tx, terms.refund_time):
+            log.error("job %s: our delivery %s was refused; not delivering", hex_id(record.job_id), tx.txid())
+            return False
         ctx.pool.add_delivery(record.job_id, delivery)
         ctx.manager.broadcast(delivery_message(record.job_id, delivery))
+        self._release(record.job_id, work, OutPoint(tx.hash, 0), tx.outputs[0])
+        return True
 
     def _release(self, job_id: bytes, work: ComputeJob, outpoint: OutPoint, locked: TxOut) -> None:
         """Take our STAKE or PAYOUT into the wallet through its time-locked branch once the chain allows it.
 
         Before release_time nobody else can spend it but the client (a fraud proof, or on a STAKE the
-        non-delivery claim the mempool allows only for a paid job we did not deliver); then we stop.
+        non-delivery claim from D) and, on a STAKE, our own delivery; then we stop.
         """
         lock = match_job_lock(locked.script_pubkey)
         record = self._ctx.pool.get(job_id)

@@ -1,8 +1,8 @@
 """Every job contract and transaction, built from one terms object (whitepaper 2.4, docs/jobs-design.md).
 
-A job's scripts (ESCROW, STAKE, PAYOUT) and the transactions that move them (payment, refund, release,
-non-delivery claim, fraud-proof slash) all follow from the job's parameters, the network's dispute window
-and, once a node has committed, its key Pn and commitment C. `JobTerms` holds those and builds each of
+A job's scripts (ESCROW, STAKE, PAYOUT, DELIVERED) and the transactions that move them (payment, delivery,
+refund, release, non-delivery claim, fraud-proof slash) all follow from the job's parameters, the network's
+dispute window and, once a node has committed, its key Pn and commitment C. `JobTerms` holds those and builds each of
 them, so the client, the compute node and the tests cannot disagree on a field. Nothing here holds a key:
 each builder returns the unsigned transaction and signs its inputs through a `JobSigner` (the wallet).
 """
@@ -18,6 +18,7 @@ from camelid.core.jobscripts import (
     FraudProof,
     JobLock,
     claim_script_sig,
+    delivery_script_sig,
     escrow_script_sig,
     fraud_proof_script_sig,
     job_lock_script,
@@ -65,6 +66,11 @@ class JobTerms:
         """D: the node must deliver by then; the client's non-delivery claim opens."""
         return self.params.timestamp + self.params.timelock
 
+    def deliver_by(self, margin: int) -> int:
+        """The last median time past at which a node starts to deliver: D less `margin`, so that the delivery
+        is mined while the median time past is still before D (jobrules.check_delivery_deadline)."""
+        return self.deadline - margin
+
     @property
     def refund_time(self) -> int:
         """D + W: the client may refund an unpaid escrow, the node reclaim its stake."""
@@ -99,6 +105,14 @@ class JobTerms:
         outputs = (TxOut(escrow.out.value - fee, self.payout_script(node_pubkey, commitment, pay_time)),)
         return self._signed((escrow,), outputs, 0, self.params.client_pubkey, signer, lambda _: escrow_script_sig)
 
+    def delivery(self, stake: Spent, lock: JobLock, blob: bytes, fee: int, signer: JobSigner) -> Transaction:
+        """The node's move of its STAKE (`lock`) into the DELIVERED lock for the sealed output `blob`, signed with
+        Pn; valid only in a block whose median time past is before D. ValueError for a blob too large."""
+        outputs = (TxOut(stake.out.value - fee, job_lock_script(lock.delivered(blob))),)
+        return self._signed(
+            (stake,), outputs, 0, lock.node_pubkey, signer, lambda _: lambda sig: delivery_script_sig(sig, blob)
+        )
+
     def refund(self, escrow: Spent, pay_to: bytes, fee: int, signer: JobSigner) -> Transaction:
         """The client's refund of an escrow never paid, valid from the refund time."""
         outputs = (TxOut(escrow.out.value - fee, pay_to),)
@@ -107,14 +121,15 @@ class JobTerms:
         )
 
     def claim(self, stake: Spent, pay_to: bytes, fee: int, signer: JobSigner) -> Transaction:
-        """The client's non-delivery claim on a STAKE, valid by consensus from D (guarded by mempool policy)."""
+        """The client's non-delivery claim on a STAKE, valid by consensus from D unless the node's delivery was
+        mined before it (and refused by mempool policy for a job never paid)."""
         outputs = (TxOut(stake.out.value - fee, pay_to),)
         return self._signed(
             (stake,), outputs, self.deadline, self.params.client_pubkey, signer, lambda _: claim_script_sig
         )
 
     def release(self, locked: Spent, lock: JobLock, pay_to: bytes, fee: int, signer: JobSigner) -> Transaction:
-        """The node's spend of its STAKE or PAYOUT through the time-locked branch, from the lock's release time."""
+        """The node's spend of its STAKE, PAYOUT or DELIVERED through the time-locked branch, from its release time."""
         outputs = (TxOut(locked.out.value - fee, pay_to),)
         return self._signed(
             (locked,), outputs, lock.release_time, lock.node_pubkey, signer,

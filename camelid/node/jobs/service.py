@@ -53,6 +53,7 @@ from camelid.p2p.messages import (
 from camelid.p2p.schema import Message
 
 if TYPE_CHECKING:
+    from camelid.core.transaction import Transaction
     from camelid.node.bus import EventBus
     from camelid.node.chain_service import ChainService
     from camelid.node.compute_service import ComputeService
@@ -298,6 +299,7 @@ class JobService:
             # The job's transactions may be unconfirmed, and mempools are not exchanged on connect: offer them.
             txids = [record.escrow_txid, *(t.stake_txid for t in record.testaments.values())]
             txids += [payment.txid for payment in record.payments.values() if payment.seen_at is not None]
+            txids += list(record.delivery_txids.values())
             messages.append(Inv(tuple(InvItem(InvType.TX, txid) for txid in txids)))
             payloads = [message.to_payload() for message in messages]
             budget -= sum(len(payload) for payload in payloads)
@@ -316,6 +318,14 @@ class JobService:
             self.market.on_paid(paid, event.tx)
             log.info("job %s: payment %s seen", hex_id(event.tx.job_id), event.tx.txid())
         self._compute.on_published(event.tx)
+        await self._on_delivery_tx(event.tx)
+
+    async def _on_delivery_tx(self, tx: Transaction) -> None:
+        """A verified transaction (mempool or block) that may deliver a STAKE: a delivery read from the chain."""
+        delivery = self.pool.record_delivery_tx(tx)
+        if delivery is not None:
+            log.info("job %s: delivery %s seen", hex_id(tx.job_id), tx.txid())
+            await self._client.on_delivery(tx.job_id, delivery)
 
     async def _on_block_connected(self, event: BlockConnected) -> None:
         transactions = list(event.block.transactions)
@@ -324,4 +334,5 @@ class JobService:
         for tx in transactions[1:]:
             self._intake.on_transaction(tx)
             self._compute.on_published(tx)
+            await self._on_delivery_tx(tx)
         self._compute.on_block()

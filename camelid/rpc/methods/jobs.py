@@ -14,7 +14,7 @@ from typing import Any
 
 from camelid.chain.errors import TxRejected
 from camelid.compute.model_store import parse_model_id
-from camelid.core.job import MAX_TEMPERATURE_MILLI
+from camelid.core.job import MAX_JOB_TOKENS, MAX_TEMPERATURE_MILLI
 from camelid.node.job_outcome import stopped_waiting, wake_by
 from camelid.node.jobs import DEFAULT_TIMELOCK
 from camelid.rpc.context import RPCContext
@@ -74,7 +74,7 @@ def default_model(ctx: RPCContext) -> bytes:
 @METHODS.method(
     CATEGORY,
     Param("prompt", ("string",), "the prompt text"),
-    Param("max_tokens", ("number",), "most output tokens to generate (1..4096)", integer=True),
+    Param("max_tokens", ("number",), f"most output tokens to generate (1..{MAX_JOB_TOKENS})", integer=True),
     Param("model", ("string",), "model id; default: one this node or a peer serves", False, None),
     Param("seed", ("number",), "sampling seed", False, 0, integer=True),
     Param("temperature", ("number",), "sampling temperature, 0 for greedy (0..2, in thousandths)", False, 0),
