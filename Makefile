@@ -62,7 +62,7 @@ browser:
 		echo "chromium not installed: the status-page test will try again or skip"
 
 test: lint browser
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra --durations=25
 
 fuzz: $(STAMP)
 	CAMELID_FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -q tests/test_p2p_fuzz.py

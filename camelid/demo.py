@@ -311,6 +311,9 @@ def _exit_on_sigterm(signum: int, frame: object) -> NoReturn:
 
 def main() -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    # A shell without job control starts background commands with SIGINT ignored, and Python then keeps it
+    # ignored; the demo is stopped with Ctrl-C (and its test sends SIGINT), so it always takes it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.stdout.reconfigure(line_buffering=True)  # keep the steps in order with the progress lines on stderr
     try:
         run()
