@@ -111,6 +111,21 @@ def test_logits_at_follows_requested_positions(engine: Engine) -> None:
     assert np.allclose(some, every[[0, 5, len(tokens) - 1]], atol=1e-3)
 
 
+
+def test_map_logits_reduces_the_rows_logits_at_returns(engine: Engine) -> None:
+    tokens = engine.tokenize("each row is reduced where llama.cpp wrote it")
+    positions = [0, 3, len(tokens) - 1]
+    rows = engine.logits_at(tokens, positions)
+    seen: list[int] = []
+
+    def reduce(index: int, row: np.ndarray) -> tuple[float, int]:
+        seen.append(index)
+        return float(row.max()), int(np.argmax(row))
+
+    assert engine.map_logits(tokens, positions, reduce) == [(float(r.max()), int(np.argmax(r))) for r in rows]
+    assert seen == [0, 1, 2]
+    assert engine.map_logits(tokens, [], reduce) == []
+
 @pytest.mark.parametrize(
     "call, message",
     [

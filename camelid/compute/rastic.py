@@ -118,16 +118,22 @@ def position_gaps(
     seed: int = 0,
     temperature: float = 0.0,
 ) -> np.ndarray:
-    """Gap of the claimed token at each output index in `positions` (increasing), one prefill."""
+    """Gap of the claimed token at each output index in `positions` (increasing), one prefill.
+
+    Each gap is taken from the logits row where llama.cpp wrote it (Engine.map_logits): no row is copied.
+    """
     if not prompt_tokens:
         raise ValueError("prompt_tokens is empty")
     check_sampling_params(seed, temperature)
+    positions = list(positions)
     sequence = list(prompt_tokens) + list(output_tokens[:-1])
     first = len(prompt_tokens) - 1
-    logits = engine.logits_at(sequence, [first + j for j in positions])
-    return np.array(
-        [token_gap(row, output_tokens[j], seed, j, temperature) for row, j in zip(logits, positions, strict=True)]
-    )
+
+    def gap(index: int, row: np.ndarray) -> float:
+        j = positions[index]
+        return token_gap(row, output_tokens[j], seed, j, temperature)
+
+    return np.array(engine.map_logits(sequence, [first + j for j in positions], gap), dtype=np.float64)
 
 
 def verify(
