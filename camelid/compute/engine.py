@@ -115,6 +115,7 @@ class Engine:
         self.n_batch = n_batch
         self.slots = slots
         self._lock = threading.Lock()
+        self._kept: list[int] = []  # tokens whose cache the checking sequence (the last) holds, from position 0
 
         self.gpu_layers = gpu_layers
         model_params = llama_cpp.llama_model_default_params()
@@ -212,13 +213,24 @@ class Engine:
         return result
 
     def map_logits(
-        self, tokens: Sequence[int], positions: Sequence[int], reduce: Callable[[int, np.ndarray], R]
+        self,
+        tokens: Sequence[int],
+        positions: Sequence[int],
+        reduce: Callable[[int, np.ndarray], R],
+        reuse: bool = False,
     ) -> list[R]:
         """[reduce(i, logits after positions[i]) for each i], from one batched prefill, as logits_at.
 
         `reduce` reads each row where llama.cpp wrote it, before the next decode overwrites it: a check
         that keeps a number per position copies no row (1 MiB each on a 262k vocabulary) and holds no
         (positions x vocabulary) array. It must not keep the row it is given.
+
+        With `reuse`, the cache an earlier call left is kept up to where its tokens part from these (and
+        never past the first position, whose logits must be computed): a `prefill` of a job's prompt, done
+        while the job is generated elsewhere, spares the job's check that part. The kept keys and values are
+        those generation computes for the prompt (it too decodes the prompt alone), so the gaps differ from
+        a single prefill's by float rounding only (docs/rastic.md, "Prompt prefilled ahead"); but they then
+        depend on what ran before, so a check every node must repeat alike (a fraud proof's) never reuses.
         """
         self.check_tokens(tokens, "tokens")
         if not tokens or len(tokens) > self.n_ctx:
@@ -227,12 +239,40 @@ class Engine:
             raise ValueError("positions must be strictly increasing")
         if positions and not 0 <= positions[0] <= positions[-1] < len(tokens):
             raise ValueError(f"positions must lie in [0, {len(tokens)})")
+        tokens, positions = list(tokens), list(positions)
         with self._lock:
-            self._clear(self.slots)
-            try:
-                return self._forward(list(tokens), 0, list(positions), reduce)
-            finally:
+            kept = self._keep_prefix(tokens, positions[0] if positions else len(tokens)) if reuse else 0
+            if not kept:
                 self._clear(self.slots)
+            try:
+                results = self._forward(tokens[kept:], kept, [p - kept for p in positions], reduce)
+            except BaseException:
+                self._clear(self.slots)
+                raise
+            self._kept = tokens
+            return results
+
+    def prefill(self, tokens: Sequence[int]) -> None:
+        """Decode `tokens` into the checking sequence's cache ahead of a check that starts with them."""
+        self.map_logits(tokens, [], lambda _index, _row: None, reuse=True)
+
+    def _keep_prefix(self, tokens: list[int], limit: int) -> int:
+        """Cut the checking sequence's cache to the longest prefix it shares with `tokens`, at most `limit`
+        tokens; that length. The cached keys and values are those a prefill of the whole `tokens` computes
+        at those positions, so only float rounding can tell the two apart (docs/rastic.md)."""
+        if self._ctx is None:
+            raise ValueError("engine is closed")
+        kept = 0
+        for cached, token in zip(self._kept, tokens[:limit], strict=False):
+            if cached != token:
+                break
+            kept += 1
+        memory = llama_cpp.llama_get_memory(self._ctx)
+        if not llama_cpp.llama_memory_seq_rm(memory, self.slots, kept, -1):  # a cache that cannot cut a sequence
+            kept = 0
+            self._clear(self.slots)
+        self._kept = tokens[:kept]
+        return kept
 
     def check_tokens(self, tokens: Sequence[int], what: str) -> None:
         """ValueError naming `what` unless every entry is a token id of this model."""
@@ -256,6 +296,8 @@ class Engine:
         if self._ctx is None:
             raise ValueError("engine is closed")
         llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(self._ctx), seq, -1, -1)
+        if seq == self.slots:
+            self._kept = []
 
     def _forward(
         self, tokens: list[int], start: int, outputs: list[int], reduce: Callable[[int, np.ndarray], R]
