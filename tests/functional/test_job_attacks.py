@@ -22,7 +22,7 @@ from camelid.node.jobs.common import DELIVERY_FEE, RELEASE_FEE
 from camelid.node.jobs.contract import NON_FINAL
 
 from .framework import TestNode, wait_until
-from .hostile import HostileClient
+from .hostile import HostileClient, block_on_tip
 from .jobnet import funded_network, mine_until
 
 pytestmark = pytest.mark.slow
@@ -166,7 +166,7 @@ def test_a_client_that_mines_cannot_claim_the_stake_of_a_node_that_delivered(net
     client.send_payment(job, client.payment(job, testament))
     assert client.delivery(job, 30) is not None  # the client has what it paid for
     client.mine_until_median_time(job.terms.deadline)
-    block = client.own_block(client.claim(job, stake))
+    block = block_on_tip(client.miner, client.claim(job, stake))  # the client's own block
     assert compute.submitblock(block.to_bytes().hex()) == "bad-txns-inputs-missingorspent"
     assert client.miner.submitblock(block.to_bytes().hex()) == "bad-txns-inputs-missingorspent"
     stake_back = Decimal(stake.out.value - DELIVERY_FEE - RELEASE_FEE) / COIN

@@ -23,6 +23,7 @@ from camelid.crypto.keys import PrivateKey
 from camelid.node.jobs.common import RELEASE_FEE
 
 from .framework import wait_until
+from .hostile import block_on_tip
 from .hostile_compute import HostileComputeNode, SybilVerifier
 from .jobnet import funded_network, mine_until
 
@@ -40,8 +41,9 @@ def verdict_of(client, job: str) -> dict:
 @pytest.mark.parametrize("sealed_to", ["garbage", "another key"])
 def test_a_delivery_that_does_not_open_fails_the_job_and_shows_nothing(camelid_nodes, tmp_path, sealed_to):
     """The node staked and was paid, then delivered bytes the client cannot open. Bound until the fraud proof
-    for bad deliveries exists: the job fails and shows nothing, but the node's stake is not taken (its
-    delivery is on record, so the mempool refuses the non-delivery claim) and the reward is lost."""
+    for bad deliveries exists: the job fails and shows nothing, but the node's stake is not taken (the client
+    holds a delivery from it and does not claim; a cheater that put the same bytes on chain before D would keep
+    the stake out of the claim's reach in consensus) and the reward is lost."""
     model = write_tiny_model(tmp_path / "tiny.gguf")
     miner, (client,), mine_to = funded_network(camelid_nodes, [[f"--serve-model={model}", "--nocompute"]])
     cheater = HostileComputeNode(miner, mine_to, client, "127.0.0.21")
@@ -109,5 +111,38 @@ def test_a_paid_node_that_never_delivers_loses_its_stake_to_the_client(camelid_n
     mine_until(miner, mine_to, lambda: (miner.gettxout(info["slash_txid"], 0) or {}).get("confirmations", 0) > 0,
                "the claim mined")
     # The client paid the reward and took the stake (stake = reward): it is out only the claim's fee.
+    mine_until(miner, mine_to, lambda: client.getbalance() == escrowed + REWARD - RELEASE, "the stake in the wallet")
+    cheater.close()
+
+
+def test_a_bribed_miner_that_leaves_the_claim_out_only_delays_it(camelid_nodes, tmp_path):
+    """Paid, never delivered, and the node pays a miner to leave the client's claim out of its blocks. The claim
+    waits in the mempool through every bribed block and lands in the first honest one: the bound is one honest
+    block in [D, D + W), before the node's own reclaim opens (docs/jobs-design.md, issue 14's attack table)."""
+    model = write_tiny_model(tmp_path / "tiny.gguf")
+    miner, (client,), mine_to = funded_network(camelid_nodes, [[f"--serve-model={model}", "--nocompute"]])
+    cheater = HostileComputeNode(miner, mine_to, client, "127.0.0.25")
+    job = client.submitjob("The llama", 8, None, 0, 0, REWARD, 12)
+    escrowed = client.getbalance()
+    cheater.wait_payment(cheater.take(COIN))
+
+    def bribed_block() -> None:
+        assert miner.submitblock(block_on_tip(miner).to_bytes().hex()) is None
+
+    def claim_published() -> bool:
+        claim = client.getjob(job)["slash_txid"]
+        if claim is not None and claim in miner.getrawmempool():
+            return True
+        bribed_block()  # the chain moves past D on bribed blocks alone
+        return False
+
+    wait_until(claim_published, timeout=90, interval=0.5, what="the client's claim in the miner's mempool")
+    claim = client.getjob(job)["slash_txid"]
+    for _ in range(3):
+        bribed_block()
+    assert claim in miner.getrawmempool() and miner.gettxout(claim, 0) is not None  # published, not mined
+    assert client.getbalance() == escrowed
+    miner.generatetoaddress(1, mine_to)  # one honest block
+    wait_until(lambda: claim not in miner.getrawmempool(), timeout=30, what="the claim mined by the honest block")
     mine_until(miner, mine_to, lambda: client.getbalance() == escrowed + REWARD - RELEASE, "the stake in the wallet")
     cheater.close()
