@@ -269,7 +269,8 @@ def start_network(network: RegtestNetwork) -> tuple[RegtestNode, RegtestNode, Re
 def run_job(network: RegtestNetwork, client: RegtestNode) -> float:
     """Submit one paid job and wait for the client's verdict; its latency (created -> verified, node's clock)."""
     job = client.call("submitjob", "The llama", MAX_TOKENS, None, 0, 0, REWARD, TIMELOCK)
-    finished = lambda: client.call("getjob", job)["state"] in ("verified", "disputed", "slashed", "expired")  # noqa: E731
+    ended = {"verified", "settled", "disputed", "slashed", "expired"}  # settled can follow verified between two looks
+    finished = lambda: client.call("getjob", job)["state"] in ended  # noqa: E731
     until(network.nodes, finished, JOB_TIMEOUT, f"job {job[:16]} to be verified")
     history = {entry["state"]: entry["time"] for entry in client.call("getjob", job)["history"]}
     if "verified" not in history:
