@@ -338,11 +338,17 @@ CLAIM_TIMELOCK = 400
 """Room for a payment mined a block after the dispute window, and before D - W."""
 
 
-def test_a_claim_takes_the_stake_and_its_payout_from_the_deadline(tmp_path: Path) -> None:
-    world = JobWorld(tmp_path / "chain", STUB_CLAIM, timelock=CLAIM_TIMELOCK)
+def _paid_world(path: Path) -> tuple[JobWorld, Transaction]:
+    """A job whose payment is mined as soon as the dispute window allows, well before D - W."""
+    world = JobWorld(path, STUB_CLAIM, timelock=CLAIM_TIMELOCK)
     world.mine()
     payment = world.payment()
     world.connect(payment)
+    return world, payment
+
+
+def test_a_claim_takes_the_stake_and_its_payout_from_the_deadline(tmp_path: Path) -> None:
+    world, payment = _paid_world(tmp_path / "chain")
     world.mine_until(world.deadline)
     assert world.chain.median_time_past(world.chain.tip) > world.deadline
     paid = ((payment, 0),)
@@ -417,10 +423,7 @@ def test_any_payout_worth_the_stake_backs_a_claim(tmp_path: Path) -> None:
 
 
 def test_the_node_releases_its_payout_from_the_reclaim_time(tmp_path: Path) -> None:
-    world = JobWorld(tmp_path / "chain", STUB_CLAIM, timelock=CLAIM_TIMELOCK)
-    world.mine()
-    payment = world.payment()
-    world.connect(payment)
+    world, payment = _paid_world(tmp_path / "chain")
     world.mine_until(world.release_time)
     lock = match_job_lock(world.payout)
     assert lock is not None and lock.is_payout and lock.release_time == world.release_time

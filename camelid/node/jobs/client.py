@@ -178,18 +178,22 @@ class JobClient:
     def resume(self, job_id: bytes) -> None:
         """After a restart, pick up an open job of ours where it stood: paying, judging, claiming or refunding.
 
-        A payment we chose but had not signed is chosen again; a delivery already in the pool is judged
+        A payment we chose but had not signed is chosen again; one we signed is submitted again (the mempool
+        is not kept, and a claim needs it mined before D - W); a delivery already in the pool is judged
         (again, if the dispute it started had not reached the mempool); the deadline watcher starts over.
         """
-        client, record = self.jobs[job_id], self._ctx.pool.get(job_id)
-        if record is None or record not in self._ctx.pool.open_jobs():
+        ctx = self._ctx
+        client, record = self.jobs[job_id], ctx.pool.get(job_id)
+        if record is None or record not in ctx.pool.open_jobs():
             return
-        self._ctx.spawn(self._close_unfinished(job_id), f"job-close-{hex_id(job_id)[:16]}")
+        ctx.spawn(self._close_unfinished(job_id), f"job-close-{hex_id(job_id)[:16]}")
         if client.payment is None:
             client.testament = None
             for testament in record.testaments.values():
                 self.on_testament(job_id, testament)
             return
+        deadline = ctx.terms(record.params).deadline
+        ctx.spawn(ctx.publish(client.payment, deadline), f"job-publish-{client.payment.txid()[:16]}")
         if client.verdict is not None and (client.verdict.cause is not Cause.RASTIC or client.slash_txid is not None):
             return
         client.verdict = None
