@@ -61,8 +61,12 @@ browser:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || \
 		echo "chromium not installed: the status-page test will try again or skip"
 
+# The functional tests spend most of their time waiting on real processes (block times, deadlines), so two
+# workers overlap them; --dist loadfile keeps a file's module-scoped networks on one worker.
+TEST_WORKERS ?= 2
+
 test: lint browser
-	$(BIN)/python -m pytest -q -ra --durations=25
+	$(BIN)/python -m pytest -q -ra --durations=25 -n $(TEST_WORKERS) --dist loadfile
 
 fuzz: $(STAMP)
 	CAMELID_FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -q tests/test_p2p_fuzz.py

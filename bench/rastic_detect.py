@@ -1,14 +1,17 @@
 """Experiment 3: how often RASTiC catches each cheating strategy, in spot and full mode.
 
-Run: .venv/bin/python bench/rastic_detect.py [--model smollm2|PATH]   (default: the default model, gemma-3-270m)
+Run: .venv/bin/python bench/rastic_detect.py [--model smollm2|PATH] [--jobs N] [--max-threads N]
+(default: the default model, gemma-3-270m, 40 jobs per strategy).
 Every job asks for MAX_TOKENS tokens. For each strategy the verifier records the gap at every
 position of the cheat's output (one full prefill), which gives the full-mode verdict and, for spot
 mode, the exact detection probability over the verifier's random choice of positions; a real spot
-verification with a random nonce is also run per job as a cross-check.
+verification with a random nonce is also run per job as a cross-check. From the same gaps it prints
+what each strategy costs an honest client who pays before verifying, and what it earns the cheater.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 import random
 
@@ -37,8 +40,10 @@ from camelid.compute.rastic import (
     structural_failures,
     verify,
 )
+from camelid.node.jobs.common import STAKE_MULTIPLE
 
 N_JOBS = 40
+STAKE_MULTIPLES = sorted({1, 2, 3, STAKE_MULTIPLE})
 MAX_TOKENS = 64
 TEMPERATURE = 0.8
 SPOT_KS = (3, DEFAULT_SPOT_K)
@@ -76,7 +81,41 @@ def spot_detection_probability(failing: np.ndarray, k: int) -> float:
     return 1.0 - math.comb(interior - bad, k) / math.comb(interior, k)
 
 
-def build_jobs(gen: Engine, cheap: Engine, rng: random.Random) -> dict[str, list[tuple]]:
+def outcome_shares(
+    gaps_list: list[np.ndarray], identical: list[bool], k: int | None, full_on_failure: bool = False
+) -> dict[str, float]:
+    """Outcome shares of a strategy's jobs under full verification (k None) or spot with k interior draws (the
+    expected share over the verifier's draws). "good" passes and is identical to the honest output (the client
+    got what it paid for); "accepted" passes although it differs; "band" is rejected (a checked gap above
+    EPS_ACCEPT) but not slashable (no checked gap above EPS_SLASH); "slashed" has a checked gap above EPS_SLASH.
+    `full_on_failure`: a client that rejects in spot mode checks every position before it decides to slash."""
+
+    def caught(failing: np.ndarray) -> float:
+        return float(failing.any()) if k is None else spot_detection_probability(failing, k)
+
+    rejected = np.array([caught(g > EPS_ACCEPT) for g in gaps_list])
+    if full_on_failure:
+        slashed = rejected * np.array([float((g > EPS_SLASH).any()) for g in gaps_list])
+    else:
+        slashed = np.array([caught(g > EPS_SLASH) for g in gaps_list])
+    good = np.array(identical, dtype=float) * (1 - rejected)
+    return {"good": float(good.mean()), "accepted": float((1 - rejected - good).mean()),
+            "band": float((rejected - slashed).mean()), "slashed": float(slashed.mean())}
+
+
+def client_loss(shares: dict[str, float], multiple: int) -> float:
+    """Expected loss per job, in rewards R, of a client that pays R before it verifies: an accepted wrong output
+    or a band output costs R; a slash returns the payout and pays the stake (multiple x R) to it."""
+    return shares["accepted"] + shares["band"] - multiple * shares["slashed"]
+
+
+def break_even_saving(shares: dict[str, float], multiple: int) -> float:
+    """The share of R the strategy must save in compute to beat honest work. The cheater is paid R unless
+    slashed, when it loses the payout and the stake: R - E[take] = (1 + multiple) x P(slashed)."""
+    return (1 + multiple) * shares["slashed"]
+
+
+def build_jobs(gen: Engine, cheap: Engine, rng: random.Random, n_jobs: int) -> dict[str, list[tuple]]:
     """strategy -> [(prompt, claimed output, seed, temperature, honest output)]."""
     end_tokens = {t for t in range(gen.n_vocab) if gen.is_end(t)}
     strategies: dict[str, list[tuple]] = {
@@ -92,8 +131,8 @@ def build_jobs(gen: Engine, cheap: Engine, rng: random.Random) -> dict[str, list
             "other seed, T=0.8",
         )
     }
-    for i, text in enumerate(bench_prompts(N_JOBS)):
-        progress(f"building job {i + 1}/{N_JOBS}")
+    for i, text in enumerate(bench_prompts(n_jobs)):
+        progress(f"building job {i + 1}/{n_jobs}")
         prompt = gen.tokenize(text)
         honest = gen.generate(prompt, MAX_TOKENS)
         random_output = []
@@ -122,12 +161,47 @@ def build_jobs(gen: Engine, cheap: Engine, rng: random.Random) -> dict[str, list
     return strategies
 
 
+def print_losses(strategies: dict[str, list[tuple]], job_gaps: dict[str, list[np.ndarray]]) -> None:
+    """Experiment 3's gaps turned into money: who loses what per job under each stake multiple."""
+    print(f"\nexpected loss of an honest client per job, in rewards R (client pays R before verifying; current "
+          f"STAKE_MULTIPLE = {STAKE_MULTIPLE}; negative: the client gains), and the compute a strategy must save,"
+          " in R, to beat honest work (above 1 it never pays):")
+    rows = []
+    modes = (
+        ("full", None, False),
+        (f"spot k={DEFAULT_SPOT_K}", DEFAULT_SPOT_K, False),
+        (f"spot k={DEFAULT_SPOT_K}, full on failure", DEFAULT_SPOT_K, True),
+    )
+    for mode, k, full_on_failure in modes:
+        for name, jobs in strategies.items():
+            identical = [output == honest for _, output, _, _, honest in jobs]
+            shares = outcome_shares(job_gaps[name], identical, k, full_on_failure)
+            rows.append(
+                [mode, name]
+                + [f"{shares[key]:.1%}" for key in ("good", "accepted", "band", "slashed")]
+                + [f"{client_loss(shares, m):+.3f}" for m in STAKE_MULTIPLES]
+                + [f"{break_even_saving(shares, m):.2f}" for m in STAKE_MULTIPLES]
+            )
+    print(
+        markdown_table(
+            ["verify", "strategy", "accepted, identical", "accepted, differs"]
+            + [f"band ({EPS_ACCEPT}, {EPS_SLASH}]", "slashable"]
+            + [f"client loss m={m}" for m in STAKE_MULTIPLES]
+            + [f"cheater break-even saving m={m}" for m in STAKE_MULTIPLES],
+            rows,
+        )
+    )
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=N_JOBS, help="jobs per strategy (default %(default)s)")
+    n_jobs = parser.parse_known_args()[0].jobs
     rng = random.Random(2024)
     gen = engine(**GENERATOR_CONFIG)
     cheap = engine(cheap_model_path(), **GENERATOR_CONFIG)
     verifier = engine(**VERIFIER_CONFIG)
-    strategies = build_jobs(gen, cheap, rng)
+    strategies = build_jobs(gen, cheap, rng, n_jobs)
 
     rows, per_position, job_gaps = [], {}, {}
     for name, jobs in strategies.items():
@@ -166,7 +240,7 @@ def main() -> None:
         )
     progress("")
     print(f"model {gen.model_id.hex()}  cheap model {cheap.model_id.hex()}")
-    print(f"{N_JOBS} jobs per strategy, max_tokens={MAX_TOKENS}, eps_accept={EPS_ACCEPT}, eps_slash={EPS_SLASH}\n")
+    print(f"{n_jobs} jobs per strategy, max_tokens={MAX_TOKENS}, eps_accept={EPS_ACCEPT}, eps_slash={EPS_SLASH}\n")
     header = (
         ["strategy", "jobs", "output tokens", "identical to honest"]
         + [f"spot k={k}: expected (seen)" for k in SPOT_KS]
@@ -193,6 +267,8 @@ def main() -> None:
             grid_rows,
         )
     )
+
+    print_losses(strategies, job_gaps)
 
     print(f"\nwhitepaper 2.5.4: three matching random GPT-2 tokens, 1/50257^3 = {WHITEPAPER_MISS:.3g}")
     count_rows = []

@@ -111,6 +111,49 @@ def test_logits_at_follows_requested_positions(engine: Engine) -> None:
     assert np.allclose(some, every[[0, 5, len(tokens) - 1]], atol=1e-3)
 
 
+
+def test_map_logits_reduces_the_rows_logits_at_returns(engine: Engine) -> None:
+    tokens = engine.tokenize("each row is reduced where llama.cpp wrote it")
+    positions = [0, 3, len(tokens) - 1]
+    rows = engine.logits_at(tokens, positions)
+    seen: list[int] = []
+
+    def reduce(index: int, row: np.ndarray) -> tuple[float, int]:
+        seen.append(index)
+        return float(row.max()), int(np.argmax(row))
+
+    assert engine.map_logits(tokens, positions, reduce) == [(float(r.max()), int(np.argmax(r))) for r in rows]
+    assert seen == [0, 1, 2]
+    assert engine.map_logits(tokens, [], reduce) == []
+
+
+def gaps_of(engine: Engine, tokens: list[int], positions: list[int], reuse: bool) -> list[float]:
+    return engine.map_logits(tokens, positions, lambda _i, row: float(row.max() - row[7]), reuse=reuse)
+
+
+def test_a_check_without_reuse_is_the_same_whatever_ran_before(engine: Engine) -> None:
+    tokens = engine.tokenize("a fraud proof is judged alike on every node")
+    positions = list(range(3, len(tokens)))
+    alone = gaps_of(engine, tokens, positions, reuse=False)
+    for before in (tokens[:4], tokens, engine.tokenize("something else entirely")):
+        engine.prefill(before)
+        assert gaps_of(engine, tokens, positions, reuse=False) == alone
+
+
+def test_a_prefilled_prompt_is_reused_up_to_where_the_tokens_part(engine: Engine) -> None:
+    prompt = engine.tokenize("the prompt is decoded while the job runs elsewhere")
+    sequence = prompt + engine.generate(prompt, 8)[:-1]
+    positions = list(range(len(prompt) - 1, len(sequence)))
+    fresh = gaps_of(engine, sequence, positions, reuse=False)
+    for cached in (prompt, prompt[:3], prompt[:3] + [9, 9, 9], [9] + prompt[1:], sequence):
+        engine.prefill(cached)
+        assert np.allclose(gaps_of(engine, sequence, positions, reuse=True), fresh, atol=1e-3)
+    engine.prefill(prompt)
+    assert gaps_of(engine, sequence, [0, len(sequence) - 1], reuse=True) == pytest.approx(
+        gaps_of(engine, sequence, [0, len(sequence) - 1], reuse=False), abs=1e-3
+    )  # logits wanted inside the cached part: those positions are decoded again
+
+
 @pytest.mark.parametrize(
     "call, message",
     [

@@ -39,6 +39,9 @@ async def test_worker_answers_as_the_engine_does(model_path: Path) -> None:
             assert await worker.detokenize(expected) == engine.detokenize(expected)
         verdict = await worker.verify(prompt, expected, 16, 3, 0.7)
         assert verdict.ok and verdict.checked == tuple(range(len(expected)))
+        await worker.prefill(prompt)  # what a client does while its job is generated elsewhere
+        verdict = await worker.verify(prompt, expected, 16, 3, 0.7)
+        assert verdict.ok and verdict.checked == tuple(range(len(expected)))
         assert worker.info["model_id"] == model_id_of_file(model_path)
         assert "AVX2 = 1" in worker.info["system_info"]
     finally:

@@ -11,16 +11,18 @@ import ctypes
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import llama_cpp
 import numpy as np
 
 from camelid.compute.model_id import manifest_of_file
 from camelid.compute.sampling import check_sampling_params, choose_token
+
+R = TypeVar("R")
 
 # Logits rows per llama_decode: at 1 MiB a row (262k vocabulary) this bounds the logits buffer
 # to 64 MiB while still amortising the output projection over many rows.
@@ -113,6 +115,7 @@ class Engine:
         self.n_batch = n_batch
         self.slots = slots
         self._lock = threading.Lock()
+        self._kept: list[int] = []  # tokens whose cache the checking sequence (the last) holds, from position 0
 
         self.gpu_layers = gpu_layers
         model_params = llama_cpp.llama_model_default_params()
@@ -201,6 +204,34 @@ class Engine:
         Returns an array of shape (len(positions), n_vocab) in the order of `positions`
         (which must be increasing); logits are computed at those positions only.
         """
+        result = np.empty((len(positions), self.n_vocab), dtype=np.float32)
+
+        def store(index: int, row: np.ndarray) -> None:
+            result[index] = row
+
+        self.map_logits(tokens, positions, store)
+        return result
+
+    def map_logits(
+        self,
+        tokens: Sequence[int],
+        positions: Sequence[int],
+        reduce: Callable[[int, np.ndarray], R],
+        reuse: bool = False,
+    ) -> list[R]:
+        """[reduce(i, logits after positions[i]) for each i], from one batched prefill, as logits_at.
+
+        `reduce` reads each row where llama.cpp wrote it, before the next decode overwrites it: a check
+        that keeps a number per position copies no row (1 MiB each on a 262k vocabulary) and holds no
+        (positions x vocabulary) array. It must not keep the row it is given.
+
+        With `reuse`, the cache an earlier call left is kept up to where its tokens part from these (and
+        never past the first position, whose logits must be computed): a `prefill` of a job's prompt, done
+        while the job is generated elsewhere, spares the job's check that part. The kept keys and values are
+        those generation computes for the prompt (it too decodes the prompt alone), so the gaps differ from
+        a single prefill's by float rounding only (docs/rastic.md, "Prompt prefilled ahead"); but they then
+        depend on what ran before, so a check every node must repeat alike (a fraud proof's) never reuses.
+        """
         self.check_tokens(tokens, "tokens")
         if not tokens or len(tokens) > self.n_ctx:
             raise ValueError(f"need 1 to {self.n_ctx} tokens, got {len(tokens)}")
@@ -208,12 +239,40 @@ class Engine:
             raise ValueError("positions must be strictly increasing")
         if positions and not 0 <= positions[0] <= positions[-1] < len(tokens):
             raise ValueError(f"positions must lie in [0, {len(tokens)})")
+        tokens, positions = list(tokens), list(positions)
         with self._lock:
-            self._clear(self.slots)
-            try:
-                return self._forward(list(tokens), 0, list(positions))
-            finally:
+            kept = self._keep_prefix(tokens, positions[0] if positions else len(tokens)) if reuse else 0
+            if not kept:
                 self._clear(self.slots)
+            try:
+                results = self._forward(tokens[kept:], kept, [p - kept for p in positions], reduce)
+            except BaseException:
+                self._clear(self.slots)
+                raise
+            self._kept = tokens
+            return results
+
+    def prefill(self, tokens: Sequence[int]) -> None:
+        """Decode `tokens` into the checking sequence's cache ahead of a check that starts with them."""
+        self.map_logits(tokens, [], lambda _index, _row: None, reuse=True)
+
+    def _keep_prefix(self, tokens: list[int], limit: int) -> int:
+        """Cut the checking sequence's cache to the longest prefix it shares with `tokens`, at most `limit`
+        tokens; that length. The cached keys and values are those a prefill of the whole `tokens` computes
+        at those positions, so only float rounding can tell the two apart (docs/rastic.md)."""
+        if self._ctx is None:
+            raise ValueError("engine is closed")
+        kept = 0
+        for cached, token in zip(self._kept, tokens[:limit], strict=False):
+            if cached != token:
+                break
+            kept += 1
+        memory = llama_cpp.llama_get_memory(self._ctx)
+        if not llama_cpp.llama_memory_seq_rm(memory, self.slots, kept, -1):  # a cache that cannot cut a sequence
+            kept = 0
+            self._clear(self.slots)
+        self._kept = tokens[:kept]
+        return kept
 
     def check_tokens(self, tokens: Sequence[int], what: str) -> None:
         """ValueError naming `what` unless every entry is a token id of this model."""
@@ -237,23 +296,28 @@ class Engine:
         if self._ctx is None:
             raise ValueError("engine is closed")
         llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(self._ctx), seq, -1, -1)
+        if seq == self.slots:
+            self._kept = []
 
-    def _forward(self, tokens: list[int], start: int, outputs: list[int]) -> np.ndarray:
-        """Decode `tokens` in logits_at's sequence at positions start..; the logits rows for indices in `outputs`."""
+    def _forward(
+        self, tokens: list[int], start: int, outputs: list[int], reduce: Callable[[int, np.ndarray], R]
+    ) -> list[R]:
+        """Decode `tokens` in logits_at's sequence at positions start..; `reduce` of the rows for `outputs`."""
         seq = self.slots
         entries = [(seq, token, start + index) for index, token in enumerate(tokens)]
-        return self._forward_entries(entries, {(seq, start + index) for index in outputs})
+        return self._forward_entries(entries, {(seq, start + index) for index in outputs}, reduce)
 
-    def _forward_entries(self, entries: list[tuple[int, int, int]], wanted: set[tuple[int, int]]) -> np.ndarray:
-        """Decode (sequence, token, position) entries in order; the logits rows of the `wanted` (sequence,
-        position) pairs, in entry order.
+    def _forward_entries(
+        self, entries: list[tuple[int, int, int]], wanted: set[tuple[int, int]], reduce: Callable[[int, np.ndarray], R]
+    ) -> list[R]:
+        """Decode (sequence, token, position) entries in order; reduce(i, row) of the logits row of the i-th
+        `wanted` (sequence, position) pair, in entry order.
 
         Each llama_decode gets at most n_batch tokens and OUTPUTS_PER_DECODE logits rows: long batches make
         the prefill fast, and the row cap bounds llama.cpp's logits buffer (1 MiB per row with a 262k
-        vocabulary). Rows are copied out after each decode, which overwrites them.
+        vocabulary). Each row is reduced in place after its decode, before the next one overwrites it.
         """
-        result = np.empty((len(wanted), self.n_vocab), dtype=np.float32)
-        row = 0
+        results: list[R] = []
         chunk_start = 0
         while chunk_start < len(entries):
             flagged: list[int] = []
@@ -273,10 +337,9 @@ class Engine:
                 raise RuntimeError(f"llama_decode failed with status {status}")
             for i in flagged:
                 ptr = llama_cpp.llama_get_logits_ith(self._ctx, i)
-                result[row] = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
-                row += 1
+                results.append(reduce(len(results), np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))))
             chunk_start += size
-        return result
+        return results
 
     def _put(self, slot: int, token: int, pos: int, want_logits: bool, seq: int = 0) -> None:
         batch = self._batch
@@ -355,12 +418,15 @@ class Generations:
             wanted.append((slot, position))
         if not entries:
             return []
+        def choose(index: int, logits: np.ndarray) -> int:
+            job = self._running[wanted[index][0]]
+            return choose_token(logits, job.seed, len(job.output), job.temperature)
+
         with self.engine._lock:
-            rows = self.engine._forward_entries(entries, set(wanted))
+            tokens = self.engine._forward_entries(entries, set(wanted), choose)
         finished = []
-        for (slot, _), logits in zip(wanted, rows, strict=True):
+        for (slot, _), token in zip(wanted, tokens, strict=True):
             job = self._running[slot]
-            token = choose_token(logits, job.seed, len(job.output), job.temperature)
             job.output.append(token)
             if self.engine.is_end(token) or len(job.output) == job.max_tokens:
                 finished.append((job.key, job.output))

@@ -117,17 +117,25 @@ def position_gaps(
     positions: Sequence[int],
     seed: int = 0,
     temperature: float = 0.0,
+    reuse: bool = False,
 ) -> np.ndarray:
-    """Gap of the claimed token at each output index in `positions` (increasing), one prefill."""
+    """Gap of the claimed token at each output index in `positions` (increasing), one prefill.
+
+    Each gap is taken from the logits row where llama.cpp wrote it (Engine.map_logits): no row is copied.
+    `reuse`: start from the prompt's cache if a `prefill` left it (Engine.map_logits says when that is fit).
+    """
     if not prompt_tokens:
         raise ValueError("prompt_tokens is empty")
     check_sampling_params(seed, temperature)
+    positions = list(positions)
     sequence = list(prompt_tokens) + list(output_tokens[:-1])
     first = len(prompt_tokens) - 1
-    logits = engine.logits_at(sequence, [first + j for j in positions])
-    return np.array(
-        [token_gap(row, output_tokens[j], seed, j, temperature) for row, j in zip(logits, positions, strict=True)]
-    )
+
+    def gap(index: int, row: np.ndarray) -> float:
+        j = positions[index]
+        return token_gap(row, output_tokens[j], seed, j, temperature)
+
+    return np.array(engine.map_logits(sequence, [first + j for j in positions], gap, reuse), dtype=np.float64)
 
 
 def verify(
@@ -142,7 +150,9 @@ def verify(
     nonce: bytes = b"",
     eps_accept: float = EPS_ACCEPT,
 ) -> Verdict:
-    """Check that `output_tokens` is what `engine`'s model produces for the job, within eps_accept."""
+    """Check that `output_tokens` is what `engine`'s model produces for the job, within eps_accept.
+
+    A client's own check: it starts from the prompt's cache when a `prefill` of it is still there."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if not isinstance(max_tokens, int) or max_tokens < 1:
@@ -161,7 +171,7 @@ def verify(
             engine.model_id, prompt_tokens, output_tokens, max_tokens, seed, temperature
         )
         positions = spot_positions(commitment, nonce, len(output_tokens), k)
-    gaps = position_gaps(engine, prompt_tokens, output_tokens, positions, seed, temperature)
+    gaps = position_gaps(engine, prompt_tokens, output_tokens, positions, seed, temperature, reuse=True)
     failures = tuple(
         Failure(j, output_tokens[j], float(gap), MISMATCH)
         for j, gap in zip(positions, gaps, strict=True)

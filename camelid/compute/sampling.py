@@ -29,12 +29,26 @@ def check_sampling_params(seed: int, temperature: float) -> None:
 
 
 def gumbel_noise(seed: int, index: int, n_vocab: int) -> np.ndarray:
-    """Standard Gumbel noise for every vocabulary entry at output index `index`."""
+    """Standard Gumbel noise for every vocabulary entry at output index `index`.
+
+    Computed in place in one buffer: fresh 2 MB temporaries per step (each a new mmap, page-faulted in)
+    cost about as much as the arithmetic. The values are those of the plain expression
+    -log(-log(((bits >> 11) + 0.5) * 2**-53)), bit for bit: the shift, the conversion of a 53-bit
+    integer, the + 0.5 and the power-of-two scaling are exact, and each log is numpy's, element-wise.
+    """
     key = sha256(_NOISE_DOMAIN + seed.to_bytes(8, "little") + index.to_bytes(8, "little"))
     bits = np.random.Philox(key=np.frombuffer(key[:16], dtype="<u8")).random_raw(n_vocab)
+    np.right_shift(bits, np.uint64(11), out=bits)
     # 53 random bits, centred in their interval, give a uniform strictly inside (0, 1).
-    uniform = ((bits >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
-    return -np.log(-np.log(uniform))
+    noise = bits.view(np.float64)  # reuse the buffer: each value is read before it is overwritten
+    np.copyto(noise, bits, casting="unsafe")
+    noise += 0.5
+    noise *= 2.0**-53
+    np.log(noise, out=noise)
+    np.negative(noise, out=noise)
+    np.log(noise, out=noise)
+    np.negative(noise, out=noise)
+    return noise
 
 
 def scores(logits: np.ndarray, seed: int, index: int, temperature: float) -> np.ndarray:
@@ -43,18 +57,24 @@ def scores(logits: np.ndarray, seed: int, index: int, temperature: float) -> np.
     argmax(logit + T*g) equals argmax(logit/T + g), the usual Gumbel-max form, but keeping
     the logit scale makes a gap mean the same thing at every temperature.
     """
-    values = logits.astype(np.float64)
-    if temperature > 0:
-        values += temperature * gumbel_noise(seed, index, logits.shape[-1])
+    if temperature == 0:
+        return logits.astype(np.float64)
+    values = gumbel_noise(seed, index, logits.shape[-1])
+    values *= temperature
+    values += logits  # float32 logits widen exactly: logit + T * g, as before
     return values
 
 
 def choose_token(logits: np.ndarray, seed: int, index: int, temperature: float) -> int:
     """The token generation emits at output index `index`."""
+    if temperature == 0:  # widening to float64 changes no order: argmax of the float32 row, first of ties
+        return int(np.argmax(logits))
     return int(np.argmax(scores(logits, seed, index, temperature)))
 
 
 def token_gap(logits: np.ndarray, claimed: int, seed: int, index: int, temperature: float) -> float:
     """How far `claimed` falls short of the chosen token, in logits: 0 when it is the choice."""
+    if temperature == 0:  # float32 max is exact; the difference is taken in float64, as scores() would
+        return float(logits.max()) - float(logits[claimed])
     values = scores(logits, seed, index, temperature)
     return float(values.max() - values[claimed])

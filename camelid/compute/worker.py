@@ -56,6 +56,7 @@ def _operations(engine: Engine) -> dict[str, Callable[..., Any]]:
     return {
         "tokenize": lambda text: engine.tokenize(text),
         "detokenize": lambda tokens: engine.detokenize(tokens),
+        "prefill": lambda tokens: engine.prefill(tokens),
         "verify": lambda **args: verdict_to_wire(verify(engine, **args)),
         "check_request": lambda request: [
             r.to_dict() for r in check_request(engine, VerificationRequest.from_dict(request))

@@ -226,6 +226,10 @@ class EngineWorker:
     async def detokenize(self, tokens: Sequence[int]) -> str:
         return str(await self.call("detokenize", tokens=list(tokens)))
 
+    async def prefill(self, tokens: Sequence[int]) -> None:
+        """Decode `tokens` into the checking sequence ahead of a `verify` whose prompt they are (Engine.prefill)."""
+        await self.call("prefill", tokens=list(tokens))
+
     async def generate(self, prompt_tokens: Sequence[int], max_tokens: int, seed: int, temperature: float) -> list[int]:
         """One job's output; concurrent generations run batched in the worker, up to its slots at once."""
         return list(

@@ -352,25 +352,6 @@ class HostileClient:
 
         wait_until(passed, timeout=timeout, interval=0.5, what=f"the median time past beyond {when}")
 
-    def own_block(self, *txs: Transaction) -> Block:
-        """A block of the client's own on the miner's tip holding exactly `txs`, whatever any mempool's policy
-        says: what a client that mines, or pays a miner, can publish."""
-        tip = self.miner.getblockheader(self.miner.getbestblockhash())
-        height = tip["height"] + 1
-        coinbase = make_coinbase(height, 0, p2pkh_script(bytes(20)), block_subsidy(height))
-        transactions = (coinbase, *txs)
-        header = BlockHeader(
-            BLOCK_VERSION,
-            bytes.fromhex(tip["hash"])[::-1],
-            merkle_root([tx.hash for tx in transactions]),
-            max(int(time.time()), tip["mediantime"] + 1),
-            int(tip["bits"], 16),
-            0,
-        )
-        while not header.check_pow(REGTEST.pow_limit):
-            header = header.with_nonce(header.nonce + 1)
-        return Block(header, transactions)
-
     def admit(self, tx: Transaction, mine: bool = False, timeout: float = 60) -> None:
         """Get `tx` into the miner's mempool the moment the rules allow, mining blocks until they do (the
         dispute window waits for the median time past), and with `mine` into a block: what a client with
@@ -390,3 +371,23 @@ class HostileClient:
         wait_until(admitted, timeout=timeout, interval=0.2, what="the miner to admit the client's transaction")
         if mine:
             self.miner.generatetoaddress(1, self.mine_to)
+
+
+def block_on_tip(miner: TestNode, *txs: Transaction) -> Block:
+    """A block on `miner`'s tip holding exactly `txs` (none: an empty block), built and solved here rather than
+    by the miner's template: what a miner that leaves chosen transactions out, for a bribe, publishes."""
+    tip = miner.getblockheader(miner.getbestblockhash())
+    height = tip["height"] + 1
+    coinbase = make_coinbase(height, 0, p2pkh_script(bytes(20)), block_subsidy(height))
+    transactions = (coinbase, *txs)
+    header = BlockHeader(
+        BLOCK_VERSION,
+        bytes.fromhex(tip["hash"])[::-1],
+        merkle_root([tx.hash for tx in transactions]),
+        max(int(time.time()), tip["mediantime"] + 1),
+        int(tip["bits"], 16),
+        0,
+    )
+    while not header.check_pow(REGTEST.pow_limit):
+        header = header.with_nonce(header.nonce + 1)
+    return Block(header, transactions)

@@ -22,7 +22,7 @@ from camelid.node.jobs.common import DELIVERY_FEE, RELEASE_FEE
 from camelid.node.jobs.contract import NON_FINAL, Spent
 
 from .framework import TestNode, wait_until
-from .hostile import HostileClient
+from .hostile import HostileClient, block_on_tip
 from .jobnet import funded_network, mine_until
 
 pytestmark = pytest.mark.slow
@@ -168,10 +168,10 @@ def test_a_client_that_mines_cannot_claim_the_stake_of_a_node_that_delivered(net
     client.send_payment(job, payment)
     assert client.delivery(job, 30) is not None  # the client has what it paid for
     client.mine_until_median_time(job.terms.deadline)
-    block = client.own_block(client.claim(job, stake, payout))
+    block = block_on_tip(client.miner, client.claim(job, stake, payout))  # the client's own block
     assert compute.submitblock(block.to_bytes().hex()) == "bad-txns-inputs-missingorspent"
     assert client.miner.submitblock(block.to_bytes().hex()) == "bad-txns-inputs-missingorspent"
-    block = client.own_block(client.claim(job, payout))  # the payment back alone: the node delivered
+    block = block_on_tip(client.miner, client.claim(job, payout))  # the payment back alone: the node delivered
     assert compute.submitblock(block.to_bytes().hex()) == "bad-job-claim"
     stake_back = Decimal(stake.out.value - DELIVERY_FEE - RELEASE_FEE) / COIN
     reward = Decimal(job.escrow.out.value - PAYMENT_FEE - RELEASE_FEE) / COIN
@@ -193,7 +193,7 @@ def test_a_client_that_never_pays_cannot_take_the_stake_by_mining_its_claim(netw
     stake = client.stake(job, testament)
     staked = compute.getbalance()
     client.mine_until_median_time(job.terms.deadline)
-    block = client.own_block(client.claim(job, stake))
+    block = block_on_tip(client.miner, client.claim(job, stake))
     assert compute.submitblock(block.to_bytes().hex()) == "bad-job-claim"
     assert client.miner.submitblock(block.to_bytes().hex()) == "bad-job-claim"
     stake_back = Decimal(stake.out.value - RELEASE_FEE) / COIN

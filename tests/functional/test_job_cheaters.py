@@ -19,11 +19,14 @@ from tiny_model import write_tiny_model
 from camelid.compute.engine import Engine
 from camelid.compute.tamper import tamper_output
 from camelid.core.consensus import COIN
+from camelid.core.transaction import Transaction
 from camelid.crypto.keys import PrivateKey
 from camelid.node.jobs.client import PAYMENT_FEE
 from camelid.node.jobs.common import RELEASE_FEE
+from camelid.p2p.messages import JobPayment
 
 from .framework import wait_until
+from .hostile import block_on_tip
 from .hostile_compute import HostileComputeNode, SybilVerifier
 from .jobnet import funded_network, mine_until
 
@@ -42,8 +45,9 @@ def verdict_of(client, job: str) -> dict:
 @pytest.mark.parametrize("sealed_to", ["garbage", "another key"])
 def test_a_delivery_that_does_not_open_fails_the_job_and_shows_nothing(camelid_nodes, tmp_path, sealed_to):
     """The node staked and was paid, then delivered bytes the client cannot open. Bound until the fraud proof
-    for bad deliveries exists: the job fails and shows nothing, but the node's stake is not taken (its
-    delivery is on record, so the mempool refuses the non-delivery claim) and the reward is lost."""
+    for bad deliveries exists: the job fails and shows nothing, but the node's stake is not taken (the client
+    holds a delivery from it and does not claim; a cheater that put the same bytes on chain before D would keep
+    the stake out of the claim's reach in consensus) and the reward is lost."""
     model = write_tiny_model(tmp_path / "tiny.gguf")
     miner, (client,), mine_to = funded_network(camelid_nodes, [[f"--serve-model={model}", "--nocompute"]])
     cheater = HostileComputeNode(miner, mine_to, client, "127.0.0.21")
@@ -115,5 +119,44 @@ def test_a_paid_node_that_never_delivers_loses_its_stake_to_the_client(camelid_n
     # The client took back its payment with the stake (stake = reward): it is out only the payment's fee and the
     # claim's.
     back = escrowed + 2 * REWARD - PAYMENT - RELEASE
+    mine_until(miner, mine_to, lambda: client.getbalance() == back, "the stake and the payment in the wallet")
+    cheater.close()
+
+
+def test_a_bribed_miner_that_leaves_the_claim_out_only_delays_it(camelid_nodes, tmp_path):
+    """Paid, never delivered, and the node pays a miner to leave the client's claim out of its blocks. The claim
+    waits in the mempool through every bribed block and lands in the first honest one: the bound is one honest
+    block in [D, D + W), before the node's own reclaim opens (docs/jobs-design.md, issue 14's attack table).
+    The payment is mined by honest blocks first: a claim needs it mined before D - W (one honest block in
+    [t0 + W, D - W) is the same kind of bound for a bribe that leaves the payment out)."""
+    model = write_tiny_model(tmp_path / "tiny.gguf")
+    miner, (client,), mine_to = funded_network(camelid_nodes, [[f"--serve-model={model}", "--nocompute"]])
+    cheater = HostileComputeNode(miner, mine_to, client, "127.0.0.25")
+    job = client.submitjob("The llama", 8, None, 0, 0, REWARD, 30)
+    escrowed = client.getbalance()
+    directed = cheater.wait_payment(cheater.take(COIN))
+    payment = Transaction.from_bytes(JobPayment.from_payload(directed.payload).tx).txid()
+    mine_until(miner, mine_to, lambda: (miner.gettxout(payment, 0) or {}).get("confirmations", 0) > 0,
+               "the payment mined")
+
+    def bribed_block() -> None:
+        assert miner.submitblock(block_on_tip(miner).to_bytes().hex()) is None
+
+    def claim_published() -> bool:
+        claim = client.getjob(job)["slash_txid"]
+        if claim is not None and claim in miner.getrawmempool():
+            return True
+        bribed_block()  # the chain moves past D on bribed blocks alone
+        return False
+
+    wait_until(claim_published, timeout=90, interval=0.5, what="the client's claim in the miner's mempool")
+    claim = client.getjob(job)["slash_txid"]
+    for _ in range(3):
+        bribed_block()
+    assert claim in miner.getrawmempool() and miner.gettxout(claim, 0) is not None  # published, not mined
+    assert client.getbalance() == escrowed
+    miner.generatetoaddress(1, mine_to)  # one honest block
+    wait_until(lambda: claim not in miner.getrawmempool(), timeout=30, what="the claim mined by the honest block")
+    back = escrowed + 2 * REWARD - PAYMENT - RELEASE  # the stake and the payment
     mine_until(miner, mine_to, lambda: client.getbalance() == back, "the stake and the payment in the wallet")
     cheater.close()
