@@ -19,7 +19,7 @@ from chain_helpers import REGTEST_NOW, build_block, coinbase_spendable, make_key
 from tiny_model import write_tiny_model
 
 from camelid.chain.chainstate import ChainState
-from camelid.chain.errors import BlockRejected, TxRejected, ValidationError
+from camelid.chain.errors import BlockRejected, TxRejected
 from camelid.chain.jobrules import MAX_JOB_PROOFS_PER_BLOCK
 from camelid.chain.mempool import Mempool
 from camelid.compute.engine import Engine
@@ -28,7 +28,6 @@ from camelid.core.jobproof import JobProofVerifier, Judgement
 from camelid.core.jobscripts import (
     JOB_PAYOUT_FEE_CAP,
     FraudProof,
-    JobLock,
     claim_script_sig,
     commitment_signature_digest,
     delivery_items,
@@ -50,7 +49,7 @@ from camelid.core.transaction import SIGHASH_ALL, Transaction, TxIn, TxOut
 from camelid.crypto.keys import PrivateKey
 
 MINER, CLIENT, NODE = make_key(31), make_key(32), make_key(33)
-REWARD, STAKE, FEE = 1_000_000, 3_000_000, 20_000
+REWARD, STAKE, FEE = 1_000_000, 1_000_000, 20_000
 JOB_ID = bytes(range(32))
 SEQUENCE_LOCKED = 0xFFFFFFFE  # not final, so lock times apply
 STUB_MODEL = bytes([7]) * 32
@@ -83,17 +82,19 @@ class JobWorld:
     """A chain where job J is funded (escrow + stake in one block); `t0` is set so that the dispute
     window is still open at the tip and closes with the next block."""
 
-    def __init__(self, path: Path, claim: Claim, verifier: JobProofVerifier | None = None, stakes: int = 1) -> None:
+    def __init__(
+        self, path: Path, claim: Claim, verifier: JobProofVerifier | None = None, stakes: int = 1, timelock: int = 100
+    ) -> None:
         self.chain = ChainState.open(path, REGTEST, job_verifier=verifier)
         self.blocks = mine(self.chain, 101, key=MINER)
         self.claim = claim
         spacing = REGTEST.target_spacing
         self.t0 = self.chain.median_time_past(self.chain.tip) + spacing - 2
-        self.deadline = self.t0 + 100  # D
-        self.release_time = self.t0 + 200  # D + W
+        self.deadline = self.t0 + timelock  # D (blocks are 120 s apart: the median time past moves that much each)
+        self.release_time = self.deadline + 100  # D + W
         self.escrow = escrow_script(JOB_ID, CLIENT.public_key.to_bytes(), self.t0, self.release_time)
         self.stake = stake_script(*self._lock_args(), self.deadline, self.release_time)
-        self.payout = payout_script(*self._lock_args(), self.release_time)
+        self.payout = payout_script(*self._lock_args(), self.deadline, self.release_time)
         outputs = [TxOut(REWARD, self.escrow)] + [TxOut(STAKE, self.stake)] * stakes
         self.funding = spend([coinbase_spendable(self.blocks[0], MINER)], outputs)
         self.connect(self.funding)
@@ -121,6 +122,10 @@ class JobWorld:
     def mine(self, count: int = 1) -> None:
         self.blocks += mine(self.chain, count, key=MINER)
 
+    def mine_until(self, median_time_past: int) -> None:
+        while self.chain.median_time_past(self.chain.tip) < median_time_past:
+            self.mine()
+
     def payment(self, script: bytes | None = None, value: int = REWARD - FEE, job_id: bytes = JOB_ID) -> Transaction:
         """The client's escrow spend, to `script` (default: the correct PAYOUT) with the job's id."""
         unsigned = Transaction(
@@ -147,15 +152,29 @@ class JobWorld:
         lock = match_job_lock(self.stake)
         return _signed(unsigned, [(self.stake, STAKE, key, lambda sig: release_script_sig(sig, lock))])
 
-    def stake_claim(self, lock_time: int, key: PrivateKey = CLIENT) -> Transaction:
-        """The client's non-delivery claim on the stake, through its branch open from the deadline."""
+    def stake_claim(
+        self, lock_time: int, key: PrivateKey = CLIENT, payouts: tuple[tuple[Transaction, int], ...] = (),
+        stake: bool = True,
+    ) -> Transaction:
+        """The client's non-delivery claim on the stake (unless `stake` is False) and on each (transaction,
+        output index) of `payouts`, through their claim branches open from the deadline."""
+        spent = [(TxIn(self.funding.hash, 1, sequence=SEQUENCE_LOCKED), self.stake, STAKE)] if stake else []
+        for tx, index in payouts:
+            out = tx.outputs[index]
+            spent.append((TxIn(tx.hash, index, sequence=SEQUENCE_LOCKED), out.script_pubkey, out.value))
         unsigned = Transaction(
-            inputs=[TxIn(self.funding.hash, 1, sequence=SEQUENCE_LOCKED)],
-            outputs=[TxOut(STAKE - FEE, p2pkh_for(CLIENT))],
+            inputs=[txin for txin, _, _ in spent],
+            outputs=[TxOut(sum(value for _, _, value in spent) - FEE, p2pkh_for(CLIENT))],
             lock_time=lock_time,
             job_id=JOB_ID,
         )
-        return _signed(unsigned, [(self.stake, STAKE, key, claim_script_sig)])
+        return _signed(unsigned, [(script, value, key, claim_script_sig) for _, script, value in spent])
+
+    def foreign_payout(self, value: int, index: int = 0, script: bytes | None = None) -> Transaction:
+        """A PAYOUT the client makes from its own coins, not the escrow, at output `index`."""
+        payout = TxOut(value, self.payout if script is None else script)
+        change = TxOut(1000, p2pkh_for(MINER))
+        return spend([coinbase_spendable(self.blocks[1], MINER)], [payout, change] if index == 0 else [change, payout])
 
     def delivery(
         self, blob: bytes = b"sealed output", key: PrivateKey = NODE, script: bytes | None = None, fee: int = FEE,
@@ -245,7 +264,7 @@ def test_a_compute_node_checks_a_payment_by_every_mempool_rule_but_the_dispute_w
         with pytest.raises(TxRejected, match=reason):
             world.pool.check(bad)
     world.mine()
-    elsewhere = world.payment(script=payout_script(*world._lock_args(), world.t0 + 1))  # another PAYOUT
+    elsewhere = world.payment(script=payout_script(*world._lock_args(), world.deadline, world.t0 + 1))  # another PAYOUT
     world.pool.accept(elsewhere, now=REGTEST_NOW)
     with pytest.raises(TxRejected, match="txn-mempool-conflict"):
         world.pool.check(payment)
@@ -293,7 +312,9 @@ def test_escrow_payout_must_keep_the_jobs_t0(tmp_path: Path) -> None:
     world = JobWorld(tmp_path / "chain", STUB_CLAIM)
     world.mine()
     node, client = NODE.public_key.to_bytes(), CLIENT.public_key.to_bytes()
-    other_t0 = payout_script(JOB_ID, node, client, STUB_CLAIM.commitment, STUB_MODEL, world.t0 - 1000, world.t0)
+    other_t0 = payout_script(
+        JOB_ID, node, client, STUB_CLAIM.commitment, STUB_MODEL, world.t0 - 1000, world.deadline, world.t0
+    )
     assert world.block_reason(world.payment(other_t0)) == "bad-job-escrow-spend"
 
 
@@ -311,74 +332,130 @@ def test_node_reclaims_its_stake_after_the_reclaim_time(tmp_path: Path) -> None:
     world.connect(world.reclaim(world.release_time))
 
 
-# The client's non-delivery claim: consensus allows it from the deadline, the mempool asks the job pool.
+# The client's non-delivery claim: a STAKE and its PAYOUT together, the PAYOUT mined before D - W (consensus).
+
+CLAIM_TIMELOCK = 400
+"""Room for a payment mined a block after the dispute window, and before D - W."""
 
 
-class Judge:
-    """The injected StakeClaimJudge: refuses with `reason` (None: allows) and records what it was asked."""
-
-    def __init__(self, reason: str | None) -> None:
-        self.reason = reason
-        self.asked: list[JobLock] = []
-
-    def judge_stake_claim(self, stake: JobLock) -> None:
-        self.asked.append(stake)
-        if self.reason is not None:
-            raise ValidationError(self.reason, "test judge")
+def _paid_world(path: Path) -> tuple[JobWorld, Transaction]:
+    """A job whose payment is mined as soon as the dispute window allows, well before D - W."""
+    world = JobWorld(path, STUB_CLAIM, timelock=CLAIM_TIMELOCK)
+    world.mine()
+    payment = world.payment()
+    world.connect(payment)
+    return world, payment
 
 
-def test_blocks_accept_a_claim_from_the_deadline_whoever_is_right(tmp_path: Path) -> None:
-    world = JobWorld(tmp_path / "chain", STUB_CLAIM)
-    world.mine(2)
+def test_a_claim_takes_the_stake_and_its_payout_from_the_deadline(tmp_path: Path) -> None:
+    world, payment = _paid_world(tmp_path / "chain")
+    world.mine_until(world.deadline)
     assert world.chain.median_time_past(world.chain.tip) > world.deadline
-    early = world.stake_claim(world.deadline - 1)
+    paid = ((payment, 0),)
+    early = world.stake_claim(world.deadline - 1, payouts=paid)
     assert world.block_reason(early) == "mandatory-script-verify-flag-failed (UNSATISFIED_LOCKTIME)"
-    signed_by_node = world.stake_claim(world.deadline, key=NODE)
+    signed_by_node = world.stake_claim(world.deadline, key=NODE, payouts=paid)
     assert world.block_reason(signed_by_node) == "mandatory-script-verify-flag-failed (NULLFAIL)"
-    world.pool.stake_claims = Judge("job-not-paid")  # policy only: the block below stays valid
-    claim = world.stake_claim(world.deadline)
-    assert world.pool_reason(claim) == "job-not-paid"
+    claim = world.stake_claim(world.deadline, payouts=paid)
+    assert world.pool.accept(claim, now=REGTEST_NOW).job_proofs == 0  # no model check to cap
     world.connect(claim)
-    assert world.chain.get_coin(TxIn(claim.hash, 0).prevout).tx_out == TxOut(STAKE - FEE, p2pkh_for(CLIENT))
+    taken = STAKE + REWARD - 2 * FEE
+    assert world.chain.get_coin(TxIn(claim.hash, 0).prevout).tx_out == TxOut(taken, p2pkh_for(CLIENT))
 
 
-@pytest.mark.parametrize("reason", ["job-not-paid", None])
-def test_the_mempool_admits_a_claim_only_when_the_judge_allows(tmp_path: Path, reason: str | None) -> None:
-    world = JobWorld(tmp_path / "chain", STUB_CLAIM)
-    world.mine(2)
-    judge = Judge(reason)
-    world.pool.stake_claims = judge
+def test_a_client_that_never_paid_cannot_claim_the_stake_and_the_node_reclaims_it(tmp_path: Path) -> None:
+    """Issue 13: the claim of an unpaid stake was valid from D; a client mining its own block took the stake."""
+    world = JobWorld(tmp_path / "chain", STUB_CLAIM, timelock=CLAIM_TIMELOCK)
+    world.mine_until(world.deadline)
     claim = world.stake_claim(world.deadline)
-    if reason is None:
-        assert world.pool.accept(claim, now=REGTEST_NOW).job_proofs == 0  # no model check to cap
+    assert world.block_reason(claim) == "bad-job-claim"
+    assert world.pool_reason(claim) == "job-claim"
+    world.mine_until(world.release_time)
+    world.connect(world.reclaim(world.release_time))
+
+
+def test_a_claim_needs_a_payout_mined_before_the_deadline_less_a_dispute_window(tmp_path: Path) -> None:
+    """A payment the node saw too late to deliver before D backs no claim, in the claim's block or before it."""
+    world = JobWorld(tmp_path / "chain", STUB_CLAIM, timelock=CLAIM_TIMELOCK)
+    world.mine_until(world.deadline - REGTEST.dispute_window)
+    payment = world.payment()
+    claim = world.stake_claim(world.deadline, payouts=((payment, 0),))
+    assert world.block_reason(payment, claim) == "bad-job-claim"
+    world.pool.accept(payment, now=REGTEST_NOW)
+    assert world.pool_reason(claim) == "job-claim"
+    world.connect(payment)
+    assert world.block_reason(claim) == "bad-job-claim"
+    world.pool.remove_for_block(world.blocks[-1])
+    assert world.pool_reason(claim) == "job-claim"
+
+
+@pytest.mark.parametrize(
+    "bend", ["worth less than the stake", "not output 0", "for another commitment", "the payout alone"]
+)
+def test_a_claim_takes_a_payout_of_the_same_job_worth_the_stake_with_it(tmp_path: Path, bend: str) -> None:
+    world = JobWorld(tmp_path / "chain", STUB_CLAIM, timelock=CLAIM_TIMELOCK)
+    world.mine()
+    if bend == "worth less than the stake":
+        payout = world.foreign_payout(STAKE - JOB_PAYOUT_FEE_CAP - 1)
+    elif bend == "not output 0":
+        payout = world.foreign_payout(STAKE, index=1)
+    elif bend == "for another commitment":
+        node, client = NODE.public_key.to_bytes(), CLIENT.public_key.to_bytes()
+        other = payout_script(JOB_ID, node, client, bytes(32), STUB_MODEL, world.t0, world.deadline, world.release_time)
+        payout = world.foreign_payout(STAKE, script=other)
     else:
-        assert world.pool_reason(claim) == reason
-    assert judge.asked == [match_job_lock(world.stake)]
+        payout = world.foreign_payout(STAKE)
+    world.connect(payout)
+    world.mine_until(world.deadline)
+    index = 1 if bend == "not output 0" else 0
+    claim = world.stake_claim(world.deadline, payouts=((payout, index),), stake=bend != "the payout alone")
+    assert world.block_reason(claim) == "bad-job-claim"
+    assert world.pool_reason(claim) == "job-claim"
 
 
-def test_a_mempool_without_a_judge_refuses_every_claim(tmp_path: Path) -> None:
-    world = JobWorld(tmp_path / "chain", STUB_CLAIM)
-    world.mine(2)
-    assert world.pool_reason(world.stake_claim(world.deadline)) == "job-claim-unjudged"
-    world.pool.accept(world.reclaim(world.release_time), now=REGTEST_NOW)  # the node's reclaim is no claim
+def test_any_payout_worth_the_stake_backs_a_claim(tmp_path: Path) -> None:
+    """Consensus cannot see where a PAYOUT's coins came from; the compute node delivers on any (payment_problem)."""
+    world = JobWorld(tmp_path / "chain", STUB_CLAIM, timelock=CLAIM_TIMELOCK)
+    payout = world.foreign_payout(STAKE - JOB_PAYOUT_FEE_CAP)
+    world.connect(payout)
+    world.mine_until(world.deadline)
+    world.connect(world.stake_claim(world.deadline, payouts=((payout, 0),)))
+
+
+def test_the_node_releases_its_payout_from_the_reclaim_time(tmp_path: Path) -> None:
+    world, payment = _paid_world(tmp_path / "chain")
+    world.mine_until(world.release_time)
+    lock = match_job_lock(world.payout)
+    assert lock is not None and lock.is_payout and lock.release_time == world.release_time
+    unsigned = Transaction(
+        inputs=[TxIn(payment.hash, 0, sequence=SEQUENCE_LOCKED)],
+        outputs=[TxOut(REWARD - 2 * FEE, p2pkh_for(NODE))],
+        lock_time=world.release_time,
+    )
+    sign = [(world.payout, REWARD - FEE, NODE, lambda sig: release_script_sig(sig, lock))]
+    early = replace(unsigned, lock_time=world.release_time - 1)
+    assert world.block_reason(_signed(early, sign)) == "mandatory-script-verify-flag-failed (UNSATISFIED_LOCKTIME)"
+    world.connect(_signed(unsigned, sign))
 
 
 # The node's delivery: the stake, with the sealed output, into a DELIVERED lock while the median time past is before D.
 
 
 def test_a_delivery_mined_before_the_deadline_leaves_the_claim_nothing_to_spend(tmp_path: Path) -> None:
-    world = JobWorld(tmp_path / "chain", STUB_CLAIM)
+    world = JobWorld(tmp_path / "chain", STUB_CLAIM, timelock=CLAIM_TIMELOCK)
     assert world.chain.median_time_past(world.chain.tip) < world.t0 + REGTEST.dispute_window  # window still open
     delivery = world.delivery()
     world.pool.accept(delivery, now=REGTEST_NOW)  # exempt from the dispute window: it moves nothing out of the job
     world.connect(delivery)
     world.pool.remove_for_block(world.blocks[-1])
-    world.mine(2)
-    assert world.chain.median_time_past(world.chain.tip) > world.deadline
-    claim = world.stake_claim(world.deadline)
+    payment = world.payment()
+    world.connect(payment)
+    world.mine_until(world.deadline)
+    claim = world.stake_claim(world.deadline, payouts=((payment, 0),))
     assert world.block_reason(claim) == "bad-txns-inputs-missingorspent"  # a client's own miner cannot take it
-    world.pool.stake_claims = Judge(None)
     assert world.pool_reason(claim) == "bad-txns-inputs-missingorspent"
+    payout_alone = world.stake_claim(world.deadline, payouts=((payment, 0),), stake=False)
+    assert world.block_reason(payout_alone) == "bad-job-claim"  # the node that delivered keeps its payment
     delivered = match_job_lock(delivery.outputs[0].script_pubkey)
     assert delivered is not None and not delivered.is_stake and delivered.release_time == world.release_time
     release = Transaction(
@@ -386,6 +463,7 @@ def test_a_delivery_mined_before_the_deadline_leaves_the_claim_nothing_to_spend(
         outputs=[TxOut(STAKE - 2 * FEE, p2pkh_for(NODE))],
         lock_time=world.release_time,
     )
+    world.mine_until(world.release_time)
     early = replace(release, lock_time=world.release_time - 1)
     sign = [(delivery.outputs[0].script_pubkey, STAKE - FEE, NODE, lambda sig: release_script_sig(sig, delivered))]
     assert world.block_reason(_signed(early, sign)) == "mandatory-script-verify-flag-failed (UNSATISFIED_LOCKTIME)"

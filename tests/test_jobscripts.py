@@ -51,8 +51,9 @@ from camelid.core.transaction import Transaction, TxIn, TxOut
 
 CLIENT, NODE = make_key(41).public_key.to_bytes(), make_key(42).public_key.to_bytes()
 JOB_ID, COMMITMENT, MODEL_ID = bytes([1]) * 32, bytes([2]) * 32, bytes([3]) * 32
-LOCK = JobLock(JOB_ID, 1_900_000_000, NODE, CLIENT, COMMITMENT, MODEL_ID, 1_900_000_600)
-STAKE = replace(LOCK, claim_time=1_900_000_500)  # the client's claim opens at D, the node's reclaim at D + W
+# A PAYOUT and a STAKE: the client's claim opens at D, the node's release at D + W.
+LOCK = JobLock(JOB_ID, 1_900_000_000, NODE, CLIENT, COMMITMENT, MODEL_ID, 1_900_000_600, 1_900_000_500, payout=True)
+STAKE = replace(LOCK, payout=False)
 PROOF = FraudProof((1, 2, 3), (4, 5, 2), 8, 77, 800, 1, b"\x30\x06node-sig")
 
 
@@ -66,13 +67,15 @@ def test_escrow_script_round_trips() -> None:
     assert job_t0(script) == 1_900_000_000
 
 
-def test_stake_and_payout_round_trip_and_only_the_stake_has_the_claim_branch() -> None:
-    payout = payout_script(JOB_ID, NODE, CLIENT, COMMITMENT, MODEL_ID, LOCK.t0, LOCK.release_time)
+def test_stake_and_payout_round_trip_and_both_have_the_claim_branch() -> None:
+    payout = payout_script(JOB_ID, NODE, CLIENT, COMMITMENT, MODEL_ID, LOCK.t0, LOCK.claim_time, LOCK.release_time)
     stake = stake_script(JOB_ID, NODE, CLIENT, COMMITMENT, MODEL_ID, LOCK.t0, STAKE.claim_time, LOCK.release_time)
     assert payout == job_lock_script(LOCK) and stake == job_lock_script(STAKE)
-    assert match_job_lock(payout) == LOCK and not LOCK.is_stake
-    assert match_job_lock(stake) == STAKE and STAKE.is_stake
-    assert stake.startswith(payout[: payout.rindex(bytes([Opcode.OP_ELSE])) + 1])  # the same fraud-proof branch
+    assert match_job_lock(payout) == LOCK and LOCK.is_payout and not LOCK.is_stake
+    assert match_job_lock(stake) == STAKE and STAKE.is_stake and not STAKE.is_payout
+    assert LOCK.claim_key == STAKE.claim_key
+    claim_and_else = payout[: payout.index(bytes([Opcode.OP_ELSE]), payout.index(CLIENT) + 1) + 1]
+    assert stake.startswith(claim_and_else)  # the same fraud-proof and claim branches
     assert match_escrow(stake) is None
     assert job_t0(stake) == job_t0(payout) == LOCK.t0
 
@@ -82,7 +85,7 @@ def test_the_shortest_job_scripts_still_match() -> None:
     escrow = escrow_script(JOB_ID, CLIENT, 0, 0)
     assert match_escrow(escrow) == JobEscrow(JOB_ID, CLIENT, 0, 0)
     assert match_escrow(escrow[:-1]) is None
-    for lock in (replace(LOCK, t0=0, release_time=0), replace(STAKE, t0=0, release_time=0, claim_time=0)):
+    for lock in (replace(LOCK, t0=0, release_time=0, claim_time=0), replace(STAKE, t0=0, release_time=0, claim_time=0)):
         assert match_job_lock(job_lock_script(lock)) == lock
         assert job_t0(job_lock_script(lock)) == 0
 
@@ -258,20 +261,24 @@ def test_fraud_proof_branch_passes_the_proof_to_the_checker(result: ProofOutcome
 
 def test_reclaim_branch_never_asks_for_a_proof() -> None:
     checker = JobChecker(proof_result=ProofOutcome.REFUTED)
-    verify_script(build_script(b"sig", 0), job_lock_script(LOCK), checker)
+    verify_script(release_script_sig(b"sig", LOCK), job_lock_script(LOCK), checker)
     verify_script(release_script_sig(b"sig", STAKE), job_lock_script(STAKE), checker)
     assert checker.asked == []
 
 
 @pytest.mark.parametrize(
-    ("script_sig", "signer", "lock_time"),
+    ("lock", "script_sig", "signer", "lock_time"),
     [
-        (claim_script_sig(b"sig"), CLIENT, STAKE.claim_time),
-        (release_script_sig(b"sig", STAKE), NODE, STAKE.release_time),
+        (STAKE, claim_script_sig(b"sig"), CLIENT, STAKE.claim_time),
+        (STAKE, release_script_sig(b"sig", STAKE), NODE, STAKE.release_time),
+        (LOCK, claim_script_sig(b"sig"), CLIENT, LOCK.claim_time),
+        (LOCK, release_script_sig(b"sig", LOCK), NODE, LOCK.release_time),
     ],
 )
-def test_stake_time_branches_need_their_signer_and_lock_time(script_sig: bytes, signer: bytes, lock_time: int) -> None:
-    stake = job_lock_script(STAKE)
+def test_time_branches_need_their_signer_and_lock_time(
+    lock: JobLock, script_sig: bytes, signer: bytes, lock_time: int
+) -> None:
+    stake = job_lock_script(lock)
     verify_script(script_sig, stake, JobChecker(signer=signer, lock_time=lock_time))
     too_early = JobChecker(signer=signer, lock_time=lock_time - 1)
     assert _reason(lambda: verify_script(script_sig, stake, too_early)) == ScriptErrorReason.UNSATISFIED_LOCKTIME
@@ -290,7 +297,8 @@ def test_branch_selectors_tell_fraud_proofs_and_claims_apart() -> None:
     assert non_delivery_claim(claim, stake) == STAKE
     assert non_delivery_claim(release_script_sig(b"sig", STAKE), stake) is None
     assert non_delivery_claim(proof, stake) is None
-    assert non_delivery_claim(claim, payout) is None  # a PAYOUT has no claim branch
+    assert non_delivery_claim(claim, payout) == LOCK  # a PAYOUT's claim, valid only with its STAKE's
+    assert non_delivery_claim(release_script_sig(b"sig", LOCK), payout) is None
     assert non_delivery_claim(b"\x4c", stake) is None  # does not parse
 
 
@@ -384,8 +392,10 @@ def test_delivered_lock_round_trips_and_has_no_claim_branch() -> None:
     assert claim_script_sig(b"sig") and non_delivery_claim(claim_script_sig(b"sig"), script) is None
     with pytest.raises(ValueError, match="only a STAKE"):
         LOCK.delivered(b"sealed")
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(ValueError, match="either a claim time"):
         job_lock_script(replace(delivered, claim_time=1))
+    with pytest.raises(ValueError, match="either a claim time"):
+        job_lock_script(replace(delivered, delivery_hash=None))
 
 
 def test_branch_selectors_tell_a_delivery_from_a_claim_a_reclaim_and_a_proof() -> None:

@@ -1,5 +1,6 @@
-"""What a compute node accepts as payment before it hands over its output: only a signed move of the job's
-escrow to a PAYOUT for its own key and commitment, releasing no later than its stake, worth the escrow."""
+"""What a compute node accepts as payment before it hands over its output: output 0 the job's exact PAYOUT for its
+own key and commitment, worth the escrow; from the escrow, signed by the client, or from any other coins (a client's
+claim on the stake needs a PAYOUT, wherever its coins came from)."""
 
 from __future__ import annotations
 
@@ -33,12 +34,12 @@ WORK = ComputeJob(
 def payment(
     node: bytes = NODE,
     value: int = REWARD - 20_000,
-    pay_time: int = T0 + 10,
+    pay_time: int = TERMS.refund_time,
     job_id: bytes = JOB,
     escrow: OutPoint = WORK.escrow,
     signer: PrivateKey = CLIENT,
 ) -> Transaction:
-    payout = payout_script(JOB, node, PARAMS.client_pubkey, COMMITMENT, PARAMS.model_id, T0, pay_time)
+    payout = payout_script(JOB, node, PARAMS.client_pubkey, COMMITMENT, PARAMS.model_id, T0, TERMS.deadline, pay_time)
     outputs = (TxOut(value, payout),)
     unsigned = Transaction(inputs=(TxIn(escrow.txid, escrow.index),), outputs=outputs, job_id=job_id)
     signature = signer.sign(unsigned.signature_hash(0, ESCROW, REWARD, SIGHASH_ALL)) + bytes([SIGHASH_ALL])
@@ -48,15 +49,16 @@ def payment(
 def test_the_clients_signed_payment_to_our_payout_is_accepted():
     assert payment_problem(payment(), TERMS, WORK) is None
     assert payment_problem(payment(value=REWARD - JOB_PAYOUT_FEE_CAP), TERMS, WORK) is None
+    assert payment_problem(payment(escrow=OutPoint(b"\x55" * 32, 0)), TERMS, WORK) is None  # from other coins
 
 
 @pytest.mark.parametrize(
     ("tx", "problem"),
     [
         (payment(job_id=b"\x66" * 32), "another Job ID"),
-        (payment(escrow=OutPoint(b"\x55" * 32, 0)), "does not spend the job's escrow"),
-        (payment(node=OTHER_NODE), "not a PAYOUT to our key"),
-        (payment(pay_time=REFUND + 1), "after the job's refund time"),
+        (payment(node=OTHER_NODE), "not the job's PAYOUT to our key"),
+        (payment(pay_time=REFUND + 1), "not the job's PAYOUT to our key"),
+        (payment(pay_time=T0 + 10), "not the job's PAYOUT to our key"),
         (payment(value=REWARD - JOB_PAYOUT_FEE_CAP - 1), "less than the escrow's"),
         (payment(signer=PrivateKey.from_bytes(b"\x77" * 32)), "signature does not verify"),
     ],

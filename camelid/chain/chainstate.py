@@ -20,6 +20,7 @@ import hashlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -170,6 +171,14 @@ class ChainState:
 
     def median_time_past(self, entry: BlockIndexEntry) -> int:
         return self._index.median_time_past(entry)
+
+    def _judged_at(self, entry: BlockIndexEntry) -> Callable[[int], int]:
+        """height -> the median time past the block at that height below `entry`, on its chain, was judged by."""
+        return lambda height: self._index.median_time_past(self._index.ancestor(entry, height - 1))
+
+    def judged_at(self, height: int) -> int:
+        """The median time past the active chain's block at `height` (up to the tip's + 1) is judged by."""
+        return self._judged_at(self.tip)(height) if height <= self.tip.height else self.median_time_past(self.tip)
 
     def locator(self) -> list[bytes]:
         return self._index.locator()
@@ -372,7 +381,8 @@ class ChainState:
                 assert entry.prev is not None  # the genesis block is never connected here
                 median_time_past = self._index.median_time_past(entry.prev)
                 spent = connect_block(
-                    block, entry.height, view, self.params, median_time_past, self.job_verifier, self._checks
+                    block, entry.height, view, self.params, median_time_past, self._judged_at(entry),
+                    self.job_verifier, self._checks,
                 )
             except ValidationError as exc:
                 for pending in newly_valid:

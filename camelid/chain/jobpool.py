@@ -2,8 +2,7 @@
 
 Jobs arrive as flooded P2P messages (job, jobaccept, testament, jobdelivery) and leave through the
 chain (the payment mined: settled; the escrow refunded: refunded). Payments are recorded as they
-reach the mempool or a block (what the mempool asks, judge_stake_claim, before it lets a client take
-a STAKE for non-delivery), deliveries as they arrive signed or as their delivery transaction (the
+reach the mempool or a block, deliveries as they arrive signed or as their delivery transaction (the
 STAKE moved, with the sealed output, into its DELIVERED lock) reaches the mempool or a block. Every transition is
 recorded with its time, so an operator can see where a job stopped. The pool is bounded in count
 and age: a job is kept until its refund time (t0 + timelock + dispute window) plus RETAIN_SECONDS,
@@ -24,9 +23,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from camelid.chain.errors import ValidationError
 from camelid.core.job import JobParams
-from camelid.core.jobscripts import JobLock, commitment_signature_digest, delivered_blob, match_job_lock
+from camelid.core.jobscripts import commitment_signature_digest, delivered_blob, match_job_lock
 from camelid.core.transaction import Transaction
 from camelid.crypto import ecies
 from camelid.crypto.hashes import sha256, sha256d
@@ -417,8 +415,7 @@ class JobPool:
 
         The one place a job becomes PAID: the client calls it when it signs a payment, the compute node
         when it accepts one (`published` False: only the two of them know it yet), every node when one
-        reaches its mempool or a block. Only a published payment lets the client's non-delivery claim
-        into the mempool (judge_stake_claim).
+        reaches its mempool or a block.
         """
         record = self._escrow_spent_by(tx)
         payout = match_job_lock(tx.outputs[0].script_pubkey) if record is not None and tx.outputs else None
@@ -431,21 +428,6 @@ class JobPool:
         record.payments[key] = PaymentRecord(tx.hash, self._clock() if published else None)
         self.advance(record, JobState.PAID)
         return record
-
-    def judge_stake_claim(self, stake: JobLock) -> None:
-        """Mempool policy for a client's non-delivery claim on `stake` (jobrules.StakeClaimJudge).
-
-        Refused when no published payment to that node's commitment was seen: a node is owed a delivery
-        only once it is paid, so otherwise a client could skip paying and still take the stake. Whether
-        the node delivered is consensus now (a delivery mined before D spends the stake; the claim is
-        valid only after D), so the pool no longer judges that. The mempool calls this on the chain
-        thread; it makes only single dict look-ups, which the event loop's writes cannot tear.
-        """
-        record = self._jobs.get(stake.job_id)
-        job = stake.job_id[::-1].hex()
-        payment = record.payments.get(stake.node_pubkey + stake.commitment) if record is not None else None
-        if payment is None or payment.seen_at is None:
-            raise ValidationError("job-not-paid", f"no payment of job {job} to this stake's node has been seen")
 
     def advance(self, record: JobRecord, state: JobState) -> bool:
         """Move the job to `state` as TRANSITIONS allows; True if it moved.

@@ -11,22 +11,28 @@ Scripts see one transaction; these rules need the block's time or the whole bloc
   block can never hold both, and a mined delivery leaves the claim nothing to spend);
 * at most MAX_JOB_PROOFS_PER_BLOCK fraud-proof inputs per block, because each one costs
   a validating node a model prefill of up to 2,210 tokens;
+* the claim: a STAKE and its PAYOUT taken through the client's claim branch only together, in
+  one transaction, the PAYOUT worth at least the STAKE less JOB_PAYOUT_FEE_CAP and mined while
+  the median time past was before D - W (check_job_claims): so a client that never paid, or paid
+  too late for a delivery, cannot take the stake, and a node that delivered keeps its payment;
 * job script failures get their own rejection names instead of the generic
   mandatory-script-verify-flag-failed.
-
-And one mempool policy no block rule can express: a STAKE taken through the client's
-non-delivery claim branch is admitted only when a StakeClaimJudge (the node's job pool)
-has seen the job paid (check_stake_claims): a node that was never paid has nothing to deliver.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 
 from camelid.chain.coins import Coin
 from camelid.chain.errors import ValidationError
-from camelid.core.jobscripts import JobLock, delivery_spend, is_fraud_proof_spend, job_t0, non_delivery_claim
+from camelid.core.jobscripts import (
+    JOB_PAYOUT_FEE_CAP,
+    delivery_spend,
+    is_fraud_proof_spend,
+    job_t0,
+    non_delivery_claim,
+)
 from camelid.core.params import ChainParams
 from camelid.core.script import ScriptErrorReason
 from camelid.core.transaction import Transaction
@@ -105,25 +111,44 @@ def check_block_job_proofs(proofs: int) -> None:
         raise ValidationError("bad-blk-job-proofs", f"{proofs} fraud proofs in one block, limit {limit}")
 
 
-class StakeClaimJudge(Protocol):
-    """Who knows what the network published about jobs: the node's job pool, injected into the mempool."""
+def check_job_claims(
+    tx: Transaction, coins: Sequence[Coin], mined_at: Callable[[Coin], int], params: ChainParams, reason: str
+) -> None:
+    """Raise ValidationError(`reason`) unless every client claim in `tx` takes a STAKE with its paid PAYOUT.
 
-    def judge_stake_claim(self, stake: JobLock) -> None:
-        """Raise ValidationError ("job-not-paid") unless the client may take `stake` now."""
-
-
-def check_stake_claims(tx: Transaction, coins: Sequence[Coin], judge: StakeClaimJudge | None) -> None:
-    """Mempool policy: raise ValidationError unless every non-delivery claim in `tx` is one `judge` allows.
-
-    Consensus accepts the claim branch from the deadline D on any STAKE not delivered on chain before
-    it; whether the client paid is not on chain, so the mempool (and so a miner's templates) refuses a
-    claim for a job it never saw paid. Without a judge every claim is refused ("job-claim-unjudged"):
-    a node that cannot tell is on the node's side.
+    Blocks use "bad-job-claim", the mempool "job-claim". The claim branches of a STAKE and a PAYOUT
+    (selectors OP_1 OP_0, open from D) are valid only when the transaction takes, for the same job,
+    keys, commitment and D, at least one STAKE and one PAYOUT through them, the PAYOUTs worth at least
+    the STAKEs less JOB_PAYOUT_FEE_CAP, each PAYOUT output 0 of its transaction (where a payment puts
+    it, and where the node looks) and mined while the median time past (`mined_at`: the one its block
+    was judged by) was before D - W. So a client that never paid, paid a token sum,
+    or paid too late for the node to deliver before D takes no stake (the node reclaims it at D + W),
+    and once the node delivered (the STAKE moved to its DELIVERED lock) the PAYOUT cannot be claimed.
     """
+    stakes: dict[tuple[object, ...], int] = defaultdict(int)
+    payouts: dict[tuple[object, ...], int] = defaultdict(int)
     for index, (txin, coin) in enumerate(zip(tx.inputs, coins, strict=True)):
-        stake = non_delivery_claim(txin.script_sig, coin.tx_out.script_pubkey)
-        if stake is None:
+        lock = non_delivery_claim(txin.script_sig, coin.tx_out.script_pubkey)
+        if lock is None:
             continue
-        if judge is None:
-            raise ValidationError("job-claim-unjudged", f"input {index} claims a stake and no job pool judges it")
-        judge.judge_stake_claim(stake)
+        assert lock.claim_time is not None  # only STAKEs and PAYOUTs have a claim branch
+        if not lock.is_payout:
+            stakes[lock.claim_key] += coin.tx_out.value
+            continue
+        if txin.prev_index != 0:
+            raise ValidationError(reason, f"input {index} claims a PAYOUT that is not output 0 of its transaction")
+        latest = lock.claim_time - params.dispute_window
+        if mined_at(coin) >= latest:
+            raise ValidationError(
+                reason,
+                f"input {index} claims a PAYOUT mined at median time past {mined_at(coin)}; a claim needs one "
+                f"mined before {latest} (D - W), when the node could still deliver",
+            )
+        payouts[lock.claim_key] += coin.tx_out.value
+    for key in stakes.keys() | payouts.keys():
+        if not stakes[key] or not payouts[key]:
+            raise ValidationError(reason, "a claim takes a STAKE and its PAYOUT together, and this one has only one")
+        if payouts[key] < stakes[key] - JOB_PAYOUT_FEE_CAP:
+            raise ValidationError(
+                reason, f"the claimed PAYOUT holds {payouts[key]}, less than its STAKE's {stakes[key]} less the fee cap"
+            )

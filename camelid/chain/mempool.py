@@ -17,10 +17,9 @@ from camelid.chain.coins import Coin
 from camelid.chain.errors import TxRejected, ValidationError
 from camelid.chain.jobrules import (
     MAX_JOB_PROOFS_PER_BLOCK,
-    StakeClaimJudge,
     check_delivery_deadline,
     check_dispute_window,
-    check_stake_claims,
+    check_job_claims,
     delivery_deadline,
     fraud_proof_inputs,
 )
@@ -79,8 +78,6 @@ class Mempool:
         self._bytes = 0
         self._total_fee = 0
         self._evicted_fee_rate = 0.0  # raised by evictions, forgotten once the pool is half empty
-        self.stake_claims: StakeClaimJudge | None = None
-        """Judges non-delivery claims on STAKEs (jobrules.check_stake_claims); the node injects its job pool."""
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -188,7 +185,8 @@ class Mempool:
                 check_dispute_window(tx, coins, median_time_past, self.chainstate.params, "job-dispute-window")
             check_delivery_deadline(tx, coins, median_time_past, "job-delivery-late")
             verify_tx_scripts(tx, coins, JobProofContext(self.chainstate.job_verifier, ProofPolicy.MEMPOOL))
-            check_stake_claims(tx, coins, self.stake_claims)
+            check_job_claims(tx, coins, lambda coin: self.chainstate.judged_at(coin.height), self.chainstate.params,
+                             "job-claim")
         except ValidationError as exc:
             raise TxRejected(exc.reason, exc.message) from None
         return fee, coins

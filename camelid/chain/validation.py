@@ -20,6 +20,7 @@ from camelid.chain.jobrules import (
     check_block_job_proofs,
     check_delivery_deadline,
     check_dispute_window,
+    check_job_claims,
     fraud_proof_inputs,
 )
 from camelid.chain.scripts import p2pkh_spend, verify_input_script
@@ -274,6 +275,7 @@ def connect_block(
     view: CoinsView,
     params: ChainParams,
     median_time_past: int,
+    median_time_at: Callable[[int], int],
     job_verifier: JobProofVerifier | None = None,
     checks: CheckQueue | None = None,
 ) -> list[Coin]:
@@ -283,6 +285,8 @@ def connect_block(
     ones, and never an output already spent (in the block or before). `median_time_past`
     is the parent's (BIP113), which the dispute window is judged against; fraud proofs
     are judged by `job_verifier` under the block policy (without one, they are accepted).
+    `median_time_at(h)` is the median time past the block at height h < `height` of this chain was
+    judged by (a job claim needs its PAYOUT's).
 
     Standard signature checks are queued during the walk and run on `checks`' threads
     after it. Every check queued before a failure precedes it in block order, so on any
@@ -297,11 +301,16 @@ def connect_block(
     spent: list[Coin] = []
     fees = 0
     proofs = 0
+
+    def mined_at(coin: Coin) -> int:
+        return median_time_past if coin.height >= height else median_time_at(coin.height)
+
     for tx in others:
         try:
             fee, coins = check_tx_inputs(tx, view.get, height, params)
             check_dispute_window(tx, coins, median_time_past, params, "bad-job-dispute-window")
             check_delivery_deadline(tx, coins, median_time_past, "bad-job-delivery-late")
+            check_job_claims(tx, coins, mined_at, params, "bad-job-claim")
             proofs += fraud_proof_inputs(tx, coins)
             check_block_job_proofs(proofs)
             verify_tx_scripts(tx, coins, jobs, deferred)

@@ -4,27 +4,32 @@ scriptSig and the delivery scriptSig.
     ESCROW  <t0> <refund_time> <J> OP_CHECKJOBESCROWVERIFY OP_2DROP OP_DROP <Pc> OP_CHECKSIG
     PAYOUT  <J> <t0> OP_2DROP
             OP_IF   <Pn> <C> <model_id> OP_CHECKJOBPROOFVERIFY OP_2DROP x 11 <Pc> OP_CHECKSIG
-            OP_ELSE <release_time> OP_CHECKLOCKTIMEVERIFY OP_DROP <Pn> OP_CHECKSIG
+            OP_ELSE OP_IF   <D> OP_CHECKLOCKTIMEVERIFY OP_DROP <Pc> OP_CHECKSIG
+                    OP_ELSE <release_time> OP_CHECKLOCKTIMEVERIFY OP_DROP <Pn> OP_CHECKSIG
+                    OP_ENDIF
             OP_ENDIF
-    STAKE   the same, with the client's non-delivery claim from the delivery deadline D and the node's
-            delivery in the ELSE:
+    STAKE   the same, with the node's delivery between the client's claim and the node's release:
             OP_ELSE OP_IF   <D> OP_CHECKLOCKTIMEVERIFY OP_DROP <Pc> OP_CHECKSIG
                     OP_ELSE OP_IF   OP_CHECKJOBDELIVERYVERIFY OP_2DROP x 9 <Pn> OP_CHECKSIG
                             OP_ELSE <release_time> OP_CHECKLOCKTIMEVERIFY OP_DROP <Pn> OP_CHECKSIG
                             OP_ENDIF
                     OP_ENDIF
             OP_ENDIF
-    DELIVERED  <J> <t0> OP_2DROP <sha256(blob)> OP_DROP, then the PAYOUT's branches
+    DELIVERED  <J> <t0> OP_2DROP <sha256(blob)> OP_DROP
+            OP_IF   (the fraud-proof branch) OP_ELSE <release_time> OP_CHECKLOCKTIMEVERIFY OP_DROP <Pn> OP_CHECKSIG
+            OP_ENDIF
 
 All but the ESCROW are "job locks". The branch selectors end the scriptSig: OP_1 takes the fraud-proof
-branch, OP_1 OP_0 the STAKE's claim branch, OP_1 OP_0 OP_0 its delivery branch, OP_0 (PAYOUT, DELIVERED)
-or OP_0 OP_0 OP_0 (STAKE) the node's release. The delivery branch puts the sealed output on chain:
-OP_CHECKJOBDELIVERYVERIFY passes only when the transaction moves the STAKE into the DELIVERED lock that
-commits to that blob (same job, keys, commitment and release time, no claim branch), and a block may
-include it only while its median time past is before D (camelid.chain.jobrules.check_delivery_deadline).
-So once a delivery is mined the claim has nothing left to spend; a claim on a stake never delivered
-on chain is valid from D, and mempool policy still refuses it for a job the client never paid
-(camelid.chain.jobrules.check_stake_claims).
+branch, OP_1 OP_0 the client's claim branch (STAKE, PAYOUT), OP_1 OP_0 OP_0 the STAKE's delivery branch,
+OP_0 (DELIVERED), OP_0 OP_0 (PAYOUT) or OP_0 OP_0 OP_0 (STAKE) the node's release. The delivery branch
+puts the sealed output on chain: OP_CHECKJOBDELIVERYVERIFY passes only when the transaction moves the
+STAKE into the DELIVERED lock that commits to that blob (same job, keys, commitment and release time,
+no claim branch), and a block may include it only while its median time past is before D
+(camelid.chain.jobrules.check_delivery_deadline).
+So once a delivery is mined the claim has nothing left to spend. The claim branches of a STAKE and of
+its PAYOUT are valid only together, in one transaction, and only with a PAYOUT mined early enough
+(camelid.chain.jobrules.check_job_claims): a node never paid keeps its stake, and a node that delivered
+keeps its payment.
 
 Every output carries J and t0 (the job's creation time) as pushes, because the dispute
 window rule needs t0 and a block can see only the script it spends. The new opcodes
@@ -134,9 +139,10 @@ class JobEscrow:
 class JobLock:
     """A STAKE, PAYOUT or DELIVERED output: the client takes it with a fraud proof, the node after release_time.
 
-    A STAKE also has `claim_time` (the delivery deadline D): until then the node may move it, with its
-    sealed output, into a DELIVERED lock; from then on the client may take it without a proof. A
-    DELIVERED lock has `delivery_hash`, the sha256 of the blob that delivery carried.
+    A STAKE and a PAYOUT (`payout` True) also have `claim_time` (the delivery deadline D): from then on
+    the client may take them together without a proof (jobrules.check_job_claims); until then the node
+    may move the STAKE, with its sealed output, into a DELIVERED lock. A DELIVERED lock has
+    `delivery_hash`, the sha256 of the blob that delivery carried.
     """
 
     job_id: bytes
@@ -146,16 +152,23 @@ class JobLock:
     commitment: bytes
     model_id: bytes
     release_time: int
-    claim_time: int | None = None  # None: a PAYOUT or DELIVERED
+    claim_time: int | None = None  # None: a DELIVERED
     delivery_hash: bytes | None = None  # a DELIVERED lock's sha256(blob)
+    payout: bool = False  # a PAYOUT: a claim branch and no delivery branch
 
     @property
     def is_stake(self) -> bool:
-        return self.claim_time is not None
+        return self.claim_time is not None and not self.payout
 
     @property
     def is_payout(self) -> bool:
-        return self.claim_time is None and self.delivery_hash is None
+        return self.payout
+
+    @property
+    def claim_key(self) -> tuple[object, ...]:
+        """What a STAKE and the PAYOUT claimed with it share: the job, both keys, the commitment and D."""
+        return (self.job_id, self.t0, self.node_pubkey, self.client_pubkey, self.commitment, self.model_id,
+                self.claim_time)
 
     def delivered(self, blob: bytes) -> JobLock:
         """The DELIVERED lock this STAKE's delivery branch must move it into for `blob`."""
@@ -183,9 +196,11 @@ def job_lock_script(lock: JobLock) -> bytes:
         lock.release_time, Opcode.OP_CHECKLOCKTIMEVERIFY, Opcode.OP_DROP, lock.node_pubkey, Opcode.OP_CHECKSIG,
     )
     head: tuple[object, ...] = (lock.job_id, lock.t0, Opcode.OP_2DROP)
+    if (lock.delivery_hash is None) == (lock.claim_time is None):
+        raise ValueError("a job lock has either a claim time (STAKE, PAYOUT) or a delivery hash (DELIVERED)")
+    if lock.payout and lock.claim_time is None:
+        raise ValueError("a PAYOUT has a claim time")
     if lock.delivery_hash is not None:
-        if lock.claim_time is not None:
-            raise ValueError("a job lock is a STAKE or DELIVERED, not both")
         _check_fields(delivery_hash=lock.delivery_hash)
         head += (lock.delivery_hash, Opcode.OP_DROP)
     if lock.claim_time is not None:
@@ -195,11 +210,9 @@ def job_lock_script(lock: JobLock) -> bytes:
             Opcode.OP_CHECKJOBDELIVERYVERIFY, *[Opcode.OP_2DROP] * _DELIVERY_DROPS,
             lock.node_pubkey, Opcode.OP_CHECKSIG,
         )
-        release = (
-            Opcode.OP_IF, *claim,
-            Opcode.OP_ELSE, Opcode.OP_IF, *deliver, Opcode.OP_ELSE, *release, Opcode.OP_ENDIF,
-            Opcode.OP_ENDIF,
-        )
+        if not lock.payout:
+            release = (Opcode.OP_IF, *deliver, Opcode.OP_ELSE, *release, Opcode.OP_ENDIF)
+        release = (Opcode.OP_IF, *claim, Opcode.OP_ELSE, *release, Opcode.OP_ENDIF)
     return build_script(
         *head,
         Opcode.OP_IF,
@@ -217,7 +230,7 @@ def stake_script(
     deadline: int, reclaim_time: int,
 ) -> bytes:
     """The node's stake: forfeit to a fraud proof, claimable by the client from the delivery `deadline` (D)
-    if the node was paid and did not deliver, reclaimable by the node from reclaim_time (D + W)."""
+    together with the node's PAYOUT if the node did not deliver, reclaimable by the node from reclaim_time (D + W)."""
     return job_lock_script(
         JobLock(job_id, t0, node_pubkey, client_pubkey, commitment, model_id, reclaim_time, deadline)
     )
@@ -225,10 +238,13 @@ def stake_script(
 
 def payout_script(
     job_id: bytes, node_pubkey: bytes, client_pubkey: bytes, commitment: bytes, model_id: bytes, t0: int,
-    pay_time: int,
+    deadline: int, pay_time: int,
 ) -> bytes:
-    """The node's reward: back to the client with a fraud proof, the node's from pay_time (t_pay)."""
-    return job_lock_script(JobLock(job_id, t0, node_pubkey, client_pubkey, commitment, model_id, pay_time))
+    """The node's reward: back to the client with a fraud proof, or from `deadline` (D) together with the
+    STAKE the node did not deliver; the node's from pay_time (t_pay, D + W)."""
+    return job_lock_script(
+        JobLock(job_id, t0, node_pubkey, client_pubkey, commitment, model_id, pay_time, deadline, payout=True)
+    )
 
 
 def match_escrow(script: bytes) -> JobEscrow | None:
@@ -260,8 +276,11 @@ def match_job_lock(script: bytes) -> JobLock | None:
         ops = parse_script(script)
     except ScriptError:
         return None
+    payout = False
     if (data := _template_data(ops, _PAYOUT_SHAPE)) is not None:
-        job_id, t0, node_pubkey, commitment, model_id, client_pubkey, release_time, _node_again = data
+        payout = True
+        (job_id, t0, node_pubkey, commitment, model_id, client_pubkey, claim_time, _client, release_time,
+         _node) = data
     elif (data := _template_data(ops, _DELIVERED_SHAPE)) is not None:
         job_id, t0, delivery_hash, node_pubkey, commitment, model_id, client_pubkey, release_time, _node = data
     elif (data := _template_data(ops, _STAKE_SHAPE)) is not None:
@@ -272,7 +291,7 @@ def match_job_lock(script: bytes) -> JobLock | None:
     try:
         lock = JobLock(
             job_id, _decode_time(t0), node_pubkey, client_pubkey, commitment, model_id, _decode_time(release_time),
-            None if claim_time is None else _decode_time(claim_time), delivery_hash,
+            None if claim_time is None else _decode_time(claim_time), delivery_hash, payout,
         )
         rebuilt = job_lock_script(lock)
     except ValueError:
@@ -365,6 +384,8 @@ def release_script_sig(node_signature: bytes, lock: JobLock) -> bytes:
     """scriptSig taking a STAKE, PAYOUT or DELIVERED output through the node's time-locked branch."""
     if lock.is_stake:
         return build_script(node_signature, Opcode.OP_0, Opcode.OP_0, Opcode.OP_0)
+    if lock.is_payout:
+        return build_script(node_signature, Opcode.OP_0, Opcode.OP_0)
     return build_script(node_signature, Opcode.OP_0)
 
 
@@ -410,7 +431,7 @@ def delivered_blob(script_sig: bytes) -> bytes | None:
 
 
 def claim_script_sig(client_signature: bytes) -> bytes:
-    """scriptSig taking a STAKE through the client's non-delivery claim branch (open from the deadline D)."""
+    """scriptSig taking a STAKE or PAYOUT through the client's non-delivery claim branch (open from the deadline D)."""
     return build_script(client_signature, Opcode.OP_1, Opcode.OP_0)
 
 
@@ -429,9 +450,9 @@ def is_fraud_proof_spend(script_sig: bytes, script_pubkey: bytes) -> bool:
 
 
 def non_delivery_claim(script_sig: bytes, script_pubkey: bytes) -> JobLock | None:
-    """The STAKE an input takes through the client's non-delivery claim branch (selectors OP_1 OP_0), else None."""
+    """The STAKE or PAYOUT an input takes through the client's claim branch (selectors OP_1 OP_0), else None."""
     lock = match_job_lock(script_pubkey)
-    if lock is None or not lock.is_stake:
+    if lock is None or lock.claim_time is None:
         return None
     return lock if _selectors(script_sig)[-2:] == [Opcode.OP_1, Opcode.OP_0] else None
 
@@ -475,7 +496,11 @@ _PROOF_BRANCH = (
 )
 _TIMED_BRANCH = (_PUSH, Opcode.OP_CHECKLOCKTIMEVERIFY, Opcode.OP_DROP, _PUSH, Opcode.OP_CHECKSIG)
 _DELIVER_BRANCH = (Opcode.OP_CHECKJOBDELIVERYVERIFY, *[Opcode.OP_2DROP] * _DELIVERY_DROPS, _PUSH, Opcode.OP_CHECKSIG)
-_PAYOUT_SHAPE = (*_HEAD, *_PROOF_BRANCH, *_TIMED_BRANCH, Opcode.OP_ENDIF)
+_PAYOUT_SHAPE = (
+    *_HEAD, *_PROOF_BRANCH,
+    Opcode.OP_IF, *_TIMED_BRANCH, Opcode.OP_ELSE, *_TIMED_BRANCH, Opcode.OP_ENDIF,
+    Opcode.OP_ENDIF,
+)
 _DELIVERED_SHAPE = (*_HEAD, _PUSH, Opcode.OP_DROP, *_PROOF_BRANCH, *_TIMED_BRANCH, Opcode.OP_ENDIF)
 _STAKE_SHAPE = (
     *_HEAD, *_PROOF_BRANCH,
@@ -524,9 +549,8 @@ def _check_times(*times: int) -> None:
 # The shortest scripts the builders can produce: every field has a fixed size except the times,
 # pushed as minimal script numbers, shortest at 0.
 _MIN_ESCROW_SIZE = len(escrow_script(bytes(JOB_ID_SIZE), bytes(PUBKEY_SIZE), 0, 0))
-_MIN_JOB_LOCK_SIZE = len(
-    job_lock_script(
-        JobLock(bytes(JOB_ID_SIZE), 0, bytes(PUBKEY_SIZE), bytes(PUBKEY_SIZE), bytes(COMMITMENT_SIZE),
-                bytes(MODEL_ID_SIZE), 0)
-    )
+_MIN_JOB_LOCK_SIZE = min(
+    len(job_lock_script(JobLock(bytes(JOB_ID_SIZE), 0, bytes(PUBKEY_SIZE), bytes(PUBKEY_SIZE),
+                                bytes(COMMITMENT_SIZE), bytes(MODEL_ID_SIZE), 0, **fields)))
+    for fields in ({"claim_time": 0, "payout": True}, {"delivery_hash": bytes(32)})
 )

@@ -27,7 +27,13 @@ from camelid.compute.engine import Engine
 from camelid.core.block import Block, BlockHeader
 from camelid.core.consensus import COIN, block_subsidy
 from camelid.core.job import JobParams
-from camelid.core.jobscripts import FraudProof, commitment_signature_digest, escrow_script_sig, output_commitment
+from camelid.core.jobscripts import (
+    FraudProof,
+    claim_script_sig,
+    commitment_signature_digest,
+    escrow_script_sig,
+    output_commitment,
+)
 from camelid.core.params import REGTEST
 from camelid.core.script import p2pkh_script, p2pkh_script_sig
 from camelid.core.transaction import SIGHASH_ALL, OutPoint, Transaction, TxIn, TxOut
@@ -37,7 +43,7 @@ from camelid.crypto.keys import PrivateKey
 from camelid.crypto.merkle import merkle_root
 from camelid.node.jobs.client import PAYMENT_FEE
 from camelid.node.jobs.common import RELEASE_FEE
-from camelid.node.jobs.contract import JobTerms, Spent
+from camelid.node.jobs.contract import NON_FINAL, JobTerms, Spent
 from camelid.p2p.messages import (
     DEFAULT_HOPS,
     MESSAGE_ID_SIZE,
@@ -273,11 +279,10 @@ class HostileClient:
 
     # -- paying (honestly or not) ----------------------------------------------------------------
 
-    def payment(self, job: HostileJob, testament: JobTestament, pay_time: int | None = None) -> Transaction:
+    def payment(self, job: HostileJob, testament: JobTestament) -> Transaction:
         """The honest payment: the escrow moved to the testament node's PAYOUT."""
-        pay_time = int(time.time()) + REGTEST.dispute_window if pay_time is None else pay_time
         return job.terms.payment(
-            job.escrow, testament.node_pubkey, testament.commitment, pay_time, PAYMENT_FEE, KeySigner(job.client_key)
+            job.escrow, testament.node_pubkey, testament.commitment, PAYMENT_FEE, KeySigner(job.client_key)
         )
 
     def escrow_spend(
@@ -293,7 +298,7 @@ class HostileClient:
     def self_payout(self, job: HostileJob) -> Transaction:
         """The escrow moved to a PAYOUT for this job whose "node" is a key of the client's own."""
         own = PrivateKey.generate(network="regtest").public_key.to_bytes()
-        payout = job.terms.payout_script(own, os.urandom(32), job.terms.t0 + REGTEST.dispute_window)
+        payout = job.terms.payout_script(own, os.urandom(32))
         return self.escrow_spend(job, (TxOut(job.escrow.out.value - PAYMENT_FEE, payout),))
 
     def send_payment(self, job: HostileJob, tx: Transaction) -> None:
@@ -320,11 +325,20 @@ class HostileClient:
         assert found is not None
         return found
 
-    def claim(self, job: HostileJob, stake: Spent) -> Transaction:
-        """The client's non-delivery claim on `stake`, to a key of its own (valid by consensus from D, if the
-        stake is still there)."""
+    def claim(self, job: HostileJob, *locked: Spent) -> Transaction:
+        """The client's non-delivery claim on the STAKE and PAYOUT outputs `locked` (any of them, in one
+        transaction), to a key of its own: consensus takes it from D only as a STAKE with its PAYOUT mined
+        before D - W, the STAKE still there (jobrules.check_job_claims)."""
         pay_to = p2pkh_script(hash160(PrivateKey.generate(network="regtest").public_key.to_bytes()))
-        return job.terms.claim(stake, pay_to, RELEASE_FEE, KeySigner(job.client_key))
+        inputs = tuple(TxIn(s.outpoint.txid, s.outpoint.index, sequence=NON_FINAL) for s in locked)
+        outputs = (TxOut(sum(s.out.value for s in locked) - RELEASE_FEE, pay_to),)
+        unsigned = Transaction(inputs=inputs, outputs=outputs, lock_time=job.terms.deadline, job_id=job.job_id)
+        signed = []
+        for index, (txin, s) in enumerate(zip(inputs, locked, strict=True)):
+            digest = unsigned.signature_hash(index, s.out.script_pubkey, s.out.value, SIGHASH_ALL)
+            signature = job.client_key.sign(digest) + bytes([SIGHASH_ALL])
+            signed.append(replace(txin, script_sig=claim_script_sig(signature)))
+        return replace(unsigned, inputs=tuple(signed))
 
     def mine_until_median_time(self, when: int, timeout: float = 120) -> None:
         """Mine a block every half second (through the miner, which includes its mempool) until the median time

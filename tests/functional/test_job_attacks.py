@@ -16,10 +16,10 @@ import pytest
 from tiny_model import write_tiny_model
 
 from camelid.core.consensus import COIN
-from camelid.core.transaction import TxOut
+from camelid.core.transaction import OutPoint, TxOut
 from camelid.node.jobs.client import PAYMENT_FEE
 from camelid.node.jobs.common import DELIVERY_FEE, RELEASE_FEE
-from camelid.node.jobs.contract import NON_FINAL
+from camelid.node.jobs.contract import NON_FINAL, Spent
 
 from .framework import TestNode, wait_until
 from .hostile import HostileClient, block_on_tip
@@ -155,20 +155,24 @@ def test_a_wallet_that_relocks_after_staking_still_delivers(network):
 
 def test_a_client_that_mines_cannot_claim_the_stake_of_a_node_that_delivered(network):
     """The client pays, receives the output, then mines past the deadline D and publishes a block of its own
-    with its non-delivery claim on the stake: no mempool policy is asked. The node delivered on chain before
-    D (its STAKE moved into the DELIVERED lock), so the claim spends nothing and the block is invalid; the
-    node takes back its stake and its reward."""
+    with its non-delivery claim on the stake and its payment: no mempool policy is asked. The node delivered on
+    chain before D (its STAKE moved into the DELIVERED lock), so the claim spends nothing and the block is
+    invalid, and a claim of the payment alone is invalid too; the node takes back its stake and its reward."""
     client, compute = network()
     job = client.submit(timelock=30)
     testament = client.testament(job)
     stake = client.stake(job, testament)
     staked = compute.getbalance()
-    client.send_payment(job, client.payment(job, testament))
+    payment = client.payment(job, testament)
+    payout = Spent(OutPoint(payment.hash, 0), payment.outputs[0])
+    client.send_payment(job, payment)
     assert client.delivery(job, 30) is not None  # the client has what it paid for
     client.mine_until_median_time(job.terms.deadline)
-    block = block_on_tip(client.miner, client.claim(job, stake))  # the client's own block
+    block = block_on_tip(client.miner, client.claim(job, stake, payout))  # the client's own block
     assert compute.submitblock(block.to_bytes().hex()) == "bad-txns-inputs-missingorspent"
     assert client.miner.submitblock(block.to_bytes().hex()) == "bad-txns-inputs-missingorspent"
+    block = block_on_tip(client.miner, client.claim(job, payout))  # the payment back alone: the node delivered
+    assert compute.submitblock(block.to_bytes().hex()) == "bad-job-claim"
     stake_back = Decimal(stake.out.value - DELIVERY_FEE - RELEASE_FEE) / COIN
     reward = Decimal(job.escrow.out.value - PAYMENT_FEE - RELEASE_FEE) / COIN
     mine_until(
@@ -176,3 +180,25 @@ def test_a_client_that_mines_cannot_claim_the_stake_of_a_node_that_delivered(net
         "the stake and the reward in the compute node's wallet",
     )
     assert compute.getjob(job.rpc_id)["state"] != "slashed"
+
+
+def test_a_client_that_never_pays_cannot_take_the_stake_by_mining_its_claim(network):
+    """The client never pays, mines past the deadline D and publishes a block of its own with its non-delivery
+    claim on the stake. On the code before this rule the block was valid (only the mempool's job-not-paid
+    policy refused the claim) and the node lost its stake; now a claim takes a STAKE only with its PAYOUT,
+    mined before D - W, so the block is invalid and the node reclaims its stake at D + W."""
+    client, compute = network()
+    job = client.submit(timelock=30)
+    testament = client.testament(job)
+    stake = client.stake(job, testament)
+    staked = compute.getbalance()
+    client.mine_until_median_time(job.terms.deadline)
+    block = block_on_tip(client.miner, client.claim(job, stake))
+    assert compute.submitblock(block.to_bytes().hex()) == "bad-job-claim"
+    assert client.miner.submitblock(block.to_bytes().hex()) == "bad-job-claim"
+    stake_back = Decimal(stake.out.value - RELEASE_FEE) / COIN
+    mine_until(
+        client.miner, client.mine_to, lambda: compute.getbalance() == staked + stake_back,
+        "the stake back in the compute node's wallet",
+    )
+    assert compute.getjob(job.rpc_id)["state"] != "slashed" and delivered(compute, job.rpc_id) == []

@@ -19,8 +19,11 @@ from tiny_model import write_tiny_model
 from camelid.compute.engine import Engine
 from camelid.compute.tamper import tamper_output
 from camelid.core.consensus import COIN
+from camelid.core.transaction import Transaction
 from camelid.crypto.keys import PrivateKey
+from camelid.node.jobs.client import PAYMENT_FEE
 from camelid.node.jobs.common import RELEASE_FEE
+from camelid.p2p.messages import JobPayment
 
 from .framework import wait_until
 from .hostile import block_on_tip
@@ -30,7 +33,8 @@ from .jobnet import funded_network, mine_until
 pytestmark = pytest.mark.slow
 
 REWARD = Decimal(1)
-RELEASE = Decimal(RELEASE_FEE) / COIN  # fee of the client's one-input claim on the stake
+RELEASE = Decimal(RELEASE_FEE) / COIN  # fee of the client's claim on the stake and the payout
+PAYMENT = Decimal(PAYMENT_FEE) / COIN
 
 
 def verdict_of(client, job: str) -> dict:
@@ -96,13 +100,15 @@ def test_a_sybil_verifier_that_passes_a_tampered_output_is_outvoted_by_one_hones
 
 
 def test_a_paid_node_that_never_delivers_loses_its_stake_to_the_client(camelid_nodes, tmp_path):
-    """Paid, and nothing delivered on chain by D: the client publishes the payment and, once the chain is past D,
-    takes the stake through its claim branch. Bound: a node that bribes every miner to leave the claim
-    out until D + W, when its own reclaim of the stake opens, keeps it; one honest block in [D, D + W) is enough."""
+    """Paid, and nothing delivered on chain by D: the client, which published its payment when it paid, takes
+    the stake and the payout back once the chain is past D, through their claim branches (consensus admits the
+    claim because the payment was mined before D - W; the job's timelock leaves room for that). Bound: a node
+    that bribes every miner to leave the claim out until D + W, when its own reclaims open, keeps both; one
+    honest block in [D, D + W) is enough."""
     model = write_tiny_model(tmp_path / "tiny.gguf")
     miner, (client,), mine_to = funded_network(camelid_nodes, [[f"--serve-model={model}", "--nocompute"]])
     cheater = HostileComputeNode(miner, mine_to, client, "127.0.0.24")
-    job = client.submitjob("The llama", 8, None, 0, 0, REWARD, 12)
+    job = client.submitjob("The llama", 8, None, 0, 0, REWARD, 30)
     escrowed = client.getbalance()
     cheater.wait_payment(cheater.take(COIN))
     mine_until(miner, mine_to, lambda: client.getjob(job)["state"] == "slashed", "the non-delivery claim")
@@ -110,21 +116,28 @@ def test_a_paid_node_that_never_delivers_loses_its_stake_to_the_client(camelid_n
     assert info["verdict"] == "failed: not delivered" and info["delivered_by"] == [] and not info["text"]
     mine_until(miner, mine_to, lambda: (miner.gettxout(info["slash_txid"], 0) or {}).get("confirmations", 0) > 0,
                "the claim mined")
-    # The client paid the reward and took the stake (stake = reward): it is out only the claim's fee.
-    mine_until(miner, mine_to, lambda: client.getbalance() == escrowed + REWARD - RELEASE, "the stake in the wallet")
+    # The client took back its payment with the stake (stake = reward): it is out only the payment's fee and the
+    # claim's.
+    back = escrowed + 2 * REWARD - PAYMENT - RELEASE
+    mine_until(miner, mine_to, lambda: client.getbalance() == back, "the stake and the payment in the wallet")
     cheater.close()
 
 
 def test_a_bribed_miner_that_leaves_the_claim_out_only_delays_it(camelid_nodes, tmp_path):
     """Paid, never delivered, and the node pays a miner to leave the client's claim out of its blocks. The claim
     waits in the mempool through every bribed block and lands in the first honest one: the bound is one honest
-    block in [D, D + W), before the node's own reclaim opens (docs/jobs-design.md, issue 14's attack table)."""
+    block in [D, D + W), before the node's own reclaim opens (docs/jobs-design.md, issue 14's attack table).
+    The payment is mined by honest blocks first: a claim needs it mined before D - W (one honest block in
+    [t0 + W, D - W) is the same kind of bound for a bribe that leaves the payment out)."""
     model = write_tiny_model(tmp_path / "tiny.gguf")
     miner, (client,), mine_to = funded_network(camelid_nodes, [[f"--serve-model={model}", "--nocompute"]])
     cheater = HostileComputeNode(miner, mine_to, client, "127.0.0.25")
-    job = client.submitjob("The llama", 8, None, 0, 0, REWARD, 12)
+    job = client.submitjob("The llama", 8, None, 0, 0, REWARD, 30)
     escrowed = client.getbalance()
-    cheater.wait_payment(cheater.take(COIN))
+    directed = cheater.wait_payment(cheater.take(COIN))
+    payment = Transaction.from_bytes(JobPayment.from_payload(directed.payload).tx).txid()
+    mine_until(miner, mine_to, lambda: (miner.gettxout(payment, 0) or {}).get("confirmations", 0) > 0,
+               "the payment mined")
 
     def bribed_block() -> None:
         assert miner.submitblock(block_on_tip(miner).to_bytes().hex()) is None
@@ -144,5 +157,6 @@ def test_a_bribed_miner_that_leaves_the_claim_out_only_delays_it(camelid_nodes, 
     assert client.getbalance() == escrowed
     miner.generatetoaddress(1, mine_to)  # one honest block
     wait_until(lambda: claim not in miner.getrawmempool(), timeout=30, what="the claim mined by the honest block")
-    mine_until(miner, mine_to, lambda: client.getbalance() == escrowed + REWARD - RELEASE, "the stake in the wallet")
+    back = escrowed + 2 * REWARD - PAYMENT - RELEASE  # the stake and the payment
+    mine_until(miner, mine_to, lambda: client.getbalance() == back, "the stake and the payment in the wallet")
     cheater.close()

@@ -1,5 +1,5 @@
 """Table 1's other outcomes over real processes: a client that never pays, a node that never delivers, and the
-mempool policy that keeps a client from taking the stake of a node that delivered or was never paid.
+consensus rules that keep a client from taking the stake of a node that delivered or was never paid.
 
 Each network is a miner without the model, a client and a compute node with the tiny test model
 (jobnet.job_network); the regtest --misbehave=never-pay flag makes the client cheat (a node that never
@@ -105,8 +105,8 @@ def test_a_client_that_never_pays_gets_its_escrow_back_and_the_node_its_stake(ca
     escrowed = client.getbalance()  # start - REWARD - the escrow transaction's fee
     wait_until(lambda: client.getjob(job)["testaments"], timeout=30, what="the node's testament")
     staked = compute.getbalance()  # 10 - the stake - the stake transaction's fee
-    # A client key alone cannot take the stake of a node it never paid: no payment to it was ever seen.
-    assert "job-not-paid" in claim_refusal(miner, stake_claim(client, job), mine_to)
+    # A client key alone cannot take the stake of a node it never paid: a claim needs the node's PAYOUT (consensus).
+    assert "job-claim" in claim_refusal(miner, stake_claim(client, job), mine_to)
     mine_until(miner, mine_to, lambda: client.getjob(job)["state"] == "refunded", "the escrow refund")
     info = client.getjob(job)
     assert "paid" not in states(client, job) and info["refund_txid"] and info["slash_txid"] is None

@@ -112,7 +112,7 @@ def test_paid_jobs_on_a_network_of_every_role(camelid_nodes, tmp_path):
     miner.generatetoaddress(1, mine_to)
     wait_until(lambda: cheater.getbalance() == FUNDS, what="the cheater funded")
     before = client.getbalance()
-    cheated = client.submitjob("llama 2", 8, None, 2, 0, REWARD)  # 1,200 s deadline: the stake stays at stake
+    cheated = client.submitjob("llama 2", 8, None, 2, 0, REWARD)  # 1,800 s deadline: the stake stays at stake
     # The client publishes the payment itself, which waits for the dispute window in median time past: mine.
     mine_until(
         miner, mine_to, lambda: client.getjob(cheated)["state"] == "slashed", "the fraud proof in the client's mempool"

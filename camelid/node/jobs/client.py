@@ -7,8 +7,9 @@ moves the escrow to that node's PAYOUT and sends it the payment. On delivery it 
 ID) and, if this node holds the model, checks the commitment and runs RASTiC. A failure beyond what float noise explains
 (gap > EPS_SLASH, or structural) is disputed: the client publishes the payment itself and takes the STAKE
 and the PAYOUT back in one fraud-proof spend. A paid job with no delivery from its node by the deadline D
-is disputed too ("failed: not delivered"): the client publishes the payment and takes the STAKE through
-its claim branch once the chain allows it (a delivery mined before D spent it). A delivery is read from the
+is disputed too ("failed: not delivered"): the client takes the STAKE and the PAYOUT back through their
+claim branches once the chain allows it (a delivery mined before D spent the STAKE; the client publishes
+its payment when it pays, since the claim needs it mined before D - W). A delivery is read from the
 signed jobdelivery message or from the delivery transaction in the mempool or a block, whichever comes
 first. A job never paid gets its escrow back through the refund branch at its refund time. It knows the
 compute side only through the pool's records.
@@ -35,7 +36,7 @@ from camelid.compute.rastic import EPS_SLASH
 from camelid.compute.vocab import ModelVocab
 from camelid.compute.worker_client import EngineUnavailable
 from camelid.core.job import JobParams
-from camelid.core.jobscripts import FraudProof, output_commitment
+from camelid.core.jobscripts import JOB_PAYOUT_FEE_CAP, FraudProof, output_commitment
 from camelid.core.script import p2pkh_script
 from camelid.core.transaction import OutPoint, Transaction, TxOut
 from camelid.crypto import ecies
@@ -45,7 +46,6 @@ from camelid.node.jobs.common import (
     RELEASE_FEE,
     RELEASE_PATIENCE,
     STAKE_MULTIPLE,
-    TIMED_RETRY,
     JobContext,
     TimedSpend,
     hex_id,
@@ -59,9 +59,10 @@ log = logging.getLogger(__name__)
 
 PAYMENT_FEE = 20_000
 """Fee the client leaves when moving the escrow to the PAYOUT (~40 per byte; under JOB_PAYOUT_FEE_CAP)."""
-DEFAULT_TIMELOCK = 1200
-"""Seconds a node has to deliver (JobParams.timelock) unless submitjob says otherwise: two dispute windows on
-mainnet, since a payment waits one out and the delivery must be mined before D (compute nodes decline less)."""
+DEFAULT_TIMELOCK = 1800
+"""Seconds a node has to deliver (JobParams.timelock) unless submitjob says otherwise: three dispute windows on
+mainnet, since a payment waits one out and must be mined a window before D to back a non-delivery claim
+(jobrules.check_job_claims); compute nodes decline less than two (the delivery must be mined before D)."""
 SLASH_FEE = 100_000
 """Fee of the client's fraud-proof spend of STAKE + PAYOUT: >= 5 per byte even with two 2,210-token proofs."""
 VERIFY_MODES = ("full", "spot", "off")
@@ -190,18 +191,22 @@ class JobClient:
     def resume(self, job_id: bytes) -> None:
         """After a restart, pick up an open job of ours where it stood: paying, judging, claiming or refunding.
 
-        A payment we chose but had not signed is chosen again; a delivery already in the pool is judged
+        A payment we chose but had not signed is chosen again; one we signed is submitted again (the mempool
+        is not kept, and a claim needs it mined before D - W); a delivery already in the pool is judged
         (again, if the dispute it started had not reached the mempool); the deadline watcher starts over.
         """
-        client, record = self.jobs[job_id], self._ctx.pool.get(job_id)
-        if record is None or record not in self._ctx.pool.open_jobs():
+        ctx = self._ctx
+        client, record = self.jobs[job_id], ctx.pool.get(job_id)
+        if record is None or record not in ctx.pool.open_jobs():
             return
-        self._ctx.spawn(self._close_unfinished(job_id), f"job-close-{hex_id(job_id)[:16]}")
+        ctx.spawn(self._close_unfinished(job_id), f"job-close-{hex_id(job_id)[:16]}")
         if client.payment is None:
             client.testament = None
             for testament in record.testaments.values():
                 self.on_testament(job_id, testament)
             return
+        deadline = ctx.terms(record.params).deadline
+        ctx.spawn(ctx.publish(client.payment, deadline), f"job-publish-{client.payment.txid()[:16]}")
         if client.verdict is not None and (client.verdict.cause is not Cause.RASTIC or client.slash_txid is not None):
             return
         client.verdict = None
@@ -240,21 +245,20 @@ class JobClient:
             return
         terms = ctx.terms(record.params)
         stake = terms.stake_script(testament.node_pubkey, testament.commitment)
-        if await ctx.wait_for_output(testament.stake_txid, stake, client.reward * STAKE_MULTIPLE) is None:
+        found = await ctx.wait_for_output(testament.stake_txid, stake, client.reward * STAKE_MULTIPLE)
+        if found is None:
             log.info("job %s: node %s's stake %s never showed; not paying it", hex_id(job_id),
                      testament.node.hex(), hex_id(testament.stake_txid))
+            return
+        if found[1] > client.reward - PAYMENT_FEE + JOB_PAYOUT_FEE_CAP:  # our PAYOUT could not claim it back
+            log.info("job %s: node %s staked %d, more than our payment can claim; not paying it", hex_id(job_id),
+                     testament.node.hex(), found[1])
             return
         if client.testament is not None or client.cancelled:  # another testament's stake showed first
             return
         client.testament = testament
-        pay_time = int(time.time()) + ctx.chain.params.dispute_window
         payment = terms.payment(
-            client.escrow_spent,
-            testament.node_pubkey,
-            testament.commitment,
-            pay_time,
-            PAYMENT_FEE,
-            ctx.require_wallets().get(),
+            client.escrow_spent, testament.node_pubkey, testament.commitment, PAYMENT_FEE, ctx.require_wallets().get()
         )
         client.payment = payment
         ctx.manager.send_directed(
@@ -262,6 +266,8 @@ class JobClient:
         )
         ctx.pool.record_payment(payment, published=False)
         log.info("job %s: paid node %s with %s", hex_id(job_id), testament.node.hex(), payment.txid())
+        # Published at once: a non-delivery claim needs the PAYOUT mined before D - W (jobrules.check_job_claims).
+        await ctx.publish(payment, terms.deadline)
 
     async def on_delivery(self, job_id: bytes, delivery: DeliveryRecord) -> None:
         """A signed delivery reached the pool: open and judge it if it is the one we paid for."""
@@ -406,7 +412,7 @@ class JobClient:
         The PAYOUT exists only once the payment is in the mempool or the chain, and the node may hold
         the payment back, so we publish it ourselves (waiting out the dispute window) and then spend
         both outputs together: one transaction, one model check. If the node's release took the
-        PAYOUT first (its branch opens at t_pay), the stake alone is still ours to take. A node that
+        PAYOUT first (its branch opens at D + W), the stake alone is still ours to take. A node that
         delivered on chain moved its stake into the DELIVERED lock, whose fraud-proof branch is the
         same: we take it there (`_stake_now`).
         """
@@ -499,11 +505,11 @@ class JobClient:
     async def _claim_stake(
         self, record: JobRecord, client: ClientJob, testament: TestamentRecord, payment: Transaction
     ) -> None:
-        """Take the STAKE of a node we paid that delivered nothing by D, through the STAKE's claim branch.
+        """Take the STAKE and the PAYOUT of a node we paid that delivered nothing by D, through their claim branches.
 
         Consensus admits the claim from D unless the node's delivery transaction was mined before it (then
-        the stake is spent, and we stop); the mempool admits it only once it has seen our payment (so we
-        publish it, if the node did not); we retry until then.
+        the stake is spent, and we stop), and only with our payment mined before D - W (we published it
+        when we paid).
         """
         ctx, params = self._ctx, record.params
         client.verdict = NOT_DELIVERED
@@ -515,16 +521,15 @@ class JobClient:
         if found is None:
             log.warning("job %s: the stake %s is gone; nothing to claim", hex_id(record.job_id), testament.stake_txid)
             return
-        give_up_at = terms.refund_time + RELEASE_PATIENCE
-        await ctx.publish(payment, give_up_at)  # refused as already known when the node published it
         staked = Spent(OutPoint(testament.stake_txid, found[0]), TxOut(found[1], stake))
+        paid = Spent(OutPoint(payment.hash, 0), payment.outputs[0])
         claim = TimedSpend(
             record.job_id,
             staked,
             terms.deadline,
-            lambda pay_to, signer: terms.claim(staked, pay_to, RELEASE_FEE, signer),
+            lambda pay_to, signer: terms.claim(staked, paid, pay_to, RELEASE_FEE, signer),
         )
-        spent = await ctx.take_when_allowed(claim, TIMED_RETRY | {"job-not-paid"})
+        spent = await ctx.take_when_allowed(claim)
         if spent is not None:
             client.slash_txid = spent.txid()
             ctx.pool.advance(record, JobState.SLASHED)

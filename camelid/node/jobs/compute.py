@@ -456,10 +456,9 @@ class JobComputer:
         record = self._ctx.pool.get(tx.job_id)
         if record is not None and record.escrow_txid == tx.hash:
             self._offered.set()  # a job waiting for this escrow can be claimed now, not at the next ESCROW_RECHECK
-        work = self.jobs.get(tx.job_id)
-        spends_escrow = work is not None and any(OutPoint(i.prev_txid, i.prev_index) == work.escrow for i in tx.inputs)
-        if spends_escrow and tx.outputs and match_job_lock(tx.outputs[0].script_pubkey) is not None:  # not a refund
-            self._ctx.spawn(self._take_payment(tx.job_id, tx, published=True), f"job-paid-{tx.txid()[:16]}")
+        lock = match_job_lock(tx.outputs[0].script_pubkey) if tx.outputs else None
+        if lock is not None and lock.is_payout and lock.job_id in self.jobs:  # any payment: a client's claim needs one
+            self._ctx.spawn(self._take_payment(lock.job_id, tx, published=True), f"job-paid-{tx.txid()[:16]}")
 
     async def _take_payment(self, job_id: bytes, tx: Transaction, published: bool) -> None:
         """Take a payment we can rely on (once per job), publish it if it is not yet, deliver once it is safe
@@ -619,24 +618,26 @@ class JobComputer:
 
 
 def payment_problem(tx: Transaction, terms: JobTerms, work: ComputeJob) -> str | None:
-    """Why `tx` is not a payment we can rely on (None if it is): it must move our escrow to our PAYOUT.
+    """Why `tx` is not a payment we can rely on (None if it is): its output 0 must be our PAYOUT, worth the reward.
 
-    The PAYOUT must release to us no later than our stake does (refund_time): a client could
-    otherwise pay with a lock that keeps the reward from us for years.
+    It need not spend the job's escrow: the client's claim on our stake needs any PAYOUT of ours mined
+    before D - W (jobrules.check_job_claims), so we deliver on whichever one comes; one that spends the
+    escrow must carry the client's signature of it.
+
+    The PAYOUT must be exactly the job's (terms.payout_lock): claimable with our stake from D, ours
+    from D + W as the stake is; a client could otherwise pay with a lock that keeps the reward from us
+    for years, or one it could claim back although we delivered.
     """
-    job_id, refund_time = terms.job_id, terms.refund_time
-    if tx.job_id != job_id:
-        return "it carries another Job ID"
-    spends = [i for i, txin in enumerate(tx.inputs) if OutPoint(txin.prev_txid, txin.prev_index) == work.escrow]
-    if not spends:
-        return "it does not spend the job's escrow"
     lock = match_job_lock(tx.outputs[0].script_pubkey) if tx.outputs else None
-    if lock is None or lock != terms.payout_lock(work.node_pubkey, work.commitment, lock.release_time):
-        return "its output 0 is not a PAYOUT to our key for our commitment"
-    if lock.release_time > refund_time:
-        return f"its PAYOUT releases at {lock.release_time}, after the job's refund time {refund_time}"
+    if lock is None or lock != terms.payout_lock(work.node_pubkey, work.commitment):
+        return "its output 0 is not the job's PAYOUT to our key for our commitment"
     if tx.outputs[0].value < work.reward - JOB_PAYOUT_FEE_CAP:
         return f"it pays {tx.outputs[0].value}, less than the escrow's {work.reward} minus the fee cap"
+    spends = [i for i, txin in enumerate(tx.inputs) if OutPoint(txin.prev_txid, txin.prev_index) == work.escrow]
+    if not spends:
+        return None  # the mempool check (directed) or the chain (published) judged its inputs
+    if tx.job_id != terms.job_id:
+        return "it spends the escrow and carries another Job ID"
     index = spends[0]
     try:
         verify_script(

@@ -89,20 +89,18 @@ class JobTerms:
     def stake_script(self, node_pubkey: bytes, commitment: bytes) -> bytes:
         return job_lock_script(self.stake_lock(node_pubkey, commitment))
 
-    def payout_lock(self, node_pubkey: bytes, commitment: bytes, pay_time: int) -> JobLock:
-        p = self.params
-        return JobLock(self.job_id, self.t0, node_pubkey, p.client_pubkey, commitment, p.model_id, pay_time)
+    def payout_lock(self, node_pubkey: bytes, commitment: bytes) -> JobLock:
+        """The node's PAYOUT: claimable with its STAKE from D, the node's from D + W as the stake is."""
+        return replace(self.stake_lock(node_pubkey, commitment), payout=True)
 
-    def payout_script(self, node_pubkey: bytes, commitment: bytes, pay_time: int) -> bytes:
-        return job_lock_script(self.payout_lock(node_pubkey, commitment, pay_time))
+    def payout_script(self, node_pubkey: bytes, commitment: bytes) -> bytes:
+        return job_lock_script(self.payout_lock(node_pubkey, commitment))
 
     # -- transactions ------------------------------------------------------------------------------
 
-    def payment(
-        self, escrow: Spent, node_pubkey: bytes, commitment: bytes, pay_time: int, fee: int, signer: JobSigner
-    ) -> Transaction:
+    def payment(self, escrow: Spent, node_pubkey: bytes, commitment: bytes, fee: int, signer: JobSigner) -> Transaction:
         """The client's move of the escrow to the node's PAYOUT (value less `fee`), signed with Pc."""
-        outputs = (TxOut(escrow.out.value - fee, self.payout_script(node_pubkey, commitment, pay_time)),)
+        outputs = (TxOut(escrow.out.value - fee, self.payout_script(node_pubkey, commitment)),)
         return self._signed((escrow,), outputs, 0, self.params.client_pubkey, signer, lambda _: escrow_script_sig)
 
     def delivery(self, stake: Spent, lock: JobLock, blob: bytes, fee: int, signer: JobSigner) -> Transaction:
@@ -120,12 +118,12 @@ class JobTerms:
             (escrow,), outputs, self.refund_time, self.params.client_pubkey, signer, lambda _: escrow_script_sig
         )
 
-    def claim(self, stake: Spent, pay_to: bytes, fee: int, signer: JobSigner) -> Transaction:
-        """The client's non-delivery claim on a STAKE, valid by consensus from D unless the node's delivery was
-        mined before it (and refused by mempool policy for a job never paid)."""
-        outputs = (TxOut(stake.out.value - fee, pay_to),)
+    def claim(self, stake: Spent, payout: Spent, pay_to: bytes, fee: int, signer: JobSigner) -> Transaction:
+        """The client's non-delivery claim on a STAKE and its PAYOUT together, valid by consensus from D unless the
+        node's delivery was mined before it, and only with a PAYOUT mined before D - W (jobrules.check_job_claims)."""
+        outputs = (TxOut(stake.out.value + payout.out.value - fee, pay_to),)
         return self._signed(
-            (stake,), outputs, self.deadline, self.params.client_pubkey, signer, lambda _: claim_script_sig
+            (stake, payout), outputs, self.deadline, self.params.client_pubkey, signer, lambda _: claim_script_sig
         )
 
     def release(self, locked: Spent, lock: JobLock, pay_to: bytes, fee: int, signer: JobSigner) -> Transaction:

@@ -99,7 +99,6 @@ class JobService:
         """
         self.chain = chain
         self.pool = JobPool(chain.params.dispute_window)
-        chain.mempool.stake_claims = self.pool
         self._bus = bus
         self._manager = p2p.manager
         self._ctx = JobContext(chain, self.pool, p2p.manager, p2p.node_key, models, wallets, compute)
