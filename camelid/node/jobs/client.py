@@ -475,7 +475,8 @@ class JobClient:
         """At the deadline D: dispute a paid job its node did not deliver. At the refund time: refund one never paid.
 
         Paid is what we decided (we signed a payment), whether or not it was published; delivered is a
-        delivery from the paid node in the pool, as the mempool's claim policy sees it.
+        delivery from the paid node in the pool (by message or transaction). Consensus would admit the claim
+        whenever no delivery was mined before D; we claim only when we hold none at all.
         """
         ctx = self._ctx
         client, record = self.jobs[job_id], ctx.pool.get(job_id)
