@@ -61,9 +61,12 @@ browser:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || \
 		echo "chromium not installed: the status-page test will try again or skip"
 
-# The functional tests spend most of their time waiting on real processes (block times, deadlines), so two
-# workers overlap them; --dist loadfile keeps a file's module-scoped networks on one worker.
-TEST_WORKERS ?= 2
+# The functional tests spend most of their time waiting on real processes (block times, deadlines), so more
+# workers overlap them (`make test TEST_WORKERS=2`: about 10 minutes instead of 16 on 2 cores); --dist
+# loadfile keeps a file's module-scoped networks on one worker. One is the default: on 2 cores a second
+# worker's load stretches a jobaccept's trip past the 0.2 s contest window now and then, so two nodes both
+# stake one job and the concurrency test fails (see the issue-17 note).
+TEST_WORKERS ?= 1
 
 test: lint browser
 	$(BIN)/python -m pytest -q -ra --durations=25 -n $(TEST_WORKERS) --dist loadfile
