@@ -75,5 +75,5 @@ def test_a_node_with_four_slots_computes_four_jobs_at_once(camelid_nodes, tmp_pa
         return next(entry["time"] for entry in computer.getjob(job)["history"] if entry["state"] == state)
 
     # All four were taken before the first was done: one at a time, each would wait for the one before
-    # (its contest window alone is 0.2 s).
+    # (its contest window alone is scheduler.CONTEST_WINDOW, 1 s).
     assert max(when(job, "accepted") for job in jobs) < min(when(job, "completed") for job in jobs)
