@@ -36,6 +36,29 @@ def _token_types() -> list[int]:
     )
 
 
+def _add_vocab(writer: gguf.GGUFWriter) -> None:
+    """The byte-level SentencePiece vocabulary every tiny model shares."""
+    writer.add_vocab_size(len(VOCAB))
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(VOCAB)
+    writer.add_token_scores([0.0] * len(VOCAB))
+    writer.add_token_types(_token_types())
+    writer.add_unk_token_id(UNK)
+    writer.add_bos_token_id(BOS)
+    writer.add_eos_token_id(EOS)
+    writer.add_add_bos_token(True)
+    writer.add_add_space_prefix(False)
+
+
+def _write(writer: gguf.GGUFWriter, tensors: dict[str, np.ndarray]) -> None:
+    for name, tensor in tensors.items():
+        writer.add_tensor(name, tensor)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
 def _weights(rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Tensors in numpy shape (rows = output features); gguf reverses them to llama.cpp order."""
 
@@ -118,24 +141,10 @@ def write_tiny_model(
     writer.add_head_count_kv(N_HEAD)
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_rope_dimension_count(N_EMBD // N_HEAD)
-    writer.add_vocab_size(len(VOCAB))
-    writer.add_tokenizer_model("llama")
-    writer.add_token_list(VOCAB)
-    writer.add_token_scores([0.0] * len(VOCAB))
-    writer.add_token_types(_token_types())
-    writer.add_unk_token_id(UNK)
-    writer.add_bos_token_id(BOS)
-    writer.add_eos_token_id(EOS)
-    writer.add_add_bos_token(True)
-    writer.add_add_space_prefix(False)
+    _add_vocab(writer)
     if chat_template is not None:
         writer.add_chat_template(chat_template)
-    for name, tensor in (weights or _weights)(np.random.default_rng(seed)).items():
-        writer.add_tensor(name, tensor)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    _write(writer, (weights or _weights)(np.random.default_rng(seed)))
     return path
 
 
@@ -169,15 +178,7 @@ def write_tiny_gemma3(path: Path, seed: int = 0) -> Path:
     writer.add_layer_norm_rms_eps(1e-6)
     writer.add_rope_freq_base(1e6)
     writer.add_sliding_window(GEMMA3_WINDOW)
-    writer.add_vocab_size(len(VOCAB))
-    writer.add_tokenizer_model("llama")
-    writer.add_token_list(VOCAB)
-    writer.add_token_scores([0.0] * len(VOCAB))
-    writer.add_token_types(_token_types())
-    writer.add_bos_token_id(BOS)
-    writer.add_eos_token_id(EOS)
-    writer.add_add_bos_token(True)
-    writer.add_add_space_prefix(False)
+    _add_vocab(writer)
     tensors = {
         "token_embd.weight": (rng.standard_normal((len(VOCAB), N_EMBD)) * 0.5).astype(np.float32),
         "output_norm.weight": norm(N_EMBD),
@@ -202,12 +203,7 @@ def write_tiny_gemma3(path: Path, seed: int = 0) -> Path:
                 blk + "post_ffw_norm.weight": norm(N_EMBD),
             }
         )
-    for name, tensor in tensors.items():
-        writer.add_tensor(name, tensor)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    _write(writer, tensors)
     return path
 
 
