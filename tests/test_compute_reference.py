@@ -86,6 +86,8 @@ def test_the_trace_has_its_checkpoints_per_layer_plus_3(reference: ReferenceMode
     _, n_layer, per_layer = ARCHITECTURES[reference.hparams.arch]
     assert len(trace) == per_layer * n_layer + 3
     assert all(values.dtype == np.float32 for values in trace.values())
+    n = len(prompt) + len(output)
+    assert [v.shape for v in trace.values()] == [reference.checkpoint_shape(c, n, len(LOGIT_ROWS)) for c in trace]
     assert trace["logits"].shape == (len(LOGIT_ROWS),)
 
 
@@ -211,5 +213,11 @@ def test_bad_inputs_are_refused_by_name(reference: ReferenceModel, tmp_path: Pat
         reference.logits([1, 2], [2])
     with pytest.raises(ValueError, match="does not exist"):
         ReferenceModel(tmp_path / "missing.gguf")
-    with pytest.raises(ValueError, match="no checkpoint"):
-        reference.recompute("blk.0.nothing", 0, [1], LOGIT_ROWS, lambda *_: np.zeros(1, np.float32))
+    def zeros(*_: object) -> np.ndarray:
+        return np.zeros(1, np.float32)
+
+    for name in ("blk.0.nothing", f"blk.{reference.hparams.n_layer}.q"):
+        with pytest.raises(ValueError, match="no checkpoint"):
+            reference.recompute(name, 0, [1], LOGIT_ROWS, zeros)
+    with pytest.raises(ValueError, match="outside"):
+        reference.recompute("embd", reference.hparams.n_embd, [1], LOGIT_ROWS, zeros)

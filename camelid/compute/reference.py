@@ -150,6 +150,9 @@ class ReferenceModel:
 
     # -- weights ------------------------------------------------------------------------------------
 
+    def tensor_names(self) -> list[str]:
+        return list(self._tensors)
+
     def weight(self, name: str) -> np.ndarray:
         """Tensor `name` as float32, rows = output features (numpy order)."""
         if name not in self._weights:
@@ -218,11 +221,34 @@ class ReferenceModel:
         kinds += (["attn_post_norm"] if hp.post_norms else []) + ["attn_res", "ffn_norm", "gate", "up", "act", "down"]
         return kinds + (["ffn_post_norm"] if hp.post_norms else []) + ["ffn_res"]
 
+    def checkpoint_shape(self, name: str, n_tokens: int, n_rows: int) -> tuple[int, ...]:
+        """The shape of checkpoint `name` in a trace over `n_tokens` tokens asking for `n_rows` logit rows."""
+        hp = self.hparams
+        kind = name.rsplit(".", 1)[-1]
+        if name not in self.checkpoint_names()[:-1] and name != "logits":
+            raise ValueError(f"no checkpoint named {name}")
+        if kind == "logits":
+            return (n_rows,)
+        if kind in ("q_norm", "q_rope", "k_norm", "k_rope"):  # a row per position and head
+            return (n_tokens * (hp.n_head if kind[0] == "q" else hp.n_head_kv), hp.head_dim)
+        if kind in ("q", "attn"):
+            return (n_tokens, hp.n_head * hp.head_dim)
+        if kind == "k":
+            return (n_tokens, hp.n_head_kv * hp.head_dim)
+        if kind == "v":
+            return (hp.n_head_kv * hp.head_dim, n_tokens)
+        if kind in ("scores", "probs"):
+            return (hp.n_head, n_tokens, n_tokens)
+        if kind in ("gate", "up", "act"):
+            return (n_tokens, hp.n_ff)
+        return (n_tokens, hp.n_embd)
+
     def trace(self, tokens: Sequence[int], rows: Sequence[int]) -> dict[str, np.ndarray]:
         """Every checkpoint of the pass over `tokens`; "logits" holds logit rows `rows` at the last position.
 
-        Layouts (row-major): (n, width) per position, except v, stored transposed (kv features, n) so that
-        attention reads a contiguous column, and scores and probs, (heads, n queries, n keys)."""
+        Layouts (row-major, `checkpoint_shape`): (n, width), except the query and key norms and ropes, a row
+        per position and head, v, stored transposed (kv features, n) so that attention reads a contiguous
+        column, and scores and probs, (heads, n queries, n keys)."""
         out: dict[str, np.ndarray] = {}
         last = self._run(tokens, out.__setitem__)
         out["logits"] = rm.dot_rows(last[-1:], self.weight(self.output_name)[list(rows)])[0]
@@ -294,6 +320,9 @@ class ReferenceModel:
         (`read`) and one weight row: bit for bit the value the full pass puts there."""
         hp = self.hparams
         n, d, group = len(tokens), hp.head_dim, hp.n_head // hp.n_head_kv
+        size = int(np.prod(self.checkpoint_shape(name, n, len(rows))))
+        if not 0 <= index < size:
+            raise ValueError(f"element {index} is outside {name}'s {size} values")
         if name == "embd":
             t, c = divmod(index, hp.n_embd)
             return self._embed([tokens[t]])[0, c]
@@ -370,9 +399,7 @@ class ReferenceModel:
             return self._activation(read(blk + "gate", index, 1), read(blk + "up", index, 1))[0]
         if kind == "down":
             return project("act", "ffn_down")
-        if kind == "ffn_res":
-            return added("ffn_post_norm" if hp.post_norms else "down", "attn_res")
-        raise ValueError(f"no checkpoint named {name}")
+        return added("ffn_post_norm" if hp.post_norms else "down", "attn_res")  # ffn_res
 
     def _layer_input(self, il: int) -> str:
         return "embd" if il == 0 else f"blk.{il - 1}.ffn_res"
