@@ -59,6 +59,21 @@ def differing_tensors(reference: ReferenceModel, f32_copy: Path) -> list[str]:
     return [n for n in reference.tensor_names() if reference.weight(n).tobytes() != copy.weight(n).tobytes()]
 
 
+def recomputed_elements(reference: ReferenceModel, tokens: list[int], per_checkpoint: int = 2) -> tuple[int, int]:
+    """(elements whose one-element recompute equals the full trace bit for bit, elements tried): random
+    elements of every checkpoint of one trace, as the referee will recompute them."""
+    rows = [tokens[-1], 0]
+    trace = {name: values.ravel() for name, values in reference.trace(tokens, rows).items()}
+    rng = np.random.default_rng(0)
+    tried = same = 0
+    for name, values in trace.items():
+        for index in rng.integers(0, values.size, per_checkpoint):
+            value = reference.recompute(name, int(index), tokens, rows, lambda c, i, n: trace[c][i : i + n])
+            same += np.array([value], dtype=np.float32).tobytes() == values[index : index + 1].tobytes()
+            tried += 1
+    return same, tried
+
+
 def judge_gaps(judge: Engine | ReferenceModel, prompt: list[int], output: list[int], seed: int, t: float) -> np.ndarray:
     if isinstance(judge, Engine):
         return position_gaps(judge, prompt, output, range(len(output)), seed, t)
@@ -80,6 +95,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         f32_path = dequantised_copy(model_path(), Path(tmp) / "f32.gguf")
         differing = differing_tensors(reference, f32_path)
+        recomputed = recomputed_elements(reference, gen.tokenize(prompts(1)[0]))
         f32_verifier = engine(f32_path, **VERIFIER_CONFIG)
         judges = dict(zip(JUDGES, (verifier, f32_verifier, reference), strict=True))
 
@@ -113,7 +129,8 @@ def main() -> None:
 
     print(f"model {model_path().name}  generator {describe(gen)}  llama.cpp verifiers {describe(verifier)}")
     print(f"reference: {len(reference.checkpoint_names())} checkpoints a trace, weights dequantised in {load_s:.1f} s")
-    print(f"tensors whose gguf.quants dequantisation differs from ggml's: {differing or 'none'}\n")
+    print(f"tensors whose gguf.quants dequantisation differs from ggml's: {differing or 'none'}")
+    print(f"one-element recomputes equal to the full trace bit for bit: {recomputed[0]} of {recomputed[1]}\n")
     gap_header = [f"max gap {name}" for name in JUDGES]
     diff_header = [f"max logit diff vs {name}" for name in diffs]
     print(markdown_table(["job", "T", "prompt", "output", *gap_header, *diff_header], rows))

@@ -211,6 +211,8 @@ def test_bad_inputs_are_refused_by_name(reference: ReferenceModel, tmp_path: Pat
         reference.logits([1, 999_999], [1])
     with pytest.raises(ValueError, match="positions"):
         reference.logits([1, 2], [2])
+    with pytest.raises(ValueError, match="rows"):
+        reference.trace([1, 2], [reference.hparams.n_vocab])
     with pytest.raises(ValueError, match="does not exist"):
         ReferenceModel(tmp_path / "missing.gguf")
     def zeros(*_: object) -> np.ndarray:

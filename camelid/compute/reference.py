@@ -159,7 +159,10 @@ class ReferenceModel:
             tensor = self._tensors.get(name)
             if tensor is None:
                 raise ValueError(f"model has no tensor {name}")
-            values = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
+            try:
+                values = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
+            except NotImplementedError as exc:
+                raise ValueError(f"cannot dequantise {name} of type {tensor.tensor_type.name}") from exc
             self._weights[name] = np.ascontiguousarray(values, dtype=F32)
         return self._weights[name]
 
@@ -205,14 +208,8 @@ class ReferenceModel:
 
     def checkpoint_names(self) -> list[str]:
         """The trace's tensors, in the order the pass makes them (K of them)."""
-        return (
-            ["embd"]
-            + [f"blk.{il}.{kind}" for il in range(self.hparams.n_layer) for kind in self._layer_kinds()]
-            + [
-                "output_norm",
-                "logits",
-            ]
-        )
+        layers = [f"blk.{il}.{kind}" for il in range(self.hparams.n_layer) for kind in self._layer_kinds()]
+        return ["embd", *layers, "output_norm", "logits"]
 
     def _layer_kinds(self) -> list[str]:
         hp = self.hparams
@@ -225,7 +222,7 @@ class ReferenceModel:
         """The shape of checkpoint `name` in a trace over `n_tokens` tokens asking for `n_rows` logit rows."""
         hp = self.hparams
         kind = name.rsplit(".", 1)[-1]
-        if name not in self.checkpoint_names()[:-1] and name != "logits":
+        if name not in self.checkpoint_names():
             raise ValueError(f"no checkpoint named {name}")
         if kind == "logits":
             return (n_rows,)
@@ -249,9 +246,10 @@ class ReferenceModel:
         Layouts (row-major, `checkpoint_shape`): (n, width), except the query and key norms and ropes, a row
         per position and head, v, stored transposed (kv features, n) so that attention reads a contiguous
         column, and scores and probs, (heads, n queries, n keys)."""
+        rows = self._check_ids(rows, "rows")
         out: dict[str, np.ndarray] = {}
         last = self._run(tokens, out.__setitem__)
-        out["logits"] = rm.dot_rows(last[-1:], self.weight(self.output_name)[list(rows)])[0]
+        out["logits"] = rm.dot_rows(last[-1:], self.weight(self.output_name)[rows])[0]
         return out
 
     def logits(self, tokens: Sequence[int], positions: Sequence[int]) -> np.ndarray:
@@ -264,9 +262,7 @@ class ReferenceModel:
     def _run(self, tokens: Sequence[int], put: Callable[[str, np.ndarray], None]) -> np.ndarray:
         """The pass over `tokens`, each checkpoint handed to `put`; returns the final norm (n, n_embd)."""
         hp = self.hparams
-        tokens = list(tokens)
-        if not tokens or not all(isinstance(t, int) and 0 <= t < hp.n_vocab for t in tokens):
-            raise ValueError(f"tokens must be a non-empty list of ids in [0, {hp.n_vocab})")
+        tokens = self._check_ids(tokens, "tokens")
         n, d, group = len(tokens), hp.head_dim, hp.n_head // hp.n_head_kv
         pos = np.arange(n)
         h = self._embed(tokens)
@@ -319,6 +315,7 @@ class ReferenceModel:
         """Element `index` (row-major) of checkpoint `name` from the runs of earlier checkpoints it reads
         (`read`) and one weight row: bit for bit the value the full pass puts there."""
         hp = self.hparams
+        tokens, rows = self._check_ids(tokens, "tokens"), self._check_ids(rows, "rows")
         n, d, group = len(tokens), hp.head_dim, hp.n_head // hp.n_head_kv
         size = int(np.prod(self.checkpoint_shape(name, n, len(rows))))
         if not 0 <= index < size:
@@ -400,6 +397,14 @@ class ReferenceModel:
         if kind == "down":
             return project("act", "ffn_down")
         return added("ffn_post_norm" if hp.post_norms else "down", "attn_res")  # ffn_res
+
+    def _check_ids(self, ids: Sequence[int], what: str) -> list[int]:
+        """`ids` as a list; ValueError unless it is non-empty and every id is a token of the vocabulary."""
+        ids = list(ids)
+        n_vocab = self.hparams.n_vocab
+        if not ids or not all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < n_vocab for t in ids):
+            raise ValueError(f"{what} must be a non-empty list of token ids in [0, {n_vocab})")
+        return ids
 
     def _layer_input(self, il: int) -> str:
         return "embd" if il == 0 else f"blk.{il - 1}.ffn_res"
