@@ -89,6 +89,10 @@ def test_the_trace_has_its_checkpoints_per_layer_plus_3(reference: ReferenceMode
     n = len(prompt) + len(output)
     assert [v.shape for v in trace.values()] == [reference.checkpoint_shape(c, n, len(LOGIT_ROWS)) for c in trace]
     assert trace["logits"].shape == (len(LOGIT_ROWS),)
+    last = len(prompt) + len(output) - 1
+    two_rows = reference.logits(prompt + output, [last], LOGIT_ROWS)[0]
+    assert _bits(two_rows) == _bits(trace["logits"])
+    assert _bits(two_rows) == _bits(reference.logits(prompt + output, [last])[0][list(LOGIT_ROWS)])
 
 
 def test_two_runs_give_the_same_bits(model_path: Path, job) -> None:

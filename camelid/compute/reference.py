@@ -252,12 +252,16 @@ class ReferenceModel:
         out["logits"] = rm.dot_rows(last[-1:], self.weight(self.output_name)[rows])[0]
         return out
 
-    def logits(self, tokens: Sequence[int], positions: Sequence[int]) -> np.ndarray:
-        """Reference logits (len(positions), n_vocab): the rows predicting the token after each position."""
+    def logits(self, tokens: Sequence[int], positions: Sequence[int], rows: Sequence[int] | None = None) -> np.ndarray:
+        """Reference logits predicting the token after each of `positions`: (len(positions), n_vocab), or only
+        the vocabulary entries `rows` (a dispute needs two: the challenger's j* and the claimed o)."""
         if not positions or not all(0 <= p < len(tokens) for p in positions):
             raise ValueError(f"positions must be in [0, {len(tokens)})")
+        output = self.weight(self.output_name)
+        if rows is not None:
+            output = output[self._check_ids(rows, "rows")]
         final = self._run(tokens, lambda _name, _value: None)
-        return rm.dot_rows(final[list(positions)], self.weight(self.output_name))
+        return rm.dot_rows(final[list(positions)], output)
 
     def _run(self, tokens: Sequence[int], put: Callable[[str, np.ndarray], None]) -> np.ndarray:
         """The pass over `tokens`, each checkpoint handed to `put`; returns the final norm (n, n_embd)."""
