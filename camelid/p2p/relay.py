@@ -73,7 +73,7 @@ UNJUDGED_REASONS = frozenset({"bad-txns-inputs-missingorspent", "job-proof-rate-
 def is_misbehaviour(rejection: TxRejected) -> bool:
     """Whether a rejected transaction breaks consensus whatever the chain state (as Bitcoin's TX_CONSENSUS)."""
     reason = rejection.reason
-    if reason.startswith("mandatory-script-verify-flag-failed") or reason == "bad-job-proof":
+    if reason.startswith("mandatory-script-verify-flag-failed") or reason.startswith("bad-job-proof"):
         return True
     return reason.startswith("bad-txns-") and reason not in BLAMELESS_TX_REASONS
 

@@ -112,7 +112,7 @@ def test_a_cheating_node_loses_its_stake_and_the_reward_to_a_fraud_proof(camelid
     escrowed = client.getbalance()  # 10 - REWARD - the escrow transaction's fee
     work = cheater.take(COIN, tampered, prompt)
     cheater.wait_payment(work)
-    cheater.deliver(work, cheater.seal(work, tampered))
+    cheater.deliver(work, cheater.seal(work, tampered, prompt))
     # The client publishes the payment when it pays, which waits for the dispute window in median time past: mine.
     mine_until(miner, mine_to, lambda: client.getjob(job)["state"] == "slashed", "the fraud proof in the mempool")
     mine = client.getjob(job)
