@@ -220,9 +220,12 @@ class JobClient:
             return
         deadline = ctx.terms(record.params).deadline
         ctx.spawn(ctx.publish(client.payment, deadline), f"job-publish-{client.payment.txid()[:16]}")
-        disputable = (Cause.RASTIC, Cause.BAD_DELIVERY)
-        if client.verdict is not None and (client.verdict.cause not in disputable or client.slash_txid is not None):
-            return
+        verdict = client.verdict
+        if verdict is not None and (
+            verdict.cause not in (Cause.RASTIC, Cause.BAD_DELIVERY)
+            or (client.slash_txid is not None and verdict.cause is Cause.RASTIC)
+        ):
+            return  # a bad-delivery proof is slashed only once mined: one still in a lost mempool is made again
         client.verdict = None
         delivery = record.deliveries.get(client.testament.node_pubkey) if client.testament else None
         if delivery is not None:
