@@ -62,11 +62,9 @@ browser:
 		echo "chromium not installed: the status-page test will try again or skip"
 
 # The functional tests spend most of their time waiting on real processes (block times, deadlines), so more
-# workers overlap them (`make test TEST_WORKERS=2`: about 10 minutes instead of 16 on 2 cores); --dist
-# loadfile keeps a file's module-scoped networks on one worker. One is the default: on 2 cores a second
-# worker's load stretches a jobaccept's trip past the 0.2 s contest window now and then, so two nodes both
-# stake one job and the concurrency test fails (see the issue-17 note).
-TEST_WORKERS ?= 1
+# workers overlap them (two: about 10 minutes instead of 17 on 2 cores); --dist loadfile keeps a file's
+# module-scoped networks on one worker. `make test TEST_WORKERS=1` runs them one file at a time.
+TEST_WORKERS ?= 2
 
 test: lint browser
 	$(BIN)/python -m pytest -q -ra --durations=25 -n $(TEST_WORKERS) --dist loadfile

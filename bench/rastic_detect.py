@@ -169,8 +169,8 @@ def print_losses(strategies: dict[str, list[tuple]], job_gaps: dict[str, list[np
     rows = []
     modes = (
         ("full", None, False),
-        (f"spot k={DEFAULT_SPOT_K}", DEFAULT_SPOT_K, False),
-        (f"spot k={DEFAULT_SPOT_K}, full on failure", DEFAULT_SPOT_K, True),
+        (f"spot k={DEFAULT_SPOT_K}, no full check (before session 5)", DEFAULT_SPOT_K, False),
+        (f"spot k={DEFAULT_SPOT_K}, full on failure (rastic.verify)", DEFAULT_SPOT_K, True),
     )
     for mode, k, full_on_failure in modes:
         for name, jobs in strategies.items():

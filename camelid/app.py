@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import logging
 import os
 import signal
@@ -36,6 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from camelid.chain.mempool_file import MEMPOOL_FILENAME
 from camelid.compute.worker_client import WorkerSettings
 from camelid.core.script import p2pkh_script
 from camelid.crypto.address import address_to_hash160
@@ -155,6 +157,8 @@ class Node:
                 script_threads=config.par,
             )
             closers.append(chain.close)
+            mempool_path = config.net_datadir / MEMPOOL_FILENAME
+            closers.append(functools.partial(chain.save_mempool, mempool_path))  # closers run newest first
             miner = Miner(bus, chain, self._coinbase_script(), config.mine_processes)
             closers.append(miner.close)  # joins the worker processes generate() keeps warm
             wallets: WalletService | None = None
@@ -200,6 +204,7 @@ class Node:
                 "models": models.run(),
                 "jobs": jobs.run(),
                 "tasks": tasks.run(),
+                "mempool-restore": chain.restore_mempool(mempool_path),
             }
             if config.mine:
                 services["miner"] = miner.run()

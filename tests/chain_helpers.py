@@ -51,11 +51,14 @@ def spend(
     outputs: Sequence[TxOut],
     *,
     lock_time: int = 0,
-    sequence: int = SEQUENCE_FINAL,
+    sequence: int | Sequence[int] = SEQUENCE_FINAL,
+    version: int = 1,
 ) -> Transaction:
-    """A transaction spending `coins` (P2PKH, each signed by its own key) to `outputs`."""
-    inputs = [TxIn(c.outpoint.txid, c.outpoint.index, b"", sequence) for c in coins]
-    unsigned = Transaction(inputs=inputs, outputs=tuple(outputs), lock_time=lock_time)
+    """A transaction spending `coins` (P2PKH, each signed by its own key) to `outputs`; `sequence` for every
+    input or one per input."""
+    sequences = [sequence] * len(coins) if isinstance(sequence, int) else sequence
+    inputs = [TxIn(c.outpoint.txid, c.outpoint.index, b"", s) for c, s in zip(coins, sequences, strict=True)]
+    unsigned = Transaction(version, inputs, tuple(outputs), lock_time)
     signed_inputs = []
     for index, coin in enumerate(coins):
         digest = unsigned.signature_hash(index, coin.script_pubkey, coin.value, SIGHASH_ALL)

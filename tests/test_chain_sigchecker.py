@@ -1,4 +1,4 @@
-"""The signature checker (sighash, hash type, CLTV) and the P2PKH shortcut's agreement with the interpreter."""
+"""The signature checker (sighash, hash type, CLTV, CSV) and the P2PKH shortcut's agreement with the interpreter."""
 
 from __future__ import annotations
 
@@ -74,6 +74,35 @@ def test_check_sig_accepts_the_right_signature_only() -> None:
 def test_check_locktime_follows_bip65(tx_locktime: int, sequence: int, locktime: int, ok: bool) -> None:
     tx = Transaction(inputs=[TxIn(b"\x01" * 32, 0, b"", sequence)], outputs=[TxOut(1, b"")], lock_time=tx_locktime)
     assert TransactionSignatureChecker(tx, 0, 1).check_locktime(locktime) is ok
+
+
+TIME = 1 << 22  # SEQUENCE_LOCKTIME_TYPE_FLAG
+DISABLE = 1 << 31
+
+
+@pytest.mark.parametrize(
+    ("version", "sequence", "operand", "ok"),
+    [
+        (2, 10, 10, True),
+        (2, 10, 9, True),
+        (2, 10, 11, False),
+        (2, 0, 0, True),
+        (2, 0xFFFF, 0xFFFF, True),
+        (1, 10, 10, False),  # BIP68 does not apply to version 1, so the input is not locked
+        (0xFFFFFFFF, 10, 10, True),  # the version is unsigned: every version from 2 up enforces BIP68
+        (2, DISABLE | 10, 10, False),  # an input that opted out of BIP68 is not locked
+        (2, TIME | 10, 10, False),  # time versus blocks
+        (2, 10, TIME | 10, False),
+        (2, TIME | 10, TIME | 10, True),
+        (2, TIME | 10, TIME | 11, False),
+        (2, 1 << 16 | 10, 10, True),  # bits outside the type flag and the mask mean nothing
+        (2, 10, 1 << 16 | 10, True),
+        (2, 10, 1 << 30 | 11, False),
+    ],
+)
+def test_check_sequence_follows_bip112(version: int, sequence: int, operand: int, ok: bool) -> None:
+    tx = Transaction(version, [TxIn(b"\x01" * 32, 0, b"", sequence)], [TxOut(1, b"")])
+    assert TransactionSignatureChecker(tx, 0, 1).check_sequence(operand) is ok
 
 
 def test_checker_rejects_an_input_index_out_of_range() -> None:

@@ -235,3 +235,57 @@ def test_bad_verify_arguments_raise(engine: Engine, kwargs: dict, message: str) 
     args = {"prompt_tokens": [1, 5, 6], "output_tokens": [7, 8], "max_tokens": 2} | kwargs
     with pytest.raises(ValueError, match=message):
         verify(engine, **args)
+
+
+def _mild_and_heavy_edits(engine: Engine) -> tuple[list[int], list[int], int]:
+    """(prompt, output, heavy): an output of MAX_TOKENS whose last token is rejected but not slashable
+    (EPS_ACCEPT < gap < EPS_SLASH) and whose interior position `heavy` holds the least likely token, followed
+    by the model's own greedy continuation, so that those two are its only failures."""
+    for seed in range(200):
+        prompt = engine.tokenize(f"a job with two edits {seed}")
+        output = engine.generate(prompt, MAX_TOKENS)
+        if len(output) < MAX_TOKENS:
+            continue
+        heavy = MAX_TOKENS // 2
+        logits = engine.logits_at(prompt + output[:heavy], [len(prompt) + heavy - 1])[0]
+        worst = next(int(t) for t in np.argsort(logits) if not engine.is_end(int(t)))
+        edited = output[:heavy] + [worst]
+        edited += engine.generate(prompt + edited, MAX_TOKENS - len(edited))
+        if len(edited) < MAX_TOKENS:
+            continue
+        last = engine.logits_at(prompt + edited[:-1], [len(prompt) + MAX_TOKENS - 2])[0]
+        gaps = last.max() - last
+        mild = [int(t) for t in np.flatnonzero((gaps > EPS_ACCEPT + 0.1) & (gaps < EPS_SLASH - 0.1))]
+        mild = [t for t in mild if not engine.is_end(t)]
+        if mild:
+            return prompt, edited[:-1] + [mild[0]], heavy
+    raise AssertionError("no job took both edits")
+
+
+def test_a_spot_rejection_below_the_slash_threshold_checks_every_position(engine: Engine) -> None:
+    prompt, output, heavy = _mild_and_heavy_edits(engine)
+    full = verify(engine, prompt, output, MAX_TOKENS)
+    assert [f.position for f in full.failures] == [heavy, MAX_TOKENS - 1]
+    commitment = output_commitment(engine.model_id, prompt, output, MAX_TOKENS, 0, 0.0)
+    # A draw of the spot positions that checks the last position (always) but misses the slashable one.
+    nonce = next(
+        n.to_bytes(4, "big") for n in range(1000)
+        if heavy not in spot_positions(commitment, n.to_bytes(4, "big"), MAX_TOKENS, 3)
+    )
+    verdict = verify(engine, prompt, output, MAX_TOKENS, mode="spot", k=3, nonce=nonce)
+    assert not verdict.ok
+    assert verdict.slashable()
+    assert verdict.checked == tuple(range(MAX_TOKENS))
+    assert verdict.failures == full.failures
+
+
+def test_a_spot_rejection_that_can_slash_checks_no_more(engine: Engine) -> None:
+    prompt, output, heavy = _mild_and_heavy_edits(engine)
+    commitment = output_commitment(engine.model_id, prompt, output, MAX_TOKENS, 0, 0.0)
+    nonce = next(
+        n.to_bytes(4, "big") for n in range(1000)
+        if heavy in spot_positions(commitment, n.to_bytes(4, "big"), MAX_TOKENS, 3)
+    )
+    verdict = verify(engine, prompt, output, MAX_TOKENS, mode="spot", k=3, nonce=nonce)
+    assert verdict.checked == tuple(spot_positions(commitment, nonce, MAX_TOKENS, 3))
+    assert verdict.slashable()

@@ -9,7 +9,7 @@ from dataclasses import replace
 from decimal import Decimal
 
 import pytest
-from chain_helpers import build_block, coinbase_spendable, make_key, pay, solve, spend
+from chain_helpers import build_block, coinbase_spendable, make_key, outputs_of, p2pkh_for, pay, solve, spend
 from functional.inprocess import TEST_CREDENTIALS, basic_auth, rpc_harness
 
 from camelid.core.block import Block
@@ -163,6 +163,21 @@ async def test_transactions_through_mempool_and_into_a_block(rpc):
     assert (out["confirmations"], out["value"]) == (1, Decimal("49.99999000"))
     await expect_error(rpc, -27, "sendrawtransaction", tx.to_bytes().hex())
     await expect_error(rpc, -5, "getrawtransaction", "00" * 32)
+
+
+async def test_a_relative_lock_is_refused_by_sendrawtransaction_and_submitblock_until_it_opens(rpc):
+    blocks = await submit_blocks(rpc, 101)
+    funding = pay(coinbase_spendable(blocks[0], KEY), KEY)
+    assert await rpc.call("submitblock", next_block(rpc, [funding], fees=1000).to_bytes().hex()) is None
+    [coin] = outputs_of(funding, KEY)
+    locked = spend([coin], [TxOut(coin.value - 1000, p2pkh_for(KEY))], sequence=2, version=2)  # 2 blocks
+    raw = locked.to_bytes().hex()
+    decoded = await rpc.call("decoderawtransaction", raw)
+    assert (decoded["version"], decoded["vin"][0]["sequence"]) == (2, 2)
+    assert "non-BIP68-final" in await expect_error(rpc, -26, "sendrawtransaction", raw)
+    assert await rpc.call("submitblock", next_block(rpc, [locked], fees=1000).to_bytes().hex()) == "bad-txns-nonfinal"
+    await submit_blocks(rpc, 1)  # the next block is 2 after the coin's
+    assert await rpc.call("sendrawtransaction", raw) == locked.txid()
 
 
 async def test_gettxoutsetinfo_counts_the_utxo_set(rpc):

@@ -58,6 +58,7 @@ def test_opcode_numbers_match_bitcoin():
     assert Opcode.OP_CHECKSIG == 0xAC
     assert Opcode.OP_CHECKLOCKTIMEVERIFY == Opcode.OP_NOP2 == 0xB1
     assert Opcode.OP_CHECKSEQUENCEVERIFY == Opcode.OP_NOP3 == 0xB2
+    assert UPGRADABLE_NOPS.isdisjoint({Opcode.OP_CHECKLOCKTIMEVERIFY, Opcode.OP_CHECKSEQUENCEVERIFY})
 
 
 def test_job_contract_opcodes_are_the_nops_after_csv_and_three_have_meaning():

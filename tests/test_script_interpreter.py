@@ -1,4 +1,4 @@
-"""Script interpreter: every opcode, every failure reason, limits, P2PKH with real ECDSA, CLTV."""
+"""Script interpreter: every opcode, every failure reason, limits, P2PKH with real ECDSA, CLTV and CSV."""
 
 from __future__ import annotations
 
@@ -36,10 +36,12 @@ SIGHASH_ALL = b"\x01"
 
 class EcdsaChecker:
     """Real secp256k1 verification over a fixed digest, the way the transaction checker will work;
-    lock times up to `tx_locktime` count as reached. It has no job context, so job conditions fail."""
+    lock times up to `tx_locktime` and relative locks up to `tx_sequence` count as reached. It has no job
+    context, so job conditions fail."""
 
-    def __init__(self, tx_locktime: int = 0) -> None:
+    def __init__(self, tx_locktime: int = 0, tx_sequence: int = 0) -> None:
         self.tx_locktime = tx_locktime
+        self.tx_sequence = tx_sequence
         self.script_codes: list[bytes] = []
 
     def check_sig(self, sig: bytes, pubkey: bytes, script_code: bytes) -> bool:
@@ -51,6 +53,9 @@ class EcdsaChecker:
 
     def check_locktime(self, locktime: int) -> bool:
         return locktime <= self.tx_locktime
+
+    def check_sequence(self, sequence: int) -> bool:
+        return sequence <= self.tx_sequence
 
     def check_job_escrow(self, job_id: bytes, t0: int, refund_time: int) -> bool:
         return False
@@ -64,16 +69,21 @@ class EcdsaChecker:
 
 @dataclass
 class LockTimeChecker:
-    """Test double for the transaction side of CHECKLOCKTIMEVERIFY: answers `satisfied`, records questions."""
+    """Test double for the transaction side of CHECKLOCKTIMEVERIFY and CHECKSEQUENCEVERIFY: answers
+    `satisfied`, records questions (as ("cltv" or "csv", operand))."""
 
     satisfied: bool = True
-    asked: list[int] = field(default_factory=list)
+    asked: list[tuple[str, int]] = field(default_factory=list)
 
     def check_sig(self, sig: bytes, pubkey: bytes, script_code: bytes) -> bool:
         raise AssertionError("no signature in this script")
 
     def check_locktime(self, locktime: int) -> bool:
-        self.asked.append(locktime)
+        self.asked.append(("cltv", locktime))
+        return self.satisfied
+
+    def check_sequence(self, sequence: int) -> bool:
+        self.asked.append(("csv", sequence))
         return self.satisfied
 
 
@@ -260,6 +270,7 @@ def test_stack_opcodes(opcode, expected):
         (Op.OP_SHA256, 1),
         (Op.OP_CHECKSIG, 2),
         (Op.OP_CHECKLOCKTIMEVERIFY, 1),
+        (Op.OP_CHECKSEQUENCEVERIFY, 1),
         (Op.OP_ADD, 2),
         (Op.OP_WITHIN, 3),
         (Op.OP_NUMEQUALVERIFY, 2),
@@ -450,35 +461,71 @@ def test_checksigverify():
 # Lock time.
 
 
-def test_cltv_asks_the_checker_and_leaves_the_operand():
+LOCK_OPCODES = pytest.mark.parametrize(
+    ("opcode", "kind"), [(Op.OP_CHECKLOCKTIMEVERIFY, "cltv"), (Op.OP_CHECKSEQUENCEVERIFY, "csv")]
+)
+
+
+@LOCK_OPCODES
+def test_lock_opcodes_ask_the_checker_and_leave_the_operand(opcode, kind):
     checker = LockTimeChecker(satisfied=True)
-    assert run(500_000, Op.OP_CHECKLOCKTIMEVERIFY, checker=checker) == nums(500_000)
-    assert checker.asked == [500_000]
+    assert run(500_000, opcode, checker=checker) == nums(500_000)
+    assert checker.asked == [(kind, 500_000)]
+
+
+@LOCK_OPCODES
+def test_lock_opcodes_unsatisfied(opcode, kind):
+    checker = LockTimeChecker(satisfied=False)
+    assert reason_of(lambda: run(100, opcode, checker=checker)) == R.UNSATISFIED_LOCKTIME
+    assert checker.asked == [(kind, 100)]
+
+
+@LOCK_OPCODES
+def test_lock_opcodes_negative_never_reaches_the_checker(opcode, kind):
+    checker = LockTimeChecker()
+    assert reason_of(lambda: run(-1, opcode, checker=checker)) == R.NEGATIVE_LOCKTIME
+    assert checker.asked == []
+
+
+@LOCK_OPCODES
+def test_lock_opcodes_in_unexecuted_branch_are_not_checked(opcode, kind):
+    checker = LockTimeChecker(satisfied=False)
+    assert run(0, Op.OP_IF, 100, opcode, Op.OP_ENDIF, checker=checker) == []
+    assert checker.asked == []
 
 
 def test_cltv_accepts_five_byte_lock_times():
     checker = LockTimeChecker(satisfied=True)
     run(2**32 - 1, Op.OP_CHECKLOCKTIMEVERIFY, Op.OP_DROP, checker=checker)
-    assert checker.asked == [2**32 - 1]
+    assert checker.asked == [("cltv", 2**32 - 1)]
     assert reason_of(lambda: run(2**40, Op.OP_CHECKLOCKTIMEVERIFY)) == R.SCRIPTNUM_OVERFLOW
 
 
-def test_cltv_unsatisfied():
+@pytest.mark.parametrize("operand", [2**31, 2**32 - 1, 2**31 | 10, 3 << 31])
+def test_csv_with_the_disable_flag_set_passes_without_asking(operand):
+    """BIP112 keeps operands with bit 31 set free for a later soft fork: CSV is a NOP for them."""
     checker = LockTimeChecker(satisfied=False)
-    assert reason_of(lambda: run(100, Op.OP_CHECKLOCKTIMEVERIFY, checker=checker)) == R.UNSATISFIED_LOCKTIME
-    assert checker.asked == [100]
+    assert run(operand, Op.OP_CHECKSEQUENCEVERIFY, checker=checker) == nums(operand)
+    assert checker.asked == []
 
 
-def test_cltv_negative_never_reaches_the_checker():
+def test_csv_operands_are_five_byte_minimal_numbers():
     checker = LockTimeChecker()
-    assert reason_of(lambda: run(-1, Op.OP_CHECKLOCKTIMEVERIFY, checker=checker)) == R.NEGATIVE_LOCKTIME
+    assert reason_of(lambda: run(2**40, Op.OP_CHECKSEQUENCEVERIFY, checker=checker)) == R.SCRIPTNUM_OVERFLOW
+    assert reason_of(lambda: run(b"\x05\x00", Op.OP_CHECKSEQUENCEVERIFY, checker=checker)) == R.SCRIPTNUM_MINIMAL
     assert checker.asked == []
 
 
-def test_cltv_in_unexecuted_branch_is_not_checked():
-    checker = LockTimeChecker(satisfied=False)
-    assert run(0, Op.OP_IF, 100, Op.OP_CHECKLOCKTIMEVERIFY, Op.OP_ENDIF, checker=checker) == []
-    assert checker.asked == []
+def test_relative_timelocked_p2pkh_spend():
+    script_pubkey = build_script(
+        20, Op.OP_CHECKSEQUENCEVERIFY, Op.OP_DROP, Op.OP_DUP, Op.OP_HASH160, hash160(PUBKEY), Op.OP_EQUALVERIFY,
+        Op.OP_CHECKSIG,
+    )
+    spend = p2pkh_script_sig(SIGNATURE, PUBKEY)
+    verify_script(spend, script_pubkey, EcdsaChecker(tx_sequence=20))
+    assert reason_of(lambda: verify_script(spend, script_pubkey, EcdsaChecker(tx_sequence=19))) == (
+        R.UNSATISFIED_LOCKTIME
+    )
 
 
 def test_timelocked_p2pkh_spend():

@@ -1,8 +1,8 @@
 """Unconfirmed transactions waiting to be mined: admission, ordering, eviction and chain updates.
 
 Admission applies every consensus rule a block would (scripts, double spends,
-maturity at the next height, finality) plus relay policy: a minimum fee rate and
-no replacement of a transaction that spends the same output. Inputs may come from
+maturity at the next height, finality, relative lock times) plus relay policy: a
+minimum fee rate and no replacement of a transaction that spends the same output. Inputs may come from
 the UTXO set or from other pool transactions, so chains of unconfirmed payments work.
 """
 
@@ -23,6 +23,7 @@ from camelid.chain.jobrules import (
     delivery_deadline,
     fraud_proof_inputs,
 )
+from camelid.chain.sequencelocks import check_sequence_locks
 from camelid.chain.validation import (
     check_transaction,
     check_tx_inputs,
@@ -166,6 +167,10 @@ class Mempool:
             if spender is not None:
                 raise TxRejected("txn-mempool-conflict", f"{txin.prevout} is already spent by a pool transaction")
 
+        def mined_at(coin: Coin) -> int:
+            """The median time past the coin's block was judged by; a pool parent's is the tip's (the next block's)."""
+            return self.chainstate.judged_at(coin.height)
+
         def lookup(outpoint: OutPoint) -> Coin | None:
             parent = self._entries.get(outpoint.txid)
             if parent is None:
@@ -177,6 +182,7 @@ class Mempool:
 
         try:
             fee, coins = check_tx_inputs(tx, lookup, height, self.chainstate.params)
+            check_sequence_locks(tx, coins, height, median_time_past, mined_at, "non-BIP68-final")
             required = self.min_fee_rate() * tx.size
             if fee < required:
                 reason = "min relay fee not met" if self._evicted_fee_rate == 0 else "mempool min fee not met"
@@ -185,8 +191,7 @@ class Mempool:
                 check_dispute_window(tx, coins, median_time_past, self.chainstate.params, "job-dispute-window")
             check_delivery_deadline(tx, coins, median_time_past, "job-delivery-late")
             verify_tx_scripts(tx, coins, JobProofContext(self.chainstate.job_verifier, ProofPolicy.MEMPOOL))
-            check_job_claims(tx, coins, lambda coin: self.chainstate.judged_at(coin.height), self.chainstate.params,
-                             "job-claim")
+            check_job_claims(tx, coins, mined_at, self.chainstate.params, "job-claim")
         except ValidationError as exc:
             raise TxRejected(exc.reason, exc.message) from None
         return fee, coins

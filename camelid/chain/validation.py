@@ -24,6 +24,7 @@ from camelid.chain.jobrules import (
     fraud_proof_inputs,
 )
 from camelid.chain.scripts import p2pkh_spend, verify_input_script
+from camelid.chain.sequencelocks import check_sequence_locks
 from camelid.core.block import Block, BlockHeader
 from camelid.core.consensus import (
     COINBASE_SCRIPT_MAX,
@@ -283,10 +284,11 @@ def connect_block(
 
     Inputs may spend outputs of earlier transactions in the same block, never later
     ones, and never an output already spent (in the block or before). `median_time_past`
-    is the parent's (BIP113), which the dispute window is judged against; fraud proofs
-    are judged by `job_verifier` under the block policy (without one, they are accepted).
+    is the parent's (BIP113), which relative lock times (BIP68) and the dispute window are
+    judged against; fraud proofs are judged by `job_verifier` under the block policy
+    (without one, they are accepted).
     `median_time_at(h)` is the median time past the block at height h < `height` of this chain was
-    judged by (a job claim needs its PAYOUT's).
+    judged by (a job claim needs its PAYOUT's, a time-locked input its coin's).
 
     Standard signature checks are queued during the walk and run on `checks`' threads
     after it. Every check queued before a failure precedes it in block order, so on any
@@ -308,6 +310,7 @@ def connect_block(
     for tx in others:
         try:
             fee, coins = check_tx_inputs(tx, view.get, height, params)
+            check_sequence_locks(tx, coins, height, median_time_past, mined_at, "bad-txns-nonfinal")
             check_dispute_window(tx, coins, median_time_past, params, "bad-job-dispute-window")
             check_delivery_deadline(tx, coins, median_time_past, "bad-job-delivery-late")
             check_job_claims(tx, coins, mined_at, params, "bad-job-claim")

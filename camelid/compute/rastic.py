@@ -12,7 +12,9 @@ Two deliberate departures from the whitepaper, measured in docs/rastic.md:
     float kernels and honest near-ties flip;
   * the default checks every position (mode="full"): three sampled positions miss a cheaper
     model most of the time. mode="spot" checks the boundary, the last position and k interior
-    positions drawn from sha256(commitment || nonce), unknowable before the node commits.
+    positions drawn from sha256(commitment || nonce), unknowable before the node commits; when
+    it rejects only below EPS_SLASH it checks every other position too, so that a rejection
+    that a dispute could win is found (docs/rastic.md, "Expected loss of an honest client").
 """
 
 from __future__ import annotations
@@ -171,10 +173,30 @@ def verify(
             engine.model_id, prompt_tokens, output_tokens, max_tokens, seed, temperature
         )
         positions = spot_positions(commitment, nonce, len(output_tokens), k)
+    failures = _gap_failures(engine, prompt_tokens, output_tokens, positions, seed, temperature, eps_accept)
+    if mode == "spot" and failures and not any(f.gap > EPS_SLASH for f in failures):
+        # Rejected, but below what a dispute may slash: the positions the spot skipped may hold a failure that
+        # can (the output is rejected either way, so only a cheater pays for this second prefill).
+        sampled = set(positions)
+        rest = [j for j in range(len(output_tokens)) if j not in sampled]
+        failures += _gap_failures(engine, prompt_tokens, output_tokens, rest, seed, temperature, eps_accept)
+        positions = sorted(sampled | set(rest))
+        failures = tuple(sorted(failures, key=lambda f: f.position))
+    return Verdict(ok=not failures, checked=tuple(positions), failures=failures)
+
+
+def _gap_failures(
+    engine: Engine,
+    prompt_tokens: Sequence[int],
+    output_tokens: Sequence[int],
+    positions: Sequence[int],
+    seed: int,
+    temperature: float,
+    eps_accept: float,
+) -> tuple[Failure, ...]:
     gaps = position_gaps(engine, prompt_tokens, output_tokens, positions, seed, temperature, reuse=True)
-    failures = tuple(
+    return tuple(
         Failure(j, output_tokens[j], float(gap), MISMATCH)
         for j, gap in zip(positions, gaps, strict=True)
         if not gap <= eps_accept  # a NaN gap (a broken model or build) fails too
     )
-    return Verdict(ok=not failures, checked=tuple(positions), failures=failures)

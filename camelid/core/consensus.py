@@ -17,6 +17,13 @@ LOCKTIME_THRESHOLD = 500_000_000  # lock times below are heights, at or above ar
 SEQUENCE_FINAL = 0xFFFFFFFF
 COINBASE_SCRIPT_MIN, COINBASE_SCRIPT_MAX = 2, 100  # coinbase scriptSig length bounds (as Bitcoin)
 
+# Relative lock times (BIP68) in an input's sequence, for transactions of version >= RELATIVE_LOCK_VERSION.
+RELATIVE_LOCK_VERSION = 2
+SEQUENCE_LOCKTIME_DISABLE_FLAG = 1 << 31  # set: the sequence carries no relative lock
+SEQUENCE_LOCKTIME_TYPE_FLAG = 1 << 22  # set: the lock counts 512-second units of median time past, else blocks
+SEQUENCE_LOCKTIME_MASK = 0x0000FFFF  # the lock's value
+SEQUENCE_LOCKTIME_GRANULARITY = 9  # a time lock's unit is 2**9 = 512 seconds
+
 
 def block_subsidy(height: int) -> int:
     """New coins a block at `height` may create: 50 coins halving every 1,000,000 blocks."""

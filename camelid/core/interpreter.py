@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from camelid.core.consensus import SEQUENCE_LOCKTIME_DISABLE_FLAG
 from camelid.core.deliveryproof import bad_delivery_unproven, is_bad_delivery_proof
 from camelid.core.jobproof import ProofOutcome
 from camelid.core.jobscripts import DELIVERY_CHUNKS, PROOF_ITEMS, delivery_blob
@@ -58,6 +59,11 @@ class SignatureChecker(Protocol):
     def check_locktime(self, locktime: int) -> bool:
         """OP_CHECKLOCKTIMEVERIFY: True if the transaction's lock time (same kind, height or
         time) is at least `locktime` and this input's sequence does not disable it."""
+        ...
+
+    def check_sequence(self, sequence: int) -> bool:
+        """OP_CHECKSEQUENCEVERIFY: True if this input's sequence is an enforced relative lock (BIP68) of the
+        same kind as `sequence` (blocks or time) and at least as long (BIP112)."""
         ...
 
     def check_job_escrow(self, job_id: bytes, t0: int, refund_time: int) -> bool:
@@ -323,6 +329,19 @@ def _op_checklocktimeverify(m: _Machine) -> None:
         raise ScriptError(ScriptErrorReason.UNSATISFIED_LOCKTIME, str(locktime))
 
 
+def _op_checksequenceverify(m: _Machine) -> None:
+    """Leaves its operand on the stack (it was NOP3). An operand with the disable flag set passes unchecked,
+    keeping those values free for a later soft fork to give a meaning (BIP112)."""
+    m.require(1)
+    sequence = decode_script_num(m.stack[-1], MAX_LOCKTIME_NUM_SIZE)
+    if sequence < 0:
+        raise ScriptError(ScriptErrorReason.NEGATIVE_LOCKTIME, str(sequence))
+    if sequence & SEQUENCE_LOCKTIME_DISABLE_FLAG:
+        return
+    if not m.checker.check_sequence(sequence):
+        raise ScriptError(ScriptErrorReason.UNSATISFIED_LOCKTIME, f"relative lock {sequence:#x}")
+
+
 def _op_checkjobescrowverify(m: _Machine) -> None:
     """<t0> <refund_time> <job_id> stay on the stack (this opcode was NOP5), so scripts drop them."""
     m.require(3)
@@ -421,6 +440,7 @@ _HANDLERS: dict[int, Callable[[_Machine], None]] = {
     Opcode.OP_CHECKSIG: _op_checksig,
     Opcode.OP_CHECKSIGVERIFY: _op_checksigverify,
     Opcode.OP_CHECKLOCKTIMEVERIFY: _op_checklocktimeverify,
+    Opcode.OP_CHECKSEQUENCEVERIFY: _op_checksequenceverify,
     Opcode.OP_CHECKJOBESCROWVERIFY: _op_checkjobescrowverify,
     Opcode.OP_CHECKJOBPROOFVERIFY: _op_checkjobproofverify,
     Opcode.OP_CHECKJOBDELIVERYVERIFY: _op_checkjobdeliveryverify,

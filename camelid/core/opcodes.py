@@ -139,9 +139,9 @@ over NOP2 in Bitcoin: it fails unless its condition holds and otherwise leaves t
 as it was, so it only narrows what is valid (a soft fork).
 """
 
-UPGRADABLE_NOPS = frozenset({Opcode.OP_NOP1, Opcode.OP_CHECKSEQUENCEVERIFY}) | (
+UPGRADABLE_NOPS = frozenset({Opcode.OP_NOP1}) | (
     JOB_CONTRACT_OPCODES
     - {Opcode.OP_CHECKJOBPROOFVERIFY, Opcode.OP_CHECKJOBESCROWVERIFY, Opcode.OP_CHECKJOBDELIVERYVERIFY}
 )
-"""Opcodes that currently do nothing. OP_CHECKSEQUENCEVERIFY is among them until the
-signature checker can see input sequence numbers (BIP 112 semantics, a soft fork)."""
+"""Opcodes that currently do nothing. OP_CHECKLOCKTIMEVERIFY (NOP2) and OP_CHECKSEQUENCEVERIFY (NOP3)
+have their BIP65 and BIP112 meanings."""

@@ -1,8 +1,9 @@
 """The signature checker the script interpreter consults while validating one transaction input.
 
 It owns what the interpreter must not know: the sighash-type byte (only SIGHASH_ALL
-exists), the signature hash of this input, and the transaction's lock-time fields
-for OP_CHECKLOCKTIMEVERIFY, and the job-contract conditions: the escrow spend and delivery rules
+exists), the signature hash of this input, the transaction's lock-time fields for
+OP_CHECKLOCKTIMEVERIFY, its version and this input's sequence for OP_CHECKSEQUENCEVERIFY,
+and the job-contract conditions: the escrow spend and delivery rules
 (which need only the transaction) and fraud proofs (which need a model verdict,
 supplied through a JobProofContext).
 """
@@ -12,7 +13,14 @@ from __future__ import annotations
 import hashlib
 from typing import NamedTuple
 
-from camelid.core.consensus import LOCKTIME_THRESHOLD, SEQUENCE_FINAL
+from camelid.core.consensus import (
+    LOCKTIME_THRESHOLD,
+    RELATIVE_LOCK_VERSION,
+    SEQUENCE_FINAL,
+    SEQUENCE_LOCKTIME_DISABLE_FLAG,
+    SEQUENCE_LOCKTIME_MASK,
+    SEQUENCE_LOCKTIME_TYPE_FLAG,
+)
 from camelid.core.jobproof import JobProofContext, ProofOutcome, outcome
 from camelid.core.jobscripts import (
     JOB_PAYOUT_FEE_CAP,
@@ -26,6 +34,7 @@ from camelid.core.transaction import SIGHASH_ALL, Transaction
 from camelid.crypto.keys import PublicKey, verify_signature
 
 _HASH_TYPE_BYTES = SIGHASH_ALL.to_bytes(4, "little")
+_RELATIVE_LOCK_BITS = SEQUENCE_LOCKTIME_TYPE_FLAG | SEQUENCE_LOCKTIME_MASK
 
 
 class SighashCache:
@@ -129,6 +138,20 @@ class TransactionSignatureChecker:
             return False
         # A final sequence would make the lock time itself ineffective (IsFinalTx ignores it).
         return self.tx.inputs[self.input_index].sequence != SEQUENCE_FINAL
+
+    def check_sequence(self, sequence: int) -> bool:
+        """BIP112: this input's sequence is a relative lock (BIP68 applies: version >= 2, not disabled) of the
+        same kind as `sequence` (blocks or time) and at least as long; bits outside the lock are ignored."""
+        if self.tx.version < RELATIVE_LOCK_VERSION:
+            return False
+        tx_sequence = self.tx.inputs[self.input_index].sequence
+        # A disabled input lock is not enforced by BIP68, so it could not honour any relative lock.
+        if tx_sequence & SEQUENCE_LOCKTIME_DISABLE_FLAG:
+            return False
+        tx_lock, lock = tx_sequence & _RELATIVE_LOCK_BITS, sequence & _RELATIVE_LOCK_BITS
+        if (tx_lock < SEQUENCE_LOCKTIME_TYPE_FLAG) != (lock < SEQUENCE_LOCKTIME_TYPE_FLAG):
+            return False
+        return lock <= tx_lock
 
     def check_job_escrow(self, job_id: bytes, t0: int, refund_time: int) -> bool:
         """A refund (lock time at least `refund_time`, as CLTV) or a payout: this transaction carries

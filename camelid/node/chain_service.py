@@ -29,9 +29,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from camelid.chain import mempool_file
 from camelid.chain.chainstate import BlockResult, ChainState
 from camelid.chain.errors import BlockRejected, TxRejected
 from camelid.chain.mempool import Mempool
+from camelid.chain.mempool_file import MempoolFileError, SavedTx
 from camelid.chain.template import build_block_template
 from camelid.core.block import Block
 from camelid.core.jobproof import JudgementPending, deferring_judgements
@@ -58,6 +60,7 @@ class ChainService:
         self.bus = bus
         self._executor = executor
         self._submit_lock = asyncio.Lock()  # one block/tx at a time, so events leave in chain order
+        self._mempool_restored = False  # a mempool saved before its restore ended would lose the rest of the file
 
     @classmethod
     async def open(
@@ -148,19 +151,21 @@ class ChainService:
     def _with_heights(self, blocks: list[Block]) -> list[tuple[Block, int]]:
         return [(blk, self.chainstate.get_entry(blk.hash_bytes).height) for blk in blocks]
 
-    async def submit_transaction(self, tx: Transaction, may_check: Callable[[], bool] | None = None) -> Any:
+    async def submit_transaction(
+        self, tx: Transaction, may_check: Callable[[], bool] | None = None, entered: int | None = None
+    ) -> Any:
         """Add `tx` to the mempool and publish TxAccepted. Raises TxRejected.
 
         A fraud proof's model check is made off the chain thread and without the submit lock (blocks and
         other transactions go on meanwhile); then the transaction is validated again, and the verdict comes
         from the verifier's cache. After MAX_DEFERRED_JUDGEMENTS rounds the check is made in place.
         `may_check()` is asked before each model check not yet cached (the relay's per-peer budget): False
-        refuses the transaction as "job-proof-rate-limited", unjudged.
+        refuses the transaction as "job-proof-rate-limited", unjudged. `entered`: the entry's time (default now).
         """
         for round_ in range(MAX_DEFERRED_JUDGEMENTS + 1):
             async with self._submit_lock:
                 try:
-                    entry = await self.call(self._accept, tx, round_ < MAX_DEFERRED_JUDGEMENTS)
+                    entry = await self.call(self._accept, tx, round_ < MAX_DEFERRED_JUDGEMENTS, entered)
                 except JudgementPending as pending:
                     resolve = pending.resolve
                 else:
@@ -171,9 +176,41 @@ class ChainService:
             await resolve()
         raise AssertionError("unreachable: the last round does not defer")
 
-    def _accept(self, tx: Transaction, defer: bool) -> Any:
+    def _accept(self, tx: Transaction, defer: bool, entered: int | None) -> Any:
         with deferring_judgements(defer):
-            return self.mempool.accept(tx)
+            return self.mempool.accept(tx, entered)
+
+    async def restore_mempool(self, path: Path) -> None:
+        """Submit again the transactions saved at `path` by `save_mempool` at the last shutdown, each validated
+        as if it had just arrived (one mined or double-spent meanwhile is left out). An unreadable file is
+        logged, renamed to `<name>.bad` for the operator, and the node goes on with what it has."""
+        try:
+            saved = await asyncio.to_thread(mempool_file.load, path)
+        except MempoolFileError as exc:
+            bad = path.with_name(path.name + ".bad")
+            await asyncio.to_thread(path.replace, bad)
+            log.error("%s is not a mempool this node can read (%s); moved to %s, the mempool starts empty", path,
+                      exc, bad.name)
+            saved = []
+        accepted = 0
+        for entry in saved:
+            try:
+                await self.submit_transaction(entry.tx, entered=entry.time)
+                accepted += 1
+            except TxRejected as exc:
+                log.debug("saved transaction %s not restored: %s", entry.tx.txid(), exc)
+        self._mempool_restored = True
+        if saved:
+            log.info("mempool restored from %s: %d of %d transactions accepted", path.name, accepted, len(saved))
+
+    async def save_mempool(self, path: Path) -> None:
+        """Write the mempool to `path` for `restore_mempool` (at shutdown); not before the restore has ended."""
+        if not self._mempool_restored:
+            log.info("mempool not saved: it was still being restored from %s", path.name)
+            return
+        saved = await self.call(lambda: [SavedTx(entry.tx, entry.time) for entry in self.mempool.entries()])
+        await asyncio.to_thread(mempool_file.save, path, saved)
+        log.info("mempool saved: %d transactions to %s", len(saved), path.name)
 
     async def block_template(self, coinbase_script: bytes, extra_nonce: int = 0) -> Block:
         """An unsolved block on the current tip paying `coinbase_script`, with mempool transactions."""

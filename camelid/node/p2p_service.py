@@ -100,6 +100,7 @@ class P2PService:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.manager.run(), name="p2p-manager")
             tasks.create_task(self.sync.run(), name="p2p-sync")
+            tasks.create_task(self.relay.run(), name="p2p-relay-orphans")
 
     def add_node(self, address: AddressKey) -> bool:
         """Keep `address` connected from now on (the addnode RPC); False if it already is on the list."""

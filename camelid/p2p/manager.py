@@ -134,6 +134,7 @@ class PeerManager:
         }
         self._builtin = frozenset(self._handlers)
         self._ready_listeners: list[Callable[[Peer], None]] = []
+        self._gone_listeners: list[Callable[[Peer], None]] = []
 
     # -- interface for the relay/sync layer and RPC --------------------------------------------------
 
@@ -162,6 +163,11 @@ class PeerManager:
         peer up to date, as Bitcoin's `mempool` message does for transactions.
         """
         self._ready_listeners.append(listener)
+
+    def add_gone_listener(self, listener: Callable[[Peer], None]) -> None:
+        """Have `listener(peer)` called once a connection that completed its handshake has closed, so that
+        what a service holds for that peer (its orphan transactions) goes with it."""
+        self._gone_listeners.append(listener)
 
     def send(self, peer: Peer, message: Message) -> None:
         """Queue `message` to `peer`; never blocks."""
@@ -379,6 +385,8 @@ class PeerManager:
                 pinger.cancel()
             del self._peers[peer.id]
             peer.close()
+            if peer.version is not None:
+                self._notify("gone", self._gone_listeners, peer)
             await peer.wait_closed()
 
     def _our_version(self) -> Version:
@@ -407,11 +415,15 @@ class PeerManager:
 
     def _on_handshake(self, peer: Peer, version: Version) -> None:
         self.addr_relay.on_handshake(peer, version)
-        for listener in self._ready_listeners:
+        self._notify("ready", self._ready_listeners, peer)
+
+    @staticmethod
+    def _notify(kind: str, listeners: list[Callable[[Peer], None]], peer: Peer) -> None:
+        for listener in listeners:
             try:
                 listener(peer)
             except Exception:  # one service's bug must not cost the others their peer
-                log.exception("ready listener %s failed for peer %d", listener, peer.id)
+                log.exception("%s listener %s failed for peer %d", kind, listener, peer.id)
 
     def _ready_peers(self) -> list[Peer]:
         return [p for p in self._peers.values() if p.version is not None and not p.closed]

@@ -27,10 +27,15 @@ decides it alike. Each costs us
 a model check, so a peer also has MODEL_CHECKS_PER_SECOND of those (cached
 verdicts are free): a transaction that needs one more is refused unjudged and
 not remembered as rejected (another peer may send it when its budget allows).
+
+A transaction whose parents we lack is held as an orphan (camelid.p2p.tx_orphans),
+its missing parents are asked of its sender, and `run` submits it again once a
+parent is accepted or a new tip arrives; a child of a rejected parent is rejected.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from camelid.chain.chainstate import ChainState
@@ -53,6 +58,7 @@ from camelid.p2p.messages import (
 )
 from camelid.p2p.peer import SEND_HIGH_WATER, Peer
 from camelid.p2p.sync import BlockSync, ChainBackend, ready_peers
+from camelid.p2p.tx_orphans import TxOrphanage, parents
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +74,8 @@ MODEL_CHECK_BURST = 4.0
 """Model checks a peer may cost at once: a block's worth of fraud proofs (MAX_JOB_PROOFS_PER_BLOCK)."""
 PEERS_TRACKED = 1_000
 """Peers whose model-check budget is tracked at once (more than a node's connections)."""
-UNJUDGED_REASONS = frozenset({"bad-txns-inputs-missingorspent", "job-proof-rate-limited"})
+MISSING_INPUTS = "bad-txns-inputs-missingorspent"
+UNJUDGED_REASONS = frozenset({MISSING_INPUTS, "job-proof-rate-limited"})
 """Refusals after which the same transaction may yet be accepted: not remembered as rejected."""
 
 
@@ -141,6 +148,8 @@ class Relay:
         self._wants_headers: set[int] = set()  # peers that sent sendheaders
         self._rejected = RecentSet(RECENT_REJECTS)
         self._model_checks = KeyedBuckets(MODEL_CHECKS_PER_SECOND, MODEL_CHECK_BURST, PEERS_TRACKED)
+        self.orphans = TxOrphanage()
+        self._adoptable: asyncio.Queue[list[bytes] | None] = asyncio.Queue()  # parents accepted; None: a new tip
         for command, handler in (
             ("inv", self._on_inv),
             ("getdata", self._on_getdata),
@@ -149,6 +158,7 @@ class Relay:
             ("sendheaders", self._on_sendheaders),
         ):
             manager.register_handler(command, handler)
+        manager.add_gone_listener(lambda peer: self.orphans.drop_peer(peer.id))
 
     def announce_transaction(self, txid: bytes) -> int:
         """inv(TX) to every peer not known to have `txid`; returns how many were told."""
@@ -157,11 +167,15 @@ class Relay:
             if self._known.add(peer, txid):
                 peer.send(Inv((InvItem(InvType.TX, txid),)))
                 told += 1
+        if self.orphans.children_of([txid]):
+            self._adoptable.put_nowait([txid])
         return told
 
     async def announce_block(self, block_hash: bytes) -> None:
         """Tell every peer about our new tip: headers to those that asked for them, else inv(BLOCK)."""
         self._rejected = RecentSet(RECENT_REJECTS)  # as Bitcoin: a new tip may make a refused transaction valid
+        if len(self.orphans):
+            self._adoptable.put_nowait(None)  # the block may hold their parents
         entry = await self.chain.call(self.chain.chainstate.get_entry, block_hash)
         if entry is None:
             return
@@ -186,6 +200,7 @@ class Relay:
         blocks = [item.hash for item in inv.items if item.type is InvType.BLOCK]
         if txids:
             txids = await self.chain.call(unknown_transactions, self.chain.mempool, txids)
+            txids = [txid for txid in txids if txid not in self.orphans]
         for request in getdata_batches(InvType.TX, txids):
             peer.send(request)
         if blocks and await self.chain.call(unknown_blocks, self.chain.chainstate, blocks):
@@ -223,11 +238,56 @@ class Relay:
         except ValueError as exc:
             raise ProtocolViolation(f"bad-payload: tx: {exc}") from None
         self._known.add(peer, tx.hash)
+        await self._submit(peer, tx)
+
+    async def _submit(self, peer: Peer, tx: Transaction) -> str | None:
+        """Submit `peer`'s transaction `tx`; ProtocolViolation if it breaks consensus, an orphan if it lacks parents.
+        Returns why it was refused, None if it was accepted."""
         try:
             await self.chain.submit_transaction(tx, lambda: self._model_checks.take(peer.id))
         except TxRejected as exc:
             if is_misbehaviour(exc):
                 raise ProtocolViolation(f"invalid-tx: {exc.reason}") from None
-            if exc.reason not in UNJUDGED_REASONS:
-                self._rejected.add(tx.hash)  # missing parents may yet arrive; anything else would fail again
+            if exc.reason == MISSING_INPUTS:
+                await self._hold_orphan(peer, tx)
+            elif exc.reason not in UNJUDGED_REASONS:
+                self._rejected.add(tx.hash)  # anything but missing parents would fail again
             log.debug("%r: transaction %s not accepted: %s", peer, tx.txid(), exc)
+            return exc.reason
+        return None
+
+    async def _hold_orphan(self, peer: Peer, tx: Transaction) -> None:
+        """Keep `tx` until its parents arrive, and ask `peer`, who relayed it and so must have them, for those we lack
+        (once: an orphan tried again keeps its place and its age)."""
+        wanted = parents(tx)
+        if any(parent in self._rejected for parent in wanted):
+            self._rejected.add(tx.hash)  # its parent will not be accepted, so neither will it
+            return
+        if not self.orphans.add(tx, peer.id):
+            return
+        missing = await self.chain.call(unknown_transactions, self.chain.mempool, sorted(wanted))
+        for request in getdata_batches(InvType.TX, [txid for txid in missing if txid not in self.orphans]):
+            peer.send(request)
+
+    async def run(self) -> None:
+        """For the node's life: submit orphans again once a parent is accepted, or every orphan at a new tip."""
+        while True:
+            accepted = await self._adoptable.get()
+            self.orphans.expire()
+            orphans = self.orphans.all() if accepted is None else self.orphans.children_of(accepted)
+            for orphan in orphans:
+                txid = orphan.tx.hash
+                if txid not in self.orphans:
+                    continue  # tried meanwhile, as the child of another parent
+                peer = self.manager.peer(orphan.peer_id)
+                if peer is None or peer.closed:
+                    self.orphans.remove(txid)  # its sender left: nobody to ask for the parents it still lacks
+                    continue
+                try:
+                    reason = await self._submit(peer, orphan.tx)
+                except ProtocolViolation as violation:
+                    self.orphans.remove(txid)
+                    self.manager.punish(peer, violation.reason)
+                    continue
+                if reason != MISSING_INPUTS:
+                    self.orphans.remove(txid)

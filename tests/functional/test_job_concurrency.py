@@ -75,5 +75,22 @@ def test_a_node_with_four_slots_computes_four_jobs_at_once(camelid_nodes, tmp_pa
         return next(entry["time"] for entry in computer.getjob(job)["history"] if entry["state"] == state)
 
     # All four were taken before the first was done: one at a time, each would wait for the one before
-    # (its contest window alone is 0.2 s).
+    # (its contest window alone is scheduler.CONTEST_WINDOW, 1 s).
     assert max(when(job, "accepted") for job in jobs) < min(when(job, "completed") for job in jobs)
+
+
+def test_a_one_slot_node_takes_its_next_job_during_the_contest_window_of_the_last(camelid_nodes, tmp_path):
+    _, client, computer, _ = job_network(camelid_nodes, tmp_path)
+    assert computer.getcomputeinfo()["worker_settings"]["slots"] == 1
+    with ThreadPoolExecutor(2) as pool:
+        jobs = list(pool.map(lambda i: client.submitjob(f"vicuna number {i}", 8, None, i, 0, REWARD), range(2)))
+    wait_until(lambda: all(client.getjob(job)["verdict"] for job in jobs), timeout=60, what="a verdict on both jobs")
+    assert [client.getjob(job)["verdict"] for job in jobs] == ["verified"] * 2
+
+    def when(job: str, state: str) -> float:
+        return next(entry["time"] for entry in computer.getjob(job)["history"] if entry["state"] == state)
+
+    first, second = sorted(jobs, key=lambda job: when(job, "accepted"))
+    # Its slot is free once the 8 tokens are generated: the second claim does not wait out the first's
+    # 1 s contest window, which ends before the first testament (its "completed").
+    assert when(second, "accepted") < when(first, "completed")

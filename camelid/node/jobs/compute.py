@@ -30,6 +30,7 @@ import logging
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -251,11 +252,21 @@ class JobComputer:
             self._queue.take_back(block=False)  # a transaction or the recheck time came: look for escrows again
 
     async def _compute_in_slot(self, record: JobRecord) -> None:
+        """Compute `record` in the slot `_work` acquired for it; the slot is free again once generation is done
+        (the contest window and the stake need none), so short jobs' contest windows overlap."""
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._slots.release()
+                self._offered.set()  # a slot is free: look at the open jobs again
+
         try:
-            await self._compute(record)
+            await self._compute(record, release)
         finally:
-            self._slots.release()
-            self._offered.set()  # a slot is free: look at the open jobs again
+            release()
 
     async def _next_claim(self) -> JobRecord | None:
         """The open job this node claims now, after its claim delay, or None.
@@ -357,17 +368,17 @@ class JobComputer:
             log.info("job %s: %s claimed it at the same moment and ranks first", hex_id(record.job_id), rival.hex())
         return rival is not None
 
-    async def _compute(self, record: JobRecord) -> None:
+    async def _compute(self, record: JobRecord, generated: Callable[[], None]) -> None:
         """Compute one claimed job; a failure is logged and ends only that job, never the node's job-taking."""
         self._scheduler.claim(record, time.time())
         try:
-            await self._compute_and_stake(record)
+            await self._compute_and_stake(record, generated)
         except EngineUnavailable as exc:  # nothing staked yet: the job is given up, another node or a refund ends it
             log.warning("job %s: given up, the llama.cpp worker is unavailable: %s", hex_id(record.job_id), exc)
         except Exception:
             log.exception("job %s: computing it failed", hex_id(record.job_id))
 
-    async def _compute_and_stake(self, record: JobRecord) -> None:
+    async def _compute_and_stake(self, record: JobRecord, generated: Callable[[], None]) -> None:
         ctx, job_id = self._ctx, record.job_id
         escrow = ctx.terms(record.params).escrow_script
         found = await ctx.wait_for_output(record.escrow_txid, escrow, 1)
@@ -381,11 +392,13 @@ class JobComputer:
             return
         self._reserved += stake_value
         try:
-            await self._compute_and_stake_reserved(record, escrow_index, reward)
+            await self._compute_and_stake_reserved(record, escrow_index, reward, generated)
         finally:
             self._reserved -= stake_value
 
-    async def _compute_and_stake_reserved(self, record: JobRecord, escrow_index: int, reward: int) -> None:
+    async def _compute_and_stake_reserved(
+        self, record: JobRecord, escrow_index: int, reward: int, generated: Callable[[], None]
+    ) -> None:
         ctx = self._ctx
         params, job_id, terms = record.params, record.job_id, ctx.terms(record.params)
         escrow = terms.escrow_script
@@ -403,6 +416,7 @@ class JobComputer:
         if self._misbehave is Misbehaviour.TAMPER_OUTPUT:
             output = await engine.tamper(prompt_tokens, output)
             log.warning("job %s: --misbehave=tamper-output: delivering a tampered output", hex_id(job_id))
+        generated()  # the reserved stake, not the slot, bounds what we take on while we wait and stake
         if await self._yields(record):
             return
         commitment = output_commitment(

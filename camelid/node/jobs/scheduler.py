@@ -32,8 +32,12 @@ from dataclasses import dataclass
 from camelid.chain.jobpool import JobRecord, JobState
 from camelid.crypto.hashes import sha256
 
-CONTEST_WINDOW = 0.2
-"""Seconds after its claim a node waits, before staking, for a better-ranked rival's jobaccept (see `rival_first`)."""
+CONTEST_WINDOW = 1.0
+"""Seconds after its claim a node waits, before staking, for a better-ranked rival's jobaccept (see `rival_first`).
+A rival that claimed up to one jobaccept trip after us is heard from two trips after our claim, so this allows
+trips of 0.5 s: a relay over several hops, or a loaded machine (0.2 s was exceeded by test nodes sharing two cores
+with other tests). The wait overlaps generation, which takes seconds on a real model, so it costs only jobs shorter
+than that."""
 CLAIM_SPREAD = 0.25
 """Seconds over which idle nodes' claim delays spread: well above a jobaccept's trip between nodes."""
 MAX_CANDIDATES = 8

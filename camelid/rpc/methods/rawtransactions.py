@@ -119,9 +119,11 @@ async def getrawmempool(ctx: RPCContext, verbose: bool) -> Any:
 
 @METHODS.method("Blockchain")
 async def getmempoolinfo(ctx: RPCContext) -> dict[str, Any]:
-    """Mempool size, memory use, limit and the fee rate a new transaction must pay."""
+    """Mempool size, memory use, limit and the fee rate a new transaction must pay; `orphans`: transactions
+    held until their parents arrive (camelid.p2p.tx_orphans), outside the mempool."""
     mempool = ctx.chain.mempool
     info = await ctx.chain.call(mempool.info)
+    p2p = ctx.p2p_service
     return {
         "loaded": True,
         "size": info["size"],
@@ -130,4 +132,5 @@ async def getmempoolinfo(ctx: RPCContext) -> dict[str, Any]:
         "total_fee": amount(int(info["total_fee"])),
         "maxmempool": mempool.max_bytes,
         "mempoolminfee": amount(int(info["min_fee_rate"] * 1000)),  # per kB, as Bitcoin Core
+        "orphans": 0 if p2p is None else len(p2p.relay.orphans),
     }
