@@ -351,6 +351,10 @@ class JobClient:
         ctx, job_id = self._ctx, record.job_id
         terms = ctx.terms(record.params)
         give_up_at = terms.refund_time + RELEASE_PATIENCE
+        earlier = client.slash_txid
+        if earlier is not None and await ctx.chain.call(self._standing, bytes.fromhex(earlier)[::-1]):
+            await self._slashed_when_mined(record, client, give_up_at)  # ours from before a restart, still standing
+            return
         delivered = await self._delivered_output(record, delivery.node_pubkey, give_up_at)
         lock = None if delivered is None else match_job_lock(delivered.out.script_pubkey)
         if delivered is None or lock is None or lock.delivery_hash != sha256(delivery.sealed):
@@ -375,10 +379,20 @@ class JobClient:
             return
         client.slash_txid = spend.txid()
         ctx.pool.on_change(job_id)
-        while time.time() < give_up_at:  # "slashed" means mined: a proof in our mempool alone takes nothing
-            if await ctx.chain.call(ctx.confirmations, spend.hash):
-                ctx.pool.advance(record, JobState.SLASHED)
-                log.info("job %s: bad delivery slashed by %s", hex_id(job_id), client.slash_txid)
+        await self._slashed_when_mined(record, client, give_up_at)
+
+    def _standing(self, txid: bytes) -> bool:
+        """Chain thread: whether our spend `txid` is in the mempool or a block."""
+        return txid in self._ctx.chain.mempool or self._ctx.confirmations(txid) > 0
+
+    async def _slashed_when_mined(self, record: JobRecord, client: ClientJob, give_up_at: float) -> None:
+        """`slashed` once a block holds our proof (`client.slash_txid`): one in a mempool alone takes nothing."""
+        assert client.slash_txid is not None
+        txid = bytes.fromhex(client.slash_txid)[::-1]
+        while time.time() < give_up_at:
+            if await self._ctx.chain.call(self._ctx.confirmations, txid):
+                self._ctx.pool.advance(record, JobState.SLASHED)
+                log.info("job %s: bad delivery slashed by %s", hex_id(record.job_id), client.slash_txid)
                 return
             await asyncio.sleep(1.0)
 
