@@ -19,6 +19,7 @@ from camelid.core.deliveryproof import (
     BadDeliveryProof,
     bad_delivery_script_sig,
     is_bad_delivery_proof,
+    reveal_would_expose,
 )
 from camelid.core.interpreter import eval_script, verify_script
 from camelid.core.jobproof import Judgement, ProofOutcome, ProofPolicy, outcome
@@ -58,6 +59,7 @@ from camelid.core.opcodes import Opcode
 from camelid.core.script import MAX_SCRIPT_ELEMENT_SIZE, MAX_SCRIPT_SIZE, ScriptError, ScriptErrorReason, build_script
 from camelid.core.sigchecker import TransactionSignatureChecker
 from camelid.core.transaction import Transaction, TxIn, TxOut
+from camelid.crypto import ecies
 from camelid.crypto.hashes import sha256d
 
 CLIENT, NODE = make_key(41).public_key.to_bytes(), make_key(42).public_key.to_bytes()
@@ -504,3 +506,13 @@ def test_transaction_checker_wants_the_stakes_delivered_lock_for_the_blob() -> N
     assert not checker(TxOut(value, delivered), job_id=bytes(32)).check_job_delivery(stake, blob)
     assert not checker(TxOut(value, job_lock_script(LOCK))).check_job_delivery(stake, blob)
     assert not checker(TxOut(value, delivered)).check_job_delivery(job_lock_script(LOCK), blob)  # not a STAKE
+
+
+def test_the_client_reveals_no_point_that_would_open_another_delivery() -> None:
+    """A node that copies another delivery's ephemeral key E into garbage must not get the client to publish c*E."""
+    client = make_key(40).public_key
+    honest = ecies.encrypt(client, b"the other node's output", aad=bytes(32))
+    copied = honest[:34] + bytes(len(honest) - 34)  # the same version and E, garbage after them
+    assert reveal_would_expose(copied, [honest])
+    assert not reveal_would_expose(ecies.encrypt(client, b"garbage", aad=bytes(32)), [honest])
+    assert not reveal_would_expose(bytes(100), [bytes(100)])  # no E, no reveal needed: proven with 97 zero bytes

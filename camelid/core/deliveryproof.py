@@ -93,6 +93,24 @@ def delivery_fault(model_id: bytes, commitment: bytes, plaintext: bytes) -> str 
     return None
 
 
+def reveal_would_expose(blob: bytes, others: Sequence[bytes]) -> bool:
+    """Whether revealing our shared point for `blob` would open one of the `others` sealed to the same job key.
+
+    The point is c*E, so it opens every blob with the same ephemeral key E: a node that copied another node's E
+    into garbage would get the client to publish what opens the other node's delivery. The client reveals only
+    for an E no other delivery to the job's key carries (a blob with no E needs no reveal).
+    """
+    ephemeral = _ephemeral(blob)
+    return ephemeral is not None and any(_ephemeral(other) == ephemeral for other in others)
+
+
+def _ephemeral(blob: bytes) -> bytes | None:
+    try:
+        return ecies.ephemeral_key(blob).to_bytes()
+    except ecies.DecryptionError:
+        return None
+
+
 def bad_delivery_unproven(script_code: bytes, items: Sequence[bytes]) -> str | None:
     """Why `items` do not prove the blob of the DELIVERED lock `script_code` bad (None: they do). Consensus."""
     try:

@@ -34,7 +34,7 @@ from camelid.chain.jobpool import (
 from camelid.compute.rastic import EPS_SLASH
 from camelid.compute.vocab import ModelVocab
 from camelid.compute.worker_client import EngineUnavailable
-from camelid.core.deliveryproof import MALFORMED_REVEAL, BadDeliveryProof, delivery_fault
+from camelid.core.deliveryproof import MALFORMED_REVEAL, BadDeliveryProof, delivery_fault, reveal_would_expose
 from camelid.core.job import JobParams, job_tokens_problem
 from camelid.core.jobscripts import JOB_PAYOUT_FEE_CAP, CommittedOutput, FraudProof, match_job_lock, output_commitment
 from camelid.core.script import p2pkh_script
@@ -360,17 +360,14 @@ class JobClient:
         if delivered is None or lock is None or lock.delivery_hash != sha256(delivery.sealed):
             log.warning("job %s: no delivery transaction carries the bad blob; nothing to prove", hex_id(job_id))
             return
+        others = [d.sealed for key, d in record.deliveries.items() if key != delivery.node_pubkey]
+        if reveal_would_expose(delivery.sealed, others):
+            log.warning("job %s: the bad delivery reuses another delivery's ephemeral key: no reveal", hex_id(job_id))
+            return
         try:
-            ephemeral = ecies.ephemeral_key(delivery.sealed).to_bytes()
-        except ecies.DecryptionError:
-            reveal = MALFORMED_REVEAL
-        else:
-            others = [d.sealed for key, d in record.deliveries.items() if key != delivery.node_pubkey]
-            if any(_ephemeral_or_none(sealed) == ephemeral for sealed in others):
-                log.warning("job %s: the bad delivery reuses another delivery's ephemeral key; not revealing",
-                            hex_id(job_id))
-                return
             reveal = ctx.require_wallets().get().reveal_job_delivery(client.client_pubkey, delivery.sealed)
+        except ecies.DecryptionError:  # no ephemeral key: a malformed blob is proven without a reveal
+            reveal = MALFORMED_REVEAL
         proof = BadDeliveryProof(delivery.sealed, reveal)
         wallet = ctx.require_wallets().get()
         pay_to = p2pkh_script(hash160(wallet.new_job_key()))
@@ -628,10 +625,3 @@ class JobClient:
             ctx.pool.advance(record, JobState.SLASHED)
             log.info("job %s: claimed the stake for non-delivery by %s", hex_id(record.job_id), client.slash_txid)
 
-
-def _ephemeral_or_none(sealed: bytes) -> bytes | None:
-    """The ephemeral key of a sealed blob, None for one too malformed to have one."""
-    try:
-        return ecies.ephemeral_key(sealed).to_bytes()
-    except ecies.DecryptionError:
-        return None
