@@ -72,3 +72,17 @@ async def test_queued_requests_are_capped_and_paced_by_the_peer_budget(tmp_path)
         await asyncio.sleep(0.05)
     assert sorted(c.index for c in peer.chunks()[MAX_UPLOADS_PER_PEER:]) == list(range(20, 28))
     assert all(c.data == models.store.read_chunk(model_id, c.index) for c in peer.chunks())
+
+
+async def test_a_peers_upload_budget_goes_when_it_disconnects(tmp_path):
+    models = service(tmp_path, 1024)
+    (model_id,) = models.announced()
+    for peer_id in range(1, 101):  # a hundred connections that each fetch a chunk, then leave
+        peer = Downloader()
+        peer.id = peer_id
+        await models._on_getchunk(peer, GetChunk(model_id, 0))
+        await asyncio.sleep(0.01)  # the upload done, the connection still open
+        assert peer.chunks()
+        peer.closed = True
+        models._forget_uploads(peer)
+    assert models._uploads == {}

@@ -110,3 +110,21 @@ def test_a_job_nobody_accepted_by_its_take_by_time_is_reported_with_the_going_re
     assert report is not None and report["offered"] == 5 and report["going_reward"] == FALLBACK_REWARD
     pool.add_accept(record.job_id, NODES[1], KEYS[1].sign(job_accept_digest(record.job_id, NODES[1])))
     assert untaken(record, 5, market, take_by(record)) is None
+
+
+async def test_prices_go_with_the_connection_so_reconnecting_under_fresh_ids_cannot_grow_the_table():
+    manager = Manager()
+    market = Market(manager, ME, lambda: None, clock=lambda: T0)
+    for i in range(1_000):  # a flooder: connect under a fresh node id, announce, leave
+        node = PrivateKey.from_bytes((i + 100).to_bytes(32, "big")).public_key.to_bytes()
+        manager.connected = [NODES[0], node]
+        await announce(market, node, (MODEL, COIN))
+        manager.connected = [NODES[0]]
+        market.forget(peer(node))
+    assert len(market) == 0
+    await announce(market, NODES[0], (MODEL, COIN // 10))
+    market.forget(peer(NODES[0]))  # one of two connections to NODES[0] closed: the other still stands
+    assert market.estimate(MODEL, 1000)["providers"] == {NODES[0].hex(): COIN // 10}
+    manager.connected = []
+    market.forget(peer(NODES[0]))
+    assert len(market) == 0

@@ -36,6 +36,29 @@ def _token_types() -> list[int]:
     )
 
 
+def _add_vocab(writer: gguf.GGUFWriter) -> None:
+    """The byte-level SentencePiece vocabulary every tiny model shares."""
+    writer.add_vocab_size(len(VOCAB))
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(VOCAB)
+    writer.add_token_scores([0.0] * len(VOCAB))
+    writer.add_token_types(_token_types())
+    writer.add_unk_token_id(UNK)
+    writer.add_bos_token_id(BOS)
+    writer.add_eos_token_id(EOS)
+    writer.add_add_bos_token(True)
+    writer.add_add_space_prefix(False)
+
+
+def _write(writer: gguf.GGUFWriter, tensors: dict[str, np.ndarray]) -> None:
+    for name, tensor in tensors.items():
+        writer.add_tensor(name, tensor)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
 def _weights(rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Tensors in numpy shape (rows = output features); gguf reverses them to llama.cpp order."""
 
@@ -118,24 +141,69 @@ def write_tiny_model(
     writer.add_head_count_kv(N_HEAD)
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_rope_dimension_count(N_EMBD // N_HEAD)
-    writer.add_vocab_size(len(VOCAB))
-    writer.add_tokenizer_model("llama")
-    writer.add_token_list(VOCAB)
-    writer.add_token_scores([0.0] * len(VOCAB))
-    writer.add_token_types(_token_types())
-    writer.add_unk_token_id(UNK)
-    writer.add_bos_token_id(BOS)
-    writer.add_eos_token_id(EOS)
-    writer.add_add_bos_token(True)
-    writer.add_add_space_prefix(False)
+    _add_vocab(writer)
     if chat_template is not None:
         writer.add_chat_template(chat_template)
-    for name, tensor in (weights or _weights)(np.random.default_rng(seed)).items():
-        writer.add_tensor(name, tensor)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    _write(writer, (weights or _weights)(np.random.default_rng(seed)))
+    return path
+
+
+GEMMA3_LAYERS = 6  # llama.cpp's gemma3 attends globally in every 6th layer, through the sliding window in the others
+GEMMA3_WINDOW = 5
+GEMMA3_HEAD_KV = 2
+
+
+def write_tiny_gemma3(path: Path, seed: int = 0) -> Path:
+    """A tiny gemma3-architecture model (query/key norms, post norms, grouped keys, a 5-token sliding window,
+    gelu, tied output) with random float32 weights: every part of gemma3's graph, small enough for tests."""
+    rng = np.random.default_rng(seed)
+    head_dim = N_EMBD // N_HEAD
+
+    def matrix(n_out: int, n_in: int) -> np.ndarray:
+        return (rng.standard_normal((n_out, n_in)) / np.sqrt(n_in)).astype(np.float32)
+
+    def norm(n: int) -> np.ndarray:
+        return (1 + 0.1 * rng.standard_normal(n)).astype(np.float32)
+
+    writer = gguf.GGUFWriter(str(path), "gemma3")
+    writer.add_name(f"camelid-tiny-gemma3-{seed}")
+    writer.add_context_length(N_CTX)
+    writer.add_embedding_length(N_EMBD)
+    writer.add_block_count(GEMMA3_LAYERS)
+    writer.add_feed_forward_length(N_FF)
+    writer.add_head_count(N_HEAD)
+    writer.add_head_count_kv(GEMMA3_HEAD_KV)
+    writer.add_key_length(head_dim)
+    writer.add_value_length(head_dim)
+    writer.add_layer_norm_rms_eps(1e-6)
+    writer.add_rope_freq_base(1e6)
+    writer.add_sliding_window(GEMMA3_WINDOW)
+    _add_vocab(writer)
+    tensors = {
+        "token_embd.weight": (rng.standard_normal((len(VOCAB), N_EMBD)) * 0.5).astype(np.float32),
+        "output_norm.weight": norm(N_EMBD),
+    }
+    kv = GEMMA3_HEAD_KV * head_dim
+    for layer in range(GEMMA3_LAYERS):
+        blk = f"blk.{layer}."
+        tensors.update(
+            {
+                blk + "attn_norm.weight": norm(N_EMBD),
+                blk + "attn_q.weight": matrix(N_EMBD, N_EMBD),
+                blk + "attn_k.weight": matrix(kv, N_EMBD),
+                blk + "attn_v.weight": matrix(kv, N_EMBD),
+                blk + "attn_q_norm.weight": norm(head_dim),
+                blk + "attn_k_norm.weight": norm(head_dim),
+                blk + "attn_output.weight": matrix(N_EMBD, N_EMBD),
+                blk + "post_attention_norm.weight": norm(N_EMBD),
+                blk + "ffn_norm.weight": norm(N_EMBD),
+                blk + "ffn_gate.weight": matrix(N_FF, N_EMBD),
+                blk + "ffn_up.weight": matrix(N_FF, N_EMBD),
+                blk + "ffn_down.weight": matrix(N_EMBD, N_FF),
+                blk + "post_ffw_norm.weight": norm(N_EMBD),
+            }
+        )
+    _write(writer, tensors)
     return path
 
 

@@ -107,6 +107,13 @@ class ModelService:
         manager.register_handler(ManifestMessage.command, self._on_manifest)
         manager.register_handler(NoModel.command, self._on_nomodel)
         manager.register_handler(Chunk.command, self._on_chunk)
+        manager.add_gone_listener(self._forget_uploads)
+
+    def _forget_uploads(self, peer: Peer) -> None:
+        """A connection closed: its upload budget goes now, or with its last queued upload (see `_upload`)."""
+        uploads = self._uploads.get(peer.id)
+        if uploads is not None and not uploads.queued:
+            del self._uploads[peer.id]
 
     async def run(self) -> None:
         for model_id in self._wanted:

@@ -59,7 +59,9 @@ class SettledJob:
 
 
 class Market:
-    """This node's view of compute prices; `announce(peer)` is a ready listener, `on_prices` a message handler."""
+    """This node's view of compute prices; `announce(peer)` is a ready listener, `forget(peer)` a gone listener,
+    `on_prices` a message handler. Prices are held only for connected providers: node ids cost nothing, so
+    prices kept after a disconnect would let one peer grow the table without bound by reconnecting."""
 
     def __init__(
         self,
@@ -91,6 +93,16 @@ class Market:
         served = set(version.models)
         prices = {p.model_id: p.per_1000_tokens for p in message.prices if p.model_id in served}
         self._announced[version.node_id] = prices
+
+    def forget(self, peer: Peer) -> None:
+        """A connection closed: its node's prices go, unless another connection to the same node is still open."""
+        version = peer.version
+        if version is not None and all(p.node_id != version.node_id for p in self._manager.peers()):
+            self._announced.pop(version.node_id, None)
+
+    def __len__(self) -> int:
+        """Providers whose prices are held."""
+        return len(self._announced)
 
     def on_paid(self, record: JobRecord, payment: Transaction) -> None:
         """A payment of `record`'s escrow reached our mempool or a block: its PAYOUT is what the job fetched."""

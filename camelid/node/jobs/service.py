@@ -120,6 +120,7 @@ class JobService:
         self._intake = JobIntake(self.pool, chain.params.dispute_window, self._escrow_seen, self._admitted)
         self._manager.add_ready_listener(self._bring_up_to_date)
         self._manager.add_ready_listener(self.market.announce)
+        self._manager.add_gone_listener(self.market.forget)
         self._manager.register_handler(Prices.command, self.market.on_prices)
         for command, handler in (
             (JobMessage.command, self._on_job),
