@@ -232,6 +232,19 @@ def test_a_delivery_message_then_its_transaction_is_one_delivery(pool):
     assert pool.record_delivery_tx(tx) is None and record.delivery_txids == {JOB_KEY.public_key.to_bytes(): tx.hash}
 
 
+def test_the_blob_on_chain_replaces_another_that_was_flooded(pool):
+    job = params()
+    record = pool.add_job(*offer(job))
+    pool.add_testament(job.job_id(), signed_testament(job.job_id()))
+    flooded = pool.add_delivery(*delivery(job.job_id(), sealed=b"garbage"))
+    assert flooded is not None and not flooded.from_chain
+    tx = delivery_tx(job, b"sealed")  # what the DELIVERED lock commits to, and a bad-delivery proof would take
+    on_chain = pool.record_delivery_tx(tx)
+    assert on_chain is not None and on_chain.sealed == b"sealed" and on_chain.from_chain
+    assert list(record.deliveries.values()) == [on_chain]
+    assert pool.record_delivery_tx(tx) is None  # known now
+
+
 def test_a_slashed_job_stays_slashed_when_its_payment_is_mined(pool):
     job = params()
     record = pool.add_job(*offer(job))

@@ -132,6 +132,11 @@ class DeliveryRecord:
     stake_txid: bytes = b""  # the stake of the testament it delivers for
     node_signature: bytes = b""  # by the node key over job_delivery_digest
 
+    @property
+    def from_chain(self) -> bool:
+        """Read from a delivery transaction (its verified script binds the blob), not from a signed message."""
+        return not self.signature
+
 
 @dataclass(frozen=True)
 class PaymentRecord:
@@ -378,7 +383,10 @@ class JobPool:
 
         Only for transactions the mempool admitted or a block holds: their scripts were verified, so the
         blob is the one the DELIVERED lock commits to and Pn signed the move. A delivery known from the
-        signed message already keeps that record (the blob is the same); its transaction id is noted.
+        signed message keeps that record when it carried the same blob (its transaction id is noted);
+        when it carried another, the chain's replaces it and is returned as new: only the blob on chain
+        binds the node (it is what a bad-delivery proof takes), so a node cannot flood one blob and
+        commit another.
         """
         record = self._jobs.get(tx.job_id)
         lock = match_job_lock(tx.outputs[0].script_pubkey) if record is not None and tx.outputs else None
@@ -394,7 +402,8 @@ class JobPool:
             return None
         known = record.delivery_txids.get(lock.node_pubkey)
         record.delivery_txids[lock.node_pubkey] = tx.hash
-        if lock.node_pubkey in record.deliveries:
+        flooded = record.deliveries.get(lock.node_pubkey)
+        if flooded is not None and flooded.sealed == blob:
             if known != tx.hash:
                 self.on_change(record.job_id)
             return None

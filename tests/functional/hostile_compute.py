@@ -162,20 +162,28 @@ class HostileComputeNode(_RawNode):
                                 params.temperature)
         return ecies.encrypt(PublicKey.from_bytes(to or params.client_pubkey), plain, aad=work.job_id)
 
-    def deliver(self, work: HostileWork, sealed: bytes, on_chain: bool = False) -> None:
+    def deliver(
+        self, work: HostileWork, sealed: bytes, on_chain: bool = False, chain_sealed: bytes | None = None
+    ) -> None:
         """Flood `sealed` as our delivery, validly signed by Pn and our node key; `on_chain`: first put it on chain
-        as an honest node does, the STAKE moved into its DELIVERED lock (through the miner's mempool)."""
+        as an honest node does, the STAKE moved into its DELIVERED lock (through the miner's mempool);
+        `chain_sealed`: after the message, put this other blob on chain instead."""
         if on_chain:
-            terms = JobTerms(work.params, REGTEST.dispute_window)
-            lock = terms.stake_lock(work.job_key.public_key.to_bytes(), work.commitment)
-            staked = Spent(OutPoint(work.stake_txid, 0), work.stake_out)
-            self.miner.sendrawtransaction(terms.delivery(staked, lock, sealed, DELIVERY_FEE, work).to_bytes().hex())
+            self._deliver_on_chain(work, sealed)
         digest = job_delivery_digest(work.job_id, self.node_id, work.stake_txid, sealed)
         self.peer.send(
             JobDelivery(
                 work.job_id, self.node_id, sealed, work.job_key.sign(digest), work.stake_txid, self.key.sign(digest)
             )
         )
+        if chain_sealed is not None:
+            self._deliver_on_chain(work, chain_sealed)
+
+    def _deliver_on_chain(self, work: HostileWork, sealed: bytes) -> None:
+        terms = JobTerms(work.params, REGTEST.dispute_window)
+        lock = terms.stake_lock(work.job_key.public_key.to_bytes(), work.commitment)
+        staked = Spent(OutPoint(work.stake_txid, 0), work.stake_out)
+        self.miner.sendrawtransaction(terms.delivery(staked, lock, sealed, DELIVERY_FEE, work).to_bytes().hex())
 
 
 class SybilVerifier(_RawNode):

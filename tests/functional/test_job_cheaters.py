@@ -72,6 +72,28 @@ def test_a_delivery_that_does_not_open_costs_the_node_its_stake(camelid_nodes, t
     cheater.close()
 
 
+def test_a_node_that_floods_one_blob_and_puts_another_on_chain_is_judged_by_the_one_on_chain(camelid_nodes, tmp_path):
+    """Only the blob on chain binds the node (the DELIVERED lock commits to it, and a bad-delivery proof takes
+    it), so a flooded message carrying another blob is superseded by it: here garbage first, then the honest
+    output on chain. The client's first verdict is "does not decrypt"; the chain's blob turns it into
+    "verified", and nothing is slashed."""
+    model = write_tiny_model(tmp_path / "tiny.gguf")
+    miner, (client,), mine_to = funded_network(camelid_nodes, [[f"--serve-model={model}", "--nocompute"]])
+    cheater = HostileComputeNode(miner, mine_to, client, "127.0.0.23")
+    with Engine(model, n_threads=1, n_ctx=512) as engine:
+        prompt = engine.tokenize("The llama")
+        honest = engine.generate(prompt, 8)
+    job = client.submitjob("The llama", 8, None, 0, 0, REWARD, 30)
+    work = cheater.take(COIN, honest, prompt)
+    cheater.wait_payment(work)
+    cheater.deliver(work, bytes(1) + os.urandom(79), chain_sealed=cheater.seal(work, honest, prompt))
+    wait_until(lambda: client.getjob(job)["verdict"] == "verified", timeout=60, what="the chain's blob verified")
+    info = client.getjob(job)
+    assert info["tokens"] == honest and info["slash_txid"] is None and info["state"] != "slashed"
+    assert len(info["delivery_txids"]) == 1
+    cheater.close()
+
+
 def test_a_sybil_verifier_that_passes_a_tampered_output_is_outvoted_by_one_honest_failure(camelid_nodes, tmp_path):
     """A client without the model needs --verifiers passes; any failure wins, so a sybil cannot pass a
     tampered output while one honest verifier among those asked fails it."""

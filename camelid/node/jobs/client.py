@@ -297,7 +297,7 @@ class JobClient:
             or client.payment is None
             or client.testament is None
             or delivery.node != client.testament.node
-            or client.verdict not in (None, NOT_DELIVERED)  # a late delivery is still opened and judged
+            or not self._judges(client, delivery)
         ):
             return
         try:
@@ -331,6 +331,16 @@ class JobClient:
         else:
             ctx.pool.on_change(job_id)  # an "unverified" verdict changes our record, not the job's state
         log.info("job %s delivered: %s", hex_id(job_id), client.verdict)
+
+    @staticmethod
+    def _judges(client: ClientJob, delivery: DeliveryRecord) -> bool:
+        """Whether `delivery` gets a verdict: none yet, a late one after NOT_DELIVERED, or the blob read from the
+        chain after a flooded one that did not open (the chain's binds the node: JobPool.record_delivery_tx)."""
+        verdict = client.verdict
+        return (
+            verdict in (None, NOT_DELIVERED)
+            or (verdict.cause is Cause.BAD_DELIVERY and client.slash_txid is None and delivery.from_chain)
+        )
 
     def _bad_delivery(self, record: JobRecord, client: ClientJob, delivery: DeliveryRecord, why: str) -> None:
         """A delivery from our node that is not its committed output: failed, and its stake ours by a bad-delivery
