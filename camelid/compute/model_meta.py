@@ -30,11 +30,22 @@ GGUF_MAGIC = b"GGUF"
 HEADER_KIND, TENSOR_KIND = 0, 1
 MAX_DIMS = 4  # GGML_MAX_DIMS
 DEFAULT_ALIGNMENT = 32
-# Token texts llama.cpp treats as end of generation whatever the tokenizer keys say (its llama-vocab.cpp list,
-# checked equal to llama_vocab_is_eog on the tiny test models and gemma-3-270m: eos 1, <end_of_turn>, </s>).
+# Token texts llama.cpp treats as end of generation whatever the tokenizer keys say (its llama-vocab.cpp lists,
+# the fill-in-the-middle pad, repo and file-separator tokens included). This set is the committed rule; it equals
+# llama_vocab_is_eog on the tiny test models, gemma-3-270m (<eos>, <end_of_turn>, </s>) and SmolLM2-135M
+# (<|endoftext|>, <|im_end|>, <reponame>).
 END_TOKEN_TEXTS = frozenset(
     {
         "</s>",
+        "<|fim_pad|>",
+        "<fim-pad>",
+        "<PAD>",
+        "<|fim_repo|>",
+        "<|repo_name|>",
+        "<fim-repo>",
+        "<REPO>",
+        "<reponame>",
+        "<|file_sep|>",
         "<|eot_id|>",
         "<|im_end|>",
         "<|end|>",
@@ -50,7 +61,9 @@ END_TOKEN_TEXTS = frozenset(
         "<\uff5cend\u2581of\u2581sentence\uff5c>",
     }
 )
-END_TOKEN_KEYS = ("tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id")
+END_TOKEN_KEYS = tuple(
+    f"tokenizer.ggml.{kind}_token_id" for kind in ("eos", "eot", "eom", "fim_pad", "fim_rep", "fim_sep")
+)
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
 
