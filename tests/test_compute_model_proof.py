@@ -166,6 +166,12 @@ def test_a_proof_never_passes_for_another_range_tensor_row_or_model(tmp_path: Pa
         verify_row(other.id, "output.weight", 7, row)
 
 
+def test_a_short_proof_of_a_long_range_is_refused_before_any_hashing() -> None:
+    claim = struct.pack("<QI", 1 << 40, 1) + bytes(32)  # 1-byte chunks: a 1 MiB range would touch 2^20 of them
+    with pytest.raises(ValueError, match="shorter than the 1048576 bytes"):
+        verify_range(bytes(32), 0, 1 << 20, claim + bytes(64))
+
+
 def _record_part_length(proof: bytes) -> int:
     (size,) = struct.unpack_from("<H", proof)
     return 2 + size + 8 + 1 + 32 * proof[2 + size + 8]

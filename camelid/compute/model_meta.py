@@ -68,26 +68,28 @@ _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<
 _STRING, _ARRAY = 8, 9
 
 
+def _tagged(kind: int, text: str) -> bytes:
+    raw = text.encode()
+    return bytes([kind]) + struct.pack("<H", len(raw)) + raw
+
+
 @dataclass(frozen=True)
 class HeaderRecord:
+    """What the structural RASTiC rules need from a model, without the model."""
+
     architecture: str
     n_vocab: int
     end_tokens: tuple[int, ...]
 
     def encode(self) -> bytes:
-        arch = self.architecture.encode()
-        ends = b"".join(t.to_bytes(4, "little") for t in self.end_tokens)
-        return (
-            bytes([HEADER_KIND])
-            + struct.pack("<H", len(arch))
-            + arch
-            + struct.pack("<IH", self.n_vocab, len(self.end_tokens))
-            + ends
-        )
+        n = len(self.end_tokens)
+        return _tagged(HEADER_KIND, self.architecture) + struct.pack(f"<IH{n}I", self.n_vocab, n, *self.end_tokens)
 
 
 @dataclass(frozen=True)
 class TensorRecord:
+    """Where one tensor's data lies in the file, and how to cut it into rows."""
+
     name: str
     ggml_type: int
     shape: tuple[int, ...]  # ggml order: ne0 (the elements of one row) first
@@ -95,16 +97,9 @@ class TensorRecord:
     n_bytes: int
 
     def encode(self) -> bytes:
-        name = self.name.encode()
-        dims = b"".join(struct.pack("<Q", d) for d in self.shape)
-        return (
-            bytes([TENSOR_KIND])
-            + struct.pack("<H", len(name))
-            + name
-            + struct.pack("<IB", self.ggml_type, len(self.shape))
-            + dims
-            + struct.pack("<QQ", self.offset, self.n_bytes)
-        )
+        n = len(self.shape)
+        dims = struct.pack(f"<IB{n}QQQ", self.ggml_type, n, *self.shape, self.offset, self.n_bytes)
+        return _tagged(TENSOR_KIND, self.name) + dims
 
     def row_span(self, row: int) -> tuple[int, int]:
         """(offset, length) of row `row`: ne0 elements, in whole quantisation blocks."""

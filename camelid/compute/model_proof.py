@@ -127,6 +127,8 @@ def _verify_range(model_id: bytes, offset: int, length: int, cur: Cursor) -> tup
     """(the range's bytes, the metadata root the id commits to), reading the range proof to its end."""
     file_size, chunk_size = cur.unpack("<QI", "the range proof's sizes")
     meta_root = cur.take(32, "the metadata root")
+    if len(cur.data) - cur.pos < length:  # before any work: the work then grows with the proof, not the claim
+        raise ValueError(f"the proof is shorter than the {length} bytes it would open")
     spans = _spans(file_size, chunk_size, offset, length)
     segments = [cur.take(min(b * LEAF_SIZE, size) - a * LEAF_SIZE, "the leaves") for _, size, a, b in spans]
     hashes = [
