@@ -36,7 +36,7 @@ from rastic_common import (
 from camelid.compute.engine import Engine, init_backend
 from camelid.compute.rastic import EPS_ACCEPT, EPS_SLASH, position_gaps
 from camelid.compute.reference import ReferenceModel
-from camelid.compute.sampling import token_gap
+from camelid.compute.sampling import canonical_token_gap
 
 TEMPERATURES = (0.0, 0.8)
 JUDGES = ("llama.cpp", "llama.cpp, F32 weights", "reference")
@@ -78,7 +78,10 @@ def judge_gaps(judge: Engine | ReferenceModel, prompt: list[int], output: list[i
     if isinstance(judge, Engine):
         return position_gaps(judge, prompt, output, range(len(output)), seed, t)
     logits = judge.logits(prompt + output[:-1], [len(prompt) - 1 + j for j in range(len(output))])
-    return np.array([token_gap(row, tok, seed, j, t) for j, (row, tok) in enumerate(zip(logits, output, strict=True))])
+    # The referee's gap: reference logits and the canonical noise, one answer on every machine.
+    return np.array(
+        [canonical_token_gap(row, tok, seed, j, t) for j, (row, tok) in enumerate(zip(logits, output, strict=True))]
+    )
 
 
 def main() -> None:

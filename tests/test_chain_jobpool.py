@@ -18,10 +18,10 @@ from camelid.chain.jobpool import (
     job_accept_digest,
     job_delivery_digest,
     job_offer_digest,
-    max_sealed_size,
 )
 from camelid.core.job import JobParams
 from camelid.core.jobscripts import (
+    MAX_DELIVERY_SIZE,
     JobLock,
     commitment_signature_digest,
     delivery_script_sig,
@@ -31,7 +31,6 @@ from camelid.core.jobscripts import (
     stake_script,
 )
 from camelid.core.transaction import Transaction, TxIn, TxOut
-from camelid.crypto import ecies
 from camelid.crypto.keys import PrivateKey
 
 WINDOW = 5
@@ -176,14 +175,13 @@ def test_a_signed_delivery_is_recorded_once_for_a_node_with_a_testament(pool):
     ("sealed", "signer", "reason"),
     [
         (b"\x01" * 40, NODE, "bad-delivery-signature"),  # signed by the node id, not its job key Pn
-        (b"\x01" * (8 * 4 + ecies.OVERHEAD + 1), JOB_KEY, "bad-delivery-size"),  # more than 8 tokens
+        (b"\x01" * (MAX_DELIVERY_SIZE + 1), JOB_KEY, "bad-delivery-size"),  # more than a delivery carries on chain
     ],
 )
 def test_a_delivery_too_large_or_not_signed_by_the_testaments_key_is_rejected(pool, sealed, signer, reason):
     job = params()
     pool.add_job(*offer(job))
     pool.add_testament(job.job_id(), signed_testament(job.job_id()))
-    assert max_sealed_size(job) == 8 * 4 + ecies.OVERHEAD
     with pytest.raises(JobRejected) as rejected:
         pool.add_delivery(*delivery(job.job_id(), sealed, signer))
     assert rejected.value.reason == reason

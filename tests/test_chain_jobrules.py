@@ -24,11 +24,13 @@ from camelid.chain.jobrules import MAX_JOB_PROOFS_PER_BLOCK
 from camelid.chain.mempool import Mempool
 from camelid.compute.engine import Engine
 from camelid.compute.fraudproof import EngineProofVerifier
+from camelid.core.deliveryproof import MALFORMED_REVEAL, BadDeliveryProof, bad_delivery_script_sig
 from camelid.core.jobproof import JobProofVerifier, Judgement
 from camelid.core.jobscripts import (
     JOB_PAYOUT_FEE_CAP,
     FraudProof,
     claim_script_sig,
+    commitment_body,
     commitment_signature_digest,
     delivery_items,
     delivery_script_sig,
@@ -46,6 +48,7 @@ from camelid.core.opcodes import Opcode
 from camelid.core.params import REGTEST
 from camelid.core.script import build_script
 from camelid.core.transaction import SIGHASH_ALL, Transaction, TxIn, TxOut
+from camelid.crypto import ecies
 from camelid.crypto.keys import PrivateKey
 
 MINER, CLIENT, NODE = make_key(31), make_key(32), make_key(33)
@@ -658,3 +661,106 @@ def test_block_templates_respect_the_fraud_proof_cap(tmp_path: Path) -> None:
     assert world.pool.get(slash.hash).job_proofs == MAX_JOB_PROOFS_PER_BLOCK
     assert world.pool.select(1_000_000) == [slash]
     assert world.pool.select(1_000_000, max_job_proofs=MAX_JOB_PROOFS_PER_BLOCK - 1) == []
+
+
+# The bad-delivery proof: the client takes a DELIVERED lock whose blob is not the committed output, no model involved.
+
+
+def _honest_body(claim: Claim = STUB_CLAIM) -> bytes:
+    return commitment_body(claim.model_id, claim.prompt, claim.output, claim.max_tokens, 0, 0.0)
+
+
+def _delivered(world: JobWorld, blob: bytes) -> Transaction:
+    """The node's delivery of `blob`, mined, and the dispute window closed (the proof's spend waits it out)."""
+    delivery = world.delivery(blob)
+    world.connect(delivery)
+    world.mine(1)
+    return delivery
+
+
+def _prove(delivery: Transaction, proof: BadDeliveryProof) -> Transaction:
+    """The client's bad-delivery spend of the DELIVERED output of `delivery`."""
+    out = delivery.outputs[0]
+    unsigned = Transaction(inputs=[TxIn(delivery.hash, 0)], outputs=[TxOut(out.value - FEE, p2pkh_for(CLIENT))])
+    return _signed(unsigned, [(out.script_pubkey, out.value, CLIENT, lambda sig: bad_delivery_script_sig(sig, proof))])
+
+
+def _revealed(blob: bytes, key: PrivateKey = CLIENT) -> bytes:
+    return ecies.reveal_shared_point(key, blob).to_bytes()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "garbage that is no ECIES blob",
+        "garbage sealed to the client",
+        "the committed output sealed to another key",
+        "another output sealed to the client",
+        "the committed output under another job id",
+    ],
+)
+def test_a_bad_delivery_loses_the_stake_to_the_clients_proof(tmp_path: Path, bad: str) -> None:
+    world = JobWorld(tmp_path / "chain", STUB_CLAIM)
+    client = CLIENT.public_key
+    if bad == "garbage that is no ECIES blob":
+        blob = bytes(range(200))  # version byte 0: no ephemeral key, so the reveal is 97 zero bytes
+    elif bad == "garbage sealed to the client":
+        blob = ecies.encrypt(client, b"\x07" * 300, aad=JOB_ID)
+    elif bad == "the committed output sealed to another key":
+        blob = ecies.encrypt(make_key(99).public_key, _honest_body(), aad=JOB_ID)
+    elif bad == "another output sealed to the client":
+        blob = ecies.encrypt(client, _honest_body(replace(STUB_CLAIM, output=(11, 12, 14, 2))), aad=JOB_ID)
+    else:
+        blob = ecies.encrypt(client, _honest_body(), aad=bytes(32))
+    delivery = _delivered(world, blob)
+    reveal = MALFORMED_REVEAL if bad == "garbage that is no ECIES blob" else _revealed(blob)
+    proof = _prove(delivery, BadDeliveryProof(blob, reveal))
+    world.pool.accept(proof, now=REGTEST_NOW)  # no model anywhere: every mempool and miner can check it
+    assert world.pool.get(proof.hash).job_proofs == 1  # counted under the per-block cap like any fraud proof
+    world.connect(proof)
+
+
+def test_an_honest_delivery_cannot_be_taken_with_a_proof(tmp_path: Path) -> None:
+    world = JobWorld(tmp_path / "chain", STUB_CLAIM)
+    blob = ecies.encrypt(CLIENT.public_key, _honest_body(), aad=JOB_ID)
+    delivery = _delivered(world, blob)
+    true_reveal = _revealed(blob)
+    other_blob = ecies.encrypt(CLIENT.public_key, b"x", aad=JOB_ID)  # the client's point for another ephemeral key
+    forged = {
+        "the true reveal": (true_reveal, "opens to the output the node committed to"),
+        "a reveal made for another blob": (_revealed(other_blob), "DLEQ proof does not hold"),
+        "another point with the true proof": (_revealed(other_blob)[:33] + true_reveal[33:], "DLEQ proof does not"),
+        "97 zero bytes": (MALFORMED_REVEAL, "not a shared point"),
+    }
+    for reveal, why in forged.values():
+        tx = _prove(delivery, BadDeliveryProof(blob, reveal))
+        assert world.pool_reason(tx) == "bad-job-proof-delivery"
+        with pytest.raises(TxRejected, match=why):
+            world.pool.accept(tx, now=REGTEST_NOW)
+        assert world.block_reason(tx) == "bad-job-proof-delivery"
+
+
+def test_a_bad_delivery_proof_must_carry_the_delivered_blob_in_its_one_form(tmp_path: Path) -> None:
+    world = JobWorld(tmp_path / "chain", STUB_CLAIM)
+    blob = bytes(range(200))
+    delivery = _delivered(world, blob)
+    wrong = {
+        "a malformed blob with a non-zero reveal": (BadDeliveryProof(blob, b"\x01" * 97), "97 zero bytes"),
+        "another blob than the delivery's": (BadDeliveryProof(bytes(201), MALFORMED_REVEAL), "not the one"),
+    }
+    for proof, why in wrong.values():
+        with pytest.raises(TxRejected, match=why):
+            world.pool.accept(_prove(delivery, proof), now=REGTEST_NOW)
+        assert world.block_reason(_prove(delivery, proof)) == "bad-job-proof-delivery"
+
+
+def test_a_bad_delivery_proof_takes_only_a_delivered_lock(tmp_path: Path) -> None:
+    """A STAKE or a PAYOUT commits to no blob, so a proof against them would take an undelivered node's coins."""
+    world = JobWorld(tmp_path / "chain", STUB_CLAIM)
+    world.mine(1)
+    proof = BadDeliveryProof(bytes(200), MALFORMED_REVEAL)
+    unsigned = Transaction(inputs=[TxIn(world.funding.hash, 1)], outputs=[TxOut(STAKE - FEE, p2pkh_for(CLIENT))])
+    tx = _signed(unsigned, [(world.stake, STAKE, CLIENT, lambda sig: bad_delivery_script_sig(sig, proof))])
+    with pytest.raises(TxRejected, match="only a DELIVERED lock"):
+        world.pool.accept(tx, now=REGTEST_NOW)
+    assert world.block_reason(tx) == "bad-job-proof-delivery"

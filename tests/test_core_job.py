@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from camelid.core.job import MAX_JOB_TOKENS, JobParams
+from camelid.core.job import MAX_JOB_TOKENS, JobParams, job_tokens_problem
 
 BASE = JobParams(
     model_id=b"\x01" * 32,
@@ -93,3 +93,11 @@ def test_decoder_rejects_version_trailing_and_bad_text():
 def test_random_bytes_only_raise_value_error(raw):
     with contextlib.suppress(ValueError):
         JobParams.from_bytes(raw)
+
+
+def test_prompt_and_output_tokens_together_must_fit_one_delivery() -> None:
+    """A delivery seals the commitment body (prompt and output tokens) in one 9,360-byte blob."""
+    assert MAX_JOB_TOKENS == 2308
+    assert job_tokens_problem(8, MAX_JOB_TOKENS - 8) is None
+    problem = job_tokens_problem(9, MAX_JOB_TOKENS - 8)
+    assert problem is not None and "exceed the 2308 tokens one delivery carries" in problem

@@ -14,18 +14,29 @@ from tiny_model import EOS, write_tiny_model
 from camelid.compute import rastic
 from camelid.compute.engine import Engine
 from camelid.compute.fraudproof import INVALID_PROMPT, EngineProofVerifier
+from camelid.core.deliveryproof import (
+    MALFORMED_REVEAL,
+    BadDeliveryProof,
+    bad_delivery_script_sig,
+    is_bad_delivery_proof,
+    reveal_would_expose,
+)
 from camelid.core.interpreter import eval_script, verify_script
 from camelid.core.jobproof import Judgement, ProofOutcome, ProofPolicy, outcome
 from camelid.core.jobscripts import (
+    COMMITMENT_BODY_OVERHEAD,
     DELIVERY_CHUNKS,
     JOB_PAYOUT_FEE_CAP,
     MAX_DELIVERY_SIZE,
     MAX_PROOF_TOKENS,
     PROOF_ITEMS,
+    CommittedOutput,
     FraudProof,
     JobEscrow,
     JobLock,
     claim_script_sig,
+    commitment_body,
+    commitment_of_body,
     commitment_signature_digest,
     delivery_blob,
     delivery_items,
@@ -48,6 +59,8 @@ from camelid.core.opcodes import Opcode
 from camelid.core.script import MAX_SCRIPT_ELEMENT_SIZE, MAX_SCRIPT_SIZE, ScriptError, ScriptErrorReason, build_script
 from camelid.core.sigchecker import TransactionSignatureChecker
 from camelid.core.transaction import Transaction, TxIn, TxOut
+from camelid.crypto import ecies
+from camelid.crypto.hashes import sha256d
 
 CLIENT, NODE = make_key(41).public_key.to_bytes(), make_key(42).public_key.to_bytes()
 JOB_ID, COMMITMENT, MODEL_ID = bytes([1]) * 32, bytes([2]) * 32, bytes([3]) * 32
@@ -183,6 +196,30 @@ def test_commitment_known_answer() -> None:
     args = (b"\x11" * 32, [1, 2, 3], [4, 5, 2], 8, 77, 0.8)
     assert output_commitment(*args).hex() == "8dacc5dfcf97c95169e5e40d2c08170e6879d1644e268b54611390c9d7c3d40a"
     assert rastic.output_commitment is output_commitment
+    body = commitment_body(*args)  # what a delivery seals: C is its tagged hash, so anyone holding it checks C
+    assert sha256d(b"camelid/rastic-commitment/v1" + body) == output_commitment(*args) == commitment_of_body(body)
+    assert len(body) == COMMITMENT_BODY_OVERHEAD + 4 * 6
+    assert CommittedOutput.from_body(body) == CommittedOutput(b"\x11" * 32, 8, 77, 0.8, (1, 2, 3), (4, 5, 2))
+
+
+@pytest.mark.parametrize(
+    "cut, message",
+    [(-1, "ends before them"), (10, "at least"), (72, "ends before its output token count")],
+)
+def test_a_commitment_body_decodes_only_whole(cut: int, message: str) -> None:
+    body = commitment_body(b"\x11" * 32, [1, 2, 3], [4, 5, 2], 8, 77, 0.8)
+    with pytest.raises(ValueError, match=message):
+        CommittedOutput.from_body(body[:cut])
+    with pytest.raises(ValueError, match="after its output tokens"):
+        CommittedOutput.from_body(body + b"\x00")
+
+
+def test_a_bad_delivery_proof_of_the_largest_blob_fits_a_script_sig() -> None:
+    """18 chunks, as the delivery: the proof carries every blob a delivery can put on chain."""
+    proof = BadDeliveryProof(bytes(MAX_DELIVERY_SIZE), MALFORMED_REVEAL)
+    assert len(bad_delivery_script_sig(b"\x30" * 72, proof)) <= MAX_SCRIPT_SIZE
+    assert BadDeliveryProof.from_items(proof.to_items()) == proof
+    assert is_bad_delivery_proof(proof.to_items()) and not is_bad_delivery_proof(PROOF.to_items())
 
 
 # The opcodes, with a recording checker standing in for the transaction.
@@ -469,3 +506,13 @@ def test_transaction_checker_wants_the_stakes_delivered_lock_for_the_blob() -> N
     assert not checker(TxOut(value, delivered), job_id=bytes(32)).check_job_delivery(stake, blob)
     assert not checker(TxOut(value, job_lock_script(LOCK))).check_job_delivery(stake, blob)
     assert not checker(TxOut(value, delivered)).check_job_delivery(job_lock_script(LOCK), blob)  # not a STAKE
+
+
+def test_the_client_reveals_no_point_that_would_open_another_delivery() -> None:
+    """A node that copies another delivery's ephemeral key E into garbage must not get the client to publish c*E."""
+    client = make_key(40).public_key
+    honest = ecies.encrypt(client, b"the other node's output", aad=bytes(32))
+    copied = honest[:34] + bytes(len(honest) - 34)  # the same version and E, garbage after them
+    assert reveal_would_expose(copied, [honest])
+    assert not reveal_would_expose(ecies.encrypt(client, b"garbage", aad=bytes(32)), [honest])
+    assert not reveal_would_expose(bytes(100), [bytes(100)])  # no E, no reveal needed: proven with 97 zero bytes

@@ -9,7 +9,7 @@ from camelid.core.job import JobParams
 from camelid.core.transaction import Transaction, TxIn, TxOut
 from camelid.crypto.keys import PrivateKey
 from camelid.node.jobs.contract import JobTerms
-from camelid.node.jobs.intake import JOB_BURST, MAX_WAITING_JOBS, JobIntake
+from camelid.node.jobs.intake import ESCROW_WAIT, JOB_BURST, MAX_WAITING_JOBS, JobIntake
 from camelid.p2p.messages import JobMessage
 
 WINDOW = 5
@@ -36,14 +36,17 @@ def job(prompt: str, escrow_txid: bytes, client: PrivateKey | None = None) -> tu
     return JobMessage(params.to_bytes(), escrow_txid, CLIENT_NODE, signature), JobTerms(params, WINDOW).escrow_script
 
 
-def intake(clock: Clock) -> tuple[JobIntake, JobPool, list[bytes]]:
+def intake(clock: Clock, catching_up: list[bool] | None = None) -> tuple[JobIntake, JobPool, list[bytes]]:
+    """An intake whose escrows are nowhere yet; `catching_up[0]` says whether blocks are still to download."""
     pool = JobPool(WINDOW, clock=clock)
     admitted: list[bytes] = []
 
     async def nowhere(txid: bytes, script: bytes) -> bool:
         return False
 
-    return JobIntake(pool, WINDOW, nowhere, lambda r, m, p: admitted.append(r.job_id), clock), pool, admitted
+    syncing = catching_up or [False]
+    record = lambda r, m, p: admitted.append(r.job_id)  # noqa: E731
+    return JobIntake(pool, WINDOW, nowhere, record, clock, lambda: syncing[0]), pool, admitted
 
 
 def escrow_paying(*scripts: bytes) -> Transaction:
@@ -76,3 +79,21 @@ def test_the_wait_for_escrows_and_a_peers_job_rate_are_bounded():
     clock.now += 31
     asyncio.run(jobs.on_job(99, job("late", b"\x09" * 32)[0]))
     assert jobs.waiting() == 1  # the rest waited their 30 s
+
+
+def test_a_job_whose_escrow_is_in_blocks_still_to_download_waits_for_them():
+    clock, syncing = Clock(), [True]
+    jobs, _, admitted = intake(clock, syncing)
+    escrow = escrow_paying(job("from a peer we just met", b"\x00" * 32, HONEST)[1])
+    message, _ = job("from a peer we just met", escrow.hash, HONEST)
+    asyncio.run(jobs.on_job(1, message))  # the jobs in play reach a node back online before their blocks do
+    clock.now += 10 * ESCROW_WAIT
+    asyncio.run(jobs.on_job(1, job("another", b"\x08" * 32)[0]))  # a look at the waiting jobs: none expires yet
+    assert jobs.waiting() == 2
+    jobs.on_transaction(escrow)  # its block connects
+    assert admitted == [JobParams.from_bytes(message.params).job_id()]
+
+    syncing[0] = False  # caught up: the other's escrow is not in any block we will get
+    clock.now += ESCROW_WAIT + 1
+    asyncio.run(jobs.on_job(2, job("a third", b"\x09" * 32)[0]))
+    assert jobs.waiting() == 1

@@ -43,6 +43,7 @@ def test_a_job_and_both_roles_records_come_back_after_a_restart(tmp_path):
     pool.add_job(*offer(job))
     compute_jobs[job_id] = ComputeJob(
         [5, 6, 7],
+        [1, 2],
         b"\x02" * 33,
         b"\x66" * 32,
         OutPoint(ESCROW_TXID, 0),

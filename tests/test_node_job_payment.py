@@ -27,7 +27,8 @@ REFUND = T0 + 600 + 5
 TERMS = JobTerms(PARAMS, 5)
 ESCROW = escrow_script(JOB, PARAMS.client_pubkey, T0, REFUND)
 WORK = ComputeJob(
-    [7, 8], NODE, COMMITMENT, OutPoint(b"\x55" * 32, 1), ESCROW, REWARD, OutPoint(b"\x66" * 32, 0), TxOut(REWARD, b"")
+    [7, 8], [1, 2], NODE, COMMITMENT, OutPoint(b"\x55" * 32, 1), ESCROW, REWARD, OutPoint(b"\x66" * 32, 0),
+    TxOut(REWARD, b""),
 )
 
 

@@ -95,6 +95,7 @@ def test_a_getdata_is_read_in_pieces_that_fill_the_send_buffer_up_to_its_budget(
         ("min relay fee not met", False),
         ("txn-mempool-conflict", False),
         ("bad-job-proof", True),  # a refuted fraud proof: its sender made it up (issue 15)
+        ("bad-job-proof-delivery", True),  # a refuted bad-delivery proof: every node decides it without a model
         ("job-proof-unverifiable", False),
         ("job-proof-rate-limited", False),
     ],

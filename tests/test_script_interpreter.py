@@ -576,6 +576,10 @@ FAILING_SPENDS: dict[ScriptErrorReason, tuple[bytes, bytes]] = {
     R.JOB_ESCROW: (b"", build_script(1, 2, bytes(32), Op.OP_CHECKJOBESCROWVERIFY)),
     R.JOB_PROOF: (build_script(*[0] * PROOF_ITEMS), build_script(PUBKEY, b"c", b"m", Op.OP_CHECKJOBPROOFVERIFY)),
     R.JOB_DELIVERY: (build_script(*[0] * DELIVERY_CHUNKS), build_script(Op.OP_CHECKJOBDELIVERYVERIFY)),
+    R.JOB_DELIVERY_PROOF: (  # a bad-delivery proof (a 97-byte reveal on top) against a script that is no DELIVERED
+        build_script(*[0] * (PROOF_ITEMS - 1), bytes(97)),
+        build_script(PUBKEY, bytes(32), bytes(32), Op.OP_CHECKJOBPROOFVERIFY),
+    ),
     R.JOB_PROOF_UNVERIFIABLE: (
         build_script(*[0] * PROOF_ITEMS),
         build_script(PUBKEY, bytes(32), bytes(32), Op.OP_CHECKJOBPROOFVERIFY),

@@ -24,9 +24,8 @@ from enum import StrEnum
 from typing import Any
 
 from camelid.core.job import JobParams
-from camelid.core.jobscripts import commitment_signature_digest, delivered_blob, match_job_lock
+from camelid.core.jobscripts import MAX_DELIVERY_SIZE, commitment_signature_digest, delivered_blob, match_job_lock
 from camelid.core.transaction import Transaction
-from camelid.crypto import ecies
 from camelid.crypto.hashes import sha256, sha256d
 from camelid.crypto.keys import PublicKey
 
@@ -120,11 +119,6 @@ def job_testament_digest(job_id: bytes, node: bytes, node_pubkey: bytes, commitm
 def job_delivery_digest(job_id: bytes, node: bytes, stake_txid: bytes, sealed: bytes) -> bytes:
     """What a compute node signs, with its job key Pn and with its node key, to publish its encrypted output."""
     return sha256d(_DELIVERY_TAG + job_id + node + stake_txid + sha256(sealed))
-
-
-def max_sealed_size(params: JobParams) -> int:
-    """The largest delivery a job can have: every output token a u32, sealed with ECIES."""
-    return params.max_tokens * 4 + ecies.OVERHEAD
 
 
 @dataclass(frozen=True)
@@ -370,9 +364,8 @@ class JobPool:
             return None
         if testament.node_pubkey in record.deliveries:
             return None
-        if len(delivery.sealed) > max_sealed_size(record.params):
-            limit = max_sealed_size(record.params)
-            raise JobRejected("bad-delivery-size", f"{len(delivery.sealed)} bytes, the job allows {limit}")
+        if len(delivery.sealed) > MAX_DELIVERY_SIZE:  # the pool cannot count the prompt's tokens: the chain's bound
+            raise JobRejected("bad-delivery-size", f"{len(delivery.sealed)} bytes, over {MAX_DELIVERY_SIZE}")
         if not _signed_by(testament.node_pubkey, delivery.signature, digest):
             raise JobRejected("bad-delivery-signature", f"delivery for {job} is not signed by its testament's Pn")
         delivery = replace(delivery, node_pubkey=testament.node_pubkey)

@@ -45,6 +45,7 @@ JOB_SCRIPT_REJECTIONS = {
     ScriptErrorReason.JOB_PROOF: "bad-job-proof",
     ScriptErrorReason.JOB_PROOF_UNVERIFIABLE: "job-proof-unverifiable",
     ScriptErrorReason.JOB_DELIVERY: "bad-job-delivery",
+    ScriptErrorReason.JOB_DELIVERY_PROOF: "bad-job-proof-delivery",
 }
 """Rejection reasons for job-contract script failures, by the interpreter's reason."""
 

@@ -173,3 +173,48 @@ def gelu_tanh(x: np.ndarray) -> np.ndarray:
     """0.5 x (1 + tanh(u)) with u = sqrt(2/pi) (x + 0.044715 x^3), written as x * sigmoid(2u)."""
     u = (_SQRT_2_OVER_PI * x) * (_ONE + (_GELU_A * x) * x)
     return sigmoid_times(x, u + u)
+
+
+# Cephes' double-precision log: near 1 a rational in x - 1, elsewhere one in (x - 1) / (x + 1); ln 2 split in two
+# so that e * ln 2 adds without rounding error (0.693359375 has few bits).
+_LN2_HI64 = 0.693359375
+_LN2_LO64 = -2.121944400546905827679e-4
+_LOG64_P = (1.01875663804580931796e-4, 4.97494994976747001425e-1, 4.70579119878881725854e0,
+            1.44989225341610930846e1, 1.79368678507819816313e1, 7.70838733755885391666e0)
+_LOG64_Q = (1.12873587189167450590e1, 4.52279145837532221105e1, 8.29875266912776603211e1,
+            7.11544750618563894466e1, 2.31251620126765340583e1)  # after an implicit leading 1
+_LOG64_R = (-7.89580278884799154124e-1, 1.63866645699558079767e1, -6.41409952958715622951e1)
+_LOG64_S = (-3.56722798256324312549e1, 3.12093766372244180303e2, -7.69691943550460008604e2)  # leading 1 implicit
+
+
+def _horner(x: np.ndarray, coefficients: tuple[float, ...], monic: bool = False) -> np.ndarray:
+    y = np.ones_like(x) if monic else np.full_like(x, coefficients[0])
+    for c in coefficients if monic else coefficients[1:]:
+        y = y * x + c
+    return y
+
+
+def log64(x: np.ndarray) -> np.ndarray:
+    """Natural log in float64 of positive normal x, from + - * / only (within 1 ulp of libm's), so that
+    every machine gets the same bits: the canonical Gumbel noise of a dispute is built on it."""
+    x = np.asarray(x, dtype=np.float64)
+    if np.any(~(x > 0)) or np.any(~np.isfinite(x)):
+        raise ValueError("log64 needs positive finite arguments")
+    m, e = np.frexp(x)  # x = m 2**e, m in [0.5, 1)
+    small = m < float(np.sqrt(0.5))
+    e = (e - small).astype(np.float64)
+    # |e| <= 2: the rational in t = m - 1 (m doubled below sqrt(1/2)), t in [sqrt(1/2) - 1, sqrt(2) - 1).
+    t = np.where(small, m + m, m) - 1.0
+    z = t * t
+    near = t * (z * _horner(t, _LOG64_P) / _horner(t, _LOG64_Q, monic=True))
+    near = near + e * _LN2_LO64
+    near = near - 0.5 * z
+    near = (t + near) + e * _LN2_HI64
+    # |e| > 2: the rational in s = (m - 1) / (m + 1), written to keep every step exact but the division.
+    numerator = np.where(small, m - 0.5, (m - 0.5) - 0.5)
+    denominator = np.where(small, 0.5 * numerator + 0.5, 0.5 * m + 0.5)
+    s = numerator / denominator
+    w = s * s
+    far = s * (w * _horner(w, _LOG64_R) / _horner(w, _LOG64_S, monic=True))
+    far = (far + e * _LN2_LO64 + s) + e * _LN2_HI64
+    return np.where(np.abs(e) > 2, far, near)

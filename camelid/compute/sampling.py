@@ -4,6 +4,10 @@ A verifier must be able to recompute the choice at any single position without r
 ones before it, so the randomness at output index i depends only on (seed, i): Gumbel-max with
 noise from Philox4x64-10 keyed by sha256(domain || seed || i). Choosing argmax(logit + T * g)
 samples from softmax(logit / T), and at T = 0 it is plain greedy argmax.
+
+Generation and RASTiC take each log from numpy (libm: fast, but its last bit may differ between
+platforms, which no threshold notices). A dispute's referee needs one answer on every machine, so
+`canonical_token_gap` builds the same noise from `refmath.log64`, which uses + - * / only.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import math
 
 import numpy as np
 
+from camelid.compute.refmath import log64
 from camelid.crypto.hashes import sha256
 
 _NOISE_DOMAIN = b"camelid/gumbel/v1"
@@ -36,6 +41,22 @@ def gumbel_noise(seed: int, index: int, n_vocab: int) -> np.ndarray:
     -log(-log(((bits >> 11) + 0.5) * 2**-53)), bit for bit: the shift, the conversion of a 53-bit
     integer, the + 0.5 and the power-of-two scaling are exact, and each log is numpy's, element-wise.
     """
+    noise = _uniform(seed, index, n_vocab)
+    np.log(noise, out=noise)
+    np.negative(noise, out=noise)
+    np.log(noise, out=noise)
+    np.negative(noise, out=noise)
+    return noise
+
+
+def canonical_gumbel(seed: int, index: int, n_vocab: int) -> np.ndarray:
+    """`gumbel_noise` with every log from refmath.log64: the same bits on every machine (within an ulp or two
+    of gumbel_noise's), for the scores a dispute judges."""
+    return -log64(-log64(_uniform(seed, index, n_vocab)))
+
+
+def _uniform(seed: int, index: int, n_vocab: int) -> np.ndarray:
+    """Uniforms strictly inside (0, 1), one per vocabulary entry, from Philox keyed by (seed, index): exact."""
     key = sha256(_NOISE_DOMAIN + seed.to_bytes(8, "little") + index.to_bytes(8, "little"))
     bits = np.random.Philox(key=np.frombuffer(key[:16], dtype="<u8")).random_raw(n_vocab)
     np.right_shift(bits, np.uint64(11), out=bits)
@@ -44,10 +65,6 @@ def gumbel_noise(seed: int, index: int, n_vocab: int) -> np.ndarray:
     np.copyto(noise, bits, casting="unsafe")
     noise += 0.5
     noise *= 2.0**-53
-    np.log(noise, out=noise)
-    np.negative(noise, out=noise)
-    np.log(noise, out=noise)
-    np.negative(noise, out=noise)
     return noise
 
 
@@ -70,6 +87,15 @@ def choose_token(logits: np.ndarray, seed: int, index: int, temperature: float) 
     if temperature == 0:  # widening to float64 changes no order: argmax of the float32 row, first of ties
         return int(np.argmax(logits))
     return int(np.argmax(scores(logits, seed, index, temperature)))
+
+
+def canonical_token_gap(logits: np.ndarray, claimed: int, seed: int, index: int, temperature: float) -> float:
+    """`token_gap` with the canonical noise: from float32 logits that every machine computes alike (the
+    reference pass), the same gap on every machine. logit + T * g widens exactly and rounds once."""
+    if temperature == 0:
+        return float(logits.max()) - float(logits[claimed])
+    values = canonical_gumbel(seed, index, logits.shape[-1]) * temperature + logits
+    return float(values.max() - values[claimed])
 
 
 def token_gap(logits: np.ndarray, claimed: int, seed: int, index: int, temperature: float) -> float:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from camelid.core.consensus import SEQUENCE_LOCKTIME_DISABLE_FLAG
+from camelid.core.deliveryproof import bad_delivery_unproven, is_bad_delivery_proof
 from camelid.core.jobproof import ProofOutcome
 from camelid.core.jobscripts import DELIVERY_CHUNKS, PROOF_ITEMS, delivery_blob
 from camelid.core.opcodes import UPGRADABLE_NOPS, Opcode
@@ -360,6 +361,11 @@ def _op_checkjobproofverify(m: _Machine) -> None:
     if len(model_id) != 32 or len(commitment) != 32:
         raise ScriptError(ScriptErrorReason.JOB_PROOF, "model id and commitment must be 32 bytes each")
     proof_items = m.stack[-3 - PROOF_ITEMS : -3]
+    if is_bad_delivery_proof(proof_items):  # decided from the items and the lock alone: no model, no policy
+        problem = bad_delivery_unproven(m.script_code, proof_items)
+        if problem is not None:
+            raise ScriptError(ScriptErrorReason.JOB_DELIVERY_PROOF, problem)
+        return
     result = m.checker.check_job_proof(model_id, commitment, node_pubkey, proof_items)
     if result is ProofOutcome.UNVERIFIABLE:
         raise ScriptError(ScriptErrorReason.JOB_PROOF_UNVERIFIABLE, "this node cannot run the model")

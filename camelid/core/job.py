@@ -15,18 +15,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from camelid.core.jobscripts import MAX_DELIVERY_SIZE
+from camelid.core.jobscripts import COMMITMENT_BODY_OVERHEAD, MAX_DELIVERY_SIZE
 from camelid.core.serialize import ByteReader, var_bytes
 from camelid.crypto import ecies
 from camelid.crypto.hashes import sha256d
 
 JOB_VERSION = 1
 MAX_PROMPT_BYTES = 64 * 1024
-MAX_JOB_TOKENS = (MAX_DELIVERY_SIZE - ecies.OVERHEAD) // 4
-"""2,324: the output's u32 tokens, sealed (ECIES), must fit the one delivery scriptSig that puts them on chain."""
+MAX_JOB_TOKENS = (MAX_DELIVERY_SIZE - ecies.OVERHEAD - COMMITMENT_BODY_OVERHEAD) // 4
+"""2,308 prompt + output tokens: a delivery seals the commitment body B (the job's fields, the prompt and the
+output tokens, 4 bytes each; ECIES), which must fit the one delivery scriptSig that puts it on chain and the
+bad-delivery proof that carries the same blob. max_tokens alone is bounded by it here; where the prompt's
+tokens are known (a compute node, a client holding the model) job_tokens_problem bounds the sum."""
 MAX_TEMPERATURE_MILLI = 2000
 MAX_HOST_BYTES = 255
 _JOB_ID_TAG = b"camelid/job-id/v1"
+
+
+def job_tokens_problem(prompt_tokens: int, max_tokens: int) -> str | None:
+    """Why a job whose prompt is `prompt_tokens` tokens long cannot be delivered on chain, None if it can."""
+    if prompt_tokens + max_tokens > MAX_JOB_TOKENS:
+        return (
+            f"its prompt's {prompt_tokens} tokens and max_tokens {max_tokens} exceed the {MAX_JOB_TOKENS} "
+            "tokens one delivery carries on chain"
+        )
+    return None
 
 
 @dataclass(frozen=True)

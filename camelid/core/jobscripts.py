@@ -88,10 +88,42 @@ MAX_DELIVERY_SIZE = DELIVERY_CHUNKS * MAX_SCRIPT_ELEMENT_SIZE
 """The largest sealed output a delivery can put on chain (JobParams bounds max_tokens to fit it)."""
 
 _HEADER = struct.Struct("<IIQHI")
+_BODY_FIELDS = struct.Struct("<QQd")
+COMMITMENT_BODY_OVERHEAD = MODEL_ID_SIZE + 8 + 8 + 8 + 4 + 4
+"""Bytes of a commitment body B besides its tokens (4 bytes each)."""
 _COMMITMENT_TAG = b"camelid/rastic-commitment/v1"
 _TESTAMENT_TAG = b"camelid/testament/v1"
 _PROOF_DROPS = (3 + PROOF_ITEMS) // 2  # operands + proof items, all dropped before the client's CHECKSIG
 _DELIVERY_DROPS = DELIVERY_CHUNKS // 2  # the blob's chunks, dropped before the node's CHECKSIG
+
+
+def commitment_body(
+    model_id: bytes,
+    prompt_tokens: Sequence[int],
+    output_tokens: Sequence[int],
+    max_tokens: int,
+    seed: int,
+    temperature: float,
+) -> bytes:
+    """B, what C commits to and what a delivery seals: model_id || u64 max_tokens || u64 seed || f64
+    temperature || u32 n_prompt || prompt tokens || u32 n_output || output tokens (all LE).
+
+    The delivery carries B, not the output alone, so that whoever opens it (the client, or anyone given
+    the client's reveal) checks it against C without the model (docs/jobs-design.md, "Change 1").
+    """
+    return b"".join(
+        [
+            model_id,
+            struct.pack("<QQd", max_tokens, seed, temperature),
+            struct.pack(f"<I{len(prompt_tokens)}I", len(prompt_tokens), *prompt_tokens),
+            struct.pack(f"<I{len(output_tokens)}I", len(output_tokens), *output_tokens),
+        ]
+    )
+
+
+def commitment_of_body(body: bytes) -> bytes:
+    """C of a commitment body B: sha256d(tag || B)."""
+    return sha256d(_COMMITMENT_TAG + body)
 
 
 def output_commitment(
@@ -107,17 +139,45 @@ def output_commitment(
     The compute node signs it before verification positions are drawn; consensus recomputes it
     from a fraud proof, so it lives here and camelid.compute.rastic uses this definition.
     """
-    return sha256d(
-        b"".join(
-            [
-                _COMMITMENT_TAG,
-                model_id,
-                struct.pack("<QQd", max_tokens, seed, temperature),
-                struct.pack(f"<I{len(prompt_tokens)}I", len(prompt_tokens), *prompt_tokens),
-                struct.pack(f"<I{len(output_tokens)}I", len(output_tokens), *output_tokens),
-            ]
-        )
+    return commitment_of_body(
+        commitment_body(model_id, prompt_tokens, output_tokens, max_tokens, seed, temperature)
     )
+
+
+@dataclass(frozen=True)
+class CommittedOutput:
+    """A commitment body B, decoded: what the node committed to and sealed in its delivery."""
+
+    model_id: bytes
+    max_tokens: int
+    seed: int
+    temperature: float
+    prompt_tokens: tuple[int, ...]
+    output_tokens: tuple[int, ...]
+
+    @classmethod
+    def from_body(cls, body: bytes) -> CommittedOutput:
+        """Decode B exactly (commitment_body's layout, no trailing bytes); ValueError naming the defect."""
+        fixed = MODEL_ID_SIZE + _BODY_FIELDS.size
+        if len(body) < fixed + 8:
+            raise ValueError(f"a commitment body is at least {fixed + 8} bytes, got {len(body)}")
+        max_tokens, seed, temperature = _BODY_FIELDS.unpack_from(body, MODEL_ID_SIZE)
+        prompt, offset = _tokens_at(body, fixed, "prompt")
+        if len(body) < offset + 4:
+            raise ValueError("the commitment body ends before its output token count")
+        output, offset = _tokens_at(body, offset, "output")
+        if offset != len(body):
+            raise ValueError(f"the commitment body has {len(body) - offset} bytes after its output tokens")
+        return cls(body[:MODEL_ID_SIZE], max_tokens, seed, temperature, prompt, output)
+
+
+def _tokens_at(body: bytes, offset: int, what: str) -> tuple[tuple[int, ...], int]:
+    """The u32 count and the tokens it counts at `offset` of B, and the offset after them."""
+    (count,) = struct.unpack_from("<I", body, offset)
+    end = offset + 4 + TOKEN_SIZE * count
+    if end > len(body):
+        raise ValueError(f"the commitment body counts {count} {what} tokens but ends before them")
+    return struct.unpack_from(f"<{count}I", body, offset + 4), end
 
 
 def commitment_signature_digest(commitment: bytes) -> bytes:

@@ -58,6 +58,7 @@ class ScriptErrorReason(StrEnum):
     JOB_PROOF = "JOB_PROOF"
     JOB_PROOF_UNVERIFIABLE = "JOB_PROOF_UNVERIFIABLE"
     JOB_DELIVERY = "JOB_DELIVERY"
+    JOB_DELIVERY_PROOF = "JOB_DELIVERY_PROOF"
 
 
 class ScriptError(ValueError):

@@ -116,10 +116,23 @@ def open_revealed(reveal: SharedPointReveal, recipient: PublicKey, blob: bytes, 
     DecryptionError if the proof does not show the point is the one `recipient`'s key makes with this
     blob's ephemeral key, or if the blob does not open with it (the sender sealed garbage).
     """
-    parsed = _parse(blob)
-    if not verify_dleq(recipient, parsed.ephemeral, reveal.point, reveal.proof):
+    if not reveal_holds(reveal, recipient, blob):
         raise DecryptionError("shared-point reveal has no valid DLEQ proof for this recipient and blob")
-    return _open(parsed, reveal.point, recipient, aad)
+    return open_with_point(reveal.point, recipient, blob, aad)
+
+
+def reveal_holds(reveal: SharedPointReveal, recipient: PublicKey, blob: bytes) -> bool:
+    """Whether the reveal's DLEQ proof shows its point is `recipient`'s key times this blob's ephemeral key.
+
+    DecryptionError for a blob too malformed to have an ephemeral key.
+    """
+    return verify_dleq(recipient, _parse(blob).ephemeral, reveal.point, reveal.proof)
+
+
+def open_with_point(shared: PublicKey, recipient: PublicKey, blob: bytes, aad: bytes = b"") -> bytes:
+    """Plaintext of `blob` under the shared point `shared` (checked with reveal_holds first); DecryptionError
+    if it does not open."""
+    return _open(_parse(blob), shared, recipient, aad)
 
 
 def _parse(blob: bytes) -> _Parsed:

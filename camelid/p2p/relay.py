@@ -21,7 +21,9 @@ policy, already known, or spending outputs we have not seen yet is not -- an
 honest peer sends those all the time. A refuted fraud proof ("bad-job-proof")
 is misbehaviour too: a node without the model refuses a proof as unverifiable
 and never relays it, and one with the model relays only proofs its own check
-proved, so only a peer that made the proof up sends one we refute. Each costs us
+proved, so only a peer that made the proof up sends one we refute; a refuted
+bad-delivery proof ("bad-job-proof-delivery") needs no model, so every node
+decides it alike. Each costs us
 a model check, so a peer also has MODEL_CHECKS_PER_SECOND of those (cached
 verdicts are free): a transaction that needs one more is refused unjudged and
 not remembered as rejected (another peer may send it when its budget allows).
@@ -80,7 +82,7 @@ UNJUDGED_REASONS = frozenset({MISSING_INPUTS, "job-proof-rate-limited"})
 def is_misbehaviour(rejection: TxRejected) -> bool:
     """Whether a rejected transaction breaks consensus whatever the chain state (as Bitcoin's TX_CONSENSUS)."""
     reason = rejection.reason
-    if reason.startswith("mandatory-script-verify-flag-failed") or reason == "bad-job-proof":
+    if reason.startswith("mandatory-script-verify-flag-failed") or reason.startswith("bad-job-proof"):
         return True
     return reason.startswith("bad-txns-") and reason not in BLAMELESS_TX_REASONS
 

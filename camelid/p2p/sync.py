@@ -168,6 +168,11 @@ class BlockSync:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._new_peer.wait(), TICK)
 
+    def catching_up(self) -> bool:
+        """Whether blocks that peers announced are still to download or connect: transactions in them (a job's
+        escrow, say) are not in our chain yet, so waiting for one is no reason to give up."""
+        return bool(self._wanted or self._in_flight or self._submitting or self._connecting)
+
     async def request_headers(self, peer: Peer, stop: bytes = NO_STOP) -> None:
         """Ask `peer` for the headers after our active chain (up to `stop`)."""
         locator = await self.chain.call(self.chain.chainstate.locator)

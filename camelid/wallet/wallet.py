@@ -461,6 +461,11 @@ class Wallet:
         """Decrypt a delivery sealed to the job key `public_key` (ecies.DecryptionError if it does not open)."""
         return ecies.decrypt(self._job_key(public_key), sealed, aad=aad)
 
+    def reveal_job_delivery(self, public_key: bytes, sealed: bytes) -> bytes:
+        """The 97-byte SharedPointReveal that lets anyone open this one delivery sealed to the job key `public_key`
+        (the bad-delivery proof; ecies.DecryptionError for a blob with no ephemeral key)."""
+        return ecies.reveal_shared_point(self._job_key(public_key), sealed).to_bytes()
+
     def _job_key(self, public_key: bytes) -> PrivateKey:
         held = self._held_job_keys.get(public_key)
         if held is not None:

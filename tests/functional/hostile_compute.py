@@ -26,12 +26,13 @@ import msgpack
 from camelid.chain.jobpool import TestamentRecord, job_delivery_digest
 from camelid.compute.outsourced import PositionResult, SignedVerdict, request_digest, tokens_hash, verdict_digest
 from camelid.core.job import JobParams
-from camelid.core.jobscripts import commitment_signature_digest, output_commitment
+from camelid.core.jobscripts import commitment_body, commitment_signature_digest, output_commitment
 from camelid.core.params import REGTEST
+from camelid.core.transaction import OutPoint, TxOut
 from camelid.crypto import ecies
 from camelid.crypto.keys import PrivateKey, PublicKey
-from camelid.node.jobs.common import STAKE_MULTIPLE, testament_message
-from camelid.node.jobs.contract import JobTerms
+from camelid.node.jobs.common import DELIVERY_FEE, STAKE_MULTIPLE, testament_message
+from camelid.node.jobs.contract import JobTerms, Spent
 from camelid.p2p.messages import (
     DEFAULT_HOPS,
     MESSAGE_ID_SIZE,
@@ -56,6 +57,12 @@ class HostileWork:
     job_key: PrivateKey  # Pn
     commitment: bytes
     stake_txid: bytes
+    stake_out: TxOut  # output 0 of the stake transaction
+
+    def sign_job_digest(self, public_key: bytes, digest: bytes) -> bytes:
+        """JobSigner for Pn: how JobTerms signs our delivery transaction."""
+        assert public_key == self.job_key.public_key.to_bytes()
+        return self.job_key.sign(digest)
 
     @property
     def job_id(self) -> bytes:
@@ -133,7 +140,7 @@ class HostileComputeNode(_RawNode):
         )
         signed = replace(testament, node_signature=self.key.sign(testament.digest(terms.job_id)))
         self.peer.send(testament_message(terms.job_id, signed))
-        return HostileWork(params, job_key, commitment, stake_tx.hash)
+        return HostileWork(params, job_key, commitment, stake_tx.hash, stake_tx.outputs[0])
 
     def wait_payment(self, work: HostileWork, timeout: float = 60) -> Directed:
         """The client's directed payment for `work`."""
@@ -145,13 +152,24 @@ class HostileComputeNode(_RawNode):
         )
 
     @staticmethod
-    def seal(work: HostileWork, tokens: Sequence[int], to: bytes | None = None) -> bytes:
-        """`tokens` sealed as a delivery is, to the client's key or to `to`."""
-        plain = struct.pack(f"<{len(tokens)}I", *tokens)
-        return ecies.encrypt(PublicKey.from_bytes(to or work.params.client_pubkey), plain, aad=work.job_id)
+    def seal(
+        work: HostileWork, tokens: Sequence[int], prompt_tokens: Sequence[int] = (), to: bytes | None = None
+    ) -> bytes:
+        """`tokens` sealed as a delivery is (the commitment body, with the job's `prompt_tokens`), to the client's
+        key or to `to`."""
+        params = work.params
+        plain = commitment_body(params.model_id, prompt_tokens, tokens, params.max_tokens, params.seed,
+                                params.temperature)
+        return ecies.encrypt(PublicKey.from_bytes(to or params.client_pubkey), plain, aad=work.job_id)
 
-    def deliver(self, work: HostileWork, sealed: bytes) -> None:
-        """Flood `sealed` as our delivery, validly signed by Pn and our node key."""
+    def deliver(self, work: HostileWork, sealed: bytes, on_chain: bool = False) -> None:
+        """Flood `sealed` as our delivery, validly signed by Pn and our node key; `on_chain`: first put it on chain
+        as an honest node does, the STAKE moved into its DELIVERED lock (through the miner's mempool)."""
+        if on_chain:
+            terms = JobTerms(work.params, REGTEST.dispute_window)
+            lock = terms.stake_lock(work.job_key.public_key.to_bytes(), work.commitment)
+            staked = Spent(OutPoint(work.stake_txid, 0), work.stake_out)
+            self.miner.sendrawtransaction(terms.delivery(staked, lock, sealed, DELIVERY_FEE, work).to_bytes().hex())
         digest = job_delivery_digest(work.job_id, self.node_id, work.stake_txid, sealed)
         self.peer.send(
             JobDelivery(

@@ -16,6 +16,7 @@ import pytest
 from tiny_model import write_tiny_model
 
 from camelid.core.consensus import COIN
+from camelid.core.job import MAX_JOB_TOKENS
 from camelid.core.transaction import OutPoint, TxOut
 from camelid.node.jobs.client import PAYMENT_FEE
 from camelid.node.jobs.common import DELIVERY_FEE, RELEASE_FEE
@@ -122,6 +123,16 @@ def test_a_job_that_would_lock_the_stake_for_decades_is_declined(network):
     now = int(time.time())
     with compute.assert_debug_log(["declined: its timelock", "longer than our limit of 3600 s"]):
         job = client.submit(t0=now, timelock=2_500_000_000 - now)
+        with pytest.raises(TimeoutError):
+            client.testament(job, timeout=QUIET)
+
+
+def test_a_job_whose_delivery_could_not_go_on_chain_is_declined(network):
+    """max_tokens alone within MAX_JOB_TOKENS, but with the prompt's tokens the sealed commitment body would not
+    fit one delivery scriptSig: the node counts them and declines before it accepts, stakes or generates."""
+    client, compute = network()
+    with compute.assert_debug_log(["declined: its prompt's", f"max_tokens {MAX_JOB_TOKENS} exceed"]):
+        job = client.submit(max_tokens=MAX_JOB_TOKENS, timelock=300)  # time for 2,308 tokens (scheduler.patience)
         with pytest.raises(TimeoutError):
             client.testament(job, timeout=QUIET)
 

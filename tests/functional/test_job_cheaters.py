@@ -4,7 +4,7 @@ The cheaters are tests/functional/hostile_compute.py: a compute node that stakes
 through the miner, its testament signed by its node key and Pn) and then delivers what it likes, and a sybil
 verifier that claims the model and signs "pass" on anything. Each test runs one attack against real camelidd
 processes and shows the rule that stops it (docs/jobs-design.md, "Attacks by a compute node, an impostor or a
-verifier"), or the bound that holds until the fraud proof for bad deliveries exists.
+verifier"), or the bound that holds.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from camelid.compute.tamper import tamper_output
 from camelid.core.consensus import COIN
 from camelid.core.transaction import Transaction
 from camelid.crypto.keys import PrivateKey
-from camelid.node.jobs.client import PAYMENT_FEE
-from camelid.node.jobs.common import RELEASE_FEE
+from camelid.node.jobs.client import PAYMENT_FEE, SLASH_FEE
+from camelid.node.jobs.common import DELIVERY_FEE, RELEASE_FEE
 from camelid.p2p.messages import JobPayment
 
 from .framework import wait_until
@@ -43,24 +43,32 @@ def verdict_of(client, job: str) -> dict:
 
 
 @pytest.mark.parametrize("sealed_to", ["garbage", "another key"])
-def test_a_delivery_that_does_not_open_fails_the_job_and_shows_nothing(camelid_nodes, tmp_path, sealed_to):
-    """The node staked and was paid, then delivered bytes the client cannot open. Bound until the fraud proof
-    for bad deliveries exists: the job fails and shows nothing, but the node's stake is not taken (the client
-    holds a delivery from it and does not claim; a cheater that put the same bytes on chain before D would keep
-    the stake out of the claim's reach in consensus) and the reward is lost."""
+def test_a_delivery_that_does_not_open_costs_the_node_its_stake(camelid_nodes, tmp_path, sealed_to):
+    """The node staked and was paid, then put on chain (its STAKE moved into the DELIVERED lock, as an honest
+    delivery does) bytes the client cannot open: random bytes, or the committed output sealed to another key.
+    The job fails and shows nothing, and the client takes the DELIVERED output with the bad-delivery proof (its
+    DLEQ reveal, or 97 zero bytes for a blob with no ephemeral key), which the model-less miner checks and mines:
+    the node loses its stake, the client gets it (stake = reward, so its payment back)."""
     model = write_tiny_model(tmp_path / "tiny.gguf")
     miner, (client,), mine_to = funded_network(camelid_nodes, [[f"--serve-model={model}", "--nocompute"]])
     cheater = HostileComputeNode(miner, mine_to, client, "127.0.0.21")
     job = client.submitjob("The llama", 8, None, 0, 0, REWARD, 30)
-    work = cheater.take(COIN)
+    escrowed = client.getbalance()
+    work = cheater.take(COIN, [1, 2, 3], [5, 6]) if sealed_to == "another key" else cheater.take(COIN)
     cheater.wait_payment(work)
     other = PrivateKey.generate(network="regtest").public_key.to_bytes()
-    sealed = os.urandom(80) if sealed_to == "garbage" else cheater.seal(work, [1, 2, 3], to=other)
-    cheater.deliver(work, sealed)
+    sealed = bytes(1) + os.urandom(79) if sealed_to == "garbage" else cheater.seal(work, [1, 2, 3], [5, 6], to=other)
+    cheater.deliver(work, sealed, on_chain=True)
     info = verdict_of(client, job)
     assert info["verdict"].startswith("failed: the delivery does not decrypt")
-    assert info["state"] == "disputed" and info["text"] is None and info["tokens"] is None
-    assert info["delivered_by"] == [cheater.node_id.hex()] and info["slash_txid"] is None
+    assert info["text"] is None and info["tokens"] is None and info["delivered_by"] == [cheater.node_id.hex()]
+    mine_until(miner, mine_to, lambda: client.getjob(job)["state"] == "slashed", "the bad-delivery proof mined")
+    proof = miner.getrawtransaction(client.getjob(job)["slash_txid"], True)
+    delivered = miner.getrawtransaction(proof["vin"][0]["txid"], True)
+    assert delivered["vin"][0]["txid"] == work.stake_txid[::-1].hex()  # it spent the stake the node delivered
+    assert miner.gettxout(proof["txid"], 0)["confirmations"] > 0
+    back = escrowed + REWARD - Decimal(DELIVERY_FEE + SLASH_FEE) / COIN  # the DELIVERED output, less the two fees
+    mine_until(miner, mine_to, lambda: client.getbalance() == back, "the stake in the wallet")
     cheater.close()
 
 
@@ -89,7 +97,7 @@ def test_a_sybil_verifier_that_passes_a_tampered_output_is_outvoted_by_one_hones
     job = client.submitjob("The llama", 8, model_id, 0, 0, REWARD, 60)
     work = cheater.take(COIN, tampered, prompt)
     cheater.wait_payment(work)
-    cheater.deliver(work, cheater.seal(work, tampered))
+    cheater.deliver(work, cheater.seal(work, tampered, prompt))
     sybil.answer_pass()
     info = verdict_of(client, job)
     verifier_id = verifier.getnetworkinfo()["nodeid"]

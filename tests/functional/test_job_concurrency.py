@@ -63,16 +63,27 @@ def test_a_burst_of_jobs_spreads_over_two_compute_nodes_and_each_is_computed_onc
             assert len(node.getjob(job)["testaments"]) == 1, (node.index, node.getjob(job))
 
 
+def verified_burst(client: TestNode, prompt: str, count: int) -> list[str]:
+    """`count` jobs of 8 tokens submitted at once, each waited for until verified."""
+    with ThreadPoolExecutor(count) as pool:
+        jobs = list(pool.map(lambda i: client.submitjob(f"{prompt} {i}", 8, None, i, 0, REWARD), range(count)))
+    wait_until(lambda: all(client.getjob(job)["verdict"] for job in jobs), timeout=60, what="a verdict on every job")
+    assert [client.getjob(job)["verdict"] for job in jobs] == ["verified"] * count
+    return jobs
+
+
+def entered(node: TestNode, job: str, state: str) -> float:
+    """When `job` entered `state` in `node`'s history."""
+    return next(entry["time"] for entry in node.getjob(job)["history"] if entry["state"] == state)
+
+
 def test_a_node_with_four_slots_computes_four_jobs_at_once(camelid_nodes, tmp_path):
     _, client, computer, _ = job_network(camelid_nodes, tmp_path, "--compute-slots=4")
     assert computer.getcomputeinfo()["worker_settings"]["slots"] == 4
-    with ThreadPoolExecutor(4) as pool:
-        jobs = list(pool.map(lambda i: client.submitjob(f"alpaca number {i}", 8, None, i, 0, REWARD), range(4)))
-    wait_until(lambda: all(client.getjob(job)["verdict"] for job in jobs), timeout=60, what="a verdict on every job")
-    assert [client.getjob(job)["verdict"] for job in jobs] == ["verified"] * 4
+    jobs = verified_burst(client, "alpaca number", 4)
 
     def when(job: str, state: str) -> float:
-        return next(entry["time"] for entry in computer.getjob(job)["history"] if entry["state"] == state)
+        return entered(computer, job, state)
 
     # All four were taken before the first was done: one at a time, each would wait for the one before
     # (its contest window alone is scheduler.CONTEST_WINDOW, 1 s).
@@ -82,13 +93,10 @@ def test_a_node_with_four_slots_computes_four_jobs_at_once(camelid_nodes, tmp_pa
 def test_a_one_slot_node_takes_its_next_job_during_the_contest_window_of_the_last(camelid_nodes, tmp_path):
     _, client, computer, _ = job_network(camelid_nodes, tmp_path)
     assert computer.getcomputeinfo()["worker_settings"]["slots"] == 1
-    with ThreadPoolExecutor(2) as pool:
-        jobs = list(pool.map(lambda i: client.submitjob(f"vicuna number {i}", 8, None, i, 0, REWARD), range(2)))
-    wait_until(lambda: all(client.getjob(job)["verdict"] for job in jobs), timeout=60, what="a verdict on both jobs")
-    assert [client.getjob(job)["verdict"] for job in jobs] == ["verified"] * 2
+    jobs = verified_burst(client, "vicuna number", 2)
 
     def when(job: str, state: str) -> float:
-        return next(entry["time"] for entry in computer.getjob(job)["history"] if entry["state"] == state)
+        return entered(computer, job, state)
 
     first, second = sorted(jobs, key=lambda job: when(job, "accepted"))
     # Its slot is free once the 8 tokens are generated: the second claim does not wait out the first's

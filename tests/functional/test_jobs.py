@@ -19,7 +19,7 @@ from camelid.chain.jobpool import job_offer_digest
 from camelid.compute.engine import Engine
 from camelid.compute.tamper import tamper_output
 from camelid.core.consensus import COIN
-from camelid.core.job import JobParams
+from camelid.core.job import MAX_JOB_TOKENS, JobParams
 from camelid.core.jobscripts import JOB_PAYOUT_FEE_CAP
 from camelid.crypto.keys import PrivateKey
 from camelid.node.jobs import PAYMENT_FEE, SLASH_FEE
@@ -107,12 +107,15 @@ def test_a_cheating_node_loses_its_stake_and_the_reward_to_a_fraud_proof(camelid
     with Engine(model, n_threads=1, n_ctx=512) as engine:
         prompt = engine.tokenize("The llama")
         tampered = tamper_output(engine, prompt, engine.generate(prompt, 8))
+    # A client that holds the model counts the prompt's tokens: with them, the job must fit one delivery on chain.
+    with pytest.raises(JSONRPCError, match="cannot be delivered: its prompt's [0-9]+ tokens and max_tokens 2308"):
+        client.submitjob("The llama", MAX_JOB_TOKENS, None, 0, 0, REWARD)
     # The default 600 s delivery deadline keeps the stake out of the cheater's reach during the test.
     job = client.submitjob("The llama", 8, None, 0, 0, REWARD)
     escrowed = client.getbalance()  # 10 - REWARD - the escrow transaction's fee
     work = cheater.take(COIN, tampered, prompt)
     cheater.wait_payment(work)
-    cheater.deliver(work, cheater.seal(work, tampered))
+    cheater.deliver(work, cheater.seal(work, tampered, prompt))
     # The client publishes the payment when it pays, which waits for the dispute window in median time past: mine.
     mine_until(miner, mine_to, lambda: client.getjob(job)["state"] == "slashed", "the fraud proof in the mempool")
     mine = client.getjob(job)

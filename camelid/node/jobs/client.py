@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import struct
 import time
 from dataclasses import dataclass
 
@@ -35,12 +34,13 @@ from camelid.chain.jobpool import (
 from camelid.compute.rastic import EPS_SLASH
 from camelid.compute.vocab import ModelVocab
 from camelid.compute.worker_client import EngineUnavailable
-from camelid.core.job import JobParams
-from camelid.core.jobscripts import JOB_PAYOUT_FEE_CAP, FraudProof, output_commitment
+from camelid.core.deliveryproof import MALFORMED_REVEAL, BadDeliveryProof, delivery_fault, reveal_would_expose
+from camelid.core.job import JobParams, job_tokens_problem
+from camelid.core.jobscripts import JOB_PAYOUT_FEE_CAP, CommittedOutput, FraudProof, match_job_lock, output_commitment
 from camelid.core.script import p2pkh_script
 from camelid.core.transaction import OutPoint, Transaction, TxOut
 from camelid.crypto import ecies
-from camelid.crypto.hashes import hash160
+from camelid.crypto.hashes import hash160, sha256
 from camelid.node.config import Misbehaviour
 from camelid.node.jobs.common import (
     RELEASE_FEE,
@@ -126,6 +126,7 @@ class JobClient:
         if verify not in VERIFY_MODES:
             raise ValueError(f"verify must be one of {', '.join(VERIFY_MODES)}, got {verify!r}")
         ctx = self._ctx
+        await self._check_deliverable(prompt, max_tokens, model_id)
         wallets = ctx.require_wallets()
         wallet = wallets.get()
         client_pubkey = wallet.new_job_key()
@@ -163,6 +164,18 @@ class JobClient:
             ctx.spawn(self._prefill(params), f"job-prefill-{hex_id(job_id)[:16]}")
         log.info("job %s submitted: escrow %s, reward %d", hex_id(job_id), created.tx.txid(), reward)
         return job_id
+
+    async def _check_deliverable(self, prompt: str, max_tokens: int, model_id: bytes) -> None:
+        """ValueError if the prompt's tokens and max_tokens exceed what one delivery carries on chain (counted
+        where we hold the model; without it a compute node counts and declines such a job)."""
+        try:
+            engine = await self._ctx.engine_for(model_id)
+            prompt_tokens = None if engine is None else await engine.tokenize(prompt)
+        except EngineUnavailable:
+            return
+        problem = None if prompt_tokens is None else job_tokens_problem(len(prompt_tokens), max_tokens)
+        if problem is not None:
+            raise ValueError(f"the job cannot be delivered: {problem}")
 
     async def _prefill(self, params: JobParams) -> None:
         """While a compute node generates, decode the prompt into our model's checking cache, so that the
@@ -207,8 +220,12 @@ class JobClient:
             return
         deadline = ctx.terms(record.params).deadline
         ctx.spawn(ctx.publish(client.payment, deadline), f"job-publish-{client.payment.txid()[:16]}")
-        if client.verdict is not None and (client.verdict.cause is not Cause.RASTIC or client.slash_txid is not None):
-            return
+        verdict = client.verdict
+        if verdict is not None and (
+            verdict.cause not in (Cause.RASTIC, Cause.BAD_DELIVERY)
+            or (client.slash_txid is not None and verdict.cause is Cause.RASTIC)
+        ):
+            return  # a bad-delivery proof is slashed only once mined: one still in a lost mempool is made again
         client.verdict = None
         delivery = record.deliveries.get(client.testament.node_pubkey) if client.testament else None
         if delivery is not None:
@@ -286,12 +303,20 @@ class JobClient:
         try:
             plain = ctx.require_wallets().get().open_job_delivery(client.client_pubkey, delivery.sealed, job_id)
         except ecies.DecryptionError as exc:
-            self._undecodable(record, client, f"the delivery does not decrypt ({exc})")
+            self._bad_delivery(record, client, delivery, f"the delivery does not decrypt ({exc})")
             return
-        if len(plain) % 4:
-            self._undecodable(record, client, "the delivery is not a whole number of u32 tokens")
+        fault = delivery_fault(record.params.model_id, client.testament.commitment, plain)  # no model needed
+        if fault is not None:
+            self._bad_delivery(record, client, delivery, fault)
             return
-        tokens = list(struct.unpack(f"<{len(plain) // 4}I", plain))
+        body = CommittedOutput.from_body(plain)
+        params = record.params
+        if (body.max_tokens, body.seed, body.temperature) != (params.max_tokens, params.seed, params.temperature):
+            # C commits to these fields, so no bad-delivery proof: the RASTiC proof is the one that applies.
+            client.verdict = failed(Cause.NOT_COMMITTED, "the node committed to other max_tokens, seed or temperature")
+            ctx.pool.advance(record, JobState.DISPUTED)
+            return
+        tokens = list(body.output_tokens)
         client.tokens = tokens
         verdict, client.text, slash_at = await self._judge_despite_crashes(record, tokens, client)
         client.verdict = verdict
@@ -307,12 +332,76 @@ class JobClient:
             ctx.pool.on_change(job_id)  # an "unverified" verdict changes our record, not the job's state
         log.info("job %s delivered: %s", hex_id(job_id), client.verdict)
 
-    def _undecodable(self, record: JobRecord, client: ClientJob, why: str) -> None:
-        """A delivery from our node that holds no output: failed. Its stake stays out of reach until the
-        fraud proof for bad deliveries exists (docs/jobs-design.md, "Disputes without model-holding miners")."""
-        client.verdict = failed(Cause.NOT_COMMITTED, why)
+    def _bad_delivery(self, record: JobRecord, client: ClientJob, delivery: DeliveryRecord, why: str) -> None:
+        """A delivery from our node that is not its committed output: failed, and its stake ours by a bad-delivery
+        proof once the delivery is on chain (docs/jobs-design.md, "Bad deliveries, proven with the DLEQ reveal")."""
+        client.verdict = failed(Cause.BAD_DELIVERY, why)
         self._ctx.pool.advance(record, JobState.DISPUTED)
         log.warning("job %s: %s", hex_id(record.job_id), why)
+        self._ctx.spawn(self._prove_bad_delivery(record, client, delivery), f"job-prove-{hex_id(record.job_id)[:16]}")
+
+    async def _prove_bad_delivery(self, record: JobRecord, client: ClientJob, delivery: DeliveryRecord) -> None:
+        """Take the DELIVERED output with the bad-delivery proof; `slashed` once a block holds the spend.
+
+        The proof must carry the blob the DELIVERED lock commits to, so we wait for the delivery transaction
+        (the node floods its message once its mempool took it). We reveal our shared point only for a blob
+        whose ephemeral key no other delivery to this job's key carries: a node that copied another node's key
+        into garbage would otherwise have us publish what opens the other node's delivery.
+        """
+        ctx, job_id = self._ctx, record.job_id
+        terms = ctx.terms(record.params)
+        give_up_at = terms.refund_time + RELEASE_PATIENCE
+        earlier = client.slash_txid
+        if earlier is not None and await ctx.chain.call(self._standing, bytes.fromhex(earlier)[::-1]):
+            await self._slashed_when_mined(record, client, give_up_at)  # ours from before a restart, still standing
+            return
+        delivered = await self._delivered_output(record, delivery.node_pubkey, give_up_at)
+        lock = None if delivered is None else match_job_lock(delivered.out.script_pubkey)
+        if delivered is None or lock is None or lock.delivery_hash != sha256(delivery.sealed):
+            log.warning("job %s: no delivery transaction carries the bad blob; nothing to prove", hex_id(job_id))
+            return
+        others = [d.sealed for key, d in record.deliveries.items() if key != delivery.node_pubkey]
+        if reveal_would_expose(delivery.sealed, others):
+            log.warning("job %s: the bad delivery reuses another delivery's ephemeral key: no reveal", hex_id(job_id))
+            return
+        try:
+            reveal = ctx.require_wallets().get().reveal_job_delivery(client.client_pubkey, delivery.sealed)
+        except ecies.DecryptionError:  # no ephemeral key: a malformed blob is proven without a reveal
+            reveal = MALFORMED_REVEAL
+        proof = BadDeliveryProof(delivery.sealed, reveal)
+        wallet = ctx.require_wallets().get()
+        pay_to = p2pkh_script(hash160(wallet.new_job_key()))
+        spend = terms.slash((delivered,), proof, pay_to, SLASH_FEE, wallet)
+        if not await ctx.publish(spend, give_up_at):
+            return
+        client.slash_txid = spend.txid()
+        ctx.pool.on_change(job_id)
+        await self._slashed_when_mined(record, client, give_up_at)
+
+    def _standing(self, txid: bytes) -> bool:
+        """Chain thread: whether our spend `txid` is in the mempool or a block."""
+        return txid in self._ctx.chain.mempool or self._ctx.confirmations(txid) > 0
+
+    async def _slashed_when_mined(self, record: JobRecord, client: ClientJob, give_up_at: float) -> None:
+        """`slashed` once a block holds our proof (`client.slash_txid`): one in a mempool alone takes nothing."""
+        assert client.slash_txid is not None
+        txid = bytes.fromhex(client.slash_txid)[::-1]
+        while time.time() < give_up_at:
+            if await self._ctx.chain.call(self._ctx.confirmations, txid):
+                self._ctx.pool.advance(record, JobState.SLASHED)
+                log.info("job %s: bad delivery slashed by %s", hex_id(record.job_id), client.slash_txid)
+                return
+            await asyncio.sleep(1.0)
+
+    async def _delivered_output(self, record: JobRecord, node_pubkey: bytes, give_up_at: float) -> Spent | None:
+        """The DELIVERED output of the node's delivery transaction, once our pool saw one (None if none came)."""
+        while time.time() < give_up_at:
+            txid = record.delivery_txids.get(node_pubkey)
+            if txid is not None:
+                out = await self._ctx.output_at(OutPoint(txid, 0))
+                return None if out is None else Spent(OutPoint(txid, 0), out)
+            await asyncio.sleep(1.0)
+        return None
 
     async def _judge_despite_crashes(
         self, record: JobRecord, tokens: list[int], client: ClientJob
@@ -535,3 +624,4 @@ class JobClient:
             client.slash_txid = spent.txid()
             ctx.pool.advance(record, JobState.SLASHED)
             log.info("job %s: claimed the stake for non-delivery by %s", hex_id(record.job_id), client.slash_txid)
+

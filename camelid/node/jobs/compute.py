@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import struct
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -39,7 +38,14 @@ from camelid.chain.errors import TxRejected
 from camelid.chain.jobpool import DeliveryRecord, JobRecord, TestamentRecord, job_accept_digest, job_delivery_digest
 from camelid.compute.worker_client import EngineUnavailable
 from camelid.core.interpreter import verify_script
-from camelid.core.jobscripts import JOB_PAYOUT_FEE_CAP, commitment_signature_digest, match_job_lock, output_commitment
+from camelid.core.job import job_tokens_problem
+from camelid.core.jobscripts import (
+    JOB_PAYOUT_FEE_CAP,
+    commitment_body,
+    commitment_signature_digest,
+    match_job_lock,
+    output_commitment,
+)
 from camelid.core.script import ScriptError
 from camelid.core.sigchecker import TransactionSignatureChecker
 from camelid.core.transaction import OutPoint, Transaction, TxOut
@@ -86,6 +92,7 @@ class ComputeJob:
     """A job this node computed: the output it holds back until paid."""
 
     output_tokens: list[int]
+    prompt_tokens: list[int]  # as we tokenized the job's prompt: the delivery seals them with the output
     node_pubkey: bytes
     commitment: bytes
     escrow: OutPoint
@@ -397,10 +404,14 @@ class JobComputer:
         escrow = terms.escrow_script
         engine = await ctx.engine_for(params.model_id)
         assert engine is not None  # the scheduler claims only jobs for models the store holds
+        prompt_tokens = await engine.tokenize(params.prompt)
+        too_long = job_tokens_problem(len(prompt_tokens), params.max_tokens)
+        if too_long is not None:  # its delivery could not go on chain
+            self._decline(record, Decline("terms", too_long))
+            return
         accept = JobAccept(job_id, ctx.node_id, ctx.node_key.sign(job_accept_digest(job_id, ctx.node_id)))
         ctx.pool.add_accept(accept.job_id, accept.node, accept.signature)
         ctx.manager.broadcast(accept)
-        prompt_tokens = await engine.tokenize(params.prompt)
         output = await engine.generate(prompt_tokens, params.max_tokens, params.seed, params.temperature)
         if self._misbehave is Misbehaviour.TAMPER_OUTPUT:
             output = await engine.tamper(prompt_tokens, output)
@@ -434,6 +445,7 @@ class JobComputer:
         stake_index = next(i for i, out in enumerate(created.tx.outputs) if out.script_pubkey == stake)
         work = self.jobs[job_id] = ComputeJob(
             output,
+            prompt_tokens,
             node_pubkey,
             commitment,
             OutPoint(record.escrow_txid, escrow_index),
@@ -587,7 +599,10 @@ class JobComputer:
         would not be mined before D) is not sent at all."""
         ctx = self._ctx
         wallet = ctx.require_wallets().get()
-        plain = struct.pack(f"<{len(work.output_tokens)}I", *work.output_tokens)
+        params = record.params
+        plain = commitment_body(  # B: the client checks it against C without the model, and so can anyone
+            params.model_id, work.prompt_tokens, work.output_tokens, params.max_tokens, params.seed, params.temperature
+        )
         sealed = ecies.encrypt(PublicKey.from_bytes(record.params.client_pubkey), plain, aad=record.job_id)
         staked = Spent(work.stake, work.stake_out)
         tx = terms.delivery(staked, terms.stake_lock(work.node_pubkey, work.commitment), sealed, DELIVERY_FEE, wallet)

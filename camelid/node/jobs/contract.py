@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from camelid.core.deliveryproof import BadDeliveryProof, bad_delivery_script_sig
 from camelid.core.job import JobParams
 from camelid.core.jobscripts import (
     FraudProof,
@@ -135,14 +136,18 @@ class JobTerms:
         )
 
     def slash(
-        self, spent: Sequence[Spent], proof: FraudProof, pay_to: bytes, fee: int, signer: JobSigner
+        self, spent: Sequence[Spent], proof: FraudProof | BadDeliveryProof, pay_to: bytes, fee: int, signer: JobSigner
     ) -> Transaction:
-        """The client's fraud-proof spend of job locks `spent` (STAKE, and PAYOUT if it is there), less `fee`."""
+        """The client's fraud-proof spend of job locks `spent` (STAKE, and PAYOUT if it is there; a DELIVERED for a
+        bad-delivery proof), less `fee`."""
         outputs = (TxOut(sum(s.out.value for s in spent) - fee, pay_to),)
-        return self._signed(
-            spent, outputs, 0, self.params.client_pubkey, signer,
-            lambda _: lambda sig: fraud_proof_script_sig(sig, proof),
-        )
+
+        def unlock(sig: bytes) -> bytes:
+            if isinstance(proof, FraudProof):
+                return fraud_proof_script_sig(sig, proof)
+            return bad_delivery_script_sig(sig, proof)
+
+        return self._signed(spent, outputs, 0, self.params.client_pubkey, signer, lambda _: unlock)
 
     def _signed(
         self,

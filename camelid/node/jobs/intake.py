@@ -4,10 +4,11 @@ A job message costs its sender nothing, and every node that keeps one stores its
 to all its peers. So a job is taken into the pool, and relayed, only once its escrow -- a transaction
 paying the job's ESCROW script, which costs the client a fee and locks its coins -- is in our mempool or
 chain. A job whose escrow has not come yet (flooding may deliver the job message first) waits, at most
-MAX_WAITING_JOBS of them and for ESCROW_WAIT seconds, and goes into the pool the moment the escrow
-does. Each peer may send JOBS_PER_SECOND job messages on average (bursts of JOB_BURST, enough for the
-catch-up a node sends a new peer); more are dropped without blame, since a relay may be forwarding
-another node's burst.
+MAX_WAITING_JOBS of them and for ESCROW_WAIT seconds (longer while the node is catching up the chain,
+whose blocks may hold the escrow: a node that comes back online gets the jobs in play from its peers
+before their blocks), and goes into the pool the moment the escrow does. Each peer may send
+JOBS_PER_SECOND job messages on average (bursts of JOB_BURST, enough for the catch-up a node sends a new
+peer); more are dropped without blame, since a relay may be forwarding another node's burst.
 """
 
 from __future__ import annotations
@@ -60,14 +61,17 @@ class JobIntake:
         escrow_seen: Callable[[bytes, bytes], Awaitable[bool]],
         admitted: Callable[[JobRecord, JobMessage, int], None],
         clock: Callable[[], float] = time.monotonic,
+        catching_up: Callable[[], bool] = lambda: False,
     ) -> None:
         """`escrow_seen(txid, script)`: whether our mempool or chain holds `txid` with an output paying `script`;
-        `admitted(record, message, peer_id)`: called for each job taken into the pool."""
+        `admitted(record, message, peer_id)`: called for each job taken into the pool; `catching_up()`: whether
+        blocks are still to download (no job expires meanwhile: MAX_WAITING_JOBS still bounds them)."""
         self._pool = pool
         self._dispute_window = dispute_window
         self._escrow_seen = escrow_seen
         self._admitted = admitted
         self._clock = clock
+        self._catching_up = catching_up
         self._rates = KeyedBuckets(JOBS_PER_SECOND, JOB_BURST, PEERS_TRACKED, clock)
         self._waiting: OrderedDict[bytes, _Waiting] = OrderedDict()  # by Job ID, oldest first
         self._by_escrow: dict[bytes, set[bytes]] = {}  # escrow txid -> the waiting jobs naming it
@@ -127,6 +131,8 @@ class JobIntake:
             self._admitted(record, message, peer_id)
 
     def _expire(self) -> None:
+        if self._catching_up():
+            return
         now = self._clock()
         while self._waiting and (oldest := next(iter(self._waiting.items())))[1].until < now:
             self._drop(oldest[0])

@@ -117,7 +117,9 @@ class JobService:
             self._restored = self._journal.restore()
         self.pool.on_change = self._changed
         self.pool.pinned = lambda job_id: job_id in self._client.jobs or job_id in self._compute.jobs
-        self._intake = JobIntake(self.pool, chain.params.dispute_window, self._escrow_seen, self._admitted)
+        self._intake = JobIntake(
+            self.pool, chain.params.dispute_window, self._escrow_seen, self._admitted, catching_up=p2p.sync.catching_up
+        )
         self._manager.add_ready_listener(self._bring_up_to_date)
         self._manager.add_ready_listener(self.market.announce)
         self._manager.add_gone_listener(self.market.forget)

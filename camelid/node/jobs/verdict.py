@@ -24,6 +24,7 @@ class Cause(StrEnum):
     RASTIC = "rastic"  # our own RASTiC check rejected positions (a fraud proof may slash)
     VERIFIER = "verifier"  # a neighbour's signed verdict rejected positions (no slash without the model)
     NOT_COMMITTED = "not-committed"  # the delivery is not the output the node signed
+    BAD_DELIVERY = "bad-delivery"  # the delivery does not open to the committed output (a bad-delivery proof slashes)
     NOT_TEXT = "not-text"  # token ids the model does not have
     NOT_DELIVERED = "not-delivered"  # paid, and nothing delivered by the deadline D
     SWITCHED_OFF = "switched-off"  # verify=off
