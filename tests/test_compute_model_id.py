@@ -1,5 +1,5 @@
-"""Model ids: sizes and a Merkle root over 1 MiB chunk hashes, manifests received from peers, and the known
-models' cache."""
+"""Model ids: sizes, a Merkle root over 1 MiB chunk hashes (each the root of 1 KiB leaves) and a metadata root,
+manifests received from peers, and the known models' cache."""
 
 from __future__ import annotations
 
@@ -12,10 +12,13 @@ import pytest
 from camelid.compute import default_model_path
 from camelid.compute.model_id import (
     CHUNK_SIZE,
+    LEAF_SIZE,
     MODEL_ID_TAG,
     Manifest,
+    chunk_hash,
     chunk_root,
     manifest_of_file,
+    metadata_root,
     model_id,
     model_id_of_file,
 )
@@ -47,7 +50,10 @@ def test_id_commits_to_the_sizes_and_the_root_of_double_sha_chunks(tmp_path: Pat
     expected_hashes = [_sha256d(data[i : i + 100]) for i in range(0, size, 100)]
     assert manifest.chunk_hashes == tuple(expected_hashes)
     sizes = size.to_bytes(8, "little") + (100).to_bytes(4, "little")
-    assert manifest.id == _sha256d(MODEL_ID_TAG + sizes + chunk_root(expected_hashes))
+    no_metadata = _sha256d(bytes(4) + bytes(32))  # not GGUF: no records
+    assert manifest.metadata_root == metadata_root([]) == no_metadata
+    assert manifest.id == _sha256d(MODEL_ID_TAG + sizes + chunk_root(expected_hashes) + no_metadata)
+    assert MODEL_ID_TAG == b"CamelidCoin model id v3"
     assert manifest.file_size == size
     assert manifest.name == "m.gguf"
 
@@ -59,6 +65,19 @@ def test_default_chunking_of_a_multi_chunk_file(tmp_path: Path) -> None:
     assert len(manifest.chunk_hashes) == 2
     assert manifest.chunk_hashes[1] == _sha256d(b"\x02" * 10)
     assert model_id_of_file(path) == manifest.id
+
+
+def test_a_chunk_hash_is_the_root_of_its_one_kib_leaves() -> None:
+    chunk = bytes(i % 253 for i in range(3 * LEAF_SIZE + 5))
+    leaves = [_sha256d(chunk[i : i + LEAF_SIZE]) for i in range(0, len(chunk), LEAF_SIZE)]
+    assert len(leaves) == 4 and chunk_hash(chunk) == chunk_root(leaves)
+    assert chunk_hash(chunk[:LEAF_SIZE]) == _sha256d(chunk[:LEAF_SIZE])  # one leaf: the chunk's own hash
+
+
+def test_the_metadata_root_commits_to_the_record_count() -> None:
+    a, b = b"record a", b"record b"
+    assert metadata_root([a, b]) == _sha256d((2).to_bytes(4, "little") + chunk_root([_sha256d(a), _sha256d(b)]))
+    assert metadata_root([a]) != metadata_root([a, a])
 
 
 def test_one_changed_byte_changes_id_and_only_its_chunk(tmp_path: Path) -> None:
@@ -87,7 +106,7 @@ def test_a_manifest_with_its_last_chunk_repeated_is_refused(tmp_path: Path) -> N
     path.write_bytes(bytes(range(250)))
     manifest = manifest_of_file(path, chunk_size=100)
     hashes = (*manifest.chunk_hashes, manifest.chunk_hashes[-1])
-    assert model_id(400, 100, hashes) != manifest.id
+    assert model_id(400, 100, hashes, manifest.metadata_root) != manifest.id
     with pytest.raises(ValueError, match="does not commit"):
         Manifest.from_dict(manifest.to_dict() | {"file_size": 400, "chunk_hashes": list(hashes)})
     # The same bytes cut differently are another model: the chunk size is part of the id.
@@ -123,6 +142,8 @@ def test_manifest_round_trips_through_dict(tmp_path: Path) -> None:
         (lambda d: d["chunk_hashes"].__setitem__(0, b"\x00" * 31), "32 bytes"),
         (lambda d: d.update(name=5), "name"),
         (lambda d: d.pop("name"), "lacks"),
+        (lambda d: d.update(metadata_root=bytes(32)), "does not commit"),
+        (lambda d: d.update(metadata_root=b"short"), "metadata_root"),
     ],
 )
 def test_malformed_manifest_is_rejected(tmp_path: Path, change, message: str) -> None:

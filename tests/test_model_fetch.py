@@ -45,7 +45,7 @@ class SimPeer:
             return NoModel(request.model)
         if isinstance(request, GetManifest):
             return ManifestMessage(manifest.id, manifest.file_size, manifest.chunk_size, manifest.chunk_hashes,
-                                   manifest.name)
+                                   manifest.name, manifest.metadata_root)
         if self.silent:
             return None
         data = self.store.read_chunk(request.model, request.index)
@@ -152,15 +152,17 @@ async def test_a_manifest_whose_root_is_not_the_id_is_refused(tmp_path, source):
     fetch = ModelFetch(manifest.id, ModelStore(tmp_path / "local"), SimNetwork([]))
     liar = SimPeer(1, store)
     forged_hashes = (bytes(32), *manifest.chunk_hashes[1:])
-    forged = ManifestMessage(manifest.id, manifest.file_size, manifest.chunk_size, forged_hashes, "forged")
+    forged = ManifestMessage(manifest.id, manifest.file_size, manifest.chunk_size, forged_hashes, "forged",
+                             manifest.metadata_root)
     with pytest.raises(ProtocolViolation, match="bad-manifest.*does not commit"):
         fetch.on_manifest(liar, forged)
     inconsistent = ManifestMessage(manifest.id, manifest.file_size + CHUNK, manifest.chunk_size,
-                                   manifest.chunk_hashes, "short")
+                                   manifest.chunk_hashes, "short", manifest.metadata_root)
     with pytest.raises(ProtocolViolation, match="bad-manifest"):
         fetch.on_manifest(liar, inconsistent)
     other = manifest_of_file(write_tiny_model(tmp_path / "other.gguf", seed=1), chunk_size=CHUNK)
-    fetch.on_manifest(liar, ManifestMessage(other.id, other.file_size, CHUNK, other.chunk_hashes, "other"))
+    fetch.on_manifest(liar, ManifestMessage(other.id, other.file_size, CHUNK, other.chunk_hashes, "other",
+                                              other.metadata_root))
     assert fetch.manifest is None and fetch.progress()["chunks_total"] is None
 
 

@@ -49,7 +49,9 @@ async def test_manifests_and_unknown_models_are_answered(tmp_path):
     await models._on_getchunk(peer, GetChunk(model_id, 10_000))
     manifest = models.store.get(model_id)
     assert peer.received == [
-        ManifestMessage(model_id, manifest.file_size, CHUNK, manifest.chunk_hashes, "tiny.gguf"),
+        ManifestMessage(
+            model_id, manifest.file_size, CHUNK, manifest.chunk_hashes, "tiny.gguf", manifest.metadata_root
+        ),
         NoModel(bytes(32)),
         NoModel(model_id),
     ]

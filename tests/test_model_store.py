@@ -7,7 +7,7 @@ import json
 import pytest
 from tiny_model import write_tiny_model
 
-from camelid.compute.model_id import manifest_of_file
+from camelid.compute.model_id import Manifest, manifest_of_file, model_id
 from camelid.compute.model_store import ModelStore, manifest_from_json, manifest_to_json, parse_model_id
 from camelid.node.model_service import ByteBudget
 
@@ -83,6 +83,35 @@ def test_a_partial_file_that_does_not_hash_to_its_id_is_discarded(tmp_path, mode
         partial.finish()
     assert store.get(manifest.id) is None
     assert not store.model_path(manifest.id).exists() and not partial.path.exists()
+
+
+def test_an_id_committing_to_false_metadata_never_becomes_a_stored_model(tmp_path, model_file):
+    """Every chunk matches, but the id names other tensor records than the file has: the file is refused."""
+    true = manifest_of_file(model_file, chunk_size=CHUNK)
+    false_root = bytes(32)
+    forged = Manifest(
+        model_id(true.file_size, CHUNK, true.chunk_hashes, false_root),
+        true.file_size,
+        CHUNK,
+        true.chunk_hashes,
+        "forged",
+        false_root,
+    )
+    store = ModelStore(tmp_path / "models")
+    partial = store.open_partial(forged)
+    data = model_file.read_bytes()
+    for index in partial.missing():
+        partial.write_chunk(index, data[index * CHUNK : (index + 1) * CHUNK])
+    with pytest.raises(ValueError, match="does not hash to its id"):
+        partial.finish()
+    assert store.get(forged.id) is None and not store.model_path(forged.id).exists()
+
+
+def test_an_old_manifest_file_without_a_metadata_root_is_refused(model_file):
+    old = manifest_to_json(manifest_of_file(model_file, chunk_size=CHUNK))
+    del old["metadata_root"]
+    with pytest.raises(ValueError, match="metadata_root"):
+        manifest_from_json(old)
 
 
 def test_manifest_json_round_trips_and_refuses_a_wrong_root(model_file):

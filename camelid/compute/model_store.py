@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from camelid.atomicfile import write_atomically
-from camelid.compute.model_id import CHUNK_SIZE, Manifest, chunk_hash, manifest_of_file, model_id
+from camelid.compute.model_id import CHUNK_SIZE, Manifest, chunk_hash, manifest_of_file
 
 MODEL_SUFFIX = ".gguf"
 MANIFEST_SUFFIX = ".manifest.json"
@@ -39,6 +39,7 @@ def manifest_to_json(manifest: Manifest) -> dict[str, Any]:
         "chunk_size": manifest.chunk_size,
         "chunk_hashes": [h.hex() for h in manifest.chunk_hashes],
         "name": manifest.name,
+        "metadata_root": manifest.metadata_root.hex(),
     }
 
 
@@ -48,9 +49,16 @@ def manifest_from_json(data: Any) -> Manifest:
         raise ValueError("a manifest file must hold an object with a hex id")
     if not isinstance(data.get("chunk_hashes"), list):
         raise ValueError("a manifest file must hold a chunk_hashes list")
+    if not isinstance(data.get("metadata_root"), str):
+        raise ValueError("a manifest file must hold a hex metadata_root (a model id v3 manifest)")
     try:
         return Manifest.from_dict(
-            {**data, "id": bytes.fromhex(data["id"]), "chunk_hashes": [bytes.fromhex(h) for h in data["chunk_hashes"]]}
+            {
+                **data,
+                "id": bytes.fromhex(data["id"]),
+                "chunk_hashes": [bytes.fromhex(h) for h in data["chunk_hashes"]],
+                "metadata_root": bytes.fromhex(data["metadata_root"]),
+            }
         )
     except TypeError:
         raise ValueError("manifest chunk hashes must be hex strings") from None
@@ -125,15 +133,18 @@ class PartialModel:
         write_atomically(self.progress_path, json.dumps(record).encode())
 
     def finish(self) -> Path:
-        """Check the whole file against its id and rename it into place; ValueError (the partial discarded) if wrong."""
+        """Check the whole file against its id and rename it into place; ValueError (the partial discarded) if wrong.
+
+        The id is recomputed from the file, metadata records included: a manifest whose metadata root does
+        not match the file's is refused here, as every chunk matched but the file is not the model named."""
         self.flush()
         self._file.close()
         manifest = self.manifest
-        hashes = []
-        with open(self.path, "rb") as f:
-            while chunk := f.read(manifest.chunk_size):
-                hashes.append(chunk_hash(chunk))
-        if model_id(manifest.file_size, manifest.chunk_size, hashes) != manifest.id:
+        try:
+            matches = manifest_of_file(self.path, chunk_size=manifest.chunk_size).id == manifest.id
+        except ValueError:  # starts as GGUF but does not parse
+            matches = False
+        if not matches:
             self.discard()
             raise ValueError(f"model {manifest.id_hex}: assembled file does not hash to its id; discarded")
         self._store.adopt(self.path, manifest)

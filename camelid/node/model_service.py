@@ -206,7 +206,16 @@ class ModelService:
             return
         # The name is not part of the id: a file name the schema cannot carry is sent tamed.
         name = "".join(c if c in PRINTABLE_ASCII else "?" for c in manifest.name[:MAX_TEXT_LEN])
-        peer.send(ManifestMessage(manifest.id, manifest.file_size, manifest.chunk_size, manifest.chunk_hashes, name))
+        peer.send(
+            ManifestMessage(
+                manifest.id,
+                manifest.file_size,
+                manifest.chunk_size,
+                manifest.chunk_hashes,
+                name,
+                manifest.metadata_root,
+            )
+        )
 
     async def _on_getchunk(self, peer: Peer, message: GetChunk) -> None:
         manifest = self.store.get(message.model)

@@ -8,8 +8,9 @@ chunk is asked of another peer. Requests are spread over the peers that announce
 model (else over every peer), a few in flight per peer; one unanswered past `chunk_timeout` is asked of
 someone else. Written chunks are fsynced with a progress bitmap every `flush_interval` seconds, so a
 restarted node resumes where it was (see camelid.compute.model_store.PartialModel). A file that
-still fails the final check (our disk, not a peer, since every chunk matched) fails the fetch with
-that error: it is never downloaded again in a loop.
+still fails the final check (our disk, not a peer, since every chunk matched; or an id whose metadata
+root, only checkable on the whole file, is not the file's) fails the fetch with that error: it is never
+downloaded again in a loop.
 """
 
 from __future__ import annotations

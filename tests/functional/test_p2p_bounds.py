@@ -134,7 +134,8 @@ def test_a_manifest_ending_in_a_repeated_chunk_gets_its_sender_dropped_and_the_f
     liar.expect(GetManifest)
     hashes = (*manifest.chunk_hashes, manifest.chunk_hashes[-1])  # [..., c, c], its sizes made to fit
     with fetcher.assert_debug_log(["protocol violation (bad-manifest", "127.0.0.80 discouraged"]):
-        liar.send(ManifestMessage(manifest.id, len(hashes) * MODEL_CHUNK, MODEL_CHUNK, hashes, "tiny"))
+        size = len(hashes) * MODEL_CHUNK
+        liar.send(ManifestMessage(manifest.id, size, MODEL_CHUNK, hashes, "tiny", manifest.metadata_root))
         assert liar.closed_by_node()
     liar.close()
 

@@ -1,6 +1,6 @@
 """getmanifest / manifest / nomodel, getchunk / chunk: fetching a model's file from peers (whitepaper 2.6.1).
 
-A model's id commits to its sizes and chunk hashes (camelid.compute.model_id), so a manifest is checked
+A model's id commits to its sizes, chunk hashes and metadata root (camelid.compute.model_id), so a manifest is checked
 against the id it was asked for and every chunk against the manifest's hash as it arrives: a peer can
 waste our time but never make us keep a wrong byte.
 """
@@ -29,7 +29,8 @@ class GetManifest(Message):
 
 @dataclass(frozen=True)
 class ManifestMessage(Message):
-    """A model's manifest; the receiver accepts it only if `model` is the id of its sizes and chunk hashes."""
+    """A model's manifest; the receiver accepts it only if `model` is the id of its sizes, chunk hashes and
+    metadata root (checked against the file itself once it is assembled)."""
 
     command: ClassVar[str] = "manifest"
     max_payload: ClassVar[int] = MAX_MODEL_CHUNKS * (MODEL_ID_SIZE + 2) + 512
@@ -39,6 +40,7 @@ class ManifestMessage(Message):
     chunk_size: int = wire(UInt(32, MAX_CHUNK_SIZE))
     chunk_hashes: tuple[bytes, ...] = wire(ListOf(Blob(32), MAX_MODEL_CHUNKS))
     name: str = wire(Text(MAX_TEXT_LEN))
+    metadata_root: bytes = wire(Blob(32))
 
     def manifest_fields(self) -> dict[str, Any]:
         """The fields as camelid.compute.model_id.Manifest.from_dict takes them."""
@@ -48,6 +50,7 @@ class ManifestMessage(Message):
             "chunk_size": self.chunk_size,
             "chunk_hashes": list(self.chunk_hashes),
             "name": self.name,
+            "metadata_root": self.metadata_root,
         }
 
 

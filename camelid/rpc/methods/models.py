@@ -1,6 +1,7 @@
 """Model RPCs: the models a node holds or is fetching from peers (whitepaper 2.6.1).
 
-A model is named by its id, 64 hex digits committing to its sizes and chunk hashes (camelid.compute.model_id).
+A model is named by its id, 64 hex digits committing to its sizes, chunk hashes and metadata
+(camelid.compute.model_id).
 """
 
 from __future__ import annotations
