@@ -129,7 +129,7 @@ def test_a_job_that_would_lock_the_stake_for_decades_is_declined(network):
 
 def test_a_job_whose_delivery_could_not_go_on_chain_is_declined(network):
     """max_tokens alone within MAX_JOB_TOKENS, but with the prompt's tokens the sealed commitment body would not
-    fit one delivery scriptSig: the node counts them and declines before it accepts, stakes or generates."""
+    fit one delivery scriptSig: the node counts them and declines before it stakes or generates."""
     client, compute = network()
     with compute.assert_debug_log(["declined: its prompt's", f"max_tokens {MAX_JOB_TOKENS} exceed"]):
         job = client.submit(max_tokens=MAX_JOB_TOKENS, timelock=300)  # time for 2,308 tokens (scheduler.patience)

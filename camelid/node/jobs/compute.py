@@ -404,14 +404,16 @@ class JobComputer:
         escrow = terms.escrow_script
         engine = await ctx.engine_for(params.model_id)
         assert engine is not None  # the scheduler claims only jobs for models the store holds
-        prompt_tokens = await engine.tokenize(params.prompt)
-        too_long = job_tokens_problem(len(prompt_tokens), params.max_tokens)
-        if too_long is not None:  # its delivery could not go on chain
-            self._decline(record, Decline("terms", too_long))
-            return
+        # The jobaccept goes out at once, before any call to the worker (busy with another job's generation, it
+        # could hold the accept back past the other nodes' contest windows); the token count is checked next.
         accept = JobAccept(job_id, ctx.node_id, ctx.node_key.sign(job_accept_digest(job_id, ctx.node_id)))
         ctx.pool.add_accept(accept.job_id, accept.node, accept.signature)
         ctx.manager.broadcast(accept)
+        prompt_tokens = await engine.tokenize(params.prompt)
+        too_long = job_tokens_problem(len(prompt_tokens), params.max_tokens)
+        if too_long is not None:  # its delivery could not go on chain: no node can take it, our accept holds nobody
+            self._decline(record, Decline("terms", too_long))
+            return
         output = await engine.generate(prompt_tokens, params.max_tokens, params.seed, params.temperature)
         if self._misbehave is Misbehaviour.TAMPER_OUTPUT:
             output = await engine.tamper(prompt_tokens, output)
