@@ -158,7 +158,7 @@ def non_routable_addr(peer: RawPeer, target: RegtestNode) -> None:
 
 def bad_manifest(peer: RawPeer, target: RegtestNode) -> None:
     hashes = (os.urandom(32),) * 4
-    peer.send(ManifestMessage(os.urandom(32), 4 * 32 * 1024, 32 * 1024, hashes, "liar"))
+    peer.send(ManifestMessage(os.urandom(32), 4 * 32 * 1024, 32 * 1024, hashes, "liar", os.urandom(32)))
 
 
 P2P_ATTACKS: list[Callable[[RawPeer, RegtestNode], None]] = [

@@ -1,5 +1,5 @@
 """Task fractalization (whitepaper 5.4) between real processes: a client breaks a goal into a tree of jobs that
-three compute nodes run in parallel, each one paid and verified with RASTiC by the client.
+three compute nodes take, each one paid and verified with RASTiC by the client.
 
 Every node serves the list model (tests/tiny_model.py), whose outlines always list two subtasks, "ab" and
 "cd"; a node drops the one that repeats its own task, so a depth-2 task grows 1 + 2 + 2 jobs.
@@ -50,7 +50,9 @@ def test_a_depth_2_task_is_a_tree_of_verified_jobs_that_costs_its_rewards_and_fe
         assert node["state"] == node["verdict"] == job["verdict"] == "verified" and node["text"] == job["text"]
         assert job["role"] == "client" and job["paid_node"] in computed_by and job["checked_by"] == []
         assert job["reward"] == REWARD * 10**8  # getjob counts in base units
-    assert len({client.getjob(node["jobid"])["paid_node"] for node in nodes}) > 1  # spread over the nodes
+    # Not asserted: that several nodes took them. A node's slot is free once it has generated, and the tiny
+    # model generates in milliseconds, faster than its rivals' claim delays: one node may take every job, as a
+    # free node should. Spreading over busy nodes is test_job_concurrency's.
     # The document: tree order, the leaves' texts under their subtasks' headings.
     document = info["document"]
     assert document.startswith("# Build a web shop\n\n## 1 ab\n\n### 1.1 cd\n\n2)cd\r1.ab")
