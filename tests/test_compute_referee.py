@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 from tiny_model import write_tiny_gemma3, write_tiny_model
 
-from camelid.compute.model_id import Manifest, manifest_of_file
+from camelid.compute.model_id import MODEL_ID_TAG, Manifest, manifest_of_file, metadata_root
+from camelid.compute.model_meta import HeaderRecord
+from camelid.compute.model_proof import verify_header
 from camelid.compute.referee import StepClaim, StepProof, judge_step, prove_run, prove_step, verify_run
 from camelid.compute.reference import ReferenceModel, checkpoint_root
+from camelid.crypto.hashes import sha256d
 
 TOKENS = [1, 40, 77, 3, 200, 259, 12, 12, 90, 145, 66]  # longer than gemma3's 5-token window
 ROWS = [5, 100]
@@ -149,3 +153,26 @@ def test_a_proof_for_another_step_or_another_model_is_refused(game: Game, tmp_pa
         game.judge(StepClaim(claim.checkpoint, game.trace["blk.0.q"].size), proof)
     with pytest.raises(ValueError, match="roots"):
         judge_step(game.manifest.id, game.roots()[:-1], TOKENS, ROWS, claim, proof)
+
+
+def _header_proof(header: HeaderRecord) -> tuple[bytes, bytes]:
+    """(model id, header proof) of a made-up model whose only record is `header`: anyone can make one."""
+    record, sizes, root = header.encode(), struct.pack("<QI", 1, 1), bytes(range(32))
+    model_id = sha256d(MODEL_ID_TAG + sizes + root + metadata_root([record]))
+    return model_id, sizes + root + struct.pack("<H", len(record)) + record + struct.pack("<IIB", 0, 1, 0)
+
+
+@pytest.mark.parametrize(
+    ("changes", "error"),
+    [({"block_count": 1 << 31}, "block count"), ({"attention.head_count_kv": 0}, "unusable")],
+)
+def test_a_model_with_absurd_hyperparameters_is_refused_cheaply(game: Game, changes: dict, error: str) -> None:
+    """Two billion layers would have the referee build per-layer tables; zero key heads would divide by zero."""
+    real = verify_header(game.manifest.id, game.step("embd", 0)[1].header)
+    params = {key: (kind, raw) for key, kind, raw in real.params}
+    params.update({f"{real.architecture}.{key}": (4, struct.pack("<I", v)) for key, v in changes.items()})
+    header = dataclasses.replace(real, params=tuple((key, *params[key]) for key in sorted(params)))
+    model_id, proof = _header_proof(header)
+    claim, step = game.step("embd", 0)
+    with pytest.raises(ValueError, match=error):
+        judge_step(model_id, game.roots(), TOKENS, ROWS, claim, dataclasses.replace(step, header=proof))
