@@ -59,7 +59,16 @@ def test_the_records_are_the_tensors_gguf_reads_and_the_end_tokens_llama_cpp_use
     ]
     with Engine(model, n_ctx=64) as engine:
         ends = tuple(t for t in range(engine.n_vocab) if engine.is_end(t))
-        assert header == HeaderRecord(str(reader.get_field("general.architecture").contents()), engine.n_vocab, ends)
+        arch = str(reader.get_field("general.architecture").contents())
+        assert header == HeaderRecord(arch, engine.n_vocab, ends, header.output_tied, header.params)
+    # what the referee reads instead of the file: the architecture's scalar hyperparameters and the tied output
+    scalars = {
+        f.name: f.contents()
+        for f in reader.fields.values()
+        if f.name.startswith(arch + ".") and f.types[0] not in (gguf.GGUFValueType.STRING, gguf.GGUFValueType.ARRAY)
+    }
+    assert scalars and {key: header.param(key) for key, _, _ in header.params} == scalars
+    assert header.output_tied == all(t.name != "output.weight" for t in reader.tensors)
     assert all(decode_record(r.encode()) == r for r in (header, *tensors))
 
 

@@ -4,11 +4,15 @@ The dispute game's referee checks one weight row against the model id (docs/jobs
 v2", built as model id v3), so it must learn, from a short proof, which bytes of the file hold that row:
 a tensor record names the tensor, its ggml type, its shape (ggml order, ne0 first), the absolute file
 offset of its data and its byte length. The header record holds what the structural RASTiC rules need
-without the model: the architecture, the vocabulary size and the end-token ids.
+without the model: the architecture, the vocabulary size and the end-token ids; and what the referee
+needs to recompute one element of the reference pass (camelid.compute.referee): whether the output
+projection is tied to the token embeddings (the file has no output.weight) and the architecture's
+scalar hyperparameters, the GGUF keys `<architecture>.*` with their GGUF value type and raw bytes.
 
 Canonical encodings (integers little-endian, text UTF-8):
 
     header = 0x00 | u16 len | architecture | u32 n_vocab | u16 n | n x u32 end-token id (ascending)
+             | u8 output tied | u16 m | m x (u16 len | key | u8 GGUF type | value, little-endian) (keys ascending)
     tensor = 0x01 | u16 len | name | u32 ggml type | u8 n_dims | n_dims x u64 dim | u64 offset | u64 n_bytes
 
 The records of a file are its header then its tensors in file order; a file that does not start with
@@ -80,10 +84,21 @@ class HeaderRecord:
     architecture: str
     n_vocab: int
     end_tokens: tuple[int, ...]
+    output_tied: bool = False
+    params: tuple[tuple[str, int, bytes], ...] = ()  # (GGUF key, GGUF scalar type, raw value), keys ascending
 
     def encode(self) -> bytes:
         n = len(self.end_tokens)
-        return _tagged(HEADER_KIND, self.architecture) + struct.pack(f"<IH{n}I", self.n_vocab, n, *self.end_tokens)
+        head = _tagged(HEADER_KIND, self.architecture) + struct.pack(f"<IH{n}I", self.n_vocab, n, *self.end_tokens)
+        params = b"".join(_tagged(kind, key)[1:] + bytes([kind]) + raw for key, kind, raw in self.params)
+        return head + struct.pack("<BH", self.output_tied, len(self.params)) + params
+
+    def param(self, key: str) -> object:
+        """The value of hyperparameter `key` (a Python int, float or bool), None if the file has none."""
+        for name, kind, raw in self.params:
+            if name == key:
+                return struct.unpack(_SCALARS[kind], raw)[0]
+        return None
 
 
 @dataclass(frozen=True)
@@ -192,11 +207,16 @@ def _parse(data: mmap.mmap) -> list[bytes]:
         raise ValueError(f"GGUF version {version} (2 and 3 are read)")
     wanted = {"general.architecture", "general.alignment", "tokenizer.ggml.tokens", *END_TOKEN_KEYS}
     kv: dict[str, object] = {}
+    scalars: dict[str, tuple[int, bytes]] = {}
     for _ in range(n_kv):
         key = cur.text("a metadata key")
-        value = _value(cur, cur.unpack("<I", key)[0], key)
+        (kind,) = cur.unpack("<I", key)
+        start = cur.pos
+        value = _value(cur, kind, key)
         if key in wanted:
             kv[key] = value
+        if kind in _SCALARS:
+            scalars[key] = (kind, bytes(data[start : cur.pos]))
     tensors = []
     for _ in range(n_tensors):
         name = cur.text("a tensor name")
@@ -214,7 +234,8 @@ def _parse(data: mmap.mmap) -> list[bytes]:
     if not isinstance(alignment, int) or alignment < 1:
         raise ValueError(f"general.alignment {alignment!r}")
     start = -(-cur.pos // alignment) * alignment
-    records = [_header(kv).encode()]
+    tied = all(name != "output.weight" for name, *_ in tensors)
+    records = [_header(kv, scalars, tied).encode()]
     for name, ggml_type, shape, offset, n_bytes in tensors:
         if start + offset + n_bytes > len(data):
             raise ValueError(f"tensor {name} runs past the end of the file")
@@ -222,13 +243,15 @@ def _parse(data: mmap.mmap) -> list[bytes]:
     return records
 
 
-def _header(kv: dict[str, object]) -> HeaderRecord:
+def _header(kv: dict[str, object], scalars: dict[str, tuple[int, bytes]], tied: bool) -> HeaderRecord:
     tokens = kv.get("tokenizer.ggml.tokens", [])
     tokens = tokens if isinstance(tokens, list) else []
     ends = {v for k in END_TOKEN_KEYS if isinstance(v := kv.get(k), int) and 0 <= v < len(tokens)}
     ends |= {i for i, text in enumerate(tokens) if text in END_TOKEN_TEXTS}
     arch = kv.get("general.architecture", "")
-    return HeaderRecord(arch if isinstance(arch, str) else "", len(tokens), tuple(sorted(ends)))
+    arch = arch if isinstance(arch, str) else ""
+    params = tuple((k, *scalars[k]) for k in sorted(scalars) if arch and k.startswith(arch + "."))
+    return HeaderRecord(arch, len(tokens), tuple(sorted(ends)), tied, params)
 
 
 def decode_record(record: bytes) -> HeaderRecord | TensorRecord:
@@ -239,10 +262,21 @@ def decode_record(record: bytes) -> HeaderRecord | TensorRecord:
         arch = cur.text("the architecture", "<H")
         n_vocab, n_ends = cur.unpack("<IH", "the header")
         ends = cur.unpack(f"<{n_ends}I", "the end tokens")
+        tied, n_params = cur.unpack("<BH", "the hyperparameters")
+        params = []
+        for _ in range(n_params):
+            key = cur.text("a hyperparameter key", "<H")
+            (kind,) = cur.unpack("<B", key)
+            if kind not in _SCALARS:
+                raise ValueError(f"hyperparameter {key} has type {kind}, not a scalar")
+            params.append((key, kind, cur.take(struct.calcsize(_SCALARS[kind]), key)))
         cur.end("header record")
         if list(ends) != sorted(set(ends)):
             raise ValueError("end tokens must ascend")
-        return HeaderRecord(arch, n_vocab, ends)
+        keys = [key for key, _, _ in params]
+        if keys != sorted(set(keys)) or tied > 1:
+            raise ValueError("hyperparameter keys must ascend and the tied flag be 0 or 1")
+        return HeaderRecord(arch, n_vocab, ends, bool(tied), tuple(params))
     if kind != TENSOR_KIND:
         raise ValueError(f"unknown record kind {kind}")
     name = cur.text("the tensor name", "<H")

@@ -95,11 +95,11 @@ def _spans(file_size: int, chunk_size: int, offset: int, length: int) -> list[tu
     return spans
 
 
-def _path_bytes(path: list[bytes]) -> bytes:
+def path_bytes(path: list[bytes]) -> bytes:
     return bytes([len(path)]) + b"".join(path)
 
 
-def _read_path(cur: Cursor, what: str) -> list[bytes]:
+def read_path(cur: Cursor, what: str) -> list[bytes]:
     (n,) = cur.unpack("<B", what)
     return [cur.take(32, what) for _ in range(n)]
 
@@ -118,9 +118,9 @@ def prove_range(path: Path, manifest: Manifest, offset: int, length: int) -> byt
             f.seek(c * cs)
             chunk = f.read(size)
             out.append(chunk[a * LEAF_SIZE : b * LEAF_SIZE])
-            paths.append(_path_bytes(range_path(leaf_hashes(chunk), a, b)))
+            paths.append(path_bytes(range_path(leaf_hashes(chunk), a, b)))
     chunks = range_path(manifest.chunk_hashes, spans[0][0], spans[-1][0] + 1)
-    return b"".join(out + paths) + _path_bytes(chunks)
+    return b"".join(out + paths) + path_bytes(chunks)
 
 
 def _verify_range(model_id: bytes, offset: int, length: int, cur: Cursor) -> tuple[bytes, bytes]:
@@ -132,10 +132,10 @@ def _verify_range(model_id: bytes, offset: int, length: int, cur: Cursor) -> tup
     spans = _spans(file_size, chunk_size, offset, length)
     segments = [cur.take(min(b * LEAF_SIZE, size) - a * LEAF_SIZE, "the leaves") for _, size, a, b in spans]
     hashes = [
-        range_root(-(-size // LEAF_SIZE), a, leaf_hashes(segment), _read_path(cur, "a leaf path"))
+        range_root(-(-size // LEAF_SIZE), a, leaf_hashes(segment), read_path(cur, "a leaf path"))
         for (_, size, a, _), segment in zip(spans, segments, strict=True)
     ]
-    root = range_root(-(-file_size // chunk_size), spans[0][0], hashes, _read_path(cur, "the chunk path"))
+    root = range_root(-(-file_size // chunk_size), spans[0][0], hashes, read_path(cur, "the chunk path"))
     cur.end("range proof")
     if _id(file_size, chunk_size, root, meta_root) != model_id:
         raise ValueError("the proof does not hash to the model id")
@@ -154,7 +154,7 @@ def _record_part(records: list[bytes], index: int) -> bytes:
         struct.pack("<H", len(records[index]))
         + records[index]
         + struct.pack("<II", index, len(records))
-        + _path_bytes(path)
+        + path_bytes(path)
     )
 
 
@@ -163,7 +163,7 @@ def _read_record(cur: Cursor) -> tuple[HeaderRecord | TensorRecord, bytes]:
     (size,) = cur.unpack("<H", "the record length")
     record = cur.take(size, "the record")
     index, count = cur.unpack("<II", "the record index")
-    root = range_root(count, index, [sha256d(record)], _read_path(cur, "the record path"))
+    root = range_root(count, index, [sha256d(record)], read_path(cur, "the record path"))
     return decode_record(record), sha256d(struct.pack("<I", count) + root)
 
 
@@ -175,6 +175,11 @@ def prove_row(path: Path, manifest: Manifest, name: str, row: int) -> bytes:
     if record is None:
         raise ValueError(f"model has no tensor {name}")
     return _record_part(records, decoded.index(record)) + prove_range(path, manifest, *record.row_span(row))
+
+
+def row_proof_record(proof: bytes) -> HeaderRecord | TensorRecord:
+    """The record a row proof opens with, unchecked: its shape tells a caller which row to ask verify_row for."""
+    return _read_record(Cursor(proof))[0]
 
 
 def verify_row(model_id: bytes, name: str, row: int, proof: bytes) -> tuple[TensorRecord, bytes]:

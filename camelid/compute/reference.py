@@ -68,12 +68,28 @@ def _field(reader: gguf.GGUFReader, key: str, default: object = None) -> object:
 
 
 def read_hparams(reader: gguf.GGUFReader) -> Hparams:
-    arch = str(_field(reader, "general.architecture"))
+    embd = next(t for t in reader.tensors if t.name == "token_embd.weight")
+
+    def lookup(key: str) -> object:
+        field = reader.get_field(key)
+        return None if field is None else field.contents()
+
+    return hparams_of(str(_field(reader, "general.architecture")), lookup, int(embd.shape[1]))
+
+
+def hparams_of(arch: str, lookup: Callable[[str], object], n_vocab: int) -> Hparams:
+    """The pass's hyperparameters from the GGUF metadata (`lookup(key)`, None where absent): from the file,
+    or, for the referee, from the header record the model id commits to (model_meta.HeaderRecord.params)."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"the reference pass supports {ARCHITECTURES}, not {arch!r}")
 
     def key(name: str, default: object = None) -> object:
-        return _field(reader, f"{arch}.{name}", default)
+        value = lookup(f"{arch}.{name}")
+        if value is None:
+            if default is None:
+                raise ValueError(f"model metadata lacks {arch}.{name}")
+            return default
+        return value
 
     n_embd, n_layer, n_head = int(key("embedding_length")), int(key("block_count")), int(key("attention.head_count"))
     head_dim = int(key("attention.key_length", n_embd // n_head))
@@ -86,7 +102,6 @@ def read_hparams(reader: gguf.GGUFReader) -> Hparams:
     if n_head % n_head_kv:
         raise ValueError(f"{n_head} heads cannot share {n_head_kv} key/value heads")
     base = float(key("rope.freq_base", 10000.0))
-    embd = next(t for t in reader.tensors if t.name == "token_embd.weight")
     gemma = arch == "gemma3"
     window = int(key("attention.sliding_window", 0)) if gemma else 0
     swa = [bool(window) and il % _GEMMA3_SWA_PATTERN < _GEMMA3_SWA_PATTERN - 1 for il in range(n_layer)]
@@ -100,7 +115,7 @@ def read_hparams(reader: gguf.GGUFReader) -> Hparams:
         n_head_kv=n_head_kv,
         head_dim=head_dim,
         n_ff=int(key("feed_forward_length")),
-        n_vocab=int(embd.shape[1]),
+        n_vocab=n_vocab,
         eps=F32(float(key("attention.layer_norm_rms_epsilon"))),
         rope_neox=gemma,
         rope_base=tuple(_GEMMA3_SWA_ROPE_BASE if s else base for s in swa),
@@ -166,6 +181,16 @@ class ReferenceModel:
             self._weights[name] = np.ascontiguousarray(values, dtype=F32)
         return self._weights[name]
 
+    def weight_row(self, name: str, row: int) -> np.ndarray:
+        """Row `row` of tensor `name` as (1, ne0), a vector being one row: all that `recompute` reads of a weight."""
+        weight = self.weight(name)
+        return weight.reshape(-1, weight.shape[-1])[row : row + 1]
+
+    def weight_rows(self, name: str) -> int:
+        """How many rows tensor `name` has (ne1 x ne2 x ...)."""
+        shape = self.weight(name).shape
+        return int(np.prod(shape[:-1], dtype=np.int64))
+
     def _freq(self, base: float) -> np.ndarray:
         """theta_i = base^(-2i/d), as llama.cpp builds it: theta_scale multiplied in, one pair at a time."""
         if base not in self._freqs:
@@ -181,7 +206,9 @@ class ReferenceModel:
     # -- the operators, on rows: the full pass and `recompute` share them -------------------------------
 
     def _embed(self, tokens: Sequence[int]) -> np.ndarray:
-        rows = self.weight("token_embd.weight")[list(tokens)]
+        return self._scale_embd(self.weight("token_embd.weight")[list(tokens)])
+
+    def _scale_embd(self, rows: np.ndarray) -> np.ndarray:
         scale = self.hparams.embed_scale
         return rows if scale is None else rows * scale
 
@@ -326,20 +353,20 @@ class ReferenceModel:
             raise ValueError(f"element {index} is outside {name}'s {size} values")
         if name == "embd":
             t, c = divmod(index, hp.n_embd)
-            return self._embed([tokens[t]])[0, c]
+            return self._scale_embd(self.weight_row("token_embd.weight", tokens[t]))[0, c]
         if name == "output_norm":
             t, c = divmod(index, hp.n_embd)
             src = read(f"blk.{hp.n_layer - 1}.ffn_res", t * hp.n_embd, hp.n_embd)
-            return _rmsnorm(src[None], self.weight("output_norm.weight"), hp.eps)[0, c]
+            return _rmsnorm(src[None], self.weight_row("output_norm.weight", 0), hp.eps)[0, c]
         if name == "logits":
             final = read("output_norm", (n - 1) * hp.n_embd, hp.n_embd)
-            return rm.dot_rows(final[None], self.weight(self.output_name)[rows[index] : rows[index] + 1])[0, 0]
+            return rm.dot_rows(final[None], self.weight_row(self.output_name, rows[index]))[0, 0]
         _, layer, kind = name.split(".")
         il = int(layer)
         blk = f"blk.{il}."
 
-        def w(wname: str) -> np.ndarray:
-            return self.weight(f"{blk}{wname}.weight")
+        def w(wname: str, r: int = 0) -> np.ndarray:
+            return self.weight_row(f"{blk}{wname}.weight", r)
 
         def source(src: str) -> str:
             return self._layer_input(il) if src == "input" else blk + src
@@ -352,9 +379,9 @@ class ReferenceModel:
             return _rmsnorm(row(src, r, width), w(wname), hp.eps)[0, c]
 
         def project(src: str, wname: str) -> np.float32:
-            weight = w(wname)
-            t, i = divmod(index, weight.shape[0])
-            return rm.dot_rows(row(src, t, weight.shape[1]), weight[i : i + 1])[0, 0]
+            t, i = divmod(index, self.weight_rows(f"{blk}{wname}.weight"))
+            weight = w(wname, i)
+            return rm.dot_rows(row(src, t, weight.shape[1]), weight)[0, 0]
 
         def added(a: str, b: str) -> np.float32:
             return (read(source(a), index, 1) + read(source(b), index, 1))[0]
@@ -370,7 +397,7 @@ class ReferenceModel:
             )
         if kind == "v":
             i, t = divmod(index, n)
-            return rm.dot_rows(row("attn_norm", t, hp.n_embd), w("attn_v")[i : i + 1])[0, 0]
+            return rm.dot_rows(row("attn_norm", t, hp.n_embd), w("attn_v", i))[0, 0]
         if kind in ("q_norm", "k_norm"):
             return norm(kind[0], f"attn_{kind}", d)
         if kind in ("q_rope", "k_rope"):
