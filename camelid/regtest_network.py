@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -160,11 +161,24 @@ def poll_until(
         time.sleep(interval)
 
 
+FREE_PORTS = range(20_000, 32_000)
+"""Where free_port looks: below the ephemeral range (Linux: 32768-60999), from which the OS gives every outbound
+connection its local port, so that none takes a node's port between its choice and the node's bind."""
+
+
 def free_port() -> int:
-    """A TCP port nobody listens on right now (the OS picks it)."""
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+    """A TCP port nobody listens on right now, drawn at random from FREE_PORTS so that processes choosing at the
+    same moment (test workers, say) rarely draw the same one. Like any such choice it can be taken before the
+    node binds it; a node that cannot bind fails to start, naming the address."""
+    for _ in range(1_000):
+        port = random.choice(FREE_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no free port in {FREE_PORTS.start}-{FREE_PORTS.stop - 1} on {HOST}")
 
 
 def answers_rpc(call: Callable[[], Any]) -> bool:
