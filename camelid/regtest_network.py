@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import shutil
 import signal
 import socket
@@ -164,21 +163,34 @@ def poll_until(
 FREE_PORTS = range(20_000, 32_000)
 """Where free_port looks: below the ephemeral range (Linux: 32768-60999), from which the OS gives every outbound
 connection its local port, so that none takes a node's port between its choice and the node's bind."""
+PORTS_PER_WORKER = 1_000
+"""The share of FREE_PORTS of one pytest-xdist worker (PYTEST_XDIST_WORKER=gwN takes the N-th)."""
+_turn = [os.getpid() * 7_919]  # where this process takes its next port: processes start far apart
 
 
 def free_port() -> int:
-    """A TCP port nobody listens on right now, drawn at random from FREE_PORTS so that processes choosing at the
-    same moment (test workers, say) rarely draw the same one. Like any such choice it can be taken before the
-    node binds it; a node that cannot bind fails to start, naming the address."""
-    for _ in range(1_000):
-        port = random.choice(FREE_PORTS)
+    """A TCP port nobody listens on right now, from FREE_PORTS, taken in turn from a start fixed by the process.
+
+    A port checked free can still be taken before the node binds it, by another process choosing at the same
+    moment: a node that cannot bind fails to start, naming the address. So processes that start nodes at once
+    must not draw from the same ports: a pytest-xdist worker, and the demo or bench it runs (which inherits its
+    PYTEST_XDIST_WORKER), draws from its own PORTS_PER_WORKER; any other process from the whole range.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    ports = FREE_PORTS
+    if worker.startswith("gw") and worker[2:].isdigit():
+        share = int(worker[2:]) % (len(FREE_PORTS) // PORTS_PER_WORKER)
+        ports = FREE_PORTS[share * PORTS_PER_WORKER : (share + 1) * PORTS_PER_WORKER]
+    for _ in range(len(ports)):
+        port = ports[_turn[0] % len(ports)]
+        _turn[0] += 1
         with socket.socket() as s:
             try:
                 s.bind((HOST, port))
             except OSError:
                 continue
             return port
-    raise OSError(f"no free port in {FREE_PORTS.start}-{FREE_PORTS.stop - 1} on {HOST}")
+    raise OSError(f"no free port in {ports.start}-{ports.stop - 1} on {HOST}")
 
 
 def answers_rpc(call: Callable[[], Any]) -> bool:
