@@ -7,6 +7,7 @@ unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -39,7 +40,8 @@ def crash_in_the_middle_of_a_job(client: TestNode, computer: TestNode, signum: i
     job = client.submitjob(prompt, 8, None, 0, 0, REWARD)
     wait_until(lambda: _accepted(client, job), what=f"node{computer.index} accepting the job")
     os.kill(before["pid"], signum)
-    os.kill(before["pid"], signal.SIGCONT)
+    with contextlib.suppress(ProcessLookupError):  # a SIGKILLed worker may be reaped already
+        os.kill(before["pid"], signal.SIGCONT)
     name = signal.Signals(signum).name
     restarted = {"state": "ready", "restarts": before["restarts"] + 1}
     wait_until(lambda: restarted.items() <= worker_status(computer).items(), what="the worker restarted")
