@@ -411,7 +411,7 @@ class FraudProof:
     def to_items(self) -> list[bytes]:
         """The PROOF_ITEMS stack elements, bottom first: the token chunks, the header, the node signature."""
         tokens = self.prompt_tokens + self.output_tokens
-        chunks = _split(struct.pack(f"<{len(tokens)}I", *tokens), PROOF_CHUNKS)
+        chunks = split_chunks(struct.pack(f"<{len(tokens)}I", *tokens), PROOF_CHUNKS)
         header = _HEADER.pack(
             len(self.prompt_tokens), self.max_tokens, self.seed, self.temperature_milli, self.position
         )
@@ -423,7 +423,7 @@ class FraudProof:
         if len(items) != PROOF_ITEMS:
             raise ValueError(f"fraud proof needs {PROOF_ITEMS} items, got {len(items)}")
         *chunks, header, node_signature = items
-        raw = _join(chunks, "fraud proof token")
+        raw = join_chunks(chunks, "fraud proof token")
         if len(raw) % TOKEN_SIZE:
             raise ValueError(f"fraud proof token bytes ({len(raw)}) are not a whole number of u32 tokens")
         if len(header) != _HEADER.size:
@@ -453,14 +453,14 @@ def delivery_items(blob: bytes) -> list[bytes]:
     """The DELIVERY_CHUNKS stack elements carrying `blob`; ValueError if it is longer than MAX_DELIVERY_SIZE."""
     if len(blob) > MAX_DELIVERY_SIZE:
         raise ValueError(f"a delivery blob of {len(blob)} bytes exceeds the {MAX_DELIVERY_SIZE} a scriptSig carries")
-    return _split(blob, DELIVERY_CHUNKS)
+    return split_chunks(blob, DELIVERY_CHUNKS)
 
 
 def delivery_blob(items: Sequence[bytes]) -> bytes:
     """The blob of delivery_items; ValueError naming the problem for anything but its one canonical layout."""
     if len(items) != DELIVERY_CHUNKS:
         raise ValueError(f"a delivery needs {DELIVERY_CHUNKS} blob chunks, got {len(items)}")
-    return _join(items, "delivery blob")
+    return join_chunks(items, "delivery blob")
 
 
 def delivery_script_sig(node_signature: bytes, blob: bytes) -> bytes:
@@ -528,12 +528,12 @@ def _selectors(script_sig: bytes) -> list[int]:
 # Canonical chunking: a byte string over several pushes, every piece full but the last non-empty one.
 
 
-def _split(raw: bytes, count: int) -> list[bytes]:
+def split_chunks(raw: bytes, count: int) -> list[bytes]:
     chunks = [raw[i : i + MAX_SCRIPT_ELEMENT_SIZE] for i in range(0, len(raw), MAX_SCRIPT_ELEMENT_SIZE)]
     return chunks + [b""] * (count - len(chunks))
 
 
-def _join(chunks: Sequence[bytes], what: str) -> bytes:
+def join_chunks(chunks: Sequence[bytes], what: str) -> bytes:
     """The bytes _split cut into `chunks`; ValueError for any other cut (so a relay cannot re-chunk them)."""
     used = [chunk for chunk in chunks if chunk]
     if list(chunks[: len(used)]) != used or any(len(c) != MAX_SCRIPT_ELEMENT_SIZE for c in used[:-1]):
