@@ -35,6 +35,7 @@ from camelid.chain.errors import BlockRejected, TxRejected
 from camelid.chain.mempool import Mempool
 from camelid.chain.mempool_file import MempoolFileError, SavedTx
 from camelid.chain.template import build_block_template
+from camelid.compute.game_referee import ModelFreeReferee
 from camelid.core.block import Block
 from camelid.core.jobproof import JudgementPending, deferring_judgements
 from camelid.core.params import ChainParams
@@ -82,7 +83,8 @@ class ChainService:
         threads = script_threads if script_threads is not None else os.cpu_count() or 1
         try:
             chainstate = await loop.run_in_executor(
-                executor, functools.partial(ChainState.open, path, params, script_threads=threads)
+                executor,
+                functools.partial(ChainState.open, path, params, referee=ModelFreeReferee(), script_threads=threads),
             )
             if reindex:
                 log.info("reindexing the chain state from stored blocks")
