@@ -10,17 +10,19 @@ import numpy as np
 import pytest
 from tiny_model import EOS, write_tiny_gemma3, write_tiny_model
 
-from camelid.compute.game_player import GamePlayer, pair_gap
+from camelid.compute.game_player import GamePlayer
+from camelid.compute.game_referee import ModelFreeReferee
 from camelid.compute.rastic import EPS_SLASH
 from camelid.compute.referee import StepClaim, StepProof, judge_step, prove_step
 from camelid.compute.reference import F32, ReferenceModel, checkpoint_root
-from camelid.compute.sampling import canonical_gumbel, canonical_token_gap
-from camelid.core.jobgame import Answer, Challenge, Step, move_items
+from camelid.compute.sampling import canonical_gumbel, canonical_pair_gap, canonical_token_gap
+from camelid.core.jobgame import Answer, Challenge, Pointer, Step, move_items
 
 PROMPT = (1, 40, 77, 3, 200, 259, 12)
 MAX_TOKENS = 6
 SEED = 7
 WRITERS = {"llama": write_tiny_model, "gemma3": write_tiny_gemma3}
+REFEREE = ModelFreeReferee()  # what OP_CHECKJOBGAMEVERIFY asks
 
 
 @dataclasses.dataclass
@@ -62,6 +64,10 @@ def _worst(case: Case, position: int) -> int:
     return int(np.argmin(case.player.reference.logits(tokens, [len(tokens) - 1])[0]))
 
 
+def _gap(logits: tuple[float, ...], c: Challenge) -> float:
+    return canonical_pair_gap(np.array(logits, dtype=F32), c.rows, c.seed, c.position, c.temperature)
+
+
 def _holds(case: Case, answer: Answer, claim: StepClaim, step: Step) -> bool:
     """The referee's verdict on move 3; a malformed proof loses for the accused."""
     c = answer.challenge
@@ -99,7 +105,8 @@ def test_an_honest_answer_to_a_false_challenge_holds_and_the_challenger_has_no_p
     assert len(move_items(answer.encode())) > 0  # fits the move's pushes
     assert len(answer.roots) == len(case.player.names)
     assert checkpoint_root(np.array(answer.logits, dtype=F32)) == answer.roots[-1]
-    assert pair_gap(answer.logits, answer.challenge, case.player.n_vocab) <= 0 < EPS_SLASH
+    assert _gap(answer.logits, answer.challenge) <= 0 < EPS_SLASH
+    assert REFEREE.answer_problem(case.player.model_id, answer) is None
     assert case.player.point(answer) is None
 
 
@@ -124,6 +131,7 @@ def test_a_void_challenge_is_refuted_without_a_trace(case: Case) -> None:
     ):
         answer = case.player.answer(challenge)
         assert answer is not None and answer.roots == () and answer.challenge == challenge
+        assert REFEREE.refutation_problem(case.player.model_id, answer) is None
 
 
 def test_an_honest_step_holds_wherever_a_false_challenger_points(case: Case) -> None:
@@ -137,6 +145,7 @@ def test_an_honest_step_holds_wherever_a_false_challenger_points(case: Case) -> 
         step = case.player.step(answer.challenge, claim)
         assert Step.decode(step.encode()) == step and step.roots == answer.roots
         assert _holds(case, answer, claim, step), name
+        assert REFEREE.step_problem(case.player.model_id, step, claim.encode()) is None
 
 
 def test_a_forged_final_logit_is_pointed_at_and_cannot_be_proven(case: Case) -> None:
@@ -151,12 +160,16 @@ def test_a_forged_final_logit_is_pointed_at_and_cannot_be_proven(case: Case) -> 
     forged["logits"][0] = forged["logits"][1] - F32(10)
     roots = tuple(checkpoint_root(forged[name]) for name in case.player.names)
     logits = tuple(float(v) for v in forged["logits"])
-    assert pair_gap(logits, challenge, case.player.n_vocab) <= EPS_SLASH  # the forgery passes move 1
+    assert _gap(logits, challenge) <= EPS_SLASH  # the forgery passes move 1
     answer = Answer(challenge, case.player.header_proof, roots, (logits[0], logits[1]))
+    assert REFEREE.answer_problem(case.player.model_id, answer) is None  # a valid move 1
     claim = case.player.point(answer)
     assert claim == StepClaim(len(case.player.names) - 1, 0)
+    pointer = Pointer(challenge, case.player.header_proof, claim.encode())
+    assert REFEREE.pointer_problem(case.player.model_id, pointer) is None
     proof = prove_step(reference, challenge.tokens, challenge.rows, forged, "logits", 0, case.player.manifest)
     assert not _holds(case, answer, claim, Step(challenge, roots, proof.encode()))
+    assert REFEREE.step_problem(case.player.model_id, Step(challenge, roots, proof.encode()), claim.encode())
 
 
 def test_a_cheaper_models_trace_is_pointed_at_its_first_checkpoint_and_cannot_be_proven(case: Case) -> None:

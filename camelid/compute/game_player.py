@@ -29,7 +29,7 @@ from camelid.compute.model_proof import prove_header, verify_header
 from camelid.compute.rastic import EPS_SLASH, structural_failures
 from camelid.compute.referee import StepClaim, prove_step
 from camelid.compute.reference import F32, ReferenceModel, checkpoint_root
-from camelid.compute.sampling import canonical_gumbel
+from camelid.compute.sampling import canonical_gumbel, canonical_pair_gap
 from camelid.core.jobgame import Answer, Challenge, Step
 
 
@@ -44,17 +44,6 @@ class Choice:
     def challengeable(self) -> bool:
         """The game is won only above EPS_SLASH: below it the accused's true answer holds."""
         return self.gap > EPS_SLASH
-
-
-def pair_gap(logits: Sequence[float], challenge: Challenge, n_vocab: int) -> float:
-    """The canonical gap `(l_j* + T g_j*) - (l_o + T g_o)` of move 1, in float64 (T = 0: l_j* - l_o)."""
-    l_j, l_o = (float(F32(v)) for v in logits)
-    if challenge.temperature_milli == 0:
-        return l_j - l_o
-    noise = canonical_gumbel(challenge.seed, challenge.position, n_vocab)
-    j, o = challenge.rows
-    t = challenge.temperature
-    return (noise[j] * t + l_j) - (noise[o] * t + l_o)
 
 
 class GamePlayer:
@@ -119,7 +108,9 @@ class GamePlayer:
             return None
         trace = self._trace(challenge)
         logits = tuple(float(v) for v in trace["logits"])
-        if not pair_gap(logits, challenge, self.n_vocab) <= EPS_SLASH:
+        gap = canonical_pair_gap(trace["logits"], challenge.rows, challenge.seed, challenge.position,
+                                 challenge.temperature)
+        if not gap <= EPS_SLASH:
             return None
         return Answer(challenge, self.header_proof, self._roots(trace), (logits[0], logits[1]))
 
