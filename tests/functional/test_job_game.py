@@ -110,6 +110,27 @@ def test_a_cheater_that_does_not_answer_is_slashed_within_n_move_plus_one_blocks
     cheater.close()
 
 
+def test_a_client_restarted_in_the_middle_of_a_game_still_wins_it(camelid_nodes, tmp_path):
+    """The game is journaled with the job: a client stopped after move 0 and restarted while the cheater's time runs
+    out picks the game up where it stood and takes the GAME by timeout."""
+    _, miner, client, mine_to, cheater, job, _, work, tampered, prompt = _cheated_client(
+        camelid_nodes, tmp_path, "127.0.0.27"
+    )
+    cheater.wait_payment(work)
+    cheater.deliver(work, cheater.seal(work, tampered, prompt))
+    mine_until(miner, mine_to, lambda: _game(client, job).get("stage") == "challenged", "move 0 in the mempool")
+    opened = client.getjob(job)["game"]["game_txid"]
+    mine_until(miner, mine_to, lambda: (miner.gettxout(opened, 0) or {}).get("confirmations", 0) > 0, "move 0 mined")
+    client.stop()
+    miner.generatetoaddress(N, mine_to)  # the cheater's time runs out while the client is down
+    client.start()
+    wait_until(lambda: client.getconnectioncount() > 0, what="the client reconnected")
+    assert _game(client, job)["stage"] == "challenged"
+    mine_until(miner, mine_to, lambda: client.getjob(job)["state"] == "slashed", "the timeout after the restart")
+    assert client.getjob(job)["game"]["outcome"] == "slashed"
+    cheater.close()
+
+
 def test_a_cheater_that_answers_with_a_forged_trace_loses_at_move_3(camelid_nodes, tmp_path):
     """The cheater answers move 0 with a trace whose last logit it lowered until the gap is under EPS_SLASH (a valid
     move 1). The client points at the first root that differs from its own reference trace, the logits, at the

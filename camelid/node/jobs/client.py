@@ -40,7 +40,7 @@ from camelid.core.job import JobParams, job_tokens_problem
 from camelid.core.jobgame import MIN_GAME_BOND, Challenge, Game
 from camelid.core.jobscripts import JOB_PAYOUT_FEE_CAP, CommittedOutput, FraudProof, match_job_lock, output_commitment
 from camelid.core.script import p2pkh_script
-from camelid.core.transaction import OutPoint, Transaction, TxOut
+from camelid.core.transaction import NULL_HASH, OutPoint, Transaction, TxOut
 from camelid.crypto import ecies
 from camelid.crypto.hashes import hash160, sha256
 from camelid.node.config import Misbehaviour
@@ -560,7 +560,9 @@ class JobClient:
         bond_key = wallet.new_job_key()
         bond_script = p2pk_script(bond_key)
         bond_value = max(payout_in.out.value if held else 0, MIN_GAME_BOND) + OPEN_FEE
-        funded = await wallets.pay(wallet, lambda: wallet.create_script_payment(bond_script, bond_value, record.job_id))
+        # Funded by a transaction outside the job (no job id): one carrying J that spends our escrow transaction's
+        # change would read, to the job pool, as a spend of the escrow (JobPool.settle_block matches the txid).
+        funded = await wallets.pay(wallet, lambda: wallet.create_script_payment(bond_script, bond_value, NULL_HASH))
         index = next(i for i, out in enumerate(funded.tx.outputs) if out.script_pubkey == bond_script)
         bond = Spent(OutPoint(funded.tx.hash, index), funded.tx.outputs[index])
         while staked is not None:

@@ -34,7 +34,7 @@ from camelid.core.jobgame import Answer, Challenge, Game, GameStage, Pointer, ma
 from camelid.core.jobscripts import PROOF_ITEMS, FraudProof
 from camelid.core.opcodes import Opcode
 from camelid.core.script import ScriptError, p2pkh_script, parse_script
-from camelid.core.transaction import OutPoint, Transaction, TxOut
+from camelid.core.transaction import NULL_HASH, OutPoint, Transaction, TxOut
 from camelid.crypto.hashes import hash160
 from camelid.node.jobs.common import RELEASE_FEE, TIMED_RETRY, JobContext, hex_id
 from camelid.node.jobs.contract import Spent, p2pk_script
@@ -232,7 +232,7 @@ class GameDriver:
                 play.conceded = True
                 return
             data = Pointer(challenge, player.header_proof, claim.encode()).encode()
-            tx = await self._with_fee(job_id, wallet, lambda coin, key: terms.game_move(
+            tx = await self._with_fee(wallet, lambda coin, key: terms.game_move(
                 spent, game, data, game.pointed(claim.encode()), coin, key, wallet))
         elif game.stage is GameStage.CHALLENGED:
             answer = await asyncio.to_thread(player.answer, challenge)
@@ -244,12 +244,14 @@ class GameDriver:
                 tx = terms.game_win(spent, game, answer.encode(), self._pay_to(wallet), MOVE_FEE, wallet)
             else:
                 data = answer.encode()
-                tx = await self._with_fee(job_id, wallet, lambda coin, key: terms.game_move(
+                tx = await self._with_fee(wallet, lambda coin, key: terms.game_move(
                     spent, game, data, game.answered(answer.roots), coin, key, wallet))
         else:
             step = await asyncio.to_thread(player.step, challenge, StepClaim.decode(game.claim))
             tx = terms.game_win(spent, game, step.encode(), self._pay_to(wallet), MOVE_FEE, wallet)
-        await self._publish(job_id, play, tx)
+        if not await self._publish(job_id, play, tx):
+            log.warning("job %s: our move was refused; we make no other", hex_id(job_id))
+            play.conceded = True
 
     async def _take_by_timeout(self, job_id: bytes, play: GamePlay, game: Game) -> None:
         if await self._ctx.chain.call(self._ctx.confirmations, play.game.txid) < game.n_move:
@@ -261,25 +263,25 @@ class GameDriver:
 
     async def _publish(
         self, job_id: bytes, play: GamePlay, tx: Transaction, retry: frozenset[str] = frozenset()
-    ) -> None:
+    ) -> bool:
+        """Whether the mempool took our spend of the GAME; a refusal in `retry` (not yet allowed) is not logged."""
         try:
             await self._ctx.chain.submit_transaction(tx)
         except TxRejected as exc:
             if exc.reason not in retry:
                 log.warning("job %s: game spend %s refused: %s", hex_id(job_id), tx.txid(), exc)
-            return
+            return False
         play.moved = tx
         self._ctx.pool.on_change(job_id)
         log.info("job %s: game spend %s published (%s)", hex_id(job_id), tx.txid(), play.state.stage.name)
+        return True
 
-    async def _with_fee(
-        self, job_id: bytes, wallet: Wallet, build: Callable[[Spent, bytes], Transaction]
-    ) -> Transaction:
+    async def _with_fee(self, wallet: Wallet, build: Callable[[Spent, bytes], Transaction]) -> Transaction:
         """`build(coin, key)` with a fresh coin of MOVE_FEE under the job key `key`, which the wallet funds now."""
         key = wallet.new_job_key()
         script = p2pk_script(key)
         created = await self._ctx.require_wallets().pay(
-            wallet, lambda: wallet.create_script_payment(script, MOVE_FEE, job_id)
+            wallet, lambda: wallet.create_script_payment(script, MOVE_FEE, NULL_HASH)  # outside the job: see _challenge
         )
         index = next(i for i, out in enumerate(created.tx.outputs) if out.script_pubkey == script)
         return build(Spent(OutPoint(created.tx.hash, index), created.tx.outputs[index]), key)
