@@ -391,7 +391,7 @@ class JobClient:
         proof = BadDeliveryProof(delivery.sealed, reveal)
         wallet = ctx.require_wallets().get()
         pay_to = p2pkh_script(hash160(wallet.new_job_key()))
-        spend = terms.slash((delivered,), proof, pay_to, SLASH_FEE, wallet)
+        spend = terms.slash(delivered, proof, pay_to, SLASH_FEE, wallet)
         if not await ctx.publish(spend, give_up_at):
             return
         client.slash_txid = spend.txid()

@@ -143,18 +143,13 @@ class JobTerms:
         )
 
     def slash(
-        self, spent: Sequence[Spent], proof: FraudProof | BadDeliveryProof, pay_to: bytes, fee: int, signer: JobSigner
+        self, delivered: Spent, proof: BadDeliveryProof, pay_to: bytes, fee: int, signer: JobSigner
     ) -> Transaction:
-        """The client's fraud-proof spend of job locks `spent` (STAKE, and PAYOUT if it is there; a DELIVERED for a
-        bad-delivery proof), less `fee`."""
-        outputs = (TxOut(sum(s.out.value for s in spent) - fee, pay_to),)
-
-        def unlock(sig: bytes) -> bytes:
-            if isinstance(proof, FraudProof):
-                return fraud_proof_script_sig(sig, proof)
-            return bad_delivery_script_sig(sig, proof)
-
-        return self._signed(spent, outputs, 0, self.params.client_pubkey, signer, lambda _: unlock)
+        """The client's bad-delivery proof taking the DELIVERED output, less `fee` (a RASTiC failure is disputed in
+        the game instead: open_game)."""
+        outputs = (TxOut(delivered.out.value - fee, pay_to),)
+        unlock = lambda sig: bad_delivery_script_sig(sig, proof)  # noqa: E731
+        return self._signed((delivered,), outputs, 0, self.params.client_pubkey, signer, lambda _: unlock)
 
     def open_game(
         self, locks: Sequence[Spent], bond: Spent, bond_key: bytes, proof: FraudProof, game: Game, fee: int,
