@@ -32,6 +32,7 @@ from camelid.chain.jobrules import check_game_moves, check_game_openings
 from camelid.chain.validation import verify_tx_scripts
 from camelid.compute.game_referee import ModelFreeReferee
 from camelid.compute.rastic import EPS_SLASH
+from camelid.compute.referee import StepClaim
 from camelid.core.jobgame import (
     MAX_GAME_SCRIPT_SIG,
     MIN_GAME_BOND,
@@ -301,3 +302,31 @@ def test_a_transaction_moves_at_most_one_game(honest: Dispute) -> None:
     two = replace(one, inputs=(one.inputs[0], replace(one.inputs[0], prev_index=1)))
     with pytest.raises(ValidationError, match="moves 2 GAME outputs"):
         check_game_moves(two, _coins(spent * 2), "job-game-moves")
+
+
+def test_an_answer_holds_up_to_a_gap_of_eps_slash_and_not_an_ulp_above(cheat: Dispute) -> None:
+    """The threshold is exact: float32 logits, float64 arithmetic, the same verdict on every machine."""
+    game = cheat.opened(N_MOVE)
+    for l_j, valid in [(np.float32(3.0), True), (np.nextafter(np.float32(3.0), np.float32(4.0)), False)]:
+        trace = dict(cheat.trace)
+        trace["logits"] = np.array([l_j, 1.0], dtype=np.float32)
+        answer = cheat.answer(trace)
+        result = reason(*move(game, answer.encode(), [game_out(game.answered(answer.roots), POT)]))
+        assert (result is None) is valid, result
+
+
+def test_a_move_on_another_challenge_or_model_or_checkpoint_is_refused(honest: Dispute, cheat: Dispute) -> None:
+    game = honest.opened(N_MOVE)
+    other = cheat.answer()
+    assert "not the one the game opened on" in reason(*move(game, other.encode(), [game_out(game.answered(other.roots),
+                                                                                              POT)]))
+    answer = honest.answer()
+    answered = game.answered(answer.roots)
+    pointer = honest.pointer("blk.0.q", 5)
+    forged_header = replace(pointer, header_proof=pointer.header_proof[:-1] + bytes([pointer.header_proof[-1] ^ 1]))
+    pointed = [game_out(answered.pointed(pointer.claim), POT)]
+    assert reason(*move(answered, forged_header.encode(), pointed)).startswith("bad-job-game-move")
+    beyond = replace(pointer, claim=StepClaim(len(answer.roots), 0).encode())
+    assert "is not one of the model's" in reason(
+        *move(answered, beyond.encode(), [game_out(answered.pointed(beyond.claim), POT)])
+    )

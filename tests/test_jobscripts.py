@@ -1,19 +1,14 @@
-"""Job-contract scripts: templates and their parsers, the fraud-proof and delivery layouts, the three job opcodes,
-the asymmetric rule, and EngineProofVerifier on the tiny model."""
+"""Job-contract scripts: templates and their parsers, the fraud-proof and delivery layouts, and the job opcodes as
+the interpreter asks the checker (the dispute game's moves: test_chain_jobgame.py)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 
-import numpy as np
 import pytest
 from chain_helpers import make_key
-from tiny_model import EOS, write_tiny_model
 
 from camelid.compute import rastic
-from camelid.compute.engine import Engine
-from camelid.compute.fraudproof import INVALID_PROMPT, EngineProofVerifier
 from camelid.core.deliveryproof import (
     MALFORMED_REVEAL,
     BadDeliveryProof,
@@ -22,7 +17,6 @@ from camelid.core.deliveryproof import (
     reveal_would_expose,
 )
 from camelid.core.interpreter import eval_script, verify_script
-from camelid.core.jobproof import Judgement, ProofOutcome, ProofPolicy, outcome
 from camelid.core.jobscripts import (
     COMMITMENT_BODY_OVERHEAD,
     DELIVERY_CHUNKS,
@@ -335,70 +329,6 @@ def test_branch_selectors_tell_fraud_proofs_and_claims_apart() -> None:
     assert non_delivery_claim(claim, payout) == LOCK  # a PAYOUT's claim, valid only with its STAKE's
     assert non_delivery_claim(release_script_sig(b"sig", LOCK), payout) is None
     assert non_delivery_claim(b"\x4c", stake) is None  # does not parse
-
-
-# The asymmetric rule.
-
-
-@pytest.mark.parametrize(
-    ("judgement", "block", "mempool"),
-    [
-        (None, ProofOutcome.PROVEN, ProofOutcome.UNVERIFIABLE),
-        (Judgement(0.5, "mismatch"), ProofOutcome.REFUTED, ProofOutcome.REFUTED),
-        (Judgement(0.75, "mismatch"), ProofOutcome.REFUTED, ProofOutcome.REFUTED),
-        (Judgement(1.0, "mismatch"), ProofOutcome.PROVEN, ProofOutcome.REFUTED),
-        (Judgement(2.0, "mismatch"), ProofOutcome.PROVEN, ProofOutcome.REFUTED),
-        (Judgement(3.0, "mismatch"), ProofOutcome.PROVEN, ProofOutcome.PROVEN),
-        (Judgement(math.inf, "truncated"), ProofOutcome.PROVEN, ProofOutcome.PROVEN),
-    ],
-)
-def test_outcome_band(judgement, block: ProofOutcome, mempool: ProofOutcome) -> None:
-    assert outcome(judgement, ProofPolicy.BLOCK) is block
-    assert outcome(judgement, ProofPolicy.MEMPOOL) is mempool
-
-
-# EngineProofVerifier on the tiny model.
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory):
-    with Engine(write_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny.gguf"), n_threads=1, n_ctx=64) as loaded:
-        yield loaded
-
-
-@pytest.fixture(scope="module")
-def job(engine: Engine) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    prompt = engine.tokenize("hello world")
-    output = engine.generate(prompt, 12)
-    assert len(output) >= 4 and output[-1] == EOS
-    return tuple(prompt), tuple(output)
-
-
-def test_engine_verifier_measures_honest_and_tampered_positions(engine: Engine, job) -> None:
-    prompt, output = job
-    verifier = EngineProofVerifier({engine.model_id: engine})
-    for position in range(len(output)):
-        judgement = verifier.judge(engine.model_id, prompt, output, 12, 0, 0.0, position)
-        assert judgement is not None and judgement.gap <= rastic.EPS_ACCEPT
-    row = engine.logits_at(list(prompt + output[:2]), [len(prompt) + 1])[0]
-    tampered = (*output[:2], int(np.argmin(row)), *output[3:])
-    judgement = verifier.judge(engine.model_id, prompt, tampered, 12, 0, 0.0, 2)
-    assert judgement == Judgement(pytest.approx(float(row.max() - row.min()), abs=1e-3), rastic.MISMATCH)
-    assert judgement.gap > rastic.EPS_SLASH
-    full = rastic.verify(engine, list(prompt), list(tampered), 12)
-    assert [f.position for f in full.failures][:1] == [2]
-
-
-def test_engine_verifier_reports_structural_failures_and_what_it_cannot_judge(engine: Engine, job) -> None:
-    prompt, output = job
-    verifier = EngineProofVerifier({engine.model_id: engine})
-    truncated = verifier.judge(engine.model_id, prompt, output[:-1], 12, 0, 0.0, 0)
-    assert truncated is not None and truncated.structural and truncated.reason == rastic.TRUNCATED
-    assert verifier.judge(bytes(32), prompt, output, 12, 0, 0.0, 0) is None  # a model this node lacks
-    assert verifier.judge(engine.model_id, (engine.n_vocab,), output, 12, 0, 0.0, 0) == Judgement(0.0, INVALID_PROMPT)
-    long_prompt = prompt * 10
-    assert len(long_prompt) > engine.n_ctx
-    assert verifier.judge(engine.model_id, long_prompt, output, 12, 0, 0.0, 0) is None
 
 
 # The transaction checker's own job answers.

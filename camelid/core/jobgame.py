@@ -26,10 +26,11 @@ arithmetic lives in camelid.compute, which core must not import) judges it witho
                                                                                root, and their canonical gap
                                                                                is at most EPS_SLASH; output
                                                                                0 is the ANSWERED GAME
-    CHALLENGED  1, refutation      challenge | header proof | no roots         the challenge is void under
-                                                                               the proven header (a token
-                                                                               outside the vocabulary, j* = o):
-                                                                               the accused takes all at once
+    CHALLENGED  1, refutation      challenge | header proof | no roots |       the challenge is void under
+                                   2 zero logits                               the proven header (a prompt
+                                                                               token or j* outside the
+                                                                               vocabulary, j* = o): the
+                                                                               accused takes all at once
     ANSWERED    2, pointer         challenge | header proof | step claim       the claim names an element of
                                                                                the trace; output 0 is POINTED
     POINTED     3, step            challenge | K roots | step proof            the referee's recompute of the
@@ -37,7 +38,10 @@ arithmetic lives in camelid.compute, which core must not import) judges it witho
                                                                                value: the accused takes all
 
 A structurally broken output (a token outside the vocabulary, tokens after an end token, more than
-max_tokens) has no valid answer, so it too costs the stake, at the first timeout.
+max_tokens, fewer without an end token) has no valid answer, so it too costs the stake, at the first
+timeout. Moves 1 and 2 also need the transaction to carry J and output 0 worth at least the GAME spent;
+the chain rules beside the script (camelid.chain.jobrules) bound what move 0 puts in the GAME and let a
+transaction move one GAME only.
 """
 
 from __future__ import annotations
@@ -486,8 +490,6 @@ def move_problem(
         move: Answer | Pointer | Step = _MOVES[game.stage].decode(data)
     except (ValueError, struct.error) as exc:
         return f"malformed {game.stage.name} move: {exc}"
-    if move.encode() != data:
-        return "the move data is not in its one canonical encoding"
     if move.challenge.hash() != game.challenge_hash:
         return "the move's challenge is not the one the game opened on"
     if isinstance(move, Answer):
