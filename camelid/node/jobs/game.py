@@ -181,8 +181,11 @@ class GameDriver:
                 wake.clear()
                 try:
                     await self._turn(job_id, play)
-                except (WalletError, ValueError) as exc:
-                    log.warning("job %s: game move not made: %s", hex_id(job_id), exc)
+                except WalletError as exc:  # a locked wallet: asked again at the next look
+                    log.warning("job %s: game move not made yet: %s", hex_id(job_id), exc.message)
+                except ValueError as exc:  # the move cannot be made (the job or the model gone): none is tried again
+                    log.warning("job %s: no game move: %s", hex_id(job_id), exc)
+                    play.conceded = True
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), POLL)
         finally:
