@@ -14,6 +14,7 @@ docs/jobs-design.md's attack table:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 import pytest
@@ -27,7 +28,7 @@ from camelid.core.job import MAX_JOB_TOKENS
 from camelid.core.jobgame import MIN_GAME_BOND, Challenge, Game, GameStage
 from camelid.core.jobscripts import CommittedOutput, FraudProof, match_job_lock
 from camelid.core.params import REGTEST
-from camelid.core.transaction import OutPoint
+from camelid.core.transaction import OutPoint, Transaction
 from camelid.crypto import ecies
 from camelid.node.jobs.client import OPEN_FEE, PAYMENT_FEE
 from camelid.node.jobs.common import RELEASE_FEE
@@ -35,8 +36,8 @@ from camelid.node.jobs.contract import JobTerms, Spent
 from camelid.node.jobs.game import MOVE_FEE, opened_game
 from camelid.rpc.client import JSONRPCError
 
-from .framework import wait_until
-from .hostile import HostileClient, KeySigner
+from .framework import TestNode, wait_until
+from .hostile import HostileClient, HostileJob, KeySigner
 from .hostile_compute import HostileComputeNode
 from .hostile_game import (
     FalseChallenger,
@@ -162,12 +163,30 @@ def test_a_cheater_that_answers_with_a_forged_trace_loses_at_move_3(camelid_node
     cheater.close()
 
 
-def test_a_false_challenge_against_an_honest_node_is_defeated_and_costs_the_bond(camelid_nodes, tmp_path):
-    """A hostile client pays an honest node (serving the model), gets its honest output, and challenges it anyway
-    with the reference's runner-up token (move 0, with its bond). The honest node answers with its trace (move 1);
-    the client points at an element (move 2); the node proves it (move 3) and takes the GAME: its stake, its
-    payment and the client's bond. It is never slashed, and the miner (no model) and a model-holding observer end
-    on the node's tip."""
+@dataclass
+class FalseChallenge:
+    """A hostile client's job with an honest node, paid and delivered, and its move 0 against that output."""
+
+    miner: TestNode
+    compute: TestNode
+    observer: TestNode
+    mine_to: str
+    hostile: HostileClient
+    job: HostileJob
+    challenger: FalseChallenger
+    challenge: Challenge
+    opening: Transaction
+    fee: FeeCoin
+
+    @property
+    def rpc_id(self) -> str:
+        return self.job.rpc_id
+
+
+def _false_challenge(camelid_nodes, tmp_path) -> FalseChallenge:
+    """A model-less miner, an honest compute node and a model-holding observer; a hostile client pays the node for
+    a job, reads its honest output and builds move 0 against it with the reference's runner-up token (its bond:
+    max(R, MIN_GAME_BOND)), not yet published."""
     model = write_tiny_model(tmp_path / "tiny.gguf")
     serve = f"--serve-model={model}"
     miner, (compute, observer), mine_to = funded_network(camelid_nodes, [[serve], [serve, "--nocompute"]])
@@ -184,7 +203,6 @@ def test_a_false_challenge_against_an_honest_node_is_defeated_and_costs_the_bond
     output = CommittedOutput.from_body(ecies.decrypt(job.client_key, delivery.sealed, aad=job.job_id))
     delivered = next_spend_mining(miner, mine_to, stake.outpoint)  # the honest node delivers on chain
     wait_until(lambda: miner.gettxout(payment.txid(), 0) is not None, what="the payment at the miner")
-    before = compute.getbalance()
     challenger = FalseChallenger(model, job.terms, job.client_key)
     params = job.terms.params
     position = len(output.output_tokens) // 2
@@ -198,28 +216,58 @@ def test_a_false_challenge_against_an_honest_node_is_defeated_and_costs_the_bond
         Spent(OutPoint(delivered.hash, 0), delivered.outputs[0]),
         Spent(OutPoint(payment.hash, 0), payment.outputs[0]),
     ]
-    bond = max(payment.outputs[0].value, MIN_GAME_BOND)
-    assert bond_coin.spent.out.value >= bond + OPEN_FEE
+    assert bond_coin.spent.out.value >= max(payment.outputs[0].value, MIN_GAME_BOND) + OPEN_FEE
     game = Game.opened(lock, challenge.hash(), N)
     opening = job.terms.open_game(locks, bond_coin.spent, bond_coin.public_key, proof, game, OPEN_FEE,
                                   KeySigner(job.client_key, bond_coin.key))
+    return FalseChallenge(miner, compute, observer, mine_to, hostile, job, challenger, challenge, opening, fee)
+
+
+def test_a_false_challenge_against_an_honest_node_is_defeated_and_costs_the_bond(camelid_nodes, tmp_path):
+    """A hostile client pays an honest node (serving the model), gets its honest output, and challenges it anyway
+    with the reference's runner-up token (move 0, with its bond). The honest node answers with its trace (move 1);
+    the client points at an element (move 2); the node proves it (move 3) and takes the GAME: its stake, its
+    payment and the client's bond. It is never slashed, and the miner (no model) and a model-holding observer end
+    on the node's tip."""
+    c = _false_challenge(camelid_nodes, tmp_path)
+    miner, compute, opening = c.miner, c.compute, c.opening
+    before = compute.getbalance()
     miner.sendrawtransaction(opening.to_bytes().hex())
-    wait_until(lambda: _game(compute, job.rpc_id).get("side") == "accused", what="the node sees the challenge")
+    wait_until(lambda: _game(compute, c.rpc_id).get("side") == "accused", what="the node sees the challenge")
     answered = GameAt.of(next_spend(miner, OutPoint(opening.hash, 0)))
     assert answered.game.stage is GameStage.ANSWERED
-    pointer = challenger.point(answered, challenge, fee)
+    pointer = c.challenger.point(answered, c.challenge, c.fee)
     miner.sendrawtransaction(pointer.to_bytes().hex())
     step = next_spend(miner, OutPoint(pointer.hash, 0))  # the node's move 3
     assert match_job_lock(step.outputs[0].script_pubkey) is None and len(step.outputs) == 1
-    blocks_until(miner, mine_to, lambda: _game(compute, job.rpc_id).get("outcome") == "defended", "the step mined",
+    blocks_until(miner, c.mine_to, lambda: _game(compute, c.rpc_id).get("outcome") == "defended", "the step mined",
                  most=2)
-    info = compute.getjob(job.rpc_id)
+    info = compute.getjob(c.rpc_id)
     assert info["state"] != "slashed" and info["game"]["ended_by"] == step.txid()
     assert "slashed" not in [entry["state"] for entry in info["history"]]
     # The node has the GAME: its stake, the payment and the bond, less its fees (move 1's fee coin, move 3's fee).
     won = Decimal(opening.outputs[0].value - MOVE_FEE) / COIN
-    mine_until(miner, mine_to, lambda: compute.getbalance() >= before + won - Decimal(MOVE_FEE * 2) / COIN,
+    mine_until(miner, c.mine_to, lambda: compute.getbalance() >= before + won - Decimal(MOVE_FEE * 2) / COIN,
                "the GAME in the node's wallet")
     tip = miner.getbestblockhash()
-    wait_until(lambda: compute.getbestblockhash() == observer.getbestblockhash() == tip, what="one tip")
-    hostile.close()
+    wait_until(lambda: compute.getbestblockhash() == c.observer.getbestblockhash() == tip, what="one tip")
+    c.hostile.close()
+
+
+def test_an_honest_node_challenged_while_it_was_down_answers_when_it_is_back(camelid_nodes, tmp_path):
+    """The challenge is mined while the honest node is stopped: back, it reads the spend of its DELIVERED output in
+    the blocks it catches up on, joins the game and answers; the client never points, so the node takes the GAME
+    by timeout ("defended")."""
+    c = _false_challenge(camelid_nodes, tmp_path)
+    miner, compute = c.miner, c.compute
+    compute.stop()
+    miner.sendrawtransaction(c.opening.to_bytes().hex())
+    miner.generatetoaddress(1, c.mine_to)
+    compute.start()
+    wait_until(lambda: compute.getbestblockhash() == miner.getbestblockhash(), what="the node back in sync")
+    answered = GameAt.of(next_spend(miner, OutPoint(c.opening.hash, 0)))
+    assert answered.game.stage is GameStage.ANSWERED and _game(compute, c.rpc_id)["side"] == "accused"
+    blocks_until(miner, c.mine_to, lambda: _game(compute, c.rpc_id).get("outcome") == "defended", "the timeout",
+                 most=N + 2)
+    assert compute.getjob(c.rpc_id)["state"] != "slashed"
+    c.hostile.close()

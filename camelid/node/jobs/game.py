@@ -13,7 +13,7 @@ from then on this driver plays each game this node is in, as the challenger (our
   SLASHED, the accused's "defended".
 
 Each play is journaled with its role's job record, so a restarted node goes on where it stopped; a spend that
-ended or moved the game while it was down is found in the blocks since.
+moved or ended the game while it was down reaches it with the blocks it catches up on.
 """
 
 from __future__ import annotations
@@ -48,8 +48,6 @@ log = logging.getLogger(__name__)
 MOVE_FEE = 300_000
 """Fee of a move (up to a 60,000-byte scriptSig): 5 per byte."""
 POLL = 1.0
-SCAN_BLOCKS = 2_000
-"""Blocks a restarted node reads back from the tip for a spend of its GAME made while it was down."""
 
 
 class Side(StrEnum):
@@ -202,13 +200,11 @@ class GameDriver:
             play.ended_by = None  # displaced by a conflicting spend we have not seen yet
         game = play.state
         if not await self._ctx.holds(play.game, play.game_out):
-            spender = await self._ctx.chain.call(self._spender, play.game)
-            if spender is not None:
-                self.on_transaction(*spender)
-            return
+            return  # spent: the spend's event (mempool or block) moves the play on
         if play.moved is not None:
-            with contextlib.suppress(TxRejected):  # evicted, or dropped at a restart: publish it again
-                await self._ctx.chain.submit_transaction(play.moved)
+            if not await self._ctx.chain.call(self._standing, play.moved.hash):
+                with contextlib.suppress(TxRejected):  # evicted, or dropped at a restart: publish it again
+                    await self._ctx.chain.submit_transaction(play.moved)
             return
         if game.mover == play.our_key and not play.conceded:
             await self._move(job_id, play, game)
@@ -313,25 +309,6 @@ class GameDriver:
         if self._ctx.confirmations(txid):
             return 2
         return 1 if txid in self._ctx.chain.mempool else 0
-
-    def _spender(self, outpoint: OutPoint) -> tuple[Transaction, bool] | None:
-        """Chain thread: the transaction spending `outpoint` in the mempool, or in the last SCAN_BLOCKS blocks."""
-        mempool = self._ctx.chain.mempool
-        txid = mempool.spender(outpoint)
-        if txid is not None:
-            entry = mempool.get(txid)
-            return None if entry is None else (entry.tx, False)
-        chainstate = self._ctx.chain.chainstate
-        entry = chainstate.tip
-        for _ in range(SCAN_BLOCKS):
-            if entry is None:
-                return None
-            block = chainstate.get_block(entry.hash)
-            for tx in () if block is None else block.transactions:
-                if any(txin.prevout == outpoint for txin in tx.inputs):
-                    return tx, True
-            entry = entry.prev
-        return None
 
 
 def opened_game(tx: Transaction) -> tuple[Game, Challenge] | None:
