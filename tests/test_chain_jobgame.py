@@ -24,19 +24,22 @@ from game_support import (
     lock_out,
     signed,
 )
-from tiny_model import write_tiny_gemma3
+from tiny_model import write_tiny_gemma3, write_tiny_model
 
 from camelid.chain.coins import Coin
 from camelid.chain.errors import ValidationError
 from camelid.chain.jobrules import check_game_moves, check_game_openings
 from camelid.chain.validation import verify_tx_scripts
 from camelid.compute.game_referee import ModelFreeReferee
+from camelid.compute.model_id import manifest_of_file
+from camelid.compute.model_proof import prove_header
 from camelid.compute.rastic import EPS_SLASH
 from camelid.compute.referee import StepClaim
 from camelid.core.jobgame import (
     MAX_GAME_SCRIPT_SIG,
     MIN_GAME_BOND,
     Answer,
+    Challenge,
     Game,
     GameRules,
     GameStage,
@@ -330,3 +333,20 @@ def test_a_move_on_another_challenge_or_model_or_checkpoint_is_refused(honest: D
     assert "is not one of the model's" in reason(
         *move(answered, beyond.encode(), [game_out(answered.pointed(beyond.claim), POT)])
     )
+
+
+def test_a_challenge_on_a_model_the_referee_cannot_judge_is_void(tmp_path) -> None:
+    """The reference pass covers llama and gemma3: on any other architecture no answer could ever hold, so the
+    accused refutes every challenge instead of losing an honest job by timeout."""
+    path = write_tiny_model(tmp_path / "qwen2.gguf", architecture="qwen2")
+    manifest = manifest_of_file(path)
+    challenge = Challenge((1, 2, 3), (4, 5, 6), 3, 0, 0, 1, 7)  # a whole output: max_tokens reached
+    refutation = Answer(challenge, prove_header(path, manifest), ())
+    referee = ModelFreeReferee()
+    assert referee.refutation_problem(manifest.id, refutation) is None
+    answered = referee.answer_problem(manifest.id, replace(refutation, roots=(bytes(32),)))
+    assert "the referee cannot judge this model" in answered and "qwen2" in answered
+    llama = write_tiny_model(tmp_path / "llama.gguf")  # the same file under a covered architecture: not void
+    refuted = referee.refutation_problem(manifest_of_file(llama).id, replace(refutation, header_proof=prove_header(
+        llama, manifest_of_file(llama))))
+    assert "not void" in refuted

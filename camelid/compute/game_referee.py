@@ -44,8 +44,16 @@ def _reasoned(method: _Method) -> _Method:
 
 
 def void_problem(challenge: Challenge, header: HeaderRecord) -> str | None:
-    """Why the challenge is void under the model's header (a prompt token or j* outside the vocabulary, or j* = o),
-    None if it is a challenge the accused must answer."""
+    """Why the challenge is void under the model's header (a model the referee cannot judge, a prompt token or j*
+    outside the vocabulary, or j* = o), None if it is a challenge the accused must answer.
+
+    A model the reference pass does not cover (another architecture, unusable hyperparameters) has no valid
+    answer, so without this an honest accused would lose every game on it; jobs on such models are therefore
+    not protected by the game, and the client is told so (docs/jobs-design.md)."""
+    try:
+        header_model(header, _MAX_ROOTS)
+    except ValueError as exc:
+        return f"the referee cannot judge this model ({exc})"
     if any(token >= header.n_vocab for token in challenge.prompt_tokens):
         return f"a prompt token is outside the model's {header.n_vocab}-token vocabulary"
     if challenge.token >= header.n_vocab:
