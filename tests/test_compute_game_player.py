@@ -188,3 +188,16 @@ def test_a_cheaper_models_trace_is_pointed_at_its_first_checkpoint_and_cannot_be
     proof = prove_step(case.player.reference, challenge.tokens, challenge.rows, cheap, name, claim.element,
                        case.player.manifest)
     assert not _holds(case, answer, claim, Step(challenge, roots, proof.encode()))
+
+
+def test_on_a_model_the_referee_cannot_judge_every_challenge_is_refuted(tmp_path: Path) -> None:
+    """Another architecture: no answer could hold, so the accused refutes (the referee agrees) and a client does
+    not challenge (it has no reference pass to choose j* with)."""
+    player = GamePlayer(write_tiny_model(tmp_path / "qwen2.gguf", architecture="qwen2"))
+    assert not player.judgeable
+    challenge = Challenge(PROMPT, (4, 5, 6), 3, SEED, 0, 1, 7)
+    answer = player.answer(challenge)
+    assert answer is not None and answer.roots == ()
+    assert REFEREE.refutation_problem(player.model_id, answer) is None
+    with pytest.raises(ValueError, match="qwen2"):
+        player.choose_token(PROMPT, (4, 5, 6), 1, SEED, 0)

@@ -6,7 +6,8 @@ what the referee will say before it moves (docs/jobs-design.md, "The RASTiC disp
 - the client `choose_token`s a j* at a failed position and challenges only when the reference scores j* more
   than EPS_SLASH above the output's token o (move 0);
 - the accused `answer`s with its trace's K roots and the two logits they end in (move 1), or refutes a void
-  challenge, and has no answer when the reference concedes (it then lets the game time out);
+  challenge (one on a model the referee cannot judge among them), and has no answer when the reference concedes
+  (it then lets the game time out);
 - the challenger `point`s at the first root of the answer that differs from its own (move 2);
 - the accused opens that element with `step` (move 3).
 
@@ -19,10 +20,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
+from camelid.compute.game_referee import void_problem
 from camelid.compute.model_id import Manifest, manifest_of_file
 from camelid.compute.model_meta import HeaderRecord
 from camelid.compute.model_proof import prove_header, verify_header
@@ -50,13 +53,29 @@ class GamePlayer:
     """One model's reference pass, for either side of the games over it."""
 
     def __init__(self, path: Path | str, manifest: Manifest | None = None) -> None:
-        self.reference = ReferenceModel(path)
-        self.manifest = manifest or manifest_of_file(self.reference.path)
-        self.header_proof = prove_header(self.reference.path, self.manifest)
+        self.path = Path(path)
+        self.manifest = manifest or manifest_of_file(self.path)
+        self.header_proof = prove_header(self.path, self.manifest)
         self.header: HeaderRecord = verify_header(self.manifest.id, self.header_proof)
-        self.names = self.reference.checkpoint_names()
         self._lock = threading.Lock()
         self._kept: tuple[tuple[tuple[int, ...], tuple[int, int]], dict[str, np.ndarray]] | None = None
+
+    @cached_property
+    def reference(self) -> ReferenceModel:
+        """The reference pass; ValueError for a model it does not cover (another architecture)."""
+        return ReferenceModel(self.path)
+
+    @cached_property
+    def names(self) -> list[str]:
+        return self.reference.checkpoint_names()
+
+    @property
+    def judgeable(self) -> bool:
+        """Whether the referee can judge a game on this model: on any other every challenge is void (refuted)."""
+        try:
+            return len(self.names) > 0
+        except ValueError:
+            return False
 
     @property
     def model_id(self) -> bytes:
@@ -91,17 +110,11 @@ class GamePlayer:
         token = int(np.argmax(scores))
         return Choice(token, float(scores[token]) - best)
 
-    def void(self, challenge: Challenge) -> bool:
-        """Whether the proven header shows the challenge void: a prompt token or j* outside the vocabulary, or
-        j* = o. The accused refutes it at once."""
-        j, o = challenge.rows
-        return j == o or not 0 <= j < self.n_vocab or any(not 0 <= t < self.n_vocab for t in challenge.prompt_tokens)
-
     def answer(self, challenge: Challenge) -> Answer | None:
         """Move 1: a refutation of a void challenge, the trace's roots and logits when they hold (gap at most
         EPS_SLASH), None when no valid answer exists (a structural fault, or the reference agrees with the
         challenger: the accused has lost)."""
-        if self.void(challenge):
+        if void_problem(challenge, self.header) is not None:  # the referee's own test
             return Answer(challenge, self.header_proof, ())
         end = set(self.header.end_tokens)
         if structural_failures(list(challenge.output_tokens), challenge.max_tokens, self.n_vocab, end.__contains__):

@@ -536,6 +536,10 @@ class JobClient:
         if staked is None or engine is None or player is None:
             log.warning("job %s: the stake or the model is gone; cannot dispute", hex_id(record.job_id))
             return
+        if not player.judgeable:
+            log.warning("job %s: the game's referee cannot judge model %s (its architecture): no dispute",
+                        hex_id(record.job_id), params.model_id.hex()[:16])
+            return
         prompt_tokens = await engine.tokenize(params.prompt)
         choice = await asyncio.to_thread(
             player.choose_token, prompt_tokens, tokens, position, params.seed, params.temperature_milli
