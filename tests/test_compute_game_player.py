@@ -93,6 +93,9 @@ def test_choose_token_names_the_references_choice_and_its_canonical_gap(case: Ca
     temperature = case.temperature_milli / 1000
     assert choice.gap == canonical_token_gap(logits, edited[position], SEED, position, temperature)
     assert choice.token == case.output[position] and choice.challengeable
+    # the accused's trace ends in the same two logits, bit for bit: both sides judge the one gap the referee will
+    rows = case.player.reference.trace(tokens, [choice.token, edited[position]])["logits"]
+    assert rows.tobytes() == logits[[choice.token, edited[position]]].tobytes()
     outside = edited[:position] + [case.player.n_vocab] + edited[position + 1 :]
     assert case.player.choose_token(PROMPT, outside, position, SEED, case.temperature_milli).gap == float("inf")
 
