@@ -173,7 +173,6 @@ class Node:
                 models.store.path_of,
             )
             closers.append(compute.close)
-            chain.chainstate.job_verifier = compute  # fraud proofs are judged in the models' workers
             context.warmup_status = "Self-checking the served models..."
             served = models.announced() if config.serve_model else ()
             if served:

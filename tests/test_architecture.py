@@ -19,7 +19,7 @@ ROOT = Path(camelid.__file__).parent
 LAYERS = ("crypto", "core", "chain", "p2p", "node", "rpc", "app", "cli")
 # Beside the layers: what each side package may import, and the lowest layer that may import it.
 SIDE = {
-    "compute": ({"crypto", "core"}, "p2p"),  # the chain judges jobs through core's JobProofVerifier, not the engine
+    "compute": ({"crypto", "core"}, "p2p"),  # the chain judges game moves through core's GameReferee, not compute
     "wallet": ({"crypto", "core"}, "node"),
 }
 LEAVES = {"atomicfile", "progress"}  # import nothing from camelid, so any part may use them

@@ -2,9 +2,8 @@
 window and the delivery deadline.
 
 Every transaction is signed with real keys and every block goes through ChainState and
-the Mempool. Fraud proofs are judged by the tiny model through EngineProofVerifier, except
-the asymmetric-band tests, which inject a fixed-gap JobProofVerifier: the band rule, not
-the model, is what they test.
+the Mempool. No model is involved anywhere: a RASTiC fraud proof only opens a dispute game
+(test_chain_jobgame.py plays it), and a bad-delivery proof is decided from chain data.
 """
 
 from __future__ import annotations
@@ -13,19 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 from chain_helpers import REGTEST_NOW, build_block, coinbase_spendable, make_key, mine, p2pkh_for, spend
-from tiny_model import write_tiny_model
 
 from camelid.chain.chainstate import ChainState
 from camelid.chain.errors import BlockRejected, TxRejected
-from camelid.chain.jobrules import MAX_JOB_PROOFS_PER_BLOCK
 from camelid.chain.mempool import Mempool
-from camelid.compute.engine import Engine
-from camelid.compute.fraudproof import EngineProofVerifier
 from camelid.core.deliveryproof import MALFORMED_REVEAL, BadDeliveryProof, bad_delivery_script_sig
-from camelid.core.jobproof import JobProofVerifier, Judgement
+from camelid.core.jobgame import MIN_GAME_BOND, Challenge, Game, game_script
 from camelid.core.jobscripts import (
     JOB_PAYOUT_FEE_CAP,
     FraudProof,
@@ -74,7 +68,7 @@ class Claim:
 
     def proof(self, signer: PrivateKey = NODE) -> FraudProof:
         signature = signer.sign(commitment_signature_digest(self.commitment))
-        return FraudProof(self.prompt, self.output, self.max_tokens, 0, 0, self.position, signature)
+        return FraudProof(self.prompt, self.output, self.max_tokens, 0, 0, self.position, signature, 3)
 
 
 def _sign(tx: Transaction, index: int, script_code: bytes, amount: int, key: PrivateKey) -> bytes:
@@ -85,10 +79,8 @@ class JobWorld:
     """A chain where job J is funded (escrow + stake in one block); `t0` is set so that the dispute
     window is still open at the tip and closes with the next block."""
 
-    def __init__(
-        self, path: Path, claim: Claim, verifier: JobProofVerifier | None = None, stakes: int = 1, timelock: int = 100
-    ) -> None:
-        self.chain = ChainState.open(path, REGTEST, job_verifier=verifier)
+    def __init__(self, path: Path, claim: Claim, stakes: int = 1, timelock: int = 100) -> None:
+        self.chain = ChainState.open(path, REGTEST)
         self.blocks = mine(self.chain, 101, key=MINER)
         self.claim = claim
         spacing = REGTEST.target_spacing
@@ -207,13 +199,6 @@ class JobWorld:
             [(script, value, CLIENT, lambda sig: fraud_proof_script_sig(sig, proof)) for script, value in spent],
         )
 
-    def replay_on(self, path: Path, verifier: JobProofVerifier | None) -> ChainState:
-        """A second node (with or without the model) that has received the same blocks."""
-        other = ChainState.open(path, REGTEST, job_verifier=verifier)
-        for block in self.blocks:
-            other.process_block(block, now=REGTEST_NOW)
-        return other
-
 
 def _signed(unsigned: Transaction, signers: list) -> Transaction:
     inputs = [
@@ -221,18 +206,6 @@ def _signed(unsigned: Transaction, signers: list) -> Transaction:
         for i, (txin, (script, value, key, make_script_sig)) in enumerate(zip(unsigned.inputs, signers, strict=True))
     ]
     return replace(unsigned, inputs=tuple(inputs))
-
-
-class FixedGapVerifier:
-    """Test double for the injected model check: every position measures `gap`."""
-
-    def __init__(self, gap: float) -> None:
-        self.gap = gap
-        self.calls = 0
-
-    def judge(self, model_id, prompt_tokens, output_tokens, max_tokens, seed, temperature, position):
-        self.calls += 1
-        return Judgement(self.gap, "mismatch")
 
 
 STUB_CLAIM = Claim(STUB_MODEL, (1, 5, 9), (11, 12, 13, 2), position=1)
@@ -360,7 +333,7 @@ def test_a_claim_takes_the_stake_and_its_payout_from_the_deadline(tmp_path: Path
     signed_by_node = world.stake_claim(world.deadline, key=NODE, payouts=paid)
     assert world.block_reason(signed_by_node) == "mandatory-script-verify-flag-failed (NULLFAIL)"
     claim = world.stake_claim(world.deadline, payouts=paid)
-    assert world.pool.accept(claim, now=REGTEST_NOW).job_proofs == 0  # no model check to cap
+    world.pool.accept(claim, now=REGTEST_NOW)
     world.connect(claim)
     taken = STAKE + REWARD - 2 * FEE
     assert world.chain.get_coin(TxIn(claim.hash, 0).prevout).tx_out == TxOut(taken, p2pkh_for(CLIENT))
@@ -474,14 +447,32 @@ def test_a_delivery_mined_before_the_deadline_leaves_the_claim_nothing_to_spend(
 
 
 def test_a_delivered_stake_still_answers_a_fraud_proof(tmp_path: Path) -> None:
-    world = JobWorld(tmp_path / "chain", STUB_CLAIM, FixedGapVerifier(3.0))
+    """The proof opens a game on the DELIVERED lock: output 0 its GAME, worth the lock and the MIN_GAME_BOND."""
+    world = JobWorld(tmp_path / "chain", STUB_CLAIM)
     delivery = world.delivery()
     world.connect(delivery)
     world.mine(1)
     script = delivery.outputs[0].script_pubkey
-    unsigned = Transaction(inputs=[TxIn(delivery.hash, 0)], outputs=[TxOut(STAKE - 2 * FEE, p2pkh_for(CLIENT))])
+    lock = match_job_lock(script)
     proof = STUB_CLAIM.proof()
-    world.connect(_signed(unsigned, [(script, STAKE - FEE, CLIENT, lambda sig: fraud_proof_script_sig(sig, proof))]))
+    game = game_script(Game.opened(lock, Challenge.of_proof(proof).hash(), REGTEST.n_move))
+    bond = coinbase_spendable(world.blocks[2], MINER)
+    opening = STAKE - FEE + MIN_GAME_BOND
+
+    def opened(value: int) -> Transaction:
+        unsigned = Transaction(
+            inputs=[TxIn(delivery.hash, 0), TxIn(bond.outpoint.txid, bond.outpoint.index)],
+            outputs=[TxOut(value, game), TxOut(bond.value - MIN_GAME_BOND - FEE, p2pkh_for(MINER))], job_id=JOB_ID,
+        )
+        return _signed(unsigned, [
+            (script, STAKE - FEE, CLIENT, lambda sig: fraud_proof_script_sig(sig, proof)),
+            (bond.script_pubkey, bond.value, MINER, lambda sig: build_script(sig, MINER.public_key.to_bytes())),
+        ])
+
+    assert world.pool_reason(opened(opening - 1)) == "job-game-open"
+    assert world.block_reason(opened(opening - 1)) == "bad-job-game-open"
+    world.pool.accept(opened(opening), now=REGTEST_NOW)
+    world.connect(opened(opening))
 
 
 def test_a_delivery_is_valid_only_while_the_median_time_past_is_before_the_deadline(tmp_path: Path) -> None:
@@ -539,69 +530,6 @@ def test_only_the_node_can_deliver(tmp_path: Path) -> None:
 # Fraud proofs judged by the tiny model.
 
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory):
-    path = write_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny.gguf")
-    with Engine(path, n_threads=1, n_ctx=512) as loaded:
-        yield loaded
-
-
-@pytest.fixture(scope="module")
-def honest_claim(engine: Engine) -> Claim:
-    prompt = engine.tokenize("hello world")
-    output = engine.generate(prompt, 12)
-    assert len(output) >= 4
-    return Claim(engine.model_id, tuple(prompt), tuple(output), position=2)
-
-
-@pytest.fixture(scope="module")
-def tampered_claim(engine: Engine, honest_claim: Claim) -> Claim:
-    """The honest output with the token at `position` replaced by the model's least likely one."""
-    p = honest_claim.position
-    row = engine.logits_at(list(honest_claim.prompt + honest_claim.output[:p]), [len(honest_claim.prompt) + p - 1])[0]
-    output = list(honest_claim.output)
-    output[p] = int(np.argmin(row))
-    return replace(honest_claim, output=tuple(output))
-
-
-def test_tampered_output_lets_the_client_take_stake_and_payout(
-    tmp_path: Path, engine: Engine, tampered_claim: Claim
-) -> None:
-    verifier = EngineProofVerifier({engine.model_id: engine})
-    world = JobWorld(tmp_path / "chain", tampered_claim, verifier)
-    world.mine()
-    payment = world.payment()
-    world.connect(payment)
-    slash = world.slash(tampered_claim.proof(), payment)
-    world.pool.accept(slash, now=REGTEST_NOW)
-    world.connect(slash)
-    paid = world.chain.get_coin(TxIn(slash.hash, 0).prevout)
-    assert paid.tx_out == TxOut(STAKE + REWARD - 2 * FEE, p2pkh_for(CLIENT))
-    without_model = world.replay_on(tmp_path / "plain", verifier=None)
-    assert without_model.tip.hash == world.chain.tip.hash
-
-
-def test_proof_against_an_honest_output_splits_by_who_holds_the_model(
-    tmp_path: Path, engine: Engine, honest_claim: Claim
-) -> None:
-    world = JobWorld(tmp_path / "plain", honest_claim, verifier=None)
-    world.mine()
-    slash = world.slash(honest_claim.proof())
-    assert world.pool_reason(slash) == "job-proof-unverifiable"
-    world.connect(slash)  # a node without the model accepts the block
-    verifier = EngineProofVerifier({engine.model_id: engine})
-    with_model = ChainState.open(tmp_path / "model", REGTEST, job_verifier=verifier)
-    for block in world.blocks[:-1]:
-        with_model.process_block(block, now=REGTEST_NOW)
-    with pytest.raises(BlockRejected) as caught:
-        with_model.process_block(world.blocks[-1], now=REGTEST_NOW)
-    assert caught.value.reason == "bad-job-proof"
-    assert with_model.tip.hash == world.blocks[-2].hash_bytes
-    with pytest.raises(TxRejected) as refused:
-        Mempool(with_model).accept(slash, now=REGTEST_NOW)
-    assert refused.value.reason == "bad-job-proof"
-
-
 def test_forged_proofs_fail_without_any_model(tmp_path: Path) -> None:
     world = JobWorld(tmp_path / "chain", STUB_CLAIM)
     world.mine()
@@ -610,57 +538,6 @@ def test_forged_proofs_fail_without_any_model(tmp_path: Path) -> None:
     other_tokens = replace(STUB_CLAIM.proof(), output_tokens=(11, 12, 14, 2))
     assert world.block_reason(world.slash(other_tokens)) == "bad-job-proof"
     assert world.pool_reason(wrong_signer) == "bad-job-proof"
-
-
-# The asymmetric band, with a fixed-gap verifier.
-
-
-@pytest.mark.parametrize(
-    ("gap", "block_accepts", "pool_admits"),
-    [(0.5, False, False), (1.0, True, False), (3.0, True, True)],
-)
-def test_asymmetric_band(tmp_path: Path, gap: float, block_accepts: bool, pool_admits: bool) -> None:
-    verifier = FixedGapVerifier(gap)
-    world = JobWorld(tmp_path / "chain", STUB_CLAIM, verifier)
-    world.mine()
-    slash = world.slash(STUB_CLAIM.proof())
-    if pool_admits:
-        world.pool.accept(slash, now=REGTEST_NOW)
-    else:
-        assert world.pool_reason(slash) == "bad-job-proof"
-    if block_accepts:
-        world.connect(slash)
-        assert world.chain.tip.hash == world.blocks[-1].hash_bytes
-    else:
-        assert world.block_reason(slash) == "bad-job-proof"
-
-
-def test_stake_and_payout_share_one_judgement(tmp_path: Path) -> None:
-    verifier = FixedGapVerifier(3.0)
-    world = JobWorld(tmp_path / "chain", STUB_CLAIM, verifier)
-    world.mine()
-    payment = world.payment()
-    world.connect(payment)
-    world.connect(world.slash(STUB_CLAIM.proof(), payment))
-    assert verifier.calls == 1
-
-
-def test_fraud_proofs_per_block_are_capped(tmp_path: Path) -> None:
-    stakes = MAX_JOB_PROOFS_PER_BLOCK + 1
-    world = JobWorld(tmp_path / "chain", STUB_CLAIM, FixedGapVerifier(3.0), stakes=stakes)
-    world.mine()
-    assert world.block_reason(world.slash(STUB_CLAIM.proof(), stakes=stakes)) == "bad-blk-job-proofs"
-    world.connect(world.slash(STUB_CLAIM.proof(), stakes=MAX_JOB_PROOFS_PER_BLOCK))
-
-
-def test_block_templates_respect_the_fraud_proof_cap(tmp_path: Path) -> None:
-    world = JobWorld(tmp_path / "chain", STUB_CLAIM, FixedGapVerifier(3.0), stakes=MAX_JOB_PROOFS_PER_BLOCK)
-    world.mine()
-    slash = world.slash(STUB_CLAIM.proof(), stakes=MAX_JOB_PROOFS_PER_BLOCK)
-    world.pool.accept(slash, now=REGTEST_NOW)
-    assert world.pool.get(slash.hash).job_proofs == MAX_JOB_PROOFS_PER_BLOCK
-    assert world.pool.select(1_000_000) == [slash]
-    assert world.pool.select(1_000_000, max_job_proofs=MAX_JOB_PROOFS_PER_BLOCK - 1) == []
 
 
 # The bad-delivery proof: the client takes a DELIVERED lock whose blob is not the committed output, no model involved.
@@ -716,7 +593,6 @@ def test_a_bad_delivery_loses_the_stake_to_the_clients_proof(tmp_path: Path, bad
     reveal = MALFORMED_REVEAL if bad == "garbage that is no ECIES blob" else _revealed(blob)
     proof = _prove(delivery, BadDeliveryProof(blob, reveal))
     world.pool.accept(proof, now=REGTEST_NOW)  # no model anywhere: every mempool and miner can check it
-    assert world.pool.get(proof.hash).job_proofs == 1  # counted under the per-block cap like any fraud proof
     world.connect(proof)
 
 

@@ -13,7 +13,6 @@ from camelid.chain.errors import ValidationError
 from camelid.chain.scripts import p2pkh_spend, verify_input_script
 from camelid.chain.validation import raise_deferred_failure, verify_tx_scripts
 from camelid.core.interpreter import verify_script
-from camelid.core.jobproof import JobProofContext, ProofPolicy
 from camelid.core.script import ScriptError, build_script, p2pkh_script, p2pkh_script_sig, push_data
 from camelid.core.sigchecker import SighashCache, TransactionSignatureChecker
 from camelid.core.transaction import SIGHASH_ALL, OutPoint, Transaction, TxIn, TxOut
@@ -211,9 +210,8 @@ def _block_verdict(tx: Transaction, coin: Coin, threads: int) -> str:
     queue = CheckQueue(threads)
     try:
         deferred = queue.session()
-        jobs = JobProofContext(None, ProofPolicy.BLOCK)
-        verify_tx_scripts(tx, [coin], jobs, deferred)
-        raise_deferred_failure(deferred, jobs)
+        verify_tx_scripts(tx, [coin], None, deferred)
+        raise_deferred_failure(deferred)
     except ValidationError as exc:
         return exc.reason
     finally:

@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 
 from camelid.compute.refmath import log64
-from camelid.compute.sampling import canonical_gumbel, canonical_token_gap, gumbel_noise, token_gap
+from camelid.compute.sampling import (
+    canonical_gumbel,
+    canonical_gumbel_at,
+    canonical_pair_gap,
+    canonical_token_gap,
+    gumbel_noise,
+    token_gap,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 VOCAB = 262_144
@@ -51,6 +58,21 @@ def test_canonical_gaps_are_the_gaps_rastic_measures(temperature: float) -> None
     for claimed in (int(np.argmax(logits)), 5, 70_000):
         ours = canonical_token_gap(logits, claimed, 9, 4, temperature)
         assert ours == pytest.approx(token_gap(logits, claimed, 9, 4, temperature), abs=1e-12)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_the_two_entry_gap_a_referee_judges_is_the_full_rows_gap(temperature: float) -> None:
+    """A referee draws the noise of j* and o only (canonical_gumbel_at); it must equal the full row's, bit for bit,
+    so the gap of j*, the row's best, against o is canonical_token_gap's."""
+    rng = np.random.default_rng(12)
+    logits = rng.normal(-4.0, 3.0, VOCAB).astype(np.float32)
+    entries = [0, 1, 3, 4, 5, 70_001, VOCAB - 1]
+    assert canonical_gumbel_at(9, 4, entries).tobytes() == canonical_gumbel(9, 4, VOCAB)[entries].tobytes()
+    scores = logits + temperature * canonical_gumbel(9, 4, VOCAB)
+    best, claimed = int(np.argmax(scores)), 70_000
+    pair = canonical_pair_gap(logits[[best, claimed]], (best, claimed), 9, 4, temperature)
+    assert pair == canonical_token_gap(logits, claimed, 9, 4, temperature)
+    assert canonical_gumbel_at(9, 4, [2**32 - 1]).shape == (1,)  # a 2**32-wide vocabulary costs nothing
 
 
 _DIGEST_SCRIPT = """

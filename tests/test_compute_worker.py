@@ -14,7 +14,6 @@ from tiny_model import write_broken_tiny_model, write_tiny_model
 from camelid.compute.engine import Engine
 from camelid.compute.model_id import model_id_of_file
 from camelid.compute.worker_client import EngineUnavailable, EngineWorker, WorkerSettings, describe_exit
-from camelid.core.jobproof import JudgementPending, deferring_judgements
 from camelid.node import compute_service
 from camelid.node.compute_service import ComputeService, WorkerState
 
@@ -174,24 +173,6 @@ async def test_the_self_check_records_the_largest_honest_gap_and_warns_near_eps_
         await service.close()
 
 
-async def test_fraud_proofs_are_judged_in_the_worker_from_another_thread(model_path: Path) -> None:
-    model_id = model_id_of_file(model_path)
-    service = ComputeService(SETTINGS, {model_id: model_path}.get)
-    try:
-        await service.start([])
-        with Engine(model_path, n_threads=1, n_ctx=512) as engine:
-            prompt = engine.tokenize("a proof")
-            output = engine.generate(prompt, 8)
-        args = (tuple(prompt), tuple(output), 8, 0, 0.0, 2)
-        judgement = await asyncio.to_thread(service.judge, model_id, *args)
-        assert judgement is not None and judgement.gap <= 0.75
-        assert service.judge(model_id, *args) == judgement  # kept: no second check
-        assert service.judge(model_id, *args[:-1], 4) is None  # a new check on the event loop itself must not block
-        assert await asyncio.to_thread(service.judge, b"\x01" * 32, *args) is None  # a model we lack
-    finally:
-        await service.close()
-
-
 async def test_concurrent_generations_are_batched_and_a_bad_one_fails_alone(model_path: Path) -> None:
     worker = await EngineWorker.start(model_path, WorkerSettings(n_threads=1, n_ctx=128, slots=4))
     try:
@@ -207,28 +188,3 @@ async def test_concurrent_generations_are_batched_and_a_bad_one_fails_alone(mode
     finally:
         await worker.stop()
 
-
-async def test_a_deferred_model_check_runs_off_the_thread_and_is_kept(model_path: Path) -> None:
-    model_id = model_id_of_file(model_path)
-    service = ComputeService(SETTINGS, {model_id: model_path}.get)
-    try:
-        await service.start([])
-        with Engine(model_path, n_threads=1, n_ctx=512) as engine:
-            prompt = engine.tokenize("a deferred proof")
-            output = engine.generate(prompt, 8)
-        args = (tuple(prompt), tuple(output), 8, 0, 0.0, 3)
-
-        def judge_deferring() -> object:
-            with deferring_judgements():
-                return service.judge(model_id, *args)
-
-        with pytest.raises(JudgementPending) as pending:
-            await asyncio.to_thread(judge_deferring)
-        await pending.value.resolve()
-        worker = await service.engine_for(model_id)
-        assert worker is not None
-        os.kill(worker.pid, signal.SIGKILL)  # the kept verdict needs no worker
-        judgement = await asyncio.to_thread(judge_deferring)
-        assert judgement is not None and judgement.gap <= 0.75
-    finally:
-        await service.close()

@@ -1,19 +1,14 @@
-"""Job-contract scripts: templates and their parsers, the fraud-proof and delivery layouts, the three job opcodes,
-the asymmetric rule, and EngineProofVerifier on the tiny model."""
+"""Job-contract scripts: templates and their parsers, the fraud-proof and delivery layouts, and the job opcodes as
+the interpreter asks the checker (the dispute game's moves: test_chain_jobgame.py)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 
-import numpy as np
 import pytest
 from chain_helpers import make_key
-from tiny_model import EOS, write_tiny_model
 
 from camelid.compute import rastic
-from camelid.compute.engine import Engine
-from camelid.compute.fraudproof import INVALID_PROMPT, EngineProofVerifier
 from camelid.core.deliveryproof import (
     MALFORMED_REVEAL,
     BadDeliveryProof,
@@ -22,7 +17,6 @@ from camelid.core.deliveryproof import (
     reveal_would_expose,
 )
 from camelid.core.interpreter import eval_script, verify_script
-from camelid.core.jobproof import Judgement, ProofOutcome, ProofPolicy, outcome
 from camelid.core.jobscripts import (
     COMMITMENT_BODY_OVERHEAD,
     DELIVERY_CHUNKS,
@@ -67,7 +61,7 @@ JOB_ID, COMMITMENT, MODEL_ID = bytes([1]) * 32, bytes([2]) * 32, bytes([3]) * 32
 # A PAYOUT and a STAKE: the client's claim opens at D, the node's release at D + W.
 LOCK = JobLock(JOB_ID, 1_900_000_000, NODE, CLIENT, COMMITMENT, MODEL_ID, 1_900_000_600, 1_900_000_500, payout=True)
 STAKE = replace(LOCK, payout=False)
-PROOF = FraudProof((1, 2, 3), (4, 5, 2), 8, 77, 800, 1, b"\x30\x06node-sig")
+PROOF = FraudProof((1, 2, 3), (4, 5, 2), 8, 77, 800, 1, b"\x30\x06node-sig", 9)
 
 
 # Templates.
@@ -147,7 +141,7 @@ def test_fraud_proof_items_round_trip() -> None:
 
 def test_largest_fraud_proof_fits_the_script_sig() -> None:
     prompt = tuple(range(1, 1_001))
-    proof = FraudProof(prompt, tuple(range(MAX_PROOF_TOKENS - len(prompt))), 4096, 0, 0, 5, bytes(72))
+    proof = FraudProof(prompt, tuple(range(MAX_PROOF_TOKENS - len(prompt))), 4096, 0, 0, 5, bytes(72), 7)
     assert all(len(item) <= MAX_SCRIPT_ELEMENT_SIZE for item in proof.to_items())
     assert len(fraud_proof_script_sig(bytes(72), proof)) <= MAX_SCRIPT_SIZE
     assert FraudProof.from_items(proof.to_items()) == proof
@@ -167,7 +161,7 @@ def _rechunked(items: list[bytes]) -> list[bytes]:
         (_rechunked, "full 520-byte pieces"),
         (lambda items: [b"", items[0], *items[2:]], "full 520-byte pieces"),
         (lambda items: [items[0] + b"\x01", *items[1:]], "whole number of u32 tokens"),
-        (lambda items: [*items[:-2], items[-2] + b"\x00", items[-1]], "header must be 22 bytes"),
+        (lambda items: [*items[:-2], items[-2] + b"\x00", items[-1]], "header must be 26 bytes"),
         (lambda items: [*items[:-1], b""], "node signature"),
     ],
 )
@@ -184,6 +178,7 @@ def test_fraud_proof_layout_is_canonical(mutate, message: str) -> None:
         ({"position": 3}, "position 3 is outside"),
         ({"max_tokens": 0}, "job fields out of range"),
         ({"prompt_tokens": (2**32,)}, "fit 32 bits"),
+        ({"token": 2**32}, "token 4294967296 does not fit 32 bits"),
     ],
 )
 def test_fraud_proof_fields_are_checked(change: dict, message: str) -> None:
@@ -228,7 +223,7 @@ def test_a_bad_delivery_proof_of_the_largest_blob_fits_a_script_sig() -> None:
 @dataclass
 class JobChecker:
     escrow_ok: bool = True
-    proof_result: ProofOutcome = ProofOutcome.PROVEN
+    proof_problem: str | None = None  # what check_job_proof answers: None, the proof opens its game
     signer: bytes | None = None  # the only key b"sig" is valid for; None: any key
     lock_time: int | None = None  # the transaction's lock time; None: every CHECKLOCKTIMEVERIFY passes
     asked: list[tuple] = field(default_factory=list)
@@ -243,9 +238,13 @@ class JobChecker:
         self.asked.append((job_id, t0, refund_time))
         return self.escrow_ok
 
-    def check_job_proof(self, model_id, commitment, node_pubkey, proof_items) -> ProofOutcome:
-        self.asked.append((model_id, commitment, node_pubkey, list(proof_items)))
-        return self.proof_result
+    def check_job_proof(self, lock_script: bytes, proof_items: list[bytes]) -> str | None:
+        self.asked.append((lock_script, list(proof_items)))
+        return self.proof_problem
+
+    def check_job_game(self, game_script: bytes, data: bytes) -> str | None:
+        self.asked.append((game_script, data))
+        return "no game here"
 
     def check_job_delivery(self, stake_script: bytes, blob: bytes) -> bool:
         self.asked.append((stake_script, blob))
@@ -278,26 +277,19 @@ def test_escrow_script_spends_with_the_clients_signature_only_when_the_checker_a
     assert _reason(lambda: verify_script(build_script(b"bad"), script, JobChecker())) == ScriptErrorReason.NULLFAIL
 
 
-@pytest.mark.parametrize(
-    ("result", "reason"),
-    [
-        (ProofOutcome.PROVEN, None),
-        (ProofOutcome.REFUTED, ScriptErrorReason.JOB_PROOF),
-        (ProofOutcome.UNVERIFIABLE, ScriptErrorReason.JOB_PROOF_UNVERIFIABLE),
-    ],
-)
-def test_fraud_proof_branch_passes_the_proof_to_the_checker(result: ProofOutcome, reason) -> None:
-    checker = JobChecker(proof_result=result)
+@pytest.mark.parametrize(("problem", "reason"), [(None, None), ("refuted", ScriptErrorReason.JOB_PROOF)])
+def test_fraud_proof_branch_passes_the_proof_to_the_checker(problem: str | None, reason) -> None:
+    checker = JobChecker(proof_problem=problem)
     script_sig = fraud_proof_script_sig(b"sig", PROOF)
     if reason is None:
         verify_script(script_sig, job_lock_script(LOCK), checker)
     else:
         assert _reason(lambda: verify_script(script_sig, job_lock_script(LOCK), checker)) == reason
-    assert checker.asked == [(MODEL_ID, COMMITMENT, NODE, PROOF.to_items())]
+    assert checker.asked == [(job_lock_script(LOCK), PROOF.to_items())]
 
 
 def test_reclaim_branch_never_asks_for_a_proof() -> None:
-    checker = JobChecker(proof_result=ProofOutcome.REFUTED)
+    checker = JobChecker(proof_problem="refuted")
     verify_script(release_script_sig(b"sig", LOCK), job_lock_script(LOCK), checker)
     verify_script(release_script_sig(b"sig", STAKE), job_lock_script(STAKE), checker)
     assert checker.asked == []
@@ -339,82 +331,20 @@ def test_branch_selectors_tell_fraud_proofs_and_claims_apart() -> None:
     assert non_delivery_claim(b"\x4c", stake) is None  # does not parse
 
 
-# The asymmetric rule.
-
-
-@pytest.mark.parametrize(
-    ("judgement", "block", "mempool"),
-    [
-        (None, ProofOutcome.PROVEN, ProofOutcome.UNVERIFIABLE),
-        (Judgement(0.5, "mismatch"), ProofOutcome.REFUTED, ProofOutcome.REFUTED),
-        (Judgement(0.75, "mismatch"), ProofOutcome.REFUTED, ProofOutcome.REFUTED),
-        (Judgement(1.0, "mismatch"), ProofOutcome.PROVEN, ProofOutcome.REFUTED),
-        (Judgement(2.0, "mismatch"), ProofOutcome.PROVEN, ProofOutcome.REFUTED),
-        (Judgement(3.0, "mismatch"), ProofOutcome.PROVEN, ProofOutcome.PROVEN),
-        (Judgement(math.inf, "truncated"), ProofOutcome.PROVEN, ProofOutcome.PROVEN),
-    ],
-)
-def test_outcome_band(judgement, block: ProofOutcome, mempool: ProofOutcome) -> None:
-    assert outcome(judgement, ProofPolicy.BLOCK) is block
-    assert outcome(judgement, ProofPolicy.MEMPOOL) is mempool
-
-
-# EngineProofVerifier on the tiny model.
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory):
-    with Engine(write_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny.gguf"), n_threads=1, n_ctx=64) as loaded:
-        yield loaded
-
-
-@pytest.fixture(scope="module")
-def job(engine: Engine) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    prompt = engine.tokenize("hello world")
-    output = engine.generate(prompt, 12)
-    assert len(output) >= 4 and output[-1] == EOS
-    return tuple(prompt), tuple(output)
-
-
-def test_engine_verifier_measures_honest_and_tampered_positions(engine: Engine, job) -> None:
-    prompt, output = job
-    verifier = EngineProofVerifier({engine.model_id: engine})
-    for position in range(len(output)):
-        judgement = verifier.judge(engine.model_id, prompt, output, 12, 0, 0.0, position)
-        assert judgement is not None and judgement.gap <= rastic.EPS_ACCEPT
-    row = engine.logits_at(list(prompt + output[:2]), [len(prompt) + 1])[0]
-    tampered = (*output[:2], int(np.argmin(row)), *output[3:])
-    judgement = verifier.judge(engine.model_id, prompt, tampered, 12, 0, 0.0, 2)
-    assert judgement == Judgement(pytest.approx(float(row.max() - row.min()), abs=1e-3), rastic.MISMATCH)
-    assert judgement.gap > rastic.EPS_SLASH
-    full = rastic.verify(engine, list(prompt), list(tampered), 12)
-    assert [f.position for f in full.failures][:1] == [2]
-
-
-def test_engine_verifier_reports_structural_failures_and_what_it_cannot_judge(engine: Engine, job) -> None:
-    prompt, output = job
-    verifier = EngineProofVerifier({engine.model_id: engine})
-    truncated = verifier.judge(engine.model_id, prompt, output[:-1], 12, 0, 0.0, 0)
-    assert truncated is not None and truncated.structural and truncated.reason == rastic.TRUNCATED
-    assert verifier.judge(bytes(32), prompt, output, 12, 0, 0.0, 0) is None  # a model this node lacks
-    assert verifier.judge(engine.model_id, (engine.n_vocab,), output, 12, 0, 0.0, 0) == Judgement(0.0, INVALID_PROMPT)
-    long_prompt = prompt * 10
-    assert len(long_prompt) > engine.n_ctx
-    assert verifier.judge(engine.model_id, long_prompt, output, 12, 0, 0.0, 0) is None
-
-
 # The transaction checker's own job answers.
 
 
-def test_transaction_checker_without_job_context_never_passes_a_proof() -> None:
+def test_transaction_checker_without_game_rules_never_passes_a_proof() -> None:
     node_key = make_key(42)
     commitment = PROOF.commitment(MODEL_ID)  # the signature is not part of the commitment
     proof = replace(PROOF, node_signature=node_key.sign(commitment_signature_digest(commitment)))
+    lock = replace(LOCK, commitment=commitment)
     checker = TransactionSignatureChecker(Transaction(inputs=[TxIn(bytes(32), 0)], outputs=[TxOut(1, b"")]), 0, 1)
-    assert checker.check_job_proof(MODEL_ID, commitment, NODE, proof.to_items()) is ProofOutcome.UNVERIFIABLE
-    assert checker.check_job_proof(MODEL_ID, commitment, CLIENT, proof.to_items()) is ProofOutcome.REFUTED
-    assert checker.check_job_proof(MODEL_ID, bytes(32), NODE, proof.to_items()) is ProofOutcome.REFUTED
-    assert checker.check_job_proof(MODEL_ID, commitment, b"not a key", proof.to_items()) is ProofOutcome.REFUTED
+    assert "no game rules" in checker.check_job_proof(job_lock_script(lock), proof.to_items())
+    assert "testament" in checker.check_job_proof(job_lock_script(replace(lock, node_pubkey=CLIENT)), proof.to_items())
+    assert "committed" in checker.check_job_proof(job_lock_script(LOCK), proof.to_items())
+    assert "malformed" in checker.check_job_proof(job_lock_script(lock), proof.to_items()[1:])
+    assert "not a job lock" in checker.check_job_proof(b"", proof.to_items())
     assert checker.check_job_escrow(JOB_ID, 0, 1_900_000_000) is False
 
 

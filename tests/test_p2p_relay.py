@@ -96,8 +96,8 @@ def test_a_getdata_is_read_in_pieces_that_fill_the_send_buffer_up_to_its_budget(
         ("txn-mempool-conflict", False),
         ("bad-job-proof", True),  # a refuted fraud proof: its sender made it up (issue 15)
         ("bad-job-proof-delivery", True),  # a refuted bad-delivery proof: every node decides it without a model
-        ("job-proof-unverifiable", False),
-        ("job-proof-rate-limited", False),
+        ("bad-job-game-move", True),  # an invalid game move: the referee is exact and model-free
+        ("job-game-open", False),  # a chain rule on values, as "job-claim": policy-named, not punished
     ],
 )
 def test_only_consensus_failures_count_as_misbehaviour(reason, punished):

@@ -61,13 +61,14 @@ def test_opcode_numbers_match_bitcoin():
     assert UPGRADABLE_NOPS.isdisjoint({Opcode.OP_CHECKLOCKTIMEVERIFY, Opcode.OP_CHECKSEQUENCEVERIFY})
 
 
-def test_job_contract_opcodes_are_the_nops_after_csv_and_three_have_meaning():
+def test_job_contract_opcodes_are_the_nops_after_csv_and_four_have_meaning():
     assert sorted(JOB_CONTRACT_OPCODES) == list(range(0xB3, 0xBA))
     assert Opcode.OP_CHECKJOBPROOFVERIFY == Opcode.OP_NOP4 == 0xB3
     assert Opcode.OP_CHECKJOBESCROWVERIFY == Opcode.OP_NOP5 == 0xB4
-    assert Opcode.OP_CHECKJOBDELIVERYVERIFY == Opcode.OP_NOP8 == 0xB7  # 0xb5, 0xb6: kept for the dispute game
-    assert sorted(JOB_CONTRACT_OPCODES - UPGRADABLE_NOPS) == [0xB3, 0xB4, 0xB7]
-    assert sorted(JOB_CONTRACT_OPCODES & UPGRADABLE_NOPS) == [0xB5, 0xB6, 0xB8, 0xB9]
+    assert Opcode.OP_CHECKJOBGAMEVERIFY == Opcode.OP_NOP6 == 0xB5  # 0xb6 stays free
+    assert Opcode.OP_CHECKJOBDELIVERYVERIFY == Opcode.OP_NOP8 == 0xB7
+    assert sorted(JOB_CONTRACT_OPCODES - UPGRADABLE_NOPS) == [0xB3, 0xB4, 0xB5, 0xB7]
+    assert sorted(JOB_CONTRACT_OPCODES & UPGRADABLE_NOPS) == [0xB6, 0xB8, 0xB9]
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from camelid.core.interpreter import eval_script, verify_script
-from camelid.core.jobproof import ProofOutcome
+from camelid.core.jobgame import GAME_CHUNKS
 from camelid.core.jobscripts import DELIVERY_CHUNKS, PROOF_ITEMS
 from camelid.core.opcodes import UPGRADABLE_NOPS, Opcode
 from camelid.core.script import (
@@ -60,8 +60,11 @@ class EcdsaChecker:
     def check_job_escrow(self, job_id: bytes, t0: int, refund_time: int) -> bool:
         return False
 
-    def check_job_proof(self, model_id: bytes, commitment: bytes, node_pubkey: bytes, items: list[bytes]):
-        return ProofOutcome.UNVERIFIABLE
+    def check_job_proof(self, lock_script: bytes, items: list[bytes]) -> str | None:
+        return "no job context"
+
+    def check_job_game(self, game_script: bytes, data: bytes) -> str | None:
+        return "no job context"
 
     def check_job_delivery(self, stake_script: bytes, blob: bytes) -> bool:
         return False
@@ -580,10 +583,7 @@ FAILING_SPENDS: dict[ScriptErrorReason, tuple[bytes, bytes]] = {
         build_script(*[0] * (PROOF_ITEMS - 1), bytes(97)),
         build_script(PUBKEY, bytes(32), bytes(32), Op.OP_CHECKJOBPROOFVERIFY),
     ),
-    R.JOB_PROOF_UNVERIFIABLE: (
-        build_script(*[0] * PROOF_ITEMS),
-        build_script(PUBKEY, bytes(32), bytes(32), Op.OP_CHECKJOBPROOFVERIFY),
-    ),
+    R.JOB_GAME: (build_script(*[0] * GAME_CHUNKS), build_script(Op.OP_CHECKJOBGAMEVERIFY)),
 }
 
 

@@ -128,10 +128,12 @@ def write_tiny_model(
     model_name: str | None = None,
     weights: Callable[[np.random.Generator], dict[str, np.ndarray]] | None = None,
     chat_template: str | None = None,
+    architecture: str = "llama",
 ) -> Path:
     """Write the tiny model for `seed` to `path` and return `path` (`weights`: other tensors, named `model_name`;
-    `chat_template`: its tokenizer.chat_template)."""
-    writer = gguf.GGUFWriter(str(path), "llama")
+    `chat_template`: its tokenizer.chat_template; `architecture`: the name its metadata gives, for a model the
+    reference pass does not cover)."""
+    writer = gguf.GGUFWriter(str(path), architecture)
     writer.add_name(model_name or f"camelid-tiny-{seed}")
     writer.add_context_length(N_CTX)
     writer.add_embedding_length(N_EMBD)

@@ -42,7 +42,7 @@ from camelid.chain.validation import (
     disconnect_block,
 )
 from camelid.core.block import Block
-from camelid.core.jobproof import JobProofVerifier
+from camelid.core.jobgame import GameReferee, GameRules
 from camelid.core.params import ChainParams
 from camelid.core.pow import work_from_bits
 from camelid.core.serialize import hash_to_hex
@@ -84,8 +84,8 @@ class _InvalidBlock(Exception):
 class ChainState:
     """Validates and stores blocks and keeps the UTXO set of the best valid chain.
 
-    `job_verifier` judges fraud proofs with the models this node holds; without one (or
-    for a model it lacks) a block's fraud proofs are accepted (docs/jobs-design.md).
+    `referee` judges the moves of dispute games, without any model (the node passes
+    camelid.compute.game_referee.ModelFreeReferee); without one every move fails closed.
     `script_threads` threads, this one included, verify a block's signatures (-par).
     """
 
@@ -94,11 +94,11 @@ class ChainState:
         store: KeyValueStore,
         params: ChainParams,
         orphans: OrphanPool | None = None,
-        job_verifier: JobProofVerifier | None = None,
+        referee: GameReferee | None = None,
         script_threads: int = 1,
     ) -> None:
         self.params = params
-        self.job_verifier = job_verifier
+        self.game_rules = GameRules(params.n_move, referee)
         self._checks = CheckQueue(script_threads)
         self.orphans = orphans if orphans is not None else OrphanPool()
         self._store = store
@@ -114,12 +114,12 @@ class ChainState:
 
     @classmethod
     def open(
-        cls, path: Path, params: ChainParams, job_verifier: JobProofVerifier | None = None, script_threads: int = 1
+        cls, path: Path, params: ChainParams, referee: GameReferee | None = None, script_threads: int = 1
     ) -> ChainState:
         """Open (or create, with the genesis block) the chain state in directory `path`."""
         store = LevelDBStore(Path(path))
         try:
-            return cls(store, params, job_verifier=job_verifier, script_threads=script_threads)
+            return cls(store, params, referee=referee, script_threads=script_threads)
         except BaseException:
             store.close()
             raise
@@ -382,7 +382,7 @@ class ChainState:
                 median_time_past = self._index.median_time_past(entry.prev)
                 spent = connect_block(
                     block, entry.height, view, self.params, median_time_past, self._judged_at(entry),
-                    self.job_verifier, self._checks,
+                    self.game_rules, self._checks,
                 )
             except ValidationError as exc:
                 for pending in newly_valid:

@@ -9,12 +9,14 @@ Scripts see one transaction; these rules need the block's time or the whole bloc
 * the delivery deadline: a STAKE moved through its delivery branch only while that median
   time past is before the job's deadline D (the claim branch opens once it is past D, so a
   block can never hold both, and a mined delivery leaves the claim nothing to spend);
-* at most MAX_JOB_PROOFS_PER_BLOCK fraud-proof inputs per block, because each one costs
-  a validating node a model prefill of up to 2,210 tokens;
 * the claim: a STAKE and its PAYOUT taken through the client's claim branch only together, in
   one transaction, the PAYOUT worth at least the STAKE less JOB_PAYOUT_FEE_CAP and mined while
   the median time past was before D - W (check_job_claims): so a client that never paid, or paid
   too late for a delivery, cannot take the stake, and a node that delivered keeps its payment;
+* the game's opening (move 0): output 0 of a transaction taking job locks through the RASTiC fraud branch
+  holds at least those locks and the challenger's bond, max(its PAYOUT inputs, MIN_GAME_BOND)
+  (check_game_openings; the script checks that output 0 is the GAME);
+* at most one GAME moved per transaction (check_game_moves): each move puts its next state in output 0;
 * job script failures get their own rejection names instead of the generic
   mandatory-script-verify-flag-failed.
 """
@@ -26,26 +28,28 @@ from collections.abc import Callable, Sequence
 
 from camelid.chain.coins import Coin
 from camelid.chain.errors import ValidationError
+from camelid.core.deliveryproof import is_bad_delivery_proof
+from camelid.core.jobgame import MIN_GAME_BOND, game_move_spend
 from camelid.core.jobscripts import (
     JOB_PAYOUT_FEE_CAP,
+    PROOF_ITEMS,
+    JobLock,
     delivery_spend,
     is_fraud_proof_spend,
     job_t0,
+    match_job_lock,
     non_delivery_claim,
 )
 from camelid.core.params import ChainParams
-from camelid.core.script import ScriptErrorReason
+from camelid.core.script import ScriptError, ScriptErrorReason, parse_script
 from camelid.core.transaction import Transaction
-
-MAX_JOB_PROOFS_PER_BLOCK = 4
-"""Fraud-proof inputs in one block; a client's stake-and-payout pair judges the same proof once."""
 
 JOB_SCRIPT_REJECTIONS = {
     ScriptErrorReason.JOB_ESCROW: "bad-job-escrow-spend",
     ScriptErrorReason.JOB_PROOF: "bad-job-proof",
-    ScriptErrorReason.JOB_PROOF_UNVERIFIABLE: "job-proof-unverifiable",
     ScriptErrorReason.JOB_DELIVERY: "bad-job-delivery",
     ScriptErrorReason.JOB_DELIVERY_PROOF: "bad-job-proof-delivery",
+    ScriptErrorReason.JOB_GAME: "bad-job-game-move",
 }
 """Rejection reasons for job-contract script failures, by the interpreter's reason."""
 
@@ -97,21 +101,6 @@ def check_delivery_deadline(tx: Transaction, coins: Sequence[Coin], median_time_
         )
 
 
-def fraud_proof_inputs(tx: Transaction, coins: Sequence[Coin]) -> int:
-    """How many inputs of `tx` take a STAKE or PAYOUT through the fraud-proof branch."""
-    return sum(
-        is_fraud_proof_spend(txin.script_sig, coin.tx_out.script_pubkey)
-        for txin, coin in zip(tx.inputs, coins, strict=True)
-    )
-
-
-def check_block_job_proofs(proofs: int) -> None:
-    """Raise unless a block's `proofs` fraud-proof inputs so far stay within MAX_JOB_PROOFS_PER_BLOCK."""
-    if proofs > MAX_JOB_PROOFS_PER_BLOCK:
-        limit = MAX_JOB_PROOFS_PER_BLOCK
-        raise ValidationError("bad-blk-job-proofs", f"{proofs} fraud proofs in one block, limit {limit}")
-
-
 def check_job_claims(
     tx: Transaction, coins: Sequence[Coin], mined_at: Callable[[Coin], int], params: ChainParams, reason: str
 ) -> None:
@@ -153,3 +142,49 @@ def check_job_claims(
             raise ValidationError(
                 reason, f"the claimed PAYOUT holds {payouts[key]}, less than its STAKE's {stakes[key]} less the fee cap"
             )
+
+
+def game_openings(tx: Transaction, coins: Sequence[Coin]) -> list[tuple[JobLock, int]]:
+    """The job locks (and their values) `tx` takes through the fraud branch with a RASTiC proof: move 0 of a game."""
+    taken = []
+    for txin, coin in zip(tx.inputs, coins, strict=True):
+        script = coin.tx_out.script_pubkey
+        if not is_fraud_proof_spend(txin.script_sig, script):
+            continue
+        try:
+            items = [op.data or b"" for op in parse_script(txin.script_sig)][1 : 1 + PROOF_ITEMS]
+        except ScriptError:
+            continue
+        lock = match_job_lock(script)
+        if lock is not None and not is_bad_delivery_proof(items):
+            taken.append((lock, coin.tx_out.value))
+    return taken
+
+
+def check_game_openings(tx: Transaction, coins: Sequence[Coin], reason: str) -> None:
+    """Raise ValidationError(`reason`) unless a game-opening `tx` puts the locks it takes and the challenger's bond
+    in output 0 (the GAME, by the script): sum of the locks + max(sum of its PAYOUTs, MIN_GAME_BOND).
+
+    Blocks use "bad-job-game-open", the mempool "job-game-open". The bond is what a false challenge costs: the
+    accused takes it with the game, so challenging an honest node costs at least the reward it was paid."""
+    taken = game_openings(tx, coins)
+    if not taken:
+        return
+    bond = max(sum(value for lock, value in taken if lock.is_payout), MIN_GAME_BOND)
+    required = sum(value for _, value in taken) + bond
+    if tx.outputs[0].value < required:
+        raise ValidationError(
+            reason, f"output 0 holds {tx.outputs[0].value}; a game opened on {len(taken)} job locks worth "
+            f"{required - bond} needs them and a bond of {bond}: {required}",
+        )
+
+
+def check_game_moves(tx: Transaction, coins: Sequence[Coin], reason: str) -> None:
+    """Raise ValidationError(`reason`) if `tx` moves more than one GAME (blocks "bad-job-game-moves", the mempool
+    "job-game-moves"): two moves would both take output 0, and the second GAME's value would go elsewhere."""
+    moved = sum(
+        game_move_spend(txin.script_sig, coin.tx_out.script_pubkey) is not None
+        for txin, coin in zip(tx.inputs, coins, strict=True)
+    )
+    if moved > 1:
+        raise ValidationError(reason, f"it moves {moved} GAME outputs; a transaction moves at most one")

@@ -16,12 +16,12 @@ from camelid.chain.chainstate import ChainState
 from camelid.chain.coins import Coin
 from camelid.chain.errors import TxRejected, ValidationError
 from camelid.chain.jobrules import (
-    MAX_JOB_PROOFS_PER_BLOCK,
     check_delivery_deadline,
     check_dispute_window,
+    check_game_moves,
+    check_game_openings,
     check_job_claims,
     delivery_deadline,
-    fraud_proof_inputs,
 )
 from camelid.chain.sequencelocks import check_sequence_locks
 from camelid.chain.validation import (
@@ -33,7 +33,6 @@ from camelid.chain.validation import (
 )
 from camelid.core.block import Block
 from camelid.core.consensus import MAX_BLOCK_SIGOPS
-from camelid.core.jobproof import JobProofContext, ProofPolicy
 from camelid.core.script import is_unspendable
 from camelid.core.transaction import OutPoint, Transaction
 
@@ -50,7 +49,6 @@ class MempoolEntry:
     sigops: int
     time: int  # when it entered the pool
     height: int  # tip height when it entered
-    job_proofs: int = 0  # inputs spending a job output through the fraud-proof branch (capped per block)
     deliver_before: int | None = None  # a STAKE delivery's deadline D: dropped once the median time past reaches it
     parents: set[bytes] = field(default_factory=set)  # txids of pool transactions it spends
     children: set[bytes] = field(default_factory=set)  # txids of pool transactions spending it
@@ -120,8 +118,7 @@ class Mempool:
         fee, coins = self._validate(tx, dispute_window=True)
         tip = self.chainstate.tip
         entry = MempoolEntry(
-            tx, fee, tx.size, transaction_sigops(tx), now, tip.height, fraud_proof_inputs(tx, coins),
-            delivery_deadline(tx, coins),
+            tx, fee, tx.size, transaction_sigops(tx), now, tip.height, delivery_deadline(tx, coins),
         )
         self._add(entry)
         self._trim()
@@ -190,7 +187,9 @@ class Mempool:
             if dispute_window:
                 check_dispute_window(tx, coins, median_time_past, self.chainstate.params, "job-dispute-window")
             check_delivery_deadline(tx, coins, median_time_past, "job-delivery-late")
-            verify_tx_scripts(tx, coins, JobProofContext(self.chainstate.job_verifier, ProofPolicy.MEMPOOL))
+            verify_tx_scripts(tx, coins, self.chainstate.game_rules)
+            check_game_openings(tx, coins, "job-game-open")
+            check_game_moves(tx, coins, "job-game-moves")
             check_job_claims(tx, coins, mined_at, self.chainstate.params, "job-claim")
         except ValidationError as exc:
             raise TxRejected(exc.reason, exc.message) from None
@@ -272,29 +271,22 @@ class Mempool:
 
     # Mining.
 
-    def select(
-        self, max_bytes: int, max_sigops: int = MAX_BLOCK_SIGOPS, max_job_proofs: int = MAX_JOB_PROOFS_PER_BLOCK
-    ) -> list[Transaction]:
+    def select(self, max_bytes: int, max_sigops: int = MAX_BLOCK_SIGOPS) -> list[Transaction]:
         """Transactions for a block, highest fee rate first, every parent before its children."""
         order = {txid: position for position, txid in enumerate(self._entries)}
         missing_parents = {txid: len(e.parents) for txid, e in self._entries.items()}
         ready = [(-e.fee_rate, order[e.txid], e.txid) for e in self._entries.values() if not e.parents]
         heapq.heapify(ready)
         chosen: list[Transaction] = []
-        size = sigops = job_proofs = 0
+        size = sigops = 0
         while ready:
             _, _, txid = heapq.heappop(ready)
             entry = self._entries[txid]
-            if (
-                size + entry.size > max_bytes
-                or sigops + entry.sigops > max_sigops
-                or job_proofs + entry.job_proofs > max_job_proofs
-            ):
+            if size + entry.size > max_bytes or sigops + entry.sigops > max_sigops:
                 continue  # its descendants stay out too, since they would need it
             chosen.append(entry.tx)
             size += entry.size
             sigops += entry.sigops
-            job_proofs += entry.job_proofs
             for child in entry.children:
                 missing_parents[child] -= 1
                 if missing_parents[child] == 0:

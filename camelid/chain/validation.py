@@ -17,11 +17,11 @@ from camelid.chain.coins import Coin, CoinsView
 from camelid.chain.errors import ValidationError
 from camelid.chain.jobrules import (
     JOB_SCRIPT_REJECTIONS,
-    check_block_job_proofs,
     check_delivery_deadline,
     check_dispute_window,
+    check_game_moves,
+    check_game_openings,
     check_job_claims,
-    fraud_proof_inputs,
 )
 from camelid.chain.scripts import p2pkh_spend, verify_input_script
 from camelid.chain.sequencelocks import check_sequence_locks
@@ -40,7 +40,7 @@ from camelid.core.consensus import (
     money_range,
 )
 from camelid.core.interpreter import verify_script
-from camelid.core.jobproof import JobProofContext, JobProofVerifier, ProofPolicy
+from camelid.core.jobgame import GameRules
 from camelid.core.opcodes import MAX_DIRECT_PUSH, Opcode
 from camelid.core.params import ChainParams
 from camelid.core.script import ScriptError, is_unspendable, match_p2pkh, parse_script, push_int
@@ -214,12 +214,12 @@ class _Deferred(NamedTuple):
 def verify_tx_scripts(
     tx: Transaction,
     coins: list[Coin],
-    jobs: JobProofContext | None = None,
+    game: GameRules | None = None,
     deferred: CheckSession[_Deferred] | None = None,
 ) -> None:
     """Every input's scriptSig satisfies the output it spends, signed over this transaction.
 
-    `jobs` judges fraud proofs (block or mempool policy); without it none passes. With
+    `game` (the chain's move timeout and referee) judges game openings and moves; without it none passes. With
     `deferred` (a block's check queue), the signature check of each standard P2PKH input
     is queued there instead of run now; `raise_deferred_failure` judges the queue.
     """
@@ -233,7 +233,7 @@ def verify_tx_scripts(
                 if check is not None:
                     deferred.add(check, _Deferred(tx, index, coin, sighashes))
                     continue
-        _judge_input(tx, index, coin, sighashes, jobs, verify_input_script)
+        _judge_input(tx, index, coin, sighashes, game, verify_input_script)
 
 
 def _judge_input(
@@ -241,10 +241,10 @@ def _judge_input(
     index: int,
     coin: Coin,
     sighashes: SighashCache,
-    jobs: JobProofContext | None,
+    game: GameRules | None,
     verify: Callable[[bytes, bytes, TransactionSignatureChecker], None],
 ) -> None:
-    checker = TransactionSignatureChecker(tx, index, coin.tx_out.value, sighashes, jobs)
+    checker = TransactionSignatureChecker(tx, index, coin.tx_out.value, sighashes, game)
     try:
         verify(tx.inputs[index].script_sig, coin.tx_out.script_pubkey, checker)
     except ScriptError as exc:
@@ -252,12 +252,12 @@ def _judge_input(
         raise ValidationError(reason, f"input {index} of {tx.txid()}: {exc}") from None
 
 
-def raise_deferred_failure(deferred: CheckSession[_Deferred], jobs: JobProofContext) -> None:
+def raise_deferred_failure(deferred: CheckSession[_Deferred]) -> None:
     """Wait for the queued checks; the first input (in block order) whose check failed is judged by the
     full interpreter, which raises with the reason the one-by-one path would give."""
     for item in deferred.failures():
         try:
-            _judge_input(*item, jobs, verify_script)
+            _judge_input(*item, None, verify_script)
         except ValidationError as exc:
             raise ValidationError(exc.reason, f"transaction {item.tx.txid()}: {exc.message}") from None
 
@@ -277,7 +277,7 @@ def connect_block(
     params: ChainParams,
     median_time_past: int,
     median_time_at: Callable[[int], int],
-    job_verifier: JobProofVerifier | None = None,
+    game: GameRules | None = None,
     checks: CheckQueue | None = None,
 ) -> list[Coin]:
     """Apply a block to `view` after checking every input; returns its undo data (the coins spent).
@@ -285,8 +285,7 @@ def connect_block(
     Inputs may spend outputs of earlier transactions in the same block, never later
     ones, and never an output already spent (in the block or before). `median_time_past`
     is the parent's (BIP113), which relative lock times (BIP68) and the dispute window are
-    judged against; fraud proofs are judged by `job_verifier` under the block policy
-    (without one, they are accepted).
+    judged against; game openings and moves are judged under `game` (without it, none is valid).
     `median_time_at(h)` is the median time past the block at height h < `height` of this chain was
     judged by (a job claim needs its PAYOUT's, a time-locked input its coin's).
 
@@ -298,11 +297,9 @@ def connect_block(
     """
     coinbase, *others = block.transactions
     add_outputs(view, coinbase, height)
-    jobs = JobProofContext(job_verifier, ProofPolicy.BLOCK)
     deferred: CheckSession[_Deferred] = (checks or CheckQueue()).session()
     spent: list[Coin] = []
     fees = 0
-    proofs = 0
 
     def mined_at(coin: Coin) -> int:
         return median_time_past if coin.height >= height else median_time_at(coin.height)
@@ -314,18 +311,18 @@ def connect_block(
             check_dispute_window(tx, coins, median_time_past, params, "bad-job-dispute-window")
             check_delivery_deadline(tx, coins, median_time_past, "bad-job-delivery-late")
             check_job_claims(tx, coins, mined_at, params, "bad-job-claim")
-            proofs += fraud_proof_inputs(tx, coins)
-            check_block_job_proofs(proofs)
-            verify_tx_scripts(tx, coins, jobs, deferred)
+            verify_tx_scripts(tx, coins, game, deferred)
+            check_game_openings(tx, coins, "bad-job-game-open")
+            check_game_moves(tx, coins, "bad-job-game-moves")
         except ValidationError as exc:
-            raise_deferred_failure(deferred, jobs)
+            raise_deferred_failure(deferred)
             raise ValidationError(exc.reason, f"transaction {tx.txid()}: {exc.message}") from None
         fees += fee
         for txin in tx.inputs:
             view.spend(txin.prevout)
         spent += coins
         add_outputs(view, tx, height)
-    raise_deferred_failure(deferred, jobs)
+    raise_deferred_failure(deferred)
     reward = sum(out.value for out in coinbase.outputs)
     allowed = block_subsidy(height) + fees
     if reward > allowed:

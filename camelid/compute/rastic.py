@@ -27,17 +27,16 @@ import numpy as np
 
 from camelid.compute.engine import Engine
 from camelid.compute.sampling import check_sampling_params, token_gap
-from camelid.core.jobproof import ACCEPT_GAP, SLASH_GAP
 from camelid.core.jobscripts import output_commitment
 from camelid.crypto.hashes import sha256
 
 # Calibrated on gemma-3-270m Q4_K_M across thread counts and batch sizes (docs/rastic.md): the
 # largest honest gap in 28,800 checks was 0.655 (temperature 0.8; 0.366 greedy). A client rejects
 # a position above EPS_ACCEPT; a dispute may slash only above EPS_SLASH, three times the largest
-# honest gap, so float noise between machines never costs an honest node its stake. Consensus
-# judges fraud proofs with the same two numbers, so they are defined once, in camelid.core.jobproof.
-EPS_ACCEPT = ACCEPT_GAP
-EPS_SLASH = SLASH_GAP
+# honest gap, so float noise between machines never costs an honest node its stake. Consensus uses
+# EPS_SLASH alone, on the exact reference gap of a dispute game's move 1 (camelid.compute.game_referee).
+EPS_ACCEPT = 0.75
+EPS_SLASH = 2.0
 DEFAULT_SPOT_K = 8
 MODES = ("full", "spot")
 

@@ -196,6 +196,18 @@ def _hparams(header: HeaderRecord, n_roots: int) -> Hparams:
     return hp
 
 
+def header_model(header: HeaderRecord, n_roots: int) -> ReferenceModel:
+    """The reference pass of the model `header` describes, without its weights: its checkpoint names and shapes,
+    which moves 1 and 2 of a game are checked against. ValueError for a model the referee cannot judge, or one
+    with more layers than `n_roots` checkpoints could hold."""
+
+    def no_weights(name: str, *_: int) -> np.ndarray:
+        raise ValueError(f"{name}: no weights without a step proof")
+
+    output = "token_embd.weight" if header.output_tied else "output.weight"
+    return _StepModel(_hparams(header, n_roots), output, no_weights, no_weights)
+
+
 def _names_and_shape(
     model: ReferenceModel, roots: Sequence[bytes], tokens: Sequence[int], rows: Sequence[int], claim: StepClaim
 ) -> tuple[list[str], Callable[[str], int]]:

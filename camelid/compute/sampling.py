@@ -13,6 +13,7 @@ platforms, which no threshold notices). A dispute's referee needs one answer on 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -55,10 +56,31 @@ def canonical_gumbel(seed: int, index: int, n_vocab: int) -> np.ndarray:
     return -log64(-log64(_uniform(seed, index, n_vocab)))
 
 
+_PHILOX_WORDS = 4
+
+
+def canonical_gumbel_at(seed: int, index: int, entries: Sequence[int]) -> np.ndarray:
+    """canonical_gumbel(seed, index, n)[entries], for any n above them, drawing only those entries: a referee
+    needs two entries of a vocabulary that a made-up model may claim is 2**32 wide."""
+    bits = np.empty(len(entries), dtype=np.uint64)
+    for i, entry in enumerate(entries):
+        generator = _philox(seed, index)
+        generator.advance(entry // _PHILOX_WORDS)  # each counter step yields four 64-bit words
+        bits[i] = generator.random_raw(_PHILOX_WORDS)[entry % _PHILOX_WORDS]
+    return -log64(-log64(_to_uniform(bits)))
+
+
+def _philox(seed: int, index: int) -> np.random.Philox:
+    key = sha256(_NOISE_DOMAIN + seed.to_bytes(8, "little") + index.to_bytes(8, "little"))
+    return np.random.Philox(key=np.frombuffer(key[:16], dtype="<u8"))
+
+
 def _uniform(seed: int, index: int, n_vocab: int) -> np.ndarray:
     """Uniforms strictly inside (0, 1), one per vocabulary entry, from Philox keyed by (seed, index): exact."""
-    key = sha256(_NOISE_DOMAIN + seed.to_bytes(8, "little") + index.to_bytes(8, "little"))
-    bits = np.random.Philox(key=np.frombuffer(key[:16], dtype="<u8")).random_raw(n_vocab)
+    return _to_uniform(_philox(seed, index).random_raw(n_vocab))
+
+
+def _to_uniform(bits: np.ndarray) -> np.ndarray:
     np.right_shift(bits, np.uint64(11), out=bits)
     # 53 random bits, centred in their interval, give a uniform strictly inside (0, 1).
     noise = bits.view(np.float64)  # reuse the buffer: each value is read before it is overwritten
@@ -96,6 +118,18 @@ def canonical_token_gap(logits: np.ndarray, claimed: int, seed: int, index: int,
         return float(logits.max()) - float(logits[claimed])
     values = canonical_gumbel(seed, index, logits.shape[-1]) * temperature + logits
     return float(values.max() - values[claimed])
+
+
+def canonical_pair_gap(
+    logits: np.ndarray, tokens: tuple[int, int], seed: int, index: int, temperature: float
+) -> float:
+    """s_a - s_b for tokens (a, b) from their two float32 logits, with the canonical noise: a dispute's gap of
+    the output's token b against the challenger's a, computed as canonical_token_gap computes it."""
+    logits = np.asarray(logits, dtype=np.float32)
+    if temperature == 0:
+        return float(logits[0]) - float(logits[1])
+    values = canonical_gumbel_at(seed, index, tokens) * temperature + logits
+    return float(values[0] - values[1])
 
 
 def token_gap(logits: np.ndarray, claimed: int, seed: int, index: int, temperature: float) -> float:

@@ -31,7 +31,6 @@ from functools import partial
 from typing import Any, BinaryIO
 
 from camelid.compute.engine import Engine, Generations
-from camelid.compute.fraudproof import EngineProofVerifier
 from camelid.compute.outsourced import VerificationRequest, check_request
 from camelid.compute.rastic import verify
 from camelid.compute.tamper import tamper_output
@@ -47,12 +46,6 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 def _operations(engine: Engine) -> dict[str, Callable[..., Any]]:
     """What a node may ask of the loaded model besides generation, by name; each returns msgpack-ready data."""
-    judge = EngineProofVerifier({engine.model_id: engine}).judge
-
-    def judged(**args: Any) -> list[Any] | None:
-        judgement = judge(engine.model_id, tuple(args.pop("prompt_tokens")), tuple(args.pop("output_tokens")), **args)
-        return None if judgement is None else [judgement.gap, judgement.reason]
-
     return {
         "tokenize": lambda text: engine.tokenize(text),
         "detokenize": lambda tokens: engine.detokenize(tokens),
@@ -61,7 +54,6 @@ def _operations(engine: Engine) -> dict[str, Callable[..., Any]]:
         "check_request": lambda request: [
             r.to_dict() for r in check_request(engine, VerificationRequest.from_dict(request))
         ],
-        "judge": judged,
         "tamper": lambda prompt_tokens, output_tokens: tamper_output(engine, prompt_tokens, output_tokens),
     }
 

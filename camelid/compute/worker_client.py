@@ -23,7 +23,6 @@ from typing import Any
 from camelid.compute.outsourced import PositionResult, VerificationRequest
 from camelid.compute.rastic import DEFAULT_SPOT_K, EPS_ACCEPT, Verdict
 from camelid.compute.worker_wire import decode_body, encode_frame, frame_length, verdict_from_wire
-from camelid.core.jobproof import Judgement
 
 log = logging.getLogger(__name__)
 
@@ -269,27 +268,6 @@ class EngineWorker:
         """A neighbour's outsourced RASTiC request, checked; the node signs the results itself."""
         results = await self.call("check_request", request=request.to_dict())
         return tuple(PositionResult.from_dict(r) for r in results)
-
-    async def judge(
-        self,
-        prompt_tokens: Sequence[int],
-        output_tokens: Sequence[int],
-        max_tokens: int,
-        seed: int,
-        temperature: float,
-        position: int,
-    ) -> Judgement | None:
-        """A fraud proof's model check (camelid.compute.fraudproof); None if the context cannot hold it."""
-        answer = await self.call(
-            "judge",
-            prompt_tokens=list(prompt_tokens),
-            output_tokens=list(output_tokens),
-            max_tokens=max_tokens,
-            seed=seed,
-            temperature=temperature,
-            position=position,
-        )
-        return None if answer is None else Judgement(float(answer[0]), str(answer[1]))
 
     async def tamper(self, prompt_tokens: Sequence[int], output_tokens: Sequence[int]) -> list[int]:
         return list(await self.call("tamper", prompt_tokens=list(prompt_tokens), output_tokens=list(output_tokens)))

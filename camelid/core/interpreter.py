@@ -20,7 +20,7 @@ from typing import Protocol
 
 from camelid.core.consensus import SEQUENCE_LOCKTIME_DISABLE_FLAG
 from camelid.core.deliveryproof import bad_delivery_unproven, is_bad_delivery_proof
-from camelid.core.jobproof import ProofOutcome
+from camelid.core.jobgame import GAME_CHUNKS, MAX_GAME_SCRIPT_SIG, match_game, move_data
 from camelid.core.jobscripts import DELIVERY_CHUNKS, PROOF_ITEMS, delivery_blob
 from camelid.core.opcodes import UPGRADABLE_NOPS, Opcode
 from camelid.core.script import (
@@ -71,11 +71,15 @@ class SignatureChecker(Protocol):
         `job_id` (created at `t0`) out through a PAYOUT output. A checker without job context says False."""
         ...
 
-    def check_job_proof(
-        self, model_id: bytes, commitment: bytes, node_pubkey: bytes, proof_items: list[bytes]
-    ) -> ProofOutcome:
-        """OP_CHECKJOBPROOFVERIFY: judge the fraud proof in `proof_items` (FraudProof.to_items layout)
-        against the node's signed `commitment`. A checker without job context says UNVERIFIABLE."""
+    def check_job_proof(self, lock_script: bytes, proof_items: list[bytes]) -> str | None:
+        """OP_CHECKJOBPROOFVERIFY's RASTiC branch (move 0): None if the fraud proof in `proof_items`
+        (FraudProof.to_items layout) stands against the node's signed commitment in `lock_script` (the script
+        being run) and the transaction opens its GAME; else why not. A checker without game rules says no."""
+        ...
+
+    def check_job_game(self, game_script: bytes, data: bytes) -> str | None:
+        """OP_CHECKJOBGAMEVERIFY: None if `data` is a valid move on the GAME `game_script` (the script being run)
+        by this transaction; else why not. A checker without game rules or referee says no."""
         ...
 
     def check_job_delivery(self, stake_script: bytes, blob: bytes) -> bool:
@@ -357,7 +361,7 @@ def _op_checkjobescrowverify(m: _Machine) -> None:
 def _op_checkjobproofverify(m: _Machine) -> None:
     """<node_pubkey> <commitment> <model_id> on top of the proof items; all stay (this opcode was NOP4)."""
     m.require(3 + PROOF_ITEMS)
-    model_id, commitment, node_pubkey = m.stack[-1], m.stack[-2], m.stack[-3]
+    model_id, commitment = m.stack[-1], m.stack[-2]
     if len(model_id) != 32 or len(commitment) != 32:
         raise ScriptError(ScriptErrorReason.JOB_PROOF, "model id and commitment must be 32 bytes each")
     proof_items = m.stack[-3 - PROOF_ITEMS : -3]
@@ -366,11 +370,23 @@ def _op_checkjobproofverify(m: _Machine) -> None:
         if problem is not None:
             raise ScriptError(ScriptErrorReason.JOB_DELIVERY_PROOF, problem)
         return
-    result = m.checker.check_job_proof(model_id, commitment, node_pubkey, proof_items)
-    if result is ProofOutcome.UNVERIFIABLE:
-        raise ScriptError(ScriptErrorReason.JOB_PROOF_UNVERIFIABLE, "this node cannot run the model")
-    if result is not ProofOutcome.PROVEN:
-        raise ScriptError(ScriptErrorReason.JOB_PROOF, "the fraud proof does not show a failing output")
+    problem = m.checker.check_job_proof(m.script_code, proof_items)
+    if problem is not None:
+        raise ScriptError(ScriptErrorReason.JOB_PROOF, problem)
+
+
+def _op_checkjobgameverify(m: _Machine) -> None:
+    """The GAME_CHUNKS move-data pushes stay on the stack (this opcode was NOP6); the GAME drops them.
+
+    The GAME's fields come from the script being run; the checker judges the move against it."""
+    m.require(GAME_CHUNKS)
+    try:
+        data = move_data(m.stack[-GAME_CHUNKS:])
+    except ValueError as exc:
+        raise ScriptError(ScriptErrorReason.JOB_GAME, str(exc)) from None
+    problem = m.checker.check_job_game(m.script_code, data)
+    if problem is not None:
+        raise ScriptError(ScriptErrorReason.JOB_GAME, problem)
 
 
 def _op_checkjobdeliveryverify(m: _Machine) -> None:
@@ -444,13 +460,14 @@ _HANDLERS: dict[int, Callable[[_Machine], None]] = {
     Opcode.OP_CHECKJOBESCROWVERIFY: _op_checkjobescrowverify,
     Opcode.OP_CHECKJOBPROOFVERIFY: _op_checkjobproofverify,
     Opcode.OP_CHECKJOBDELIVERYVERIFY: _op_checkjobdeliveryverify,
+    Opcode.OP_CHECKJOBGAMEVERIFY: _op_checkjobgameverify,
 }
 """Every defined opcode except data pushes and IF/NOTIF/ELSE/ENDIF, which the loop handles."""
 
 
-def _require_size(script: bytes) -> None:
-    if len(script) > MAX_SCRIPT_SIZE:
-        raise ScriptError(ScriptErrorReason.SCRIPT_SIZE, f"{len(script)} bytes exceeds {MAX_SCRIPT_SIZE}")
+def _require_size(script: bytes, limit: int = MAX_SCRIPT_SIZE) -> None:
+    if len(script) > limit:
+        raise ScriptError(ScriptErrorReason.SCRIPT_SIZE, f"{len(script)} bytes exceeds {limit}")
 
 
 def _branch_condition(m: _Machine, opcode: int) -> bool:
@@ -495,13 +512,15 @@ class _Branches:
             raise ScriptError(ScriptErrorReason.UNBALANCED_CONDITIONAL, f"{opcode.name} without IF")
 
 
-def eval_script(script: bytes, stack: list[bytes], checker: SignatureChecker) -> None:
+def eval_script(
+    script: bytes, stack: list[bytes], checker: SignatureChecker, max_size: int = MAX_SCRIPT_SIZE
+) -> None:
     """Run one script on `stack` (modified in place), raising ScriptError on any failure.
 
     Undefined opcodes fail even inside an unexecuted branch, and every opcode above
     OP_16 counts toward MAX_OPS_PER_SCRIPT whether executed or not (as in Bitcoin).
     """
-    _require_size(script)
+    _require_size(script, max_size)
     machine = _Machine(stack, checker, script)
     branches = _Branches()
     op_count = 0
@@ -542,13 +561,16 @@ def verify_script(script_sig: bytes, script_pubkey: bytes, checker: SignatureChe
     """Raise ScriptError unless `script_sig` satisfies `script_pubkey`.
 
     The scriptSig must be push-only; it runs first, the scriptPubKey then runs on the
-    stack it left, and success means exactly one item remains and it is true.
+    stack it left, and success means exactly one item remains and it is true. A scriptSig
+    spending a GAME may be MAX_GAME_SCRIPT_SIG bytes (a move's data), any other MAX_SCRIPT_SIZE.
     """
-    _require_size(script_sig)
+    game = len(script_sig) > MAX_SCRIPT_SIZE and match_game(script_pubkey) is not None
+    limit = MAX_GAME_SCRIPT_SIG if game else MAX_SCRIPT_SIZE
+    _require_size(script_sig, limit)
     if not is_push_only(script_sig):
         raise ScriptError(ScriptErrorReason.SIG_PUSHONLY)
     stack: list[bytes] = []
-    eval_script(script_sig, stack, checker)
+    eval_script(script_sig, stack, checker, limit)
     eval_script(script_pubkey, stack, checker)
     if not stack or not cast_to_bool(stack[-1]):
         raise ScriptError(ScriptErrorReason.EVAL_FALSE)

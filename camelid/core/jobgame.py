@@ -26,10 +26,11 @@ arithmetic lives in camelid.compute, which core must not import) judges it witho
                                                                                root, and their canonical gap
                                                                                is at most EPS_SLASH; output
                                                                                0 is the ANSWERED GAME
-    CHALLENGED  1, refutation      challenge | header proof | no roots         the challenge is void under
-                                                                               the proven header (a token
-                                                                               outside the vocabulary, j* = o):
-                                                                               the accused takes all at once
+    CHALLENGED  1, refutation      challenge | header proof | no roots |       the challenge is void under
+                                   2 zero logits                               the proven header (a prompt
+                                                                               token or j* outside the
+                                                                               vocabulary, j* = o): the
+                                                                               accused takes all at once
     ANSWERED    2, pointer         challenge | header proof | step claim       the claim names an element of
                                                                                the trace; output 0 is POINTED
     POINTED     3, step            challenge | K roots | step proof            the referee's recompute of the
@@ -37,7 +38,10 @@ arithmetic lives in camelid.compute, which core must not import) judges it witho
                                                                                value: the accused takes all
 
 A structurally broken output (a token outside the vocabulary, tokens after an end token, more than
-max_tokens) has no valid answer, so it too costs the stake, at the first timeout.
+max_tokens, fewer without an end token) has no valid answer, so it too costs the stake, at the first
+timeout. Moves 1 and 2 also need the transaction to carry J and output 0 worth at least the GAME spent;
+the chain rules beside the script (camelid.chain.jobrules) bound what move 0 puts in the GAME and let a
+transaction move one GAME only.
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ from camelid.core.script import (
     decode_script_num,
     parse_script,
 )
+from camelid.core.transaction import TxOut
 from camelid.crypto.hashes import sha256d
 
 GAME_CHUNKS = 100
@@ -449,3 +454,70 @@ class GameReferee(Protocol):
         """Move 3: None if the referee's recompute of the claimed element equals the accused's committed value."""
         ...
 
+
+
+@dataclass(frozen=True)
+class GameRules:
+    """What judging a game needs beyond the transaction: the chain's move timeout, which move 0's GAME must carry,
+    and the referee (None: every move fails closed; a node always passes one)."""
+
+    n_move: int
+    referee: GameReferee | None = None
+
+
+def opening_problem(
+    lock: JobLock, proof: FraudProof, job_id: bytes, outputs: Sequence[TxOut], n_move: int
+) -> str | None:
+    """Move 0: None if the transaction carries the job's id and its output 0 is the GAME this RASTiC proof opens on
+    `lock` (what it is worth is a chain rule: jobrules.check_game_openings)."""
+    if job_id != lock.job_id:
+        return "a fraud proof's spend must carry the job's id"
+    expected = game_script(Game.opened(lock, Challenge.of_proof(proof).hash(), n_move))
+    if not outputs or outputs[0].script_pubkey != expected:
+        return "output 0 is not the GAME this fraud proof opens (same job, keys, commitment, challenge, n_move)"
+    return None
+
+
+def move_problem(
+    game: Game, data: bytes, job_id: bytes, outputs: Sequence[TxOut], amount: int, referee: GameReferee | None
+) -> str | None:
+    """None if `data` is a valid move on `game` (worth `amount`) by a transaction with `job_id` and `outputs`,
+    else why not. Moves 1 and 2 must put the next GAME, worth at least this one, in output 0; a refutation and
+    a step that holds end the game, so the accused may take the GAME anywhere."""
+    if referee is None:
+        return "this node has no game referee: it judges no move"
+    try:
+        move: Answer | Pointer | Step = _MOVES[game.stage].decode(data)
+    except (ValueError, struct.error) as exc:
+        return f"malformed {game.stage.name} move: {exc}"
+    if move.challenge.hash() != game.challenge_hash:
+        return "the move's challenge is not the one the game opened on"
+    if isinstance(move, Answer):
+        if not move.roots:
+            if struct.pack("<2f", *move.logits) != bytes(8):
+                return "a refutation's two logits must be zero"
+            problem = referee.refutation_problem(game.model_id, move)
+            return None if problem is None else f"refutation: {problem}"
+        problem = referee.answer_problem(game.model_id, move)
+        return problem or _next_state_problem(game.answered(move.roots), job_id, outputs, amount)
+    if isinstance(move, Pointer):
+        problem = referee.pointer_problem(game.model_id, move)
+        return problem or _next_state_problem(game.pointed(move.claim), job_id, outputs, amount)
+    if not move.roots or roots_hash(move.roots) != game.roots_hash:
+        return "the step's roots are not those the accused committed to in move 1"
+    return referee.step_problem(game.model_id, move, game.claim)
+
+
+_MOVES: dict[GameStage, type[Answer] | type[Pointer] | type[Step]] = {
+    GameStage.CHALLENGED: Answer, GameStage.ANSWERED: Pointer, GameStage.POINTED: Step,
+}
+
+
+def _next_state_problem(after: Game, job_id: bytes, outputs: Sequence[TxOut], amount: int) -> str | None:
+    if job_id != after.job_id:
+        return "a move must carry the game's job id"
+    if not outputs or outputs[0].script_pubkey != game_script(after):
+        return f"output 0 is not the game's next state ({after.stage.name})"
+    if outputs[0].value < amount:
+        return f"output 0 holds {outputs[0].value}, less than the {amount} the GAME held"
+    return None

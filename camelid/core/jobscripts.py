@@ -47,8 +47,10 @@ fixed number of OP_2DROPs:
 The chunks are prompt tokens then output tokens, each a u32 LE, cut into 520-byte
 pieces (every piece full except the last non-empty one, then empty pushes), at most
 17 x 130 = 2,210 tokens. The header is n_prompt u32 | max_tokens u32 | seed u64 |
-temperature_milli u16 | position u32. node_sig is the node's DER signature of
-commitment_signature_digest(C), the testament it published with its stake.
+temperature_milli u16 | position u32 | token u32 (j*, the token the challenger says the reference pass
+prefers at position p). node_sig is the node's DER signature of commitment_signature_digest(C), the
+testament it published with its stake. Such a proof decides nothing by itself: it opens the RASTiC
+dispute game (camelid.core.jobgame), whose GAME output 0 of the spend must be.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ DELIVERY_CHUNKS = 18
 MAX_DELIVERY_SIZE = DELIVERY_CHUNKS * MAX_SCRIPT_ELEMENT_SIZE
 """The largest sealed output a delivery can put on chain (JobParams bounds max_tokens to fit it)."""
 
-_HEADER = struct.Struct("<IIQHI")
+_HEADER = struct.Struct("<IIQHII")
 _BODY_FIELDS = struct.Struct("<QQd")
 COMMITMENT_BODY_OVERHEAD = MODEL_ID_SIZE + 8 + 8 + 8 + 4 + 4
 """Bytes of a commitment body B besides its tokens (4 bytes each)."""
@@ -373,7 +375,8 @@ def job_t0(script: bytes) -> int | None:
 
 @dataclass(frozen=True)
 class FraudProof:
-    """The tokens, job fields and position a client offers against a node's signed commitment."""
+    """The tokens, job fields, position and challenger's token j* a client offers against a node's signed
+    commitment: move 0 of the dispute game."""
 
     prompt_tokens: tuple[int, ...]
     output_tokens: tuple[int, ...]
@@ -382,6 +385,7 @@ class FraudProof:
     temperature_milli: int
     position: int
     node_signature: bytes
+    token: int  # j*
 
     def __post_init__(self) -> None:
         if not self.prompt_tokens:
@@ -396,6 +400,8 @@ class FraudProof:
             raise ValueError(f"position {self.position} is outside the {len(self.output_tokens)} output tokens")
         if not (0 < self.max_tokens < 2**32 and 0 <= self.seed < 2**64 and 0 <= self.temperature_milli < 2**16):
             raise ValueError("fraud proof job fields out of range")
+        if not 0 <= self.token < 2**32:
+            raise ValueError(f"fraud proof token {self.token} does not fit 32 bits")
         if not 0 < len(self.node_signature) <= MAX_SCRIPT_ELEMENT_SIZE:
             raise ValueError("fraud proof node signature is empty or too long")
 
@@ -413,7 +419,7 @@ class FraudProof:
         tokens = self.prompt_tokens + self.output_tokens
         chunks = split_chunks(struct.pack(f"<{len(tokens)}I", *tokens), PROOF_CHUNKS)
         header = _HEADER.pack(
-            len(self.prompt_tokens), self.max_tokens, self.seed, self.temperature_milli, self.position
+            len(self.prompt_tokens), self.max_tokens, self.seed, self.temperature_milli, self.position, self.token
         )
         return [*chunks, header, self.node_signature]
 
@@ -428,10 +434,10 @@ class FraudProof:
             raise ValueError(f"fraud proof token bytes ({len(raw)}) are not a whole number of u32 tokens")
         if len(header) != _HEADER.size:
             raise ValueError(f"fraud proof header must be {_HEADER.size} bytes, got {len(header)}")
-        n_prompt, max_tokens, seed, temperature_milli, position = _HEADER.unpack(header)
+        n_prompt, max_tokens, seed, temperature_milli, position, token = _HEADER.unpack(header)
         tokens = struct.unpack(f"<{len(raw) // TOKEN_SIZE}I", raw)
         return cls(
-            tokens[:n_prompt], tokens[n_prompt:], max_tokens, seed, temperature_milli, position, node_signature
+            tokens[:n_prompt], tokens[n_prompt:], max_tokens, seed, temperature_milli, position, node_signature, token
         )
 
 

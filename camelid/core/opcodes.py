@@ -133,16 +133,19 @@ class Opcode(IntEnum):
 JOB_CONTRACT_OPCODES = frozenset(Opcode(value) for value in range(Opcode.OP_NOP4, Opcode.OP_NOP10 + 1))
 """0xb3-0xb9, the range reserved for job-contract conditions (docs/jobs-design.md).
 
-0xb3 (OP_CHECKJOBPROOFVERIFY), 0xb4 (OP_CHECKJOBESCROWVERIFY) and 0xb7
-(OP_CHECKJOBDELIVERYVERIFY) have their meaning; 0xb5 and 0xb6 are kept for the dispute game's
-opcodes, and they, 0xb8 and 0xb9 still run as no-ops. Each took over a NOP the way OP_CHECKLOCKTIMEVERIFY took
+0xb3 (OP_CHECKJOBPROOFVERIFY), 0xb4 (OP_CHECKJOBESCROWVERIFY), 0xb5 (OP_CHECKJOBGAMEVERIFY, the
+dispute game's moves) and 0xb7 (OP_CHECKJOBDELIVERYVERIFY) have their meaning; 0xb6, 0xb8 and 0xb9
+still run as no-ops. Each took over a NOP the way OP_CHECKLOCKTIMEVERIFY took
 over NOP2 in Bitcoin: it fails unless its condition holds and otherwise leaves the stack
 as it was, so it only narrows what is valid (a soft fork).
 """
 
 UPGRADABLE_NOPS = frozenset({Opcode.OP_NOP1}) | (
     JOB_CONTRACT_OPCODES
-    - {Opcode.OP_CHECKJOBPROOFVERIFY, Opcode.OP_CHECKJOBESCROWVERIFY, Opcode.OP_CHECKJOBDELIVERYVERIFY}
+    - {
+        Opcode.OP_CHECKJOBPROOFVERIFY, Opcode.OP_CHECKJOBESCROWVERIFY, Opcode.OP_CHECKJOBGAMEVERIFY,
+        Opcode.OP_CHECKJOBDELIVERYVERIFY,
+    }
 )
 """Opcodes that currently do nothing. OP_CHECKLOCKTIMEVERIFY (NOP2) and OP_CHECKSEQUENCEVERIFY (NOP3)
 have their BIP65 and BIP112 meanings."""

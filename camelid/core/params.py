@@ -1,8 +1,8 @@
 """Chain parameters for each network: magic, ports, genesis, difficulty and job timing.
 
 mainnet is the real network; testnet has its own genesis and version bytes; regtest
-is for local testing: trivial proof of work, no retargeting, and a short job dispute
-window so that tests run in seconds.
+is for local testing: trivial proof of work, no retargeting, a short job dispute
+window and a 3-block move timeout in dispute games, so that tests run in seconds.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class ChainParams:
     dispute_window: int  # seconds after job creation before job transactions may be mined
     job_expiry_blocks: int  # jobs leave the job pool this many blocks after settlement becomes minable
     max_reorg_depth: int  # safety limit on disconnecting blocks
+    n_move: int  # blocks a dispute game's mover has before the other side takes the GAME (jobgame)
 
     @property
     def pow_limit(self) -> int:
@@ -79,6 +80,7 @@ MAINNET = ChainParams(
     dispute_window=600,
     job_expiry_blocks=720,
     max_reorg_depth=1000,
+    n_move=30,
 )
 
 TESTNET = ChainParams(
@@ -97,6 +99,7 @@ TESTNET = ChainParams(
     dispute_window=120,
     job_expiry_blocks=720,
     max_reorg_depth=1000,
+    n_move=30,
 )
 
 REGTEST = ChainParams(
@@ -115,6 +118,7 @@ REGTEST = ChainParams(
     dispute_window=5,
     job_expiry_blocks=20,
     max_reorg_depth=10_000,
+    n_move=3,
 )
 
 NETWORKS = {p.name: p for p in (MAINNET, TESTNET, REGTEST)}

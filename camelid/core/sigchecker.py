@@ -3,9 +3,9 @@
 It owns what the interpreter must not know: the sighash-type byte (only SIGHASH_ALL
 exists), the signature hash of this input, the transaction's lock-time fields for
 OP_CHECKLOCKTIMEVERIFY, its version and this input's sequence for OP_CHECKSEQUENCEVERIFY,
-and the job-contract conditions: the escrow spend and delivery rules
-(which need only the transaction) and fraud proofs (which need a model verdict,
-supplied through a JobProofContext).
+and the job-contract conditions: the escrow spend, delivery and game-opening rules (which need
+only the transaction) and dispute-game moves (which also need the chain's GameRules: the move
+timeout and the injected referee).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from camelid.core.consensus import (
     SEQUENCE_LOCKTIME_MASK,
     SEQUENCE_LOCKTIME_TYPE_FLAG,
 )
-from camelid.core.jobproof import JobProofContext, ProofOutcome, outcome
+from camelid.core.jobgame import GameRules, match_game, move_problem, opening_problem
 from camelid.core.jobscripts import (
     JOB_PAYOUT_FEE_CAP,
     FraudProof,
@@ -102,11 +102,11 @@ class SignatureCheck(NamedTuple):
 class TransactionSignatureChecker:
     """Answers the interpreter's questions for input `input_index` spending an output worth `amount`.
 
-    Without `jobs` every fraud proof is UNVERIFIABLE, so a caller that did not decide
-    how to judge proofs (block or mempool policy) can never let one through.
+    Without `game` (the chain's GameRules) no game opens and no move holds, so a caller that did
+    not pass the chain's rules can never let one through.
     """
 
-    __slots__ = ("tx", "input_index", "amount", "jobs", "_sighashes")
+    __slots__ = ("tx", "input_index", "amount", "game", "_sighashes")
 
     def __init__(
         self,
@@ -114,14 +114,14 @@ class TransactionSignatureChecker:
         input_index: int,
         amount: int,
         sighashes: SighashCache | None = None,
-        jobs: JobProofContext | None = None,
+        game: GameRules | None = None,
     ) -> None:
         if not 0 <= input_index < len(tx.inputs):
             raise ValueError(f"input index {input_index} out of range for {len(tx.inputs)} inputs")
         self.tx = tx
         self.input_index = input_index
         self.amount = amount
-        self.jobs = jobs
+        self.game = game
         self._sighashes = sighashes if sighashes is not None else SighashCache(tx)
 
     def check_sig(self, sig: bytes, pubkey: bytes, script_code: bytes) -> bool:
@@ -182,20 +182,30 @@ class TransactionSignatureChecker:
             and delivered.value >= self.amount - JOB_PAYOUT_FEE_CAP
         )
 
-    def check_job_proof(
-        self, model_id: bytes, commitment: bytes, node_pubkey: bytes, proof_items: list[bytes]
-    ) -> ProofOutcome:
-        """REFUTED unless the proof's tokens give `commitment` and the node signed it; then the model's
-        verdict under the context's policy (UNVERIFIABLE without a context)."""
+    def check_job_proof(self, lock_script: bytes, proof_items: list[bytes]) -> str | None:
+        """Move 0: None if the proof's tokens give the lock's commitment, the node signed it, and output 0 is the
+        GAME it opens (GameRules give n_move; without them nothing passes); else why not. No model runs."""
+        lock = match_job_lock(lock_script)
+        if lock is None:
+            return "the script being run is not a job lock"
         try:
             proof = FraudProof.from_items(proof_items)
-            key = PublicKey.from_bytes(node_pubkey)
-        except ValueError:
-            return ProofOutcome.REFUTED
-        if proof.commitment(model_id) != commitment:
-            return ProofOutcome.REFUTED
-        if not key.verify(proof.node_signature, commitment_signature_digest(commitment)):
-            return ProofOutcome.REFUTED
-        if self.jobs is None:
-            return ProofOutcome.UNVERIFIABLE
-        return outcome(self.jobs.judge(model_id, commitment, proof), self.jobs.policy)
+            key = PublicKey.from_bytes(lock.node_pubkey)
+        except ValueError as exc:
+            return f"malformed fraud proof: {exc}"
+        if proof.commitment(lock.model_id) != lock.commitment:
+            return "the proof's tokens and job fields are not the output the node committed to"
+        if not key.verify(proof.node_signature, commitment_signature_digest(lock.commitment)):
+            return "the proof's testament is not the node's signature of the commitment"
+        if self.game is None:
+            return "this checker has no game rules: it opens no game"
+        return opening_problem(lock, proof, self.tx.job_id, self.tx.outputs, self.game.n_move)
+
+    def check_job_game(self, game_script: bytes, data: bytes) -> str | None:
+        """A move on the GAME `game_script` (the script being run) with move data `data`: None if valid."""
+        game = match_game(game_script)
+        if game is None:
+            return "the script being run is not a GAME"
+        if self.game is None:
+            return "this checker has no game rules: it judges no move"
+        return move_problem(game, data, self.tx.job_id, self.tx.outputs, self.amount, self.game.referee)

@@ -35,8 +35,8 @@ from camelid.chain.errors import BlockRejected, TxRejected
 from camelid.chain.mempool import Mempool
 from camelid.chain.mempool_file import MempoolFileError, SavedTx
 from camelid.chain.template import build_block_template
+from camelid.compute.game_referee import ModelFreeReferee
 from camelid.core.block import Block
-from camelid.core.jobproof import JudgementPending, deferring_judgements
 from camelid.core.params import ChainParams
 from camelid.core.serialize import hash_to_hex
 from camelid.core.transaction import Transaction
@@ -45,8 +45,6 @@ from camelid.node.events import BlockConnected, BlockDisconnected, TipChanged, T
 
 log = logging.getLogger(__name__)
 
-MAX_DEFERRED_JUDGEMENTS = 4
-"""Model checks of one transaction made off the chain thread (one per distinct proof it carries)."""
 T = TypeVar("T")
 _Heights = list[tuple[Block, int]]
 
@@ -82,7 +80,8 @@ class ChainService:
         threads = script_threads if script_threads is not None else os.cpu_count() or 1
         try:
             chainstate = await loop.run_in_executor(
-                executor, functools.partial(ChainState.open, path, params, script_threads=threads)
+                executor,
+                functools.partial(ChainState.open, path, params, referee=ModelFreeReferee(), script_threads=threads),
             )
             if reindex:
                 log.info("reindexing the chain state from stored blocks")
@@ -151,34 +150,13 @@ class ChainService:
     def _with_heights(self, blocks: list[Block]) -> list[tuple[Block, int]]:
         return [(blk, self.chainstate.get_entry(blk.hash_bytes).height) for blk in blocks]
 
-    async def submit_transaction(
-        self, tx: Transaction, may_check: Callable[[], bool] | None = None, entered: int | None = None
-    ) -> Any:
-        """Add `tx` to the mempool and publish TxAccepted. Raises TxRejected.
-
-        A fraud proof's model check is made off the chain thread and without the submit lock (blocks and
-        other transactions go on meanwhile); then the transaction is validated again, and the verdict comes
-        from the verifier's cache. After MAX_DEFERRED_JUDGEMENTS rounds the check is made in place.
-        `may_check()` is asked before each model check not yet cached (the relay's per-peer budget): False
-        refuses the transaction as "job-proof-rate-limited", unjudged. `entered`: the entry's time (default now).
-        """
-        for round_ in range(MAX_DEFERRED_JUDGEMENTS + 1):
-            async with self._submit_lock:
-                try:
-                    entry = await self.call(self._accept, tx, round_ < MAX_DEFERRED_JUDGEMENTS, entered)
-                except JudgementPending as pending:
-                    resolve = pending.resolve
-                else:
-                    await self.bus.publish(TxAccepted(tx))
-                    return entry
-            if may_check is not None and not may_check():
-                raise TxRejected("job-proof-rate-limited", f"{tx.txid()}: no model check left for its sender now")
-            await resolve()
-        raise AssertionError("unreachable: the last round does not defer")
-
-    def _accept(self, tx: Transaction, defer: bool, entered: int | None) -> Any:
-        with deferring_judgements(defer):
-            return self.mempool.accept(tx, entered)
+    async def submit_transaction(self, tx: Transaction, entered: int | None = None) -> Any:
+        """Add `tx` to the mempool and publish TxAccepted. Raises TxRejected. `entered`: the entry's time
+        (default now). Nothing here runs a model: a dispute game's moves are judged by the model-free referee."""
+        async with self._submit_lock:
+            entry = await self.call(self.mempool.accept, tx, entered)
+        await self.bus.publish(TxAccepted(tx))
+        return entry
 
     async def restore_mempool(self, path: Path) -> None:
         """Submit again the transactions saved at `path` by `save_mempool` at the last shutdown, each validated

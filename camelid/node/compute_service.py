@@ -20,16 +20,12 @@ import contextlib
 import logging
 import math
 import sys
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
-
-import msgpack
 
 from camelid.compute.rastic import EPS_ACCEPT
 from camelid.compute.worker_client import (
@@ -38,8 +34,6 @@ from camelid.compute.worker_client import (
     WorkerSettings,
     machine_cpu_flags,
 )
-from camelid.core.jobproof import Judgement, JudgementPending, judgements_deferred
-from camelid.crypto.hashes import sha256
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +51,6 @@ PROBE_MARGIN = 0.1
 largest honest gaps measured for gemma-3 (0.655) and SmolLM2 (0.589), so the model or the build is noisier
 than the thresholds were calibrated on and honest jobs risk rejection (docs/rastic.md, "Across model
 families")."""
-JUDGEMENTS_KEPT = 4096
-"""Fraud-proof verdicts kept, newest used last out: each is a few dozen bytes."""
-JUDGE_TIMEOUT = 120.0
-"""Seconds the chain thread waits for a fraud proof's model check before treating the model as absent."""
 
 
 class WorkerState(StrEnum):
@@ -292,17 +282,13 @@ async def probe(worker: EngineWorker) -> tuple[str | None, float]:
 
 
 class ComputeService:
-    """Every model's worker; the job service asks it for engines, the chain for fraud-proof checks."""
+    """Every model's worker; the job service asks it for engines."""
 
     def __init__(self, settings: WorkerSettings, path_of: Callable[[bytes], Path | None]) -> None:
         """`path_of`: the file of a model id in the node's store, None if the store lacks it."""
         self.settings = settings
         self.workers: dict[bytes, ModelWorker] = {}
         self._path_of = path_of
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: int | None = None
-        self._judged: OrderedDict[bytes, Judgement | None] = OrderedDict()
-        self._judged_lock = threading.Lock()
 
     async def engine_for(self, model_id: bytes) -> EngineWorker | None:
         """A ready worker for a model in the store, started on first use; None if the store lacks the model.
@@ -324,8 +310,6 @@ class ComputeService:
 
     async def start(self, served: Sequence[tuple[bytes, Path]]) -> list[bytes]:
         """Start and self-check the workers of the models this node sells; the ids that passed."""
-        self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
         workers = [self.add(model_id, path, self_check=True) for model_id, path in served]
         results = await asyncio.gather(*(w.settle() for w in workers))
         return [w.model_id for w, ready in zip(workers, results, strict=True) if ready]
@@ -334,62 +318,6 @@ class ComputeService:
         """False once the model's worker has failed for good: no jobs, no checks with it."""
         worker = self.workers.get(model_id)
         return worker is None or worker.state is not WorkerState.FAILED
-
-    def judge(
-        self,
-        model_id: bytes,
-        prompt_tokens: tuple[int, ...],
-        output_tokens: tuple[int, ...],
-        max_tokens: int,
-        seed: int,
-        temperature: float,
-        position: int,
-    ) -> Judgement | None:
-        """JobProofVerifier for the chain thread: a fraud proof's model check, made in the model's worker.
-
-        Verdicts are kept (JUDGEMENTS_KEPT, by every input of the check), so a proof relayed again, or a
-        block mining a proof the mempool already judged, costs no second check. In a thread deferring
-        judgements (the mempool's admission, camelid.node.chain_service) a check not made yet raises
-        JudgementPending, and the check runs off that thread. None, as for a node without the model, when
-        the store lacks it, its worker has failed or dies during the check, or the check outlasts
-        JUDGE_TIMEOUT: a crash never decides a proof.
-        """
-        args = (model_id, prompt_tokens, output_tokens, max_tokens, seed, temperature, position)
-        key = sha256(msgpack.packb([list(a) if isinstance(a, tuple) else a for a in args], use_bin_type=True))
-        with self._judged_lock:
-            if key in self._judged:
-                self._judged.move_to_end(key)
-                return self._judged[key]
-        if self._loop is None or not self.usable(model_id):
-            return None
-        if judgements_deferred():
-            raise JudgementPending(lambda: self._judge_and_keep(key, args))
-        if threading.get_ident() == self._loop_thread:
-            return None  # the event loop must not block on itself
-        future = asyncio.run_coroutine_threadsafe(self._judge_and_keep(key, args), self._loop)
-        try:
-            return future.result(JUDGE_TIMEOUT)
-        except TimeoutError:
-            future.cancel()
-            log.warning("fraud proof for model %s not judged within %.0f s", model_id.hex()[:16], JUDGE_TIMEOUT)
-            return None
-
-    async def _judge_and_keep(self, key: bytes, args: tuple[Any, ...]) -> Judgement | None:
-        """Make one model check and keep its verdict; a failed check is not kept (None this once)."""
-        model_id, prompt_tokens, output_tokens, max_tokens, seed, temperature, position = args
-        try:
-            engine = await self.engine_for(model_id)
-            if engine is None:
-                return None
-            judgement = await engine.judge(prompt_tokens, output_tokens, max_tokens, seed, temperature, position)
-        except (EngineUnavailable, ValueError, RuntimeError) as exc:
-            log.warning("fraud proof for model %s not judged: %s", model_id.hex()[:16], exc)
-            return None
-        with self._judged_lock:
-            self._judged[key] = judgement
-            while len(self._judged) > JUDGEMENTS_KEPT:
-                self._judged.popitem(last=False)
-        return judgement
 
     def info(self) -> dict[str, Any]:
         return {

@@ -18,15 +18,11 @@ they ask for).
 Misbehaviour: a transaction that breaks a consensus rule (bad structure, a
 failing script, outputs above inputs) is a ProtocolViolation; one refused by
 policy, already known, or spending outputs we have not seen yet is not -- an
-honest peer sends those all the time. A refuted fraud proof ("bad-job-proof")
-is misbehaviour too: a node without the model refuses a proof as unverifiable
-and never relays it, and one with the model relays only proofs its own check
-proved, so only a peer that made the proof up sends one we refute; a refuted
-bad-delivery proof ("bad-job-proof-delivery") needs no model, so every node
-decides it alike. Each costs us
-a model check, so a peer also has MODEL_CHECKS_PER_SECOND of those (cached
-verdicts are free): a transaction that needs one more is refused unjudged and
-not remembered as rejected (another peer may send it when its budget allows).
+honest peer sends those all the time. A refuted fraud proof ("bad-job-proof",
+"bad-job-proof-delivery") and an invalid dispute-game move ("bad-job-game-move")
+are misbehaviour too: none needs a model (the game's referee is exact and
+model-free), so every node decides them alike from the transaction and the
+outputs it spends.
 
 A transaction whose parents we lack is held as an orphan (camelid.p2p.tx_orphans),
 its missing parents are asked of its sender, and `run` submits it again once a
@@ -43,7 +39,7 @@ from camelid.chain.errors import TxRejected
 from camelid.chain.mempool import Mempool
 from camelid.core.transaction import Transaction
 from camelid.p2p.errors import ProtocolViolation
-from camelid.p2p.limits import KeyedBuckets, RecentSet
+from camelid.p2p.limits import RecentSet
 from camelid.p2p.manager import PeerManager
 from camelid.p2p.messages import (
     BlockMessage,
@@ -68,21 +64,13 @@ RECENT_REJECTS = 50_000  # transaction ids refused lately, not requested again
 BLAMELESS_TX_REASONS = frozenset(
     {"bad-txns-inputs-missingorspent", "bad-txns-nonfinal", "bad-txns-premature-spend-of-coinbase"}
 )
-MODEL_CHECKS_PER_SECOND = 0.1
-"""Fraud-proof model checks (about 2,000 tokens of prefill each) one peer's transactions may cost us per second."""
-MODEL_CHECK_BURST = 4.0
-"""Model checks a peer may cost at once: a block's worth of fraud proofs (MAX_JOB_PROOFS_PER_BLOCK)."""
-PEERS_TRACKED = 1_000
-"""Peers whose model-check budget is tracked at once (more than a node's connections)."""
 MISSING_INPUTS = "bad-txns-inputs-missingorspent"
-UNJUDGED_REASONS = frozenset({MISSING_INPUTS, "job-proof-rate-limited"})
-"""Refusals after which the same transaction may yet be accepted: not remembered as rejected."""
 
 
 def is_misbehaviour(rejection: TxRejected) -> bool:
     """Whether a rejected transaction breaks consensus whatever the chain state (as Bitcoin's TX_CONSENSUS)."""
     reason = rejection.reason
-    if reason.startswith("mandatory-script-verify-flag-failed") or reason.startswith("bad-job-proof"):
+    if reason.startswith(("mandatory-script-verify-flag-failed", "bad-job-proof", "bad-job-game-move")):
         return True
     return reason.startswith("bad-txns-") and reason not in BLAMELESS_TX_REASONS
 
@@ -147,7 +135,6 @@ class Relay:
         self._known = sync.known
         self._wants_headers: set[int] = set()  # peers that sent sendheaders
         self._rejected = RecentSet(RECENT_REJECTS)
-        self._model_checks = KeyedBuckets(MODEL_CHECKS_PER_SECOND, MODEL_CHECK_BURST, PEERS_TRACKED)
         self.orphans = TxOrphanage()
         self._adoptable: asyncio.Queue[list[bytes] | None] = asyncio.Queue()  # parents accepted; None: a new tip
         for command, handler in (
@@ -244,13 +231,13 @@ class Relay:
         """Submit `peer`'s transaction `tx`; ProtocolViolation if it breaks consensus, an orphan if it lacks parents.
         Returns why it was refused, None if it was accepted."""
         try:
-            await self.chain.submit_transaction(tx, lambda: self._model_checks.take(peer.id))
+            await self.chain.submit_transaction(tx)
         except TxRejected as exc:
             if is_misbehaviour(exc):
                 raise ProtocolViolation(f"invalid-tx: {exc.reason}") from None
             if exc.reason == MISSING_INPUTS:
                 await self._hold_orphan(peer, tx)
-            elif exc.reason not in UNJUDGED_REASONS:
+            else:
                 self._rejected.add(tx.hash)  # anything but missing parents would fail again
             log.debug("%r: transaction %s not accepted: %s", peer, tx.txid(), exc)
             return exc.reason

@@ -32,6 +32,7 @@ from camelid.core.jobscripts import (
     claim_script_sig,
     commitment_signature_digest,
     escrow_script_sig,
+    fraud_proof_script_sig,
     output_commitment,
 )
 from camelid.core.params import REGTEST
@@ -138,7 +139,8 @@ def fraud_proofs(
     node: TestNode, model: Path, tamper: Callable[[list[int], int], list[int]], count: int, max_tokens: int = 4
 ) -> list[Transaction]:
     """`count` fraud-proof spends, each of its own STAKE (one staking transaction, mined on `node`): the STAKE
-    of a "node" that committed to `tamper(the model's own output, i)`, taken with a proof at position 0."""
+    of a "node" that committed to `tamper(the model's own output, i)`, taken with a proof at position 0 to a key's
+    output instead of the GAME the proof must open (move 0 of the dispute game)."""
     node.createwallet("soak")
     mine_to = node.getnewaddress()
     node.generatetoaddress(101, mine_to)
@@ -157,16 +159,16 @@ def fraud_proofs(
     stake_tx = p2pkh_spend(coin, funder, (*stakes, change), terms.job_id)
     node.sendrawtransaction(stake_tx.to_bytes().hex())
     node.generatetoaddress(1, mine_to)
-    return [
-        terms.slash(
-            [Spent(OutPoint(stake_tx.hash, i), stakes[i])],
-            FraudProof(tuple(prompt), tuple(outputs[i]), max_tokens, 0, 0, 0, pn.sign(commitment_signature_digest(c))),
-            p2pkh_script(bytes(20)),
-            20_000,
-            KeySigner(client),
-        )
-        for i, c in enumerate(commitments)
-    ]
+    spends = []
+    for i, commitment in enumerate(commitments):
+        proof = FraudProof(tuple(prompt), tuple(outputs[i]), max_tokens, 0, 0, 0,
+                           pn.sign(commitment_signature_digest(commitment)), honest[0] + 1)
+        unsigned = Transaction(inputs=(TxIn(stake_tx.hash, i),),
+                               outputs=(TxOut(stakes[i].value - 20_000, p2pkh_script(bytes(20))),), job_id=terms.job_id)
+        digest = unsigned.signature_hash(0, stakes[i].script_pubkey, stakes[i].value, SIGHASH_ALL)
+        script_sig = fraud_proof_script_sig(client.sign(digest) + bytes([SIGHASH_ALL]), proof)
+        spends.append(replace(unsigned, inputs=(replace(unsigned.inputs[0], script_sig=script_sig),)))
+    return spends
 
 
 class KeySigner:

@@ -5,8 +5,9 @@ wallet, and later a cheating compute node (--misbehave=tamper-output), all on th
 
 - two jobs at once are spread over the honest nodes, verified, paid and settled, and every wallet ends
   exactly where reward, stake and fees put it;
-- the cheater's job is caught by RASTiC, its stake and the reward go to the client by a fraud proof, and
-  the verifier, checking the proof with its own model, accepts the block that carries it;
+- the cheater's job is caught by RASTiC and disputed in the RASTiC game; the cheater has no valid answer, so
+  its stake and the reward go to the client by the game's timeout, which the model-less miner mines and the
+  verifier (holding the model) follows;
 - per-job verification: spot and off.
 
 The other Table 1 outcomes (a client that never pays, a node that never delivers) run in
@@ -22,7 +23,8 @@ from decimal import Decimal
 import pytest
 from tiny_model import write_tiny_model
 
-from camelid.node.jobs import PAYMENT_FEE, SLASH_FEE
+from camelid.node.jobs import PAYMENT_FEE
+from camelid.node.jobs.client import OPEN_FEE
 from camelid.node.jobs.common import DELIVERY_FEE, RELEASE_FEE
 from camelid.rpc.client import JSONRPCError
 
@@ -113,30 +115,35 @@ def test_paid_jobs_on_a_network_of_every_role(camelid_nodes, tmp_path):
     wait_until(lambda: cheater.getbalance() == FUNDS, what="the cheater funded")
     before = client.getbalance()
     cheated = client.submitjob("llama 2", 8, None, 2, 0, REWARD)  # 1,800 s deadline: the stake stays at stake
-    # The client publishes the payment itself, which waits for the dispute window in median time past: mine.
+    # The client publishes the payment itself, which waits for the dispute window in median time past, then opens
+    # the dispute game (move 0): mine.
     mine_until(
-        miner, mine_to, lambda: client.getjob(cheated)["state"] == "slashed", "the fraud proof in the client's mempool"
+        miner, mine_to, lambda: (client.getjob(cheated).get("game") or {}).get("stage") == "challenged", "move 0"
     )
     mine = client.getjob(cheated)
     assert (
         mine["verdict"].startswith("failed: RASTiC rejected")
         and mine["paid_node"] == cheater.getnetworkinfo()["nodeid"]
     )
-    # The miner cannot check the proof (no model), so the client mines it; the verifier checks it with its
-    # model and follows the block, as the miner does (the asymmetric rule).
-    client.generatetoaddress(1, client.getnewaddress())
-    tip = client.getbestblockhash()
-    wait_until(
-        lambda: verifier.getbestblockhash() == tip == miner.getbestblockhash(), what="the slash block everywhere"
-    )
-    assert mine["slash_txid"] in verifier.getblock(tip)["tx"]
+    # The cheater holds the model, but its reference pass agrees with the challenge: it has no valid answer. The
+    # model-less miner mines move 0 and, n_move blocks later, the client's timeout; the verifier follows.
+    mine_until(miner, mine_to, lambda: client.getjob(cheated)["state"] == "slashed", "the game's timeout mined")
+    mine = client.getjob(cheated)
+    wait_until(lambda: (cheater.getjob(cheated).get("game") or {}).get("outcome") == "slashed", what="the cheater")
+    assert cheater.getjob(cheated)["state"] == "slashed"
+    tip = miner.getbestblockhash()
+    wait_until(lambda: verifier.getbestblockhash() == tip, what="the slash block everywhere")
+    assert verifier.getrawtransaction(mine["slash_txid"], True)["confirmations"] > 0
     escrow_fee = fee_of(client, mine["escrow_txid"])
-    slashed = before - REWARD - escrow_fee + 2 * REWARD - (PAYMENT_FEE + SLASH_FEE) / COIN
-    # The cheater delivered on chain, so the client takes its stake from the DELIVERED lock, which holds the stake
-    # less the delivery's fee (or from the STAKE, when its slash reached the mempool before the delivery did).
-    # (The client's own block's coinbase is immature: it does not count.)
-    either = (slashed - DELIVERY_FEE / COIN, slashed)
-    mine_until(miner, mine_to, lambda: client.getbalance() in either, "the stake and the reward back")
+    slashed = before - REWARD - escrow_fee + 2 * REWARD - (PAYMENT_FEE + OPEN_FEE + RELEASE_FEE) / COIN
+    # The cheater delivered on chain, so the game holds its stake less the delivery's fee (or the STAKE itself, when
+    # move 0 reached the mempool before the delivery did); the wallet paid a few hundred units to fund the bond.
+    mine_until(
+        miner,
+        mine_to,
+        lambda: slashed - DELIVERY_FEE / COIN - Decimal("0.0001") < client.getbalance() <= slashed,
+        "the stake and the reward back",
+    )
     assert cheater.getbalance() < FUNDS - REWARD  # its stake is gone
 
     # 3. Verification per job: spot checks a sample of positions; off returns the text unchecked.

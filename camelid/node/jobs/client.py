@@ -5,11 +5,12 @@ It weighs every testament (signed by its node's key, so none can be forged under
 first whose stake transaction shows, from a node that never failed one of our checks, is paid: the client
 moves the escrow to that node's PAYOUT and sends it the payment. On delivery it decrypts (ECIES, aad = Job
 ID) and, if this node holds the model, checks the commitment and runs RASTiC. A failure beyond what float noise explains
-(gap > EPS_SLASH, or structural) is disputed: the client publishes the payment itself and takes the STAKE
-and the PAYOUT back in one fraud-proof spend. A paid job with no delivery from its node by the deadline D
-is disputed too ("failed: not delivered"): the client takes the STAKE and the PAYOUT back through their
-claim branches once the chain allows it (a delivery mined before D spent the STAKE; the client publishes
-its payment when it pays, since the claim needs it mined before D - W). A delivery is read from the
+(gap > EPS_SLASH, or structural) that the reference pass confirms is disputed: the client publishes the payment
+itself and moves the STAKE and the PAYOUT, with a bond, into the RASTiC dispute game (move 0), which the
+GameDriver plays on; the job is slashed when the game's win is mined. A paid job with no delivery from its
+node by the deadline D is disputed too ("failed: not delivered"): the client takes the STAKE and the PAYOUT
+back through their claim branches once the chain allows it (a delivery mined before D spent the STAKE; the
+client publishes its payment when it pays, since the claim needs it mined before D - W). A delivery is read from the
 signed jobdelivery message or from the delivery transaction in the mempool or a block, whichever comes
 first. A job never paid gets its escrow back through the refund branch at its refund time. It knows the
 compute side only through the pool's records.
@@ -31,14 +32,15 @@ from camelid.chain.jobpool import (
     TestamentRecord,
     job_offer_digest,
 )
-from camelid.compute.rastic import EPS_SLASH
+from camelid.compute.rastic import EPS_SLASH, structural_failures
 from camelid.compute.vocab import ModelVocab
 from camelid.compute.worker_client import EngineUnavailable
 from camelid.core.deliveryproof import MALFORMED_REVEAL, BadDeliveryProof, delivery_fault, reveal_would_expose
 from camelid.core.job import JobParams, job_tokens_problem
+from camelid.core.jobgame import MIN_GAME_BOND, Challenge, Game
 from camelid.core.jobscripts import JOB_PAYOUT_FEE_CAP, CommittedOutput, FraudProof, match_job_lock, output_commitment
 from camelid.core.script import p2pkh_script
-from camelid.core.transaction import OutPoint, Transaction, TxOut
+from camelid.core.transaction import NULL_HASH, OutPoint, Transaction, TxOut
 from camelid.crypto import ecies
 from camelid.crypto.hashes import hash160, sha256
 from camelid.node.config import Misbehaviour
@@ -50,7 +52,8 @@ from camelid.node.jobs.common import (
     TimedSpend,
     hex_id,
 )
-from camelid.node.jobs.contract import Spent
+from camelid.node.jobs.contract import Spent, p2pk_script
+from camelid.node.jobs.game import GameDriver, GamePlay, Side
 from camelid.node.jobs.verdict import NOT_DELIVERED, VERIFIED, Cause, Outcome, Verdict, failed, unverified
 from camelid.node.jobs.verify import OutsourcedVerification
 from camelid.p2p.messages import JobMessage, JobPayment
@@ -64,7 +67,9 @@ DEFAULT_TIMELOCK = 1800
 mainnet, since a payment waits one out and must be mined a window before D to back a non-delivery claim
 (jobrules.check_job_claims); compute nodes decline less than two (the delivery must be mined before D)."""
 SLASH_FEE = 100_000
-"""Fee of the client's fraud-proof spend of STAKE + PAYOUT: >= 5 per byte even with two 2,210-token proofs."""
+"""Fee of the client's bad-delivery proof (a 9.6 KB blob and a reveal): ~10 per byte."""
+OPEN_FEE = 100_000
+"""Fee of move 0 (STAKE + PAYOUT with a 2,210-token fraud proof each, and the bond): >= 5 per byte."""
 VERIFY_MODES = ("full", "spot", "off")
 SPOT_NONCE_SIZE = 16
 """Random bytes that choose the spot positions: the node cannot know them when it commits."""
@@ -87,7 +92,8 @@ class ClientJob:
     text: str | None = None
     cancelled: bool = False
     payment: Transaction | None = None  # the escrow spend we sent the node; we publish it ourselves to dispute
-    slash_txid: str | None = None  # our fraud-proof spend or non-delivery claim, once the mempool took it
+    slash_txid: str | None = None  # our bad-delivery proof or non-delivery claim once in the mempool; our game's win
+    game: GamePlay | None = None  # the dispute game we opened on the delivery
     refund_txid: str | None = None  # our escrow refund of a job never paid, once the mempool took it
     checked_by: list[str] | None = None  # node ids of the verifiers that passed it; [] when checked locally
     tokens: list[int] | None = None  # the delivered output, once opened
@@ -100,9 +106,13 @@ class ClientJob:
 class JobClient:
     """This node's submitted jobs (`jobs`, by Job ID), from escrow to verdict and, if cheated, the slash."""
 
-    def __init__(self, ctx: JobContext, verifiers: OutsourcedVerification, misbehave: Misbehaviour | None) -> None:
-        """`verifiers` check deliveries for models we do not hold; `misbehave` (regtest only): NEVER_PAY pays none."""
+    def __init__(
+        self, ctx: JobContext, verifiers: OutsourcedVerification, games: GameDriver, misbehave: Misbehaviour | None
+    ) -> None:
+        """`verifiers` check deliveries for models we do not hold; `games` plays the disputes we open;
+        `misbehave` (regtest only): NEVER_PAY pays none."""
         self._ctx = ctx
+        self._games = games
         self._verifiers = verifiers
         self._never_pay = misbehave is Misbehaviour.NEVER_PAY
         self.jobs: dict[bytes, ClientJob] = {}
@@ -223,7 +233,7 @@ class JobClient:
         verdict = client.verdict
         if verdict is not None and (
             verdict.cause not in (Cause.RASTIC, Cause.BAD_DELIVERY)
-            or (client.slash_txid is not None and verdict.cause is Cause.RASTIC)
+            or (client.game is not None and verdict.cause is Cause.RASTIC)
         ):
             return  # a bad-delivery proof is slashed only once mined: one still in a lost mempool is made again
         client.verdict = None
@@ -327,7 +337,7 @@ class JobClient:
         elif verdict.failed:
             ctx.pool.advance(record, JobState.DISPUTED)
             if slash_at is not None:
-                ctx.spawn(self._slash(record, client, tokens, slash_at), f"job-slash-{hex_id(job_id)[:16]}")
+                ctx.spawn(self._challenge(record, client, tokens, slash_at), f"job-game-{hex_id(job_id)[:16]}")
         else:
             ctx.pool.on_change(job_id)  # an "unverified" verdict changes our record, not the job's state
         log.info("job %s delivered: %s", hex_id(job_id), client.verdict)
@@ -381,7 +391,7 @@ class JobClient:
         proof = BadDeliveryProof(delivery.sealed, reveal)
         wallet = ctx.require_wallets().get()
         pay_to = p2pkh_script(hash160(wallet.new_job_key()))
-        spend = terms.slash((delivered,), proof, pay_to, SLASH_FEE, wallet)
+        spend = terms.slash(delivered, proof, pay_to, SLASH_FEE, wallet)
         if not await ctx.publish(spend, give_up_at):
             return
         client.slash_txid = spend.txid()
@@ -505,15 +515,16 @@ class JobClient:
         client.checked_by = outcome.checked_by
         return outcome.verdict, None if outcome.verdict.failed else text
 
-    async def _slash(self, record: JobRecord, client: ClientJob, tokens: list[int], position: int) -> None:
-        """Take the STAKE and the PAYOUT to a fresh wallet address with a fraud proof at `position`, in one spend.
+    async def _challenge(self, record: JobRecord, client: ClientJob, tokens: list[int], position: int) -> None:
+        """Move 0 of the dispute game at the failed `position`: the STAKE (or DELIVERED) and the PAYOUT, with a bond,
+        into a GAME output, by a fraud-proof spend that no miner needs the model to check.
 
-        The PAYOUT exists only once the payment is in the mempool or the chain, and the node may hold
-        the payment back, so we publish it ourselves (waiting out the dispute window) and then spend
-        both outputs together: one transaction, one model check. If the node's release took the
-        PAYOUT first (its branch opens at D + W), the stake alone is still ours to take. A node that
-        delivered on chain moved its stake into the DELIVERED lock, whose fraud-proof branch is the
-        same: we take it there (`_stake_now`).
+        We challenge only when the reference pass agrees (`GamePlayer.choose_token`: its j* scores more than
+        EPS_SLASH above the output's token; for a structural fault any j* but that token), since below that the
+        accused's true answer holds and our bond is its. The PAYOUT exists only once the payment is in the mempool
+        or the chain, and the node may hold the payment back, so we publish it ourselves; if the node's release
+        took the PAYOUT first (its branch opens at D + W), the stake alone goes into the game. The job is
+        "slashed" only when the game's win is mined (GameDriver).
         """
         ctx = self._ctx
         testament, payment, params = client.testament, client.payment, record.params
@@ -521,39 +532,59 @@ class JobClient:
         terms = ctx.terms(params)
         staked = await self._stake_now(record, testament)
         engine = await ctx.engine_when_ready(params.model_id)
-        if staked is None or engine is None:
+        player = await self._games.player(params.model_id)
+        if staked is None or engine is None or player is None:
             log.warning("job %s: the stake or the model is gone; cannot dispute", hex_id(record.job_id))
             return
+        if not player.judgeable:
+            log.warning("job %s: the game's referee cannot judge model %s (its architecture): no dispute",
+                        hex_id(record.job_id), params.model_id.hex()[:16])
+            return
         prompt_tokens = await engine.tokenize(params.prompt)
-        proof = FraudProof(
-            tuple(prompt_tokens),
-            tuple(tokens),
-            params.max_tokens,
-            params.seed,
-            params.temperature_milli,
-            position,
-            testament.signature,
+        choice = await asyncio.to_thread(
+            player.choose_token, prompt_tokens, tokens, position, params.seed, params.temperature_milli
         )
+        end = set(player.header.end_tokens)
+        structural = structural_failures(tokens, params.max_tokens, player.n_vocab, end.__contains__)
+        if not structural and not choice.challengeable:
+            log.warning("job %s: the reference pass scores position %d within EPS_SLASH (gap %.3f): no challenge",
+                        hex_id(record.job_id), position, choice.gap)
+            return
+        proof = FraudProof(
+            tuple(prompt_tokens), tuple(tokens), params.max_tokens, params.seed, params.temperature_milli, position,
+            testament.signature, choice.token,
+        )
+        challenge = Challenge.of_proof(proof)
         give_up_at = terms.refund_time + RELEASE_PATIENCE
         await ctx.publish(payment, give_up_at)  # refused as already known when the node published it first
         payout_in = Spent(OutPoint(payment.hash, 0), payment.outputs[0])
         held = await ctx.holds(payout_in.outpoint, payout_in.out)
-        wallet = ctx.require_wallets().get()
-        pay_to = p2pkh_script(hash160(wallet.new_job_key()))
+        wallets = ctx.require_wallets()
+        wallet = wallets.get()
+        bond_key = wallet.new_job_key()
+        bond_script = p2pk_script(bond_key)
+        bond_value = max(payout_in.out.value if held else 0, MIN_GAME_BOND) + OPEN_FEE
+        # Funded by a transaction outside the job (no job id): one carrying J that spends our escrow transaction's
+        # change would read, to the job pool, as a spend of the escrow (JobPool.settle_block matches the txid).
+        funded = await wallets.pay(wallet, lambda: wallet.create_script_payment(bond_script, bond_value, NULL_HASH))
+        index = next(i for i, out in enumerate(funded.tx.outputs) if out.script_pubkey == bond_script)
+        bond = Spent(OutPoint(funded.tx.hash, index), funded.tx.outputs[index])
         while staked is not None:
+            lock = match_job_lock(staked.out.script_pubkey)
+            assert lock is not None  # _stake_now finds only job locks
+            game = Game.opened(lock, challenge.hash(), ctx.chain.params.n_move)
             for spent in [(staked, payout_in), (staked,)] if held else [(staked,)]:
-                slash = terms.slash(spent, proof, pay_to, SLASH_FEE, wallet)
-                if await ctx.publish(slash, give_up_at):
-                    client.slash_txid = slash.txid()
-                    ctx.pool.advance(record, JobState.SLASHED)
-                    log.info(
-                        "job %s: slashed %d outputs at position %d by %s",
-                        hex_id(record.job_id),
-                        len(spent),
-                        position,
-                        slash.txid(),
-                    )
+                opening = terms.open_game(spent, bond, bond_key, proof, game, OPEN_FEE, wallet)
+                client.game = GamePlay(
+                    Side.CHALLENGER, OutPoint(opening.hash, 0), opening.outputs[0], challenge.encode()
+                )
+                if await ctx.publish(opening, give_up_at):
+                    ctx.pool.on_change(record.job_id)
+                    self._games.play(record.job_id)
+                    log.info("job %s: challenged position %d (j* = %d, gap %.3f) by %s", hex_id(record.job_id),
+                             position, choice.token, choice.gap, opening.txid())
                     return
+                client.game = None
             moved = await self._stake_now(record, testament)  # the delivery may have moved it meanwhile
             staked = moved if moved is not None and moved.outpoint != staked.outpoint else None
 

@@ -54,8 +54,9 @@ DELIVERY_FEE = 40_000
 JOB_PAYOUT_FEE_CAP, which is what the STAKE's delivery branch lets its DELIVERED output lose."""
 ENGINE_PATIENCE = 120.0
 """Seconds a client's check waits for a crashed llama.cpp worker to come back before it gives the check up."""
-TIMED_RETRY = frozenset({"non-final", "job-dispute-window", "bad-txns-inputs-missingorspent"})
-"""Mempool refusals of a time-locked spend that only time (or a parent reaching the chain) cures."""
+TIMED_RETRY = frozenset({"non-final", "non-BIP68-final", "job-dispute-window", "bad-txns-inputs-missingorspent"})
+"""Mempool refusals of a time-locked spend that only time (or a parent reaching the chain) cures; "non-BIP68-final":
+a relative lock (a GAME's timeout branch) not yet old enough."""
 
 
 def delivery_margin(dispute_window: int) -> int:

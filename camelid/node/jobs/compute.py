@@ -35,10 +35,19 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from camelid.chain.errors import TxRejected
-from camelid.chain.jobpool import DeliveryRecord, JobRecord, TestamentRecord, job_accept_digest, job_delivery_digest
+from camelid.chain.jobpool import (
+    TRANSITIONS,
+    DeliveryRecord,
+    JobRecord,
+    JobState,
+    TestamentRecord,
+    job_accept_digest,
+    job_delivery_digest,
+)
 from camelid.compute.worker_client import EngineUnavailable
 from camelid.core.interpreter import verify_script
 from camelid.core.job import job_tokens_problem
+from camelid.core.jobgame import Challenge, Game
 from camelid.core.jobscripts import (
     JOB_PAYOUT_FEE_CAP,
     commitment_body,
@@ -69,6 +78,7 @@ from camelid.node.jobs.common import (
     testament_message,
 )
 from camelid.node.jobs.contract import JobTerms, Spent
+from camelid.node.jobs.game import GamePlay, Side
 from camelid.node.jobs.scheduler import ESCROW_RECHECK, JobScheduler
 from camelid.p2p.messages import JobAccept, JobPayment
 from camelid.wallet.errors import WalletError
@@ -104,6 +114,7 @@ class ComputeJob:
     payment: Transaction | None = None
     released: list[OutPoint] = field(default_factory=list)  # our STAKE (or DELIVERED) and PAYOUT, once back
     delivery: Transaction | None = None  # the STAKE moved into its DELIVERED lock with our sealed output
+    game: GamePlay | None = None  # the dispute game a client opened on our stake
 
     @property
     def delivered_out(self) -> OutPoint | None:
@@ -520,6 +531,22 @@ class JobComputer:
             ctx.spawn(ctx.publish(tx, terms.refund_time), f"job-publish-{tx.txid()[:16]}")
         ctx.spawn(self._deliver_when_paid(record, work, tx), f"job-deliver-{hex_id(job_id)[:16]}")
         self._release(job_id, work, OutPoint(tx.hash, 0), tx.outputs[0])
+
+    def join_game(self, tx: Transaction, game: Game, challenge: Challenge) -> GamePlay | None:
+        """Move 0 against us: `tx` took our STAKE (or DELIVERED) into a GAME naming our key. We play it as the
+        accused (GameDriver); a GAME output anyone can make with our key, not spending our stake, is ignored."""
+        work = self.jobs.get(tx.job_id)
+        record = self._ctx.pool.get(tx.job_id)
+        if work is None or record is None or work.game is not None or game.node_pubkey != work.node_pubkey:
+            return None
+        prevouts = {txin.prevout for txin in tx.inputs}
+        if work.stake not in prevouts and work.delivered_out not in prevouts:
+            return None
+        work.game = GamePlay(Side.ACCUSED, OutPoint(tx.hash, 0), tx.outputs[0], challenge.encode())
+        if JobState.DISPUTED in TRANSITIONS[record.state]:
+            self._ctx.pool.advance(record, JobState.DISPUTED)
+        log.warning("job %s: challenged at output position %d by %s", hex_id(tx.job_id), challenge.position, tx.txid())
+        return work.game
 
     def resume(self, job_id: bytes) -> None:
         """After a restart: deliver for a payment taken but not yet delivered, and watch our time locks again."""

@@ -1,10 +1,11 @@
 """Every job contract and transaction, built from one terms object (whitepaper 2.4, docs/jobs-design.md).
 
-A job's scripts (ESCROW, STAKE, PAYOUT, DELIVERED) and the transactions that move them (payment, delivery,
-refund, release, non-delivery claim, fraud-proof slash) all follow from the job's parameters, the network's
-dispute window and, once a node has committed, its key Pn and commitment C. `JobTerms` holds those and builds each of
-them, so the client, the compute node and the tests cannot disagree on a field. Nothing here holds a key:
-each builder returns the unsigned transaction and signs its inputs through a `JobSigner` (the wallet).
+A job's scripts (ESCROW, STAKE, PAYOUT, DELIVERED, GAME) and the transactions that move them (payment, delivery,
+refund, release, non-delivery claim, bad-delivery slash, the dispute game's moves and timeouts) all follow from
+the job's parameters, the network's dispute window and, once a node has committed, its key Pn and commitment C.
+`JobTerms` holds those and builds each of them, so the client, the compute node and the tests cannot disagree on
+a field. Nothing here holds a key: each builder returns the transaction and signs its inputs through a
+`JobSigner` (the wallet).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Protocol
 
 from camelid.core.deliveryproof import BadDeliveryProof, bad_delivery_script_sig
 from camelid.core.job import JobParams
+from camelid.core.jobgame import Game, game_script, move_script_sig, timeout_script_sig
 from camelid.core.jobscripts import (
     FraudProof,
     JobLock,
@@ -26,10 +28,15 @@ from camelid.core.jobscripts import (
     release_script_sig,
 )
 from camelid.core.jobscripts import escrow_script as build_escrow_script
+from camelid.core.opcodes import Opcode
+from camelid.core.script import build_script
 from camelid.core.transaction import SIGHASH_ALL, OutPoint, Transaction, TxIn, TxOut
 
 NON_FINAL = 0xFFFFFFFE
 """Input sequence that lets the lock time (and so CHECKLOCKTIMEVERIFY) apply."""
+FINAL = 0xFFFFFFFF
+CSV_VERSION = 2
+"""A GAME's timeout branch (OP_CHECKSEQUENCEVERIFY) needs a version-2 transaction whose input sequence is n_move."""
 
 
 class JobSigner(Protocol):
@@ -136,18 +143,67 @@ class JobTerms:
         )
 
     def slash(
-        self, spent: Sequence[Spent], proof: FraudProof | BadDeliveryProof, pay_to: bytes, fee: int, signer: JobSigner
+        self, delivered: Spent, proof: BadDeliveryProof, pay_to: bytes, fee: int, signer: JobSigner
     ) -> Transaction:
-        """The client's fraud-proof spend of job locks `spent` (STAKE, and PAYOUT if it is there; a DELIVERED for a
-        bad-delivery proof), less `fee`."""
-        outputs = (TxOut(sum(s.out.value for s in spent) - fee, pay_to),)
+        """The client's bad-delivery proof taking the DELIVERED output, less `fee` (a RASTiC failure is disputed in
+        the game instead: open_game)."""
+        outputs = (TxOut(delivered.out.value - fee, pay_to),)
+        unlock = lambda sig: bad_delivery_script_sig(sig, proof)  # noqa: E731
+        return self._signed((delivered,), outputs, 0, self.params.client_pubkey, signer, lambda _: unlock)
 
-        def unlock(sig: bytes) -> bytes:
-            if isinstance(proof, FraudProof):
-                return fraud_proof_script_sig(sig, proof)
-            return bad_delivery_script_sig(sig, proof)
+    def open_game(
+        self, locks: Sequence[Spent], bond: Spent, bond_key: bytes, proof: FraudProof, game: Game, fee: int,
+        signer: JobSigner,
+    ) -> Transaction:
+        """Move 0: the client's fraud-proof spend of job locks `locks` (STAKE, and PAYOUT if there) and its `bond`
+        coin (`p2pk_script` of the job key `bond_key`) into `game`, output 0, worth all of them less `fee`."""
+        outputs = (TxOut(sum(s.out.value for s in (*locks, bond)) - fee, game_script(game)),)
+        keys = [self.params.client_pubkey] * len(locks) + [bond_key]
+        unlocks = [lambda sig: fraud_proof_script_sig(sig, proof)] * len(locks) + [_p2pk]
+        return self._sign_each((*locks, bond), keys, unlocks, outputs, signer)
 
-        return self._signed(spent, outputs, 0, self.params.client_pubkey, signer, lambda _: unlock)
+    def game_move(
+        self, game_in: Spent, game: Game, data: bytes, after: Game, fee_coin: Spent, fee_key: bytes, signer: JobSigner
+    ) -> Transaction:
+        """Move 1 or 2: the mover's spend of the GAME `game_in` (in state `game`) with its move `data` into the next
+        state `after`, worth as much; the fee is all of `fee_coin` (`p2pk_script` of the job key `fee_key`)."""
+        outputs = (TxOut(game_in.out.value, game_script(after)),)
+        unlocks = [lambda sig: move_script_sig(sig, data), _p2pk]
+        return self._sign_each((game_in, fee_coin), [game.mover, fee_key], unlocks, outputs, signer)
+
+    def game_win(
+        self, game_in: Spent, game: Game, data: bytes, pay_to: bytes, fee: int, signer: JobSigner
+    ) -> Transaction:
+        """A move that ends the game for the accused (a refutation, or a step that holds): the GAME to `pay_to`."""
+        outputs = (TxOut(game_in.out.value - fee, pay_to),)
+        return self._sign_each((game_in,), [game.mover], [lambda sig: move_script_sig(sig, data)], outputs, signer)
+
+    def game_timeout(self, game_in: Spent, game: Game, pay_to: bytes, fee: int, signer: JobSigner) -> Transaction:
+        """The waiter's take of a GAME whose mover let n_move blocks pass: version 2, input sequence n_move."""
+        outputs = (TxOut(game_in.out.value - fee, pay_to),)
+        return self._sign_each(
+            (game_in,), [game.waiter], [timeout_script_sig], outputs, signer, sequence=game.n_move, version=CSV_VERSION,
+        )
+
+    def _sign_each(
+        self,
+        spent: Sequence[Spent],
+        keys: Sequence[bytes],
+        unlocks: Sequence[Callable[[bytes], bytes]],
+        outputs: tuple[TxOut, ...],
+        signer: JobSigner,
+        sequence: int = FINAL,
+        version: int = 1,
+        lock_time: int = 0,
+    ) -> Transaction:
+        """A transaction carrying J spending `spent` into `outputs`, input i signed by `keys[i]` (SIGHASH_ALL)."""
+        inputs = tuple(TxIn(s.outpoint.txid, s.outpoint.index, sequence=sequence) for s in spent)
+        unsigned = Transaction(version=version, inputs=inputs, outputs=outputs, lock_time=lock_time, job_id=self.job_id)
+        signed = []
+        for index, (txin, s, key, unlock) in enumerate(zip(inputs, spent, keys, unlocks, strict=True)):
+            digest = unsigned.signature_hash(index, s.out.script_pubkey, s.out.value, SIGHASH_ALL)
+            signed.append(replace(txin, script_sig=unlock(signer.sign_job_digest(key, digest) + bytes([SIGHASH_ALL]))))
+        return replace(unsigned, inputs=tuple(signed))
 
     def _signed(
         self,
@@ -162,12 +218,16 @@ class JobTerms:
 
         A lock time makes the inputs non-final so that it (and CHECKLOCKTIMEVERIFY) applies.
         """
-        sequence = NON_FINAL if lock_time else 0xFFFFFFFF
-        inputs = tuple(TxIn(s.outpoint.txid, s.outpoint.index, sequence=sequence) for s in spent)
-        unsigned = Transaction(inputs=inputs, outputs=outputs, lock_time=lock_time, job_id=self.job_id)
-        signed = []
-        for index, (txin, s) in enumerate(zip(inputs, spent, strict=True)):
-            digest = unsigned.signature_hash(index, s.out.script_pubkey, s.out.value, SIGHASH_ALL)
-            signature = signer.sign_job_digest(key, digest) + bytes([SIGHASH_ALL])
-            signed.append(replace(txin, script_sig=unlock(index)(signature)))
-        return replace(unsigned, inputs=tuple(signed))
+        unlocks = [unlock(index) for index in range(len(spent))]
+        sequence = NON_FINAL if lock_time else FINAL
+        return self._sign_each(spent, [key] * len(spent), unlocks, outputs, signer, sequence, lock_time=lock_time)
+
+
+def p2pk_script(public_key: bytes) -> bytes:
+    """A coin only the job key can spend, kept out of the wallet's coin selection (it tracks P2PKH only): a move's
+    fee and the challenger's bond wait in one until the move spends it."""
+    return build_script(public_key, Opcode.OP_CHECKSIG)
+
+
+def _p2pk(signature: bytes) -> bytes:
+    return build_script(signature)

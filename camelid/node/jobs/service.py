@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from camelid.chain.jobpool import JobPool, JobRecord, JobState
+from camelid.chain.jobpool import TRANSITIONS, JobPool, JobRecord, JobState
 from camelid.chain.jobstore import JobStore
 from camelid.chain.storage import LevelDBStore
 from camelid.node.config import ComputePolicy, Misbehaviour
@@ -33,6 +33,8 @@ from camelid.node.jobs.common import (
     testament_record,
 )
 from camelid.node.jobs.compute import JobComputer
+from camelid.node.jobs.game import GameDriver, GamePlay
+from camelid.node.jobs.game import Outcome as GameOutcome
 from camelid.node.jobs.intake import JobIntake, checked
 from camelid.node.jobs.journal import JobJournal
 from camelid.node.jobs.market import Market, take_by, untaken
@@ -53,6 +55,7 @@ from camelid.p2p.messages import (
 from camelid.p2p.schema import Message
 
 if TYPE_CHECKING:
+    from camelid.core.jobgame import Challenge, Game
     from camelid.core.transaction import Transaction
     from camelid.node.bus import EventBus
     from camelid.node.chain_service import ChainService
@@ -103,7 +106,8 @@ class JobService:
         self._manager = p2p.manager
         self._ctx = JobContext(chain, self.pool, p2p.manager, p2p.node_key, models, wallets, compute)
         verifiers = OutsourcedVerification(self._ctx, verifiers)
-        self._client = JobClient(self._ctx, verifiers, misbehave)
+        self._games = GameDriver(self._ctx, self._play_of, self._join_game, self._game_ended)
+        self._client = JobClient(self._ctx, verifiers, self._games, misbehave)
         self._compute = JobComputer(
             self._ctx, serving=serve and wallets is not None, misbehave=misbehave, policy=policy or ComputePolicy()
         )
@@ -143,6 +147,9 @@ class JobService:
                 self._client.resume(job_id)
             if job_id in self._compute.jobs:
                 self._compute.resume(job_id)
+            play = self._play_of(job_id)
+            if play is not None and play.outcome is None:
+                self._games.play(job_id)
         self._compute.start()
         try:
             while True:
@@ -223,6 +230,9 @@ class JobService:
                 info["paid_node"] = client.testament.node.hex()
         elif work is not None:
             info["payment_txid"] = work.payment_txid
+        play = self._play_of(job_id)
+        if play is not None:
+            info["game"] = play.info()
         return info
 
     def compute_policy(self) -> dict[str, Any]:
@@ -242,6 +252,26 @@ class JobService:
     def cancel(self, job_id: bytes) -> None:
         """canceljob: stop our own job before it is paid (the escrow refund after its refund time comes later)."""
         self._client.cancel(job_id)
+
+    # -- the dispute game ------------------------------------------------------------------------------
+
+    def _play_of(self, job_id: bytes) -> GamePlay | None:
+        client, work = self._client.jobs.get(job_id), self._compute.jobs.get(job_id)
+        if client is not None:
+            return client.game
+        return None if work is None else work.game
+
+    def _join_game(self, tx: Transaction, game: Game, challenge: Challenge) -> GamePlay | None:
+        return self._compute.join_game(tx, game, challenge)
+
+    def _game_ended(self, job_id: bytes, play: GamePlay) -> None:
+        """The win that ended a game of ours is mined: the challenger's is the job's slash, on either side."""
+        record = self.pool.get(job_id)
+        client = self._client.jobs.get(job_id)
+        if client is not None and play.outcome is GameOutcome.SLASHED and play.ended_by is not None:
+            client.slash_txid = play.ended_by.txid()
+        if record is not None and play.outcome is GameOutcome.SLASHED and JobState.SLASHED in TRANSITIONS[record.state]:
+            self.pool.advance(record, JobState.SLASHED)
 
     def _role(self, record: JobRecord) -> str:
         if record.job_id in self._client.jobs:
@@ -315,6 +345,7 @@ class JobService:
 
     async def _on_tx_accepted(self, event: TxAccepted) -> None:
         self._ctx.tx_arrived(event.tx.hash)
+        self._games.on_transaction(event.tx, mined=False)
         self._intake.on_transaction(event.tx)
         if (paid := self.pool.record_payment(event.tx)) is not None:
             self.market.on_paid(paid, event.tx)
@@ -334,6 +365,7 @@ class JobService:
         for record in self.pool.settle_block(transactions):
             log.info("job %s %s in block %d", hex_id(record.job_id), record.state.value, event.height)
         for tx in transactions[1:]:
+            self._games.on_transaction(tx, mined=True)
             self._intake.on_transaction(tx)
             self._compute.on_published(tx)
             await self._on_delivery_tx(tx)
