@@ -153,10 +153,23 @@ def test_a_job_goes_through_its_states_each_with_the_time_it_was_reached(pool, c
 def test_a_mined_escrow_spend_that_is_no_payment_is_the_refund(pool):
     job = params()
     record = pool.add_job(*offer(job))
-    refund = Transaction(inputs=(TxIn(ESCROW_TXID, 0, b"\x51"),), outputs=(TxOut(1, b"\x51"),), job_id=job.job_id())
+    refund = Transaction(
+        inputs=(TxIn(ESCROW_TXID, 0, b"\x51", sequence=0xFFFFFFFE),), outputs=(TxOut(1, b"\x51"),),
+        lock_time=pool.refund_time(job), job_id=job.job_id(),
+    )
     assert pool.record_payment(refund) is None
     assert pool.settle_block([refund]) == [record]
     assert record.state == JobState.REFUNDED and record.payments == {}
+
+
+def test_a_spend_of_the_escrow_transactions_change_with_the_job_id_leaves_the_job_open(pool):
+    """The client's change from the escrow transaction may fund its bond in a dispute, in a transaction that
+    carries the job id: it is neither a payment nor a refund (consensus allows no other escrow spend)."""
+    job = params()
+    record = pool.add_job(*offer(job))
+    change = Transaction(inputs=(TxIn(ESCROW_TXID, 1, b"\x51"),), outputs=(TxOut(1, b"\x51"),), job_id=job.job_id())
+    assert pool.settle_block([change]) == []
+    assert record.state == JobState.CREATED
 
 
 def test_a_signed_delivery_is_recorded_once_for_a_node_with_a_testament(pool):

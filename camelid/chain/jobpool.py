@@ -468,11 +468,19 @@ class JobPool:
         return closed
 
     def _escrow_spent_by(self, tx: Transaction) -> JobRecord | None:
-        """The known job whose escrow `tx` spends, if any."""
+        """The known job whose escrow `tx` spends, if any.
+
+        The pool knows the escrow's transaction, not which of its outputs is the escrow, so it goes by what
+        OP_CHECKJOBESCROWVERIFY lets an escrow spend be: a payment (output 0 this job's PAYOUT) or a refund (a
+        lock time from the refund time on). Another spend of that transaction's outputs that carries the job
+        id (its change funding a dispute's bond, say) leaves the job open.
+        """
         record = self._jobs.get(tx.job_id)
         if record is None or not any(txin.prev_txid == record.escrow_txid for txin in tx.inputs):
             return None
-        return record
+        payout = match_job_lock(tx.outputs[0].script_pubkey) if tx.outputs else None
+        pays = payout is not None and payout.is_payout and payout.job_id == record.job_id
+        return record if pays or tx.lock_time >= self.refund_time(record.params) else None
 
     def refund_time(self, params: JobParams) -> int:
         """When the client may take the escrow back: the delivery deadline plus the dispute window."""
