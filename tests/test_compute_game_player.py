@@ -10,19 +10,23 @@ import numpy as np
 import pytest
 from tiny_model import EOS, write_tiny_gemma3, write_tiny_model
 
+from camelid.compute.checkpoint_tree import children, leaf_bytes, levels
 from camelid.compute.game_player import GamePlayer
 from camelid.compute.game_referee import ModelFreeReferee
+from camelid.compute.model_id import chunk_root
 from camelid.compute.rastic import EPS_SLASH
 from camelid.compute.referee import StepClaim, StepProof, judge_step, prove_step
-from camelid.compute.reference import F32, ReferenceModel, checkpoint_root
+from camelid.compute.reference import F32, LEAF_VALUES, ReferenceModel, checkpoint_root
 from camelid.compute.sampling import canonical_gumbel, canonical_pair_gap, canonical_token_gap
-from camelid.core.jobgame import Answer, Challenge, Pointer, Step, move_items
+from camelid.core.jobgame import Answer, Challenge, Step, move_items
+from camelid.crypto.hashes import sha256d
 
 PROMPT = (1, 40, 77, 3, 200, 259, 12)
 MAX_TOKENS = 6
 SEED = 7
 WRITERS = {"llama": write_tiny_model, "gemma3": write_tiny_gemma3}
 REFEREE = ModelFreeReferee()  # what OP_CHECKJOBGAMEVERIFY asks
+SPAN = 10  # the protocol's: levels a reveal opens
 
 
 @dataclasses.dataclass
@@ -66,6 +70,28 @@ def _worst(case: Case, position: int) -> int:
 
 def _gap(logits: tuple[float, ...], c: Challenge) -> float:
     return canonical_pair_gap(np.array(logits, dtype=F32), c.rows, c.seed, c.position, c.temperature)
+
+
+def _descend(
+    player: GamePlayer, challenge: Challenge, checkpoint: int, theirs: np.ndarray, span: int
+) -> StepClaim | None:
+    """The descent over the accused's values `theirs` of `checkpoint`: each reveal (from the accused's own tree,
+    checked as consensus checks it: it chains to the node) and the challenger's pick, down to the element."""
+    tree = levels(theirs)
+    depth, index, node = len(tree) - 1, 0, tree[-1][0]
+    assert depth == player.depth(challenge, checkpoint)
+    while depth > 0:
+        revealed = children(tree, depth, index, span)
+        assert chunk_root(revealed) == node
+        pick = player.pick(challenge, checkpoint, depth, index, span, revealed)
+        if pick is None:
+            return None
+        below = max(depth - span, 0)
+        depth, index, node = below, (index << (depth - below)) + pick, revealed[pick]
+    values = leaf_bytes(theirs, index)
+    assert sha256d(values) == node and len(values) <= 4 * LEAF_VALUES
+    offset = player.pick_element(challenge, checkpoint, index, values)
+    return None if offset is None else StepClaim(checkpoint, index * LEAF_VALUES + offset)
 
 
 def _holds(case: Case, answer: Answer, claim: StepClaim, step: Step) -> bool:
@@ -166,10 +192,10 @@ def test_a_forged_final_logit_is_pointed_at_and_cannot_be_proven(case: Case) -> 
     assert _gap(logits, challenge) <= EPS_SLASH  # the forgery passes move 1
     answer = Answer(challenge, case.player.header_proof, roots, (logits[0], logits[1]))
     assert REFEREE.answer_problem(case.player.model_id, answer) is None  # a valid move 1
-    claim = case.player.point(answer)
-    assert claim == StepClaim(len(case.player.names) - 1, 0)
-    pointer = Pointer(challenge, case.player.header_proof, claim.encode())
-    assert REFEREE.pointer_problem(case.player.model_id, pointer) is None
+    checkpoint = case.player.point(answer)
+    assert checkpoint == len(case.player.names) - 1
+    claim = _descend(case.player, challenge, checkpoint, forged["logits"], SPAN)
+    assert claim == StepClaim(checkpoint, 0)
     proof = prove_step(reference, challenge.tokens, challenge.rows, forged, "logits", 0, case.player.manifest)
     assert not _holds(case, answer, claim, Step(challenge, roots, proof.encode()))
     assert REFEREE.step_problem(case.player.model_id, Step(challenge, roots, proof.encode()), claim.encode())
@@ -185,9 +211,10 @@ def test_a_cheaper_models_trace_is_pointed_at_its_first_checkpoint_and_cannot_be
     cheap = ReferenceModel(case.other).trace(challenge.tokens, challenge.rows)
     roots = tuple(checkpoint_root(cheap[name]) for name in case.player.names)
     answer = Answer(challenge, case.player.header_proof, roots, tuple(float(v) for v in cheap["logits"]))
-    claim = case.player.point(answer)
-    assert claim is not None and claim.checkpoint == 0
-    name = case.player.names[claim.checkpoint]
+    assert case.player.point(answer) == 0
+    name = case.player.names[0]
+    claim = _descend(case.player, challenge, 0, cheap[name], SPAN)
+    assert claim is not None
     proof = prove_step(case.player.reference, challenge.tokens, challenge.rows, cheap, name, claim.element,
                        case.player.manifest)
     assert not _holds(case, answer, claim, Step(challenge, roots, proof.encode()))
@@ -204,3 +231,69 @@ def test_on_a_model_the_referee_cannot_judge_every_challenge_is_refuted(tmp_path
     assert REFEREE.refutation_problem(player.model_id, answer) is None
     with pytest.raises(ValueError, match="qwen2"):
         player.choose_token(PROMPT, (4, 5, 6), 1, SEED, 0)
+
+
+@pytest.mark.parametrize("leaves", [1, 2, 3, 5, 8, 9, 13])
+@pytest.mark.parametrize("span", [1, 2, 10])
+def test_every_reveal_chains_to_its_node_and_covers_its_leaves(leaves: int, span: int) -> None:
+    """Node (d, j) is the root of leaves [j 2^d, (j + 1) 2^d) and of its descendants any levels down, as consensus
+    checks a reveal; the last leaf is shorter."""
+    values = np.arange(leaves * LEAF_VALUES - 7, dtype=F32)
+    tree = levels(values)
+    assert tree[-1] == [checkpoint_root(values)] and len(tree) - 1 == (leaves - 1).bit_length()
+    hashes = tree[0]
+    for depth in range(1, len(tree)):
+        for index, node in enumerate(tree[depth]):
+            assert node == chunk_root(hashes[index << depth : (index + 1) << depth])
+            assert chunk_root(children(tree, depth, index, span)) == node
+    assert len(leaf_bytes(values, leaves - 1)) == 4 * (LEAF_VALUES - 7)
+    with pytest.raises(ValueError, match="no inner node"):
+        children(tree, 0, 0, span)
+
+
+@pytest.mark.parametrize("span", [1, SPAN])
+def test_one_forged_element_in_the_middle_of_an_early_checkpoint_is_found_and_cannot_be_proven(
+    case: Case, span: int
+) -> None:
+    """The forgery "Still open" 11 let win: the true trace with one element of an early checkpoint changed. The
+    challenger names that checkpoint, descends to the forged leaf (in one round, or one per level with span 1)
+    and names the element itself; the cheater's step over it does not hold, the honest step there does."""
+    position = len(case.output) // 2
+    edited = list(case.output)
+    edited[position] = _worst(case, position)
+    challenge = case.challenge(position, case.output[position], tuple(edited))
+    names = case.player.names
+    checkpoint = names.index("blk.0.q")
+    trace = case.player.reference.trace(challenge.tokens, challenge.rows)
+    forged = {name: values.copy() for name, values in trace.items()}
+    flat = forged[names[checkpoint]].reshape(-1)
+    element = flat.size // 2 + 3  # inside a middle leaf, neither its first value nor the checkpoint's last
+    assert LEAF_VALUES <= element < flat.size - LEAF_VALUES
+    flat[element] += F32(0.5)
+    roots = tuple(checkpoint_root(forged[name]) for name in names)
+    answer = Answer(challenge, case.player.header_proof, roots, tuple(float(v) for v in forged["logits"]))
+    assert case.player.point(answer) == checkpoint
+    claim = _descend(case.player, challenge, checkpoint, forged[names[checkpoint]], span)
+    assert claim == StepClaim(checkpoint, element)
+    proof = prove_step(case.player.reference, challenge.tokens, challenge.rows, forged, names[checkpoint], element,
+                       case.player.manifest)
+    assert not _holds(case, answer, claim, Step(challenge, roots, proof.encode()))
+    honest = case.player.step(challenge, claim)
+    assert honest.roots != roots and REFEREE.step_problem(case.player.model_id, honest, claim.encode()) is None
+
+
+def test_an_honest_accuseds_reveals_match_the_challengers_tree_everywhere(case: Case) -> None:
+    """A false challenger that descends anyway finds no differing child or value: it has nothing to pick."""
+    position = len(case.output) - 1
+    runner_up = case.player.choose_token(PROMPT, case.output, position, SEED, case.temperature_milli).token
+    challenge = case.challenge(position, runner_up)
+    checkpoint = case.player.names.index("blk.0.q")
+    depth = case.player.depth(challenge, checkpoint)
+    assert depth > 0
+    for span in (1, SPAN):
+        revealed = case.player.reveal(challenge, checkpoint, depth, 0, span)
+        assert isinstance(revealed, list)
+        assert case.player.pick(challenge, checkpoint, depth, 0, span, revealed) is None
+    leaf = case.player.reveal(challenge, checkpoint, 0, 1, SPAN)
+    assert isinstance(leaf, bytes) and len(leaf) == 4 * LEAF_VALUES
+    assert case.player.pick_element(challenge, checkpoint, 1, leaf) is None

@@ -8,11 +8,14 @@ what the referee will say before it moves (docs/jobs-design.md, "The RASTiC disp
 - the accused `answer`s with its trace's K roots and the two logits they end in (move 1), or refutes a void
   challenge (one on a model the referee cannot judge among them), and has no answer when the reference concedes
   (it then lets the game time out);
-- the challenger `point`s at the first root of the answer that differs from its own (move 2);
+- the challenger `point`s at the first root of the answer that differs from its own (move 2), then descends that
+  checkpoint's Merkle tree: the accused `reveal`s a node's descendants from its trace, the challenger `pick`s the
+  first that differs from its own tree, down to a leaf whose values the accused reveals and in which the
+  challenger `pick_element`s the first that differs;
 - the accused opens that element with `step` (move 3).
 
 Every pass here costs a reference prefill (minutes for the longest job on gemma-3-270m): call these off the
-event loop. The accused's trace is kept between move 1 and move 3 (one game at a time per player).
+event loop. Either side's trace (and its trees) is kept from move 1 to move 3 (one game at a time per player).
 """
 
 from __future__ import annotations
@@ -25,13 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
+from camelid.compute.checkpoint_tree import Levels, children, first_difference, leaf_bytes, levels
 from camelid.compute.game_referee import void_problem
 from camelid.compute.model_id import Manifest, manifest_of_file
 from camelid.compute.model_meta import HeaderRecord
 from camelid.compute.model_proof import prove_header, verify_header
 from camelid.compute.rastic import EPS_SLASH, structural_failures
 from camelid.compute.referee import StepClaim, prove_step
-from camelid.compute.reference import F32, ReferenceModel, checkpoint_root
+from camelid.compute.reference import ReferenceModel, checkpoint_root
 from camelid.compute.sampling import canonical_gumbel, canonical_pair_gap
 from camelid.core.jobgame import Answer, Challenge, Step
 
@@ -59,6 +63,7 @@ class GamePlayer:
         self.header: HeaderRecord = verify_header(self.manifest.id, self.header_proof)
         self._lock = threading.Lock()
         self._kept: tuple[tuple[tuple[int, ...], tuple[int, int]], dict[str, np.ndarray]] | None = None
+        self._trees: dict[int, Levels] = {}
 
     @cached_property
     def reference(self) -> ReferenceModel:
@@ -127,30 +132,37 @@ class GamePlayer:
             return None
         return Answer(challenge, self.header_proof, self._roots(trace), (logits[0], logits[1]))
 
-    def point(self, answer: Answer) -> StepClaim | None:
-        """Move 2: the first of the answer's checkpoints whose root differs from our trace's, and an element of it;
-        None if every root agrees (our challenge was wrong: we lose the bond by not moving).
-
-        Only the last checkpoint's values (the two logits) are public, so only there is the element the first
-        that differs by float32 bits. For an earlier checkpoint the answer shows its root, not its values: we
-        name its last element, which reads the last position, the one every honest-looking forgery of the final
-        logits must change. A cheater whose trace differs there (a cheaper model's trace differs nearly
-        everywhere) loses; one that changed other elements of the checkpoint only would win (see "Still open")."""
-        trace = self.reference.trace(answer.challenge.tokens, answer.challenge.rows)
-        ours = self._roots(trace)
+    def point(self, answer: Answer) -> int | None:
+        """Move 2: the first of the answer's checkpoints whose root differs from our trace's; None if every root
+        agrees (our challenge was wrong: we lose the bond by not moving). The descent then finds the element."""
+        ours = self._roots(self._trace(answer.challenge))
         if len(answer.roots) != len(ours):
             raise ValueError(f"the answer has {len(answer.roots)} roots, the model's trace {len(ours)}")
-        first = next((i for i, (a, b) in enumerate(zip(ours, answer.roots, strict=True)) if a != b), None)
-        if first is None:
-            return None
-        name = self.names[first]
-        if name != "logits":
-            return StepClaim(first, trace[name].size - 1)
-        theirs = np.array(answer.logits, dtype=F32)
-        differs = np.flatnonzero(theirs.view(np.uint32) != trace[name].astype(F32).view(np.uint32))
-        if not differs.size:
-            raise ValueError("the answer's logits are ours, yet its last root is not: it does not open its root")
-        return StepClaim(first, int(differs[0]))
+        return first_difference(list(ours), list(answer.roots))
+
+    def depth(self, challenge: Challenge, checkpoint: int) -> int:
+        """D of checkpoint `checkpoint`'s tree: where the descent starts (its root's level)."""
+        return len(self._tree(challenge, checkpoint)) - 1
+
+    def reveal(self, challenge: Challenge, checkpoint: int, depth: int, index: int, span: int) -> list[bytes] | bytes:
+        """The accused's reveal of node (depth, index) of our tree: its descendants `span` levels down, or at a
+        leaf (depth 0) the leaf's float32 bytes."""
+        if depth == 0:
+            return leaf_bytes(self._trace(challenge)[self.names[checkpoint]], index)
+        return children(self._tree(challenge, checkpoint), depth, index, span)
+
+    def pick(
+        self, challenge: Challenge, checkpoint: int, depth: int, index: int, span: int, revealed: list[bytes]
+    ) -> int | None:
+        """The challenger's pick among the revealed descendants of node (depth, index): the first that differs
+        from our tree's; None if all agree (the revealed node is ours: the root's difference lies elsewhere, which
+        a reveal that chains to its node cannot show)."""
+        return first_difference(children(self._tree(challenge, checkpoint), depth, index, span), revealed)
+
+    def pick_element(self, challenge: Challenge, checkpoint: int, leaf: int, values: bytes) -> int | None:
+        """The offset in the revealed leaf of its first value that differs from ours by float32 bits."""
+        ours = np.frombuffer(leaf_bytes(self._trace(challenge)[self.names[checkpoint]], leaf), dtype="<f4")
+        return first_difference(ours, np.frombuffer(values, dtype="<f4"))
 
     def step(self, challenge: Challenge, claim: StepClaim) -> Step:
         """Move 3: our trace's element `claim` opened with what its recompute reads."""
@@ -165,10 +177,21 @@ class GamePlayer:
         return tuple(checkpoint_root(trace[name]) for name in self.names)
 
     def _trace(self, challenge: Challenge) -> dict[str, np.ndarray]:
-        """The trace over the challenge's tokens and rows, kept for the step that follows the answer."""
+        """The trace over the challenge's tokens and rows, kept for the moves that follow (descent, step)."""
         key = (challenge.tokens, challenge.rows)
         with self._lock:
             if self._kept is None or self._kept[0] != key:
                 self._kept = None  # free the old trace before making the new one (gigabytes on long jobs)
+                self._trees = {}
                 self._kept = (key, self.reference.trace(challenge.tokens, challenge.rows))
             return self._kept[1]
+
+    def _tree(self, challenge: Challenge, checkpoint: int) -> Levels:
+        """Our trace's tree of checkpoint `checkpoint`, kept while the trace is (a descent reads it each round)."""
+        if not 0 <= checkpoint < len(self.names):
+            raise ValueError(f"checkpoint {checkpoint} is not one of the model's {len(self.names)}")
+        trace = self._trace(challenge)
+        with self._lock:
+            if checkpoint not in self._trees:
+                self._trees[checkpoint] = levels(trace[self.names[checkpoint]])
+            return self._trees[checkpoint]
