@@ -308,8 +308,10 @@ def test_moves_by_the_wrong_key_out_of_turn_or_to_the_wrong_state_are_refused(ho
     wrong_size = replace(pointer, size=pointer.size + 1)
     assert "the pointer says" in reason(*move(answered, wrong_size.encode(), [game_out(
         answered.descending(pointer.checkpoint, wrong_size.size, answer.roots[pointer.checkpoint]), POT)]))
-    other_roots = replace(pointer, roots=pointer.roots[:-1] + (bytes(32),))
-    assert "roots are not those" in reason(*move(answered, other_roots.encode(), [game_out(descending, POT)]))
+    i = pointer.checkpoint  # a challenger that swaps the root it descends from, so that no reveal can chain to it
+    other_roots = replace(pointer, roots=pointer.roots[:i] + (bytes(32),) + pointer.roots[i + 1 :])
+    swapped = answered.descending(i, pointer.size, bytes(32))
+    assert "roots are not those" in reason(*move(answered, other_roots.encode(), [game_out(swapped, POT)]))
     pointed = play(moves_to_step(honest, "blk.0.q")[2:])
     step = honest.step("blk.0.q", StepClaim.decode(pointed.claim).element)
     assert reason(*move(pointed, step.encode(), [])) is None
@@ -440,18 +442,36 @@ def test_a_descent_move_on_a_game_no_descent_leads_to_is_refused_not_raised(hone
     """Anyone may pay to a GAME script with any cursor: its moves get reasons, never an exception."""
     base = moves_to_step(honest, "blk.0.gate")[2][0]
     children = (bytes(32),) * 3
-    for cursor, stage, data in [
-        (Cursor(0, 2**64 - 1, 255, 2**64 - 1, bytes(32)), GameStage.DESCENDING, Reveal(children).encode()),
-        (Cursor(0, 10, 0, 2**64 - 1, bytes(32)), GameStage.DESCENDING, LeafReveal(bytes(8)).encode()),
+    for cursor, stage, data, why in [
+        (Cursor(0, 2**64 - 1, 255, 2**64 - 1, bytes(32)), GameStage.DESCENDING, Reveal(children).encode(),
+         "does not exist"),
+        (Cursor(0, 10, 0, 2**64 - 1, bytes(32)), GameStage.DESCENDING, LeafReveal(bytes(8)).encode(), "does not exist"),
         (Cursor(0, 2**64 - 1, 64, 2**64 - 1, bytes(32), sha256d(b"".join(children))), GameStage.REVEALED,
-         Pick(children, 2).encode()),
-        (Cursor(0, 0, 0, 2**64 - 1, bytes(32), sha256d(b"")), GameStage.LEAF_REVEALED, LeafPick(b"", 0).encode()),
+         Pick(children, 2).encode(), "no next state"),
+        (Cursor(0, 0, 0, 2**64 - 1, bytes(32), sha256d(b"")), GameStage.LEAF_REVEALED, LeafPick(b"", 0).encode(),
+         "out of the 0 revealed"),
         (Cursor(0, 2**64 - 1, 0, 2**64 - 1, bytes(32), sha256d(bytes(8))), GameStage.LEAF_REVEALED,
-         LeafPick(bytes(8), 1).encode()),
+         LeafPick(bytes(8), 1).encode(), "no next state"),
     ]:
         odd = replace(base, stage=stage, cursor=cursor)
         assert match_game(game_script(odd)) == odd
-        assert reason(*move(odd, data, [game_out(base, POT)])).startswith("bad-job-game-move"), (stage, cursor)
+        assert why in reason(*move(odd, data, [game_out(base, POT)])), (stage, cursor)
+
+
+def test_the_side_that_does_not_move_in_a_descent_loses_all_by_timeout(honest: Dispute) -> None:
+    """The accused must reveal (DESCENDING) and the challenger pick (REVEALED, LEAF_REVEALED), or the other side
+    takes the GAME once n_move blocks have passed."""
+    moves = moves_to_step(honest, "blk.0.gate")
+    for game in [before for before, _, _ in moves[2:]]:
+        waiter = NODE if game.stage in (GameStage.REVEALED, GameStage.LEAF_REVEALED) else CLIENT
+        mover = CLIENT if waiter is NODE else NODE
+        out = game_out(game, POT)
+        take = Spending(replace(_outpoint(31), sequence=N_MOVE), out, waiter, timeout_script_sig)
+        assert reason(signed([take], [TxOut(POT, p2pkh_for(waiter))], version=2), [out]) is None, game.stage
+        by_mover = replace(take, key=mover)
+        assert "NULLFAIL" in reason(signed([by_mover], [TxOut(POT, p2pkh_for(mover))], version=2), [out])
+        early = replace(take, txin=replace(take.txin, sequence=N_MOVE - 1))
+        assert "UNSATISFIED_LOCKTIME" in reason(signed([early], [TxOut(POT, p2pkh_for(waiter))], version=2), [out])
 
 
 def test_malformed_move_data_gets_a_reason_never_an_exception(honest: Dispute) -> None:
@@ -568,9 +588,13 @@ def test_a_move_on_another_challenge_or_model_or_checkpoint_is_refused(honest: D
     beyond = replace(pointer, checkpoint=len(answer.roots))
     assert "is not one of the 129 committed" in reason(*move(answered, beyond.encode(), descending))
     empty = replace(pointer, size=0)
-    assert "at least one value" in reason(*move(answered, empty.encode(), descending))
+    assert "the pointer says 0" in reason(*move(answered, empty.encode(), descending))
+    with pytest.raises(ValueError, match="at least one value"):
+        answered.descending(pointer.checkpoint, 0, answer.roots[pointer.checkpoint])
     other = replace(pointer, challenge=cheat.challenge)
     assert "not the one the game opened on" in reason(*move(answered, other.encode(), descending))
+    # the referee alone bounds the checkpoint by the header's K (move_problem bounds it by the roots first)
+    assert "is not one of the model's 129" in ModelFreeReferee().pointer_problem(honest.model.model_id, beyond)
 
 
 def test_a_challenge_on_a_model_the_referee_cannot_judge_is_void(tmp_path) -> None:

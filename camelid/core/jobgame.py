@@ -721,8 +721,6 @@ def _judge(game: Game, move: _Move, referee: GameReferee) -> tuple[str | None, G
             return "the pointer's roots are not those the accused committed to in move 1", None
         if move.checkpoint >= len(move.roots):
             return f"checkpoint {move.checkpoint} is not one of the {len(move.roots)} committed", None
-        if move.size < 1:
-            return "a checkpoint has at least one value", None
         problem = referee.pointer_problem(game.model_id, move)
         return problem, game.descending(move.checkpoint, move.size, move.roots[move.checkpoint])
     if isinstance(move, Reveal):
