@@ -722,7 +722,9 @@ def _judge(game: Game, move: _Move, referee: GameReferee) -> tuple[str | None, G
         if move.checkpoint >= len(move.roots):
             return f"checkpoint {move.checkpoint} is not one of the {len(move.roots)} committed", None
         problem = referee.pointer_problem(game.model_id, move)
-        return problem, game.descending(move.checkpoint, move.size, move.roots[move.checkpoint])
+        if problem is not None:
+            return problem, None
+        return None, game.descending(move.checkpoint, move.size, move.roots[move.checkpoint])
     if isinstance(move, Reveal):
         level, _, count = cursor.span()
         where = f"node ({cursor.depth}, {cursor.index}) of checkpoint {cursor.checkpoint}'s {cursor.leaves}-leaf tree"
