@@ -10,23 +10,38 @@ import numpy as np
 import pytest
 from tiny_model import EOS, write_tiny_gemma3, write_tiny_model
 
-from camelid.compute.checkpoint_tree import children, leaf_bytes, levels
 from camelid.compute.game_player import GamePlayer
 from camelid.compute.game_referee import ModelFreeReferee
-from camelid.compute.model_id import chunk_root
 from camelid.compute.rastic import EPS_SLASH
 from camelid.compute.referee import StepClaim, StepProof, judge_step, prove_step
-from camelid.compute.reference import F32, LEAF_VALUES, ReferenceModel, checkpoint_root
+from camelid.compute.reference import F32, ReferenceModel, checkpoint_leaves, checkpoint_root
 from camelid.compute.sampling import canonical_gumbel, canonical_pair_gap, canonical_token_gap
-from camelid.core.jobgame import Answer, Challenge, Step, move_items
+from camelid.core import jobgame
+from camelid.core.jobgame import (
+    LEAF_VALUES,
+    Answer,
+    Challenge,
+    Game,
+    GameStage,
+    LeafReveal,
+    Pick,
+    Reveal,
+    Step,
+    game_script,
+    move_items,
+    move_problem,
+    roots_hash,
+    span_below,
+)
+from camelid.core.transaction import TxOut
 from camelid.crypto.hashes import sha256d
+from camelid.crypto.merkle import chunk_level
 
 PROMPT = (1, 40, 77, 3, 200, 259, 12)
 MAX_TOKENS = 6
 SEED = 7
 WRITERS = {"llama": write_tiny_model, "gemma3": write_tiny_gemma3}
 REFEREE = ModelFreeReferee()  # what OP_CHECKJOBGAMEVERIFY asks
-SPAN = 10  # the protocol's: levels a reveal opens
 
 
 @dataclasses.dataclass
@@ -72,26 +87,43 @@ def _gap(logits: tuple[float, ...], c: Challenge) -> float:
     return canonical_pair_gap(np.array(logits, dtype=F32), c.rows, c.seed, c.position, c.temperature)
 
 
-def _descend(
-    player: GamePlayer, challenge: Challenge, checkpoint: int, theirs: np.ndarray, span: int
-) -> StepClaim | None:
-    """The descent over the accused's values `theirs` of `checkpoint`: each reveal (from the accused's own tree,
-    checked as consensus checks it: it chains to the node) and the challenger's pick, down to the element."""
-    tree = levels(theirs)
-    depth, index, node = len(tree) - 1, 0, tree[-1][0]
-    assert depth == player.depth(challenge, checkpoint)
-    while depth > 0:
-        revealed = children(tree, depth, index, span)
-        assert chunk_root(revealed) == node
-        pick = player.pick(challenge, checkpoint, depth, index, span, revealed)
-        if pick is None:
-            return None
-        below = max(depth - span, 0)
-        depth, index, node = below, (index << (depth - below)) + pick, revealed[pick]
-    values = leaf_bytes(theirs, index)
-    assert sha256d(values) == node and len(values) <= 4 * LEAF_VALUES
-    offset = player.pick_element(challenge, checkpoint, index, values)
-    return None if offset is None else StepClaim(checkpoint, index * LEAF_VALUES + offset)
+def _moved(game: Game, data: bytes, after: Game) -> Game:
+    """`data` is a valid move on `game` into `after`, as OP_CHECKJOBGAMEVERIFY judges it."""
+    assert move_problem(game, data, game.job_id, [TxOut(1, game_script(after))], 1, REFEREE) is None
+    return after
+
+
+def _descend(player: GamePlayer, answer: Answer, theirs: dict[str, np.ndarray]) -> StepClaim | None:
+    """Move 2 and the descent against an accused whose trace is `theirs`: each of its reveals from its own tree and
+    each of our picks, every one a valid move, down to the element of move 3; None where we have nothing to name."""
+    pointer = player.point(answer)
+    if pointer is None:
+        return None
+    c = answer.challenge
+    game = Game(bytes(32), 0, bytes(33), bytes(33), bytes(32), player.model_id, 3, GameStage.ANSWERED, c.hash(),
+                roots_hash(answer.roots))
+    game = _moved(game, pointer.encode(),
+                  game.descending(pointer.checkpoint, pointer.size, answer.roots[pointer.checkpoint]))
+    values = np.ascontiguousarray(theirs[player.names[pointer.checkpoint]], dtype="<f4").reshape(-1)
+    leaves = checkpoint_leaves(values)
+    while game.stage is not GameStage.POINTED:
+        cursor = game.cursor
+        if cursor.depth:
+            level, first, count = span_below(len(leaves), cursor.depth, cursor.index)
+            reveal = Reveal(tuple(chunk_level(leaves, level)[first : first + count]))
+            game = _moved(game, reveal.encode(), game.revealed(sha256d(b"".join(reveal.children))))
+            pick = player.pick(c, game.cursor, reveal)
+            if pick is None:
+                return None
+            game = _moved(game, pick.encode(), game.picked(pick.child, reveal.children[pick.child]))
+        else:
+            leaf = LeafReveal(values[cursor.index * LEAF_VALUES : (cursor.index + 1) * LEAF_VALUES].tobytes())
+            game = _moved(game, leaf.encode(), game.revealed(sha256d(leaf.values)))
+            element = player.pick_element(c, game.cursor, leaf)
+            if element is None:
+                return None
+            game = _moved(game, element.encode(), game.pointed(element.offset))
+    return StepClaim.decode(game.claim)
 
 
 def _holds(case: Case, answer: Answer, claim: StepClaim, step: Step) -> bool:
@@ -192,10 +224,8 @@ def test_a_forged_final_logit_is_pointed_at_and_cannot_be_proven(case: Case) -> 
     assert _gap(logits, challenge) <= EPS_SLASH  # the forgery passes move 1
     answer = Answer(challenge, case.player.header_proof, roots, (logits[0], logits[1]))
     assert REFEREE.answer_problem(case.player.model_id, answer) is None  # a valid move 1
-    checkpoint = case.player.point(answer)
-    assert checkpoint == len(case.player.names) - 1
-    claim = _descend(case.player, challenge, checkpoint, forged["logits"], SPAN)
-    assert claim == StepClaim(checkpoint, 0)
+    claim = _descend(case.player, answer, forged)
+    assert claim == StepClaim(len(case.player.names) - 1, 0)
     proof = prove_step(reference, challenge.tokens, challenge.rows, forged, "logits", 0, case.player.manifest)
     assert not _holds(case, answer, claim, Step(challenge, roots, proof.encode()))
     assert REFEREE.step_problem(case.player.model_id, Step(challenge, roots, proof.encode()), claim.encode())
@@ -211,10 +241,9 @@ def test_a_cheaper_models_trace_is_pointed_at_its_first_checkpoint_and_cannot_be
     cheap = ReferenceModel(case.other).trace(challenge.tokens, challenge.rows)
     roots = tuple(checkpoint_root(cheap[name]) for name in case.player.names)
     answer = Answer(challenge, case.player.header_proof, roots, tuple(float(v) for v in cheap["logits"]))
-    assert case.player.point(answer) == 0
+    claim = _descend(case.player, answer, cheap)
+    assert claim is not None and claim.checkpoint == 0
     name = case.player.names[0]
-    claim = _descend(case.player, challenge, 0, cheap[name], SPAN)
-    assert claim is not None
     proof = prove_step(case.player.reference, challenge.tokens, challenge.rows, cheap, name, claim.element,
                        case.player.manifest)
     assert not _holds(case, answer, claim, Step(challenge, roots, proof.encode()))
@@ -233,27 +262,9 @@ def test_on_a_model_the_referee_cannot_judge_every_challenge_is_refuted(tmp_path
         player.choose_token(PROMPT, (4, 5, 6), 1, SEED, 0)
 
 
-@pytest.mark.parametrize("leaves", [1, 2, 3, 5, 8, 9, 13])
-@pytest.mark.parametrize("span", [1, 2, 10])
-def test_every_reveal_chains_to_its_node_and_covers_its_leaves(leaves: int, span: int) -> None:
-    """Node (d, j) is the root of leaves [j 2^d, (j + 1) 2^d) and of its descendants any levels down, as consensus
-    checks a reveal; the last leaf is shorter."""
-    values = np.arange(leaves * LEAF_VALUES - 7, dtype=F32)
-    tree = levels(values)
-    assert tree[-1] == [checkpoint_root(values)] and len(tree) - 1 == (leaves - 1).bit_length()
-    hashes = tree[0]
-    for depth in range(1, len(tree)):
-        for index, node in enumerate(tree[depth]):
-            assert node == chunk_root(hashes[index << depth : (index + 1) << depth])
-            assert chunk_root(children(tree, depth, index, span)) == node
-    assert len(leaf_bytes(values, leaves - 1)) == 4 * (LEAF_VALUES - 7)
-    with pytest.raises(ValueError, match="no inner node"):
-        children(tree, 0, 0, span)
-
-
-@pytest.mark.parametrize("span", [1, SPAN])
+@pytest.mark.parametrize("span", [1, jobgame.SPAN])
 def test_one_forged_element_in_the_middle_of_an_early_checkpoint_is_found_and_cannot_be_proven(
-    case: Case, span: int
+    case: Case, span: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The forgery "Still open" 11 let win: the true trace with one element of an early checkpoint changed. The
     challenger names that checkpoint, descends to the forged leaf (in one round, or one per level with span 1)
@@ -262,6 +273,7 @@ def test_one_forged_element_in_the_middle_of_an_early_checkpoint_is_found_and_ca
     edited = list(case.output)
     edited[position] = _worst(case, position)
     challenge = case.challenge(position, case.output[position], tuple(edited))
+    monkeypatch.setattr(jobgame, "SPAN", span)  # 1: a reveal round per level of the tiny model's 3-leaf tree
     names = case.player.names
     checkpoint = names.index("blk.0.q")
     trace = case.player.reference.trace(challenge.tokens, challenge.rows)
@@ -272,8 +284,7 @@ def test_one_forged_element_in_the_middle_of_an_early_checkpoint_is_found_and_ca
     flat[element] += F32(0.5)
     roots = tuple(checkpoint_root(forged[name]) for name in names)
     answer = Answer(challenge, case.player.header_proof, roots, tuple(float(v) for v in forged["logits"]))
-    assert case.player.point(answer) == checkpoint
-    claim = _descend(case.player, challenge, checkpoint, forged[names[checkpoint]], span)
+    claim = _descend(case.player, answer, forged)
     assert claim == StepClaim(checkpoint, element)
     proof = prove_step(case.player.reference, challenge.tokens, challenge.rows, forged, names[checkpoint], element,
                        case.player.manifest)
@@ -282,18 +293,29 @@ def test_one_forged_element_in_the_middle_of_an_early_checkpoint_is_found_and_ca
     assert honest.roots != roots and REFEREE.step_problem(case.player.model_id, honest, claim.encode()) is None
 
 
-def test_an_honest_accuseds_reveals_match_the_challengers_tree_everywhere(case: Case) -> None:
-    """A false challenger that descends anyway finds no differing child or value: it has nothing to pick."""
+def test_an_honest_accuseds_reveals_match_the_challengers_tree_everywhere(
+    case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A false challenger that descends anyway (into child 0 each time) finds no differing child or value: it has
+    nothing to pick, and every reveal of the honest accused is a valid move."""
     position = len(case.output) - 1
     runner_up = case.player.choose_token(PROMPT, case.output, position, SEED, case.temperature_milli).token
     challenge = case.challenge(position, runner_up)
+    answer = case.player.answer(challenge)
+    assert answer is not None
     checkpoint = case.player.names.index("blk.0.q")
-    depth = case.player.depth(challenge, checkpoint)
-    assert depth > 0
-    for span in (1, SPAN):
-        revealed = case.player.reveal(challenge, checkpoint, depth, 0, span)
-        assert isinstance(revealed, list)
-        assert case.player.pick(challenge, checkpoint, depth, 0, span, revealed) is None
-    leaf = case.player.reveal(challenge, checkpoint, 0, 1, SPAN)
-    assert isinstance(leaf, bytes) and len(leaf) == 4 * LEAF_VALUES
-    assert case.player.pick_element(challenge, checkpoint, 1, leaf) is None
+    size = int(case.player.reference.trace(challenge.tokens, challenge.rows)["blk.0.q"].size)
+    for span in (1, jobgame.SPAN):
+        monkeypatch.setattr(jobgame, "SPAN", span)
+        game = Game(bytes(32), 0, bytes(33), bytes(33), bytes(32), case.player.model_id, 3, GameStage.ANSWERED,
+                    challenge.hash(), roots_hash(answer.roots)).descending(checkpoint, size, answer.roots[checkpoint])
+        while game.cursor.depth:
+            reveal = case.player.reveal(challenge, game.cursor)
+            assert isinstance(reveal, Reveal)
+            game = _moved(game, reveal.encode(), game.revealed(sha256d(b"".join(reveal.children))))
+            assert case.player.pick(challenge, game.cursor, reveal) is None
+            game = _moved(game, Pick(reveal.children, 0).encode(), game.picked(0, reveal.children[0]))
+        leaf = case.player.reveal(challenge, game.cursor)
+        assert isinstance(leaf, LeafReveal) and len(leaf.values) == 4 * LEAF_VALUES
+        game = _moved(game, leaf.encode(), game.revealed(sha256d(leaf.values)))
+        assert case.player.pick_element(challenge, game.cursor, leaf) is None

@@ -25,7 +25,19 @@ from camelid.compute.game_player import GamePlayer
 from camelid.compute.game_referee import ModelFreeReferee
 from camelid.compute.referee import StepClaim
 from camelid.core.job import JobParams
-from camelid.core.jobgame import MIN_GAME_BOND, Challenge, Game, GameRules, GameStage, Pointer, match_game
+from camelid.core.jobgame import (
+    MIN_GAME_BOND,
+    Challenge,
+    Game,
+    GameRules,
+    GameStage,
+    LeafPick,
+    LeafReveal,
+    Pick,
+    Pointer,
+    Reveal,
+    match_game,
+)
 from camelid.core.jobscripts import FraudProof, commitment_signature_digest, output_commitment
 from camelid.core.params import REGTEST
 from camelid.core.script import p2pkh_script
@@ -34,7 +46,17 @@ from camelid.crypto.keys import PrivateKey
 from camelid.node.jobs.client import OPEN_FEE, ClientJob
 from camelid.node.jobs.common import JobContext
 from camelid.node.jobs.contract import JobTerms, Spent, p2pk_script
-from camelid.node.jobs.game import MOVE_FEE, FeeCoin, GameDriver, GamePlay, Outcome, Side, _move_data, opened_game
+from camelid.node.jobs.game import (
+    MOVE_FEE,
+    FeeCoin,
+    GameDriver,
+    GamePlay,
+    Outcome,
+    Side,
+    _descent_move,
+    _move_data,
+    opened_game,
+)
 
 RULES = GameRules(REGTEST.n_move, ModelFreeReferee())
 CLIENT, NODE, FEES = make_key(61), make_key(62), make_key(63)
@@ -128,12 +150,33 @@ def test_an_honest_accused_plays_every_move_of_a_false_challenge_and_wins(model:
     assert player.point(answer) is None  # the honest trace is the challenger's own: it has nothing to point at
     spent, game = _game_at(move1)
     assert game.stage is GameStage.ANSWERED and spent.out.value == opening.outputs[0].value
-    claim = StepClaim(len(player.names) - 1, 0)
-    pointer = _pointer(player, challenge, claim)
-    move2 = terms.game_move(spent, game, pointer, game.pointed(claim.encode()), table.fee_coin(5),
-                            FEES.public_key.to_bytes(), keys)
-    table.spend(move2)
-    spent, game = _game_at(move2)
+    # a false challenger that names a checkpoint anyway, and descends into the first child and value each time
+    checkpoint = player.names.index("blk.0.q")
+    size = player.reference.trace(challenge.tokens, challenge.rows)["blk.0.q"].size
+    pointer = Pointer(challenge, player.header_proof, answer.roots, checkpoint, size)
+    descending = game.descending(checkpoint, size, answer.roots[checkpoint])
+    fee_tag = 5
+    data, after = pointer.encode(), descending
+    while True:
+        move = terms.game_move(spent, game, data, after, table.fee_coin(fee_tag), FEES.public_key.to_bytes(), keys)
+        table.spend(move)
+        assert _move_data(move, spent.outpoint) == data
+        fee_tag += 1
+        spent, game = _game_at(move)
+        if game.stage is GameStage.POINTED:
+            break
+        found = _descent_move(player, challenge, game, data)
+        if game.stage is GameStage.DESCENDING:
+            assert found is not None  # the accused's reveal
+            data, after = found
+        else:  # the challenger's pick finds nothing that differs: it picks the first anyway
+            assert found is None
+            if game.stage is GameStage.REVEALED:
+                reveal = Reveal.decode(data)
+                data, after = Pick(reveal.children, 0).encode(), game.picked(0, reveal.children[0])
+            else:
+                data, after = LeafPick(LeafReveal.decode(data).values, 0).encode(), game.pointed(0)
+    assert StepClaim.decode(game.claim) == StepClaim(checkpoint, 0)
     step = player.step(challenge, StepClaim.decode(game.claim))
     move3 = terms.game_win(spent, game, step.encode(), PAY_TO, MOVE_FEE, keys)
     table.spend(move3)
@@ -177,9 +220,6 @@ def opening_read(tx: Transaction) -> Challenge:
     assert found is not None and found[0] == match_game(tx.outputs[0].script_pubkey)
     return found[1]
 
-
-def _pointer(player: GamePlayer, challenge: Challenge, claim: StepClaim) -> bytes:
-    return Pointer(challenge, player.header_proof, claim.encode()).encode()
 
 
 # The driver itself, over a small chain of outputs (no scripts run: the tests above check what consensus says of

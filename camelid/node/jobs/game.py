@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,12 +31,12 @@ from camelid.chain.errors import TxRejected
 from camelid.chain.jobpool import JobRecord
 from camelid.compute.game_player import GamePlayer
 from camelid.compute.referee import StepClaim
-from camelid.core.jobgame import Answer, Challenge, Game, GameStage, Pointer, match_game, move_data
+from camelid.core.jobgame import Answer, Challenge, Game, GameStage, LeafReveal, Reveal, match_game, move_data
 from camelid.core.jobscripts import PROOF_ITEMS, FraudProof
 from camelid.core.opcodes import Opcode
 from camelid.core.script import ScriptError, p2pkh_script, parse_script
 from camelid.core.transaction import NULL_HASH, OutPoint, Transaction, TxOut
-from camelid.crypto.hashes import hash160
+from camelid.crypto.hashes import hash160, sha256d
 from camelid.node.jobs.common import RELEASE_FEE, TIMED_RETRY, JobContext, hex_id
 from camelid.node.jobs.contract import Spent, p2pk_script
 from camelid.wallet.errors import WalletError
@@ -345,18 +344,7 @@ class GameDriver:
         wallet = wallets.get()
         terms = self._ctx.terms(self._record(job_id).params)
         spent = Spent(play.game, play.game_out)
-        if game.stage is GameStage.ANSWERED:
-            if play.last_move is None:
-                raise ValueError("the game was answered but we did not see the answer")
-            claim = await asyncio.to_thread(_point, player, Answer.decode(play.last_move))
-            if claim is None:
-                log.warning("job %s: the accused's trace is ours: our challenge was wrong", hex_id(job_id))
-                play.conceded = True
-                return
-            data = Pointer(challenge, player.header_proof, claim.encode()).encode()
-            tx = await self._with_fee(play, wallet, lambda coin, key: terms.game_move(
-                spent, game, data, game.pointed(claim.encode()), coin, key, wallet))
-        elif game.stage is GameStage.CHALLENGED:
+        if game.stage is GameStage.CHALLENGED:
             answer = await asyncio.to_thread(player.answer, challenge)
             if answer is None:
                 log.warning("job %s: the reference agrees with the challenge: no answer", hex_id(job_id))
@@ -365,12 +353,21 @@ class GameDriver:
             if not answer.roots:
                 tx = terms.game_win(spent, game, answer.encode(), self._pay_to(wallet), MOVE_FEE, wallet)
             else:
-                data = answer.encode()
                 tx = await self._with_fee(play, wallet, lambda coin, key: terms.game_move(
-                    spent, game, data, game.answered(answer.roots), coin, key, wallet))
-        else:
+                    spent, game, answer.encode(), game.answered(answer.roots), coin, key, wallet))
+        elif game.stage is GameStage.POINTED:
             step = await asyncio.to_thread(player.step, challenge, StepClaim.decode(game.claim))
             tx = terms.game_win(spent, game, step.encode(), self._pay_to(wallet), MOVE_FEE, wallet)
+        else:
+            found = await asyncio.to_thread(_descent_move, player, challenge, game, play.last_move)
+            if found is None:
+                log.warning("job %s: the accused's %s is ours: our challenge was wrong", hex_id(job_id),
+                            "trace" if game.stage is GameStage.ANSWERED else "reveal")
+                play.conceded = True
+                return
+            data, after = found
+            tx = await self._with_fee(play, wallet, lambda coin, key: terms.game_move(
+                spent, game, data, after, coin, key, wallet))
         if not await self._publish(job_id, play, tx):
             log.warning("job %s: our move was refused; we make no other", hex_id(job_id))
             play.conceded = True
@@ -459,20 +456,32 @@ async def fund_coin(wallets: WalletService, wallet: Wallet, key: bytes, value: i
     return FeeCoin(Spent(OutPoint(created.tx.hash, index), created.tx.outputs[index]), key)
 
 
-def _point(player: GamePlayer, answer: Answer) -> StepClaim | None:
-    """The first differing checkpoint of the answer and, where its values are public (the logits), the first
-    differing element; elsewhere its last element ("Still open" 11)."""
-    checkpoint = player.point(answer)
-    if checkpoint is None:
-        return None
-    if checkpoint < len(player.names) - 1:
-        return StepClaim(checkpoint, int(player.reference.trace(answer.challenge.tokens, answer.challenge.rows)[
-            player.names[checkpoint]].size) - 1)
-    values = struct.pack("<2f", *answer.logits)
-    offset = player.pick_element(answer.challenge, checkpoint, 0, values)
-    if offset is None:
-        raise ValueError("the answer's logits are ours, yet its last root is not: it does not open its root")
-    return StepClaim(checkpoint, offset)
+def _descent_move(
+    player: GamePlayer, challenge: Challenge, game: Game, last_move: bytes | None
+) -> tuple[bytes, Game] | None:
+    """Our move of the descent (from move 2 to the element) and the GAME it makes; None where the challenger finds
+    nothing that differs. `last_move` is the other side's move that made `game` (the answer, a reveal)."""
+    cursor = game.cursor
+    if game.stage is GameStage.DESCENDING:
+        reveal = player.reveal(challenge, cursor)
+        if isinstance(reveal, Reveal):
+            return reveal.encode(), game.revealed(sha256d(b"".join(reveal.children)))
+        return reveal.encode(), game.revealed(sha256d(reveal.values))
+    if last_move is None:
+        raise ValueError(f"the game is {game.stage.name} but we did not see the move that made it")
+    if game.stage is GameStage.ANSWERED:
+        answer = Answer.decode(last_move)
+        pointer = player.point(answer)
+        if pointer is None:
+            return None
+        return pointer.encode(), game.descending(pointer.checkpoint, pointer.size, answer.roots[pointer.checkpoint])
+    if game.stage is GameStage.REVEALED:
+        revealed = Reveal.decode(last_move)
+        pick = player.pick(challenge, cursor, revealed)
+        return None if pick is None else (pick.encode(), game.picked(pick.child, revealed.children[pick.child]))
+    leaf = LeafReveal.decode(last_move)
+    element = player.pick_element(challenge, cursor, leaf)
+    return None if element is None else (element.encode(), game.pointed(element.offset))
 
 
 def opened_game(tx: Transaction) -> tuple[Game, Challenge] | None:
