@@ -278,7 +278,8 @@ class GameDriver:
                                 play.state.stage.name)
                     self._ctx.pool.on_change(job_id)
                 return
-        if play.outcome is None and play.ended_by is None and play.moved is None:
+        if play.outcome is None:  # a spend of ours or theirs of a GAME that is gone is gone with it
+            play.moved = play.ended_by = None
             play.outcome = Outcome.VOID
             log.warning("job %s: a reorganisation dropped the game's opening: no game", hex_id(job_id))
             self._ended(job_id, play)
