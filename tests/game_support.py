@@ -196,13 +196,12 @@ class Dispute:
         return lied
 
 
-def honest_dispute(model: Model) -> Dispute:
+def honest_dispute(model: Model, prompt: tuple[int, ...] = PROMPT) -> Dispute:
     """An honest output (the reference's choice at the disputed position) under a false challenge."""
-    prefix = PROMPT + (50, 60)
-    logits = model.logits_at(prefix)
+    logits = model.logits_at(prompt + (50, 60))
     chosen = int(np.argmax(logits))
     runner_up = int(np.argsort(logits)[-2])
-    return Dispute(model, (50, 60, chosen, END_FREE), runner_up)
+    return Dispute(model, (50, 60, chosen, END_FREE), runner_up, prompt=prompt)
 
 
 def cheating_dispute(model: Model, prompt: tuple[int, ...] = PROMPT) -> Dispute:

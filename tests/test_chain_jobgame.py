@@ -90,10 +90,13 @@ def cheat(model: Model) -> Dispute:
     return dispute
 
 
+LONG_PROMPT = PROMPT + tuple(3 + (7 * i) % 250 for i in range(292))  # 300 tokens: 4 x 300 x 300 scores
+
+
 @pytest.fixture(scope="module")
 def long_cheat(model: Model) -> Dispute:
     """A cheat over a 298-token prompt: its attention scores are a checkpoint of more than 1,024 leaves."""
-    return cheating_dispute(model, PROMPT + tuple(3 + (7 * i) % 250 for i in range(292)))
+    return cheating_dispute(model, LONG_PROMPT)
 
 
 def _outpoint(tag: int) -> TxIn:
@@ -319,6 +322,40 @@ def test_moves_by_the_wrong_key_out_of_turn_or_to_the_wrong_state_are_refused(ho
     assert "roots" in reason(*move(pointed, other_roots.encode(), []))
     assert "no game referee" in reason(*move(game, answer.encode(), good), rules=GameRules(N_MOVE))
     assert "no game rules" in reason(*move(game, answer.encode(), good), rules=None)
+
+
+def test_an_honest_accused_survives_the_picks_at_the_edges_of_a_two_reveal_tree(model: Model) -> None:
+    """blk.0.scores over 300 tokens: 360,000 values, 1,407 leaves, the last of 64 values, carried up odd levels."""
+    honest = honest_dispute(model, LONG_PROMPT)
+    answer = honest.answer()
+    answered = honest.opened(N_MOVE).answered(answer.roots)
+    pointer = honest.pointer("blk.0.scores")
+    assert pointer.size == 4 * 300 * 300
+    top = answered.descending(pointer.checkpoint, pointer.size, answer.roots[pointer.checkpoint])
+    assert reason(*move(answered, pointer.encode(), [game_out(top, POT)])) is None
+    for edge, widths, last_leaf in [(0, [704, 2], LEAF_VALUES), (-1, [704, 1], 64)]:
+        game, moves, counts = top, [], []  # the first child and value at every level, then the last ones
+        while game.stage is not GameStage.POINTED:
+            reveal = honest.reveal(game.cursor)
+            if isinstance(reveal, Reveal):
+                revealed = game.revealed(sha256d(b"".join(reveal.children)))
+                child = range(len(reveal.children))[edge]
+                pick: Pick | LeafPick = Pick(reveal.children, child)
+                after = revealed.picked(child, reveal.children[child])
+                counts.append(len(reveal.children))
+            else:
+                revealed = game.revealed(sha256d(reveal.values))
+                offset = range(len(reveal.values) // 4)[edge]
+                pick, after = LeafPick(reveal.values, offset), revealed.pointed(offset)
+                counts.append(len(reveal.values) // 4)
+            moves += [(game, reveal.encode(), revealed), (revealed, pick.encode(), after)]
+            game = after
+        assert counts == [*widths, last_leaf]
+        pointed = play(moves)
+        element = StepClaim.decode(pointed.claim).element
+        assert element == (0 if edge == 0 else pointer.size - 1)
+        step = honest.step("blk.0.scores", element)
+        assert reason(*move(pointed, step.encode(), [TxOut(POT, p2pkh_for(NODE))])) is None
 
 
 def test_a_descent_move_that_does_not_hold_is_refused_with_its_reason(honest: Dispute) -> None:
