@@ -209,9 +209,15 @@ def test_a_game_play_survives_the_journal(model: tuple[Model, GamePlayer]) -> No
     dispute = honest_dispute(model[0])
     opening, challenge = _table(*model, dispute.output, dispute.token).open()
     play = GamePlay(Side.CHALLENGER, OutPoint(opening.hash, 0), opening.outputs[0], challenge.encode(), moved=opening)
+    fee = FeeCoin(Spent(OutPoint(bytes([9]) * 32, 1), TxOut(MOVE_FEE, p2pk_script(FEES.public_key.to_bytes()))),
+                  FEES.public_key.to_bytes())
+    play.fees.append(fee)
+    play.advance(opening, b"a move's data")  # what a reorganisation goes back to, and the coins to sweep, kept
+    assert play.earlier and play.last_move == b"a move's data"
     job = ClientJob(OutPoint(bytes(32), 0), b"\x51", 1, CLIENT.public_key.to_bytes(), game=play)
     assert decode_record(ClientJob, encode_record(job)) == job
     assert play.info()["stage"] == "challenged" and play.our_key == CLIENT.public_key.to_bytes()
+    assert play.rewind(OutPoint(opening.hash, 0)) and play.earlier == [] and play.last_move is None
 
 
 def opening_read(tx: Transaction) -> Challenge:
@@ -443,6 +449,28 @@ def test_an_opening_a_reorganisation_drops_voids_the_game_and_the_bond_goes_back
         assert play.outcome is Outcome.VOID and ctx.ended == [play]
         assert _sweeps(ctx)[0].inputs[0].prevout == bond
         await _until(lambda: ctx.wallets.wallet.held[CLIENT.public_key.to_bytes()] <= time.time())
+        await ctx.close()
+
+    asyncio.run(run())
+
+
+def test_a_bond_no_opening_took_is_swept_back(model: tuple[Model, GamePlayer]) -> None:
+    """What the client leaves when no move 0 it built was taken: a void play holding the bond coin. The driver sends
+    the coin back to the wallet and then lets the play go."""
+
+    async def run() -> None:
+        ctx, table, opening, challenge = _fake(model)
+        bond = next(txin.prevout for txin in opening.inputs if txin.prevout.txid == bytes([3]) * 32)
+        ctx.chain.coins = {bond: (table.coins[bond], 100)}  # move 0 never made it
+        fee = FeeCoin(Spent(bond, table.coins[bond]), FEES.public_key.to_bytes())
+        play = GamePlay(Side.CHALLENGER, OutPoint(opening.hash, 0), opening.outputs[0], challenge.encode(),
+                        outcome=Outcome.VOID, fees=[fee])
+        ctx.plays[opening.job_id] = play
+        ctx.driver.play(opening.job_id)
+        await _until(lambda: _sweeps(ctx))
+        assert _sweeps(ctx)[0].inputs[0].prevout == bond
+        ctx.chain.mine()
+        await _until(lambda: not play.fees)  # spent in a block, the game over: nothing left to watch
         await ctx.close()
 
     asyncio.run(run())

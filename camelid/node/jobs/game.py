@@ -37,7 +37,7 @@ from camelid.core.opcodes import Opcode
 from camelid.core.script import ScriptError, p2pkh_script, parse_script
 from camelid.core.transaction import NULL_HASH, OutPoint, Transaction, TxOut
 from camelid.crypto.hashes import hash160, sha256d
-from camelid.node.jobs.common import RELEASE_FEE, TIMED_RETRY, JobContext, hex_id
+from camelid.node.jobs.common import RELEASE_FEE, RELEASE_PATIENCE, TIMED_RETRY, JobContext, hex_id
 from camelid.node.jobs.contract import Spent, p2pk_script
 from camelid.wallet.errors import WalletError
 
@@ -246,7 +246,7 @@ class GameDriver:
                     if play.outcome is None:
                         await self._turn(job_id, play)
                     await self._sweep(job_id, play)
-                    self._hold_key(play)
+                    self._hold_key(job_id, play)
                 except WalletError as exc:  # a locked wallet: asked again at the next look
                     log.warning("job %s: game move not made yet: %s", hex_id(job_id), exc.message)
                 except ValueError as exc:  # the move cannot be made (the job or the model gone): none is tried again
@@ -257,13 +257,15 @@ class GameDriver:
         finally:
             self._wakes.pop(job_id, None)
 
-    def _hold_key(self, play: GamePlay) -> None:
+    def _hold_key(self, job_id: bytes, play: GamePlay) -> None:
         """Keep our game key usable while the game lasts, even once the wallet relocks (a timeout or a win needs no
-        other key); let it go when the game is over."""
-        wallets = self._ctx.wallets
-        if wallets is None:
+        other key); when it is over, back to the job's own hold (the roles hold Pn and Pc until its refund time
+        plus RELEASE_PATIENCE), which may let it go."""
+        wallets, record = self._ctx.wallets, self._ctx.pool.get(job_id)
+        if wallets is None or record is None:
             return
-        until = time.time() + (KEY_HOLD if play.outcome is None else 0)
+        job_hold = self._ctx.terms(record.params).refund_time + RELEASE_PATIENCE
+        until = max(job_hold, time.time() + KEY_HOLD) if play.outcome is None else job_hold
         with contextlib.suppress(WalletError):  # not held and locked: the next unlock lets us hold it
             wallets.get().hold_job_key(play.our_key, until)
 
