@@ -15,7 +15,7 @@ what the referee will say before it moves (docs/jobs-design.md, "The RASTiC disp
 - the accused opens that element with `step` (move 3).
 
 Every pass here costs a reference prefill (minutes for the longest job on gemma-3-270m): call these off the
-event loop. Either side's trace (and its trees) is kept from move 1 to move 3 (one game at a time per player).
+event loop. Either side's trace (and its leaf hashes) is kept from move 1 to move 3 (one game at a time per player).
 """
 
 from __future__ import annotations
