@@ -4,9 +4,12 @@ Run: .venv/bin/python bench/game_bench.py [--model NAME|PATH]   (default: gemma-
 
 An honest game over a prompt of N_PROMPT tokens, the disputed position p = N_BEFORE (so the reference pass runs
 over N_PROMPT + N_BEFORE tokens), temperature 0.8: the accused's trace is the reference pass, j* a token the
-reference scores below the output's. Each move is judged RUNS times by the model-free referee alone, and its
-transaction (real keys) by verify_tx_scripts, signature checks included (the median of each is printed). Move 3
-is measured for every checkpoint kind of layer 0 and embd, output_norm and logits (ELEMENTS elements each).
+reference scores below the output's. Each move is judged RUNS times by the model-free referee alone (for move 2
+and the descent: move_problem, the whole judgement but the script and signature), and its transaction (real keys)
+by verify_tx_scripts, signature checks included (the median of each is printed). Move 2 names the checkpoint with
+the most leaves, and the descent goes to its middle value; the widest reveal and pick (1,024 hashes, what a
+checkpoint of 2^20 leaves or more opens) are measured on hashes of no trace. Move 3 is measured for every
+checkpoint kind of layer 0 and embd, output_norm and logits (ELEMENTS elements each).
 """
 
 from __future__ import annotations
@@ -25,16 +28,25 @@ from camelid.compute.game_referee import ModelFreeReferee
 from camelid.compute.model_id import manifest_of_file
 from camelid.compute.model_proof import prove_header, verify_header
 from camelid.compute.referee import StepClaim, prove_step
-from camelid.compute.reference import ReferenceModel, checkpoint_root
+from camelid.compute.reference import ReferenceModel, checkpoint_leaves, checkpoint_root
 from camelid.compute.sampling import canonical_gumbel
 from camelid.core.jobgame import (
+    LEAF_VALUES,
+    SPAN,
     Answer,
     Challenge,
+    Cursor,
     Game,
     GameRules,
+    GameStage,
+    LeafPick,
+    LeafReveal,
+    Pick,
     Pointer,
+    Reveal,
     Step,
     game_script,
+    move_problem,
     move_script_sig,
     timeout_script_sig,
 )
@@ -47,8 +59,9 @@ from camelid.core.jobscripts import (
     output_commitment,
 )
 from camelid.core.transaction import SIGHASH_ALL, Transaction, TxIn, TxOut
-from camelid.crypto.hashes import sha256
+from camelid.crypto.hashes import sha256, sha256d
 from camelid.crypto.keys import PrivateKey
+from camelid.crypto.merkle import chunk_level, chunk_root
 
 N_PROMPT, N_BEFORE, N_AFTER = 24, 8, 8
 TEMPERATURE_MILLI, SEED = 800, 7
@@ -134,14 +147,47 @@ def main() -> None:
     measure("1 refutation", signed(void_out, lambda s: move_script_sig(s, refutation.encode()), NODE,
                                    [TxOut(3 * VALUE, b"\x51")], job_id),
             void_out, lambda: referee.refutation_problem(manifest.id, refutation))
+
+    def descent_move(kind: str, before: Game, data: bytes, after: Game, key: PrivateKey) -> None:
+        spent = [TxOut(3 * VALUE, game_script(before))]
+        tx = signed(spent, lambda s: move_script_sig(s, data), key, [TxOut(3 * VALUE, game_script(after))], job_id)
+        measure(kind, tx, spent, lambda: move_problem(before, data, job_id, tx.outputs, 3 * VALUE, referee))
+
+    # Move 2 and the descent into the checkpoint with the most leaves, picking its middle leaf and value.
+    name = max(names, key=lambda n: trace[n].size)
+    pointer = Pointer(challenge, header_proof, roots, names.index(name), trace[name].size)
+    game = answered.descending(pointer.checkpoint, pointer.size, roots[pointer.checkpoint])
+    descent_move("2 pointer", answered, pointer.encode(), game, CLIENT)
+    leaves, middle = checkpoint_leaves(trace[name]), trace[name].size // 2
+    print(f"descent into {name}: {trace[name].size} values, {len(leaves)} leaves, depth {game.cursor.depth}")
+    while game.cursor.depth:
+        level, first, count = game.cursor.span()
+        children = tuple(chunk_level(leaves, level)[first : first + count])
+        revealed = game.revealed(sha256d(b"".join(children)))
+        descent_move(f"reveal {count} hashes", game, Reveal(children).encode(), revealed, NODE)
+        child = (middle // LEAF_VALUES >> level) - first
+        game = revealed.picked(child, children[child])
+        descent_move(f"pick of {count}", revealed, Pick(children, child).encode(), game, CLIENT)
+    values = np.ascontiguousarray(trace[name], dtype="<f4").tobytes()[game.cursor.index * 1024 :][:1024]
+    revealed = game.revealed(sha256d(values))
+    descent_move(f"leaf reveal ({len(values) // 4} values)", game, LeafReveal(values).encode(), revealed, NODE)
+    pointed = revealed.pointed(middle % LEAF_VALUES)
+    descent_move("leaf pick", revealed, LeafPick(values, middle % LEAF_VALUES).encode(), pointed, CLIENT)
+    # The widest reveal and pick (2^SPAN hashes, a checkpoint of 2^20 leaves and more), on hashes of no trace.
+    wide = tuple(sha256(i.to_bytes(4, "little")) for i in range(2**SPAN))
+    top = replace(game, cursor=Cursor(0, 2**20 * LEAF_VALUES, 20, 0, chunk_root(wide)))
+    descent_move(f"reveal {len(wide)} hashes (widest)", top, Reveal(wide).encode(),
+                 top.revealed(sha256d(b"".join(wide))), NODE)
+    top = top.revealed(sha256d(b"".join(wide)))
+    descent_move(f"pick of {len(wide)} (widest)", top, Pick(wide, 7).encode(), top.picked(7, wide[7]), CLIENT)
+
     step_times: dict[str, list[float]] = {}
     step_sizes: dict[str, list[int]] = {}
     kinds = [n for n in names if not n.startswith("blk.") or n.startswith("blk.0.")]
     for name in kinds:
         for element in sorted({0, trace[name].size - 1, *(int(e) for e in rng.integers(trace[name].size, size=1))}):
             claim = StepClaim(names.index(name), element).encode()
-            pointer = Pointer(challenge, header_proof, claim)
-            pointed = answered.pointed(claim)
+            pointed = replace(answered, stage=GameStage.POINTED, claim=claim)
             step = Step(challenge, roots, prove_step(reference, list(challenge.tokens), list(challenge.rows), trace,
                                                      name, element, manifest).encode())
             assert referee.step_problem(manifest.id, step, claim) is None, name
@@ -152,13 +198,6 @@ def main() -> None:
             step_times.setdefault(name, []).append(
                 median_ms(lambda step=step, claim=claim: referee.step_problem(manifest.id, step, claim)))
             step_sizes.setdefault(name, []).append(len(tx.inputs[0].script_sig))
-    name, element = "blk.0.q", 5
-    claim = StepClaim(names.index(name), element).encode()
-    pointer = Pointer(challenge, header_proof, claim)
-    measure("2 pointer", signed([TxOut(3 * VALUE, game_script(answered))],
-                                lambda s: move_script_sig(s, pointer.encode()), CLIENT,
-                                [TxOut(3 * VALUE, game_script(answered.pointed(claim)))], job_id),
-            [TxOut(3 * VALUE, game_script(answered))], lambda: referee.pointer_problem(manifest.id, pointer))
     waited = [TxOut(3 * VALUE, game_script(answered))]
     measure("timeout", signed(waited, timeout_script_sig, NODE, [TxOut(1, b"\x51")], job_id, version=2,
                               sequence=N_MOVE), waited, None)

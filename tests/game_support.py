@@ -17,9 +17,23 @@ from chain_helpers import make_key
 
 from camelid.compute.model_id import Manifest, manifest_of_file
 from camelid.compute.model_proof import prove_header
-from camelid.compute.referee import StepClaim, prove_step
-from camelid.compute.reference import ReferenceModel, checkpoint_root
-from camelid.core.jobgame import Answer, Challenge, Game, Pointer, Step, game_script
+from camelid.compute.referee import prove_step
+from camelid.compute.reference import ReferenceModel, checkpoint_leaves, checkpoint_root
+from camelid.core.jobgame import (
+    LEAF_VALUES,
+    Answer,
+    Challenge,
+    Cursor,
+    Game,
+    GameStage,
+    LeafPick,
+    LeafReveal,
+    Pick,
+    Pointer,
+    Reveal,
+    Step,
+    game_script,
+)
 from camelid.core.jobscripts import (
     FraudProof,
     JobLock,
@@ -28,7 +42,9 @@ from camelid.core.jobscripts import (
     output_commitment,
 )
 from camelid.core.transaction import SIGHASH_ALL, Transaction, TxIn, TxOut
+from camelid.crypto.hashes import sha256d
 from camelid.crypto.keys import PrivateKey
+from camelid.crypto.merkle import chunk_level
 
 CLIENT, NODE = make_key(52), make_key(53)
 JOB_ID = bytes(range(100, 132))
@@ -110,9 +126,62 @@ class Dispute:
     def refutation(self) -> Answer:
         return Answer(self.challenge, self.model.header_proof, ())
 
-    def pointer(self, name: str, element: int) -> Pointer:
-        index = self.model.reference.checkpoint_names().index(name)
-        return Pointer(self.challenge, self.model.header_proof, StepClaim(index, element).encode())
+    @property
+    def names(self) -> list[str]:
+        return self.model.reference.checkpoint_names()
+
+    def pointer(self, name: str, trace: dict[str, np.ndarray] | None = None) -> Pointer:
+        """Move 2 naming checkpoint `name` of the accused's trace (`trace`, the true one by default)."""
+        trace = trace or self.trace
+        return Pointer(self.challenge, self.model.header_proof, self.roots(trace), self.names.index(name),
+                       trace[name].size)
+
+    def reveal(self, cursor: Cursor, trace: dict[str, np.ndarray] | None = None) -> Reveal | LeafReveal:
+        """The accused's opening of the cursor's node in `trace`: its descendants' hashes, or a leaf's values."""
+        values = (trace or self.trace)[self.names[cursor.checkpoint]]
+        if cursor.depth == 0:
+            data = np.ascontiguousarray(values, dtype="<f4").tobytes()
+            return LeafReveal(data[cursor.index * 4 * LEAF_VALUES : (cursor.index + 1) * 4 * LEAF_VALUES])
+        level, first, count = cursor.span()
+        return Reveal(tuple(chunk_level(checkpoint_leaves(values), level)[first : first + count]))
+
+    def pick(self, cursor: Cursor, revealed: Reveal | LeafReveal) -> Pick | LeafPick:
+        """The challenger's pick: the first revealed child (or value, by its bits) that differs from the true trace;
+        the first of them when none does (a false challenger's)."""
+        own = self.reveal(cursor)
+        if isinstance(revealed, Reveal):
+            assert isinstance(own, Reveal)
+            return Pick(revealed.children, next((k for k, (theirs, mine) in enumerate(
+                zip(revealed.children, own.children, strict=True)) if theirs != mine), 0))
+        assert isinstance(own, LeafReveal)
+        differs = np.frombuffer(revealed.values, "<u4") != np.frombuffer(own.values, "<u4")
+        return LeafPick(revealed.values, int(next(iter(np.flatnonzero(differs)), 0)))
+
+    def descent(self, game: Game, trace: dict[str, np.ndarray] | None = None) -> list[tuple[Game, bytes, Game]]:
+        """The descent from DESCENDING `game` to POINTED, the accused revealing from `trace` and the challenger
+        picking where it differs from the true trace: (GAME spent, move data, GAME created) per move."""
+        moves = []
+        while game.stage is not GameStage.POINTED:
+            revealed = self.reveal(game.cursor, trace)
+            digest = sha256d(revealed.values if isinstance(revealed, LeafReveal) else b"".join(revealed.children))
+            after = game.revealed(digest)
+            moves.append((game, revealed.encode(), after))
+            pick = self.pick(game.cursor, revealed)
+            if isinstance(pick, LeafPick):
+                game = after.pointed(pick.offset)
+            else:
+                game = after.picked(pick.child, pick.children[pick.child])
+            moves.append((after, pick.encode(), game))
+        return moves
+
+    def forged_trace(self, name: str, element: int) -> dict[str, np.ndarray]:
+        """The conceding trace with ONE element of checkpoint `name` forged too: the first root to differ is that
+        checkpoint's, and the challenger must descend to find the element."""
+        lied = self.conceding_trace()
+        forged = lied[name].copy()
+        forged.flat[element] = np.nextafter(forged.flat[element], np.float32(np.inf))  # by the least it can
+        lied[name] = forged
+        return lied
 
     def step(self, name: str, element: int, trace: dict[str, np.ndarray] | None = None) -> Step:
         trace = trace or self.trace
@@ -127,20 +196,18 @@ class Dispute:
         return lied
 
 
-def honest_dispute(model: Model) -> Dispute:
+def honest_dispute(model: Model, prompt: tuple[int, ...] = PROMPT) -> Dispute:
     """An honest output (the reference's choice at the disputed position) under a false challenge."""
-    prefix = PROMPT + (50, 60)
-    logits = model.logits_at(prefix)
+    logits = model.logits_at(prompt + (50, 60))
     chosen = int(np.argmax(logits))
     runner_up = int(np.argsort(logits)[-2])
-    return Dispute(model, (50, 60, chosen, END_FREE), runner_up)
+    return Dispute(model, (50, 60, chosen, END_FREE), runner_up, prompt=prompt)
 
 
-def cheating_dispute(model: Model) -> Dispute:
+def cheating_dispute(model: Model, prompt: tuple[int, ...] = PROMPT) -> Dispute:
     """A tampered output (the reference's least likely token at the disputed position), challenged with the best."""
-    prefix = PROMPT + (50, 60)
-    logits = model.logits_at(prefix)
-    return Dispute(model, (50, 60, int(np.argmin(logits)), END_FREE), int(np.argmax(logits)))
+    logits = model.logits_at(prompt + (50, 60))
+    return Dispute(model, (50, 60, int(np.argmin(logits)), END_FREE), int(np.argmax(logits)), prompt=prompt)
 
 
 # Transactions.

@@ -29,7 +29,8 @@ from camelid.chain.chainstate import ChainState
 from camelid.chain.errors import BlockRejected, TxRejected
 from camelid.chain.mempool import Mempool
 from camelid.compute.game_referee import ModelFreeReferee
-from camelid.core.jobgame import Game, move_script_sig, timeout_script_sig
+from camelid.compute.referee import StepClaim
+from camelid.core.jobgame import LEAF_VALUES, Game, move_script_sig, timeout_script_sig
 from camelid.core.jobscripts import fraud_proof_script_sig
 from camelid.core.params import REGTEST
 from camelid.core.script import MAX_SCRIPT_SIZE, build_script
@@ -57,13 +58,14 @@ class GameChain:
         self.chain = ChainState.open(path, REGTEST, referee=ModelFreeReferee() if referee is None else referee)
         self.blocks = mine(self.chain, 101, key=FUNDER)
         self.dispute = dispute
-        coins = [(CLIENT, BOND + FEE_COIN)] + [(NODE, FEE_COIN)] * 3 + [(CLIENT, FEE_COIN)] * 3
+        coins = [(CLIENT, BOND + FEE_COIN)] + [(NODE, FEE_COIN)] * 5 + [(CLIENT, FEE_COIN)] * 5
         outputs = [lock_out(dispute.lock(), STAKE), lock_out(dispute.lock(payout=True), REWARD)]
         outputs += [TxOut(value, p2pkh_for(key)) for key, value in coins]
         self.pool = Mempool(self.chain)
         self.funding = spend([coinbase_spendable(self.blocks[0], FUNDER)], outputs)
         self.connect(self.funding)
-        self._fee_coins = {CLIENT.public_key.to_bytes(): [6, 7, 8], NODE.public_key.to_bytes(): [3, 4, 5]}
+        self._fee_coins = {CLIENT.public_key.to_bytes(): [8, 9, 10, 11, 12],
+                           NODE.public_key.to_bytes(): [3, 4, 5, 6, 7]}
 
     def coin(self, index: int, key: PrivateKey, unlock=None) -> Spending:
         out = self.funding.outputs[index]
@@ -110,6 +112,19 @@ class GameChain:
         change = TxOut(FEE_COIN - FEE, p2pkh_for(mover))
         return signed(spending, [*(outputs or [TxOut(POT, p2pkh_for(mover))]), change])
 
+    def play(self, prior: Transaction, dispute: Dispute, name: str, trace=None) -> tuple[Transaction, Game]:
+        """Moves 1 and 2 and the descent into checkpoint `name` mined block after block, the accused playing `trace`:
+        the last move and the POINTED GAME it created."""
+        game = dispute.opened(N_MOVE)
+        answer = dispute.answer(trace)
+        answered = game.answered(answer.roots)
+        pointer = dispute.pointer(name, trace)
+        descending = answered.descending(pointer.checkpoint, pointer.size, pointer.roots[pointer.checkpoint])
+        moves = [(game, answer.encode(), answered), (answered, pointer.encode(), descending)]
+        for before, data, after in moves + dispute.descent(descending, trace):
+            prior = self.accept_and_mine(self.move(prior, before, data, [game_out(after, POT)]))
+        return prior, after
+
     def timeout(self, prior: Transaction, key: PrivateKey, sequence: int = N_MOVE, version: int = 2) -> Transaction:
         waiting = Spending(TxIn(prior.hash, 0, sequence=sequence), prior.outputs[0], key, timeout_script_sig)
         return signed([waiting], [TxOut(prior.outputs[0].value - FEE, p2pkh_for(key))], version=version)
@@ -129,16 +144,10 @@ def test_an_honest_accused_wins_the_game_in_blocks_with_moves_over_10000_bytes(t
     dispute = _long(honest_dispute(model))
     world = GameChain(tmp_path / "chain", dispute)
     opening = world.accept_and_mine(world.open())
-    game = dispute.opened(N_MOVE)
     answer = dispute.answer()
-    answered = game.answered(answer.roots)
-    move_1 = world.move(opening, game, answer.encode(), [game_out(answered, POT)])
-    assert len(move_1.inputs[0].script_sig) > MAX_SCRIPT_SIZE
-    world.accept_and_mine(move_1)
-    pointer = dispute.pointer("blk.2.down", 11)
-    pointed = answered.pointed(pointer.claim)
-    move_2 = world.accept_and_mine(world.move(move_1, answered, pointer.encode(), [game_out(pointed, POT)]))
-    step = world.move(move_2, pointed, dispute.step("blk.2.down", 11).encode())
+    assert len(world.move(opening, dispute.opened(N_MOVE), answer.encode()).inputs[0].script_sig) > MAX_SCRIPT_SIZE
+    last, pointed = world.play(opening, dispute, "blk.2.down")  # 500 leaves: 500 hashes, then a leaf
+    step = world.move(last, pointed, dispute.step("blk.2.down", StepClaim.decode(pointed.claim).element).encode())
     assert len(step.inputs[0].script_sig) > MAX_SCRIPT_SIZE
     world.accept_and_mine(step)
     assert world.chain.get_coin(TxIn(step.hash, 0).prevout).tx_out == TxOut(POT, p2pkh_for(NODE))
@@ -163,7 +172,9 @@ def test_a_cheater_that_does_not_answer_loses_all_after_n_move_blocks(tmp_path: 
     assert world.chain.get_coin(TxIn(take.hash, 0).prevout).tx_out == TxOut(POT - FEE, p2pkh_for(CLIENT))
 
 
-def test_a_false_trace_loses_at_move_3_and_the_challenger_takes_all_by_timeout(tmp_path: Path, model: Model) -> None:
+def test_one_forged_element_is_found_by_the_descent_and_the_challenger_takes_all_by_timeout(
+    tmp_path: Path, model: Model
+) -> None:
     dispute = cheating_dispute(model)
     world = GameChain(tmp_path / "chain", dispute)
     opening = world.accept_and_mine(world.open())
@@ -171,18 +182,19 @@ def test_a_false_trace_loses_at_move_3_and_the_challenger_takes_all_by_timeout(t
     true = dispute.answer()
     conceding = world.move(opening, game, true.encode(), [game_out(game.answered(true.roots), POT)])
     assert world.refusals(conceding) == ("bad-job-game-move", "bad-job-game-move")
-    lied = dispute.conceding_trace()
-    answer = dispute.answer(lied)
-    answered = game.answered(answer.roots)
-    move_1 = world.accept_and_mine(world.move(opening, game, answer.encode(), [game_out(answered, POT)]))
-    pointer = dispute.pointer("logits", 0)
-    pointed = answered.pointed(pointer.claim)
-    move_2 = world.accept_and_mine(world.move(move_1, answered, pointer.encode(), [game_out(pointed, POT)]))
-    assert world.refusals(world.move(move_2, pointed, dispute.step("logits", 0, lied).encode())) == (
+    name, element = "blk.0.gate", 2 * LEAF_VALUES + 100  # ONE element in the middle of an early checkpoint
+    forged = dispute.forged_trace(name, element)
+    last, pointed = world.play(opening, dispute, name, forged)
+    assert pointed.claim == StepClaim(dispute.names.index(name), element).encode()
+    assert world.refusals(world.move(last, pointed, dispute.step(name, element, forged).encode())) == (
         "bad-job-game-move", "bad-job-game-move"
     )
-    world.mine(N_MOVE - 1)
-    world.accept_and_mine(world.timeout(move_2, CLIENT))
+    take = world.timeout(last, CLIENT)
+    for _ in range(N_MOVE - 1):
+        assert world.refusals(take) == ("non-BIP68-final", "bad-txns-nonfinal")
+        world.mine()
+    world.accept_and_mine(take)
+    assert world.chain.get_coin(TxIn(take.hash, 0).prevout).tx_out == TxOut(POT - FEE, p2pkh_for(CLIENT))
 
 
 def test_a_game_opens_only_with_the_challengers_bond(tmp_path: Path, model: Model) -> None:

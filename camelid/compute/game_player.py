@@ -8,11 +8,14 @@ what the referee will say before it moves (docs/jobs-design.md, "The RASTiC disp
 - the accused `answer`s with its trace's K roots and the two logits they end in (move 1), or refutes a void
   challenge (one on a model the referee cannot judge among them), and has no answer when the reference concedes
   (it then lets the game time out);
-- the challenger `point`s at the first root of the answer that differs from its own (move 2);
+- the challenger `point`s at the first root of the answer that differs from its own (move 2), then they descend
+  that checkpoint's Merkle tree: the accused `reveal`s the cursor's node's descendants from its trace, the
+  challenger `pick`s the first that differs from its own tree, down to a leaf whose values the accused reveals
+  and in which the challenger `pick_element`s the first that differs;
 - the accused opens that element with `step` (move 3).
 
 Every pass here costs a reference prefill (minutes for the longest job on gemma-3-270m): call these off the
-event loop. The accused's trace is kept between move 1 and move 3 (one game at a time per player).
+event loop. Either side's trace (and its leaf hashes) is kept from move 1 to move 3 (one game at a time per player).
 """
 
 from __future__ import annotations
@@ -31,9 +34,22 @@ from camelid.compute.model_meta import HeaderRecord
 from camelid.compute.model_proof import prove_header, verify_header
 from camelid.compute.rastic import EPS_SLASH, structural_failures
 from camelid.compute.referee import StepClaim, prove_step
-from camelid.compute.reference import F32, ReferenceModel, checkpoint_root
+from camelid.compute.reference import ReferenceModel, checkpoint_leaves, checkpoint_root
 from camelid.compute.sampling import canonical_gumbel, canonical_pair_gap
-from camelid.core.jobgame import Answer, Challenge, Step
+from camelid.core.jobgame import (
+    LEAF_VALUES,
+    Answer,
+    Challenge,
+    Cursor,
+    LeafPick,
+    LeafReveal,
+    Pick,
+    Pointer,
+    Reveal,
+    Step,
+    span_below,
+)
+from camelid.crypto.merkle import chunk_level
 
 
 @dataclass(frozen=True)
@@ -59,6 +75,7 @@ class GamePlayer:
         self.header: HeaderRecord = verify_header(self.manifest.id, self.header_proof)
         self._lock = threading.Lock()
         self._kept: tuple[tuple[tuple[int, ...], tuple[int, int]], dict[str, np.ndarray]] | None = None
+        self._leaves: dict[int, list[bytes]] = {}  # the kept trace's leaf hashes, per checkpoint
 
     @cached_property
     def reference(self) -> ReferenceModel:
@@ -127,30 +144,43 @@ class GamePlayer:
             return None
         return Answer(challenge, self.header_proof, self._roots(trace), (logits[0], logits[1]))
 
-    def point(self, answer: Answer) -> StepClaim | None:
-        """Move 2: the first of the answer's checkpoints whose root differs from our trace's, and an element of it;
-        None if every root agrees (our challenge was wrong: we lose the bond by not moving).
-
-        Only the last checkpoint's values (the two logits) are public, so only there is the element the first
-        that differs by float32 bits. For an earlier checkpoint the answer shows its root, not its values: we
-        name its last element, which reads the last position, the one every honest-looking forgery of the final
-        logits must change. A cheater whose trace differs there (a cheaper model's trace differs nearly
-        everywhere) loses; one that changed other elements of the checkpoint only would win (see "Still open")."""
-        trace = self.reference.trace(answer.challenge.tokens, answer.challenge.rows)
+    def point(self, answer: Answer) -> Pointer | None:
+        """Move 2: the first of the answer's checkpoints whose root differs from our trace's (the descent then finds
+        the element); None if every root agrees (our challenge was wrong: we lose the bond by not moving)."""
+        trace = self._trace(answer.challenge)
         ours = self._roots(trace)
         if len(answer.roots) != len(ours):
             raise ValueError(f"the answer has {len(answer.roots)} roots, the model's trace {len(ours)}")
         first = next((i for i, (a, b) in enumerate(zip(ours, answer.roots, strict=True)) if a != b), None)
         if first is None:
             return None
-        name = self.names[first]
-        if name != "logits":
-            return StepClaim(first, trace[name].size - 1)
-        theirs = np.array(answer.logits, dtype=F32)
-        differs = np.flatnonzero(theirs.view(np.uint32) != trace[name].astype(F32).view(np.uint32))
-        if not differs.size:
-            raise ValueError("the answer's logits are ours, yet its last root is not: it does not open its root")
-        return StepClaim(first, int(differs[0]))
+        size = int(trace[self.names[first]].size)
+        return Pointer(answer.challenge, self.header_proof, answer.roots, first, size)
+
+    def reveal(self, challenge: Challenge, cursor: Cursor) -> Reveal | LeafReveal:
+        """The accused opens the cursor's node of our trace's tree: its descendants SPAN levels down (the hashes
+        consensus chains to the node), or at a leaf its float32 values."""
+        if cursor.depth == 0:
+            return LeafReveal(self._leaf(challenge, cursor))
+        return Reveal(self._below(challenge, cursor))
+
+    def pick(self, challenge: Challenge, cursor: Cursor, reveal: Reveal) -> Pick | None:
+        """The challenger descends into the first revealed descendant whose hash differs from our tree's; None if
+        all agree (the node is ours after all: we have nothing to pick)."""
+        ours = self._below(challenge, cursor)
+        if len(ours) != len(reveal.children):
+            raise ValueError(f"{len(reveal.children)} hashes revealed where our tree has {len(ours)}")
+        child = next((k for k, (a, b) in enumerate(zip(ours, reveal.children, strict=True)) if a != b), None)
+        return None if child is None else Pick(reveal.children, child)
+
+    def pick_element(self, challenge: Challenge, cursor: Cursor, reveal: LeafReveal) -> LeafPick | None:
+        """The challenger names the revealed leaf's first value that differs from ours by float32 bits."""
+        ours = np.frombuffer(self._leaf(challenge, cursor), dtype="<u4")
+        theirs = np.frombuffer(reveal.values, dtype="<u4")
+        if ours.size != theirs.size:
+            raise ValueError(f"{theirs.size} values revealed where our leaf has {ours.size}")
+        differs = np.flatnonzero(ours != theirs)
+        return LeafPick(reveal.values, int(differs[0])) if differs.size else None
 
     def step(self, challenge: Challenge, claim: StepClaim) -> Step:
         """Move 3: our trace's element `claim` opened with what its recompute reads."""
@@ -165,10 +195,34 @@ class GamePlayer:
         return tuple(checkpoint_root(trace[name]) for name in self.names)
 
     def _trace(self, challenge: Challenge) -> dict[str, np.ndarray]:
-        """The trace over the challenge's tokens and rows, kept for the step that follows the answer."""
+        """The trace over the challenge's tokens and rows, kept for the moves that follow (descent, step)."""
         key = (challenge.tokens, challenge.rows)
         with self._lock:
             if self._kept is None or self._kept[0] != key:
                 self._kept = None  # free the old trace before making the new one (gigabytes on long jobs)
+                self._leaves = {}
                 self._kept = (key, self.reference.trace(challenge.tokens, challenge.rows))
             return self._kept[1]
+
+    def _values(self, challenge: Challenge, cursor: Cursor) -> np.ndarray:
+        if not 0 <= cursor.checkpoint < len(self.names):
+            raise ValueError(f"checkpoint {cursor.checkpoint} is not one of the model's {len(self.names)}")
+        return self._trace(challenge)[self.names[cursor.checkpoint]]
+
+    def _leaf(self, challenge: Challenge, cursor: Cursor) -> bytes:
+        """Leaf `cursor.index` of our checkpoint: its float32 values, little-endian, as its tree hashes them."""
+        data = np.ascontiguousarray(self._values(challenge, cursor), dtype="<f4").reshape(-1)
+        return data[cursor.index * LEAF_VALUES : (cursor.index + 1) * LEAF_VALUES].tobytes()
+
+    def _below(self, challenge: Challenge, cursor: Cursor) -> tuple[bytes, ...]:
+        """The descendants of the cursor's node in our tree that a reveal opens (the leaf hashes kept per checkpoint:
+        a descent reads them each round)."""
+        values = self._values(challenge, cursor)
+        with self._lock:
+            if cursor.checkpoint not in self._leaves:
+                self._leaves[cursor.checkpoint] = checkpoint_leaves(values)
+            leaves = self._leaves[cursor.checkpoint]
+        level, first, count = span_below(len(leaves), cursor.depth, cursor.index)
+        if count == 0:
+            raise ValueError(f"our tree has no node ({cursor.depth}, {cursor.index}) in checkpoint {cursor.checkpoint}")
+        return tuple(chunk_level(leaves, level)[first : first + count])

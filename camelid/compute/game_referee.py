@@ -99,14 +99,13 @@ class ModelFreeReferee:
     @_reasoned
     def pointer_problem(self, model_id: bytes, pointer: Pointer) -> str | None:
         model = header_model(verify_header(model_id, pointer.header_proof), _MAX_ROOTS)
-        claim = StepClaim.decode(pointer.claim)
         names = model.checkpoint_names()
-        if claim.checkpoint >= len(names):
-            return f"checkpoint {claim.checkpoint} is not one of the model's {len(names)}"
-        name = names[claim.checkpoint]
+        if pointer.checkpoint >= len(names):
+            return f"checkpoint {pointer.checkpoint} is not one of the model's {len(names)}"
+        name = names[pointer.checkpoint]
         size = math.prod(model.checkpoint_shape(name, len(pointer.challenge.tokens), len(pointer.challenge.rows)))
-        if claim.element >= size:
-            return f"element {claim.element} is outside {name}, which has {size}"
+        if pointer.size != size:
+            return f"{name} has {size} values in this trace, the pointer says {pointer.size}"
         return None
 
     @_reasoned

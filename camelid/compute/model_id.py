@@ -27,6 +27,7 @@ from typing import Any
 
 from camelid.compute.model_meta import gguf_records
 from camelid.crypto.hashes import sha256d
+from camelid.crypto.merkle import chunk_root
 
 CHUNK_SIZE = 1 << 20  # 1 MiB: small enough to fetch from many peers, few enough hashes to ship
 LEAF_SIZE = 1 << 10  # 1 KiB: a weight row of 16 KB is proven with 16 leaves, not 1 MiB
@@ -113,17 +114,6 @@ def leaf_hashes(data: bytes) -> list[bytes]:
     """sha256d of each 1 KiB leaf of `data` (one chunk, or a run of its leaves from a leaf boundary)."""
     view = memoryview(data)
     return [sha256d(view[i : i + LEAF_SIZE]) for i in range(0, len(data), LEAF_SIZE)]
-
-
-def chunk_root(hashes: tuple[bytes, ...] | list[bytes]) -> bytes:
-    """Merkle root of chunk hashes, an odd level's last node carried up unchanged; 32 zero bytes for none."""
-    if not hashes:
-        return bytes(32)
-    level = list(hashes)
-    while len(level) > 1:
-        paired = [sha256d(level[i] + level[i + 1]) for i in range(0, len(level) - 1, 2)]
-        level = paired + level[-1:] if len(level) % 2 else paired
-    return level[0]
 
 
 def metadata_root(records: list[bytes]) -> bytes:

@@ -22,11 +22,11 @@ import gguf
 import numpy as np
 
 from camelid.compute import refmath as rm
-from camelid.compute.model_id import chunk_root
+from camelid.core.jobgame import LEAF_VALUES
 from camelid.crypto.hashes import sha256d
+from camelid.crypto.merkle import chunk_root
 
 F32 = np.float32
-LEAF_VALUES = 256  # float32 values per Merkle leaf of a checkpoint
 ARCHITECTURES = ("llama", "gemma3")
 _GEMMA3_SWA_PATTERN = 6  # llama.cpp: every 6th layer attends globally, the others through the window
 _GEMMA3_SWA_ROPE_BASE = 10000.0
@@ -130,9 +130,14 @@ def hparams_of(arch: str, lookup: Callable[[str], object], n_vocab: int) -> Hpar
 
 def checkpoint_root(values: np.ndarray) -> bytes:
     """Merkle root of a checkpoint: its float32 values (little-endian, row-major) in 256-value leaves."""
+    return chunk_root(checkpoint_leaves(values))
+
+
+def checkpoint_leaves(values: np.ndarray) -> list[bytes]:
+    """The leaf hashes of a checkpoint's tree, which the dispute game's descent opens level by level."""
     data = np.ascontiguousarray(values, dtype="<f4").tobytes()
     leaf = 4 * LEAF_VALUES
-    return chunk_root([sha256d(data[i : i + leaf]) for i in range(0, len(data), leaf)])
+    return [sha256d(data[i : i + leaf]) for i in range(0, len(data), leaf)]
 
 
 def _rmsnorm(x: np.ndarray, weight: np.ndarray, eps: np.float32) -> np.ndarray:

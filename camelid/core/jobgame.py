@@ -10,10 +10,13 @@ in N blocks or the accused's last step holds:
           OP_ELSE <n_move> OP_CHECKSEQUENCEVERIFY OP_DROP <waiter> OP_CHECKSIG
           OP_ENDIF
 
-`state` is one push: u8 stage | G (the challenge's hash) | R (sha256 of the accused's checkpoint
-roots, zeros before move 1) | the step claim (zeros before move 2). The mover is the accused (Pn) in
-stages CHALLENGED and POINTED and the challenger (Pc) in stage ANSWERED; the waiter is the other one, and
-takes everything once the mover has let N blocks pass (a version-2 spend with sequence N, BIP 68/112).
+`state` is one push: u8 stage | G (the challenge's hash) | R (sha256d of the accused's checkpoint
+roots, zeros before move 1) | the step claim (zeros before the descent ends) | the descent's cursor (u16
+checkpoint i | u64 size S of T_i | u8 level d | u64 index j | h, the hash of node (d, j) of T_i's tree |
+the hash of what the accused last revealed; zeros before move 2). The mover is the accused (Pn) in stages
+CHALLENGED, DESCENDING and POINTED and the challenger (Pc) in ANSWERED, REVEALED and LEAF_REVEALED; the
+waiter is the other one, and takes everything once the mover has let N blocks pass (a version-2 spend with
+sequence N, BIP 68/112).
 
 A move's scriptSig is `<mover_sig> <chunk_1> ... <chunk_GAME_CHUNKS> OP_1`: its data cut into 520-byte
 pushes as the fraud proof's tokens are. OP_CHECKJOBGAMEVERIFY reads the data and the GAME being spent
@@ -31,23 +34,41 @@ arithmetic lives in camelid.compute, which core must not import) judges it witho
                                                                                token or j* outside the
                                                                                vocabulary, j* = o): the
                                                                                accused takes all at once
-    ANSWERED    2, pointer         challenge | header proof | step claim       the claim names an element of
-                                                                               the trace; output 0 is POINTED
+    ANSWERED    2, pointer         challenge | header proof | K roots |         the roots hash to R, i < K and S
+                                   checkpoint i | its size S                   is T_i's size under the header;
+                                                                               output 0 is DESCENDING at
+                                                                               the root of T_i
+    DESCENDING  reveal (d > 0)     the hashes of node (d, j)'s descendants     as many as there are, and
+                                   SPAN levels down (or at level 0)            chunk_root of them is h;
+                                                                               output 0 is REVEALED
+    DESCENDING  reveal (d = 0)     leaf j's float32 values                     256 of them (the rest of S
+                                                                               in the last leaf) hashing to
+                                                                               h; output 0 LEAF_REVEALED
+    REVEALED    pick               the revealed hashes again | child k         k < their count; output 0 is
+                                                                               DESCENDING at that child
+    LEAF_REVEALED  pick element    the leaf's values again | offset o          o < their count; output 0 is
+                                                                               POINTED at (i, 256 j + o)
     POINTED     3, step            challenge | K roots | step proof            the referee's recompute of the
                                                                                element equals the committed
                                                                                value: the accused takes all
 
+The descent is how the challenger finds the element it disputes: move 1 publishes only the roots, so it
+learns which checkpoint is the first to differ from its own trace, not where. Each reveal opens the accused's
+tree of that checkpoint SPAN levels down, chained to the committed root; the challenger descends into a
+child whose hash differs from its own, down to a leaf whose values differ somewhere, and names that element.
+A checkpoint of up to 2^20 leaves takes at most two reveals, one of up to 2^30 three.
+
 A structurally broken output (a token outside the vocabulary, tokens after an end token, more than
 max_tokens, fewer without an end token) has no valid answer, so it too costs the stake, at the first
-timeout. Moves 1 and 2 also need the transaction to carry J and output 0 worth at least the GAME spent;
-the chain rules beside the script (camelid.chain.jobrules) bound what move 0 puts in the GAME and let a
-transaction move one GAME only.
+timeout. Every move but a refutation and a step (which end the game) must carry J and put the next GAME,
+worth at least this one, in output 0; the chain rules beside the script (camelid.chain.jobrules) bound what
+move 0 puts in the GAME and let a transaction move one GAME only.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Protocol
@@ -74,6 +95,7 @@ from camelid.core.script import (
 )
 from camelid.core.transaction import TxOut
 from camelid.crypto.hashes import sha256d
+from camelid.crypto.merkle import chunk_root
 
 GAME_CHUNKS = 100
 """Data pushes in every move: 100 x 520 = 52,000 bytes, enough for a step over the longest job."""
@@ -85,21 +107,80 @@ MIN_GAME_BOND = 100_000
 STEP_CLAIM_SIZE = 10
 """u16 checkpoint index | u64 element (camelid.compute.referee.StepClaim)."""
 ROOT_SIZE = 32
+LEAF_VALUES = 256
+"""float32 values per leaf of a checkpoint's Merkle tree (camelid.compute.reference.checkpoint_root)."""
+SPAN = 10
+"""Tree levels one reveal opens: at most 2^SPAN = 1,024 hashes (32 KiB), so two reveals cover 2^20 leaves."""
 _CHALLENGE_TAG = b"camelid/game-challenge/v1"
 _GAME_DROPS = GAME_CHUNKS // 2
 
 
 class GameStage(IntEnum):
-    """Whose move it is: the accused answers a challenge and steps on a pointer; the challenger points."""
+    """Whose move it is: the accused answers a challenge, reveals where the descent stands and steps on a pointer;
+    the challenger names the checkpoint it disputes, picks a revealed child and finally the element."""
 
     CHALLENGED = 0
     ANSWERED = 1
     POINTED = 2
+    DESCENDING = 3
+    REVEALED = 4
+    LEAF_REVEALED = 5
 
 
-_STATE = struct.Struct(f"<B{ROOT_SIZE}s{ROOT_SIZE}s{STEP_CLAIM_SIZE}s")
-_NO_ROOTS = bytes(ROOT_SIZE)
+_CHALLENGER_MOVES = frozenset({GameStage.ANSWERED, GameStage.REVEALED, GameStage.LEAF_REVEALED})
+_NO_HASH = bytes(ROOT_SIZE)
+_NO_ROOTS = _NO_HASH
 _NO_CLAIM = bytes(STEP_CLAIM_SIZE)
+_CLAIM = struct.Struct("<HQ")
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where the descent stands: node (depth, index) of the tree of checkpoint `checkpoint` (`size` values), its
+    hash, and the hash of what the accused last revealed under it (zeros until it does)."""
+
+    checkpoint: int = 0
+    size: int = 0
+    depth: int = 0
+    index: int = 0
+    node: bytes = _NO_HASH
+    revealed: bytes = _NO_HASH
+
+    @property
+    def leaves(self) -> int:
+        return leaf_count(self.size)
+
+    def span(self) -> tuple[int, int, int]:
+        """(level, first index, count) of the node's descendants a reveal opens; count 0 if there is no such node."""
+        return span_below(self.leaves, self.depth, self.index)
+
+
+_NO_CURSOR = Cursor()
+_STATE = struct.Struct(f"<B{ROOT_SIZE}s{ROOT_SIZE}s{STEP_CLAIM_SIZE}sHQBQ{ROOT_SIZE}s{ROOT_SIZE}s")
+
+
+def leaf_count(size: int) -> int:
+    """Leaves of the tree of a checkpoint of `size` values."""
+    return -(-size // LEAF_VALUES)
+
+
+def tree_depth(leaves: int) -> int:
+    """The root's level in chunk_root's tree over `leaves` leaves: ceil(log2 leaves), 0 for one leaf."""
+    return max(leaves - 1, 0).bit_length()
+
+
+def span_below(leaves: int, depth: int, index: int) -> tuple[int, int, int]:
+    """(level, first index, count) of the descendants of node (depth, index) SPAN levels down (or at the leaves)
+    in a tree of `leaves` leaves, whose chunk_root is that node's hash; count 0 if there is no such node."""
+    level = max(depth - SPAN, 0)
+    first = index << (depth - level)
+    width = -(-leaves >> level)  # the nodes at that level: ceil(leaves / 2^level)
+    return level, first, max(min(1 << (depth - level), width - first), 0)
+
+
+def leaf_values(size: int, index: int) -> int:
+    """The values in leaf `index` of a checkpoint of `size` values: LEAF_VALUES, fewer in the last, 0 past it."""
+    return max(min(LEAF_VALUES, size - index * LEAF_VALUES), 0)
 
 
 @dataclass(frozen=True)
@@ -116,7 +197,8 @@ class Game:
     stage: GameStage
     challenge_hash: bytes  # G = Challenge.hash()
     roots_hash: bytes = _NO_ROOTS  # R, from move 1
-    claim: bytes = _NO_CLAIM  # the step claim, from move 2
+    claim: bytes = _NO_CLAIM  # the step claim, when the descent ends
+    cursor: Cursor = _NO_CURSOR  # the descent, from move 2
 
     @classmethod
     def opened(cls, lock: JobLock, challenge_hash: bytes, n_move: int) -> Game:
@@ -128,24 +210,51 @@ class Game:
 
     @property
     def mover(self) -> bytes:
-        return self.client_pubkey if self.stage is GameStage.ANSWERED else self.node_pubkey
+        return self.client_pubkey if self.stage in _CHALLENGER_MOVES else self.node_pubkey
 
     @property
     def waiter(self) -> bytes:
-        return self.node_pubkey if self.stage is GameStage.ANSWERED else self.client_pubkey
+        return self.node_pubkey if self.stage in _CHALLENGER_MOVES else self.client_pubkey
+
+    def _expect(self, stage: GameStage, what: str) -> None:
+        if self.stage is not stage:
+            raise ValueError(f"a game is {what} only when {stage.name}, not {self.stage.name}")
 
     def answered(self, roots: Sequence[bytes]) -> Game:
         """The GAME after move 1 commits to `roots`."""
-        if self.stage is not GameStage.CHALLENGED:
-            raise ValueError(f"a game is answered only when challenged, not {self.stage.name}")
+        self._expect(GameStage.CHALLENGED, "answered")
         return replace(self, stage=GameStage.ANSWERED, roots_hash=roots_hash(roots))
 
-    def pointed(self, claim: bytes) -> Game:
-        """The GAME after move 2 names the element `claim`."""
-        if self.stage is not GameStage.ANSWERED:
-            raise ValueError(f"a game is pointed only when answered, not {self.stage.name}")
-        if len(claim) != STEP_CLAIM_SIZE:
-            raise ValueError(f"a step claim is {STEP_CLAIM_SIZE} bytes, not {len(claim)}")
+    def descending(self, checkpoint: int, size: int, root: bytes) -> Game:
+        """The GAME after move 2 names checkpoint `checkpoint` (`size` values, root `root`): the descent starts at
+        the root of its tree."""
+        self._expect(GameStage.ANSWERED, "pointed at a checkpoint")
+        if size < 1:
+            raise ValueError("a checkpoint has at least one value")
+        cursor = Cursor(checkpoint, size, tree_depth(leaf_count(size)), 0, root)
+        return replace(self, stage=GameStage.DESCENDING, cursor=cursor)
+
+    def revealed(self, digest: bytes) -> Game:
+        """The GAME after the accused reveals under the cursor what hashes (sha256d) to `digest`: hashes of
+        descendants above the leaves, a leaf's values at them."""
+        self._expect(GameStage.DESCENDING, "revealed")
+        stage = GameStage.REVEALED if self.cursor.depth else GameStage.LEAF_REVEALED
+        return replace(self, stage=stage, cursor=replace(self.cursor, revealed=digest))
+
+    def picked(self, child: int, child_hash: bytes) -> Game:
+        """The GAME after the challenger picks revealed descendant number `child`, whose hash is `child_hash`."""
+        self._expect(GameStage.REVEALED, "picked")
+        level, first, _ = self.cursor.span()
+        cursor = replace(self.cursor, depth=level, index=first + child, node=child_hash, revealed=_NO_HASH)
+        return replace(self, stage=GameStage.DESCENDING, cursor=cursor)
+
+    def pointed(self, offset: int) -> Game:
+        """The GAME after the challenger names value `offset` of the revealed leaf: move 3's claim."""
+        self._expect(GameStage.LEAF_REVEALED, "pointed at an element")
+        element = self.cursor.index * LEAF_VALUES + offset
+        if not 0 <= element < 2**64:
+            raise ValueError(f"element {element} does not fit a step claim")
+        claim = _CLAIM.pack(self.cursor.checkpoint, element)
         return replace(self, stage=GameStage.POINTED, claim=claim)
 
 
@@ -168,7 +277,14 @@ def game_script(game: Game) -> bytes:
         raise ValueError(f"job time {game.t0} must fit an unsigned 32-bit lock time")
     if not 0 < game.n_move < 0xFFFF:
         raise ValueError(f"a move timeout of {game.n_move} blocks is not a relative lock in blocks")
-    state = _STATE.pack(game.stage, game.challenge_hash, game.roots_hash, game.claim)
+    if len(game.cursor.node) != ROOT_SIZE or len(game.cursor.revealed) != ROOT_SIZE:
+        raise ValueError(f"the cursor's hashes must be {ROOT_SIZE} bytes")
+    try:
+        state = _STATE.pack(game.stage, game.challenge_hash, game.roots_hash, game.claim, game.cursor.checkpoint,
+                            game.cursor.size, game.cursor.depth, game.cursor.index, game.cursor.node,
+                            game.cursor.revealed)
+    except struct.error as exc:
+        raise ValueError(f"the cursor does not fit the GAME's state: {exc}") from None
     return build_script(
         game.job_id, game.t0, Opcode.OP_2DROP, state, game.n_move, Opcode.OP_2DROP,
         game.node_pubkey, game.client_pubkey, Opcode.OP_2DROP, game.commitment, game.model_id, Opcode.OP_2DROP,
@@ -197,10 +313,10 @@ def match_game(script: bytes) -> Game | None:
         job_id, t0, state, n_move, node_pubkey, client_pubkey, commitment, model_id = fields
         if not isinstance(state, bytes) or len(state) != _STATE.size:
             return None
-        stage, challenge_hash, roots, claim = _STATE.unpack(state)
+        stage, challenge_hash, roots, claim, *cursor = _STATE.unpack(state)
         game = Game(
             _as_bytes(job_id), _as_int(t0), _as_bytes(node_pubkey), _as_bytes(client_pubkey), _as_bytes(commitment),
-            _as_bytes(model_id), _as_int(n_move), GameStage(stage), challenge_hash, roots, claim,
+            _as_bytes(model_id), _as_int(n_move), GameStage(stage), challenge_hash, roots, claim, Cursor(*cursor),
         )
         return game if game_script(game) == script else None
     except (ValueError, TypeError):  # ScriptError is a ValueError
@@ -355,24 +471,108 @@ class Answer:
 
 @dataclass(frozen=True)
 class Pointer:
-    """Move 2: the challenger names the first element of the accused's trace it disputes."""
+    """Move 2: the challenger names the first checkpoint of the accused's trace that differs from its own (and its
+    size, which the referee checks against the header); the roots again, for the consensus to read its root."""
 
     challenge: Challenge
     header_proof: bytes
-    claim: bytes  # referee.StepClaim.encode()
+    roots: tuple[bytes, ...]
+    checkpoint: int
+    size: int  # values in that checkpoint
 
     def encode(self) -> bytes:
-        return self.challenge.encode() + _part(self.header_proof) + _part(self.claim)
+        return (self.challenge.encode() + _part(self.header_proof) + _roots(self.roots)
+                + _CLAIM.pack(self.checkpoint, self.size))
 
     @classmethod
     def decode(cls, data: bytes) -> Pointer:
         challenge, at = Challenge.decode_from(data)
         header, at = _take_part(data, at, "the header proof")
-        claim, at = _take_part(data, at, "the step claim")
-        _done(data, at, "pointer")
-        if len(claim) != STEP_CLAIM_SIZE:
-            raise ValueError(f"a step claim is {STEP_CLAIM_SIZE} bytes, not {len(claim)}")
-        return cls(challenge, header, claim)
+        roots, at = _take_roots(data, at)
+        if len(data) < at + _CLAIM.size:
+            raise ValueError("the move data ends before the checkpoint and its size")
+        checkpoint, size = _CLAIM.unpack_from(data, at)
+        _done(data, at + _CLAIM.size, "pointer")
+        return cls(challenge, header, roots, checkpoint, size)
+
+
+@dataclass(frozen=True)
+class Reveal:
+    """The accused opens the cursor's node: the hashes of its descendants SPAN levels down (or at the leaves)."""
+
+    children: tuple[bytes, ...]
+
+    def encode(self) -> bytes:
+        return _roots(self.children)
+
+    @classmethod
+    def decode(cls, data: bytes) -> Reveal:
+        children, at = _take_roots(data, 0)
+        _done(data, at, "reveal")
+        return cls(children)
+
+
+@dataclass(frozen=True)
+class LeafReveal:
+    """The accused opens the cursor's leaf: its float32 values, little-endian, as the checkpoint's tree hashes them."""
+
+    values: bytes
+
+    def encode(self) -> bytes:
+        return _part(self.values)
+
+    @classmethod
+    def decode(cls, data: bytes) -> LeafReveal:
+        values, at = _take_part(data, 0, "the leaf's values")
+        _done(data, at, "leaf reveal")
+        _whole_values(values)
+        return cls(values)
+
+
+@dataclass(frozen=True)
+class Pick:
+    """The challenger descends into revealed child number `child` (its hash differs from the challenger's own)."""
+
+    children: tuple[bytes, ...]  # the accused's reveal, again
+    child: int
+
+    def encode(self) -> bytes:
+        return _roots(self.children) + struct.pack("<H", self.child)
+
+    @classmethod
+    def decode(cls, data: bytes) -> Pick:
+        children, at = _take_roots(data, 0)
+        if len(data) < at + 2:
+            raise ValueError("the move data ends before the picked child")
+        (child,) = struct.unpack_from("<H", data, at)
+        _done(data, at + 2, "pick")
+        return cls(children, child)
+
+
+@dataclass(frozen=True)
+class LeafPick:
+    """The challenger names value `offset` of the revealed leaf: the element move 3 is about."""
+
+    values: bytes  # the accused's leaf reveal, again
+    offset: int
+
+    def encode(self) -> bytes:
+        return _part(self.values) + struct.pack("<H", self.offset)
+
+    @classmethod
+    def decode(cls, data: bytes) -> LeafPick:
+        values, at = _take_part(data, 0, "the leaf's values")
+        if len(data) < at + 2:
+            raise ValueError("the move data ends before the picked value")
+        (offset,) = struct.unpack_from("<H", data, at)
+        _done(data, at + 2, "leaf pick")
+        _whole_values(values)
+        return cls(values, offset)
+
+
+def _whole_values(values: bytes) -> None:
+    if len(values) % 4:
+        raise ValueError(f"{len(values)} bytes are not whole float32 values")
 
 
 @dataclass(frozen=True)
@@ -393,6 +593,9 @@ class Step:
         proof, at = _take_part(data, at, "the step proof")
         _done(data, at, "step")
         return cls(challenge, roots, proof)
+
+
+_Move = Answer | Pointer | Reveal | LeafReveal | Pick | LeafPick | Step
 
 
 def move_items(data: bytes) -> list[bytes]:
@@ -447,7 +650,8 @@ class GameReferee(Protocol):
         ...
 
     def pointer_problem(self, model_id: bytes, pointer: Pointer) -> str | None:
-        """Move 2: None if the claim names an element of the trace of a model with that header."""
+        """Move 2: None if the pointer names a checkpoint of the model with that header and gives its size in the
+        trace over the challenge."""
         ...
 
     def step_problem(self, model_id: bytes, step: Step, claim: bytes) -> str | None:
@@ -482,34 +686,85 @@ def move_problem(
     game: Game, data: bytes, job_id: bytes, outputs: Sequence[TxOut], amount: int, referee: GameReferee | None
 ) -> str | None:
     """None if `data` is a valid move on `game` (worth `amount`) by a transaction with `job_id` and `outputs`,
-    else why not. Moves 1 and 2 must put the next GAME, worth at least this one, in output 0; a refutation and
-    a step that holds end the game, so the accused may take the GAME anywhere."""
+    else why not. Every move but a refutation and a step must put the next GAME, worth at least this one, in
+    output 0; those two end the game, so the accused may take the GAME anywhere."""
     if referee is None:
         return "this node has no game referee: it judges no move"
+    leaf = game.stage is GameStage.DESCENDING and game.cursor.depth == 0
     try:
-        move: Answer | Pointer | Step = _MOVES[game.stage].decode(data)
+        move = (LeafReveal.decode if leaf else _MOVES[game.stage])(data)
     except (ValueError, struct.error) as exc:
         return f"malformed {game.stage.name} move: {exc}"
-    if move.challenge.hash() != game.challenge_hash:
+    if isinstance(move, Answer | Pointer | Step) and move.challenge.hash() != game.challenge_hash:
         return "the move's challenge is not the one the game opened on"
+    try:
+        problem, after = _judge(game, move, referee)
+        if problem is not None or after is None:
+            return problem
+        return _next_state_problem(after, job_id, outputs, amount)
+    except ValueError as exc:  # a GAME whose cursor no valid move leads to, e.g. one a descent cannot continue from
+        return f"no next state after this {game.stage.name} move: {exc}"
+
+
+def _judge(game: Game, move: _Move, referee: GameReferee) -> tuple[str | None, Game | None]:
+    """(why the move is invalid, None) or (None, the GAME it must create; None if it ends the game)."""
+    cursor = game.cursor
     if isinstance(move, Answer):
         if not move.roots:
             if struct.pack("<2f", *move.logits) != bytes(8):
-                return "a refutation's two logits must be zero"
+                return "a refutation's two logits must be zero", None
             problem = referee.refutation_problem(game.model_id, move)
-            return None if problem is None else f"refutation: {problem}"
-        problem = referee.answer_problem(game.model_id, move)
-        return problem or _next_state_problem(game.answered(move.roots), job_id, outputs, amount)
+            return (None if problem is None else f"refutation: {problem}"), None
+        return referee.answer_problem(game.model_id, move), game.answered(move.roots)
     if isinstance(move, Pointer):
+        if not move.roots or roots_hash(move.roots) != game.roots_hash:
+            return "the pointer's roots are not those the accused committed to in move 1", None
+        if move.checkpoint >= len(move.roots):
+            return f"checkpoint {move.checkpoint} is not one of the {len(move.roots)} committed", None
         problem = referee.pointer_problem(game.model_id, move)
-        return problem or _next_state_problem(game.pointed(move.claim), job_id, outputs, amount)
+        if problem is not None:
+            return problem, None
+        return None, game.descending(move.checkpoint, move.size, move.roots[move.checkpoint])
+    if isinstance(move, Reveal):
+        level, _, count = cursor.span()
+        where = f"node ({cursor.depth}, {cursor.index}) of checkpoint {cursor.checkpoint}'s {cursor.leaves}-leaf tree"
+        if count == 0:
+            return f"the cursor's {where} does not exist", None
+        if len(move.children) != count:
+            return f"{where} has {count} descendants at level {level}, the reveal {len(move.children)}", None
+        if chunk_root(move.children) != cursor.node:
+            return f"the revealed hashes do not chain to the hash of {where}", None
+        return None, game.revealed(sha256d(b"".join(move.children)))
+    if isinstance(move, LeafReveal):
+        count = leaf_values(cursor.size, cursor.index)
+        where = f"leaf {cursor.index} of checkpoint {cursor.checkpoint}"
+        if count == 0:
+            return f"the cursor's {where} does not exist ({cursor.size} values)", None
+        if len(move.values) != 4 * count:
+            return f"{where} has {count} values, the reveal {len(move.values) // 4}", None
+        if sha256d(move.values) != cursor.node:
+            return f"the revealed values do not hash to {where}", None
+        return None, game.revealed(sha256d(move.values))
+    if isinstance(move, Pick):
+        if sha256d(b"".join(move.children)) != cursor.revealed:
+            return "the pick's hashes are not those the accused revealed", None
+        if move.child >= len(move.children):
+            return f"child {move.child} is out of the {len(move.children)} revealed", None
+        return None, game.picked(move.child, move.children[move.child])
+    if isinstance(move, LeafPick):
+        if sha256d(move.values) != cursor.revealed:
+            return "the pick's values are not those the accused revealed", None
+        if move.offset >= len(move.values) // 4:
+            return f"value {move.offset} is out of the {len(move.values) // 4} revealed", None
+        return None, game.pointed(move.offset)
     if not move.roots or roots_hash(move.roots) != game.roots_hash:
-        return "the step's roots are not those the accused committed to in move 1"
-    return referee.step_problem(game.model_id, move, game.claim)
+        return "the step's roots are not those the accused committed to in move 1", None
+    return referee.step_problem(game.model_id, move, game.claim), None
 
 
-_MOVES: dict[GameStage, type[Answer] | type[Pointer] | type[Step]] = {
-    GameStage.CHALLENGED: Answer, GameStage.ANSWERED: Pointer, GameStage.POINTED: Step,
+_MOVES: dict[GameStage, Callable[[bytes], _Move]] = {
+    GameStage.CHALLENGED: Answer.decode, GameStage.ANSWERED: Pointer.decode, GameStage.DESCENDING: Reveal.decode,
+    GameStage.REVEALED: Pick.decode, GameStage.LEAF_REVEALED: LeafPick.decode, GameStage.POINTED: Step.decode,
 }
 
 

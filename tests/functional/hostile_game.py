@@ -14,12 +14,29 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from camelid.compute.game_player import GamePlayer
 from camelid.compute.referee import StepClaim, prove_step
-from camelid.compute.reference import F32, checkpoint_root
-from camelid.core.jobgame import Answer, Challenge, Game, GameStage, Pointer, Step, match_game
+from camelid.compute.reference import F32, checkpoint_leaves, checkpoint_root
+from camelid.core.jobgame import (
+    LEAF_VALUES,
+    Answer,
+    Challenge,
+    Game,
+    GameStage,
+    LeafPick,
+    LeafReveal,
+    Pointer,
+    Reveal,
+    Step,
+    match_game,
+    span_below,
+)
 from camelid.core.transaction import OutPoint, Transaction
+from camelid.crypto.hashes import sha256d
 from camelid.crypto.keys import PrivateKey
+from camelid.crypto.merkle import chunk_level
 from camelid.node.jobs.contract import JobTerms, Spent, p2pk_script
 from camelid.node.jobs.game import MOVE_FEE
 
@@ -94,25 +111,49 @@ class GameAt:
 
 class ForgingAccused:
     """A cheater's side of the game: it answers with the reference trace whose j* logit it lowered until the gap is
-    under EPS_SLASH (the cheapest forgery that passes move 1), then tries to prove the pointed element anyway."""
+    under EPS_SLASH (the cheapest forgery that passes move 1) and, to explain it, ONE element in the middle of an
+    early checkpoint changed (not its last: "Still open" 11's guess would miss it). It plays the descent from its
+    forged trace, each reveal a valid move, then tries to prove the element the challenger names anyway."""
+
+    FORGED = "blk.0.q"
 
     def __init__(self, model: Path, terms: JobTerms, node_key: PrivateKey) -> None:
         self.player = GamePlayer(model)
         self.terms, self.node_key = terms, node_key
         self.trace: dict | None = None
+        self.element = -1  # the forged element of FORGED
 
     def answer(self, opened: GameAt, challenge: Challenge, fee: FeeCoin) -> Transaction:
-        trace = dict(self.player.reference.trace(challenge.tokens, challenge.rows))
-        logits = trace["logits"].copy()
-        logits[0] = logits[1] - F32(10)
-        trace["logits"] = logits
+        trace = {name: values.copy() for name, values in self.player.reference.trace(challenge.tokens,
+                                                                                      challenge.rows).items()}
+        forged = trace[self.FORGED].reshape(-1)
+        self.element = forged.size // 2 + 3
+        forged[self.element] += F32(0.5)
+        trace["logits"][0] = trace["logits"][1] - F32(10)
         self.trace = trace
-        roots = tuple(checkpoint_root(trace[name]) for name in self.player.names)
+        roots = self._roots()
+        logits = trace["logits"]
         answer = Answer(challenge, self.player.header_proof, roots, (float(logits[0]), float(logits[1])))
         signer = KeySigner(self.node_key, fee.key)
         return self.terms.game_move(
             opened.spent, opened.game, answer.encode(), opened.game.answered(roots), fee.spent, fee.public_key, signer
         )
+
+    def reveal(self, at: GameAt, fee: FeeCoin) -> Transaction:
+        """The descent's reveal under the cursor, from the forged trace's tree."""
+        assert self.trace is not None and at.game.stage is GameStage.DESCENDING
+        cursor = at.game.cursor
+        values = np.ascontiguousarray(self.trace[self.player.names[cursor.checkpoint]], dtype="<f4").reshape(-1)
+        if cursor.depth:
+            leaves = checkpoint_leaves(values)
+            level, first, count = span_below(len(leaves), cursor.depth, cursor.index)
+            reveal = Reveal(tuple(chunk_level(leaves, level)[first : first + count]))
+            data, after = reveal.encode(), at.game.revealed(sha256d(b"".join(reveal.children)))
+        else:
+            leaf = LeafReveal(values[cursor.index * LEAF_VALUES : (cursor.index + 1) * LEAF_VALUES].tobytes())
+            data, after = leaf.encode(), at.game.revealed(sha256d(leaf.values))
+        signer = KeySigner(self.node_key, fee.key)
+        return self.terms.game_move(at.spent, at.game, data, after, fee.spent, fee.public_key, signer)
 
     def step(self, pointed: GameAt, challenge: Challenge) -> Transaction:
         """Move 3 over the forged trace: the referee's recompute of the pointed element differs from it."""
@@ -120,15 +161,19 @@ class ForgingAccused:
         claim = StepClaim.decode(pointed.game.claim)
         proof = prove_step(self.player.reference, challenge.tokens, challenge.rows, self.trace,
                            self.player.names[claim.checkpoint], claim.element, self.player.manifest)
-        roots = tuple(checkpoint_root(self.trace[name]) for name in self.player.names)
-        data = Step(challenge, roots, proof.encode()).encode()
+        data = Step(challenge, self._roots(), proof.encode()).encode()
         pay_to = p2pk_script(self.node_key.public_key.to_bytes())
         return self.terms.game_win(pointed.spent, pointed.game, data, pay_to, MOVE_FEE, KeySigner(self.node_key))
+
+    def _roots(self) -> tuple[bytes, ...]:
+        assert self.trace is not None
+        return tuple(checkpoint_root(self.trace[name]) for name in self.player.names)
 
 
 class FalseChallenger:
     """A client's false challenge of an honest output: j* the reference's runner-up (it scores below the output's
-    token), then a pointer at the first logit, an element the honest accused proves."""
+    token), then a pointer at the last checkpoint (the two logits, one leaf) and its first value, an element the
+    honest accused proves."""
 
     def __init__(self, model: Path, terms: JobTerms, client_key: PrivateKey) -> None:
         self.player = GamePlayer(model)
@@ -140,13 +185,19 @@ class FalseChallenger:
         assert not choice.challengeable  # an honest output: the challenge is false
         return choice.token
 
-    def point(self, answered: GameAt, challenge: Challenge, fee: FeeCoin) -> Transaction:
-        claim = StepClaim(len(self.player.names) - 1, 0).encode()
-        data = Pointer(challenge, self.player.header_proof, claim).encode()
+    def point(self, answered: GameAt, answer: Answer, fee: FeeCoin) -> Transaction:
+        checkpoint = len(self.player.names) - 1
+        data = Pointer(answer.challenge, self.player.header_proof, answer.roots, checkpoint, 2).encode()
+        after = answered.game.descending(checkpoint, 2, answer.roots[checkpoint])
         signer = KeySigner(self.client_key, fee.key)
-        return self.terms.game_move(
-            answered.spent, answered.game, data, answered.game.pointed(claim), fee.spent, fee.public_key, signer
-        )
+        return self.terms.game_move(answered.spent, answered.game, data, after, fee.spent, fee.public_key, signer)
+
+    def pick_first(self, revealed: GameAt, leaf: LeafReveal, fee: FeeCoin) -> Transaction:
+        """The revealed leaf's first value, though it is the challenger's own."""
+        data = LeafPick(leaf.values, 0).encode()
+        signer = KeySigner(self.client_key, fee.key)
+        return self.terms.game_move(revealed.spent, revealed.game, data, revealed.game.pointed(0), fee.spent,
+                                    fee.public_key, signer)
 
 
 def blocks_until(miner: TestNode, mine_to: str, done, what: str, most: int, settle: float = 5.0) -> int:  # noqa: ANN001

@@ -6,8 +6,8 @@ transactions through the miner's RPC, the real wire; nothing in camelidd coopera
 docs/jobs-design.md's attack table:
 
 - a cheater that does not answer the challenge is slashed within n_move + 1 blocks of move 0;
-- a cheater that answers with a forged trace cannot prove the element the client points at (move 3 is refused)
-  and is slashed within 3 n_move + 1 blocks;
+- a cheater that answers with a forged trace (one element in the middle of an early checkpoint) is found by the
+  client's descent, cannot prove that element (move 3 is refused) and is slashed within 7 n_move + 1 blocks;
 - a false challenge against an honest node is defeated: the honest node answers and proves its step, takes the
   challenger's bond, and the honest nodes, with the model and without, end on one tip; it is never slashed.
 """
@@ -25,7 +25,7 @@ from camelid.compute.referee import StepClaim
 from camelid.compute.tamper import tamper_output
 from camelid.core.consensus import COIN
 from camelid.core.job import MAX_JOB_TOKENS
-from camelid.core.jobgame import MIN_GAME_BOND, Challenge, Game, GameStage
+from camelid.core.jobgame import MIN_GAME_BOND, Answer, Challenge, Game, GameStage, LeafReveal
 from camelid.core.jobscripts import CommittedOutput, FraudProof, match_job_lock
 from camelid.core.params import REGTEST
 from camelid.core.transaction import OutPoint, Transaction
@@ -33,7 +33,7 @@ from camelid.crypto import ecies
 from camelid.node.jobs.client import OPEN_FEE, PAYMENT_FEE
 from camelid.node.jobs.common import RELEASE_FEE
 from camelid.node.jobs.contract import JobTerms, Spent
-from camelid.node.jobs.game import MOVE_FEE, opened_game
+from camelid.node.jobs.game import MOVE_FEE, _move_data, opened_game
 from camelid.rpc.client import JSONRPCError
 
 from .framework import TestNode, wait_until
@@ -55,6 +55,10 @@ pytestmark = pytest.mark.slow
 
 REWARD = Decimal(1)
 N = REGTEST.n_move
+GAME_MOVES = 7
+"""The moves of a game on the tiny model after move 0: the answer, the checkpoint, one reveal and its pick (SPAN = 10
+levels cover its trees), the leaf's reveal and the element, the step; each within N blocks, so a cheater is slashed
+within GAME_MOVES N + 1 blocks of move 0 (gemma-3-270m's longest job: 9 moves, docs/jobs-design.md)."""
 
 
 def _game(node, job: str) -> dict:
@@ -133,14 +137,15 @@ def test_a_client_restarted_in_the_middle_of_a_game_still_wins_it(camelid_nodes,
 
 
 def test_a_cheater_that_answers_with_a_forged_trace_loses_at_move_3(camelid_nodes, tmp_path):
-    """The cheater answers move 0 with a trace whose last logit it lowered until the gap is under EPS_SLASH (a valid
-    move 1). The client points at the first root that differs from its own reference trace, the logits, at the
-    element that differs; the cheater's step over its forged trace is refused by the model-less miner
-    (`bad-job-game-move`), and the client takes the GAME by timeout within 3 n_move + 1 blocks of move 0."""
+    """The cheater answers move 0 with a trace whose last logit it lowered until the gap is under EPS_SLASH and one
+    element in the middle of an early checkpoint changed (a valid move 1). The client names the first checkpoint
+    whose root differs from its own reference trace, the forged one, and descends its tree as the cheater reveals
+    it, to the forged element itself; the cheater's step over its forged trace is refused by the model-less miner
+    (`bad-job-game-move`), and the client takes the GAME by timeout within GAME_MOVES n_move + 1 blocks of move 0."""
     model, miner, client, mine_to, cheater, job, _, work, tampered, prompt = _cheated_client(
         camelid_nodes, tmp_path, "127.0.0.26"
     )
-    fee = FeeCoin.fund(miner, mine_to, work.job_id)
+    fees = [FeeCoin.fund(miner, mine_to, work.job_id) for _ in range(4)]
     cheater.wait_payment(work)
     cheater.deliver(work, cheater.seal(work, tampered, prompt))
     opening = next_spend_mining(miner, mine_to, OutPoint(work.stake_txid, 0))
@@ -148,18 +153,25 @@ def test_a_cheater_that_answers_with_a_forged_trace_loses_at_move_3(camelid_node
     assert found is not None
     game, challenge = found
     forger = ForgingAccused(model, JobTerms(work.params, REGTEST.dispute_window), work.job_key)
-    answer = forger.answer(GameAt.of(opening), challenge, fee)
+    answer = forger.answer(GameAt.of(opening), challenge, fees.pop())
     miner.sendrawtransaction(answer.to_bytes().hex())  # the forged answer is a valid move 1
-    pointed = GameAt.of(next_spend(miner, OutPoint(answer.hash, 0)))  # the client's move 2
-    assert pointed.game.stage is GameStage.POINTED
-    assert StepClaim.decode(pointed.game.claim) == StepClaim(len(forger.player.names) - 1, 0)
-    assert _game(client, job)["stage"] == "pointed"
+    at = GameAt.of(next_spend(miner, OutPoint(answer.hash, 0)))  # the client's move 2: the forged checkpoint
+    checkpoint = forger.player.names.index(forger.FORGED)
+    assert at.game.stage is GameStage.DESCENDING and at.game.cursor.checkpoint == checkpoint
+    while at.game.stage is GameStage.DESCENDING:  # the cheater reveals its forged tree; the client picks
+        reveal = forger.reveal(at, fees.pop())
+        miner.sendrawtransaction(reveal.to_bytes().hex())
+        at = GameAt.of(next_spend(miner, OutPoint(reveal.hash, 0)))
+    assert at.game.stage is GameStage.POINTED
+    assert StepClaim.decode(at.game.claim) == StepClaim(checkpoint, forger.element)
+    wait_until(lambda: _game(client, job).get("stage") == "pointed", what="the client's play at the element")
     with pytest.raises(JSONRPCError, match="bad-job-game-move"):
-        miner.sendrawtransaction(forger.step(pointed, challenge).to_bytes().hex())
-    blocks_until(miner, mine_to, lambda: client.getjob(job)["state"] == "slashed", "the timeout", most=3 * N + 2)
+        miner.sendrawtransaction(forger.step(at, challenge).to_bytes().hex())
+    most = GAME_MOVES * N + 1
+    blocks_until(miner, mine_to, lambda: client.getjob(job)["state"] == "slashed", "the timeout", most=most + 1)
     info = client.getjob(job)
     assert info["game"]["outcome"] == "slashed"
-    assert height_of(miner, info["slash_txid"]) - height_of(miner, opening.txid()) + 1 <= 3 * N + 1
+    assert height_of(miner, info["slash_txid"]) - height_of(miner, opening.txid()) + 1 <= most
     cheater.close()
 
 
@@ -176,7 +188,7 @@ class FalseChallenge:
     challenger: FalseChallenger
     challenge: Challenge
     opening: Transaction
-    fee: FeeCoin
+    fees: list[FeeCoin]
 
     @property
     def rpc_id(self) -> str:
@@ -193,7 +205,7 @@ def _false_challenge(camelid_nodes, tmp_path) -> FalseChallenge:
     hostile = HostileClient.connect(miner, compute, mine_to)
     job = hostile.submit(reward=COIN, timelock=600)
     bond_coin = FeeCoin.fund(miner, mine_to, job.job_id, COIN + OPEN_FEE)
-    fee = FeeCoin.fund(miner, mine_to, job.job_id)
+    fees = [FeeCoin.fund(miner, mine_to, job.job_id) for _ in range(2)]
     testament = hostile.testament(job)
     stake = hostile.stake(job, testament)
     payment = hostile.payment(job, testament)
@@ -220,13 +232,14 @@ def _false_challenge(camelid_nodes, tmp_path) -> FalseChallenge:
     game = Game.opened(lock, challenge.hash(), N)
     opening = job.terms.open_game(locks, bond_coin.spent, bond_coin.public_key, proof, game, OPEN_FEE,
                                   KeySigner(job.client_key, bond_coin.key))
-    return FalseChallenge(miner, compute, observer, mine_to, hostile, job, challenger, challenge, opening, fee)
+    return FalseChallenge(miner, compute, observer, mine_to, hostile, job, challenger, challenge, opening, fees)
 
 
 def test_a_false_challenge_against_an_honest_node_is_defeated_and_costs_the_bond(camelid_nodes, tmp_path):
     """A hostile client pays an honest node (serving the model), gets its honest output, and challenges it anyway
     with the reference's runner-up token (move 0, with its bond). The honest node answers with its trace (move 1);
-    the client points at an element (move 2); the node proves it (move 3) and takes the GAME: its stake, its
+    the client names the last checkpoint, the node reveals its one leaf, the client names a value of it; the node
+    proves that element (move 3) and takes the GAME: its stake, its
     payment and the client's bond. It is never slashed, and the miner (no model) and a model-holding observer end
     on the node's tip."""
     c = _false_challenge(camelid_nodes, tmp_path)
@@ -234,20 +247,31 @@ def test_a_false_challenge_against_an_honest_node_is_defeated_and_costs_the_bond
     before = compute.getbalance()
     miner.sendrawtransaction(opening.to_bytes().hex())
     wait_until(lambda: _game(compute, c.rpc_id).get("side") == "accused", what="the node sees the challenge")
-    answered = GameAt.of(next_spend(miner, OutPoint(opening.hash, 0)))
+    answered_by = next_spend(miner, OutPoint(opening.hash, 0))
+    answered = GameAt.of(answered_by)
     assert answered.game.stage is GameStage.ANSWERED
-    pointer = c.challenger.point(answered, c.challenge, c.fee)
+    answer = _move_data(answered_by, OutPoint(opening.hash, 0))
+    assert answer is not None
+    pointer = c.challenger.point(answered, Answer.decode(answer), c.fees[0])
     miner.sendrawtransaction(pointer.to_bytes().hex())
-    step = next_spend(miner, OutPoint(pointer.hash, 0))  # the node's move 3
+    revealed_by = next_spend(miner, OutPoint(pointer.hash, 0))  # the node reveals the leaf of the two logits
+    revealed = GameAt.of(revealed_by)
+    assert revealed.game.stage is GameStage.LEAF_REVEALED
+    leaf = _move_data(revealed_by, OutPoint(pointer.hash, 0))
+    assert leaf is not None
+    pick = c.challenger.pick_first(revealed, LeafReveal.decode(leaf), c.fees[1])
+    miner.sendrawtransaction(pick.to_bytes().hex())
+    step = next_spend(miner, OutPoint(pick.hash, 0))  # the node's move 3
     assert match_job_lock(step.outputs[0].script_pubkey) is None and len(step.outputs) == 1
     blocks_until(miner, c.mine_to, lambda: _game(compute, c.rpc_id).get("outcome") == "defended", "the step mined",
                  most=2)
     info = compute.getjob(c.rpc_id)
     assert info["state"] != "slashed" and info["game"]["ended_by"] == step.txid()
     assert "slashed" not in [entry["state"] for entry in info["history"]]
-    # The node has the GAME: its stake, the payment and the bond, less its fees (move 1's fee coin, move 3's fee).
+    # The node has the GAME: its stake, the payment and the bond, less its fees (the fee coins of its answer and its
+    # leaf's reveal, move 3's fee).
     won = Decimal(opening.outputs[0].value - MOVE_FEE) / COIN
-    mine_until(miner, c.mine_to, lambda: compute.getbalance() >= before + won - Decimal(MOVE_FEE * 2) / COIN,
+    mine_until(miner, c.mine_to, lambda: compute.getbalance() >= before + won - Decimal(MOVE_FEE * 3) / COIN,
                "the GAME in the node's wallet")
     tip = miner.getbestblockhash()
     wait_until(lambda: compute.getbestblockhash() == c.observer.getbestblockhash() == tip, what="one tip")

@@ -40,7 +40,7 @@ from camelid.core.job import JobParams, job_tokens_problem
 from camelid.core.jobgame import MIN_GAME_BOND, Challenge, Game
 from camelid.core.jobscripts import JOB_PAYOUT_FEE_CAP, CommittedOutput, FraudProof, match_job_lock, output_commitment
 from camelid.core.script import p2pkh_script
-from camelid.core.transaction import NULL_HASH, OutPoint, Transaction, TxOut
+from camelid.core.transaction import OutPoint, Transaction, TxOut
 from camelid.crypto import ecies
 from camelid.crypto.hashes import hash160, sha256
 from camelid.node.config import Misbehaviour
@@ -52,8 +52,9 @@ from camelid.node.jobs.common import (
     TimedSpend,
     hex_id,
 )
-from camelid.node.jobs.contract import Spent, p2pk_script
-from camelid.node.jobs.game import GameDriver, GamePlay, Side
+from camelid.node.jobs.contract import Spent
+from camelid.node.jobs.game import KEY_HOLD, GameDriver, GamePlay, Side, fund_coin
+from camelid.node.jobs.game import Outcome as GameOutcome
 from camelid.node.jobs.verdict import NOT_DELIVERED, VERIFIED, Cause, Outcome, Verdict, failed, unverified
 from camelid.node.jobs.verify import OutsourcedVerification
 from camelid.p2p.messages import JobMessage, JobPayment
@@ -562,31 +563,30 @@ class JobClient:
         wallets = ctx.require_wallets()
         wallet = wallets.get()
         bond_key = wallet.new_job_key()
-        bond_script = p2pk_script(bond_key)
+        wallet.hold_job_key(bond_key, time.time() + KEY_HOLD)  # to sweep it back should no opening take it
         bond_value = max(payout_in.out.value if held else 0, MIN_GAME_BOND) + OPEN_FEE
-        # Funded by a transaction outside the job (no job id): one carrying J that spends our escrow transaction's
-        # change would read, to the job pool, as a spend of the escrow (JobPool.settle_block matches the txid).
-        funded = await wallets.pay(wallet, lambda: wallet.create_script_payment(bond_script, bond_value, NULL_HASH))
-        index = next(i for i, out in enumerate(funded.tx.outputs) if out.script_pubkey == bond_script)
-        bond = Spent(OutPoint(funded.tx.hash, index), funded.tx.outputs[index])
+        bond = await fund_coin(wallets, wallet, bond_key, bond_value)
         while staked is not None:
             lock = match_job_lock(staked.out.script_pubkey)
             assert lock is not None  # _stake_now finds only job locks
             game = Game.opened(lock, challenge.hash(), ctx.chain.params.n_move)
             for spent in [(staked, payout_in), (staked,)] if held else [(staked,)]:
-                opening = terms.open_game(spent, bond, bond_key, proof, game, OPEN_FEE, wallet)
+                opening = terms.open_game(spent, bond.coin, bond_key, proof, game, OPEN_FEE, wallet)
                 client.game = GamePlay(
-                    Side.CHALLENGER, OutPoint(opening.hash, 0), opening.outputs[0], challenge.encode()
+                    Side.CHALLENGER, OutPoint(opening.hash, 0), opening.outputs[0], challenge.encode(), fees=[bond]
                 )
+                ctx.pool.on_change(record.job_id)  # the bond is journaled before anything can lose it
                 if await ctx.publish(opening, give_up_at):
-                    ctx.pool.on_change(record.job_id)
                     self._games.play(record.job_id)
                     log.info("job %s: challenged position %d (j* = %d, gap %.3f) by %s", hex_id(record.job_id),
                              position, choice.token, choice.gap, opening.txid())
                     return
-                client.game = None
             moved = await self._stake_now(record, testament)  # the delivery may have moved it meanwhile
             staked = moved if moved is not None and moved.outpoint != staked.outpoint else None
+        if client.game is not None:  # no opening was taken: there is no game, and the bond goes back to the wallet
+            client.game.outcome = GameOutcome.VOID
+            ctx.pool.on_change(record.job_id)
+            self._games.play(record.job_id)
 
     async def _stake_now(self, record: JobRecord, testament: TestamentRecord) -> Spent | None:
         """Where the node's stake is: the DELIVERED output of its delivery transaction once the pool saw one,

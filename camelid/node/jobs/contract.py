@@ -185,6 +185,10 @@ class JobTerms:
             (game_in,), [game.waiter], [timeout_script_sig], outputs, signer, sequence=game.n_move, version=CSV_VERSION,
         )
 
+    def sweep(self, coin: Spent, key: bytes, pay_to: bytes, fee: int, signer: JobSigner) -> Transaction:
+        """A fee or bond coin (`p2pk_script` of the job key `key`) that no move used, back to `pay_to` (the wallet)."""
+        return self._sign_each((coin,), [key], [_p2pk], (TxOut(coin.out.value - fee, pay_to),), signer)
+
     def _sign_each(
         self,
         spent: Sequence[Spent],

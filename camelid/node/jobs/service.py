@@ -22,7 +22,7 @@ from camelid.chain.jobpool import TRANSITIONS, JobPool, JobRecord, JobState
 from camelid.chain.jobstore import JobStore
 from camelid.chain.storage import LevelDBStore
 from camelid.node.config import ComputePolicy, Misbehaviour
-from camelid.node.events import BlockConnected, JobChanged, TxAccepted
+from camelid.node.events import BlockConnected, BlockDisconnected, JobChanged, TxAccepted
 from camelid.node.jobs.client import DEFAULT_TIMELOCK, JobClient
 from camelid.node.jobs.common import (
     JobContext,
@@ -140,6 +140,7 @@ class JobService:
         self._manager.register_directed_handler(RasticAnswer.command, verifiers.on_verdict)
         bus.subscribe(BlockConnected, self._on_block_connected)
         bus.subscribe(TxAccepted, self._on_tx_accepted)
+        bus.subscribe(BlockDisconnected, self._on_block_disconnected)
 
     async def run(self) -> None:
         for job_id in self._restored:  # before any peer's catch-up can race the roles' own resumption
@@ -148,7 +149,7 @@ class JobService:
             if job_id in self._compute.jobs:
                 self._compute.resume(job_id)
             play = self._play_of(job_id)
-            if play is not None and play.outcome is None:
+            if play is not None and (play.outcome is None or play.fees):
                 self._games.play(job_id)
         self._compute.start()
         try:
@@ -359,6 +360,9 @@ class JobService:
         if delivery is not None:
             log.info("job %s: delivery %s seen", hex_id(tx.job_id), tx.txid())
             await self._client.on_delivery(tx.job_id, delivery)
+
+    async def _on_block_disconnected(self, event: BlockDisconnected) -> None:
+        self._games.on_disconnected(list(event.block.transactions[1:]))
 
     async def _on_block_connected(self, event: BlockConnected) -> None:
         transactions = list(event.block.transactions)
