@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from camelid.chain.jobpool import JobPool, job_offer_digest
+from camelid.chain.jobpool import MAX_JOBS, JobPool, job_offer_digest
+from camelid.core.fill import Fill
 from camelid.core.job import JobParams
 from camelid.core.transaction import Transaction, TxIn, TxOut
 from camelid.crypto.keys import PrivateKey
 from camelid.node.jobs.contract import JobTerms
-from camelid.node.jobs.intake import ESCROW_WAIT, JOB_BURST, MAX_WAITING_JOBS, JobIntake
+from camelid.node.jobs.intake import ESCROW_WAIT, JOB_BURST, MAX_WAITING_JOBS, PEERS_TRACKED, JobIntake
 from camelid.p2p.messages import JobMessage
 
 WINDOW = 5
@@ -62,8 +63,10 @@ def test_a_job_waits_for_its_escrow_and_a_forged_copy_of_the_txid_blocks_nobody(
     asyncio.run(jobs.on_job(1, forged))
     asyncio.run(jobs.on_job(2, honest))
     assert len(pool) == 0 and jobs.waiting() == 2
+    assert jobs.fill() == {"jobs_awaiting_escrow": Fill(2, MAX_WAITING_JOBS), "job_rate_peers": Fill(2, PEERS_TRACKED)}
     jobs.on_transaction(escrow)
     assert admitted == [JobParams.from_bytes(honest.params).job_id()] and jobs.waiting() == 1
+    assert jobs.fill()["jobs_awaiting_escrow"].size == 1 and pool.fill() == Fill(1, MAX_JOBS)
 
 
 def test_the_wait_for_escrows_and_a_peers_job_rate_are_bounded():

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from camelid.chain.jobpool import JobPool, JobRecord, JobRejected
+from camelid.core.fill import Fill, Fills
 from camelid.core.job import JobParams
 from camelid.core.transaction import Transaction
 from camelid.node.jobs.contract import JobTerms
@@ -79,6 +80,13 @@ class JobIntake:
 
     def waiting(self) -> int:
         return len(self._waiting)
+
+    def fill(self) -> Fills:
+        """Jobs waiting for their escrow, and the peers whose job rate is tracked."""
+        return {
+            "jobs_awaiting_escrow": Fill(len(self._waiting), MAX_WAITING_JOBS),
+            "job_rate_peers": Fill(len(self._rates), self._rates.capacity),
+        }
 
     async def on_job(self, peer_id: int, message: JobMessage) -> None:
         """A job message from peer `peer_id`: ProtocolViolation if it is one no honest node sends."""
