@@ -11,7 +11,8 @@ model, so each costs it a model check), unsolicited headers, non-routable addr, 
 (unauthenticated, oversized, cross-origin, many at once). Meanwhile the miner mines and pays the compute node
 now and then, and the client runs paid jobs one after another.
 
-It prints the target's RSS over time (and plots it, --plot), honest job latency under attack against idle,
+It prints the target's RSS over time (and plots it, --plot) with, every minute, the bounded tables that grew
+(getresourceinfo), the growth of every table over the whole run, honest job latency under attack against idle,
 and the blocks the honest nodes synced, and checks:
   * peak RSS <= baseline + 200 MiB (baseline: after the idle run);
   * no node crashed;
@@ -71,6 +72,8 @@ JOB_TIMEOUT = 120.0
 BLOCK_EVERY = 5.0
 """Seconds between the miner's payment-and-block rounds during the soak."""
 SAMPLE_EVERY = 1.0
+RESOURCES_EVERY = 60.0
+"""Seconds between the target's getresourceinfo readings printed beside its RSS."""
 ATTACK_PAUSE = 0.05
 """Seconds an attacker waits between connections: a swarm, not a busy loop that starves the honest nodes' CPU."""
 
@@ -312,6 +315,38 @@ def honest_discouraged(target: RegtestNode) -> bool:
     return "127.0.0.1 discouraged" in log or "127.0.0.1" in banned
 
 
+Tables = dict[str, dict[str, int]]
+"""getresourceinfo flattened: "group.table" -> its fill."""
+
+
+def resources(target: RegtestNode) -> Tables:
+    info = target.call("getresourceinfo")
+    return {f"{group}.{name}": fill for group, tables in info.items() for name, fill in tables.items()}
+
+
+def grown(before: Tables, after: Tables) -> list[str]:
+    """The tables whose size or bytes grew from `before` to `after`, most grown (as a share of the limit) first."""
+
+    def share(name: str) -> float:
+        fill, old = after[name], before.get(name, {})
+        if fill.get("limit"):
+            return (fill["size"] - old.get("size", 0)) / fill["limit"]
+        return (fill.get("bytes", 0) - old.get("bytes", 0)) / max(1, fill.get("byte_limit", 1))
+
+    lines = []
+    for name in sorted(after, key=share, reverse=True):
+        fill, old = after[name], before.get(name, {})
+        if fill["size"] <= old.get("size", 0) and fill.get("bytes", 0) <= old.get("bytes", 0):
+            continue
+        text = f"{name} {old.get('size', 0)} -> {fill['size']}"
+        if "limit" in fill:
+            text += f" of {fill['limit']}"
+        if "bytes" in fill:
+            text += f" ({old.get('bytes', 0)} -> {fill['bytes']} bytes of {fill['byte_limit']})"
+        lines.append(text)
+    return lines
+
+
 def plot(samples: list[tuple[float, int]], baseline: int, path: Path) -> None:
     import matplotlib
 
@@ -338,6 +373,7 @@ def soak(seconds: float, attackers: int, plot_path: Path | None) -> bool:
         pid = target.process.pid
         idle = [run_job(network, client) for _ in range(IDLE_JOBS)]
         baseline = rss(pid)
+        tables_before = resources(target)
         start_height = client.call("getblockcount")
         print(f"idle: {IDLE_JOBS} jobs, median latency {statistics.median(idle):.2f} s; target RSS "
               f"{baseline / 2**20:.1f} MiB")
@@ -348,7 +384,7 @@ def soak(seconds: float, attackers: int, plot_path: Path | None) -> bool:
         started = time.monotonic()
         swarm.start()
         mining.start()
-        last_print = 0.0
+        last_print = last_tables = 0.0
         try:
             while (elapsed := time.monotonic() - started) < seconds:
                 network.check()
@@ -357,6 +393,11 @@ def soak(seconds: float, attackers: int, plot_path: Path | None) -> bool:
                     last_print = elapsed
                     print(f"  t={elapsed:6.0f} s  RSS {samples[-1][1] / 2**20:7.1f} MiB  attacks {swarm.attacks:6d}  "
                           f"honest jobs {len(latencies)}  blocks {mining.blocks}", flush=True)
+                if elapsed - last_tables >= RESOURCES_EVERY:
+                    last_tables = elapsed
+                    now_grown = grown(tables_before, resources(target))
+                    print(f"  t={elapsed:6.0f} s  RSS {samples[-1][1] / 2**20:7.1f} MiB  tables grown since idle: "
+                          + ("; ".join(now_grown) or "none"), flush=True)
                 latencies.append(run_job(network, client))
                 time.sleep(SAMPLE_EVERY)
         finally:
@@ -369,6 +410,7 @@ def soak(seconds: float, attackers: int, plot_path: Path | None) -> bool:
         until(nodes, lambda: all(n.call("getblockcount") == height for n in nodes), 60, "the nodes to sync")
         network.check()
         peak = max(r for _, r in samples)
+        tables_after = resources(target)
         discouraged = honest_discouraged(target)
         cut_off = violations(target)
         connected = target.call("getpeerinfo")
@@ -383,6 +425,10 @@ def soak(seconds: float, attackers: int, plot_path: Path | None) -> bool:
     print("peers cut off, by reason: " + ", ".join(f"{reason} {n}" for reason, n in cut_off.most_common()))
     shown = samples[:: max(1, len(samples) // 12)]
     print("RSS over time (MiB): " + ", ".join(f"{t:.0f}s {r / 2**20:.0f}" for t, r in shown))
+    print(f"target's tables that grew (getresourceinfo, idle -> end; RSS {baseline / 2**20:.1f} -> "
+          f"{samples[-1][1] / 2**20:.1f} MiB):")
+    for line in grown(tables_before, tables_after) or ["none"]:
+        print(f"  {line}")
     mib = 2**20
     checks = {
         f"peak RSS {peak / mib:.1f} MiB <= baseline {baseline / mib:.1f} + 200 MiB": peak <= baseline + RSS_HEADROOM,

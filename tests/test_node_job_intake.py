@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import asyncio
 
-from camelid.chain.jobpool import JobPool, job_offer_digest
-from camelid.core.job import JobParams
+from camelid.chain.jobpool import MAX_JOBS, JobPool, job_offer_digest
+from camelid.core.fill import Fill
+from camelid.core.job import MAX_PROMPT_BYTES, JobParams
 from camelid.core.transaction import Transaction, TxIn, TxOut
 from camelid.crypto.keys import PrivateKey
 from camelid.node.jobs.contract import JobTerms
-from camelid.node.jobs.intake import ESCROW_WAIT, JOB_BURST, MAX_WAITING_JOBS, JobIntake
+from camelid.node.jobs.intake import (
+    ESCROW_WAIT,
+    JOB_BURST,
+    MAX_WAITING_BYTES,
+    MAX_WAITING_JOBS,
+    PEERS_TRACKED,
+    JobIntake,
+)
 from camelid.p2p.messages import JobMessage
 
 WINDOW = 5
@@ -62,8 +70,15 @@ def test_a_job_waits_for_its_escrow_and_a_forged_copy_of_the_txid_blocks_nobody(
     asyncio.run(jobs.on_job(1, forged))
     asyncio.run(jobs.on_job(2, honest))
     assert len(pool) == 0 and jobs.waiting() == 2
+    held = len(honest.params) + len(forged.params)
+    assert jobs.fill() == {
+        "jobs_awaiting_escrow": Fill(2, MAX_WAITING_JOBS, held, MAX_WAITING_BYTES),
+        "job_rate_peers": Fill(2, PEERS_TRACKED),
+    }
     jobs.on_transaction(escrow)
     assert admitted == [JobParams.from_bytes(honest.params).job_id()] and jobs.waiting() == 1
+    assert jobs.fill()["jobs_awaiting_escrow"] == Fill(1, MAX_WAITING_JOBS, len(forged.params), MAX_WAITING_BYTES)
+    assert pool.fill() == Fill(1, MAX_JOBS)
 
 
 def test_the_wait_for_escrows_and_a_peers_job_rate_are_bounded():
@@ -79,6 +94,20 @@ def test_the_wait_for_escrows_and_a_peers_job_rate_are_bounded():
     clock.now += 31
     asyncio.run(jobs.on_job(99, job("late", b"\x09" * 32)[0]))
     assert jobs.waiting() == 1  # the rest waited their 30 s
+
+
+def test_the_wait_for_escrows_holds_at_most_its_bytes_of_prompts_the_oldest_going_first():
+    jobs, _, _ = intake(Clock())
+    big = "x" * (MAX_PROMPT_BYTES - 16)
+    sent = []
+    for i in range(MAX_WAITING_BYTES // MAX_PROMPT_BYTES + 20):
+        message = job(f"{i:08d}{big}", bytes([i % 256, i // 256]) * 16)[0]
+        sent.append(JobParams.from_bytes(message.params).job_id())
+        asyncio.run(jobs.on_job(1 + i // int(JOB_BURST), message))
+    held = jobs.fill()["jobs_awaiting_escrow"]
+    assert MAX_WAITING_BYTES - len(message.params) < held.bytes <= MAX_WAITING_BYTES
+    assert held.size == held.bytes // len(message.params) < len(sent)
+    assert jobs.waiting() == held.size and list(jobs._waiting) == sent[-held.size:]  # the newest stay
 
 
 def test_a_job_whose_escrow_is_in_blocks_still_to_download_waits_for_them():

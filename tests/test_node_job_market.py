@@ -7,11 +7,12 @@ from types import SimpleNamespace
 
 from camelid.chain.jobpool import JobPool, job_accept_digest, job_offer_digest
 from camelid.core.consensus import COIN
+from camelid.core.fill import Fill
 from camelid.core.job import JobParams
 from camelid.core.transaction import Transaction, TxOut
 from camelid.crypto.keys import PrivateKey
 from camelid.node.config import ComputePolicy
-from camelid.node.jobs.market import FALLBACK_REWARD, MIN_REWARD, SETTLED_AGE, Market, take_by, untaken
+from camelid.node.jobs.market import FALLBACK_REWARD, MIN_REWARD, SETTLED_AGE, SETTLED_KEPT, Market, take_by, untaken
 from camelid.p2p.messages import PRICES_VERSION, ModelPrice, Prices, ServiceFlags, Version
 
 MODEL = b"\x07" * 32
@@ -28,6 +29,7 @@ class Manager:
 
     connected: list[bytes] = field(default_factory=list)
     sent: list[tuple[object, object]] = field(default_factory=list)
+    max_connections: int = 125
 
     def peers(self) -> list[SimpleNamespace]:
         return [SimpleNamespace(node_id=node) for node in self.connected]
@@ -73,6 +75,8 @@ async def test_the_estimate_is_the_median_price_of_connected_providers_for_the_m
     assert estimate["reward"] == 2 * (COIN // 20 + COIN // 100) // 2
     assert market.estimate(OTHER, 1000)["providers"] == {NODES[1].hex(): 5}
     assert market.estimate(OTHER, 1000)["reward"] == MIN_REWARD  # a near-free price still pays the fees
+    announced = Fill(3, 125)  # NODES[0], [1] and [3]: here a peer not connected could send prices; a real one cannot
+    assert market.fill() == {"announced_prices": announced, "settled_payments": Fill(0, SETTLED_KEPT)}
 
 
 async def test_settled_payouts_raise_the_estimate_and_age_out():

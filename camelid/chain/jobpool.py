@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from camelid.core.fill import Fill
 from camelid.core.job import JobParams
 from camelid.core.jobscripts import MAX_DELIVERY_SIZE, commitment_signature_digest, delivered_blob, match_job_lock
 from camelid.core.transaction import Transaction
@@ -234,6 +235,9 @@ class JobPool:
 
     def get(self, job_id: bytes) -> JobRecord | None:
         return self._jobs.get(job_id)
+
+    def fill(self) -> Fill:
+        return Fill(len(self._jobs), self.max_jobs)
 
     def jobs(self) -> list[JobRecord]:
         return list(self._jobs.values())

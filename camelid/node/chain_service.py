@@ -37,6 +37,7 @@ from camelid.chain.mempool_file import MempoolFileError, SavedTx
 from camelid.chain.template import build_block_template
 from camelid.compute.game_referee import ModelFreeReferee
 from camelid.core.block import Block
+from camelid.core.fill import Fill, Fills
 from camelid.core.params import ChainParams
 from camelid.core.serialize import hash_to_hex
 from camelid.core.transaction import Transaction
@@ -102,6 +103,18 @@ class ChainService:
     def tip_hash(self) -> bytes:
         """Hash of the active tip; safe on the event loop because the chain swaps its tip atomically."""
         return self.chainstate.tip.hash
+
+    async def fill(self) -> Fills:
+        """The mempool (bytes as it counts them against its cap) and the orphan blocks, read on the chain thread."""
+
+        def read() -> Fills:
+            mempool, orphans = self.mempool, self.chainstate.orphans
+            return {
+                "mempool": Fill(len(mempool), None, mempool.usage, mempool.max_bytes),
+                "orphan_blocks": Fill(len(orphans), orphans.max_count),
+            }
+
+        return await self.call(read)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(*args)` on the chain thread and return its result (exceptions propagate)."""

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from camelid.compute.model_id import CHUNK_SIZE, Manifest
 from camelid.compute.model_store import ModelStore, parse_model_id
 from camelid.compute.models import KNOWN_MODELS, known_model_path
+from camelid.core.fill import Fill, Fills
 from camelid.p2p.messages import Chunk, GetChunk, GetManifest, ManifestMessage, NoModel, ServiceFlags
 from camelid.p2p.messages.version import MAX_MODELS
 from camelid.p2p.model_fetch import ModelFetch
@@ -70,6 +71,15 @@ class _PeerUploads:
 
 class ModelService:
     """Holds the store and the fetches; `attach(manager)` wires it into P2P, `await run()` starts the fetches."""
+
+    def fill(self) -> Fills:
+        """Chunk requests queued for upload (MAX_UPLOADS_PER_PEER per connection) and the fetches under way."""
+        slots = self._manager.max_connections if self._manager is not None else 0
+        queued = sum(uploads.queued for uploads in self._uploads.values())
+        return {
+            "upload_requests": Fill(queued, MAX_UPLOADS_PER_PEER * slots),
+            "upload_peers": Fill(len(self._uploads), slots),
+        }
 
     def __init__(self, config: NodeConfig) -> None:
         self.store = ModelStore(config.net_datadir / MODELS_DIRNAME)

@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from camelid.core.fill import Fills
 from camelid.crypto.keys import PrivateKey
 from camelid.node.bus import EventBus
 from camelid.node.chain_service import ChainService
@@ -95,6 +96,10 @@ class P2PService:
         now = int(time.time())
         for ip, port in seeds:  # each is its own source: seeds are spread over the book's buckets by their own /16
             self.manager.book.add([NetAddress(ip, port, ServiceFlags.FULL_NODE, now)], source=ip)
+
+    def fill(self) -> Fills:
+        """The peer manager's, block sync's and relay's bounded tables."""
+        return {**self.manager.fill(), **self.sync.fill(), **self.relay.fill()}
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:

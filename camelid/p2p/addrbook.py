@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from camelid.atomicfile import write_atomically
+from camelid.core.fill import Fill, Fills
 from camelid.crypto.hashes import sha256
 from camelid.p2p.messages import MAX_ADDR, NetAddress
 from camelid.p2p.schema import canonical_ip
@@ -164,6 +165,13 @@ class AddressBook:
     @property
     def tried_count(self) -> int:
         return sum(len(bucket) for bucket in self._tried)
+
+    def fill(self) -> Fills:
+        """The new and tried tables against their bucket capacity."""
+        return {
+            "addresses_new": Fill(self.new_count, NEW_BUCKET_COUNT * BUCKET_SIZE),
+            "addresses_tried": Fill(self.tried_count, TRIED_BUCKET_COUNT * BUCKET_SIZE),
+        }
 
     def _now(self) -> int:
         return int(self._clock())

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from camelid.atomicfile import write_atomically
+from camelid.core.fill import Fill
 from camelid.p2p.schema import canonical_ip
 
 log = logging.getLogger(__name__)
@@ -56,9 +57,15 @@ class BanList:
         return dict(self._bans)
 
     def discourage(self, ip: str) -> None:
-        if len(self._discouraged) >= MAX_DISCOURAGED:
+        """Refuse `ip` for DISCOURAGE_SECONDS; an IP discouraged again moves to the newest end and evicts nobody."""
+        ip = canonical_ip(ip)
+        if self._discouraged.pop(ip, None) is None and len(self._discouraged) >= MAX_DISCOURAGED:
             del self._discouraged[next(iter(self._discouraged))]
-        self._discouraged[canonical_ip(ip)] = self._clock() + DISCOURAGE_SECONDS
+        self._discouraged[ip] = self._clock() + DISCOURAGE_SECONDS
+
+    def discouraged_fill(self) -> Fill:
+        """IPs discouraged (expired ones included: they leave only when the table is full)."""
+        return Fill(len(self._discouraged), MAX_DISCOURAGED)
 
     def is_discouraged(self, ip: str) -> bool:
         return self._discouraged.get(canonical_ip(ip), 0) > self._clock()

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from camelid import __version__
+from camelid.core.fill import Fill, Fills
 from camelid.core.params import ChainParams
 from camelid.crypto.keys import PrivateKey
 from camelid.p2p.addr_relay import AddressRelay
@@ -48,7 +49,7 @@ from camelid.p2p.messages import (
     Version,
 )
 from camelid.p2p.messages.version import CHALLENGE_SIZE
-from camelid.p2p.peer import Direction, Peer, PeerInfo
+from camelid.p2p.peer import MAX_SEND_BUFFER, Direction, Peer, PeerInfo
 from camelid.p2p.routing import DirectedRouter
 from camelid.p2p.schema import canonical_ip
 
@@ -183,6 +184,21 @@ class PeerManager:
     def send_directed(self, recipient: bytes, inner_command: str, payload: bytes, hops: int = DEFAULT_HOPS) -> bytes:
         """Start a directed message toward the node `recipient`; returns its message id (camelid.p2p.routing)."""
         return self.router.send(recipient, inner_command, payload, hops)
+
+    @property
+    def max_connections(self) -> int:
+        return self.settings.max_inbound + self.settings.max_outbound
+
+    def fill(self) -> Fills:
+        """Connections with the bytes unsent on them, the address book, the discouraged IPs and the directed tables."""
+        slots = self.max_connections
+        unsent = sum(peer.unsent for peer in self._peers.values())
+        return {
+            "connections": Fill(len(self._peers), slots, unsent, slots * MAX_SEND_BUFFER),
+            **self.book.fill(),
+            "discouraged_ips": self.bans.discouraged_fill(),
+            **self.router.fill(),
+        }
 
     def peers(self) -> list[PeerInfo]:
         """Every peer that has completed its handshake, by id."""

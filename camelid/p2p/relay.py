@@ -37,6 +37,7 @@ import logging
 from camelid.chain.chainstate import ChainState
 from camelid.chain.errors import TxRejected
 from camelid.chain.mempool import Mempool
+from camelid.core.fill import Fill, Fills
 from camelid.core.transaction import Transaction
 from camelid.p2p.errors import ProtocolViolation
 from camelid.p2p.limits import RecentSet
@@ -146,6 +147,13 @@ class Relay:
         ):
             manager.register_handler(command, handler)
         manager.add_gone_listener(lambda peer: self.orphans.drop_peer(peer.id))
+
+    def fill(self) -> Fills:
+        """Transactions refused lately, and the orphan pool."""
+        return {
+            "recently_rejected_txs": Fill(len(self._rejected), self._rejected.capacity),
+            "orphan_txs": self.orphans.fill(),
+        }
 
     def announce_transaction(self, txid: bytes) -> int:
         """inv(TX) to every peer not known to have `txid`; returns how many were told."""

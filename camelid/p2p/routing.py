@@ -38,6 +38,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+from camelid.core.fill import Fill, Fills
 from camelid.p2p.errors import ProtocolViolation
 from camelid.p2p.limits import KeyedBuckets, RecentSet, TokenBucket
 from camelid.p2p.messages import DEFAULT_HOPS, MESSAGE_ID_SIZE, Directed
@@ -76,6 +77,14 @@ class DirectedRouter:
         self._senders = KeyedBuckets(SENDER_RATE, SENDER_BURST, MAX_SENDERS)
         self._global = TokenBucket(GLOBAL_RELAY_RATE, GLOBAL_RELAY_BURST)
         self._told: dict[int, tuple[bytes, ...]] = {}  # peer id -> the neighbours list it last got from us
+
+    def fill(self) -> Fills:
+        """The duplicate-suppression, reverse-route and sender-bucket tables."""
+        return {
+            "directed_ids": Fill(len(self._seen), self._seen.capacity),
+            "reverse_routes": Fill(len(self._reverse), MAX_REVERSE_ROUTES),
+            "directed_senders": Fill(len(self._senders), self._senders.capacity),
+        }
 
     def register_handler(self, inner_command: str, handler: Handler) -> None:
         if inner_command in self._handlers:

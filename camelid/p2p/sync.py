@@ -42,6 +42,7 @@ from camelid.chain.chainstate import BlockResult, ChainState
 from camelid.chain.errors import BlockRejected
 from camelid.chain.mempool import Mempool
 from camelid.core.block import Block, BlockHeader
+from camelid.core.fill import Fill, Fills
 from camelid.core.serialize import hash_to_hex
 from camelid.core.transaction import Transaction
 from camelid.p2p.errors import ProtocolViolation
@@ -131,6 +132,10 @@ class KnownInventory:
         """Record that `peer` knows `item_hash`; True if that was news."""
         return self._known.setdefault(peer.id, RecentSet(KNOWN_INVENTORY)).add(item_hash)
 
+    def fill(self, peers: int) -> Fill:
+        """Hashes remembered over all peers, against KNOWN_INVENTORY for each of `peers` connections."""
+        return Fill(sum(len(known) for known in self._known.values()), KNOWN_INVENTORY * peers)
+
     def keep_only(self, peer_ids: set[int]) -> None:
         """Forget the peers that are gone."""
         self._known = {peer_id: known for peer_id, known in self._known.items() if peer_id in peer_ids}
@@ -167,6 +172,14 @@ class BlockSync:
                 await self._tick()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._new_peer.wait(), TICK)
+
+    def fill(self) -> Fills:
+        """The download queue, the blocks in flight and the inventory known to each peer."""
+        return {
+            "blocks_wanted": Fill(len(self._wanted), MAX_WANTED),
+            "blocks_in_flight": Fill(len(self._in_flight), DOWNLOAD_WINDOW),
+            "known_inventory": self.known.fill(len(ready_peers(self.manager))),
+        }
 
     def catching_up(self) -> bool:
         """Whether blocks that peers announced are still to download or connect: transactions in them (a job's

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from camelid.core.fill import Fill
 from camelid.core.transaction import Transaction
 
 MAX_ORPHANS = 100
@@ -57,6 +58,11 @@ class TxOrphanage:
 
     def __contains__(self, txid: object) -> bool:
         return txid in self._orphans
+
+    def fill(self) -> Fill:
+        """How many orphans are held, and their serialized bytes."""
+        held = sum(orphan.tx.size for orphan in self._orphans.values())
+        return Fill(len(self._orphans), self.capacity, held, self.capacity * MAX_ORPHAN_SIZE)
 
     def add(self, tx: Transaction, peer_id: int) -> bool:
         """Hold `tx` from `peer_id`; False if it is too large or already held. Expired orphans go first, then a

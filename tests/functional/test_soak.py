@@ -22,3 +22,5 @@ def test_a_node_under_a_hostile_swarm_keeps_its_memory_and_its_honest_peers(tmp_
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "[FAIL]" not in run.stdout and plot.exists()
+    grown = run.stdout.split("target's tables that grew", 1)[1]  # getresourceinfo, idle against the end
+    assert "p2p.discouraged_ips 0 -> " in grown, run.stdout

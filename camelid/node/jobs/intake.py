@@ -4,11 +4,12 @@ A job message costs its sender nothing, and every node that keeps one stores its
 to all its peers. So a job is taken into the pool, and relayed, only once its escrow -- a transaction
 paying the job's ESCROW script, which costs the client a fee and locks its coins -- is in our mempool or
 chain. A job whose escrow has not come yet (flooding may deliver the job message first) waits, at most
-MAX_WAITING_JOBS of them and for ESCROW_WAIT seconds (longer while the node is catching up the chain,
-whose blocks may hold the escrow: a node that comes back online gets the jobs in play from its peers
-before their blocks), and goes into the pool the moment the escrow does. Each peer may send
-JOBS_PER_SECOND job messages on average (bursts of JOB_BURST, enough for the catch-up a node sends a new
-peer); more are dropped without blame, since a relay may be forwarding another node's burst.
+MAX_WAITING_JOBS of them holding MAX_WAITING_BYTES of job parameters, and for ESCROW_WAIT seconds (longer
+while the node is catching up the chain, whose blocks may hold the escrow: a node that comes back online
+gets the jobs in play from its peers before their blocks), and goes into the pool the moment the escrow
+does. Each peer may send JOBS_PER_SECOND job messages on average (bursts of JOB_BURST, enough for the
+catch-up a node sends a new peer); more are dropped without blame, since a relay may be forwarding
+another node's burst.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from camelid.chain.jobpool import JobPool, JobRecord, JobRejected
+from camelid.core.fill import Fill, Fills
 from camelid.core.job import JobParams
 from camelid.core.transaction import Transaction
 from camelid.node.jobs.contract import JobTerms
@@ -36,6 +38,9 @@ JOB_BURST = 200.0
 """Job messages one peer may send at once: a new peer's catch-up (the jobs in play) fits."""
 MAX_WAITING_JOBS = 1_000
 """Jobs held for their escrow at once (the oldest go first): about as many as a few blocks of escrows."""
+MAX_WAITING_BYTES = 16 << 20
+"""Bytes of job parameters held for escrows at once (the oldest go first): without it the free wait held 1,000
+prompts of 64 KiB, about 130 MB as message and parsed copy; honest jobs' prompts are far smaller."""
 ESCROW_WAIT = 30.0
 """Seconds a job is held for its escrow: an escrow's relay is one inv round trip behind its job message."""
 PEERS_TRACKED = 1_000
@@ -75,10 +80,18 @@ class JobIntake:
         self._rates = KeyedBuckets(JOBS_PER_SECOND, JOB_BURST, PEERS_TRACKED, clock)
         self._waiting: OrderedDict[bytes, _Waiting] = OrderedDict()  # by Job ID, oldest first
         self._by_escrow: dict[bytes, set[bytes]] = {}  # escrow txid -> the waiting jobs naming it
+        self._waiting_bytes = 0  # of the waiting jobs' parameters
         self.dropped = 0  # job messages over their peer's rate (for logs and tests)
 
     def waiting(self) -> int:
         return len(self._waiting)
+
+    def fill(self) -> Fills:
+        """Jobs waiting for their escrow, and the peers whose job rate is tracked."""
+        return {
+            "jobs_awaiting_escrow": Fill(len(self._waiting), MAX_WAITING_JOBS, self._waiting_bytes, MAX_WAITING_BYTES),
+            "job_rate_peers": Fill(len(self._rates), self._rates.capacity),
+        }
 
     async def on_job(self, peer_id: int, message: JobMessage) -> None:
         """A job message from peer `peer_id`: ProtocolViolation if it is one no honest node sends."""
@@ -103,7 +116,8 @@ class JobIntake:
         self._expire()
         self._waiting[job_id] = _Waiting(message, params, peer_id, self._clock() + ESCROW_WAIT)
         self._by_escrow.setdefault(message.escrow_txid, set()).add(job_id)
-        if len(self._waiting) > MAX_WAITING_JOBS:
+        self._waiting_bytes += len(message.params)
+        while len(self._waiting) > MAX_WAITING_JOBS or self._waiting_bytes > MAX_WAITING_BYTES:
             self._drop(next(iter(self._waiting)))
 
     def on_transaction(self, tx: Transaction) -> None:
@@ -138,7 +152,9 @@ class JobIntake:
             self._drop(oldest[0])
 
     def _drop(self, job_id: bytes) -> None:
-        escrow = self._waiting.pop(job_id).message.escrow_txid
+        message = self._waiting.pop(job_id).message
+        self._waiting_bytes -= len(message.params)
+        escrow = message.escrow_txid
         named = self._by_escrow[escrow]
         named.discard(job_id)
         if not named:

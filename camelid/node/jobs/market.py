@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from camelid.core.consensus import COIN
+from camelid.core.fill import Fill, Fills
 from camelid.node.jobs.client import PAYMENT_FEE
 from camelid.node.jobs.common import RELEASE_FEE
 from camelid.node.jobs.scheduler import patience
@@ -77,6 +78,13 @@ class Market:
         self._clock = clock
         self._announced: dict[bytes, dict[bytes, int]] = {}  # node id -> model id -> base units per 1,000 tokens
         self._settled: OrderedDict[bytes, SettledJob] = OrderedDict()  # by Job ID, oldest first
+
+    def fill(self) -> Fills:
+        """Providers' announced prices (one entry per connected compute node) and the payments remembered."""
+        return {
+            "announced_prices": Fill(len(self._announced), self._manager.max_connections),
+            "settled_payments": Fill(len(self._settled), SETTLED_KEPT),
+        }
 
     def announce(self, peer: Peer) -> None:
         """Tell a new peer our prices, if we sell compute and it knows the `prices` message."""

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from camelid.chain.jobpool import TRANSITIONS, JobPool, JobRecord, JobState
 from camelid.chain.jobstore import JobStore
 from camelid.chain.storage import LevelDBStore
+from camelid.core.fill import Fills
 from camelid.node.config import ComputePolicy, Misbehaviour
 from camelid.node.events import BlockConnected, BlockDisconnected, JobChanged, TxAccepted
 from camelid.node.jobs.client import DEFAULT_TIMELOCK, JobClient
@@ -205,6 +206,10 @@ class JobService:
         return await self._client.submit(
             prompt, max_tokens, model_id, seed, temperature_milli, reward, timelock, verify
         )
+
+    def fill(self) -> Fills:
+        """The job pool, the jobs waiting for an escrow and the market's tables."""
+        return {"job_pool": self.pool.fill(), **self._intake.fill(), **self.market.fill()}
 
     def job_info(self, job_id: bytes) -> dict[str, Any] | None:
         """getjob: the pool's record, with what only this node knows about its own jobs."""

@@ -1,4 +1,4 @@
-"""Control and utility RPCs: help, stop, uptime, validateaddress."""
+"""Control and utility RPCs: help, stop, uptime, getresourceinfo, validateaddress."""
 
 from __future__ import annotations
 
@@ -50,6 +50,20 @@ async def stop(ctx: RPCContext) -> str:
 async def uptime(ctx: RPCContext) -> int:
     """Seconds since the node started."""
     return int(time.monotonic() - ctx.started)
+
+
+@METHODS.method("Control")
+async def getresourceinfo(ctx: RPCContext) -> dict[str, dict[str, dict[str, int]]]:
+    """How full each table a peer can grow is, by service (p2p, chain, jobs, models): per table `size` entries
+    of at most `limit` (absent where only bytes bound it), and `bytes` of at most `byte_limit` where it holds
+    bytes (connections: their unsent send buffers). docs/operations.md's Limits table says why each is bounded."""
+    groups = {
+        "p2p": ctx.p2p.fill(),
+        "chain": await ctx.chain.fill(),
+        "jobs": ctx.jobs.fill(),
+        "models": ctx.models.fill(),
+    }
+    return {group: {name: fill.to_json() for name, fill in fills.items()} for group, fills in groups.items()}
 
 
 @METHODS.method("Util", Param("address", ("string",), "the address to check"))
