@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import tracemalloc
 from types import SimpleNamespace
 
 from camelid.core.fill import Fill
@@ -12,6 +13,7 @@ from camelid.p2p import banlist
 from camelid.p2p.addrbook import BUCKET_SIZE, NEW_BUCKET_COUNT, TRIED_BUCKET_COUNT, AddressBook
 from camelid.p2p.banlist import BanList
 from camelid.p2p.messages import NetAddress
+from camelid.p2p.messages.inv import MAX_INV
 from camelid.p2p.routing import MAX_REVERSE_ROUTES, MAX_SENDERS, SEEN_DIRECTED, DirectedRouter
 from camelid.p2p.sync import KNOWN_INVENTORY, KnownInventory
 from camelid.p2p.tx_orphans import MAX_ORPHAN_SIZE, TxOrphanage
@@ -85,3 +87,20 @@ def test_known_inventory_counts_every_peers_hashes_against_a_cap_per_peer():
     assert known.fill(2) == Fill(4, 2 * KNOWN_INVENTORY)
     known.keep_only({2})
     assert known.fill(1) == Fill(1, KNOWN_INVENTORY)
+
+
+def test_one_maximal_inv_costs_a_peers_known_inventory_under_a_mebibyte():
+    """A 50,000-item inv (the most one message may name) marks every item as known to its sender; what that costs
+    is bounded per peer, and so over the 125 connections a node takes (1 GB at the old 50,000-hash cap)."""
+    known = KnownInventory()
+    peer = SimpleNamespace(id=1)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(MAX_INV):
+            known.add(peer, i.to_bytes(32, "little"))
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert known.fill(1) == Fill(KNOWN_INVENTORY, KNOWN_INVENTORY)
+    assert held < 1 << 20, held

@@ -59,7 +59,11 @@ DOWNLOAD_WINDOW = 64  # blocks in flight or waiting as orphans; below the orphan
 PER_PEER_WINDOW = 32  # blocks in flight from one peer, so that a second peer gets a share
 BLOCK_TIMEOUT = 10.0  # seconds before an unanswered block request goes to another peer
 TICK = 0.5  # seconds between checks for new peers and stalled requests
-KNOWN_INVENTORY = 50_000  # hashes remembered per peer as known to it
+KNOWN_INVENTORY = 5_000
+"""Hashes remembered per peer as known to it, so that we do not announce them back. About 0.8 MiB a peer, the
+order of the rolling filter Bitcoin keeps; 50,000 (one maximal inv) was 8 MiB a peer, 1 GB over 125 connections.
+A hash forgotten early only costs one redundant announcement: we relay within seconds of hearing of an item, and
+no honest peer announces thousands of others in between."""
 MAX_WANTED = 8 * MAX_HEADERS  # blocks queued for download; headers beyond wait until the queue drains to half
 MAX_STALLS = 3  # request timeouts in a row, with nothing served between, before a peer is dropped
 # Rejections that say nothing bad about the sender: its clock, our reorg limit, or a block it could not know.
