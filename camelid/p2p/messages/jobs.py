@@ -5,7 +5,8 @@ Flooded messages let every full node track every job: the client's offer (`job`)
 encrypted to the client and signed (`jobdelivery`): every node must hold the delivery, because it is the
 counter-proof that keeps a client from taking the stake of a node that delivered. The payment is for the
 node only until it publishes it, so it travels inside a `directed` envelope (inner command `jobpayment`);
-it is a Message class for its strict schema but not a top-level command. Signatures are checked by the
+it is a Message class for its strict schema but not a top-level command. So is `jobprompt`, the private prompt
+the client seals to the one node whose jobaccept it chose (camelid.core.private_prompt). Signatures are checked by the
 job pool (camelid.chain.jobpool), not here.
 """
 
@@ -16,6 +17,7 @@ from typing import ClassVar
 
 from camelid.core.consensus import MAX_TX_SIZE
 from camelid.core.job import MAX_HOST_BYTES, MAX_JOB_TOKENS, MAX_PROMPT_BYTES
+from camelid.core.private_prompt import MAX_SEALED_PROMPT
 from camelid.crypto import ecies
 from camelid.p2p.schema import Blob, Message, NodeId, wire
 
@@ -77,6 +79,17 @@ class JobPayment(Message):
 
     job_id: bytes = wire(Blob(JOB_ID_SIZE))
     tx: bytes = wire(Blob(1, MAX_TX_SIZE))
+
+
+@dataclass(frozen=True)
+class JobPrompt(Message):
+    """Directed client -> chosen node: the job's prompt and salt, ECIES-sealed to that node's identity key."""
+
+    command: ClassVar[str] = "jobprompt"
+    max_payload: ClassVar[int] = MAX_SEALED_PROMPT + 64
+
+    job_id: bytes = wire(Blob(JOB_ID_SIZE))
+    sealed: bytes = wire(Blob(1, MAX_SEALED_PROMPT))
 
 
 @dataclass(frozen=True)
