@@ -130,8 +130,8 @@ SMALL_MESSAGES = [
 
 DIRECTED_PAYLOADS = [
     JobPayment(b"\x17" * 32, b"\x01" * 60),
-    JobPrompt(b"\x17" * 32, b"\x01" * 100),
-    RasticAsk(b"\x17" * 32, b"\x18" * 32, b"\x01\x00\x00\x00"),
+    JobPrompt(b"\x17" * 32, b"\x01" * 100, b"\x30\x06sig"),
+    RasticAsk(b"\x17" * 32, b"\x18" * 32, b"\x01\x00\x00\x00", b"\x01" * 100),
     RasticAnswer(b"\x17" * 32, b"\x18" * 32, b"\x80", ""),
     RasticAnswer(b"\x17" * 32, b"\x18" * 32, b"", "this node does not hold the model"),
 ]
@@ -166,9 +166,9 @@ LARGEST_MESSAGES = [
     JobAccept(b"\xff" * 32, NODE_B, b"\xff" * 72),
     JobTestament(b"\xff" * 32, NODE_B, NODE_A, b"\xff" * 32, b"\xff" * 72, b"\xff" * 32, b"\xff" * 72),
     JobPayment(b"\xff" * 32, b"\xff" * MAX_TX_SIZE),
-    JobPrompt(b"\xff" * 32, b"\xff" * MAX_SEALED_PROMPT),
+    JobPrompt(b"\xff" * 32, b"\xff" * MAX_SEALED_PROMPT, b"\xff" * 72),
     JobDelivery(b"\xff" * 32, NODE_B, b"\xff" * MAX_SEALED_OUTPUT, b"\xff" * 72, b"\xff" * 32, b"\xff" * 72),
-    RasticAsk(b"\xff" * 32, b"\xff" * 32, b"\xff" * 4 * MAX_JOB_TOKENS),
+    RasticAsk(b"\xff" * 32, b"\xff" * 32, b"\xff" * 4 * MAX_JOB_TOKENS, b"\xff" * MAX_SEALED_PROMPT),
     RasticAnswer(b"\xff" * 32, b"\xff" * 32, b"\xff" * MAX_VERDICT_BYTES, "~" * 256),
     Prices(tuple(ModelPrice(bytes([i]) * 32, U64) for i in range(MAX_MODELS))),
 ]

@@ -6,7 +6,8 @@ and the Job ID still binds the prompt. The salt is 32 random bytes: without it a
 ("yes", a name, one of a few templates) could be confirmed by hashing candidates against the commitment.
 
 The client sends the prompt and salt to the one node whose jobaccept it chooses, ECIES-sealed to that
-node's identity key with aad = tag || Job ID, so a sealed prompt replayed under another job does not open.
+node's identity key with aad = tag || Job ID, so a sealed prompt replayed under another job does not open,
+and signed by the job's client key Pc (`sealed_prompt_digest`), so nobody else can hand the node a prompt.
 The node opens it and checks it against the commitment and the declared length (`reveal_problem`) before
 computing: a mismatch is the client's fault.
 
@@ -27,7 +28,7 @@ from enum import IntEnum
 
 from camelid.core.job import MAX_PROMPT_BYTES
 from camelid.crypto import ecies
-from camelid.crypto.hashes import sha256d
+from camelid.crypto.hashes import sha256, sha256d
 from camelid.crypto.keys import PrivateKey, PublicKey
 
 SALT_SIZE = 32
@@ -56,6 +57,15 @@ def prompt_commitment(prompt: str, salt: bytes) -> bytes:
     if len(salt) != SALT_SIZE:
         raise ValueError(f"prompt salt must be {SALT_SIZE} bytes, got {len(salt)}")
     return sha256d(_COMMIT_TAG + salt + prompt.encode())
+
+
+def hide(prompt: str, tokens: int | None) -> tuple[RevealedPrompt, int, LengthUnit]:
+    """A fresh salt for `prompt`, and the length a job declares: its `tokens` where the client counted them
+    with the job's model, else its UTF-8 length."""
+    revealed = RevealedPrompt(prompt, new_salt())
+    if tokens is not None:
+        return revealed, tokens, LengthUnit.TOKENS
+    return revealed, len(prompt.encode()), LengthUnit.BYTES
 
 
 def token_bound(length: int, unit: LengthUnit) -> int:
@@ -97,6 +107,12 @@ class RevealedPrompt:
 def seal_prompt(node_key: PublicKey, job_id: bytes, revealed: RevealedPrompt) -> bytes:
     """The prompt and salt, ECIES-sealed to the chosen node's identity key for this job only."""
     return ecies.encrypt(node_key, revealed.to_bytes(), _SEAL_TAG + job_id)
+
+
+def sealed_prompt_digest(job_id: bytes, node: bytes, sealed: bytes) -> bytes:
+    """What the client's job key Pc signs for a sealed prompt: only the client can hand a node its prompt, so a
+    prompt that does not match is the client's fault, never a third party's forgery."""
+    return sha256d(_SEAL_TAG + job_id + node + sha256(sealed))
 
 
 def open_prompt(node_key: PrivateKey, job_id: bytes, sealed: bytes) -> RevealedPrompt:
