@@ -240,14 +240,16 @@ class HostileClient:
         timelock: int = 30,
         max_tokens: int = 8,
         sent: RevealedPrompt | None = None,
+        declared: tuple[int, int] | None = None,
     ) -> HostileJob:
         """Fund an escrow for a new job and send the job message to the compute node; the job. Once the node
-        accepts it (seen while we wait for its messages), it is sent the job's prompt, or `sent` instead."""
+        accepts it (seen while we wait for its messages), it is sent the job's prompt, or `sent` instead.
+        `declared`: the (length, unit) the job declares instead of the prompt's UTF-8 length."""
         funder, client_key = PrivateKey.generate(network="regtest"), PrivateKey.generate(network="regtest")
         coin = self.fund(funder)
         params = JobParams(
             self.model_id,
-            *hidden("The llama"),
+            *(hidden("The llama") if declared is None else (hidden("The llama")[0], *declared)),
             max_tokens,
             0,
             0,

@@ -17,6 +17,7 @@ import pytest
 from prompt_support import revealed
 from tiny_model import write_tiny_model
 
+from camelid.core.private_prompt import LengthUnit
 from camelid.crypto.keys import PrivateKey
 
 from .framework import TestNode, wait_until
@@ -93,14 +94,23 @@ def hostile(camelid_nodes, tmp_path) -> Iterator[tuple[HostileClient, TestNode]]
     client.close()
 
 
-def test_a_prompt_that_does_not_match_its_commitment_is_the_clients_fault_and_nothing_is_staked(hostile):
+@pytest.mark.parametrize(
+    "sent,declared,problem",
+    [
+        ("Not the prompt the job committed to", None, "do not match the job's prompt commitment"),
+        ("The llama", (3, LengthUnit.BYTES), "is 9 UTF-8 bytes, the job declared 3"),
+        ("The llama", (40, LengthUnit.TOKENS), "tokens, the job declared 40"),
+    ],
+    ids=["another prompt", "another byte length", "another token count"],
+)
+def test_a_prompt_that_is_not_the_jobs_is_the_clients_fault_and_nothing_is_staked(hostile, sent, declared, problem):
     client, compute = hostile
     with compute.assert_debug_log(["not computed, its client's prompt is wrong (the client's fault)"]):
-        job = client.submit(sent=revealed("Not the prompt the job committed to"))
+        job = client.submit(sent=revealed(sent), declared=declared)
         with pytest.raises(TimeoutError):
             client.testament(job, timeout=5)
     info = compute.getjob(job.rpc_id)
-    assert "do not match the job's prompt commitment" in info["prompt_problem"]
+    assert problem in info["prompt_problem"]
     assert info["testaments"] == [] and compute.getcomputeinfo()["market"]["taken"] == 0
     honest = client.submit()  # the node goes on taking jobs
     assert client.testament(honest).node == client.compute_id
