@@ -3,8 +3,9 @@
 With --serve-model and a wallet, an idle node takes a job for a served model that its ComputePolicy allows
 (t0 near its clock, timelock and stake within limits, a reward at its --min-price, the escrow here, unspent
 and deep enough; a declined job is logged with the reason and counted by kind), the best-paying per token
-first, broadcasts jobaccept, generates on the engine's own thread, signs the
-commitment with a fresh wallet key Pn that the wallet holds usable until D + W, funds the STAKE
+first, broadcasts jobaccept, waits for the private prompt the client sends the accepter it chose
+(camelid.node.jobs.prompts: none within PROMPT_WAIT, and it leaves the job), generates on the engine's own
+thread, signs the commitment with a fresh wallet key Pn that the wallet holds usable until D + W, funds the STAKE
 (STAKE_MULTIPLE x the reward) and broadcasts the testament. It takes a payment that moves that escrow to
 the right PAYOUT with a valid signature and that its mempool would admit but for the dispute window
 (nothing unminable, no conflicting spend of the escrow in its mempool or chain), publishes it, retrying
@@ -412,7 +413,7 @@ class JobComputer:
         engine = await ctx.engine_for(params.model_id)
         assert engine is not None  # the scheduler claims only jobs for models the store holds
         # The jobaccept goes out at once, before any call to the worker (busy with another job's generation, it
-        # could hold the accept back past the other nodes' contest windows); the token count is checked next.
+        # could hold the accept back, and with it the client's prompt); the token count is checked next.
         accept = JobAccept(job_id, ctx.node_id, ctx.node_key.sign(job_accept_digest(job_id, ctx.node_id)))
         ctx.pool.add_accept(accept.job_id, accept.node, accept.signature)
         expected = self.prompts.expect(job_id)  # before the accept goes out: the client answers it at once
