@@ -131,6 +131,7 @@ SMALL_MESSAGES = [
 DIRECTED_PAYLOADS = [
     JobPayment(b"\x17" * 32, b"\x01" * 60),
     JobPrompt(b"\x17" * 32, b"\x01" * 100, b"\x30\x06sig"),
+    JobAccept(b"\x13" * 32, NODE_B, b"\x30\x06sig"),  # directed to the client too
     RasticAsk(b"\x17" * 32, b"\x18" * 32, b"\x01\x00\x00\x00", b"\x01" * 100),
     RasticAnswer(b"\x17" * 32, b"\x18" * 32, b"\x80", ""),
     RasticAnswer(b"\x17" * 32, b"\x18" * 32, b"", "this node does not hold the model"),

@@ -23,6 +23,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from camelid.chain.jobpool import (
     TRANSITIONS,
@@ -30,6 +31,7 @@ from camelid.chain.jobpool import (
     JobRecord,
     JobState,
     TestamentRecord,
+    job_accept_digest,
     job_offer_digest,
 )
 from camelid.compute.rastic import EPS_SLASH, structural_failures
@@ -44,7 +46,7 @@ from camelid.core.script import p2pkh_script
 from camelid.core.transaction import OutPoint, Transaction, TxOut
 from camelid.crypto import ecies
 from camelid.crypto.hashes import hash160, sha256
-from camelid.crypto.keys import PublicKey
+from camelid.crypto.keys import PublicKey, verify_signature
 from camelid.node.config import Misbehaviour
 from camelid.node.jobs.common import (
     RELEASE_FEE,
@@ -52,6 +54,7 @@ from camelid.node.jobs.common import (
     STAKE_MULTIPLE,
     JobContext,
     TimedSpend,
+    decode_directed,
     hex_id,
 )
 from camelid.node.jobs.contract import Spent
@@ -60,7 +63,11 @@ from camelid.node.jobs.game import Outcome as GameOutcome
 from camelid.node.jobs.scheduler import patience
 from camelid.node.jobs.verdict import NOT_DELIVERED, VERIFIED, Cause, Outcome, Verdict, failed, unverified
 from camelid.node.jobs.verify import OutsourcedVerification
-from camelid.p2p.messages import JobMessage, JobPayment, JobPrompt
+from camelid.p2p.messages import JobAccept, JobMessage, JobPayment, JobPrompt
+
+if TYPE_CHECKING:
+    from camelid.p2p.messages import Directed
+    from camelid.p2p.peer import Peer
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +245,19 @@ class JobClient:
         client.chosen, client.chosen_at = node, now
         self._ctx.manager.send_directed(node, JobPrompt.command, JobPrompt(job_id, sealed, signature).to_payload())
         log.info("job %s: prompt sent to node %s, whose accept we chose", hex_id(job_id), node.hex())
+
+    async def on_directed_accept(self, peer: Peer, directed: Directed) -> None:
+        """A jobaccept its node sent us directly as well as flooded: the pool keeps and relays at most
+        MAX_ACCEPTS_PER_JOB accepts per job, so throwaway accepts under made-up ids could otherwise keep a real
+        accepter's claim, and so our prompt, from reaching it."""
+        accept = decode_directed(JobAccept, directed)
+        if accept is None or accept.job_id not in self.jobs:
+            return
+        if not verify_signature(accept.node, accept.signature, job_accept_digest(accept.job_id, accept.node)):
+            log.info("job %s: directed jobaccept not signed by its node %s; dropped", hex_id(accept.job_id),
+                     accept.node.hex())
+            return
+        self.on_accept(accept.job_id, accept.node)
 
     async def _prefill(self, params: JobParams, prompt: str) -> None:
         """While a compute node generates, decode the prompt into our model's checking cache, so that the

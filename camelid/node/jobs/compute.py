@@ -418,6 +418,7 @@ class JobComputer:
         ctx.pool.add_accept(accept.job_id, accept.node, accept.signature)
         expected = self.prompts.expect(job_id)  # before the accept goes out: the client answers it at once
         ctx.manager.broadcast(accept)
+        ctx.manager.send_directed(record.client_node, JobAccept.command, accept.to_payload())  # past full pools
         revealed = await self.prompts.receive(job_id, expected)  # the client chose us; None: we stake nothing
         if revealed is None:
             return

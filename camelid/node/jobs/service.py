@@ -139,6 +139,7 @@ class JobService:
             self._manager.register_handler(command, handler)
         self._manager.register_directed_handler(JobPayment.command, self._compute.on_payment)
         self._manager.register_directed_handler(JobPrompt.command, self._compute.prompts.on_prompt)
+        self._manager.register_directed_handler(JobAccept.command, self._client.on_directed_accept)
         self._manager.register_directed_handler(RasticAsk.command, verifiers.on_ask)
         self._manager.register_directed_handler(RasticAnswer.command, verifiers.on_verdict)
         bus.subscribe(BlockConnected, self._on_block_connected)

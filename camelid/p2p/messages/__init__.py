@@ -59,7 +59,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
 }
 
 DIRECTED_MESSAGES: dict[str, type[Message]] = {
-    cls.command: cls for cls in (JobPayment, JobPrompt, RasticAsk, RasticAnswer)
+    cls.command: cls for cls in (JobAccept, JobPayment, JobPrompt, RasticAsk, RasticAnswer)
 }
 """Inner payloads of `directed` envelopes, by inner command."""
 
