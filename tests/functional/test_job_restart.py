@@ -38,7 +38,7 @@ def test_no_job_state_is_lost_when_client_compute_node_and_miner_restart_mid_job
     # a compute node computes nothing before the client sends it.
     client.start()
     compute.start()  # learns the job from the miner, which it connects to again, and gets the prompt from the client
-    wait_until(lambda: miner.getjob(job)["state"] == "completed", timeout=60, what="the testament at the miner")
+    wait_until(lambda: "completed" in states(miner, job), timeout=60, what="the testament at the miner")
     assert compute.getjob(job)["role"] == "compute" and compute.getjob(job)["prompt"] == "The llama"
     wait_until(lambda: client.getjob(job)["state"] == "verified", timeout=60, what="payment, delivery and verdict")
     mine = client.getjob(job)

@@ -421,6 +421,9 @@ class JobComputer:
         ctx.manager.send_directed(record.client_node, JobAccept.command, accept.to_payload())  # past full pools
         revealed = await self.prompts.receive(job_id, expected)  # the client chose us; None: we stake nothing
         if revealed is None:
+            if job_id not in self.prompts.problems:  # no prompt yet: the client may choose us once its choice lapses
+                self._scheduler.tried.discard(job_id)
+                self._queue.add(record, time.time())
             return
         prompt_tokens = await engine.tokenize(revealed.prompt)
         if params.prompt_unit == LengthUnit.TOKENS and len(prompt_tokens) != params.prompt_length:

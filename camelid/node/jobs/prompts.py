@@ -3,10 +3,11 @@
 A job carries only a commitment to its prompt. A node that broadcast its jobaccept `expect`s the prompt, and
 the client, if it chose that accept, sends it in a `jobprompt` (sealed to our node key, signed by the job's
 Pc). The node computes only with a prompt that opens and matches the job's commitment and declared length;
-it stakes nothing before. No prompt within PROMPT_WAIT means the client chose another node (or none): the job
-is left. A prompt that does not match is the client's fault, named in the log and in getjob
-(`prompt_problem`); a jobprompt that is not the client's (unsigned by Pc, for a job we did not accept, or
-malformed) is logged and dropped, and changes nothing.
+it stakes nothing before. No prompt within PROMPT_WAIT means the client chose another node (or none yet): the
+job is left, and may be claimed again once the claims on it run out (the client chooses another accepter
+once its chosen one's patience ran out without a testament). A prompt that does not match is the client's
+fault, named in the log and in getjob (`prompt_problem`); a jobprompt that is not the client's (unsigned by
+Pc, for a job we did not accept, or malformed) is logged and dropped, and changes nothing.
 """
 
 from __future__ import annotations

@@ -114,7 +114,6 @@ class JobScheduler:
             or record.job_id in self.backed
             or record.job_id in self.tried
             or record.client_node == self._node_id
-            or self._node_id in record.accepted_by
             or now + patience(params.max_tokens) > params.timestamp + params.timelock
         )
 
