@@ -13,7 +13,6 @@ from camelid.core.private_prompt import (
     prompt_commitment,
     reveal_problem,
     seal_prompt,
-    token_bound,
 )
 from camelid.crypto.keys import PrivateKey
 
@@ -76,8 +75,3 @@ def test_the_revealed_prompt_is_checked_against_commitment_and_declared_length()
     assert "do not match" in reveal_problem(resalted, commitment, n_bytes, LengthUnit.BYTES)
     assert f"is {n_bytes} UTF-8 bytes, the job declared 3" in reveal_problem(revealed, commitment, 3, LengthUnit.BYTES)
     assert "is 9 tokens, the job declared 4" in reveal_problem(revealed, commitment, 4, LengthUnit.TOKENS, tokens=9)
-
-
-def test_a_byte_length_bounds_the_tokens_by_one_more_for_the_bos_token():
-    assert token_bound(100, LengthUnit.BYTES) == 101
-    assert token_bound(100, LengthUnit.TOKENS) == 100

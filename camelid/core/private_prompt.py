@@ -68,11 +68,6 @@ def hide(prompt: str, tokens: int | None) -> tuple[RevealedPrompt, int, LengthUn
     return revealed, len(prompt.encode()), LengthUnit.BYTES
 
 
-def token_bound(length: int, unit: LengthUnit) -> int:
-    """The most tokens a prompt of the declared length can have: what a node weighs before it takes a job."""
-    return length if unit is LengthUnit.TOKENS else length + 1
-
-
 @dataclass(frozen=True)
 class RevealedPrompt:
     """What the chosen node receives: the prompt and the salt that open the job's commitment."""
