@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from camelid.chain.jobpool import JobPool, JobRecord, job_offer_digest
 from camelid.core.job import JobParams
+from camelid.core.private_prompt import LengthUnit
 from camelid.crypto.keys import PrivateKey
 from camelid.node.jobs.claim_queue import ClaimQueue
 from camelid.node.jobs.scheduler import JobScheduler
@@ -32,7 +33,8 @@ ME = PrivateKey.from_bytes(b"\x22" * 32).public_key.to_bytes()
 
 
 def add_job(pool: JobPool, i: int, now: int) -> JobRecord:
-    job = JobParams(MODEL, f"job {i}", 64, i, 0, now, 600, CLIENT.public_key.to_bytes(), "", 9733)
+    commitment = i.to_bytes(32, "little")
+    job = JobParams(MODEL, commitment, 8, LengthUnit.BYTES, 64, i, 0, now, 600, CLIENT.public_key.to_bytes(), "", 9733)
     escrow = i.to_bytes(32, "little")
     signature = CLIENT.sign(job_offer_digest(job.job_id(), escrow, CLIENT_NODE))
     record = pool.add_job(job.to_bytes(), escrow, CLIENT_NODE, signature)

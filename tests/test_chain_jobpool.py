@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from prompt_support import hidden
 
 from camelid.chain.jobpool import (
     MAX_ACCEPTS_PER_JOB,
@@ -52,7 +53,7 @@ class Clock:
 
 
 def params(prompt: str = "llamas", timestamp: int = T0) -> JobParams:
-    return JobParams(b"\x01" * 32, prompt, 8, 0, 0, timestamp, 600, CLIENT.public_key.to_bytes(), "", 9733)
+    return JobParams(b"\x01" * 32, *hidden(prompt), 8, 0, 0, timestamp, 600, CLIENT.public_key.to_bytes(), "", 9733)
 
 
 def offer(job: JobParams, key: PrivateKey = CLIENT) -> tuple[bytes, bytes, bytes, bytes]:

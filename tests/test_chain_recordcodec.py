@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 
 import msgpack
 import pytest
+from prompt_support import hidden
 
 from camelid.chain.recordcodec import decode_record, encode_record
 from camelid.core.job import JobParams
 from camelid.core.transaction import OutPoint, Transaction, TxIn, TxOut
 
-PARAMS = JobParams(b"\x01" * 32, "llamas hum", 8, 3, 700, 1_700_000_000, 600, b"\x02" + b"\x11" * 32, "", 29733)
+PARAMS = JobParams(b"\x01" * 32, *hidden("llamas hum"), 8, 3, 700, 1_700_000_000, 600, b"\x02" + b"\x11" * 32, "", 1)
 TX = Transaction(inputs=(TxIn(b"\x05" * 32, 1, b"\x51"),), outputs=(TxOut(5000, b"\x76\xa9"),), job_id=b"\x07" * 32)
 
 

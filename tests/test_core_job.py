@@ -7,11 +7,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from camelid.core.job import MAX_JOB_TOKENS, JobParams, job_tokens_problem
+from camelid.core.job import MAX_JOB_TOKENS, MAX_PROMPT_BYTES, JobParams, job_tokens_problem
 
 BASE = JobParams(
     model_id=b"\x01" * 32,
-    prompt="Why do llamas hum?",
+    prompt_commitment=b"\x33" * 32,
+    prompt_length=18,
+    prompt_unit=0,
     max_tokens=64,
     seed=7,
     temperature_milli=800,
@@ -25,7 +27,9 @@ BASE = JobParams(
 jobs = st.builds(
     JobParams,
     st.binary(min_size=32, max_size=32),
-    st.text(max_size=200),
+    st.binary(min_size=32, max_size=32),
+    st.integers(0, MAX_JOB_TOKENS),
+    st.sampled_from([0, 1]),
     st.integers(1, MAX_JOB_TOKENS),
     st.integers(0, 2**64 - 1),
     st.integers(0, 2000),
@@ -47,7 +51,9 @@ def test_round_trip_and_stable_id(job):
 @pytest.mark.parametrize(
     "field,value",
     [
-        ("prompt", "Why do alpacas hum?"),
+        ("prompt_commitment", b"\x34" * 32),
+        ("prompt_length", 19),
+        ("prompt_unit", 1),
         ("seed", 8),
         ("temperature_milli", 0),
         ("max_tokens", 65),
@@ -64,6 +70,9 @@ def test_every_field_changes_the_job_id(field, value):
     "field,value,message",
     [
         ("model_id", b"\x01" * 31, "model_id must be 32 bytes"),
+        ("prompt_commitment", b"\x01" * 31, "prompt_commitment must be 32 bytes"),
+        ("prompt_unit", 2, "prompt_unit must be 0"),
+        ("prompt_length", MAX_PROMPT_BYTES + 1, "prompt_length must be 0..65536"),
         ("max_tokens", 0, "max_tokens must be"),
         ("max_tokens", 4097, "max_tokens must be"),
         ("temperature_milli", 2001, "temperature_milli"),
@@ -80,13 +89,20 @@ def test_invalid_parameters_are_named(field, value, message):
 
 def test_decoder_rejects_version_trailing_and_bad_text():
     raw = BASE.to_bytes()
-    with pytest.raises(ValueError, match="unknown job version"):
-        JobParams.from_bytes(b"\x02" + raw[1:])
+    with pytest.raises(ValueError, match="unknown job version 1"):
+        JobParams.from_bytes(b"\x01" + raw[1:])  # version 1 carried the prompt in clear
     with pytest.raises(ValueError, match="trailing"):
         JobParams.from_bytes(raw + b"\x00")
-    bad_utf8 = raw[:33] + b"\x02\xff\xfe" + raw[33 + 1 + len(BASE.prompt.encode()) :]
-    with pytest.raises(ValueError, match="UTF-8"):
-        JobParams.from_bytes(bad_utf8)
+    one_char_host = dataclasses.replace(BASE, client_host="h").to_bytes()
+    with pytest.raises(ValueError, match="not ASCII"):
+        JobParams.from_bytes(one_char_host[:-3] + b"\xff" + one_char_host[-2:])
+
+
+def test_the_encoding_carries_no_prompt_only_its_commitment_and_length():
+    raw = BASE.to_bytes()
+    assert raw[1 + 32 : 1 + 64] == BASE.prompt_commitment
+    assert raw[65] == 0 and int.from_bytes(raw[66:70], "little") == 18
+    assert len(raw) == 1 + 32 + 32 + 1 + 4 + 4 + 8 + 2 + 8 + 4 + 33 + 1 + len(BASE.client_host) + 2
 
 
 @given(st.binary(max_size=200))

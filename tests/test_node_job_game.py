@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import pytest
 from chain_helpers import make_key
 from game_support import MAX_TOKENS, PROMPT, Model, cheating_dispute, honest_dispute
+from prompt_support import hidden
 from tiny_model import write_tiny_gemma3
 
 from camelid.chain.coins import Coin
@@ -115,7 +116,8 @@ class Table:
 
 
 def _table(model: Model, player: GamePlayer, output: tuple[int, ...], token: int) -> Table:
-    params = JobParams(model.model_id, "The llama", MAX_TOKENS, 0, 0, 1_000, 600, CLIENT.public_key.to_bytes(), "", 1)
+    client = CLIENT.public_key.to_bytes()
+    params = JobParams(model.model_id, *hidden("The llama"), MAX_TOKENS, 0, 0, 1_000, 600, client, "", 1)
     return Table(model, player, output, token, JobTerms(params, REGTEST.dispute_window), {})
 
 

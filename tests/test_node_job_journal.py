@@ -39,11 +39,15 @@ def test_a_job_and_both_roles_records_come_back_after_a_restart(tmp_path):
     job = params()
     job_id = job.job_id()
     paid = payment(job)
-    client_jobs[job_id] = ClientJob(OutPoint(ESCROW_TXID, 0), b"\x51", 10**8, job.client_pubkey, payment=paid)
+    client_jobs[job_id] = ClientJob(
+        OutPoint(ESCROW_TXID, 0), b"\x51", 10**8, job.client_pubkey, payment=paid, prompt="llamas",
+        prompt_salt=b"\x5a" * 32,
+    )
     pool.add_job(*offer(job))
     compute_jobs[job_id] = ComputeJob(
         [5, 6, 7],
         [1, 2],
+        "llamas",
         b"\x02" * 33,
         b"\x66" * 32,
         OutPoint(ESCROW_TXID, 0),

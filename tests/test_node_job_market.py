@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
+from prompt_support import hidden
+
 from camelid.chain.jobpool import JobPool, job_accept_digest, job_offer_digest
 from camelid.core.consensus import COIN
 from camelid.core.fill import Fill
@@ -51,7 +53,7 @@ async def announce(market: Market, node: bytes, *prices: tuple[bytes, int], **pe
 
 def job(pool: JobPool, max_tokens: int = 100, prompt: str = "llamas", timelock: int = 60):
     client = PrivateKey.from_bytes(b"\x11" * 32)
-    params = JobParams(MODEL, prompt, max_tokens, 0, 0, T0, timelock, client.public_key.to_bytes(), "", 1)
+    params = JobParams(MODEL, *hidden(prompt), max_tokens, 0, 0, T0, timelock, client.public_key.to_bytes(), "", 1)
     signature = client.sign(job_offer_digest(params.job_id(), b"\x66" * 32, NODES[0]))
     return pool.add_job(params.to_bytes(), b"\x66" * 32, NODES[0], signature)
 

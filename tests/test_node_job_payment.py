@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from prompt_support import hidden
 
 from camelid.core.job import JobParams
 from camelid.core.jobscripts import JOB_PAYOUT_FEE_CAP, escrow_script, escrow_script_sig, payout_script
@@ -21,13 +22,13 @@ OTHER_NODE = PrivateKey.from_bytes(b"\x33" * 32).public_key.to_bytes()
 COMMITMENT = b"\x44" * 32
 T0 = 1_800_000_000
 REWARD = 100_000_000
-PARAMS = JobParams(b"\x01" * 32, "llamas", 8, 0, 0, T0, 600, CLIENT.public_key.to_bytes(), "", 9733)
+PARAMS = JobParams(b"\x01" * 32, *hidden("llamas"), 8, 0, 0, T0, 600, CLIENT.public_key.to_bytes(), "", 9733)
 JOB = PARAMS.job_id()
 REFUND = T0 + 600 + 5
 TERMS = JobTerms(PARAMS, 5)
 ESCROW = escrow_script(JOB, PARAMS.client_pubkey, T0, REFUND)
 WORK = ComputeJob(
-    [7, 8], [1, 2], NODE, COMMITMENT, OutPoint(b"\x55" * 32, 1), ESCROW, REWARD, OutPoint(b"\x66" * 32, 0),
+    [7, 8], [1, 2], "llamas", NODE, COMMITMENT, OutPoint(b"\x55" * 32, 1), ESCROW, REWARD, OutPoint(b"\x66" * 32, 0),
     TxOut(REWARD, b""),
 )
 

@@ -9,6 +9,7 @@ import statistics
 from dataclasses import replace
 
 import pytest
+from prompt_support import hidden
 
 from camelid.chain.jobpool import (
     MAX_ACCEPTS_PER_JOB,
@@ -25,12 +26,10 @@ from camelid.crypto.keys import PrivateKey
 from camelid.node.jobs.claim_queue import ClaimQueue
 from camelid.node.jobs.scheduler import (
     CLAIM_SPREAD,
-    CONTEST_WINDOW,
     HOLD_SLACK,
     MAX_CANDIDATES,
     MAX_HOLDING_ACCEPTS,
     JobScheduler,
-    claim_rank,
     patience,
 )
 
@@ -70,7 +69,7 @@ def scheduler(node_id: bytes = ME) -> JobScheduler:
 def add_job(
     pool: JobPool, prompt: str = "llamas", model: bytes = SERVED, timelock: int = 600, client_node: bytes = CLIENT_NODE
 ) -> JobRecord:
-    job = JobParams(model, prompt, MAX_TOKENS, 0, 0, T0, timelock, CLIENT.public_key.to_bytes(), "", 9733)
+    job = JobParams(model, *hidden(prompt), MAX_TOKENS, 0, 0, T0, timelock, CLIENT.public_key.to_bytes(), "", 9733)
     signature = CLIENT.sign(job_offer_digest(job.job_id(), b"\x66" * 32, client_node))
     record = pool.add_job(job.to_bytes(), b"\x66" * 32, client_node, signature)
     assert record is not None
@@ -194,30 +193,14 @@ def test_ranks_are_fixed_per_node_and_job_and_spread_nodes_apart(pool):
     assert CLAIM_SPREAD / 4 < statistics.mean(gaps) < CLAIM_SPREAD / 2.4
 
 
-def test_of_two_nodes_that_claim_a_job_together_only_the_better_ranked_keeps_it(pool, clock):
-    record = add_job(pool)
-    rival_id = RIVAL.public_key.to_bytes()
-    mine, rivals = scheduler(), scheduler(rival_id)
-    mine.claim(record, clock.now)
-    rivals.claim(record, clock.now)
-    assert mine.contest_ends(record.job_id) == clock.now + CONTEST_WINDOW
-    for node, signer in ((ME, PrivateKey.from_bytes(b"\x22" * 32)), (rival_id, RIVAL)):
-        assert pool.add_accept(record.job_id, node, signer.sign(job_accept_digest(record.job_id, node)))
-    better = min((ME, rival_id), key=lambda node: claim_rank(node, record.job_id))
-    worse = rival_id if better == ME else ME
-    by_node = {ME: mine, rival_id: rivals}
-    assert by_node[better].rival_first(record) is None  # it stakes and publishes the testament
-    assert by_node[worse].rival_first(record) == better  # it leaves the job before staking
-
-
-def test_an_accepter_that_ran_out_of_patience_before_our_claim_is_no_rival(pool, clock):
+def test_a_job_is_open_again_once_its_accepter_ran_out_of_patience(pool, clock):
     record = add_job(pool)
     accept(pool, record, RIVAL)
-    clock.now += patience(MAX_TOKENS)
     mine = scheduler()
+    assert not mine.is_open(record, clock.now)
+    clock.now += patience(MAX_TOKENS)
     assert mine.is_open(record, clock.now)
-    mine.claim(record, clock.now)
-    assert mine.rival_first(record) is None  # whatever its rank: it had its turn
+    mine.claim(record)
     assert record.job_id in mine.tried
     mine.forget([])
     assert not mine.tried
@@ -277,22 +260,22 @@ def test_jobs_closed_for_good_leave_the_queue_on_the_first_look_and_others_stay(
     backed = add_job(pool, "a testament whose stake showed")
     add_testament(pool, backed, THIRD)
     declined = add_job(pool, "declined")
-    late = add_job(pool, "due in 5 s", timelock=5)
+    late = add_job(pool, "due in 8 s", timelock=8)
     for record in (fresh, held, unchecked, backed, declined, late):
         queue.add(record, clock.now)
     queue.add(add_job(pool, "our own", client_node=ME), clock.now)  # never queued
     assert len(queue) == 6
     mine.backed.add(backed.job_id)
     mine.tried.add(declined.job_id)
-    clock.now = T0 + 1  # too late to take `late` (5 s less patience(8), 4.8 s); the rival still holds `held`
+    clock.now = T0 + 1  # too late to take `late` (8 s less patience(8), 7.8 s); the rival still holds `held`
     assert queue.choose(clock.now) is fresh
     assert queued(queue) == [fresh.job_id, held.job_id, unchecked.job_id]
-    mine.claim(fresh, clock.now)
+    mine.claim(fresh)
     assert queue.choose(clock.now) is None
     assert queued(queue) == [held.job_id, unchecked.job_id]  # either may open again
     mine.unbacked.add((unchecked.job_id, RIVAL.public_key.to_bytes()))
     assert queue.choose(clock.now) is unchecked
-    mine.claim(unchecked, clock.now)
+    mine.claim(unchecked)
     clock.now = T0 + patience(MAX_TOKENS)  # the rival ran out of patience
     assert queue.choose(clock.now) is held
     queue.discard(held.job_id)  # the pool dropped it
@@ -349,7 +332,7 @@ def test_the_queue_chooses_what_a_walk_of_the_whole_pool_chooses(pool, clock):
         assert queue.choose(clock.now, rate) is walk, f"step {step}"
         record, roll = rng.choice(records), rng.random()
         if walk is not None and roll < 0.15:
-            mine.claim(walk, clock.now)
+            mine.claim(walk)
         elif walk is not None and roll < 0.25:
             mine.tried.add(walk.job_id)  # declined
         elif walk is not None and roll < 0.35:
@@ -373,7 +356,7 @@ def test_the_queue_chooses_what_a_walk_of_the_whole_pool_chooses(pool, clock):
 
 def bare_job(prompt: str) -> JobRecord:
     """A job record as the pool keeps it, unsigned: thousands of them without the signature checks."""
-    job = JobParams(SERVED, prompt, MAX_TOKENS, 0, 0, T0, 600, CLIENT.public_key.to_bytes(), "", 9733)
+    job = JobParams(SERVED, *hidden(prompt), MAX_TOKENS, 0, 0, T0, 600, CLIENT.public_key.to_bytes(), "", 9733)
     return JobRecord(job, job.job_id(), b"\x66" * 32, CLIENT_NODE, history=[(JobState.CREATED, T0)])
 
 

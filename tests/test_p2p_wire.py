@@ -10,6 +10,7 @@ import pytest
 from camelid.core.consensus import MAX_BLOCK_SIZE, MAX_TX_SIZE
 from camelid.core.job import MAX_JOB_TOKENS
 from camelid.core.params import get_params
+from camelid.core.private_prompt import MAX_SEALED_PROMPT
 from camelid.crypto.hashes import sha256d
 from camelid.crypto.keys import PrivateKey
 from camelid.p2p.errors import ProtocolViolation
@@ -38,6 +39,7 @@ from camelid.p2p.messages import (
     JobDelivery,
     JobMessage,
     JobPayment,
+    JobPrompt,
     JobTestament,
     ManifestMessage,
     ModelPrice,
@@ -128,7 +130,9 @@ SMALL_MESSAGES = [
 
 DIRECTED_PAYLOADS = [
     JobPayment(b"\x17" * 32, b"\x01" * 60),
-    RasticAsk(b"\x17" * 32, b"\x18" * 32, b"\x01\x00\x00\x00"),
+    JobPrompt(b"\x17" * 32, b"\x01" * 100, b"\x30\x06sig"),
+    JobAccept(b"\x13" * 32, NODE_B, b"\x30\x06sig"),  # directed to the client too
+    RasticAsk(b"\x17" * 32, b"\x18" * 32, b"\x01\x00\x00\x00", b"\x01" * 100),
     RasticAnswer(b"\x17" * 32, b"\x18" * 32, b"\x80", ""),
     RasticAnswer(b"\x17" * 32, b"\x18" * 32, b"", "this node does not hold the model"),
 ]
@@ -163,8 +167,9 @@ LARGEST_MESSAGES = [
     JobAccept(b"\xff" * 32, NODE_B, b"\xff" * 72),
     JobTestament(b"\xff" * 32, NODE_B, NODE_A, b"\xff" * 32, b"\xff" * 72, b"\xff" * 32, b"\xff" * 72),
     JobPayment(b"\xff" * 32, b"\xff" * MAX_TX_SIZE),
+    JobPrompt(b"\xff" * 32, b"\xff" * MAX_SEALED_PROMPT, b"\xff" * 72),
     JobDelivery(b"\xff" * 32, NODE_B, b"\xff" * MAX_SEALED_OUTPUT, b"\xff" * 72, b"\xff" * 32, b"\xff" * 72),
-    RasticAsk(b"\xff" * 32, b"\xff" * 32, b"\xff" * 4 * MAX_JOB_TOKENS),
+    RasticAsk(b"\xff" * 32, b"\xff" * 32, b"\xff" * 4 * MAX_JOB_TOKENS, b"\xff" * MAX_SEALED_PROMPT),
     RasticAnswer(b"\xff" * 32, b"\xff" * 32, b"\xff" * MAX_VERDICT_BYTES, "~" * 256),
     Prices(tuple(ModelPrice(bytes([i]) * 32, U64) for i in range(MAX_MODELS))),
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from prompt_support import hidden
+
 from camelid.chain.jobpool import JobPool, JobState, job_offer_digest
 from camelid.core.job import JobParams
 from camelid.crypto.keys import PrivateKey
@@ -17,7 +19,7 @@ def test_jobs_are_counted_per_minute_by_outcome_and_delivered_ones_timed():
     pool = JobPool(5, clock=lambda: now[0])
 
     def add(prompt: str):
-        params = JobParams(b"\x01" * 32, prompt, 8, 0, 0, T0, 600, CLIENT.public_key.to_bytes(), "", 1)
+        params = JobParams(b"\x01" * 32, *hidden(prompt), 8, 0, 0, T0, 600, CLIENT.public_key.to_bytes(), "", 1)
         signature = CLIENT.sign(job_offer_digest(params.job_id(), b"\x66" * 32, CLIENT_NODE))
         return pool.add_job(params.to_bytes(), b"\x66" * 32, CLIENT_NODE, signature)
 

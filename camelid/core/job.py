@@ -4,9 +4,12 @@ The parameters never go on chain; only their hash does, in the Job ID field of t
 payment transactions. The encoding is therefore fixed byte for byte: any two nodes
 must derive the same Job ID from the same parameters.
 
-    version u8 | model_id[32] | var_bytes prompt (UTF-8) | max_tokens u32 | seed u64 |
-    temperature_milli u16 | timestamp u64 | timelock u32 | client_pubkey[33] |
-    var_bytes client_host (ASCII) | client_port u16
+    version u8 (2) | model_id[32] | prompt_commitment[32] | prompt_unit u8 | prompt_length u32 |
+    max_tokens u32 | seed u64 | temperature_milli u16 | timestamp u64 | timelock u32 |
+    client_pubkey[33] | var_bytes client_host (ASCII) | client_port u16
+
+The prompt itself is not a parameter: the job carries its salted commitment and its length
+(camelid.core.private_prompt), and only the node the client chooses is sent the prompt.
 
 Temperature is carried in thousandths so that no float ever enters a hash.
 """
@@ -20,7 +23,7 @@ from camelid.core.serialize import ByteReader, var_bytes
 from camelid.crypto import ecies
 from camelid.crypto.hashes import sha256d
 
-JOB_VERSION = 1
+JOB_VERSION = 2
 MAX_PROMPT_BYTES = 64 * 1024
 MAX_JOB_TOKENS = (MAX_DELIVERY_SIZE - ecies.OVERHEAD - COMMITMENT_BODY_OVERHEAD) // 4
 """2,308 prompt + output tokens: a delivery seals the commitment body B (the job's fields, the prompt and the
@@ -45,7 +48,9 @@ def job_tokens_problem(prompt_tokens: int, max_tokens: int) -> str | None:
 @dataclass(frozen=True)
 class JobParams:
     model_id: bytes  # the model's id (camelid.compute.model_id; whitepaper 2.6.1)
-    prompt: str
+    prompt_commitment: bytes  # private_prompt.prompt_commitment(prompt, salt): the prompt stays with the client
+    prompt_length: int  # the prompt's length, in private_prompt.LengthUnit `prompt_unit`
+    prompt_unit: int
     max_tokens: int
     seed: int
     temperature_milli: int  # sampling temperature x 1000; 0 is greedy
@@ -57,7 +62,11 @@ class JobParams:
 
     def __post_init__(self) -> None:
         _check(len(self.model_id) == 32, f"model_id must be 32 bytes, got {len(self.model_id)}")
-        _check(len(self.prompt.encode()) <= MAX_PROMPT_BYTES, f"prompt exceeds {MAX_PROMPT_BYTES} bytes")
+        size = len(self.prompt_commitment)
+        _check(size == 32, f"prompt_commitment must be 32 bytes, got {size}")
+        _check(self.prompt_unit in (0, 1), f"prompt_unit must be 0 (UTF-8 bytes) or 1 (tokens), got {self.prompt_unit}")
+        limit = MAX_PROMPT_BYTES if self.prompt_unit == 0 else MAX_JOB_TOKENS
+        _check(0 <= self.prompt_length <= limit, f"prompt_length must be 0..{limit}, got {self.prompt_length}")
         _check(1 <= self.max_tokens <= MAX_JOB_TOKENS, f"max_tokens must be 1..{MAX_JOB_TOKENS}, got {self.max_tokens}")
         _check(0 <= self.seed < 2**64, f"seed must fit 64 bits, got {self.seed}")
         _check(
@@ -85,7 +94,9 @@ class JobParams:
             [
                 bytes([JOB_VERSION]),
                 self.model_id,
-                var_bytes(self.prompt.encode()),
+                self.prompt_commitment,
+                bytes([self.prompt_unit]),
+                self.prompt_length.to_bytes(4, "little"),
                 self.max_tokens.to_bytes(4, "little"),
                 self.seed.to_bytes(8, "little"),
                 self.temperature_milli.to_bytes(2, "little"),
@@ -104,7 +115,8 @@ class JobParams:
         version = r.u8("job version")
         _check(version == JOB_VERSION, f"unknown job version {version}")
         model_id = r.read(32, "model id")
-        prompt_raw = r.var_bytes("prompt")
+        prompt_commitment = r.read(32, "prompt commitment")
+        prompt_unit, prompt_length = r.u8("prompt unit"), r.u32("prompt length")
         max_tokens, seed = r.u32("max_tokens"), r.u64("seed")
         temperature_milli = int.from_bytes(r.read(2, "temperature"), "little")
         timestamp, timelock = r.u64("timestamp"), r.u32("timelock")
@@ -113,11 +125,12 @@ class JobParams:
         port = int.from_bytes(r.read(2, "client port"), "little")
         r.finish("job parameters")
         try:
-            prompt, host = prompt_raw.decode(), host_raw.decode("ascii")
+            host = host_raw.decode("ascii")
         except UnicodeDecodeError as exc:
-            raise ValueError(f"job text is not valid UTF-8/ASCII: {exc}") from None
+            raise ValueError(f"job client host is not ASCII: {exc}") from None
         return cls(
-            model_id, prompt, max_tokens, seed, temperature_milli, timestamp, timelock, client_pubkey, host, port
+            model_id, prompt_commitment, prompt_length, prompt_unit, max_tokens, seed, temperature_milli, timestamp,
+            timelock, client_pubkey, host, port,
         )
 
     def job_id(self) -> bytes:

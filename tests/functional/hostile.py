@@ -21,6 +21,8 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 
+from prompt_support import hidden, revealed
+
 from camelid.chain.jobpool import job_offer_digest
 from camelid.chain.template import BLOCK_VERSION, make_coinbase
 from camelid.compute.engine import Engine
@@ -36,11 +38,12 @@ from camelid.core.jobscripts import (
     output_commitment,
 )
 from camelid.core.params import REGTEST
+from camelid.core.private_prompt import RevealedPrompt, seal_prompt, sealed_prompt_digest
 from camelid.core.script import p2pkh_script, p2pkh_script_sig
 from camelid.core.transaction import SIGHASH_ALL, OutPoint, Transaction, TxIn, TxOut
 from camelid.crypto.address import hash160_to_address
 from camelid.crypto.hashes import hash160
-from camelid.crypto.keys import PrivateKey
+from camelid.crypto.keys import PrivateKey, PublicKey
 from camelid.crypto.merkle import merkle_root
 from camelid.node.jobs.client import PAYMENT_FEE
 from camelid.node.jobs.common import RELEASE_FEE
@@ -49,9 +52,11 @@ from camelid.p2p.messages import (
     DEFAULT_HOPS,
     MESSAGE_ID_SIZE,
     Directed,
+    JobAccept,
     JobDelivery,
     JobMessage,
     JobPayment,
+    JobPrompt,
     JobTestament,
     Message,
 )
@@ -100,7 +105,7 @@ UNSERVED_MODEL = b"\x5a" * 32
 def unfunded_job(client_node: bytes, model_id: bytes = UNSERVED_MODEL) -> JobMessage:
     """A job correctly signed by its client, naming an escrow that does not exist: free to make."""
     client = PrivateKey.generate(network="regtest")
-    params = JobParams(model_id, "free", 8, 0, 0, int(time.time()), 600, client.public_key.to_bytes(), "", 1)
+    params = JobParams(model_id, *hidden("free"), 8, 0, 0, int(time.time()), 600, client.public_key.to_bytes(), "", 1)
     escrow = os.urandom(32)
     signature = client.sign(job_offer_digest(params.job_id(), escrow, client_node))
     return JobMessage(params.to_bytes(), escrow, client_node, signature)
@@ -116,7 +121,7 @@ def escrowed_jobs(
     now = int(time.time())
     terms = [
         JobTerms(
-            JobParams(model_id, f"spam {i}", 8, 0, 0, now, 600, client_key.public_key.to_bytes(), "", 1),
+            JobParams(model_id, *hidden(f"spam {i}"), 8, 0, 0, now, 600, client_key.public_key.to_bytes(), "", 1),
             REGTEST.dispute_window,
         )
         for i in range(count)
@@ -148,7 +153,7 @@ def fraud_proofs(
         model_id, prompt = engine.model_id, engine.tokenize("The llama")
         honest = engine.generate(prompt, max_tokens)
     client, pn, funder = (PrivateKey.generate(network="regtest") for _ in range(3))
-    params = JobParams(model_id, "The llama", max_tokens, 0, 0, int(time.time()) - 60, 600,
+    params = JobParams(model_id, *hidden("The llama"), max_tokens, 0, 0, int(time.time()) - 60, 600,
                        client.public_key.to_bytes(), "", 1)
     terms = JobTerms(params, REGTEST.dispute_window)
     outputs = [tamper(honest, i) for i in range(count)]
@@ -205,6 +210,7 @@ class HostileClient:
         self.compute_id = bytes.fromhex(compute.getnetworkinfo()["nodeid"])
         self.model_id = bytes.fromhex(compute.listmodels()[0]["id"])
         self.received: list[Message] = []
+        self.prompts: dict[bytes, tuple[PrivateKey, RevealedPrompt]] = {}  # by Job ID: sent once the node accepts
 
     @classmethod
     def connect(cls, miner: TestNode, compute: TestNode, mine_to: str, source: str = "127.0.0.66") -> HostileClient:
@@ -228,14 +234,22 @@ class HostileClient:
     # -- a job -----------------------------------------------------------------------------------
 
     def submit(
-        self, reward: int = COIN, t0: int | None = None, timelock: int = 30, max_tokens: int = 8
+        self,
+        reward: int = COIN,
+        t0: int | None = None,
+        timelock: int = 30,
+        max_tokens: int = 8,
+        sent: RevealedPrompt | None = None,
+        declared: tuple[int, int] | None = None,
     ) -> HostileJob:
-        """Fund an escrow for a new job and send the job message to the compute node; the job."""
+        """Fund an escrow for a new job and send the job message to the compute node; the job. Once the node
+        accepts it (seen while we wait for its messages), it is sent the job's prompt, or `sent` instead.
+        `declared`: the (length, unit) the job declares instead of the prompt's UTF-8 length."""
         funder, client_key = PrivateKey.generate(network="regtest"), PrivateKey.generate(network="regtest")
         coin = self.fund(funder)
         params = JobParams(
             self.model_id,
-            "The llama",
+            *(hidden("The llama") if declared is None else (hidden("The llama")[0], *declared)),
             max_tokens,
             0,
             0,
@@ -250,7 +264,18 @@ class HostileClient:
         self.broadcast(escrow_tx)
         signature = client_key.sign(job_offer_digest(terms.job_id, escrow_tx.hash, self.node_id))
         self.peer.send(JobMessage(params.to_bytes(), escrow_tx.hash, self.node_id, signature))
+        self.prompts[terms.job_id] = client_key, revealed("The llama") if sent is None else sent
         return HostileJob(terms, client_key, Spent(OutPoint(escrow_tx.hash, 0), escrow_tx.outputs[0]))
+
+    def send_prompt(self, job_id: bytes, client_key: PrivateKey, prompt: RevealedPrompt) -> None:
+        """The prompt sealed to the compute node and signed by Pc, as a directed message over our connection."""
+        sealed = seal_prompt(PublicKey.from_bytes(self.compute_id), job_id, prompt)
+        signature = client_key.sign(sealed_prompt_digest(job_id, self.compute_id, sealed))
+        self.send_directed(JobPrompt.command, JobPrompt(job_id, sealed, signature).to_payload())
+
+    def send_directed(self, command: str, payload: bytes) -> None:
+        message_id = os.urandom(MESSAGE_ID_SIZE)
+        self.peer.send(Directed(self.node_id, self.compute_id, DEFAULT_HOPS, message_id, command, payload))
 
     def testament(self, job: HostileJob, timeout: float = 60) -> JobTestament:
         """The compute node's testament for `job`, as it floods it to us."""
@@ -275,6 +300,8 @@ class HostileClient:
             except (TimeoutError, OSError):
                 break
             self.received.append(message)
+            if isinstance(message, JobAccept) and message.node == self.compute_id and message.job_id in self.prompts:
+                self.send_prompt(message.job_id, *self.prompts.pop(message.job_id))
             if isinstance(message, kind) and message.job_id == job.job_id:
                 return message
         raise TimeoutError(f"no {kind.__name__} for job {job.rpc_id} within {timeout} s")
@@ -305,9 +332,7 @@ class HostileClient:
 
     def send_payment(self, job: HostileJob, tx: Transaction) -> None:
         """The payment as a directed message to the compute node, straight over our connection to it."""
-        payload = JobPayment(job.job_id, tx.to_bytes()).to_payload()
-        message_id = os.urandom(MESSAGE_ID_SIZE)
-        self.peer.send(Directed(self.node_id, self.compute_id, DEFAULT_HOPS, message_id, JobPayment.command, payload))
+        self.send_directed(JobPayment.command, JobPayment(job.job_id, tx.to_bytes()).to_payload())
 
     def stake(self, job: HostileJob, testament: JobTestament, timeout: float = 30) -> Spent:
         """The testament's STAKE output, once it shows (unspent) at the miner."""

@@ -1,9 +1,10 @@
 """Restarting any node mid-job loses no job state (issue 6): the job journal and the catch-up of new peers.
 
-The compute node is down when the job is submitted and the client is down when the compute node computes,
-so every step crosses a restart: the compute node learns the job from the miner when it comes back, the
-client learns the testament from the miner when it comes back and pays with the key it stored, and the
-compute node, restarted once more after the payment, still takes its reward and stake back.
+The compute node is down when the job is submitted and the client restarts before the compute node comes
+back, so every step crosses a restart: the compute node learns the job from the miner when it comes back,
+the client sends it the private prompt and pays with the prompt and key its journal kept, and the compute
+node, restarted once more after the payment, still takes its reward and stake back. (A client must be online
+while its job is taken: only it holds the prompt.)
 """
 
 from __future__ import annotations
@@ -33,11 +34,12 @@ def test_no_job_state_is_lost_when_client_compute_node_and_miner_restart_mid_job
     submitted = client.getjob(job)
     client.stop()
 
-    compute.start()  # learns the job from the miner, which it connects to again
-    wait_until(lambda: miner.getjob(job)["state"] == "completed", timeout=60, what="the testament at the miner")
-    assert compute.getjob(job)["role"] == "compute"
-
-    client.start()  # learns the testament from the miner, and pays with the key its journal kept
+    # The client comes back first: only it holds the prompt (its journal kept it, with the key that pays), and
+    # a compute node computes nothing before the client sends it.
+    client.start()
+    compute.start()  # learns the job from the miner, which it connects to again, and gets the prompt from the client
+    wait_until(lambda: "completed" in states(miner, job), timeout=60, what="the testament at the miner")
+    assert compute.getjob(job)["role"] == "compute" and compute.getjob(job)["prompt"] == "The llama"
     wait_until(lambda: client.getjob(job)["state"] == "verified", timeout=60, what="payment, delivery and verdict")
     mine = client.getjob(job)
     assert mine["history"][0] == submitted["history"][0] and mine["escrow_txid"] == submitted["escrow_txid"]

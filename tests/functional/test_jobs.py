@@ -13,6 +13,7 @@ import time
 from decimal import Decimal
 
 import pytest
+from prompt_support import hidden
 
 from camelid.chain.jobpool import job_offer_digest
 from camelid.core.job import JobParams
@@ -96,7 +97,9 @@ def test_an_honest_job_is_paid_delivered_verified_and_settled(camelid_nodes, tmp
 def test_a_peer_sending_a_job_its_client_did_not_sign_is_discouraged(camelid_nodes):
     (node,) = camelid_nodes(1)
     client, forger = PrivateKey.generate(), PrivateKey.generate()
-    job = JobParams(b"\x01" * 32, "llamas", 8, 0, 0, int(time.time()), 600, client.public_key.to_bytes(), "", 1)
+    job = JobParams(
+        b"\x01" * 32, *hidden("llamas"), 8, 0, 0, int(time.time()), 600, client.public_key.to_bytes(), "", 1
+    )
     origin = forger.public_key.to_bytes()
     signature = forger.sign(job_offer_digest(job.job_id(), b"\x02" * 32, origin))
     peer = RawPeer.connect(node.p2p_port, "127.0.0.3")

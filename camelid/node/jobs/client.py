@@ -23,6 +23,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from camelid.chain.jobpool import (
     TRANSITIONS,
@@ -30,6 +31,7 @@ from camelid.chain.jobpool import (
     JobRecord,
     JobState,
     TestamentRecord,
+    job_accept_digest,
     job_offer_digest,
 )
 from camelid.compute.rastic import EPS_SLASH, structural_failures
@@ -39,10 +41,12 @@ from camelid.core.deliveryproof import MALFORMED_REVEAL, BadDeliveryProof, deliv
 from camelid.core.job import JobParams, job_tokens_problem
 from camelid.core.jobgame import MIN_GAME_BOND, Challenge, Game
 from camelid.core.jobscripts import JOB_PAYOUT_FEE_CAP, CommittedOutput, FraudProof, match_job_lock, output_commitment
+from camelid.core.private_prompt import RevealedPrompt, hide, seal_prompt, sealed_prompt_digest
 from camelid.core.script import p2pkh_script
 from camelid.core.transaction import OutPoint, Transaction, TxOut
 from camelid.crypto import ecies
 from camelid.crypto.hashes import hash160, sha256
+from camelid.crypto.keys import PublicKey, verify_signature
 from camelid.node.config import Misbehaviour
 from camelid.node.jobs.common import (
     RELEASE_FEE,
@@ -50,14 +54,20 @@ from camelid.node.jobs.common import (
     STAKE_MULTIPLE,
     JobContext,
     TimedSpend,
+    decode_directed,
     hex_id,
 )
 from camelid.node.jobs.contract import Spent
 from camelid.node.jobs.game import KEY_HOLD, GameDriver, GamePlay, Side, fund_coin
 from camelid.node.jobs.game import Outcome as GameOutcome
+from camelid.node.jobs.scheduler import patience
 from camelid.node.jobs.verdict import NOT_DELIVERED, VERIFIED, Cause, Outcome, Verdict, failed, unverified
 from camelid.node.jobs.verify import OutsourcedVerification
-from camelid.p2p.messages import JobMessage, JobPayment
+from camelid.p2p.messages import JobAccept, JobMessage, JobPayment, JobPrompt
+
+if TYPE_CHECKING:
+    from camelid.p2p.messages import Directed
+    from camelid.p2p.peer import Peer
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +108,14 @@ class ClientJob:
     refund_txid: str | None = None  # our escrow refund of a job never paid, once the mempool took it
     checked_by: list[str] | None = None  # node ids of the verifiers that passed it; [] when checked locally
     tokens: list[int] | None = None  # the delivered output, once opened
+    prompt: str = ""  # the private prompt: the job carries only its commitment (camelid.core.private_prompt)
+    prompt_salt: bytes = b""
+    chosen: bytes | None = None  # the accepter we sent the prompt to
+    chosen_at: float = 0.0  # when: another accepter is chosen only once its patience has run out
+
+    @property
+    def revealed(self) -> RevealedPrompt:
+        return RevealedPrompt(self.prompt, self.prompt_salt)
 
     @property
     def escrow_spent(self) -> Spent:
@@ -137,13 +155,15 @@ class JobClient:
         if verify not in VERIFY_MODES:
             raise ValueError(f"verify must be one of {', '.join(VERIFY_MODES)}, got {verify!r}")
         ctx = self._ctx
-        await self._check_deliverable(prompt, max_tokens, model_id)
+        revealed, length, unit = hide(prompt, await self._count_tokens(prompt, max_tokens, model_id))
         wallets = ctx.require_wallets()
         wallet = wallets.get()
         client_pubkey = wallet.new_job_key()
         params = JobParams(
             model_id,
-            prompt,
+            revealed.commitment(),
+            length,
+            unit,
             max_tokens,
             seed,
             temperature_milli,
@@ -167,35 +187,86 @@ class JobClient:
             ctx.node_id,
             wallet.sign_job_digest(client_pubkey, job_offer_digest(job_id, escrow_txid, ctx.node_id)),
         )
-        self.jobs[job_id] = ClientJob(OutPoint(escrow_txid, escrow_index), script, reward, client_pubkey, verify)
+        self.jobs[job_id] = ClientJob(
+            OutPoint(escrow_txid, escrow_index), script, reward, client_pubkey, verify, prompt=prompt,
+            prompt_salt=revealed.salt,
+        )
         ctx.pool.add_job(message.params, message.escrow_txid, message.client_node, message.signature)
         ctx.manager.broadcast(message)
         ctx.spawn(self._close_unfinished(job_id), f"job-close-{hex_id(job_id)[:16]}")
         if verify != "off":
-            ctx.spawn(self._prefill(params), f"job-prefill-{hex_id(job_id)[:16]}")
+            ctx.spawn(self._prefill(params, prompt), f"job-prefill-{hex_id(job_id)[:16]}")
         log.info("job %s submitted: escrow %s, reward %d", hex_id(job_id), created.tx.txid(), reward)
         return job_id
 
-    async def _check_deliverable(self, prompt: str, max_tokens: int, model_id: bytes) -> None:
-        """ValueError if the prompt's tokens and max_tokens exceed what one delivery carries on chain (counted
-        where we hold the model; without it a compute node counts and declines such a job)."""
+    async def _count_tokens(self, prompt: str, max_tokens: int, model_id: bytes) -> int | None:
+        """The prompt's tokens, counted with the model or its vocabulary where the store holds the file (None
+        without it: the job then declares the UTF-8 length); ValueError if they and max_tokens exceed what one
+        delivery carries on chain (without the model a compute node counts, and declines such a job)."""
         try:
             engine = await self._ctx.engine_for(model_id)
-            prompt_tokens = None if engine is None else await engine.tokenize(prompt)
+            if engine is not None:
+                count: int | None = len(await engine.tokenize(prompt))
+            else:
+                count = await self._vocab_count(prompt, model_id)
         except EngineUnavailable:
-            return
-        problem = None if prompt_tokens is None else job_tokens_problem(len(prompt_tokens), max_tokens)
+            count = await self._vocab_count(prompt, model_id)
+        problem = None if count is None else job_tokens_problem(count, max_tokens)
         if problem is not None:
             raise ValueError(f"the job cannot be delivered: {problem}")
+        return count
 
-    async def _prefill(self, params: JobParams) -> None:
+    async def _vocab_count(self, prompt: str, model_id: bytes) -> int | None:
+        store = self._ctx.models.store
+        if store.get(model_id) is None:
+            return None
+        vocab = await asyncio.to_thread(ModelVocab, store.model_path(model_id))
+        try:
+            return len(vocab.tokenize(prompt))
+        finally:
+            vocab.close()
+
+    def on_accept(self, job_id: bytes, node: bytes) -> None:
+        """A node accepted a job of ours: the first accepter is sent the private prompt, sealed to its node key and
+        signed by Pc; a later one only once the chosen node's patience ran out without a testament. Only the
+        node holding the prompt can compute the job, so this choice settles claims made at the same moment."""
+        client, record = self.jobs.get(job_id), self._ctx.pool.get(job_id)
+        if client is None or record is None or client.cancelled or client.testament is not None or not client.prompt:
+            return
+        now, chosen = time.time(), client.chosen
+        if chosen is not None and (chosen in record.testaments or now < client.chosen_at + patience(
+            record.params.max_tokens
+        )):
+            return
+        sealed = seal_prompt(PublicKey.from_bytes(node), job_id, client.revealed)
+        signature = self._ctx.require_wallets().get().sign_job_digest(
+            client.client_pubkey, sealed_prompt_digest(job_id, node, sealed)
+        )
+        client.chosen, client.chosen_at = node, now
+        self._ctx.manager.send_directed(node, JobPrompt.command, JobPrompt(job_id, sealed, signature).to_payload())
+        log.info("job %s: prompt sent to node %s, whose accept we chose", hex_id(job_id), node.hex())
+
+    async def on_directed_accept(self, peer: Peer, directed: Directed) -> None:
+        """A jobaccept its node sent us directly as well as flooded: the pool keeps and relays at most
+        MAX_ACCEPTS_PER_JOB accepts per job, so throwaway accepts under made-up ids could otherwise keep a real
+        accepter's claim, and so our prompt, from reaching it."""
+        accept = decode_directed(JobAccept, directed)
+        if accept is None or accept.job_id not in self.jobs:
+            return
+        if not verify_signature(accept.node, accept.signature, job_accept_digest(accept.job_id, accept.node)):
+            log.info("job %s: directed jobaccept not signed by its node %s; dropped", hex_id(accept.job_id),
+                     accept.node.hex())
+            return
+        self.on_accept(accept.job_id, accept.node)
+
+    async def _prefill(self, params: JobParams, prompt: str) -> None:
         """While a compute node generates, decode the prompt into our model's checking cache, so that the
         delivery's RASTiC check prefills only the output (docs/rastic.md, "Prompt prefilled ahead"). Best
         effort: a check that finds no prefill is as sound, only slower."""
         try:
             engine = await self._ctx.engine_for(params.model_id)
             if engine is not None:
-                await engine.prefill(await engine.tokenize(params.prompt))
+                await engine.prefill(await engine.tokenize(prompt))
         except (EngineUnavailable, ValueError) as exc:  # a worker restarting, a prompt the context cannot hold
             log.debug("job prompt not prefilled: %s", exc)
 
@@ -453,7 +524,7 @@ class JobClient:
             verdict, text = await self._judge_elsewhere(record, tokens, client)
             return verdict, text, None
         client.checked_by = []
-        prompt_tokens = await engine.tokenize(params.prompt)
+        prompt_tokens = await engine.tokenize(client.prompt)
         expected = output_commitment(
             params.model_id, prompt_tokens, tokens, params.max_tokens, params.seed, params.temperature
         )
@@ -497,7 +568,7 @@ class JobClient:
         if path is not None:
             vocab = await asyncio.to_thread(ModelVocab, path)
             try:
-                prompt_tokens = vocab.tokenize(params.prompt)
+                prompt_tokens = vocab.tokenize(client.prompt)
                 expected = output_commitment(
                     params.model_id, prompt_tokens, tokens, params.max_tokens, params.seed, params.temperature
                 )
@@ -511,7 +582,7 @@ class JobClient:
         if client.verify == "off":
             return unverified(Cause.SWITCHED_OFF, "verification switched off for this job"), text
         outcome = await self._verifiers.ask(
-            record.job_id, params.model_id, testament.node, testament.commitment, tokens
+            record.job_id, params.model_id, testament.node, testament.commitment, tokens, client.revealed
         )
         client.checked_by = outcome.checked_by
         return outcome.verdict, None if outcome.verdict.failed else text
@@ -541,7 +612,7 @@ class JobClient:
             log.warning("job %s: the game's referee cannot judge model %s (its architecture): no dispute",
                         hex_id(record.job_id), params.model_id.hex()[:16])
             return
-        prompt_tokens = await engine.tokenize(params.prompt)
+        prompt_tokens = await engine.tokenize(client.prompt)
         choice = await asyncio.to_thread(
             player.choose_token, prompt_tokens, tokens, position, params.seed, params.temperature_milli
         )

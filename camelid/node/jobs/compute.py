@@ -3,8 +3,9 @@
 With --serve-model and a wallet, an idle node takes a job for a served model that its ComputePolicy allows
 (t0 near its clock, timelock and stake within limits, a reward at its --min-price, the escrow here, unspent
 and deep enough; a declined job is logged with the reason and counted by kind), the best-paying per token
-first, broadcasts jobaccept, generates on the engine's own thread, signs the
-commitment with a fresh wallet key Pn that the wallet holds usable until D + W, funds the STAKE
+first, broadcasts jobaccept, waits for the private prompt the client sends the accepter it chose
+(camelid.node.jobs.prompts: none within PROMPT_WAIT, and it leaves the job), generates on the engine's own
+thread, signs the commitment with a fresh wallet key Pn that the wallet holds usable until D + W, funds the STAKE
 (STAKE_MULTIPLE x the reward) and broadcasts the testament. It takes a payment that moves that escrow to
 the right PAYOUT with a valid signature and that its mempool would admit but for the dispute window
 (nothing unminable, no conflicting spend of the escrow in its mempool or chain), publishes it, retrying
@@ -55,6 +56,7 @@ from camelid.core.jobscripts import (
     match_job_lock,
     output_commitment,
 )
+from camelid.core.private_prompt import LengthUnit
 from camelid.core.script import ScriptError
 from camelid.core.sigchecker import TransactionSignatureChecker
 from camelid.core.transaction import OutPoint, Transaction, TxOut
@@ -79,6 +81,7 @@ from camelid.node.jobs.common import (
 )
 from camelid.node.jobs.contract import JobTerms, Spent
 from camelid.node.jobs.game import GamePlay, Side
+from camelid.node.jobs.prompts import PromptInbox
 from camelid.node.jobs.scheduler import ESCROW_RECHECK, JobScheduler
 from camelid.p2p.messages import JobAccept, JobPayment
 from camelid.wallet.errors import WalletError
@@ -103,6 +106,7 @@ class ComputeJob:
 
     output_tokens: list[int]
     prompt_tokens: list[int]  # as we tokenized the job's prompt: the delivery seals them with the output
+    prompt: str  # the private prompt its client sent us (never flooded; getjob shows it here and on the client)
     node_pubkey: bytes
     commitment: bytes
     escrow: OutPoint
@@ -146,6 +150,7 @@ class JobComputer:
         self._queue = ClaimQueue(self._scheduler)  # the jobs we may yet take: a look never walks the pool
         self._offered = asyncio.Event()  # set by offer: a job came in that the idle _work loop should look at
         self._slots = asyncio.Semaphore(ctx.compute.settings.slots)  # jobs computed at once
+        self.prompts = PromptInbox(ctx)  # the private prompts clients send us for the jobs we accept
         self._reserved = 0  # stakes of the jobs being computed now, not staked yet
         self._escrows_seen: set[bytes] = set()  # escrow txids once found (then only confirmations are awaited)
         self._rewards: dict[bytes, int] = {}  # open jobs' escrow values, by Job ID, once located
@@ -233,6 +238,7 @@ class JobComputer:
         not once a look)."""
         jobs = self._ctx.pool.jobs()
         self._scheduler.forget(job.job_id for job in jobs)
+        self.prompts.forget({job.job_id for job in jobs})
         self._escrows_seen &= {job.escrow_txid for job in jobs}
         self._rewards = {job.job_id: self._rewards[job.job_id] for job in jobs if job.job_id in self._rewards}
         self._queue.take_back(block=True)
@@ -370,18 +376,9 @@ class JobComputer:
             return False, None if now < half_time else late
         return True, None
 
-    async def _yields(self, record: JobRecord) -> bool:
-        """Whether a better-ranked node claimed the job at the same moment as we did, so that it, not we,
-        stakes and publishes a testament: we give its jobaccept until CONTEST_WINDOW after our claim to arrive."""
-        await asyncio.sleep(self._scheduler.contest_ends(record.job_id) - time.time())
-        rival = self._scheduler.rival_first(record)
-        if rival is not None:
-            log.info("job %s: %s claimed it at the same moment and ranks first", hex_id(record.job_id), rival.hex())
-        return rival is not None
-
     async def _compute(self, record: JobRecord, generated: Callable[[], None]) -> None:
         """Compute one claimed job; a failure is logged and ends only that job, never the node's job-taking."""
-        self._scheduler.claim(record, time.time())
+        self._scheduler.claim(record)
         try:
             await self._compute_and_stake(record, generated)
         except EngineUnavailable as exc:  # nothing staked yet: the job is given up, another node or a refund ends it
@@ -416,11 +413,23 @@ class JobComputer:
         engine = await ctx.engine_for(params.model_id)
         assert engine is not None  # the scheduler claims only jobs for models the store holds
         # The jobaccept goes out at once, before any call to the worker (busy with another job's generation, it
-        # could hold the accept back past the other nodes' contest windows); the token count is checked next.
+        # could hold the accept back, and with it the client's prompt); the token count is checked next.
         accept = JobAccept(job_id, ctx.node_id, ctx.node_key.sign(job_accept_digest(job_id, ctx.node_id)))
         ctx.pool.add_accept(accept.job_id, accept.node, accept.signature)
+        expected = self.prompts.expect(job_id)  # before the accept goes out: the client answers it at once
         ctx.manager.broadcast(accept)
-        prompt_tokens = await engine.tokenize(params.prompt)
+        ctx.manager.send_directed(record.client_node, JobAccept.command, accept.to_payload())  # past full pools
+        revealed = await self.prompts.receive(job_id, expected)  # the client chose us; None: we stake nothing
+        if revealed is None:
+            if job_id not in self.prompts.problems:  # no prompt yet: the client may choose us once its choice lapses
+                self._scheduler.tried.discard(job_id)
+                self._queue.add(record, time.time())
+            return
+        prompt_tokens = await engine.tokenize(revealed.prompt)
+        if params.prompt_unit == LengthUnit.TOKENS and len(prompt_tokens) != params.prompt_length:
+            self.prompts.refuse(job_id, f"the revealed prompt is {len(prompt_tokens)} tokens, the job declared "
+                                f"{params.prompt_length}")
+            return
         too_long = job_tokens_problem(len(prompt_tokens), params.max_tokens)
         if too_long is not None:  # its delivery could not go on chain: no node can take it, our accept holds nobody
             self._decline(record, Decline("terms", too_long))
@@ -429,9 +438,7 @@ class JobComputer:
         if self._misbehave is Misbehaviour.TAMPER_OUTPUT:
             output = await engine.tamper(prompt_tokens, output)
             log.warning("job %s: --misbehave=tamper-output: delivering a tampered output", hex_id(job_id))
-        generated()  # the reserved stake, not the slot, bounds what we take on while we wait and stake
-        if await self._yields(record):
-            return
+        generated()  # the reserved stake, not the slot, bounds what we take on while we stake
         commitment = output_commitment(
             params.model_id, prompt_tokens, output, params.max_tokens, params.seed, params.temperature
         )
@@ -459,6 +466,7 @@ class JobComputer:
         work = self.jobs[job_id] = ComputeJob(
             output,
             prompt_tokens,
+            revealed.prompt,
             node_pubkey,
             commitment,
             OutPoint(record.escrow_txid, escrow_index),

@@ -1,7 +1,7 @@
 """Job messages from peers, before they reach the pool: a rate per peer, and no job without its escrow (issue 15).
 
-A job message costs its sender nothing, and every node that keeps one stores its prompt and relays it
-to all its peers. So a job is taken into the pool, and relayed, only once its escrow -- a transaction
+A job message costs its sender nothing, and every node that keeps one stores it and relays it to all
+its peers. So a job is taken into the pool, and relayed, only once its escrow -- a transaction
 paying the job's ESCROW script, which costs the client a fee and locks its coins -- is in our mempool or
 chain. A job whose escrow has not come yet (flooding may deliver the job message first) waits, at most
 MAX_WAITING_JOBS of them holding MAX_WAITING_BYTES of job parameters, and for ESCROW_WAIT seconds (longer
@@ -39,8 +39,9 @@ JOB_BURST = 200.0
 MAX_WAITING_JOBS = 1_000
 """Jobs held for their escrow at once (the oldest go first): about as many as a few blocks of escrows."""
 MAX_WAITING_BYTES = 16 << 20
-"""Bytes of job parameters held for escrows at once (the oldest go first): without it the free wait held 1,000
-prompts of 64 KiB, about 130 MB as message and parsed copy; honest jobs' prompts are far smaller."""
+"""Bytes of job parameters held for escrows at once (the oldest go first). Since jobs carry no prompt (a 32-byte
+commitment instead), MAX_WAITING_JOBS alone keeps them under 415 KB; before, the free wait held 1,000 prompts of
+64 KiB, about 130 MB as message and parsed copy."""
 ESCROW_WAIT = 30.0
 """Seconds a job is held for its escrow: an escrow's relay is one inv round trip behind its job message."""
 PEERS_TRACKED = 1_000

@@ -15,9 +15,9 @@ from all computing the same job:
   at the same instant, the one with the shortest delay claims it and the others see its jobaccept and
   pass. The same rank orders the oldest open jobs, so nodes that become free together start on different
   jobs rather than racing for the oldest one;
-- two claims closer together than a jobaccept's trip still happen, so before staking a claimant waits
-  until CONTEST_WINDOW after its claim and leaves the job if a node that accepted it since ranks first
-  (`rival_first`); every claimant applies the same rule, so one testament is published, not two.
+- two claims closer together than a jobaccept's trip still happen; the client settles them: it sends the
+  job's private prompt to one accepter only (camelid.node.jobs.prompts), and a claimant without the prompt
+  PROMPT_WAIT after its claim leaves the job before staking, so one testament is published, not two.
 
 `closed` holds the conditions that, once true, stay true (taken, declined, ours, past the time to take it,
 a testament whose stake showed): the claim queue (camelid.node.jobs.claim_queue) drops such a job for
@@ -27,25 +27,24 @@ good, and keeps the rest for `is_open` to judge at each look.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from camelid.chain.jobpool import JobRecord, JobState
 from camelid.crypto.hashes import sha256
 
-CONTEST_WINDOW = 1.0
-"""Seconds after its claim a node waits, before staking, for a better-ranked rival's jobaccept (see `rival_first`).
-A rival that claimed up to one jobaccept trip after us is heard from two trips after our claim, so this allows
-trips of 0.5 s: a relay over several hops, or a loaded machine (0.2 s was exceeded by test nodes sharing two cores
-with other tests). The wait overlaps generation, which takes seconds on a real model, so it costs only jobs shorter
-than that."""
+PROMPT_WAIT = 3.0
+"""Seconds a claimant waits after its jobaccept for the client's private prompt, then leaves the job: the
+accept's trip to the client and the prompt's trip back, each up to 0.5 s (a relay over several hops, or test
+nodes on a loaded 2-core machine, which overran 0.1 s trips), with room for a busy client. Part of every
+accepter's patience, so no rival takes the job meanwhile."""
 CLAIM_SPREAD = 0.25
 """Seconds over which idle nodes' claim delays spread: well above a jobaccept's trip between nodes."""
 MAX_CANDIDATES = 8
 """The oldest open jobs a free node chooses among by rank (a bound on how far it strays from oldest-first)."""
 ESCROW_RECHECK = 0.05
 """Seconds between looks for an escrow its job message outran (a transaction's relay takes one more round trip)."""
-PATIENCE_BASE = 4.0
-"""Seconds an accepter has for what does not depend on the token count: escrow look-up, stake, testament."""
+PATIENCE_BASE = 4.0 + PROMPT_WAIT
+"""Seconds an accepter has for what does not depend on the token count: the client's prompt, escrow look-up,
+stake, testament."""
 PATIENCE_PER_TOKEN = 0.1
 """Seconds per max_tokens an accepter has to generate: 10 tokens/s, below any CPU the real model runs on."""
 
@@ -62,12 +61,6 @@ def claim_rank(node_id: bytes, job_id: bytes) -> float:
     return int.from_bytes(sha256(node_id + job_id)[:8], "big") / 2**64
 
 
-@dataclass(frozen=True)
-class _Claim:
-    at: float
-    earlier: frozenset[bytes]  # accepters whose patience had run out when we claimed: no rivals of ours
-
-
 def patience(max_tokens: int) -> float:
     """How long a job's accepter may take to publish its testament; also the time left a node needs to take it."""
     return PATIENCE_BASE + PATIENCE_PER_TOKEN * max_tokens
@@ -81,7 +74,6 @@ class JobScheduler:
         self._node_id = node_id
         self.serves = serves
         self.tried: set[bytes] = set()
-        self._claims: dict[bytes, _Claim] = {}
         self._rival_seen = False  # another node has claimed a job for a model we serve: delays spread us apart
         self.unbacked: set[tuple[bytes, bytes]] = set()  # (job id, node) of testaments whose stake never showed
         self.backed: set[bytes] = set()  # jobs with a testament whose stake showed: taken for good
@@ -92,7 +84,7 @@ class JobScheduler:
     def claim_delay(self, job_id: bytes, jobs: Iterable[JobRecord]) -> float:
         """How long to wait before claiming `job_id`: rank x CLAIM_SPREAD once any other node has been seen
         claiming a job (in `jobs`, the pool) for a model we serve; nothing before, since with nobody to spread
-        apart from the wait is only latency (the contest window still settles a first collision)."""
+        apart from the wait is only latency (the client's choice of one accepter still settles a first collision)."""
         if not self._rival_seen:
             self._rival_seen = any(self.rival_in(record) for record in jobs)
         return self.rank(job_id) * CLAIM_SPREAD if self._rival_seen else 0.0
@@ -122,7 +114,6 @@ class JobScheduler:
             or record.job_id in self.backed
             or record.job_id in self.tried
             or record.client_node == self._node_id
-            or self._node_id in record.accepted_by
             or now + patience(params.max_tokens) > params.timestamp + params.timelock
         )
 
@@ -151,21 +142,9 @@ class JobScheduler:
         )
         return min((at for at in times if at is not None and at > now), default=None)
 
-    def claim(self, record: JobRecord, now: float) -> None:
+    def claim(self, record: JobRecord) -> None:
         """Record that this node takes `record` now (it broadcasts its jobaccept next)."""
         self.tried.add(record.job_id)
-        self._claims[record.job_id] = _Claim(now, frozenset(record.accepted_by))
-
-    def contest_ends(self, job_id: bytes) -> float:
-        return self._claims[job_id].at + CONTEST_WINDOW
-
-    def rival_first(self, record: JobRecord) -> bytes | None:
-        """The node that keeps a job we claimed at the same moment as it did: the lowest claim_rank among the
-        accepters since our claim and us; None if that is us. Every claimant applies the same rule to the
-        same accepts, so all but one of them leave the job before staking."""
-        rivals = set(record.accepted_by) - self._claims[record.job_id].earlier - {self._node_id}
-        first = min(rivals, key=lambda node: claim_rank(node, record.job_id), default=None)
-        return first if first is not None and claim_rank(first, record.job_id) < self.rank(record.job_id) else None
 
     def _backed(self, record: JobRecord) -> bool:
         """Whether a testament of the job may have a stake behind it (not yet found missing)."""
@@ -178,7 +157,6 @@ class JobScheduler:
         self.unbacked = {(job_id, node) for job_id, node in self.unbacked if job_id in live}
         self.tried.intersection_update(live)
         self.backed.intersection_update(live)
-        self._claims = {job_id: claim for job_id, claim in self._claims.items() if job_id in self.tried}
 
 
 def _held_by_another(record: JobRecord, now: float) -> bool:

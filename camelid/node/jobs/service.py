@@ -48,6 +48,7 @@ from camelid.p2p.messages import (
     JobDelivery,
     JobMessage,
     JobPayment,
+    JobPrompt,
     JobTestament,
     Prices,
     RasticAnswer,
@@ -137,6 +138,8 @@ class JobService:
         ):
             self._manager.register_handler(command, handler)
         self._manager.register_directed_handler(JobPayment.command, self._compute.on_payment)
+        self._manager.register_directed_handler(JobPrompt.command, self._compute.prompts.on_prompt)
+        self._manager.register_directed_handler(JobAccept.command, self._client.on_directed_accept)
         self._manager.register_directed_handler(RasticAsk.command, verifiers.on_ask)
         self._manager.register_directed_handler(RasticAnswer.command, verifiers.on_verdict)
         bus.subscribe(BlockConnected, self._on_block_connected)
@@ -231,11 +234,15 @@ class JobService:
                 take_by=take_by(record),
                 untaken=untaken(record, client.reward, self.market, time.time()),
                 tokens=client.tokens,
+                prompt=client.prompt,
             )
             if client.testament is not None and record.reached(JobState.PAID):
                 info["paid_node"] = client.testament.node.hex()
         elif work is not None:
-            info["payment_txid"] = work.payment_txid
+            info.update(payment_txid=work.payment_txid, prompt=work.prompt)
+        problem = self._compute.prompts.problems.get(job_id)
+        if problem is not None:
+            info["prompt_problem"] = problem
         play = self._play_of(job_id)
         if play is not None:
             info["game"] = play.info()
@@ -300,6 +307,7 @@ class JobService:
     async def _on_accept(self, peer: Peer, message: JobAccept) -> None:
         if checked(lambda: self.pool.add_accept(message.job_id, message.node, message.signature)):
             self._manager.broadcast(message, exclude={peer.id})
+            self._client.on_accept(message.job_id, message.node)
 
     async def _on_testament(self, peer: Peer, message: JobTestament) -> None:
         testament = testament_record(message)

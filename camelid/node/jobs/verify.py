@@ -13,10 +13,11 @@ lose to a cheater), and making a tampered output pass takes `needed` colluding v
 A client cannot slash without the model (its mempool cannot check the fraud proof), so a failed job stays
 disputed and the verdict says which verifier rejected how many positions.
 
-What a verifier learns: the job's output tokens. The prompt, seed and model are public in the flooded job, so
-anyone holding the model (every verifier does) can compute the same output with one generation; it is asked
-only after the job was paid, so it cannot underbid or front-run the node for that job; and it learns which node
-asked (the directed envelope's sender), which the flooded job message already names. Nothing it could sell.
+What a verifier learns: the job's prompt, which the client seals to each verifier it asks (the flooded job
+carries only its commitment), checked against that commitment before anything else, and so, with the seed and
+model, the output. It is asked only after the job was paid, so it cannot underbid or front-run the node for that
+job; and it learns which node asked (the directed envelope's sender), which the flooded job message already
+names. A client that wants fewer eyes on its prompt asks fewer verifiers (--verifiers).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from camelid.compute.outsourced import (
     verdict_digest,
 )
 from camelid.compute.worker_client import EngineUnavailable
+from camelid.core.private_prompt import PromptMismatch, RevealedPrompt, open_prompt, seal_prompt
 from camelid.crypto.keys import PublicKey
 from camelid.node.jobs.common import JobContext, decode_directed, hex_id
 from camelid.node.jobs.verdict import VERIFIED, Cause, Verdict, unverified
@@ -79,9 +81,16 @@ class OutsourcedVerification:
     # -- client side ---------------------------------------------------------------------------------
 
     async def ask(
-        self, job_id: bytes, model_id: bytes, computed_by: bytes, commitment: bytes, tokens: list[int]
+        self,
+        job_id: bytes,
+        model_id: bytes,
+        computed_by: bytes,
+        commitment: bytes,
+        tokens: list[int],
+        revealed: RevealedPrompt,
     ) -> Outcome:
-        """Ask neighbours holding `model_id` to check `tokens` against `commitment`; their combined verdict."""
+        """Ask neighbours holding `model_id` to check `tokens` against `commitment`; their combined verdict.
+        Each one asked, and only those, is sent the job's prompt (`revealed`), sealed to its node key."""
         ctx = self._ctx
         verifiers = list(
             dict.fromkeys(
@@ -94,11 +103,13 @@ class OutsourcedVerification:
             why = f"{len(verifiers)} peers that hold the model can check it, and {self.needed} must pass it"
             return Outcome(unverified(Cause.UNCHECKABLE, why), [])
         positions = tuple(range(len(tokens)))
-        ask = RasticAsk(job_id, commitment, struct.pack(f"<{len(tokens)}I", *tokens))
+        output = struct.pack(f"<{len(tokens)}I", *tokens)
         loop = asyncio.get_running_loop()
         futures = {}
         for verifier in verifiers:
             futures[verifier] = self._waiting[(job_id, verifier)] = loop.create_future()
+            sealed = seal_prompt(PublicKey.from_bytes(verifier), job_id, revealed)
+            ask = RasticAsk(job_id, commitment, output, sealed)
             ctx.manager.send_directed(verifier, RasticAsk.command, ask.to_payload())
         try:
             done, _ = await asyncio.wait(futures.values(), timeout=ANSWER_TIMEOUT)
@@ -167,7 +178,13 @@ class OutsourcedVerification:
         params = record.params
         tokens = tuple(struct.unpack(f"<{len(ask.output) // 4}I", ask.output))
         try:
-            prompt = tuple(await engine.tokenize(params.prompt))
+            revealed = open_prompt(ctx.node_key, ask.job_id, ask.prompt)
+        except PromptMismatch as exc:
+            return b"", str(exc)
+        if revealed.commitment() != params.prompt_commitment:
+            return b"", "the prompt sent does not match the job's prompt commitment"
+        try:
+            prompt = tuple(await engine.tokenize(revealed.prompt))
             request = VerificationRequest(
                 ask.job_id,
                 params.model_id,

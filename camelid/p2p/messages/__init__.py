@@ -11,7 +11,7 @@ from camelid.p2p.messages.block import BlockMessage
 from camelid.p2p.messages.directed import DEFAULT_HOPS, MAX_HOPS, MESSAGE_ID_SIZE, Directed
 from camelid.p2p.messages.headers import MAX_HEADERS, MAX_LOCATOR, GetHeaders, Headers, SendHeaders
 from camelid.p2p.messages.inv import MAX_INV, GetData, Inv, InvItem, InvType, NotFound
-from camelid.p2p.messages.jobs import JobAccept, JobDelivery, JobMessage, JobPayment, JobTestament
+from camelid.p2p.messages.jobs import JobAccept, JobDelivery, JobMessage, JobPayment, JobPrompt, JobTestament
 from camelid.p2p.messages.models import Chunk, GetChunk, GetManifest, ManifestMessage, NoModel
 from camelid.p2p.messages.ping import Ping, Pong
 from camelid.p2p.messages.prices import ModelPrice, Prices
@@ -58,7 +58,9 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
     )
 }
 
-DIRECTED_MESSAGES: dict[str, type[Message]] = {cls.command: cls for cls in (JobPayment, RasticAsk, RasticAnswer)}
+DIRECTED_MESSAGES: dict[str, type[Message]] = {
+    cls.command: cls for cls in (JobAccept, JobPayment, JobPrompt, RasticAsk, RasticAnswer)
+}
 """Inner payloads of `directed` envelopes, by inner command."""
 
 __all__ = [
@@ -93,6 +95,7 @@ __all__ = [
     "JobDelivery",
     "JobMessage",
     "JobPayment",
+    "JobPrompt",
     "ManifestMessage",
     "ModelPrice",
     "Message",

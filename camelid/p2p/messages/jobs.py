@@ -5,7 +5,8 @@ Flooded messages let every full node track every job: the client's offer (`job`)
 encrypted to the client and signed (`jobdelivery`): every node must hold the delivery, because it is the
 counter-proof that keeps a client from taking the stake of a node that delivered. The payment is for the
 node only until it publishes it, so it travels inside a `directed` envelope (inner command `jobpayment`);
-it is a Message class for its strict schema but not a top-level command. Signatures are checked by the
+it is a Message class for its strict schema but not a top-level command. So is `jobprompt`, the private prompt
+the client seals to the one node whose jobaccept it chose (camelid.core.private_prompt). Signatures are checked by the
 job pool (camelid.chain.jobpool), not here.
 """
 
@@ -15,14 +16,15 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from camelid.core.consensus import MAX_TX_SIZE
-from camelid.core.job import MAX_HOST_BYTES, MAX_JOB_TOKENS, MAX_PROMPT_BYTES
+from camelid.core.job import MAX_HOST_BYTES, MAX_JOB_TOKENS
+from camelid.core.private_prompt import MAX_SEALED_PROMPT
 from camelid.crypto import ecies
 from camelid.p2p.schema import Blob, Message, NodeId, wire
 
 JOB_ID_SIZE = 32
 TXID_SIZE = 32
 MAX_SIGNATURE = 72  # a DER secp256k1 signature
-MAX_JOB_PARAMS = MAX_PROMPT_BYTES + MAX_HOST_BYTES + 256  # JobParams.to_bytes() at its largest
+MAX_JOB_PARAMS = MAX_HOST_BYTES + 160  # JobParams.to_bytes() at its largest: 389 bytes, no prompt in it
 MAX_SEALED_OUTPUT = MAX_JOB_TOKENS * 4 + ecies.OVERHEAD  # the pool holds each delivery to its job's max_tokens
 
 
@@ -77,6 +79,19 @@ class JobPayment(Message):
 
     job_id: bytes = wire(Blob(JOB_ID_SIZE))
     tx: bytes = wire(Blob(1, MAX_TX_SIZE))
+
+
+@dataclass(frozen=True)
+class JobPrompt(Message):
+    """Directed client -> chosen node: the job's prompt and salt, ECIES-sealed to that node's identity key and
+    signed by the job's client key Pc over sealed_prompt_digest(job_id, node, sealed)."""
+
+    command: ClassVar[str] = "jobprompt"
+    max_payload: ClassVar[int] = MAX_SEALED_PROMPT + 160
+
+    job_id: bytes = wire(Blob(JOB_ID_SIZE))
+    sealed: bytes = wire(Blob(1, MAX_SEALED_PROMPT))
+    signature: bytes = wire(Blob(1, MAX_SIGNATURE))
 
 
 @dataclass(frozen=True)

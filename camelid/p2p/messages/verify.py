@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from camelid.core.job import MAX_JOB_TOKENS
+from camelid.core.private_prompt import MAX_SEALED_PROMPT
 from camelid.p2p.messages.jobs import JOB_ID_SIZE
 from camelid.p2p.schema import MAX_TEXT_LEN, Blob, Message, Text, wire
 
@@ -22,14 +23,16 @@ MAX_VERDICT_BYTES = 64 * MAX_JOB_TOKENS + 256  # msgpack of one position result 
 
 @dataclass(frozen=True)
 class RasticAsk(Message):
-    """Directed client -> verifier: check these output tokens of a job against the node's commitment."""
+    """Directed client -> verifier: check these output tokens of a job against the node's commitment; `prompt` is
+    the job's private prompt and salt, ECIES-sealed to this verifier's node key (camelid.core.private_prompt)."""
 
     command: ClassVar[str] = "rasticask"
-    max_payload: ClassVar[int] = TOKEN_SIZE * MAX_JOB_TOKENS + 256
+    max_payload: ClassVar[int] = TOKEN_SIZE * MAX_JOB_TOKENS + MAX_SEALED_PROMPT + 256
 
     job_id: bytes = wire(Blob(JOB_ID_SIZE))
     commitment: bytes = wire(Blob(32))
     output: bytes = wire(Blob(TOKEN_SIZE, TOKEN_SIZE * MAX_JOB_TOKENS))
+    prompt: bytes = wire(Blob(1, MAX_SEALED_PROMPT))
 
 
 @dataclass(frozen=True)
